@@ -1,0 +1,25 @@
+"""The schedule language: actions, schedules, the registry of families, validation, CSV."""
+
+from . import interleaved, pipedream, simple, zero_bubble  # noqa: F401  (they register)
+from .actions import (
+    BACKWARD_INPUT,
+    BACKWARD_WEIGHT,
+    COMPUTE_KINDS,
+    FORWARD,
+    FULL_BACKWARD,
+    Action,
+    Schedule,
+    finishes,
+    needs,
+    weight_versions,
+)
+from .csv_io import read_csv, schedule_from_csv_text, schedule_to_csv_text, write_csv
+from .registry import SCHEDULES, build
+from .validate import ScheduleError, step_grid, validate
+
+__all__ = [
+    "Action", "Schedule", "SCHEDULES", "ScheduleError", "build", "validate", "step_grid",
+    "read_csv", "write_csv", "schedule_from_csv_text", "schedule_to_csv_text",
+    "needs", "finishes", "weight_versions",
+    "FORWARD", "FULL_BACKWARD", "BACKWARD_INPUT", "BACKWARD_WEIGHT", "COMPUTE_KINDS",
+]

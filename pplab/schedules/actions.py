@@ -1,0 +1,174 @@
+"""Actions and schedules: the one language both executors read.
+
+An ``Action`` is one piece of compute on one stage for one microbatch and prints the way
+``torch.distributed.pipelining`` prints its actions (``2F0`` is stage 2 forward of
+microbatch 0), so a learner can hold our schedules next to PyTorch's. A ``Schedule`` is the
+ordered list of actions each rank runs, plus which rank holds each stage. Time never
+appears here: bubbles come out of executing a schedule, they are never written into one.
+
+    >>> from pplab.schedules import build
+    >>> print(build("1f1b", num_stages=2, num_microbatches=3).pretty())
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import NamedTuple
+
+FORWARD = "F"
+FULL_BACKWARD = "B"  # input and weight gradients together
+BACKWARD_INPUT = "I"  # gradient for the stage input only: unblocks the previous stage
+BACKWARD_WEIGHT = "W"  # gradient for the weights only: can wait to fill a bubble
+COMPUTE_KINDS = (FORWARD, FULL_BACKWARD, BACKWARD_INPUT, BACKWARD_WEIGHT)
+
+# Same shape as PyTorch's _action_regex, restricted to the compute kinds we schedule.
+_ACTION_PATTERN = re.compile(r"^\s*(\d+)\s*([FBIW])\s*(\d+)\s*$")
+
+
+class Action(NamedTuple):
+    """One compute action: ``stage`` does ``kind`` for ``microbatch``."""
+
+    stage: int
+    kind: str
+    microbatch: int
+
+    def __str__(self) -> str:
+        return f"{self.stage}{self.kind}{self.microbatch}"
+
+    @classmethod
+    def parse(cls, text: str) -> Action:
+        """Read ``"2F0"`` back into ``Action(2, "F", 0)``; raise ValueError otherwise."""
+        match = _ACTION_PATTERN.match(text)
+        if match is None:
+            raise ValueError(
+                f"cannot read action {text!r}: expected STAGE KIND MICROBATCH such as 2F0, "
+                f"with KIND one of {', '.join(COMPUTE_KINDS)}"
+            )
+        stage, kind, microbatch = match.groups()
+        return cls(int(stage), kind, int(microbatch))
+
+
+@dataclass(frozen=True, eq=False)
+class Schedule:
+    """What every rank does, in order, and where every stage lives.
+
+    ``actions[rank]`` is that rank's ordered tuple of actions. ``stage_to_rank[s]`` is the
+    rank holding stage ``s``: ``s % ranks`` for looped (interleaved) placement.
+
+    ``update_every`` is None for synchronous schedules: gradients of all microbatches are
+    accumulated and one optimizer step follows the flush. For asynchronous schedules
+    (PipeDream, PipeDream-2BW) there is no flush: each stage updates its own weights after
+    every ``update_every`` of its backwards, and each microbatch keeps the weight version
+    its forward saw (weight stashing). ``microbatches_per_step`` groups microbatches into
+    training steps so metrics of synchronous and asynchronous runs line up.
+    """
+
+    actions: Mapping[int, tuple[Action, ...]]
+    stage_to_rank: tuple[int, ...]
+    num_microbatches: int
+    name: str = "custom"
+    update_every: int | None = None
+    microbatches_per_step: int | None = None
+    params: Mapping[str, object] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(
+            self, "actions", {int(r): tuple(a) for r, a in sorted(self.actions.items())}
+        )
+        object.__setattr__(self, "stage_to_rank", tuple(int(r) for r in self.stage_to_rank))
+        if self.microbatches_per_step is None:
+            object.__setattr__(self, "microbatches_per_step", self.num_microbatches)
+
+    @property
+    def num_stages(self) -> int:
+        return len(self.stage_to_rank)
+
+    @property
+    def num_ranks(self) -> int:
+        return len(self.actions)
+
+    @property
+    def is_async(self) -> bool:
+        return self.update_every is not None
+
+    @property
+    def num_steps(self) -> int:
+        return -(-self.num_microbatches // self.microbatches_per_step)
+
+    def stages_of(self, rank: int) -> list[int]:
+        """The stages that live on ``rank``, in increasing order."""
+        return [s for s, r in enumerate(self.stage_to_rank) if r == rank]
+
+    def step_of(self, microbatch: int) -> int:
+        return microbatch // self.microbatches_per_step
+
+    def all_actions(self) -> Iterable[tuple[int, Action]]:
+        for rank, actions in self.actions.items():
+            for action in actions:
+                yield rank, action
+
+    def pretty(self) -> str:
+        """One line per rank, actions in order: the way a learner first reads a schedule."""
+        width = max((len(str(a)) for _, a in self.all_actions()), default=2)
+        lines = []
+        for rank, actions in self.actions.items():
+            cells = " ".join(str(a).rjust(width) for a in actions)
+            lines.append(f"rank {rank}: {cells}")
+        return "\n".join(lines)
+
+
+def needs(action: Action, num_stages: int) -> tuple[tuple[int, str, int], ...]:
+    """What must have finished before ``action`` can run, as (stage, kind, microbatch).
+
+    A forward needs the previous stage's forward (its activation). A backward, full or
+    input-only, needs this stage's own forward and the next stage's input gradient; the last
+    stage's backward starts from the loss. A weight gradient needs the input-gradient pass of
+    the same microbatch, which leaves behind what it reads. A full backward ``B`` finishes
+    both ``I`` and ``W`` of its microbatch.
+    """
+    stage, kind, mb = action
+    if kind == FORWARD:
+        return ((stage - 1, FORWARD, mb),) if stage > 0 else ()
+    if kind in (FULL_BACKWARD, BACKWARD_INPUT):
+        own_forward = (stage, FORWARD, mb)
+        if stage == num_stages - 1:
+            return (own_forward,)
+        return (own_forward, (stage + 1, BACKWARD_INPUT, mb))
+    return ((stage, BACKWARD_INPUT, mb),)
+
+
+def finishes(action: Action) -> tuple[tuple[int, str, int], ...]:
+    """The (stage, kind, microbatch) facts that hold once ``action`` is done."""
+    if action.kind == FULL_BACKWARD:
+        return (
+            (action.stage, FULL_BACKWARD, action.microbatch),
+            (action.stage, BACKWARD_INPUT, action.microbatch),
+            (action.stage, BACKWARD_WEIGHT, action.microbatch),
+        )
+    return ((action.stage, action.kind, action.microbatch),)
+
+
+def weight_versions(schedule: Schedule) -> dict[tuple[int, int], int]:
+    """The weight version each (stage, microbatch) runs with, derived from the order.
+
+    A stage's version counts its optimizer updates so far. Synchronous schedules update
+    only after the flush, so every microbatch of a step sees the same version (the step
+    number). Asynchronous ones update after every ``update_every`` backwards of that
+    stage, and a microbatch's backward reuses the version its forward saw (stashing).
+    """
+    versions: dict[tuple[int, int], int] = {}
+    if not schedule.is_async:
+        for _, action in schedule.all_actions():
+            versions[(action.stage, action.microbatch)] = schedule.step_of(action.microbatch)
+        return versions
+    for actions in schedule.actions.values():
+        backwards_done: dict[int, int] = {}
+        for action in actions:
+            if action.kind == FORWARD:
+                done = backwards_done.get(action.stage, 0)
+                versions[(action.stage, action.microbatch)] = done // schedule.update_every
+            elif action.kind in (FULL_BACKWARD, BACKWARD_WEIGHT):
+                backwards_done[action.stage] = backwards_done.get(action.stage, 0) + 1
+    return versions

@@ -1,0 +1,79 @@
+"""Schedules as CSV, in the compute-only format of ``torch.distributed.pipelining``.
+
+One row per rank, one action per cell (``0F0,0F1,0B0,...``). PyTorch writes idle steps as
+empty cells; they are skipped on reading, since bubbles are not part of a schedule. The
+placement of stages on ranks is inferred from which row holds each stage, as PyTorch does.
+
+    pplab validate my_schedule.csv
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import os
+import tempfile
+from pathlib import Path
+
+from .actions import Action, Schedule
+
+
+def schedule_to_csv_text(schedule: Schedule) -> str:
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    for rank in range(schedule.num_ranks):
+        writer.writerow([str(a) for a in schedule.actions[rank]])
+    return buffer.getvalue()
+
+
+def write_csv(schedule: Schedule, path: str | os.PathLike) -> Path:
+    """Write atomically: a reader never sees half a schedule."""
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(dir=path.parent or ".", prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", newline="") as handle:
+            handle.write(schedule_to_csv_text(schedule))
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def schedule_from_csv_text(text: str, name: str = "custom") -> Schedule:
+    """Parse compute-only CSV text; raise ValueError naming the row and cell that is wrong."""
+    orders: dict[int, list[Action]] = {}
+    stage_to_rank: dict[int, int] = {}
+    for rank, row in enumerate(csv.reader(io.StringIO(text))):
+        order = []
+        for column, cell in enumerate(row):
+            cell = cell.strip()
+            if cell in ("", "None"):
+                continue
+            try:
+                action = Action.parse(cell)
+            except ValueError as error:
+                raise ValueError(f"row {rank + 1}, cell {column + 1}: {error}") from None
+            placed = stage_to_rank.setdefault(action.stage, rank)
+            if placed != rank:
+                raise ValueError(
+                    f"row {rank + 1}, cell {column + 1}: stage {action.stage} appears on rank "
+                    f"{placed} and on rank {rank}; a stage lives on one rank")
+            order.append(action)
+        orders[rank] = order
+    if not orders or not stage_to_rank:
+        raise ValueError("the CSV holds no actions")
+    stages = sorted(stage_to_rank)
+    if stages != list(range(len(stages))):
+        raise ValueError(f"stages must be numbered 0..{len(stages) - 1} without gaps, got {stages}")
+    num_microbatches = 1 + max(a.microbatch for order in orders.values() for a in order)
+    return Schedule(orders, tuple(stage_to_rank[s] for s in stages), num_microbatches, name=name)
+
+
+def read_csv(path: str | os.PathLike) -> Schedule:
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except (OSError, UnicodeDecodeError) as error:
+        raise ValueError(f"cannot read {path}: {error}") from None
+    return schedule_from_csv_text(text, name=path.stem)

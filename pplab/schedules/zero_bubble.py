@@ -1,0 +1,44 @@
+"""ZB-H1: 1F1B with the backward split into I (input gradient) and W (weight gradient).
+
+Only I lies on the critical path between ranks: the previous stage waits for the input
+gradient, never for the weight gradient. Running I at once and holding W back until there is
+nothing else to do fills most of 1F1B's drain bubble at the same peak activation memory.
+
+    pplab simulate --schedule zb-h1 --stages 4 --microbatches 8 --cost f=1,i=1,w=1
+"""
+
+from __future__ import annotations
+
+from collections import deque
+
+from .actions import BACKWARD_INPUT, BACKWARD_WEIGHT, FORWARD, Action, Schedule
+from .registry import register
+
+
+@register("zb-h1", paper="Zero Bubble Pipeline Parallelism, Qi et al., ICLR 2024, "
+          "arXiv:2401.10241, Sec. 3.1 (ZB-H1)")
+def zb_h1(num_stages: int, num_microbatches: int, num_chunks: int = 1) -> Schedule:
+    """1F1B with I/W split; rank r keeps r weight gradients pending to fill the drain."""
+    orders: dict[int, list[Action]] = {}
+    for rank in range(num_stages):
+        warmup = min(num_stages - 1 - rank, num_microbatches)
+        # Later ranks reach their backwards first and have the longest wait for the next
+        # forward; holding `rank` W's back lets each I go upstream as early as possible.
+        held_back = rank
+        order = [Action(rank, FORWARD, mb) for mb in range(warmup)]
+        pending: deque[int] = deque()
+
+        def input_grad(mb: int, order=order, pending=pending, held_back=held_back) -> None:
+            order.append(Action(rank, BACKWARD_INPUT, mb))
+            pending.append(mb)
+            if len(pending) > held_back:
+                order.append(Action(rank, BACKWARD_WEIGHT, pending.popleft()))
+
+        for k in range(num_microbatches - warmup):
+            order.append(Action(rank, FORWARD, warmup + k))
+            input_grad(k)
+        for mb in range(num_microbatches - warmup, num_microbatches):
+            input_grad(mb)
+        order += [Action(rank, BACKWARD_WEIGHT, mb) for mb in pending]
+        orders[rank] = order
+    return Schedule(orders, tuple(range(num_stages)), num_microbatches, name="zb-h1")
