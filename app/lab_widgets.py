@@ -1,0 +1,149 @@
+"""Widgets and cached computations the lab's pages share (Streamlit side of the library).
+
+A simulated configuration is read from the same widgets on the Playground and on Compare,
+and every simulation goes through ``simulate_cached`` so moving a slider back and forth
+costs nothing the second time.
+
+    streamlit run app/lab.py
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from fractions import Fraction
+
+import pandas as pd
+import streamlit as st
+
+from pplab import runs_catalog, timeline
+from pplab.schedules import SCHEDULES, build, schedule_from_csv_text
+from pplab.simulator import CostModel, simulate
+
+# The closed forms the lab names next to the measured bubble; normalisation idle/(p x makespan).
+CLOSED_FORMS: dict[str, tuple[str, str]] = {
+    "gpipe": (r"\frac{p-1}{m+p-1}", "GPipe, Huang et al. 2019 (arXiv:1811.06965)"),
+    "1f1b": (r"\frac{p-1}{m+p-1}", "PipeDream-Flush, Narayanan et al. 2021 (arXiv:2006.09503)"),
+    "interleaved-1f1b": (r"\frac{p-1}{v\,m+p-1}",
+                         "Megatron-LM interleaved, Narayanan et al. SC 2021 (arXiv:2104.04473)"),
+    "naive": (r"\frac{p-1}{p}", "no pipelining: one stage of p busy at a time"),
+}
+NORMALISATION = "idle rank-time / (ranks × makespan) over one training step"
+
+
+@dataclass(frozen=True)
+class SimConfig:
+    schedule: str
+    stages: int
+    microbatches: int
+    chunks: int
+    cost: CostModel
+    csv_text: str = ""
+
+    def label(self) -> str:
+        chunks = f" v={self.chunks}" if self.chunks > 1 else ""
+        return f"{self.schedule} p={self.stages} m={self.microbatches}{chunks}"
+
+
+def fraction_text(value: float) -> str:
+    """27.27 % (3/11): the percentage, and the small fraction it is when there is one."""
+    close = Fraction(value).limit_denominator(200)
+    exact = abs(float(close) - value) < 1e-9 and close.denominator > 1
+    return f"{100 * value:.2f} %" + (f" ({close.numerator}/{close.denominator})" if exact else "")
+
+
+@st.cache_data(max_entries=64, show_spinner=False)
+def simulate_cached(config: SimConfig) -> tuple[pd.DataFrame, dict]:
+    """Events and metrics of one simulated configuration; raises ValueError for bad sizes."""
+    if config.csv_text:
+        schedule = schedule_from_csv_text(config.csv_text, name="uploaded")
+    else:
+        schedule = build(config.schedule, config.stages, config.microbatches, config.chunks)
+    events = simulate(schedule, config.cost)
+    return events, timeline.metrics(events)
+
+
+@st.cache_data(max_entries=64, show_spinner=False)
+def schedule_text(config: SimConfig) -> str:
+    return build(config.schedule, config.stages, config.microbatches, config.chunks).pretty()
+
+
+def closed_form(config: SimConfig) -> tuple[str, str, float | None]:
+    """(LaTeX formula, source, value) for the configuration's bubble, value None if unknown."""
+    latex, source = CLOSED_FORMS.get(config.schedule, ("", ""))
+    try:
+        from pplab import formulas
+    except ImportError:
+        return latex, source, None
+    try:
+        value = formulas.bubble_fraction(config.schedule, config.stages, config.microbatches,
+                                         config.chunks, cost=config.cost)
+    except (ValueError, NotImplementedError, TypeError):
+        return latex, source, None
+    return latex, source, None if value is None else float(value)
+
+
+def cost_widgets(key: str) -> CostModel:
+    """Per-kind costs and link latency, in cost units (F = 1 means 'one forward')."""
+    with st.expander("Costs (cost units)", expanded=False):
+        cols = st.columns(3)
+        forward = cols[0].number_input("F forward", 0.0, 100.0, 1.0, 0.25, key=f"{key}f")
+        backward = cols[1].number_input("B full backward", 0.0, 100.0, 2.0, 0.25, key=f"{key}b")
+        optimizer = cols[2].number_input("optimizer step", 0.0, 100.0, 0.0, 0.25, key=f"{key}o")
+        cols = st.columns(3)
+        back_in = cols[0].number_input("I input grad", 0.0, 100.0, 1.0, 0.25, key=f"{key}i")
+        back_w = cols[1].number_input("W weight grad", 0.0, 100.0, 1.0, 0.25, key=f"{key}w")
+        latency = cols[2].number_input("link latency", 0.0, 100.0, 0.0, 0.05, key=f"{key}l",
+                                       help="time for one activation or gradient message")
+    return CostModel(forward=forward, backward=backward, backward_input=back_in,
+                     backward_weight=back_w, latency=latency, optimizer=optimizer)
+
+
+def schedule_widgets(key: str, cost: CostModel, defaults: tuple[str, int, int, int],
+                     allow_upload: bool = False) -> SimConfig:
+    """Schedule family, p, m and v; with ``allow_upload`` also a schedule CSV (text only)."""
+    names = list(SCHEDULES) + (["custom CSV"] if allow_upload else [])
+    name, stages, microbatches, chunks = defaults
+    name = st.selectbox("Schedule", names, index=names.index(name), key=f"{key}schedule",
+                        format_func=lambda n: n if n not in SCHEDULES
+                        else f"{n}: {SCHEDULES[n].summary}")
+    if name == "custom CSV":
+        upload = st.file_uploader("Schedule CSV (one row per rank, cells like 0F1)", type=["csv"],
+                                  key=f"{key}csv")
+        text = upload.getvalue().decode("utf-8", errors="replace") if upload else ""
+        if not text:
+            st.info("Upload a CSV in torch.distributed.pipelining's compute-only format.")
+            st.stop()
+        return SimConfig("custom CSV", 0, 0, 1, cost, csv_text=text)
+    family = SCHEDULES[name]
+    stages = st.slider("Stages p (ranks)", 1, 16, stages, key=f"{key}stages")
+    microbatches = st.slider("Microbatches m", 1, 64, microbatches, key=f"{key}microbatches")
+    if family.max_chunks == 1:
+        chunks = 1
+    else:
+        chunks = st.slider("Chunks v per rank", family.min_chunks, family.max_chunks or 8,
+                           max(family.min_chunks, chunks), key=f"{key}chunks")
+    return SimConfig(name, stages, microbatches, chunks, cost)
+
+
+@st.cache_data(ttl=10, show_spinner=False)
+def catalog() -> tuple[list[runs_catalog.Entry], list[tuple[str, str]]]:
+    entries, problems = runs_catalog.find_runs()
+    return entries, [(str(path), reason) for path, reason in problems]
+
+
+def show_problems(problems: list[tuple[str, str]]) -> None:
+    for path, reason in problems:
+        st.warning(f"Skipped {path}: {reason}")
+
+
+def run_summary(events: pd.DataFrame, metrics: dict, unit: str) -> dict[str, object]:
+    """One row of the metrics table."""
+    peaks = metrics.get("peak_activations") or {}
+    return {
+        "source": "measured" if metrics.get("source") == "measured" else "predicted",
+        f"makespan ({unit})": round(float(metrics["makespan"]), 6),
+        "bubble fraction (%)": round(100 * float(metrics["bubble_fraction"]), 2),
+        "ranks": int(metrics.get("num_ranks", events["rank"].nunique())),
+        "peak activations (microbatches, max over stages)": max(peaks.values(), default=0),
+        "events": len(events),
+    }

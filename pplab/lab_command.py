@@ -1,0 +1,98 @@
+"""`pplab lab`: start the Streamlit lab on this machine and say where to open it.
+
+The lab is a Streamlit app kept in ``app/`` next to the package (an editable install, or a
+checkout). It listens on 127.0.0.1 unless told otherwise, because its Run page launches real
+training processes and must not be reachable from other machines by accident.
+
+    pplab lab --port 8502
+    python -m pplab.lab_command --port 8502
+"""
+
+from __future__ import annotations
+
+import argparse
+import errno
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+DEFAULT_PORT = 8501
+DEFAULT_HOST = "127.0.0.1"
+
+
+def app_entry() -> Path | None:
+    """``app/lab.py`` beside the package, or None where the install left it out."""
+    entry = Path(__file__).resolve().parent.parent / "app" / "lab.py"
+    return entry if entry.is_file() else None
+
+
+def add_parser(subparsers) -> argparse.ArgumentParser:
+    parser = subparsers.add_parser(
+        "lab", help="open the interactive lab in a browser",
+        description="Start the pplab lab (Streamlit) and print its address. "
+                    "Works on the bundled runs and the simulator: no GPU, no training needed.",
+    )
+    parser.add_argument("--port", type=int, default=DEFAULT_PORT,
+                        help=f"port to listen on (default {DEFAULT_PORT})")
+    parser.add_argument("--host", default=DEFAULT_HOST,
+                        help=f"address to bind (default {DEFAULT_HOST}: this machine only)")
+    parser.set_defaults(func=run)
+    return parser
+
+
+def _port_problem(host: str, port: int) -> str | None:
+    """Why the lab could not listen on host:port, or None when it can."""
+    if not 1 <= port <= 65535:
+        return f"--port must be between 1 and 65535, got {port}"
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except socket.gaierror as error:
+        return f"--host {host!r} is not an address this machine can bind: {error.strerror}"
+    family, _, _, _, address = infos[0]
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
+        try:
+            probe.bind(address)
+        except OSError as error:
+            if error.errno == errno.EADDRINUSE:
+                return f"port {port} on {host} is already in use; try --port {port + 1}"
+            return f"cannot listen on {host}:{port}: {error.strerror}"
+    return None
+
+
+def streamlit_command(entry: Path, host: str, port: int) -> list[str]:
+    return [
+        sys.executable, "-m", "streamlit", "run", str(entry),
+        "--server.address", host, "--server.port", str(port),
+        "--server.headless", "true", "--browser.gatherUsageStats", "false",
+        "--server.fileWatcherType", "none", "--client.toolbarMode", "minimal",
+    ]
+
+
+def run(args: argparse.Namespace) -> int:
+    entry = app_entry()
+    if entry is None:
+        print("pplab lab: app/lab.py is not installed with this copy of pplab; run it from a "
+              "checkout (bash install.sh) instead", file=sys.stderr)
+        return 2
+    problem = _port_problem(args.host, args.port)
+    if problem:
+        print(f"pplab lab: {problem}", file=sys.stderr)
+        return 2
+    shown = f"[{args.host}]" if ":" in args.host else args.host
+    print(f"pplab lab: open http://{shown}:{args.port}  (Ctrl-C to stop)", flush=True)
+    try:
+        return subprocess.call(streamlit_command(entry, args.host, args.port))
+    except KeyboardInterrupt:
+        return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="pplab")
+    add_parser(parser.add_subparsers(dest="command", required=True))
+    args = parser.parse_args(["lab", *(sys.argv[1:] if argv is None else argv)])
+    return args.func(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
