@@ -141,9 +141,36 @@ def run_summary(events: pd.DataFrame, metrics: dict, unit: str) -> dict[str, obj
     peaks = metrics.get("peak_activations") or {}
     return {
         "source": "measured" if metrics.get("source") == "measured" else "predicted",
-        f"makespan ({unit})": round(float(metrics["makespan"]), 6),
+        "makespan": round(float(metrics["makespan"]), 6),
+        "time unit": unit,
         "bubble fraction (%)": round(100 * float(metrics["bubble_fraction"]), 2),
         "ranks": int(metrics.get("num_ranks", events["rank"].nunique())),
         "peak activations (microbatches, max over stages)": max(peaks.values(), default=0),
         "events": len(events),
     }
+
+
+@st.cache_data(max_entries=32, show_spinner=False)
+def measured_step(path: str, stamp: float) -> dict:
+    """One recorded run reduced to what Compare and Runs draw: its last step and its metadata.
+
+    ``stamp`` (the folder's mtime) is part of the cache key so a re-recorded run is re-read.
+    """
+    run = timeline.load_run(path)
+    steps = sorted(int(s) for s in run.events["step"].unique())
+    step = steps[-1]
+    events = runs_catalog.one_step(run.events, step)
+    meta = run.metadata
+    loss = meta.get("loss") if isinstance(meta.get("loss"), list) else []
+    memory = meta.get("peak_memory_bytes")
+    memory = memory if isinstance(memory, dict) else {}
+    return {
+        "step": step, "steps": len(steps), "events": events, "metrics": timeline.metrics(events),
+        "loss": [float(x) for x in loss if isinstance(x, int | float)],
+        "memory": {int(k): float(v) for k, v in memory.items()
+                   if str(k).lstrip("-").isdigit() and isinstance(v, int | float)},
+    }
+
+
+def load_measured(entry: runs_catalog.Entry) -> dict:
+    return measured_step(str(entry.run.path), entry.run.path.stat().st_mtime)

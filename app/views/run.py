@@ -1,0 +1,85 @@
+"""Run: train the toy transformer for real, pipelined over this machine's CPUs or GPUs.
+
+    streamlit run app/lab.py   (then open Run)
+"""
+
+import streamlit as st
+from lab_training import (
+    MAX_LAYERS,
+    MAX_MICROBATCHES,
+    MAX_STEPS,
+    TASKS,
+    TIMEOUT_S,
+    TrainingError,
+    TrainRequest,
+    gpu_count,
+    max_ranks,
+    train,
+)
+from lab_widgets import catalog
+
+from pplab import charts, runs_catalog
+from pplab.schedules import SCHEDULES
+
+st.title("Run")
+gpus = gpu_count()
+devices = ["cpu"] + (["cuda"] if gpus else [])
+st.caption(f"One process per rank on torch.distributed (gloo on CPU, NCCL on GPU). This machine: "
+           f"{max_ranks('cpu')} CPU cores, {gpus} GPUs. One run at a time, at most {MAX_STEPS} "
+           f"steps, stopped after {TIMEOUT_S // 60} minutes. Runs are saved under "
+           f"{runs_catalog.user_runs_dir()}.")
+
+with st.form("run_form"):
+    cols = st.columns(3)
+    schedule = cols[0].selectbox("Schedule", list(SCHEDULES), index=list(SCHEDULES).index("1f1b"),
+                                 key="run_schedule")
+    device = cols[1].selectbox("Device", devices, key="run_device")
+    task = cols[2].selectbox("Task", TASKS, key="run_task")
+    cols = st.columns(4)
+    stages = cols[0].number_input("Stages p", 1, 64, 2, key="run_stages")
+    microbatches = cols[1].number_input("Microbatches m", 1, MAX_MICROBATCHES, 4,
+                                        key="run_microbatches")
+    chunks = cols[2].number_input("Chunks v (interleaved)", 1, 8, 1, key="run_chunks")
+    steps = cols[3].number_input("Steps", 1, MAX_STEPS, 20, key="run_steps")
+    cols = st.columns(4)
+    layers = cols[0].number_input("Layers", 1, MAX_LAYERS, 4, key="run_layers")
+    batch_size = cols[1].number_input("Batch size", 1, 512, 16, key="run_batch")
+    tp = cols[2].number_input("Tensor parallel tp", 1, 8, 1, key="run_tp")
+    dp = cols[3].number_input("Data parallel dp", 1, 8, 1, key="run_dp")
+    started = st.form_submit_button("Start training")
+
+if started:
+    family = SCHEDULES[schedule]
+    chunks = max(int(chunks), family.min_chunks) if family.max_chunks != 1 else 1
+    request = TrainRequest(schedule, int(stages), int(microbatches), chunks, int(steps),
+                           int(layers), int(batch_size), device, task, 0, int(tp), int(dp))
+    try:
+        request.check(max_ranks(device))
+    except ValueError as error:
+        st.error(f"Not started: {error}")
+        st.stop()
+    bar = st.progress(0.0, text="starting the ranks…")
+    chart = st.empty()
+    losses: list[float] = []
+
+    def progress(message: dict) -> None:
+        done, total = int(message.get("step", 0)), max(1, int(message.get("steps", 1)))
+        if isinstance(message.get("loss"), int | float):
+            losses.append(float(message["loss"]))
+        loss = f", loss {losses[-1]:.4f}" if losses else ""
+        bar.progress(min(1.0, done / total), text=f"step {done} of {total}{loss} (measured)")
+        if len(losses) % max(1, total // 50) == 0 or done == total:
+            chart.plotly_chart(charts.loss_curves({"this run": losses}),
+                               key=f"run_loss_{len(losses)}")
+
+    try:
+        run_dir = train(request, str(runs_catalog.user_runs_dir()), progress)
+    except TrainingError as error:
+        st.error(f"The run failed: {error}")
+        st.stop()
+    catalog.clear()
+    st.session_state["run_last"] = run_dir
+    st.success(f"Done: saved to {run_dir}. It is listed on the Runs page.")
+    st.page_link("views/runs.py", label="Open Runs")
+elif st.session_state.get("run_last"):
+    st.info(f"Last run saved to {st.session_state['run_last']}.")
