@@ -125,10 +125,20 @@ def schedule_widgets(key: str, cost: CostModel, defaults: tuple[str, int, int, i
     return SimConfig(name, stages, microbatches, chunks, cost)
 
 
-@st.cache_data(ttl=10, show_spinner=False)
 def catalog() -> tuple[list[runs_catalog.Entry], list[tuple[str, str]]]:
+    """Bundled and user runs, and (path, reason) for folders that are not good runs."""
+    return _catalog(str(runs_catalog.user_runs_dir()))
+
+
+@st.cache_data(ttl=10, show_spinner=False)
+def _catalog(user_dir: str) -> tuple[list[runs_catalog.Entry], list[tuple[str, str]]]:
+    # user_dir is the cache key: PPLAB_RUNS_DIR may point elsewhere between sessions.
     entries, problems = runs_catalog.find_runs()
     return entries, [(str(path), reason) for path, reason in problems]
+
+
+def refresh_catalog() -> None:
+    _catalog.clear()
 
 
 def show_problems(problems: list[tuple[str, str]]) -> None:

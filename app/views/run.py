@@ -16,7 +16,7 @@ from lab_training import (
     max_ranks,
     train,
 )
-from lab_widgets import catalog
+from lab_widgets import refresh_catalog
 
 from pplab import charts, runs_catalog
 from pplab.schedules import SCHEDULES
@@ -77,7 +77,7 @@ if started:
     except TrainingError as error:
         st.error(f"The run failed: {error}")
         st.stop()
-    catalog.clear()
+    refresh_catalog()
     st.session_state["run_last"] = run_dir
     st.success(f"Done: saved to {run_dir}. It is listed on the Runs page.")
     st.page_link("views/runs.py", label="Open Runs")

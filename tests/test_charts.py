@@ -1,0 +1,125 @@
+"""Charts: the Gantt draws what the events say, idle included, and stays small for big tables."""
+
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from pplab import charts, timeline
+from pplab.schedules import build
+from pplab.simulator import CostModel, simulate
+
+
+def gpipe_events():
+    return simulate(build("gpipe", 4, 8), CostModel(forward=1, backward=2))
+
+
+def bars(figure, kind_name):
+    return [t for t in figure.data if t.name == charts.KIND_NAMES[kind_name]]
+
+
+def test_gantt_draws_one_bar_per_event_with_hover_fields():
+    events = gpipe_events()
+    figure = charts.gantt(events)
+    forward = bars(figure, "F")[0]
+    assert len(forward.x) == (events["kind"] == "F").sum() == 32
+    assert sorted(set(forward.y)) == [0, 1, 2, 3]
+    for field in ("stage", "microbatch", "start", "duration", "cost units", "predicted"):
+        assert field in forward.hovertemplate
+    assert figure.layout.yaxis.ticktext[2] == "rank 2 · stage 2"
+    assert "cost units" in figure.layout.xaxis.title.text
+
+
+def test_idle_shading_matches_the_metrics_idle_time():
+    events = gpipe_events()
+    idle = charts.idle_spans(events)
+    per_rank = timeline.metrics(events)["per_rank"]
+    for rank, parts in per_rank.items():
+        mine = idle[idle["rank"] == rank]
+        assert (mine["end"] - mine["start"]).sum() == pytest.approx(parts["idle"])
+    # gpipe p=4 m=8: every rank idles (p-1)(F+B) = 9 units of an 11 x 3 = 33 unit step
+    assert (idle["end"] - idle["start"]).sum() == pytest.approx(4 * 9)
+    figure = charts.gantt(events)
+    assert sum(bars(figure, "idle")[0].x) == pytest.approx(36)
+
+
+def test_measured_seconds_are_shown_in_ms_and_labelled_measured():
+    events = gpipe_events()
+    events["start"] *= 1e-3
+    events["end"] *= 1e-3
+    events["source"] = "measured"
+    figure = charts.gantt(events)
+    assert figure.layout.xaxis.title.text == "time (ms, measured)"
+    forward = bars(figure, "F")[0]
+    assert max(forward.base) == pytest.approx(10.0)  # last forward of rank 3 starts at 10 units
+
+
+def test_communication_is_a_thin_strip_with_peer_and_bytes():
+    events = simulate(build("1f1b", 2, 2), CostModel(latency=0.5))
+    figure = charts.gantt(events)
+    comm = [t for t in figure.data if t.name in (charts.KIND_NAMES["send"],
+                                                 charts.KIND_NAMES["recv"])]
+    assert comm, "a latency > 0 run has messages to draw"
+    for trace in comm:
+        assert trace.width == pytest.approx(0.22)
+        assert "peer rank" in trace.hovertemplate and "bytes" in trace.hovertemplate
+
+
+def test_twenty_thousand_events_draw_a_bounded_figure():
+    events = simulate(build("1f1b", 8, 1250), CostModel())
+    assert len(events[events["kind"].isin(["F", "B"])]) == 20_000
+    figure = charts.gantt(events)
+    assert "aggregated" in figure.layout.title.text
+    assert len(figure.data) <= len(charts.ROW_KINDS) + 1
+    assert charts.figure_points(figure) <= 8 * charts.AGGREGATE_BINS
+    assert charts.figure_points(charts.gantt(events.iloc[:500])) >= 500
+
+
+def test_aggregation_keeps_each_kinds_time_when_bins_are_finer_than_events():
+    events = gpipe_events()  # 33 units; 330 bins put 10 bins in every unit-long event
+    spans = charts.aggregate(events, bins=330)
+    for kind in ("F", "B"):
+        exact = events[events["kind"] == kind]
+        drawn = spans[spans["kind"] == kind]
+        assert (drawn["end"] - drawn["start"]).sum() == pytest.approx(
+            (exact["end"] - exact["start"]).sum())
+
+
+def test_coverage_agrees_with_brute_force_on_overlapping_spans():
+    rng = np.random.default_rng(7)
+    starts = rng.uniform(0, 50, 200)
+    ends = starts + rng.uniform(0, 5, 200)
+    edges = np.linspace(-1, 60, 97)
+    brute = [np.clip(t - starts, 0, ends - starts).sum() for t in edges]
+    assert charts._coverage(starts, ends, edges) == pytest.approx(brute)
+
+
+def test_stack_shares_the_time_axis_only_when_units_agree():
+    a, b = gpipe_events(), simulate(build("1f1b", 4, 8), CostModel())
+    shared = charts.gantt_stack([("a", a), ("b", b)])
+    assert shared.layout.xaxis.matches == "x2" or shared.layout.xaxis2.matches == "x"
+    measured = a.copy()
+    measured["source"] = "measured"
+    mixed = charts.gantt_stack([("a", a), ("m", measured)])
+    assert "units differ" in mixed.layout.title.text
+    with pytest.raises(ValueError, match="got 2 timelines but 1 units"):
+        charts.gantt_stack([("a", a), ("b", b)], units=["s"])
+    with pytest.raises(ValueError, match="at least one timeline"):
+        charts.gantt_stack([])
+
+
+def test_loss_memory_and_activation_charts_carry_units():
+    loss = charts.loss_curves({"run": [2.7, 2.1, 1.5]})
+    assert list(loss.data[0].y) == [2.7, 2.1, 1.5] and "nats" in loss.layout.yaxis.title.text
+    memory = charts.memory_per_rank({"run": {0: 3 * 2**20, 1: 2**19}})
+    assert list(memory.data[0].y) == [3.0, 0.5] and "MiB" in memory.layout.yaxis.title.text
+    peaks = charts.peak_activations(timeline.metrics(gpipe_events())["peak_activations"])
+    assert list(peaks.data[0].y) == [8, 8, 8, 8] and "predicted" in peaks.layout.title.text
+
+
+def test_charts_import_neither_torch_nor_streamlit():
+    code = ("import sys, pplab.charts; "
+            "print(sorted(m for m in ('torch', 'streamlit') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
