@@ -1,0 +1,121 @@
+"""Point-to-point messages between pipeline stages, and the clock shared by all ranks.
+
+What it teaches: a pipeline only ever sends two things, an activation forward (stage s to
+s+1) and its gradient backward (s+1 to s), each of shape (microbatch, seq_len, d_model), so
+the receiver knows the shape in advance. Sends are posted with ``isend`` and never block the
+sender; a receive is posted with ``irecv`` and waited on right before the action that needs
+it, and the time spent waiting is the bubble a learner sees. Every request is waited on: the
+receives at once, the sends at the end of the step. A tag names (stage, kind, microbatch)
+so no two messages can be confused.
+
+    pplab train --schedule 1f1b --stages 2 --microbatches 4 --steps 2
+"""
+
+from __future__ import annotations
+
+import time
+from collections import defaultdict
+from collections.abc import Callable
+
+import torch
+import torch.distributed as dist
+
+from .recorder import Recorder
+
+ACTIVATION, GRADIENT = 0, 1
+MAX_PENDING_SENDS = 64  # sends are reaped beyond this, so long async runs keep memory flat
+
+
+class PipeComms:
+    """Sends and receives of one rank; ``global_rank(r)`` maps a schedule rank to a process."""
+
+    def __init__(self, recorder: Recorder, global_rank: Callable[[int], int], num_stages: int,
+                 shape: tuple[int, ...], dtype: torch.dtype, device: torch.device,
+                 through_host: bool = False, group=None) -> None:
+        self.recorder = recorder
+        self.global_rank = global_rank
+        self.me = dist.get_rank()
+        self.num_stages = num_stages
+        self.shape = shape
+        self.dtype = dtype
+        self.device = device
+        self.through_host = through_host
+        self.group = group
+        self.pending: list[tuple[dist.Work, torch.Tensor]] = []
+        self.bytes_per_link: dict[str, int] = defaultdict(int)
+
+    def _tag(self, stage: int, kind: int, microbatch: int) -> int:
+        return (microbatch * self.num_stages + stage) * 2 + kind
+
+    def send(self, tensor: torch.Tensor, to_rank: int, stage: int, kind: int,
+             microbatch: int) -> None:
+        peer = self.global_rank(to_rank)
+        tensor = tensor.contiguous()
+        if self.through_host:
+            tensor = tensor.cpu()
+        nbytes = tensor.numel() * tensor.element_size()
+        with self.recorder.span("send", stage=stage, microbatch=microbatch, peer=peer,
+                                bytes=nbytes, detail="activation" if kind == ACTIVATION
+                                else "gradient"):
+            work = dist.isend(tensor, peer, group=self.group,
+                              tag=self._tag(stage, kind, microbatch))
+        self.pending.append((work, tensor))
+        self.bytes_per_link[f"{self.me}->{peer}"] += nbytes
+        if len(self.pending) > MAX_PENDING_SENDS:
+            self._reap(len(self.pending) // 2)
+
+    def recv(self, from_rank: int, stage: int, kind: int, microbatch: int) -> torch.Tensor:
+        """Receive what ``stage`` produced; ``stage`` is the sender's stage."""
+        peer = self.global_rank(from_rank)
+        device = torch.device("cpu") if self.through_host else self.device
+        buffer = torch.empty(self.shape, dtype=self.dtype, device=device)
+        nbytes = buffer.numel() * buffer.element_size()
+        detail = "activation" if kind == ACTIVATION else "gradient"
+        with self.recorder.span("recv", stage=stage, microbatch=microbatch, peer=peer,
+                                bytes=nbytes, detail=detail):
+            work = dist.irecv(buffer, peer, group=self.group,
+                              tag=self._tag(stage, kind, microbatch))
+        with self.recorder.span("wait", stage=stage, microbatch=microbatch, peer=peer,
+                                detail=detail):
+            work.wait()
+        return buffer.to(self.device) if self.through_host else buffer
+
+    def _reap(self, count: int) -> None:
+        for work, _ in self.pending[:count]:
+            work.wait()
+        del self.pending[:count]
+
+    def drain(self) -> None:
+        """Wait for every send still in flight: the end of a step leaves nothing behind."""
+        if not self.pending:
+            return
+        with self.recorder.span("wait", detail="sends"):
+            self._reap(len(self.pending))
+
+
+def clock_offset_ns(device: torch.device | None = None, rounds: int = 8) -> int:
+    """This rank's clock minus rank 0's, in ns, estimated from ping-pongs with rank 0.
+
+    NTP's estimate (Mills, RFC 5905): with t0 and t1 the local send and receive times of a
+    round trip and r the remote time stamped in between, offset = r - (t0 + t1) / 2, taken
+    from the shortest round trip since its error is bounded by half its length. Ranks that
+    share rank 0's host need none of this; the caller only uses it across hosts.
+    """
+    rank, world = dist.get_rank(), dist.get_world_size()
+    stamp = torch.zeros(1, dtype=torch.int64, device=device)
+    best_round_trip, best_offset = None, 0
+    for peer in range(1, world):
+        for _ in range(rounds):
+            if rank == 0:
+                dist.recv(stamp, peer)
+                stamp[0] = time.perf_counter_ns()
+                dist.send(stamp, peer)
+            elif rank == peer:
+                t0 = time.perf_counter_ns()
+                dist.send(stamp, 0)
+                dist.recv(stamp, 0)
+                t1 = time.perf_counter_ns()
+                if best_round_trip is None or t1 - t0 < best_round_trip:
+                    best_round_trip = t1 - t0
+                    best_offset = (t0 + t1) // 2 - int(stamp[0])
+    return best_offset

@@ -1,0 +1,137 @@
+"""Configuration of a real pipeline run, checked before any process starts.
+
+What it teaches: every number of a pipeline run constrains the others (stages need layers,
+microbatches must divide the batch, tensor parallelism must divide the heads). Checking them
+all up front turns a crash deep inside torch on rank 3 into one clear line.
+
+    python -c "from pplab.engine.config import TrainConfig; TrainConfig(stages=4, layers=3)"
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+TASKS = ("reverse", "sort", "text")
+DEVICES = ("cpu", "cuda")
+DTYPES = ("float32", "float64")
+SYNTHETIC_VOCAB = 16  # 15 digit tokens and a separator: small enough to learn in minutes
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """Sizes of the toy GPT; ``seed`` fixes its initial weights on every rank."""
+
+    vocab_size: int = SYNTHETIC_VOCAB
+    seq_len: int = 32
+    d_model: int = 64
+    n_heads: int = 4
+    n_layers: int = 4
+    d_ff: int = 256
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        for name in ("vocab_size", "seq_len", "d_model", "n_heads", "n_layers", "d_ff"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
+        if self.d_model % self.n_heads:
+            raise ValueError(
+                f"d_model {self.d_model} is not divisible by {self.n_heads} heads")
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Every option of ``pplab train``.
+
+    ``stages`` and ``microbatches`` may stay None when a CSV schedule supplies them;
+    ``batch_size`` None means 4 rows per microbatch per data-parallel replica; ``layers`` None
+    means one layer per stage, at least 4. ``fault`` ("RANK:STEP:raise|kill") makes one rank
+    fail on purpose: it is how the failure lesson and the tests show a run going down cleanly.
+    """
+
+    schedule: str = "1f1b"
+    csv: str | None = None
+    stages: int | None = None
+    microbatches: int | None = None
+    chunks: int | None = None
+    steps: int = 20
+    layers: int | None = None
+    split: tuple[int, ...] | None = None
+    batch_size: int | None = None
+    seq_len: int = 32
+    d_model: int = 64
+    heads: int = 4
+    d_ff: int | None = None
+    task: str = "reverse"
+    text: str | None = None
+    lr: float = 3e-3
+    device: str = "cpu"
+    dtype: str = "float32"
+    seed: int = 0
+    out: str | None = None
+    record: bool = True
+    timeout: float = 300.0
+    tp_size: int = 1
+    dp_size: int = 1
+    fault: str | None = None
+    extra: dict = field(default_factory=dict, compare=False)
+
+    def __post_init__(self) -> None:
+        if self.split is not None:
+            object.__setattr__(self, "split", tuple(int(n) for n in self.split))
+        positive = {"steps": self.steps, "seq_len": self.seq_len, "d_model": self.d_model,
+                    "heads": self.heads, "tp_size": self.tp_size, "dp_size": self.dp_size}
+        for name in ("stages", "microbatches", "chunks", "layers", "batch_size", "d_ff"):
+            if getattr(self, name) is not None:
+                positive[name] = getattr(self, name)
+        for name, value in positive.items():
+            if value < 1:
+                raise ValueError(f"{name} must be at least 1, got {value}")
+        if self.task not in TASKS:
+            raise ValueError(f"unknown task {self.task!r}; choose one of {', '.join(TASKS)}")
+        if self.device not in DEVICES:
+            raise ValueError(f"unknown device {self.device!r}; choose one of {', '.join(DEVICES)}")
+        if self.dtype not in DTYPES:
+            raise ValueError(f"unknown dtype {self.dtype!r}; choose one of {', '.join(DTYPES)}")
+        if self.task == "text" and not self.text:
+            raise ValueError("--task text needs --text FILE")
+        if self.text and not Path(self.text).is_file():
+            raise ValueError(f"text file {self.text} does not exist")
+        if self.task in ("reverse", "sort") and self.seq_len < 3:
+            raise ValueError(f"the {self.task} task needs seq_len >= 3, got {self.seq_len}")
+        if not self.lr > 0:
+            raise ValueError(f"lr must be positive, got {self.lr}")
+        if not self.timeout > 0:
+            raise ValueError(f"timeout must be positive, got {self.timeout}")
+        if self.d_model % self.heads:
+            raise ValueError(f"d_model {self.d_model} is not divisible by {self.heads} heads")
+        if self.heads % self.tp_size:
+            raise ValueError(f"{self.heads} heads cannot be split across tp {self.tp_size}")
+        if self.fault is not None:
+            parse_fault(self.fault)
+
+    def as_dict(self) -> dict:
+        data = asdict(self)
+        data.pop("extra")
+        data["split"] = list(self.split) if self.split else None
+        return data
+
+
+def parse_fault(text: str) -> tuple[int, int, str]:
+    """Read "RANK:STEP:raise|kill" into (rank, step, how)."""
+    parts = text.split(":")
+    if len(parts) != 3 or not parts[0].isdigit() or not parts[1].isdigit() \
+            or parts[2] not in ("raise", "kill"):
+        raise ValueError(f"fault must look like RANK:STEP:raise or RANK:STEP:kill, got {text!r}")
+    return int(parts[0]), int(parts[1]), parts[2]
+
+
+def parse_split(text: str) -> tuple[int, ...]:
+    """Read "3,3,2" into (3, 3, 2)."""
+    try:
+        return tuple(int(part) for part in text.split(","))
+    except ValueError:
+        raise ValueError(f"--split must be layer counts such as 3,3,2, got {text!r}") from None

@@ -1,0 +1,179 @@
+"""The one executor loop: run any valid schedule on real processes.
+
+What it teaches: a schedule is just each rank's ordered list of actions. The loop takes the
+next action, gets what it needs (``pplab.schedules.needs``: from its own stages if they live
+here, else a receive from the rank that holds them), computes, and hands the result on.
+Nothing here knows GPipe from 1F1B from zero-bubble: a new schedule never touches this file.
+
+Synchronous schedules accumulate the gradients of all microbatches and step the optimizer
+once after the flush (after averaging across data-parallel replicas when there are any).
+Asynchronous ones (PipeDream, PipeDream-2BW) run their whole multi-step schedule in one go
+and update a stage after every ``update_every`` of its backwards, with weight stashing.
+
+    pplab train --schedule interleaved-1f1b --stages 2 --chunks 2 --microbatches 4 --steps 3
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+from collections.abc import Callable
+
+import torch
+
+from pplab.schedules import BACKWARD_INPUT, BACKWARD_WEIGHT, FORWARD, Schedule, needs
+
+from .comms import ACTIVATION, GRADIENT, PipeComms
+from .recorder import Recorder
+from .stage import StageRuntime
+
+Batch = list[tuple[torch.Tensor, torch.Tensor]]
+
+
+class InjectedFault(RuntimeError):
+    """Raised on purpose by ``--fault`` to show how a failed rank brings the run down."""
+
+
+class Executor:
+    """Runs ``schedule.actions[rank]`` with the stages this rank holds.
+
+    ``batch_for_step(step)`` returns this replica's microbatches of that training step.
+    ``after_flush(runtime)`` runs before each synchronous optimizer step (data-parallel
+    gradient averaging plugs in there).
+    """
+
+    def __init__(self, schedule: Schedule, rank: int, runtimes: dict[int, StageRuntime],
+                 comms: PipeComms, recorder: Recorder, batch_for_step: Callable[[int], Batch],
+                 after_flush: Callable[[StageRuntime], None] | None = None,
+                 fault: tuple[int, int, str] | None = None,
+                 on_loss: Callable[[int, float], None] | None = None,
+                 before_optim: Callable[[int, dict[int, StageRuntime]], None] | None = None,
+                 ) -> None:
+        self.schedule = schedule
+        self.rank = rank
+        self.runtimes = runtimes
+        self.comms = comms
+        self.recorder = recorder
+        self.batch_for_step = batch_for_step
+        self.after_flush = after_flush
+        self.fault = fault if fault is not None and fault[0] == rank else None
+        self.on_loss = on_loss
+        self.before_optim = before_optim
+        self.step_losses: dict[int, float] = {}
+        self.local: dict[tuple[int, int, int], torch.Tensor] = {}
+        self._batches: dict[int, Batch] = {}
+        self.versions: dict[tuple[str, int, int], int] = {}
+
+    def _microbatch(self, mb: int) -> tuple[torch.Tensor, torch.Tensor]:
+        per_step = self.schedule.microbatches_per_step
+        step = mb // per_step
+        if step not in self._batches:
+            self._batches = {step: self.batch_for_step(step)}
+        return self._batches[step][mb % per_step]
+
+    def _get(self, need: tuple[int, str, int], kind: int) -> torch.Tensor:
+        stage, _, mb = need
+        held = self.local.pop((stage, kind, mb), None)
+        if held is not None:
+            return held
+        return self.comms.recv(self.schedule.stage_to_rank[stage], stage, kind, mb)
+
+    def _put(self, tensor: torch.Tensor, to_stage: int, from_stage: int, kind: int,
+             mb: int) -> None:
+        home = self.schedule.stage_to_rank[to_stage]
+        if home == self.rank:
+            self.local[(from_stage, kind, mb)] = tensor
+        else:
+            self.comms.send(tensor, home, from_stage, kind, mb)
+
+    def run_action(self, action, step: int) -> None:
+        stage, kind, mb = action
+        runtime = self.runtimes[stage]
+        if runtime.tp_comm is not None:
+            runtime.tp_comm.microbatch = mb
+        schedule = self.schedule
+        last = stage == schedule.num_stages - 1
+        if kind == FORWARD:
+            tokens, targets = self._microbatch(mb)
+            x = tokens if stage == 0 else self._get(needs(action, schedule.num_stages)[0],
+                                                    ACTIVATION)
+            version = runtime.current_version() if schedule.is_async else step
+            with self.recorder.span(kind, stage=stage, microbatch=mb, version=version):
+                out = runtime.forward(mb, x, targets if last else None, version)
+            self.versions[(kind, stage, mb)] = runtime.states[mb].version
+            if not last:
+                self._put(out, stage + 1, stage, ACTIVATION, mb)
+            return
+        version = runtime.states[mb].version
+        self.versions[(kind, stage, mb)] = version
+        if kind == BACKWARD_WEIGHT:
+            with self.recorder.span(kind, stage=stage, microbatch=mb, version=version):
+                runtime.backward_weight(mb)
+        else:
+            grad_out = None if last else self._get((stage + 1, BACKWARD_INPUT, mb), GRADIENT)
+            compute = runtime.backward_input if kind == BACKWARD_INPUT else runtime.backward
+            with self.recorder.span(kind, stage=stage, microbatch=mb, version=version):
+                grad_in = compute(mb, grad_out)
+            if stage > 0:
+                self._put(grad_in, stage - 1, stage, GRADIENT, mb)
+        if schedule.is_async and kind != BACKWARD_INPUT and runtime.due_for_update():
+            with self.recorder.span("optim", stage=stage, version=runtime.current_version()):
+                runtime.optimizer_step()
+
+    def _maybe_fail(self, step: int) -> None:
+        if self.fault is None or self.fault[1] != step:
+            return
+        if self.fault[2] == "kill":
+            os.kill(os.getpid(), signal.SIGKILL)
+        raise InjectedFault(f"injected fault on rank {self.rank} at step {step}")
+
+    def _collect_losses(self, first_step: int = 0) -> None:
+        """Report each step's mean loss once the last stage has seen all its microbatches."""
+        last = self.runtimes.get(self.schedule.num_stages - 1)
+        if last is None:
+            return
+        per_step = self.schedule.microbatches_per_step
+        for local in sorted({mb // per_step for mb in last.losses}):
+            mbs = range(local * per_step,
+                        min((local + 1) * per_step, self.schedule.num_microbatches))
+            if all(mb in last.losses for mb in mbs):
+                loss = float(torch.stack([last.losses.pop(mb) for mb in mbs]).mean())
+                step = first_step + local
+                self.step_losses[step] = loss
+                if self.on_loss is not None:
+                    self.on_loss(step, loss)
+
+    def run_sync_step(self, step: int) -> None:
+        """One synchronous training step: every action, the flush, one optimizer step."""
+        self.recorder.step = step
+        actions = self.schedule.actions[self.rank]
+        for position, action in enumerate(actions):
+            if position == len(actions) // 2:
+                self._maybe_fail(step)
+            self.run_action(action, step)
+        self.comms.drain()
+        if self.after_flush is not None:
+            for runtime in self.runtimes.values():
+                self.after_flush(runtime)
+        if self.before_optim is not None:
+            self.before_optim(step, self.runtimes)
+        for stage, runtime in self.runtimes.items():
+            with self.recorder.span("optim", stage=stage, version=step):
+                runtime.optimizer_step()
+        self._collect_losses(step)
+
+    def run_async(self) -> None:
+        """The whole asynchronous schedule: no flush, per-stage updates as they fall due."""
+        actions = self.schedule.actions[self.rank]
+        last_stage = self.schedule.num_stages - 1
+        failed_at = None
+        for action in actions:
+            step = self.schedule.step_of(action.microbatch)
+            self.recorder.step = step
+            if failed_at is None and step == (self.fault or (0, -1))[1]:
+                failed_at = step
+                self._maybe_fail(step)
+            self.run_action(action, step)
+            if action.stage == last_stage and action.kind == FORWARD:
+                self._collect_losses()
+        self.comms.drain()

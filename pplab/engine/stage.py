@@ -1,0 +1,157 @@
+"""What one stage does for one action: F, B, or the split backward I then W.
+
+What it teaches: the three kinds of backward. ``B`` computes the gradient for the stage input
+and for the weights together. Zero-bubble schedules (Qi et al., ICLR 2024, arXiv:2401.10241,
+Sec. 2) split it: ``I`` computes only the input gradient (``torch.autograd.grad`` w.r.t. the
+stage input, keeping the graph), which the previous stage is waiting for; ``W`` computes the
+weight gradients later, when the rank would otherwise sit idle. Here W runs the autograd
+graph again from the stage output restricted to the weights, so I + W costs somewhat more
+than B: the schedule wins time only where W fills a bubble.
+
+The stage also measures the activation memory it holds: every tensor autograd saves during a
+forward (parameters excluded) is counted until that microbatch's backward frees it.
+
+    pplab train --schedule zb-h1 --stages 2 --microbatches 4 --steps 3
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+from torch.func import functional_call
+
+from .model import lm_loss
+from .partition import Stage
+from .weights import WeightStash
+
+
+class _MicrobatchState:
+    __slots__ = ("x", "out", "grad_out", "version", "params", "saved_bytes")
+
+    def __init__(self) -> None:
+        self.x = None
+        self.out = None
+        self.grad_out = None
+        self.version = -1
+        self.params = None
+        self.saved_bytes = 0
+
+
+class StageRuntime:
+    """One stage on one rank: its module, optimizer, microbatches in flight and memory peak.
+
+    ``scale`` is 1 / microbatches per step: each microbatch's loss is scaled so that the
+    accumulated gradients equal those of the full batch's mean loss.
+    """
+
+    def __init__(self, module: Stage, optimizer: torch.optim.Optimizer, scale: float,
+                 update_every: int | None = None, track_memory: bool = True) -> None:
+        self.module = module
+        self.index = module.index
+        self.is_first = module.is_first
+        self.is_last = module.is_last
+        self.optimizer = optimizer
+        self.scale = scale
+        self.update_every = update_every
+        self.stash = WeightStash(module) if update_every is not None else None
+        self.backwards_done = 0
+        self.track_memory = track_memory
+        self.live_bytes = 0
+        self.peak_bytes = 0
+        self.losses: dict[int, torch.Tensor] = {}
+        self.states: dict[int, _MicrobatchState] = {}
+        self._param_ptrs = {p.data_ptr() for p in module.parameters()}
+        self.tp_comm = getattr(module, "tp_comm", None)  # set by tensor parallelism
+
+    def current_version(self) -> int:
+        return self.stash.version if self.stash is not None else -1
+
+    def forward(self, mb: int, x: torch.Tensor, targets: torch.Tensor | None,
+                version: int) -> torch.Tensor | None:
+        """Run the forward; return the activation to pass on (None on the last stage)."""
+        state = _MicrobatchState()
+        self.states[mb] = state
+        if not self.is_first:
+            x = x.detach().requires_grad_(True)
+        state.x = x
+        if self.stash is not None:
+            state.version, state.params = self.stash.acquire()
+            ptrs = {p.data_ptr() for p in state.params.values()}
+        else:
+            state.version = version
+            ptrs = self._param_ptrs
+        if self.track_memory:
+            counted: set[int] = set()
+
+            def pack(tensor: torch.Tensor) -> torch.Tensor:
+                ptr = tensor.data_ptr()
+                if ptr not in ptrs and ptr not in counted:
+                    counted.add(ptr)
+                    state.saved_bytes += tensor.numel() * tensor.element_size()
+                return tensor
+
+            with torch.autograd.graph.saved_tensors_hooks(pack, lambda tensor: tensor):
+                out = self._call(x, state)
+            self.live_bytes += state.saved_bytes
+            self.peak_bytes = max(self.peak_bytes, self.live_bytes)
+        else:
+            out = self._call(x, state)
+        if self.is_last:
+            loss = lm_loss(out, targets)
+            self.losses[mb] = loss.detach()
+            state.out = loss * self.scale
+            return None
+        state.out = out
+        return out.detach()
+
+    def _call(self, x: torch.Tensor, state: _MicrobatchState) -> torch.Tensor:
+        if state.params is None:
+            return self.module(x)
+        return functional_call(self.module, state.params, (x,))
+
+    def _weights(self, state: _MicrobatchState) -> list[torch.Tensor]:
+        if state.params is not None:
+            return list(state.params.values())
+        return list(self.module.parameters())
+
+    def backward(self, mb: int, grad_out: torch.Tensor | None) -> torch.Tensor | None:
+        """Full backward B: weight gradients accumulate; return the input gradient."""
+        state = self.states.pop(mb)
+        torch.autograd.backward(state.out, grad_out)
+        grad_in = None if self.is_first else state.x.grad
+        self._finish(state)
+        return grad_in
+
+    def backward_input(self, mb: int, grad_out: torch.Tensor | None) -> torch.Tensor | None:
+        """I: the input gradient only; the graph stays for W."""
+        state = self.states[mb]
+        state.grad_out = grad_out
+        if self.is_first:
+            return None  # the first stage's input is tokens: it has no input gradient to send
+        (grad_in,) = torch.autograd.grad(state.out, state.x, grad_out, retain_graph=True)
+        return grad_in
+
+    def backward_weight(self, mb: int) -> None:
+        """W: the weight gradients of a microbatch whose I already ran."""
+        state = self.states.pop(mb)
+        torch.autograd.backward(state.out, state.grad_out, inputs=self._weights(state))
+        self._finish(state)
+
+    def _finish(self, state: _MicrobatchState) -> None:
+        self.live_bytes -= state.saved_bytes
+        if self.stash is not None:
+            self.stash.release(state.version)
+        self.backwards_done += 1
+
+    def due_for_update(self) -> bool:
+        """Asynchronous schedules update after every ``update_every`` backwards."""
+        return self.update_every is not None and self.backwards_done % self.update_every == 0
+
+    def optimizer_step(self) -> None:
+        self.optimizer.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        if self.stash is not None:
+            self.stash.advance()
+
+    def parameters(self) -> list[nn.Parameter]:
+        return list(self.module.parameters())
