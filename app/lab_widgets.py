@@ -15,17 +15,20 @@ from fractions import Fraction
 import pandas as pd
 import streamlit as st
 
-from pplab import runs_catalog, timeline
+from pplab import formulas, runs_catalog, timeline
 from pplab.schedules import SCHEDULES, build, schedule_from_csv_text
 from pplab.simulator import CostModel, simulate
 
-# The closed forms the lab names next to the measured bubble; normalisation idle/(p x makespan).
+# The closed forms the lab names next to the simulated bubble (values from pplab.formulas).
 CLOSED_FORMS: dict[str, tuple[str, str]] = {
-    "gpipe": (r"\frac{p-1}{m+p-1}", "GPipe, Huang et al. 2019 (arXiv:1811.06965)"),
-    "1f1b": (r"\frac{p-1}{m+p-1}", "PipeDream-Flush, Narayanan et al. 2021 (arXiv:2006.09503)"),
+    "gpipe": (r"\frac{p-1}{m+p-1}", "GPipe, Huang et al. 2019 (arXiv:1811.06965), Sec. 2.3"),
+    "1f1b": (r"\frac{p-1}{m+p-1}",
+             "Megatron-LM, Narayanan et al. SC 2021 (arXiv:2104.04473), Sec. 2.2.1"),
     "interleaved-1f1b": (r"\frac{p-1}{v\,m+p-1}",
-                         "Megatron-LM interleaved, Narayanan et al. SC 2021 (arXiv:2104.04473)"),
-    "naive": (r"\frac{p-1}{p}", "no pipelining: one stage of p busy at a time"),
+                         "Megatron-LM, Narayanan et al. SC 2021 (arXiv:2104.04473), Sec. 2.2.2"),
+    "zb-h1": (r"\frac{b}{m(T_F+T_I+T_W)+b},\ b=(p-1)\max(T_F+T_I-T_W,\,T_F,\,T_I)",
+              "Zero Bubble PP, Qi et al. ICLR 2024 (arXiv:2401.10241), Table 2"),
+    "naive": (r"\frac{p-1}{p}", "GPipe, Huang et al. 2019, Fig. 2b: one rank works at a time"),
 }
 NORMALISATION = "idle rank-time / (ranks × makespan) over one training step"
 
@@ -67,19 +70,20 @@ def schedule_text(config: SimConfig) -> str:
     return build(config.schedule, config.stages, config.microbatches, config.chunks).pretty()
 
 
-def closed_form(config: SimConfig) -> tuple[str, str, float | None]:
-    """(LaTeX formula, source, value) for the configuration's bubble, value None if unknown."""
+def closed_form(config: SimConfig) -> tuple[str, str, float | None, float | None, str]:
+    """(LaTeX, source, fraction, ratio to ideal time, why no value) for the config's bubble."""
     latex, source = CLOSED_FORMS.get(config.schedule, ("", ""))
-    try:
-        from pplab import formulas
-    except ImportError:
-        return latex, source, None
+    if not latex:
+        return latex, source, None, None, ""
     try:
         value = formulas.bubble_fraction(config.schedule, config.stages, config.microbatches,
                                          config.chunks, cost=config.cost)
-    except (ValueError, NotImplementedError, TypeError):
-        return latex, source, None
-    return latex, source, None if value is None else float(value)
+        ratio = formulas.bubble_ratio_to_ideal(config.schedule, config.stages,
+                                               config.microbatches, config.chunks,
+                                               cost=config.cost)
+    except (ValueError, ZeroDivisionError) as error:
+        return latex, source, None, None, str(error)
+    return latex, source, value, ratio, ""
 
 
 def cost_widgets(key: str) -> CostModel:

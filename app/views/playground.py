@@ -42,16 +42,17 @@ cols[2].metric("Peak activations (predicted)", f"{max(peaks.values(), default=0)
                help="Most microbatches whose activations one stage holds at once.")
 cols[3].metric("Ranks", f"{p} ranks, {len(events):,} events")
 
-latex, source, value = closed_form(config)
+latex, source, value, ratio, why_not = closed_form(config)
 if latex:
     line = (f"Closed form: $\\text{{bubble}} = {latex}$ with p={config.stages}, "
-            f"m={config.microbatches}")
-    if config.chunks > 1:
-        line += f", v={config.chunks}"
+            f"m={config.microbatches}" + (f", v={config.chunks}" if config.chunks > 1 else ""))
     if value is not None:
-        line += f" gives **{fraction_text(value)}**"
-    st.markdown(f"{line}. Source: {source}. Normalisation: {NORMALISATION}; the other common "
-                "one, bubble time relative to ideal time, is (p−1)/m for GPipe.")
+        line += (f" gives **{fraction_text(value)}** of rank-time ({NORMALISATION}); "
+                 f"the papers' other normalisation, bubble over ideal time, is "
+                 f"{100 * ratio:.2f} %")
+    else:
+        line += f" (no value here: {why_not})"
+    st.markdown(f"{line}. Source: {source}.")
 elif config.schedule in SCHEDULES:
     family = SCHEDULES[config.schedule]
     st.markdown(f"No simple closed form is shown for {config.schedule}; source: {family.paper}. "
