@@ -17,12 +17,24 @@ Columns (times in seconds from the start of the run, on a clock shared by all ra
     peer        int   the other rank of a send/recv (-1 otherwise)
     bytes       int   bytes moved by a communication event (0 otherwise)
     detail      str   free text, e.g. which collective ("tp f", "dp grads")
+
+Metrics, run directories (Parquet events plus JSON metadata, written atomically) and the
+Chrome-trace export (open it at ui.perfetto.dev) live here too.
+
+    pplab simulate --schedule 1f1b --stages 4 --microbatches 8 --trace /tmp/1f1b.json
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+import json
+import os
+import shutil
+import tempfile
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 COMPUTE_EVENT_KINDS = ("F", "B", "I", "W")
@@ -59,3 +71,311 @@ def events_frame(rows: Iterable[Mapping[str, object]] = ()) -> pd.DataFrame:
     if missing:
         raise ValueError(f"events are missing required values in columns {missing}")
     return frame.astype(EVENT_COLUMNS).reset_index(drop=True)
+
+
+def events_from_columns(columns: Mapping[str, Sequence[object]]) -> pd.DataFrame:
+    """Build an Event table from whole columns: the fast path for tens of thousands of rows."""
+    length = len(columns["rank"])
+    data = {}
+    for column in EVENT_COLUMNS:
+        if column in columns:
+            data[column] = columns[column]
+        elif column in EVENT_DEFAULTS:
+            data[column] = [EVENT_DEFAULTS[column]] * length
+        else:
+            raise ValueError(f"events are missing the required column {column!r}")
+    return pd.DataFrame(data).astype(EVENT_COLUMNS)
+
+
+def _union_length(starts: np.ndarray, ends: np.ndarray) -> tuple[float, np.ndarray]:
+    """Total length covered by the intervals, and the merged intervals as (k, 2) array."""
+    if len(starts) == 0:
+        return 0.0, np.empty((0, 2))
+    order = np.argsort(starts, kind="stable")
+    merged: list[list[float]] = []
+    for s, e in zip(starts[order], ends[order], strict=True):
+        if merged and s <= merged[-1][1]:
+            merged[-1][1] = max(merged[-1][1], e)
+        else:
+            merged.append([s, e])
+    array = np.array(merged, dtype=float)
+    return float((array[:, 1] - array[:, 0]).sum()), array
+
+
+def _covered_outside(starts: np.ndarray, ends: np.ndarray, busy: np.ndarray) -> float:
+    """Length of the union of the intervals that no merged busy interval covers."""
+    total, merged = _union_length(starts, ends)
+    overlap = 0.0
+    for s, e in merged:
+        if len(busy):
+            overlap += float(np.clip(np.minimum(busy[:, 1], e) - np.maximum(busy[:, 0], s),
+                                     0, None).sum())
+    return total - overlap
+
+
+def peak_activations(events: pd.DataFrame) -> dict[int, int]:
+    """Most microbatches held at once per stage: F started, its B (or W) not yet ended.
+
+    A split backward keeps the activation until W ends, because W reads what I left behind.
+    At equal times a release counts before an acquire: a rank that ends one backward and
+    starts the next forward never holds both.
+    """
+    peaks: dict[int, int] = {}
+    compute = events[events["kind"].isin(COMPUTE_EVENT_KINDS) & (events["stage"] >= 0)]
+    for stage, group in compute.groupby("stage", sort=True):
+        forwards = group[group["kind"] == "F"]
+        releases = group[group["kind"].isin(("B", "W"))]
+        times = np.concatenate([releases["end"].to_numpy(), forwards["start"].to_numpy()])
+        deltas = np.concatenate([-np.ones(len(releases)), np.ones(len(forwards))])
+        order = np.lexsort((deltas, times))
+        running = np.cumsum(deltas[order])
+        peaks[int(stage)] = int(max(running.max(initial=0), 0))
+    return peaks
+
+
+def _busy_and_comm(events: pd.DataFrame, ranks: Iterable[int]) -> dict[int, tuple[float, float]]:
+    out = {}
+    busy_mask = events["kind"].isin(BUSY_KINDS)
+    comm_mask = events["kind"].isin(COMM_EVENT_KINDS)
+    for rank in ranks:
+        mine = events["rank"] == rank
+        busy_rows = events[mine & busy_mask]
+        comm_rows = events[mine & comm_mask]
+        busy, merged = _union_length(busy_rows["start"].to_numpy(), busy_rows["end"].to_numpy())
+        comm = _covered_outside(comm_rows["start"].to_numpy(), comm_rows["end"].to_numpy(), merged)
+        out[int(rank)] = (busy, comm)
+    return out
+
+
+def _span_metrics(events: pd.DataFrame, ranks: list[int]) -> tuple[float, float, dict]:
+    makespan = float(events["end"].max() - events["start"].min()) if len(events) else 0.0
+    parts = _busy_and_comm(events, ranks)
+    per_rank = {
+        rank: {"busy": busy, "comm": comm, "idle": max(makespan - busy - comm, 0.0)}
+        for rank, (busy, comm) in parts.items()
+    }
+    total_busy = sum(busy for busy, _ in parts.values())
+    bubble = 1.0 - total_busy / (len(ranks) * makespan) if makespan > 0 and ranks else 0.0
+    return makespan, bubble, per_rank
+
+
+def metrics(events: pd.DataFrame) -> dict[str, object]:
+    """Makespan, busy/comm/idle per rank, bubble fraction and peak in-flight microbatches.
+
+    ``bubble_fraction = 1 - sum(busy) / (ranks x makespan)``: the share of rank-time spent
+    not computing. Communication that no computation hides therefore counts as bubble,
+    which is what a learner sees on a timeline. ``busy`` is the union of F, B, I, W and
+    optimizer intervals; ``comm`` the time in send/recv/allreduce that overlaps no busy
+    interval; ``idle`` what is left of the makespan. With several training steps,
+    ``per_step`` gives the makespan and bubble of each step's events alone.
+    """
+    if len(events) == 0:
+        raise ValueError("the event table is empty: nothing ran")
+    ranks = sorted(int(r) for r in events["rank"].unique())
+    makespan, bubble, per_rank = _span_metrics(events, ranks)
+    sources = sorted(str(s) for s in events["source"].unique())
+    steps = sorted(int(s) for s in events["step"].unique())
+    result: dict[str, object] = {
+        "makespan": makespan,
+        "bubble_fraction": bubble,
+        "per_rank": per_rank,
+        "peak_activations": peak_activations(events),
+        "num_ranks": len(ranks),
+        "source": sources[0] if len(sources) == 1 else "mixed",
+        "steps": len(steps),
+    }
+    if len(steps) > 1:
+        per_step = []
+        for step in steps:
+            span, step_bubble, _ = _span_metrics(events[events["step"] == step], ranks)
+            per_step.append({"step": step, "makespan": span, "bubble_fraction": step_bubble})
+        result["per_step"] = per_step
+    return result
+
+
+class RunError(ValueError):
+    """A run directory that cannot be read; the message says why in one line."""
+
+
+@dataclass(frozen=True)
+class Run:
+    path: Path
+    events: pd.DataFrame
+    metadata: dict
+
+
+EVENTS_FILE = "events.parquet"
+META_FILE = "meta.json"
+
+
+def _json_default(value: object) -> object:
+    if hasattr(value, "item"):  # numpy and pandas scalars
+        return value.item()
+    if isinstance(value, Path):
+        return str(value)
+    if isinstance(value, tuple | set | frozenset):
+        return list(value)
+    raise TypeError(f"metadata value {value!r} of type {type(value).__name__} is not JSON")
+
+
+def save_run(directory: str | os.PathLike, events: pd.DataFrame, metadata: Mapping) -> Path:
+    """Write ``events.parquet`` and ``meta.json`` into a new ``directory``, atomically.
+
+    Both files are written into a hidden temporary directory beside the target, which is
+    then renamed into place: a run directory is complete or absent, never half written.
+    """
+    directory = Path(directory)
+    if directory.exists():
+        raise ValueError(f"{directory} already exists; choose a new run directory")
+    missing = [c for c in EVENT_COLUMNS if c not in events.columns]
+    if missing:
+        raise ValueError(f"events lack the columns {missing}")
+    try:
+        meta_text = json.dumps(dict(metadata), indent=2, sort_keys=True, default=_json_default)
+    except (TypeError, ValueError) as error:
+        raise ValueError(f"run metadata cannot be written as JSON: {error}") from None
+    directory.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=directory.parent, prefix=f".{directory.name}.", suffix=".tmp"))
+    try:
+        table = events[list(EVENT_COLUMNS)].astype(EVENT_COLUMNS).reset_index(drop=True)
+        table.to_parquet(tmp / EVENTS_FILE, index=False)
+        (tmp / META_FILE).write_text(meta_text + "\n")
+        try:
+            os.rename(tmp, directory)
+        except OSError:
+            raise ValueError(f"{directory} appeared while saving; not overwriting it") from None
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return directory
+
+
+def load_run(directory: str | os.PathLike) -> Run:
+    """Read a run directory; raise RunError with a one-line reason if it is not a good run."""
+    directory = Path(directory)
+    if not directory.is_dir():
+        raise RunError(f"{directory} is not a directory")
+    meta_path, events_path = directory / META_FILE, directory / EVENTS_FILE
+    for path in (meta_path, events_path):
+        if not path.is_file():
+            raise RunError(f"{directory} is not a run: {path.name} is missing")
+    try:
+        metadata = json.loads(meta_path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise RunError(f"{meta_path} is not valid JSON: {str(error).splitlines()[0]}") from None
+    if not isinstance(metadata, dict):
+        raise RunError(f"{meta_path} holds a {type(metadata).__name__}, not a JSON object")
+    try:
+        events = pd.read_parquet(events_path)
+    except Exception as error:  # pyarrow raises many types for a damaged file
+        reason = str(error).splitlines()[0] if str(error) else type(error).__name__
+        raise RunError(f"{events_path} cannot be read as Parquet: {reason}") from None
+    missing = [c for c in EVENT_COLUMNS if c not in events.columns]
+    if missing:
+        raise RunError(f"{events_path} is not an Event table: columns {missing} are missing")
+    try:
+        events = events[list(EVENT_COLUMNS)].astype(EVENT_COLUMNS)
+    except (TypeError, ValueError) as error:
+        raise RunError(f"{events_path} has columns of the wrong type: {error}") from None
+    return Run(directory, events, metadata)
+
+
+def list_runs(root: str | os.PathLike) -> tuple[list[Run], list[tuple[Path, str]]]:
+    """Every run directory directly under ``root``: the good ones, and (path, reason) for the rest.
+
+    Hidden entries (such as a save in progress) are skipped; a missing root has no runs.
+    """
+    root = Path(root)
+    good: list[Run] = []
+    bad: list[tuple[Path, str]] = []
+    if not root.is_dir():
+        return good, bad
+    for path in sorted(root.iterdir()):
+        if path.name.startswith(".") or not path.is_dir():
+            continue
+        try:
+            good.append(load_run(path))
+        except RunError as error:
+            bad.append((path, str(error)))
+    return good, bad
+
+
+# Communication overlaps computation on a rank, and a Chrome-trace thread must nest its
+# slices, so a rank's messages get a second track right under its compute track.
+COMM_TRACK_OFFSET = 10_000
+
+
+def _label(row) -> str:
+    if row.kind in COMPUTE_EVENT_KINDS:
+        return f"{row.stage}{row.kind}{row.microbatch}"
+    if row.kind in COMM_EVENT_KINDS and row.peer >= 0:
+        return f"{row.kind} {row.rank}->{row.peer}" if row.kind == "send" else \
+            f"{row.kind} {row.peer}->{row.rank}"
+    return str(row.kind)
+
+
+def chrome_trace(events: pd.DataFrame) -> dict[str, object]:
+    """The events as Chrome-trace JSON that Perfetto and chrome://tracing open.
+
+    One complete ("X") slice per event, in microseconds, on process 0 with one thread per
+    rank. Simulated cost units are drawn as if they were seconds (1 unit = 1e6 us).
+    """
+    sources = sorted(str(s) for s in events["source"].unique()) or ["empty"]
+    origin = float(events["start"].min()) if len(events) else 0.0
+    trace: list[dict[str, object]] = [
+        {"ph": "M", "name": "process_name", "pid": 0, "tid": 0,
+         "args": {"name": f"pplab ({', '.join(sources)})"}},
+    ]
+    ranks = sorted(int(r) for r in events["rank"].unique())
+    comm_rows = events.loc[~events["kind"].isin(BUSY_KINDS), "rank"]
+    comm_ranks = sorted(int(r) for r in comm_rows.unique())
+    for rank in ranks:
+        trace.append({"ph": "M", "name": "thread_name", "pid": 0, "tid": rank,
+                      "args": {"name": f"rank {rank}"}})
+        trace.append({"ph": "M", "name": "thread_sort_index", "pid": 0, "tid": rank,
+                      "args": {"sort_index": 2 * rank}})
+    for rank in comm_ranks:
+        tid = COMM_TRACK_OFFSET + rank
+        trace.append({"ph": "M", "name": "thread_name", "pid": 0, "tid": tid,
+                      "args": {"name": f"rank {rank} comm"}})
+        trace.append({"ph": "M", "name": "thread_sort_index", "pid": 0, "tid": tid,
+                      "args": {"sort_index": 2 * rank + 1}})
+    for row in events.itertuples(index=False):
+        busy = row.kind in BUSY_KINDS
+        args = {"stage": int(row.stage), "microbatch": int(row.microbatch), "step": int(row.step),
+                "version": int(row.version), "source": str(row.source)}
+        if not busy:
+            args.update(peer=int(row.peer), bytes=int(row.bytes))
+        if row.detail:
+            args["detail"] = str(row.detail)
+        trace.append({
+            "name": _label(row), "cat": str(row.kind), "ph": "X", "pid": 0,
+            "tid": int(row.rank) if busy else COMM_TRACK_OFFSET + int(row.rank),
+            "ts": (float(row.start) - origin) * 1e6,
+            "dur": max(float(row.end) - float(row.start), 0.0) * 1e6,
+            "args": args,
+        })
+    return {"traceEvents": trace, "displayTimeUnit": "ms"}
+
+
+def _write_text_atomic(path: Path, text: str) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w") as handle:
+            handle.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def write_chrome_trace(events: pd.DataFrame, path: str | os.PathLike) -> Path:
+    """Write ``chrome_trace(events)`` to ``path`` atomically; open it at ui.perfetto.dev."""
+    return _write_text_atomic(Path(path), json.dumps(chrome_trace(events)))
+
+
+def events_to_csv_text(events: pd.DataFrame) -> str:
+    """The Event table as CSV text, columns in schema order."""
+    return events[list(EVENT_COLUMNS)].to_csv(index=False)

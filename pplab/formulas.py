@@ -1,0 +1,207 @@
+"""Closed forms for pipeline schedules, each with its source, to hold against the simulator.
+
+The bubble fraction here is bubble time over makespan (the lab's definition: idle over
+ranks x makespan), which papers often write relative to the ideal time instead; both are
+given. Where a paper's form needs an assumption, the docstring says which, and the tests
+check every form against ``pplab.simulator`` on a grid of stages and microbatches.
+
+    python -c "from pplab.formulas import bubble_fraction; print(bubble_fraction('1f1b', 4, 8))"
+"""
+
+from __future__ import annotations
+
+from .simulator import CostModel
+
+_SAME_SHAPE_AS_1F1B = ("gpipe", "1f1b")
+_ASYNC = ("pipedream", "pipedream-2bw")
+DEFAULT_ASYNC_STEPS = 3
+KNOWN = _SAME_SHAPE_AS_1F1B + ("interleaved-1f1b", "zb-h1", "naive") + _ASYNC
+
+
+def _check_numbers(num_stages: int, num_microbatches: int, num_chunks: int) -> None:
+    if num_stages < 1:
+        raise ValueError(f"need at least 1 stage, got {num_stages}")
+    if num_microbatches < 1:
+        raise ValueError(f"need at least 1 microbatch, got {num_microbatches}")
+    if num_chunks < 1:
+        raise ValueError(f"need at least 1 chunk per rank, got {num_chunks}")
+
+
+def _check_cost(cost: CostModel | None) -> CostModel:
+    cost = cost or CostModel()
+    if cost.message_time() > 0 or cost.optimizer > 0:
+        raise ValueError(
+            "the closed forms assume free communication and no optimizer time; got "
+            f"{cost.message_time()} per message and optimizer {cost.optimizer}")
+    if cost.stage_scale is not None and len(set(cost.stage_scale)) > 1:
+        raise ValueError(
+            f"the closed forms assume equal stages; got stage_scale {cost.stage_scale}")
+    return cost
+
+
+def zb_h1_bubble_time(num_stages: int, cost: CostModel | None = None) -> float:
+    """Bubble time of ZB-H1 on the busiest rank, for M >= P microbatches.
+
+    Zero Bubble Pipeline Parallelism (Qi et al., ICLR 2024, arXiv:2401.10241), Table 2:
+    ``(p-1)(T_F + T_I - T_W)``, which is the largest term only while T_W <= T_F and
+    T_W <= T_I. Beyond that the chain of forwards (T_F) or of input gradients (T_I) from
+    the far end sets the bubble: ``(p-1) * max(T_F + T_I - T_W, T_F, T_I)`` matches pplab's
+    zb-h1 order exactly on a grid of costs (tests/test_formulas.py). The lead's earlier
+    reading, (p-1) T_I whenever T_W > T_F, is one case of this max.
+    """
+    cost = _check_cost(cost)
+    f, i, w = cost.forward, cost.backward_input, cost.backward_weight
+    return (num_stages - 1) * max(f + i - w, f, i)
+
+
+def bubble_fraction(schedule_name: str, num_stages: int, num_microbatches: int,
+                    num_chunks: int = 1, cost: CostModel | None = None,
+                    num_steps: int = DEFAULT_ASYNC_STEPS) -> float:
+    """Bubble time over makespan for one training step (all steps for asynchronous ones).
+
+    * gpipe, 1f1b: ``(p-1)/(m+p-1)``; GPipe (Huang et al. 2019, arXiv:1811.06965, Sec. 2.3)
+      and Megatron-LM (Narayanan et al., SC'21, arXiv:2104.04473, Sec. 2.2.1), which write
+      it as (p-1)/m of the ideal time. It holds for any ratio of F to B.
+    * interleaved-1f1b: ``(p-1)/(v*m+p-1)``; Megatron-LM SC'21 Sec. 2.2.2 gives the bubble as
+      (p-1)/(v*m) of the ideal time. Needs m a multiple of p, as the schedule does.
+    * zb-h1: ``b/(m*(T_F+T_I+T_W)+b)`` with b from ``zb_h1_bubble_time`` (ZB paper Table 2);
+      needs m >= p, where the paper's steady state exists.
+    * naive: ``(p-1)/p``: one rank works at a time (GPipe paper, Fig. 2b).
+    * pipedream, pipedream-2bw: no flush, so one fill and drain over all ``num_steps``
+      steps: ``(p-1)/(num_steps*m+p-1)`` (PipeDream, Narayanan et al., SOSP 2019).
+
+    All assume equal stages and free communication; pass ``cost`` for zb-h1's F, I, W.
+    """
+    _check_numbers(num_stages, num_microbatches, num_chunks)
+    p, m, v = num_stages, num_microbatches, num_chunks
+    cost = _check_cost(cost)
+    if schedule_name != "interleaved-1f1b" and v != 1:
+        raise ValueError(f"{schedule_name} places 1 chunk per rank; got num_chunks {v}")
+    if schedule_name in _SAME_SHAPE_AS_1F1B:
+        return (p - 1) / (m + p - 1)
+    if schedule_name == "interleaved-1f1b":
+        if v < 2:
+            raise ValueError(f"interleaved-1f1b needs at least 2 chunks per rank, got {v}")
+        if m % p:
+            raise ValueError(f"interleaved-1f1b needs microbatches a multiple of the {p} stages; "
+                             f"got {m}")
+        return (p - 1) / (v * m + p - 1)
+    if schedule_name == "zb-h1":
+        if m < p:
+            raise ValueError(f"the ZB-H1 closed form needs at least as many microbatches as "
+                             f"stages; got {m} microbatches for {p} stages")
+        bubble = zb_h1_bubble_time(p, cost)
+        work = m * (cost.forward + cost.backward_input + cost.backward_weight)
+        return bubble / (work + bubble) if work + bubble > 0 else 0.0
+    if schedule_name == "naive":
+        return (p - 1) / p
+    if schedule_name in _ASYNC:
+        if num_steps < 1:
+            raise ValueError(f"need at least 1 step, got {num_steps}")
+        return (p - 1) / (num_steps * m + p - 1)
+    raise ValueError(f"no closed form for schedule {schedule_name!r}; known: {', '.join(KNOWN)}")
+
+
+def bubble_ratio_to_ideal(schedule_name: str, num_stages: int, num_microbatches: int,
+                          num_chunks: int = 1, cost: CostModel | None = None,
+                          num_steps: int = DEFAULT_ASYNC_STEPS) -> float:
+    """Bubble time over ideal (bubble-free) time: the normalisation the papers print.
+
+    ``(p-1)/m`` for gpipe and 1f1b and ``(p-1)/(v*m)`` for interleaved-1f1b (Megatron-LM,
+    SC'21, arXiv:2104.04473, Sec. 2.2). Equal to ``f / (1 - f)`` for the fraction f of
+    ``bubble_fraction``, since makespan = ideal + bubble.
+    """
+    fraction = bubble_fraction(schedule_name, num_stages, num_microbatches, num_chunks, cost,
+                               num_steps)
+    return fraction / (1.0 - fraction)
+
+
+def _interleaved_count(n: int, chunk: int, num_ranks: int, num_chunks: int) -> int:
+    """How many of Megatron's first ``n`` chunk visits on a rank go to ``chunk``.
+
+    Visits go in groups of ``num_ranks`` microbatches per chunk, cycling through the chunks.
+    """
+    cycle = num_ranks * num_chunks
+    whole, rest = divmod(n, cycle)
+    return whole * num_ranks + min(max(rest - chunk * num_ranks, 0), num_ranks)
+
+
+def peak_activations(schedule_name: str, num_stages: int, num_microbatches: int,
+                     num_chunks: int = 1,
+                     num_steps: int = DEFAULT_ASYNC_STEPS) -> dict[int, int]:
+    """Most microbatches whose activations a stage holds at once (F done, backward not).
+
+    * gpipe: m on every stage: all forwards run before any backward (GPipe, Sec. 2.3).
+    * 1f1b, pipedream, pipedream-2bw: ``min(p - i, m)`` on stage i: p - 1 - i warm-up
+      forwards plus one (PipeDream-Flush, Narayanan et al., ICML 2021, arXiv:2006.09503).
+    * zb-h1: ``min(p, m)`` on every stage: stage i runs p - 1 - i warm-up forwards and keeps
+      i weight gradients pending, each holding its activation until W ends (derived from
+      the order; the ZB paper, Sec. 3.1, states ZB-H1's peak equals 1F1B's, i.e. p).
+    * interleaved-1f1b: on the stage of chunk c on rank r, the largest count, over the
+      steady state, of forwards issued to chunk c minus backwards finished on it, following
+      Megatron's order (warm-up ``2(p-r-1) + (v-1)p`` visits, then one forward and one
+      backward, backwards visiting chunks in reverse); with m == p all forwards come first
+      and every stage holds m.
+    * naive: 1.
+    """
+    _check_numbers(num_stages, num_microbatches, num_chunks)
+    p, m, v = num_stages, num_microbatches, num_chunks
+    if schedule_name == "gpipe":
+        return {stage: m for stage in range(p)}
+    if schedule_name == "1f1b":
+        return {stage: min(p - stage, m) for stage in range(p)}
+    if schedule_name in _ASYNC:
+        return {stage: min(p - stage, m * num_steps) for stage in range(p)}
+    if schedule_name == "zb-h1":
+        return {stage: min(p, m) for stage in range(p)}
+    if schedule_name == "naive":
+        return {stage: 1 for stage in range(p)}
+    if schedule_name == "interleaved-1f1b":
+        if v < 2 or m % p:
+            raise ValueError(f"interleaved-1f1b needs at least 2 chunks and microbatches a "
+                             f"multiple of {p}; got {v} chunks, {m} microbatches")
+        total = m * v
+        peaks = {}
+        for rank in range(p):
+            warmup = total if m == p else min(2 * (p - rank - 1) + (v - 1) * p, total)
+            for chunk in range(v):
+                if warmup == total:
+                    peak = m
+                else:
+                    # One period of the chunk cycle covers every pattern of the steady state.
+                    peak = max(
+                        _interleaved_count(warmup + j + 1, chunk, p, v)
+                        - _interleaved_count(j, v - 1 - chunk, p, v)
+                        for j in range(min(total - warmup, p * v))
+                    )
+                peaks[chunk * p + rank] = min(peak, m)
+        return dict(sorted(peaks.items()))
+    raise ValueError(f"no closed form for the peak activations of {schedule_name!r}")
+
+
+def bytes_per_step(num_stages: int, num_microbatches: int, activation_bytes: int,
+                   num_chunks: int = 1) -> int:
+    """Bytes crossing stage boundaries in one training step.
+
+    Each of the ``p*v - 1`` boundaries carries one activation forward and one gradient of
+    the same size back per microbatch: ``2 (p v - 1) m a`` (Megatron-LM SC'21, Sec. 2.2.2:
+    interleaving multiplies the communication by v).
+    """
+    _check_numbers(num_stages, num_microbatches, num_chunks)
+    if activation_bytes < 0:
+        raise ValueError(f"activation_bytes must be >= 0, got {activation_bytes}")
+    return int(2 * (num_stages * num_chunks - 1) * num_microbatches * activation_bytes)
+
+
+def activation_bytes(microbatch_size: int, seq_len: int, d_model: int,
+                     dtype_bytes: int = 4) -> int:
+    """Size of the activation a transformer stage sends on: b x s x h values.
+
+    The boundary tensor of a transformer layer is the hidden state (Megatron-LM SC'21,
+    Sec. 3.2, counts b s h elements per message).
+    """
+    for name, value in (("microbatch_size", microbatch_size), ("seq_len", seq_len),
+                        ("d_model", d_model), ("dtype_bytes", dtype_bytes)):
+        if value < 1:
+            raise ValueError(f"{name} must be >= 1, got {value}")
+    return int(microbatch_size * seq_len * d_model * dtype_bytes)
