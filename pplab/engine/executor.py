@@ -62,11 +62,12 @@ class Executor:
         self.step_losses: dict[int, float] = {}
         self.local: dict[tuple[int, int, int], torch.Tensor] = {}
         self._batches: dict[int, Batch] = {}
+        self.first_step = 0  # a synchronous schedule covers one step; it is rerun per step
         self.versions: dict[tuple[str, int, int], int] = {}
 
     def _microbatch(self, mb: int) -> tuple[torch.Tensor, torch.Tensor]:
         per_step = self.schedule.microbatches_per_step
-        step = mb // per_step
+        step = self.first_step + mb // per_step
         if step not in self._batches:
             self._batches = {step: self.batch_for_step(step)}
         return self._batches[step][mb % per_step]
@@ -146,6 +147,7 @@ class Executor:
     def run_sync_step(self, step: int) -> None:
         """One synchronous training step: every action, the flush, one optimizer step."""
         self.recorder.step = step
+        self.first_step = step
         actions = self.schedule.actions[self.rank]
         for position, action in enumerate(actions):
             if position == len(actions) // 2:

@@ -1,0 +1,130 @@
+"""The engine's gradients equal a single-process model's: the pipeline changes when, not what.
+
+    pytest -q tests/test_engine_parity.py
+"""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from distributed import run_ranks
+
+from pplab.engine.config import TrainConfig
+from pplab.engine.launch import make_plan, train_rank
+from pplab.engine.model import build_reference_model, lm_loss
+from pplab.schedules import weight_versions
+
+pytestmark = pytest.mark.multiprocess
+
+SMALL = {"d_model": 16, "heads": 2, "seq_len": 8, "dtype": "float64", "lr": 1e-2, "steps": 3}
+
+# Unequal splits and microbatch counts that are not multiples of the stage count included.
+TWO_RANKS = {
+    "gpipe-3-1": TrainConfig(schedule="gpipe", stages=2, microbatches=3, layers=4,
+                             split=(3, 1), **SMALL),
+    "1f1b-m5": TrainConfig(schedule="1f1b", stages=2, microbatches=5, layers=3, **SMALL),
+    "zb-h1-1-2": TrainConfig(schedule="zb-h1", stages=2, microbatches=3, layers=3,
+                             split=(1, 2), **SMALL),
+    "interleaved-v2": TrainConfig(schedule="interleaved-1f1b", stages=2, chunks=2,
+                                  microbatches=4, layers=5, split=(2, 1, 1, 1), **SMALL),
+}
+THREE_RANKS = {
+    "1f1b-1-2-1": TrainConfig(schedule="1f1b", stages=3, microbatches=4, layers=4,
+                              split=(1, 2, 1), **SMALL),
+    "zb-h1-m5": TrainConfig(schedule="zb-h1", stages=3, microbatches=5, layers=3, **SMALL),
+    "gpipe-m2": TrainConfig(schedule="gpipe", stages=3, microbatches=2, layers=3, **SMALL),
+    "interleaved-p3": TrainConfig(schedule="interleaved-1f1b", stages=3, chunks=2,
+                                  microbatches=3, layers=6, **SMALL),
+}
+ASYNC = {
+    "pipedream": TrainConfig(schedule="pipedream", stages=3, microbatches=3, layers=3, **SMALL),
+    "pipedream-2bw": TrainConfig(schedule="pipedream-2bw", stages=3, microbatches=3, layers=3,
+                                 **SMALL),
+}
+
+
+def _gradients_and_losses(rank, world_size, configs):
+    """Runs inside every rank: train each config, keep step 0's gradients by reference name."""
+    out = {}
+    for name, config in configs.items():
+        plan = make_plan(config)
+        grads = {}
+
+        def before_optim(step, runtimes, grads=grads):
+            if step == 0:
+                for runtime in runtimes.values():
+                    names = runtime.module.reference_names()
+                    for local, param in runtime.module.named_parameters():
+                        grads[names[local]] = param.grad.detach().clone()
+
+        result = train_rank(plan, rank, before_optim=before_optim)
+        out[name] = {"grads": grads, "losses": result["losses"], "versions": result["versions"],
+                     "max_live_versions": result["max_live_versions"]}
+    return out
+
+
+def _reference(config):
+    """Single process, whole batch, same seed and optimizer: the answer the pipeline owes us."""
+    plan = make_plan(config)
+    from pplab.engine.data import make_task
+
+    model = build_reference_model(plan.model, torch.float64)
+    optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
+    task = make_task(config.task, config.seq_len, config.text)
+    losses, first_grads = [], None
+    for step in range(config.steps):
+        tokens, targets = task.batch(config.seed, step, plan.batch_size)
+        loss = lm_loss(model(tokens), targets)
+        loss.backward()
+        losses.append(loss.item())
+        if first_grads is None:
+            first_grads = {n: p.grad.detach().clone() for n, p in model.named_parameters()}
+        optimizer.step()
+        optimizer.zero_grad()
+    return losses, first_grads
+
+
+def _check_parity(configs, results):
+    for name, config in configs.items():
+        expected_losses, expected_grads = _reference(config)
+        grads = {}
+        for result in results:
+            grads.update(result[name]["grads"])
+        assert sorted(grads) == sorted(expected_grads), name
+        for param, grad in expected_grads.items():
+            torch.testing.assert_close(grads[param], grad, msg=lambda m, p=param, n=name:
+                                       f"{n}: gradient of {p}: {m}")
+        losses = [loss for result in results for loss in result[name]["losses"]]
+        assert len(losses) == config.steps, name
+        torch.testing.assert_close(losses, expected_losses, msg=lambda m, n=name: f"{n}: {m}")
+
+
+def test_two_ranks_match_single_process():
+    _check_parity(TWO_RANKS, run_ranks(2, _gradients_and_losses, TWO_RANKS))
+
+
+def test_three_ranks_match_single_process_and_async_versions_are_stashed():
+    configs = {**THREE_RANKS, **ASYNC}
+    results = run_ranks(3, _gradients_and_losses, configs)
+    _check_parity(THREE_RANKS, results)
+    for name, config in ASYNC.items():
+        schedule = make_plan(config).schedule
+        expected = weight_versions(schedule)
+        seen = {}
+        for result in results:
+            seen.update(result[name]["versions"])
+        # Stashing: every microbatch's backward used the version its forward used, and that
+        # version is the one the schedule's order implies.
+        for (kind, stage, mb), version in seen.items():
+            assert version == seen[("F", stage, mb)], (name, kind, stage, mb)
+            assert version == expected[(stage, mb)], (name, stage, mb)
+        assert len(seen) == 2 * schedule.num_stages * schedule.num_microbatches
+        assert len({v for v in seen.values()}) > 1, "an async run must update during the run"
+        live = {s: n for result in results for s, n in result[name]["max_live_versions"].items()}
+        if name == "pipedream":
+            # Stage s of P holds up to P - s versions (PipeDream, Sec. 3.3).
+            assert live == {s: 3 - s for s in range(3)}
+        else:
+            assert max(live.values()) <= 2
+        losses = [loss for result in results for loss in result[name]["losses"]]
+        assert len(losses) == config.steps
