@@ -1,0 +1,258 @@
+"""The lab app: every page visited through Streamlit's AppTest, widgets moved, numbers read.
+
+Recorded runs for Compare and Runs are written by ``save_run`` from simulated timelines put
+on a seconds scale, next to a corrupt and a foreign folder that must not hide them.
+"""
+
+import importlib.util
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from pplab import timeline
+from pplab.schedules import build, schedule_to_csv_text
+from pplab.simulator import CostModel, simulate
+
+ROOT = Path(__file__).resolve().parents[1]
+ENTRY = str(ROOT / "app" / "lab.py")
+
+
+def write_run(directory: Path, schedule_name="1f1b", stages=2, microbatches=4, steps=3):
+    """A run folder shaped like the engine's: seconds, several steps, loss and memory."""
+    schedule = build(schedule_name, stages, microbatches)
+    frames, offset = [], 0.0
+    for step in range(steps):
+        events = simulate(schedule, CostModel(forward=0.004 + 0.001 * step, backward=0.008))
+        events["start"] += offset
+        events["end"] += offset
+        events["step"] = step
+        offset = float(events["end"].max()) + 0.002
+        frames.append(events)
+    events = timeline.events_frame(
+        row for frame in frames for row in frame.to_dict("records"))
+    events["source"] = "measured"
+    meta = {
+        "schedule": {"name": schedule_name, "num_stages": stages,
+                     "num_microbatches": microbatches, "num_chunks": 1,
+                     "csv": schedule_to_csv_text(schedule)},
+        "loss": [2.77, 2.4, 2.1][:steps],
+        "peak_memory_bytes": {str(s): (s + 3) * 2**20 for s in range(stages)},
+        "config": {"device": "cpu"}, "time_unit": "s",
+        "tp_size": 1, "dp_size": 1, "pp_size": stages,
+    }
+    return timeline.save_run(directory, events, meta)
+
+
+@pytest.fixture
+def runs_dir(tmp_path, monkeypatch):
+    root = tmp_path / "runs"
+    write_run(root / "run-1f1b")
+    write_run(root / "run-gpipe", "gpipe", stages=2, microbatches=2, steps=2)
+    broken = root / "broken-run"
+    broken.mkdir()
+    (broken / "meta.json").write_text("{not json")
+    (broken / "events.parquet").write_bytes(b"PAR1 garbage")
+    (root / "holiday-photos").mkdir()
+    (root / "holiday-photos" / "beach.jpg").write_bytes(b"\xff\xd8")
+    (root / "stray.txt").write_text("not a run")
+    monkeypatch.setenv("PPLAB_RUNS_DIR", str(root))
+    return root
+
+
+@pytest.fixture
+def no_runs(tmp_path, monkeypatch):
+    monkeypatch.setenv("PPLAB_RUNS_DIR", str(tmp_path / "empty"))
+
+
+def open_page(page: str | None = None) -> AppTest:
+    app = AppTest.from_file(ENTRY, default_timeout=120).run()
+    if page:
+        app.switch_page(f"views/{page}.py").run()
+    assert not app.exception, app.exception
+    return app
+
+
+def metric(app: AppTest, label_start: str) -> str:
+    found = [m.value for m in app.metric if m.label.startswith(label_start)]
+    assert found, f"no metric {label_start!r} among {[m.label for m in app.metric]}"
+    return found[0]
+
+
+def chart_specs(app: AppTest) -> list[dict]:
+    return [json.loads(chart.proto.spec) for chart in app.get("plotly_chart")]
+
+
+def test_playground_shows_gpipe_bubble_and_follows_the_sliders(no_runs):
+    app = open_page()
+    assert "3/11" in metric(app, "Bubble fraction (predicted)")
+    assert metric(app, "Makespan (predicted)") == "33 cost units"
+    assert any("3/11" in m.value and "Huang" in m.value for m in app.markdown)
+    gantt = chart_specs(app)[0]
+    assert "rank 3" in json.dumps(gantt["layout"]["yaxis"]["ticktext"])
+    assert {t["name"] for t in gantt["data"]} >= {"F forward", "B full backward", "idle (bubble)"}
+
+    app.slider(key="pg_microbatches").set_value(12).run()
+    assert "1/5" in metric(app, "Bubble fraction (predicted)")
+    app.slider(key="pg_stages").set_value(8).run()
+    assert "7/19" in metric(app, "Bubble fraction (predicted)")
+    assert metric(app, "Ranks").startswith("8 ranks")
+
+
+def test_playground_interleaved_chunks_costs_and_a_bad_size(no_runs):
+    app = open_page()
+    app.selectbox(key="pg_schedule").set_value("interleaved-1f1b").run()
+    assert "3/19" in metric(app, "Bubble fraction (predicted)")
+    app.slider(key="pg_chunks").set_value(4).run()
+    assert "3/35" in metric(app, "Bubble fraction (predicted)")
+    app.number_input(key="pg_l").set_value(0.5).run()
+    assert any("free communication" in m.value for m in app.markdown)
+    app.slider(key="pg_microbatches").set_value(6).run()
+    assert [e.value for e in app.error] == [
+        "interleaved-1f1b walks microbatches in groups of the 4 ranks; "
+        "6 microbatches is not a multiple of 4"]
+    assert not app.exception
+
+
+def test_compare_simulated_configurations(no_runs):
+    app = open_page("compare")
+    table = app.dataframe[0].value
+    assert list(table["bubble fraction (%)"]) == [27.27, 27.27]
+    app.slider(key="cmp_count").set_value(4).run()
+    table = app.dataframe[0].value
+    assert list(table["bubble fraction (%)"])[:3] == [27.27, 27.27, 15.79]
+    assert set(table["source"]) == {"predicted"}
+    assert len(chart_specs(app)[0]["data"]) >= 4
+
+
+def test_compare_mixes_a_recorded_run_with_loss_and_memory(runs_dir):
+    app = open_page("compare")
+    assert any("broken-run" in w.value for w in app.warning)
+    app.radio(key="cmp1_source").set_value("recorded run").run()
+    table = app.dataframe[0].value
+    assert list(table["source"]) == ["predicted", "measured"]
+    assert list(table["time unit"]) == ["cost units", "s"]
+    titles = [spec["layout"]["title"]["text"] for spec in chart_specs(app)]
+    assert any("units differ" in t for t in titles)
+    assert "Loss (measured)" in titles and "Peak memory per rank (measured)" in titles
+
+
+def test_runs_page_predicted_over_measured_downloads_and_a_corrupt_folder(runs_dir):
+    app = open_page("runs")
+    warnings = [w.value for w in app.warning]
+    assert len(warnings) == 2
+    assert any("broken-run" in w and "not valid JSON" in w for w in warnings)
+    assert any("holiday-photos" in w for w in warnings)
+    assert len(app.selectbox(key="runs_pick").options) == 2
+    # costs calibrated from the run's own medians replay its schedule exactly
+    assert metric(app, "Bubble fraction (measured)") == metric(app, "Bubble fraction (predicted)")
+    assert metric(app, "Step time (measured)").endswith(" ms")
+    gantt = chart_specs(app)[0]
+    assert "Predicted over measured" in gantt["layout"]["title"]["text"]
+    assert len(app.get("download_button")) == 3
+
+    app.select_slider(key="runs_step").set_value(0).run()
+    assert not app.exception
+    app.selectbox(key="runs_pick").set_value(app.selectbox(key="runs_pick").options[1]).run()
+    assert not app.exception and "gpipe" in app.selectbox(key="runs_pick").value
+
+
+def test_run_page_bounds_the_request(no_runs):
+    app = open_page("run")
+    app.number_input(key="run_stages").set_value(64)
+    app.button[0].click().run()
+    assert app.error[0].value.startswith("Not started: 64 stages x tp 1 x dp 1 = 64 ranks")
+    app.number_input(key="run_stages").set_value(2)
+    app.number_input(key="run_layers").set_value(1)
+    app.button[0].click().run()
+    assert app.error[0].value == "Not started: 2 stages need at least 2 layers; the model has 1"
+
+
+def test_lessons_page_checks_the_answer(no_runs):
+    app = open_page("lessons")
+    assert app.markdown[0].value.startswith("# Lesson 1: the bubble")
+    box = app.text_input(key="lesson_answer_01-the-bubble")
+    box.input("26").run()
+    assert "10.34%" in app.warning[0].value
+    app.text_input(key="lesson_answer_01-the-bubble").input("27").run()
+    assert app.success[0].value.startswith("right: m = 27")
+
+
+def test_exercise_check_runs_the_simulator():
+    path = ROOT / "lessons" / "01-the-bubble" / "exercise.py"
+    spec = importlib.util.spec_from_file_location("exercise", path)
+    exercise = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(exercise)
+    assert exercise.check(27)[0] and exercise.check(" 27 ")[0]
+    assert not exercise.check(28)[0] and "try fewer" in exercise.check(28)[1]
+    assert not exercise.check("ten")[0] and not exercise.check(0)[0]
+    assert exercise.simulated_bubble(8) == pytest.approx(3 / 11)
+
+
+def test_lesson_notebook_runs_top_to_bottom(monkeypatch):
+    folder = ROOT / "lessons" / "01-the-bubble"
+    notebook = json.loads((folder / "lesson.ipynb").read_text())
+    monkeypatch.chdir(folder)
+    monkeypatch.setattr(sys, "path", list(sys.path))
+    namespace: dict = {}
+    for cell in notebook["cells"]:
+        if cell["cell_type"] == "code":
+            exec(compile("".join(cell["source"]), "lesson.ipynb", "exec"), namespace)
+    assert namespace["result"]["bubble_fraction"] == pytest.approx(3 / 11)
+    assert namespace["figure"].data
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def lab(*args) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "pplab.lab_command", *args],
+                          capture_output=True, text=True, timeout=60)
+
+
+def test_lab_command_refuses_bad_ports_in_one_line():
+    done = lab("--port", "70000")
+    assert done.returncode == 2
+    assert done.stderr == "pplab lab: --port must be between 1 and 65535, got 70000\n"
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        done = lab("--port", str(port))
+    assert done.returncode == 2 and "already in use" in done.stderr
+    assert "Traceback" not in done.stderr
+
+
+def test_lab_command_serves_the_app_on_localhost(no_runs):
+    port = free_port()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "pplab.lab_command", "--port", str(port)],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=ROOT,
+        env={**os.environ}, start_new_session=True)
+    try:
+        first = process.stdout.readline()
+        assert first.strip() == f"pplab lab: open http://127.0.0.1:{port}  (Ctrl-C to stop)"
+        answer = None
+        for _ in range(240):
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/_stcore/health",
+                                            timeout=2) as reply:
+                    answer = reply.read().decode()
+                break
+            except OSError:
+                assert process.poll() is None, process.stdout.read()
+                time.sleep(0.5)
+        assert answer == "ok"
+    finally:
+        os.killpg(process.pid, 15)
+        process.wait(timeout=30)
