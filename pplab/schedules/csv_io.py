@@ -1,8 +1,10 @@
 """Schedules as CSV, in the compute-only format of ``torch.distributed.pipelining``.
 
 One row per rank, one action per cell (``0F0,0F1,0B0,...``). PyTorch writes idle steps as
-empty cells; they are skipped on reading, since bubbles are not part of a schedule. The
-placement of stages on ranks is inferred from which row holds each stage, as PyTorch does.
+empty cells; they are skipped on reading, since bubbles are not part of a schedule. So are
+PyTorch's bookkeeping actions (``0REDUCE_GRAD``, ``1UNSHARD``, ``2SEND_F0``...), which its
+own schedules emit but which are not compute: communication follows from the dependencies.
+The placement of stages on ranks is inferred from which row holds each stage, as PyTorch does.
 
     pplab validate my_schedule.csv
 """
@@ -12,10 +14,15 @@ from __future__ import annotations
 import csv
 import io
 import os
+import re
 import tempfile
 from pathlib import Path
 
 from .actions import Action, Schedule
+
+# The non-compute kinds of torch.distributed.pipelining's _action_regex.
+_PYTORCH_NON_COMPUTE = re.compile(
+    r"^\d+(UNSHARD|RESHARD|REDUCE_GRAD|SEND_F|RECV_F|SEND_B|RECV_B)\d*$")
 
 
 def schedule_to_csv_text(schedule: Schedule) -> str:
@@ -48,7 +55,7 @@ def schedule_from_csv_text(text: str, name: str = "custom") -> Schedule:
         order = []
         for column, cell in enumerate(row):
             cell = cell.strip()
-            if cell in ("", "None"):
+            if cell in ("", "None") or _PYTORCH_NON_COMPUTE.match(cell):
                 continue
             try:
                 action = Action.parse(cell)

@@ -1,0 +1,10 @@
+"""``python -m pplab``: the same command as ``pplab``.
+
+    python -m pplab simulate --schedule 1f1b --stages 4 --microbatches 8
+"""
+
+import sys
+
+from .cli import main
+
+sys.exit(main())

@@ -1,0 +1,308 @@
+"""The ``pplab`` command: list schedules, simulate one, validate a CSV (and more, from plugins).
+
+The CLI is thin: it parses, calls the library and prints. A user mistake ends with one line
+``pplab: error: ...`` and exit status 2; ``validate`` exits 1 for a schedule that cannot run.
+Torch is never imported for ``schedules``, ``simulate`` or ``validate``.
+
+    pplab simulate --schedule 1f1b --stages 4 --microbatches 8
+    python -m pplab simulate --schedule zb-h1 --stages 4 --microbatches 8 --json
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import math
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+# Commands other parts of pplab add, in this order; each module's add_parser(subparsers)
+# sets `func`. They must not import torch at import time.
+PLUGINS = (
+    ("pplab.engine.train_command", "train"),
+    ("pplab.engine.compare_command", "compare"),
+    ("pplab.lab_command", "lab"),
+)
+GANTT_COLUMNS = 100
+LETTERS = {"F": "F", "B": "B", "I": "I", "W": "W", "optim": "O"}
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # one short line instead of the full usage
+        self.exit(2, f"{self.prog}: error: {message}\n")
+
+
+def _whole_number(text: str) -> int:
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+
+
+def _missing_module(error: ModuleNotFoundError, module: str) -> bool:
+    parts = module.split(".")
+    return error.name in {".".join(parts[:k]) for k in range(1, len(parts) + 1)}
+
+
+def _add_plugins(subparsers) -> None:
+    for module, command in PLUGINS:
+        try:
+            importlib.import_module(module).add_parser(subparsers)
+        except ModuleNotFoundError as error:
+            if _missing_module(error, module):
+                continue
+            _add_broken(subparsers, command, module, error)
+        except Exception as error:  # a broken plugin must not take the other commands down
+            _add_broken(subparsers, command, module, error)
+
+
+def _add_broken(subparsers, command: str, module: str, error: Exception) -> None:
+    def unavailable(args) -> int:
+        raise ValueError(f"pplab {command} is unavailable: {module} failed to load ({error})")
+
+    parser = subparsers.add_parser(command, help=f"(unavailable: {module} failed to load)")
+    parser.set_defaults(func=unavailable)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="pplab", description="Learn pipeline parallelism by running it.")
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    subparsers.required = True
+
+    listing = subparsers.add_parser("schedules", help="list the registered schedule families")
+    listing.set_defaults(func=cmd_schedules)
+
+    sim = subparsers.add_parser(
+        "simulate", help="predict a schedule's timeline with the cost model",
+        description="Simulate a schedule and print a text Gantt chart and its metrics.")
+    source = sim.add_mutually_exclusive_group(required=True)
+    source.add_argument("--schedule", metavar="NAME", help="a registered family (pplab schedules)")
+    source.add_argument("--csv", metavar="FILE", type=Path, help="simulate a schedule CSV instead")
+    sim.add_argument("--stages", type=_whole_number, metavar="P", help="pipeline depth (ranks)")
+    sim.add_argument("--microbatches", type=_whole_number, metavar="M",
+                     help="microbatches per training step")
+    sim.add_argument("--chunks", type=_whole_number, metavar="V",
+                     help="model chunks per rank (interleaved schedules)")
+    sim.add_argument("--steps", type=_whole_number, metavar="S",
+                     help="training steps (asynchronous schedules: pipedream, pipedream-2bw)")
+    sim.add_argument("--cost", default="", metavar="SPEC",
+                     help="cost model, e.g. f=1,b=2,i=1,w=1,comm=0 (also lat=, bw=, bytes=, "
+                          "opt=, scale=1:1.5:1)")
+    sim.add_argument("--json", action="store_true", help="print one JSON object instead")
+    sim.add_argument("--trace", metavar="FILE", type=Path,
+                     help="also write a Chrome trace (open at ui.perfetto.dev)")
+    sim.add_argument("--save", metavar="DIR", type=Path,
+                     help="also save a run directory (events.parquet + meta.json)")
+    sim.set_defaults(func=cmd_simulate)
+
+    check = subparsers.add_parser("validate", help="check that a schedule CSV can run")
+    check.add_argument("file", type=Path, metavar="FILE.csv")
+    check.set_defaults(func=cmd_validate)
+
+    _add_plugins(subparsers)
+    return parser
+
+
+def cmd_schedules(args) -> int:
+    from .schedules import SCHEDULES
+
+    width = max(len(name) for name in SCHEDULES)
+    for name, family in SCHEDULES.items():
+        chunks = "" if family.max_chunks == 1 else f" [--chunks >= {family.min_chunks}]"
+        print(f"{name.ljust(width)}  {family.summary}{chunks}")
+        print(f"{' ' * width}  paper: {family.paper}")
+    return 0
+
+
+def cmd_validate(args) -> int:
+    from .schedules import read_csv, validate
+
+    if not args.file.is_file():
+        raise ValueError(f"{args.file} is not a file")
+    try:
+        schedule = validate(read_csv(args.file))
+    except ValueError as error:
+        print(f"{args.file}: invalid: {error}")
+        return 1
+    print(f"{args.file}: valid: {schedule.num_ranks} ranks, {schedule.num_stages} stages, "
+          f"{schedule.num_microbatches} microbatches")
+    return 0
+
+
+def _schedule_from_args(args):
+    from .schedules import SCHEDULES, build, read_csv, validate
+
+    if args.csv is not None:
+        for flag in ("stages", "microbatches", "chunks", "steps"):
+            if getattr(args, flag) is not None:
+                raise ValueError(f"--{flag} does not apply to --csv (the CSV fixes the schedule)")
+        if not args.csv.is_file():
+            raise ValueError(f"{args.csv} is not a file")
+        return validate(read_csv(args.csv))
+    if args.schedule not in SCHEDULES:
+        raise ValueError(f"unknown schedule {args.schedule!r}; choose one of "
+                         f"{', '.join(SCHEDULES)}")
+    if args.stages is None or args.microbatches is None:
+        raise ValueError("--schedule needs --stages P and --microbatches M")
+    options = {}
+    if args.steps is not None:
+        if not SCHEDULES[args.schedule].asynchronous:
+            raise ValueError(f"--steps applies to asynchronous schedules; {args.schedule} "
+                             f"flushes every step")
+        options["num_steps"] = args.steps
+    return build(args.schedule, args.stages, args.microbatches, args.chunks, **options)
+
+
+def closed_form(schedule, cost) -> tuple[str, float | None, str]:
+    """(formula, value, why not) for the schedule's bubble, from pplab.formulas."""
+    from . import formulas
+
+    p = schedule.num_ranks
+    v = schedule.num_stages // p
+    m = schedule.microbatches_per_step
+    names = {
+        "gpipe": "(p-1)/(m+p-1)", "1f1b": "(p-1)/(m+p-1)",
+        "interleaved-1f1b": "(p-1)/(v*m+p-1)", "naive": "(p-1)/p",
+        "zb-h1": "(p-1)max(F+I-W,F,I) / makespan  [ZB paper Table 2]",
+        "pipedream": "(p-1)/(steps*m+p-1)", "pipedream-2bw": "(p-1)/(steps*m+p-1)",
+    }
+    formula = names.get(schedule.name)
+    if formula is None:
+        return "", None, f"no closed form for {schedule.name!r}"
+    try:
+        value = formulas.bubble_fraction(schedule.name, p, m, v, cost,
+                                         num_steps=schedule.num_steps)
+    except ValueError as error:
+        return formula, None, str(error)
+    return formula, value, ""
+
+
+def gantt_text(events, width: int = GANTT_COLUMNS) -> str:
+    """One row per rank, one character per time slot: F, B, I, W, O (optimizer), '.' idle.
+
+    The slot is sized so a unit of work spans a few characters when the run is short and the
+    whole run fits ~``width`` columns when it is long; the microbatch is written where it fits.
+    """
+    work = events[events["kind"].isin(tuple(LETTERS))]
+    if work.empty:
+        return "(no compute events)"
+    origin = float(events["start"].min())
+    makespan = float(events["end"].max()) - origin
+    shortest = float((work["end"] - work["start"])[work["end"] > work["start"]].min())
+    slot = makespan / width
+    for per_unit in (3, 2, 1):
+        if not math.isnan(shortest) and makespan / (shortest / per_unit) <= width:
+            slot = shortest / per_unit
+            break
+    columns = max(1, math.ceil(makespan / slot - 1e-9))
+    lines = []
+    for rank in sorted(int(r) for r in events["rank"].unique()):
+        row = ["."] * columns
+        mine = work[work["rank"] == rank]
+        for kind, mb, start, end in zip(mine["kind"], mine["microbatch"], mine["start"],
+                                        mine["end"], strict=True):
+            first = round((start - origin) / slot)
+            last = max(first + 1, round((end - origin) / slot))
+            last = min(last, columns)
+            label = LETTERS[kind] + (str(mb) if mb >= 0 else "")
+            cells = last - first
+            text = label.ljust(cells) if len(label) <= cells else LETTERS[kind] * cells
+            row[first:last] = list(text[:cells])
+        lines.append(f"rank {rank:>2} |{''.join(row)}|")
+    lines.append(f"          one character = {slot:g} cost units; '.' idle, O optimizer")
+    return "\n".join(lines)
+
+
+def _summary(schedule, cost, events) -> dict:
+    from .timeline import metrics
+
+    result = metrics(events)
+    formula, value, why = closed_form(schedule, cost)
+    result["per_rank"] = {str(r): v for r, v in result["per_rank"].items()}
+    result["peak_activations"] = {str(s): v for s, v in result["peak_activations"].items()}
+    result.update(
+        time_unit="cost units",
+        schedule={"name": schedule.name, "num_stages": schedule.num_ranks,
+                  "num_microbatches": schedule.microbatches_per_step,
+                  "num_chunks": schedule.num_stages // schedule.num_ranks},
+        cost=cost.to_dict(),
+        closed_form={"formula": formula, "bubble_fraction": value, "note": why},
+    )
+    return result
+
+
+def cmd_simulate(args) -> int:
+    from . import simulator
+    from .timeline import save_run, write_chrome_trace
+
+    cost = simulator.CostModel.parse(args.cost)
+    schedule = _schedule_from_args(args)
+    if args.save is not None and args.save.exists():
+        raise ValueError(f"{args.save} already exists; choose a new run directory")
+    events = simulator.simulate(schedule, cost)
+    summary = _summary(schedule, cost, events)
+    if args.trace is not None:
+        write_chrome_trace(events, args.trace)
+    if args.save is not None:
+        meta = simulator.metadata(schedule, cost)
+        meta["bytes_per_link"] = _bytes_per_link(events)
+        save_run(args.save, events, meta)
+    if args.json:
+        print(json.dumps(summary, sort_keys=True))
+        return 0
+    print(f"{schedule.name}: {schedule.num_ranks} ranks, {schedule.num_stages} stages, "
+          f"{schedule.microbatches_per_step} microbatches per step, {schedule.num_steps} step(s)"
+          f" (simulated)")
+    print(gantt_text(events))
+    print(f"makespan         {summary['makespan']:.4g} cost units (simulated)")
+    closed = summary["closed_form"]
+    bubble = f"bubble fraction  {summary['bubble_fraction']:.2%} (idle / (ranks x makespan))"
+    if closed["bubble_fraction"] is not None:
+        bubble += f"; closed form {closed['formula']} = {closed['bubble_fraction']:.2%}"
+    elif closed["note"]:
+        bubble += f"; closed form n/a: {closed['note']}"
+    print(bubble)
+    for rank, part in summary["per_rank"].items():
+        print(f"rank {rank:>2}          busy {part['busy']:.4g}, comm {part['comm']:.4g}, "
+              f"idle {part['idle']:.4g} cost units")
+    peaks = " ".join(f"{s}:{n}" for s, n in summary["peak_activations"].items())
+    print(f"peak activations {peaks} (microbatches held, per stage)")
+    for step in summary.get("per_step", []):
+        print(f"step {step['step']:>2}          makespan {step['makespan']:.4g} cost units, "
+              f"bubble {step['bubble_fraction']:.2%}")
+    if args.trace is not None:
+        print(f"trace            {args.trace} (open at https://ui.perfetto.dev)")
+    if args.save is not None:
+        print(f"run saved        {args.save}")
+    return 0
+
+
+def _bytes_per_link(events) -> dict[str, int]:
+    sends = events[events["kind"] == "send"]
+    totals = sends.groupby(["rank", "peer"])["bytes"].sum()
+    return {f"{src}->{dst}": int(total) for (src, dst), total in totals.items()}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.func(args))
+    except ValueError as error:
+        reason = getattr(error, "reason", None) or str(error)
+        lines = reason.strip().splitlines() or [type(error).__name__]
+        print(f"pplab: error: {lines[0]}", file=sys.stderr)
+        return 2
+    except BrokenPipeError:  # output piped into `head`: stop quietly
+        sys.stdout = open(os.devnull, "w")  # noqa: SIM115  (Python flushes stdout at exit)
+        return 1
+    except KeyboardInterrupt:
+        print("pplab: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
