@@ -38,9 +38,9 @@ cols[0].metric("Bubble fraction (predicted)", fraction_text(float(metrics["bubbl
                help=f"Normalisation: {NORMALISATION}.")
 cols[1].metric("Makespan (predicted)", f"{metrics['makespan']:.4g} cost units")
 peaks = metrics["peak_activations"]
-cols[2].metric("Peak activations (predicted)", f"{max(peaks.values(), default=0)} microbatches",
+cols[2].metric("Peak activations (predicted, microbatches)", f"{max(peaks.values(), default=0)}",
                help="Most microbatches whose activations one stage holds at once.")
-cols[3].metric("Ranks", f"{p} ranks, {len(events):,} events")
+cols[3].metric("Ranks", f"{p} ranks", help=f"{len(events):,} events in the timeline")
 
 latex, source, value, ratio, why_not = closed_form(config)
 if latex:
