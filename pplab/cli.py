@@ -297,7 +297,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"pplab: error: {lines[0]}", file=sys.stderr)
         return 2
     except BrokenPipeError:  # output piped into `head`: stop quietly
-        sys.stdout = open(os.devnull, "w")  # noqa: SIM115  (Python flushes stdout at exit)
+        sys.stdout = open(os.devnull, "w")  # Python flushes stdout at exit
         return 1
     except KeyboardInterrupt:
         print("pplab: interrupted", file=sys.stderr)

@@ -87,30 +87,16 @@ def events_from_columns(columns: Mapping[str, Sequence[object]]) -> pd.DataFrame
     return pd.DataFrame(data).astype(EVENT_COLUMNS)
 
 
-def _union_length(starts: np.ndarray, ends: np.ndarray) -> tuple[float, np.ndarray]:
-    """Total length covered by the intervals, and the merged intervals as (k, 2) array."""
+def _union_length(starts: np.ndarray, ends: np.ndarray) -> float:
+    """Total length covered by the intervals (overlaps counted once)."""
     if len(starts) == 0:
-        return 0.0, np.empty((0, 2))
+        return 0.0
     order = np.argsort(starts, kind="stable")
-    merged: list[list[float]] = []
-    for s, e in zip(starts[order], ends[order], strict=True):
-        if merged and s <= merged[-1][1]:
-            merged[-1][1] = max(merged[-1][1], e)
-        else:
-            merged.append([s, e])
-    array = np.array(merged, dtype=float)
-    return float((array[:, 1] - array[:, 0]).sum()), array
-
-
-def _covered_outside(starts: np.ndarray, ends: np.ndarray, busy: np.ndarray) -> float:
-    """Length of the union of the intervals that no merged busy interval covers."""
-    total, merged = _union_length(starts, ends)
-    overlap = 0.0
-    for s, e in merged:
-        if len(busy):
-            overlap += float(np.clip(np.minimum(busy[:, 1], e) - np.maximum(busy[:, 0], s),
-                                     0, None).sum())
-    return total - overlap
+    starts, ends = starts[order], ends[order]
+    reach = np.maximum.accumulate(ends)
+    opens = np.concatenate([[True], starts[1:] > reach[:-1]])
+    first = np.flatnonzero(opens)
+    return float((np.maximum.reduceat(ends, first) - starts[first]).sum())
 
 
 def peak_activations(events: pd.DataFrame) -> dict[int, int]:
@@ -120,30 +106,36 @@ def peak_activations(events: pd.DataFrame) -> dict[int, int]:
     At equal times a release counts before an acquire: a rank that ends one backward and
     starts the next forward never holds both.
     """
+    kinds = events["kind"].to_numpy()
+    stages = events["stage"].to_numpy()
+    forward = (kinds == "F") & (stages >= 0)
+    release = np.isin(kinds, ("B", "W")) & (stages >= 0)
+    times = np.concatenate([events["end"].to_numpy()[release],
+                            events["start"].to_numpy()[forward]])
+    deltas = np.concatenate([-np.ones(release.sum()), np.ones(forward.sum())])
+    where = np.concatenate([stages[release], stages[forward]])
+    order = np.lexsort((deltas, times, where))  # by stage, then time, releases first
+    where, deltas = where[order], deltas[order]
     peaks: dict[int, int] = {}
-    compute = events[events["kind"].isin(COMPUTE_EVENT_KINDS) & (events["stage"] >= 0)]
-    for stage, group in compute.groupby("stage", sort=True):
-        forwards = group[group["kind"] == "F"]
-        releases = group[group["kind"].isin(("B", "W"))]
-        times = np.concatenate([releases["end"].to_numpy(), forwards["start"].to_numpy()])
-        deltas = np.concatenate([-np.ones(len(releases)), np.ones(len(forwards))])
-        order = np.lexsort((deltas, times))
-        running = np.cumsum(deltas[order])
+    for stage in np.unique(where):
+        running = np.cumsum(deltas[where == stage])
         peaks[int(stage)] = int(max(running.max(initial=0), 0))
     return peaks
 
 
 def _busy_and_comm(events: pd.DataFrame, ranks: Iterable[int]) -> dict[int, tuple[float, float]]:
+    kinds = events["kind"].to_numpy()
+    busy_mask = np.isin(kinds, BUSY_KINDS)
+    either_mask = busy_mask | np.isin(kinds, COMM_EVENT_KINDS)
+    rank_of = events["rank"].to_numpy()
+    starts, ends = events["start"].to_numpy(), events["end"].to_numpy()
     out = {}
-    busy_mask = events["kind"].isin(BUSY_KINDS)
-    comm_mask = events["kind"].isin(COMM_EVENT_KINDS)
     for rank in ranks:
-        mine = events["rank"] == rank
-        busy_rows = events[mine & busy_mask]
-        comm_rows = events[mine & comm_mask]
-        busy, merged = _union_length(busy_rows["start"].to_numpy(), busy_rows["end"].to_numpy())
-        comm = _covered_outside(comm_rows["start"].to_numpy(), comm_rows["end"].to_numpy(), merged)
-        out[int(rank)] = (busy, comm)
+        mine = rank_of == rank
+        busy = _union_length(starts[mine & busy_mask], ends[mine & busy_mask])
+        # Communication that no computation hides: |busy or comm| - |busy|.
+        either = _union_length(starts[mine & either_mask], ends[mine & either_mask])
+        out[int(rank)] = (busy, either - busy)
     return out
 
 
