@@ -257,10 +257,9 @@ def simulate(schedule: Schedule, cost: CostModel = CostModel()) -> pd.DataFrame:
 
     stuck = [r for r, p in heads.items() if p < len(schedule.actions[r])]
     if stuck:
-        first = stuck[0]
-        raise ValueError(
-            f"the schedule cannot finish: rank {first} waits forever at "
-            f"{schedule.actions[first][heads[first]]} (run `pplab validate` on it for details)")
+        where = ", ".join(f"rank {r} at {schedule.actions[r][heads[r]]}" for r in stuck)
+        raise ValueError(f"the schedule cannot finish: {where} wait forever "
+                         f"(run `pplab validate` on it for details)")
     if not schedule.is_async and cost.optimizer > 0:
         for rank in schedule.actions:
             emit(rank, -1, "optim", -1, schedule.num_steps - 1, clock[rank],

@@ -1,0 +1,175 @@
+"""The simulator against the closed forms, and the rules it promises (no torch here)."""
+
+from __future__ import annotations
+
+import pytest
+
+from pplab import formulas
+from pplab.schedules import SCHEDULES, Action, Schedule, build, weight_versions
+from pplab.simulator import CostModel, simulate
+from pplab.timeline import EVENT_COLUMNS, metrics
+
+STAGES = range(1, 9)
+MICROBATCHES = range(1, 33)
+UNIT = CostModel(forward=1, backward=1, backward_input=1, backward_weight=1)
+UNEVEN = CostModel(forward=1.0, backward=2.5, backward_input=1.5, backward_weight=0.75)
+FAMILIES = [("gpipe", 1), ("1f1b", 1), ("naive", 1), ("interleaved-1f1b", 2),
+            ("interleaved-1f1b", 3), ("zb-h1", 1), ("pipedream", 1), ("pipedream-2bw", 1)]
+
+
+def _grid(name: str, chunks: int):
+    for p in STAGES:
+        for m in MICROBATCHES:
+            if name == "interleaved-1f1b" and m % p:
+                continue
+            if name == "pipedream-2bw" and m < p:
+                continue
+            if name == "zb-h1" and m < p:
+                continue
+            yield p, m
+
+
+@pytest.mark.parametrize("cost", [UNIT, UNEVEN], ids=["unit", "uneven"])
+@pytest.mark.parametrize(("name", "chunks"), FAMILIES, ids=[f"{n}-v{v}" for n, v in FAMILIES])
+def test_bubble_matches_closed_form(name, chunks, cost):
+    checked = 0
+    steps = {"num_steps": 2} if SCHEDULES[name].asynchronous else {}
+    for p, m in _grid(name, chunks):
+        events = simulate(build(name, p, m, chunks, **steps), cost)
+        expected = formulas.bubble_fraction(name, p, m, chunks, cost, **steps)
+        assert metrics(events)["bubble_fraction"] == pytest.approx(expected, abs=1e-9), (p, m)
+        checked += 1
+    assert checked >= 32
+
+
+def test_peak_activations_match_closed_form():
+    for name, chunks in FAMILIES:
+        for p, m in _grid(name, chunks):
+            if m > 12:  # the pattern repeats; keep the test quick
+                continue
+            events = simulate(build(name, p, m, chunks))
+            assert metrics(events)["peak_activations"] == formulas.peak_activations(
+                name, p, m, chunks), (name, p, m)
+
+
+def test_events_follow_schema_and_dependencies():
+    schedule = build("zb-h1", 4, 8)
+    events = simulate(schedule, UNEVEN)
+    assert list(events.columns) == list(EVENT_COLUMNS)
+    assert set(events["source"]) == {"simulated"}
+    assert set(events["kind"]) == {"F", "I", "W"}  # no idle or wait rows: idle is derived
+    ends = {(r.stage, r.kind, r.microbatch): r.end for r in events.itertuples()}
+    starts = {(r.stage, r.kind, r.microbatch): r.start for r in events.itertuples()}
+    for stage in range(4):
+        for mb in range(8):
+            assert starts[(stage, "I", mb)] >= ends[(stage, "F", mb)]
+            assert starts[(stage, "W", mb)] >= ends[(stage, "I", mb)]
+            if stage:
+                assert starts[(stage, "F", mb)] >= ends[(stage - 1, "F", mb)]
+                assert starts[(stage - 1, "I", mb)] >= ends[(stage, "I", mb)]
+    for _, rows in events.groupby("rank"):
+        rows = rows.sort_values("start")
+        assert (rows["start"].to_numpy()[1:] >= rows["end"].to_numpy()[:-1] - 1e-12).all()
+
+
+def test_rank_runs_its_own_order():
+    schedule = build("1f1b", 3, 5)
+    events = simulate(schedule)
+    for rank, actions in schedule.actions.items():
+        mine = events[events["rank"] == rank].sort_values("start", kind="stable")
+        seen = [Action(int(s), str(k), int(m)) for s, k, m in
+                zip(mine["stage"], mine["kind"], mine["microbatch"], strict=True)]
+        assert seen == list(actions)
+
+
+def test_communication_costs_latency_plus_bytes_over_bandwidth():
+    cost = CostModel(latency=0.5, bandwidth=100.0, message_bytes=50.0)
+    events = simulate(build("gpipe", 2, 1), cost)
+    sends = events[events["kind"] == "send"]
+    assert len(sends) == 2  # one activation forward, one gradient back
+    assert (sends["end"] - sends["start"]).tolist() == pytest.approx([1.0, 1.0])
+    assert set(sends["bytes"]) == {50}
+    assert sorted(zip(sends["rank"], sends["peer"], strict=True)) == [(0, 1), (1, 0)]
+    f1 = events[(events["stage"] == 1) & (events["kind"] == "F")].iloc[0]
+    assert f1["start"] == pytest.approx(1.0 + 1.0)  # F0 on rank 0, then the message
+    assert metrics(events)["makespan"] == pytest.approx(1 + 1 + 1 + 2 + 1 + 2)
+
+
+def test_zero_comm_emits_no_sends_and_messages_serialise_on_a_link():
+    assert "send" not in set(simulate(build("1f1b", 4, 8))["kind"])
+    cost = CostModel(forward=0.1, bandwidth=1.0, message_bytes=1.0)
+    events = simulate(build("gpipe", 2, 3), cost)
+    sends = events[(events["kind"] == "send") & (events["rank"] == 0)].sort_values("start")
+    # Three activations produced 0.1 apart share one link that takes 1 per message.
+    assert sends["start"].tolist() == pytest.approx([0.1, 1.1, 2.1])
+
+
+def test_interleaved_chunks_cost_a_fraction_of_a_stage():
+    events = simulate(build("interleaved-1f1b", 2, 2, 4), CostModel(forward=1.0, backward=2.0))
+    durations = (events["end"] - events["start"]).groupby(events["kind"]).unique()
+    assert list(durations["F"]) == pytest.approx([0.25])
+    assert list(durations["B"]) == pytest.approx([0.5])
+
+
+def test_unequal_stages_slow_the_whole_pipe():
+    even = metrics(simulate(build("1f1b", 4, 8)))
+    slow = metrics(simulate(build("1f1b", 4, 8), CostModel(stage_scale=(1, 2, 1, 1))))
+    # The slowest stage sets the pace: 8 microbatches of 3 x 2 on stage 1 at least.
+    assert slow["makespan"] >= 8 * 3 * 2
+    assert slow["bubble_fraction"] > even["bubble_fraction"]
+    with pytest.raises(ValueError, match="stage_scale has 3 factors"):
+        simulate(build("1f1b", 4, 8), CostModel(stage_scale=(1, 2, 1)))
+
+
+def test_optimizer_events_sync_and_async():
+    sync = simulate(build("1f1b", 3, 4), CostModel(optimizer=0.5))
+    optim = sync[sync["kind"] == "optim"]
+    assert sorted(optim["rank"]) == [0, 1, 2]
+    for rank in range(3):
+        mine = sync[sync["rank"] == rank]
+        assert optim[optim["rank"] == rank]["start"].iloc[0] == mine["end"].max() - 0.5
+    schedule = build("pipedream-2bw", 2, 2, num_steps=3)
+    events = simulate(schedule, CostModel(optimizer=0.25))
+    updates = events[events["kind"] == "optim"]
+    assert len(updates) == 2 * 3  # each stage updates once per step of 2 backwards
+    assert "optim" not in set(simulate(schedule)["kind"])  # zero cost: nothing to draw
+
+
+def test_versions_and_steps_come_from_the_schedule():
+    schedule = build("pipedream", 3, 2, num_steps=2)
+    events = simulate(schedule)
+    versions = weight_versions(schedule)
+    for row in events.itertuples():
+        assert row.step == schedule.step_of(row.microbatch)
+        assert row.version == versions[(row.stage, row.microbatch)]
+    assert events["version"].max() > 0
+
+
+def test_deadlock_is_a_clear_error():
+    a = {0: [Action(0, "F", 0), Action(0, "B", 0)], 1: [Action(1, "B", 0), Action(1, "F", 0)]}
+    with pytest.raises(ValueError, match="cannot finish: rank 0 at 0B0, rank 1 at 1B0 wait forever"):
+        simulate(Schedule(a, (0, 1), 1))
+
+
+@pytest.mark.parametrize("text, message", [
+    ("f=1,b=x", "is not a number"), ("speed=3", "unknown cost key 'speed'"),
+    ("f", "is not KEY=NUMBER"), ("f=-1", "forward must be a finite number >= 0"),
+    ("bw=0", "bandwidth must be a finite number > 0"), ("scale=1:a", "scale"),
+])
+def test_cost_parse_rejects_junk(text, message):
+    with pytest.raises(ValueError, match=message):
+        CostModel.parse(text)
+
+
+def test_cost_parse_reads_every_key():
+    cost = CostModel.parse("f=2, b=3,i=1.5,w=1.5,comm=0.1,bw=10,bytes=5,opt=0.2,scale=1:2")
+    assert cost == CostModel(2, 3, 1.5, 1.5, 0.1, 10, 5, 0.2, (1.0, 2.0))
+    assert CostModel.parse("lat=0.3").latency == 0.3
+    assert CostModel.parse("") == CostModel()
+    assert cost.message_time() == pytest.approx(0.1 + 0.5)
+
+
+def test_every_registered_family_simulates():
+    for name, family in SCHEDULES.items():
+        events = simulate(build(name, 4, 8, family.min_chunks))
+        assert 0 <= metrics(events)["bubble_fraction"] < 1
