@@ -106,7 +106,15 @@ class TrainRequest:
         if self.task not in TASKS:
             raise ValueError(f"task must be one of {', '.join(TASKS)}, got {self.task!r}")
 
+    def run_name(self) -> str:
+        """A new folder name in the engine's own pattern, e.g. 20261128-170453-1f1b-p2m4."""
+        sizes = f"p{self.stages}m{self.microbatches}" + (f"v{self.chunks}" if self.chunks > 1
+                                                           else "")
+        extra = "".join(f"-{k}{v}" for k, v in (("tp", self.tp), ("dp", self.dp)) if v > 1)
+        return f"{time.strftime('%Y%m%d-%H%M%S')}-{self.schedule}-{sizes}{extra}"
+
     def argv(self, out: str) -> list[str]:
+        """The ``pplab train`` command line; ``out`` is the new run directory."""
         args = [
             sys.executable, "-m", "pplab", "train", "--json-progress",
             "--schedule", self.schedule, "--stages", str(self.stages),

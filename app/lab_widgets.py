@@ -183,6 +183,8 @@ def measured_step(path: str, stamp: float) -> dict:
         "loss": [float(x) for x in loss if isinstance(x, int | float)],
         "memory": {int(k): float(v) for k, v in memory.items()
                    if str(k).lstrip("-").isdigit() and isinstance(v, int | float)},
+        "memory_kind": str(meta.get("peak_memory_kind", "")),
+        "memory_per": "stage" if "stage" in str(meta.get("peak_memory_kind", "")) else "rank",
     }
 
 

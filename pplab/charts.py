@@ -331,7 +331,7 @@ def gantt_stack(
     note = "" if shared else " (units differ: each row has its own time axis)"
     figure.update_layout(
         title=title + note, barmode="overlay", height=120 + 44 * sum(heights) + 60 * len(heights),
-        legend={"orientation": "h", "yanchor": "bottom", "y": 1.04, "x": 0},
+        legend={"orientation": "h", "yanchor": "bottom", "y": 1.04, "xanchor": "right", "x": 1},
         margin={"l": 10, "r": 10, "t": 100, "b": 40},
     )
     return figure
@@ -389,13 +389,13 @@ def loss_curves(losses: Mapping[str, Sequence[float]], title: str = "Loss (measu
 
 
 def memory_per_rank(memory: Mapping[str, Mapping[int, float]],
-                    title: str = "Peak memory per rank (measured)") -> go.Figure:
-    """Grouped bars: peak bytes each rank (or stage) allocated, shown in MiB, one group per run."""
+                    title: str = "Peak memory per rank (measured)", per: str = "rank") -> go.Figure:
+    """Grouped bars: peak bytes of each rank (or ``per="stage"``) in MiB, one group per run."""
     figure = go.Figure()
     for label, per_rank in memory.items():
         keys = sorted(int(k) for k in per_rank)
         figure.add_trace(go.Bar(
-            name=label, x=[f"rank {k}" for k in keys],
+            name=label, x=[f"{per} {k}" for k in keys],
             y=[float(per_rank[k]) / 2**20 for k in keys],
             hovertemplate=f"{label}<br>%{{x}}: %{{y:.2f}} MiB<extra></extra>",
         ))

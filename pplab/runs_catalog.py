@@ -58,8 +58,9 @@ def describe(run: Run) -> str:
     meta = run.metadata
     schedule = meta.get("schedule") if isinstance(meta.get("schedule"), dict) else {}
     parts = [str(schedule.get("name", "?"))]
-    for key, short in (("num_stages", "p"), ("num_microbatches", "m"), ("num_chunks", "v")):
-        value = schedule.get(key)
+    depth = schedule.get("num_ranks") or schedule.get("num_stages")
+    for key, short in (("num_ranks", "p"), ("num_microbatches", "m"), ("num_chunks", "v")):
+        value = depth if key == "num_ranks" else schedule.get(key)
         if value is not None and not (key == "num_chunks" and value == 1):
             parts.append(f"{short}={value}")
     text = " ".join(parts)
@@ -114,7 +115,9 @@ def schedule_of(run: Run) -> Schedule:
     if schedule.get("csv"):
         return schedule_from_csv_text(str(schedule["csv"]), name=name)
     try:
-        return build(name, int(schedule["num_stages"]), int(schedule["num_microbatches"]),
+        # num_stages counts every chunk of an interleaved run; the builder wants the depth P.
+        depth = schedule.get("num_ranks") or schedule["num_stages"]
+        return build(name, int(depth), int(schedule["num_microbatches"]),
                      int(schedule.get("num_chunks") or 1))
     except (KeyError, TypeError) as error:
         raise ValueError(f"{run.path.name}: meta.json schedule lacks {error}") from None

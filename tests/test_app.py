@@ -175,6 +175,34 @@ def test_run_page_bounds_the_request(no_runs):
     assert app.error[0].value == "Not started: 2 stages need at least 2 layers; the model has 1"
 
 
+def fill_run_form(app: AppTest, batch_size: int) -> None:
+    for key, value in (("run_stages", 2), ("run_microbatches", 2), ("run_steps", 2),
+                       ("run_layers", 2), ("run_batch", batch_size)):
+        app.number_input(key=key).set_value(value)
+
+
+def test_run_page_shows_the_engines_error_in_one_line(no_runs):
+    app = open_page("run")
+    fill_run_form(app, batch_size=5)
+    app.button[0].click().run(timeout=300)
+    assert [e.value for e in app.error] == [
+        "The run failed: batch size 5 is not divisible by 2 microbatches"]
+    assert not app.exception
+
+
+def test_run_page_trains_for_real_and_the_run_appears_in_runs(runs_dir):
+    app = open_page("run")
+    fill_run_form(app, batch_size=4)
+    app.button[0].click().run(timeout=300)
+    assert not app.error, [e.value for e in app.error]
+    saved = app.success[0].value
+    assert saved.startswith(f"Done: saved to {runs_dir}") and "1f1b-p2m2" in saved
+    run = timeline.load_run(saved.split("saved to ")[1].split(". It is")[0])
+    assert len(run.metadata["loss"]) == 2 and set(run.events["source"]) == {"measured"}
+    app.switch_page("views/runs.py").run()
+    assert any("1f1b-p2m2" in option for option in app.selectbox(key="runs_pick").options)
+
+
 def test_lessons_page_checks_the_answer(no_runs):
     app = open_page("lessons")
     assert app.markdown[0].value.startswith("# Lesson 1: the bubble")

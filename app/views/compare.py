@@ -56,7 +56,7 @@ else:
         st.info(description)
     chosen = [("run", e) for e in entries if e.origin == origin]
 
-timelines, units, rows, losses, memory = [], [], [], {}, {}
+timelines, units, rows, losses, memory, memory_per = [], [], [], {}, {}, "rank"
 for i, (kind, item) in enumerate(chosen):
     if kind == "sim":
         try:
@@ -74,6 +74,7 @@ for i, (kind, item) in enumerate(chosen):
             losses[f"#{i + 1} {runs_catalog.describe(item.run)}"] = data["loss"]
         if data["memory"]:
             memory[f"#{i + 1} {runs_catalog.describe(item.run)}"] = data["memory"]
+            memory_per = data["memory_per"]
     timelines.append((label, events))
     units.append(unit)
     rows.append({"configuration": label, **run_summary(events, metrics, shown_unit)})
@@ -84,6 +85,7 @@ st.dataframe(pd.DataFrame(rows), hide_index=True, key="cmp_table")
 if losses:
     st.plotly_chart(charts.loss_curves(losses), key="cmp_loss")
 if memory:
-    st.plotly_chart(charts.memory_per_rank(memory), key="cmp_memory")
+    st.plotly_chart(charts.memory_per_rank(memory, f"Peak memory per {memory_per} (measured)",
+                                           memory_per), key="cmp_memory")
 if not losses and not memory:
     st.caption("Loss curves and memory per rank appear when a recorded run is among the choices.")

@@ -73,7 +73,8 @@ if started:
                                key=f"run_loss_{len(losses)}")
 
     try:
-        run_dir = train(request, str(runs_catalog.user_runs_dir()), progress)
+        out = runs_catalog.user_runs_dir() / request.run_name()
+        run_dir = train(request, str(out), progress)
     except TrainingError as error:
         st.error(f"The run failed: {error}")
         st.stop()

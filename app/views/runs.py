@@ -49,7 +49,7 @@ if predicted is not None:
                    fraction_text(predicted_metrics["bubble_fraction"]))
     cols[3].metric("Step time (predicted)", f"{1e3 * predicted_metrics['makespan']:.2f} ms")
     figure = charts.gantt_stack(
-        [(f"predicted, step {step}", predicted), (f"measured, step {step}", measured)],
+        [(f"step {step}", predicted), (f"step {step}", measured)],
         units=["s", "s"], title=f"Predicted over measured: {runs_catalog.describe(run)}")
 else:
     figure = charts.gantt(measured, title=f"Measured: {runs_catalog.describe(run)}")
@@ -60,7 +60,9 @@ if data["loss"]:
     left.plotly_chart(charts.loss_curves({runs_catalog.describe(run): data["loss"]}),
                       key="runs_loss")
 if data["memory"]:
-    right.plotly_chart(charts.memory_per_rank({runs_catalog.describe(run): data["memory"]}),
+    per, kind = data["memory_per"], data["memory_kind"] or "peak bytes"
+    right.plotly_chart(charts.memory_per_rank({runs_catalog.describe(run): data["memory"]},
+                                              f"Peak memory per {per} (measured: {kind})", per),
                        key="runs_memory")
 
 st.subheader("Download")
