@@ -39,7 +39,7 @@ class Task:
             windows = torch.stack([self.corpus[s:s + self.seq_len + 1] for s in starts.tolist()])
             return windows[:, :-1], windows[:, 1:]
         separator = self.vocab_size - 1
-        half = self.seq_len // 2  # digits, separator, answer; the answer may be cut short
+        half = (self.seq_len + 1) // 2  # digits, separator, answer (cut short if odd length)
         digits = torch.randint(0, separator, (batch_size, half), generator=generator)
         answer = digits.flip(1) if self.name == "reverse" else digits.sort(dim=1).values
         sep = torch.full((batch_size, 1), separator)

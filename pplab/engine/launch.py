@@ -125,8 +125,19 @@ def _describe(error: BaseException) -> str:
 def _child(rank: int, world_size: int, plan: Plan, init_method: str, backend: str,
            messages) -> None:
     """Entry point of a spawned rank: train, report, and never leave a traceback behind."""
+    import threading
+
     import torch.distributed as dist
 
+    parent = os.getppid()
+
+    def watch_parent() -> None:
+        # A parent killed outright cannot terminate us; do not sit in a receive until timeout.
+        while os.getppid() == parent:
+            time.sleep(1.0)
+        os._exit(1)
+
+    threading.Thread(target=watch_parent, daemon=True).start()
     try:
         dist.init_process_group(backend, init_method=init_method, rank=rank,
                                 world_size=world_size,

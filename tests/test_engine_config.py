@@ -1,0 +1,154 @@
+"""Config checks, the model's shape, the data, partitioning: no processes started here.
+
+    pytest -q tests/test_engine_config.py
+"""
+
+from __future__ import annotations
+
+import argparse
+
+import pytest
+import torch
+
+from pplab.engine.config import ModelConfig, TrainConfig, parse_fault
+from pplab.engine.data import make_task, microbatches
+from pplab.engine.launch import make_plan
+from pplab.engine.model import build_reference_model, lm_loss
+from pplab.engine.partition import build_stage, split_layers
+from pplab.engine.topology import Topology
+from pplab.engine.train_command import add_parser
+from pplab.engine.weights import WeightStash
+
+
+def test_split_layers_balanced_explicit_and_errors():
+    assert split_layers(8, 3) == (3, 3, 2)
+    assert split_layers(4, 4) == (1, 1, 1, 1)
+    assert split_layers(8, 3, [2, 2, 4]) == (2, 2, 4)
+    with pytest.raises(ValueError, match="4 stages need at least 4 layers; the model has 3"):
+        split_layers(3, 4)
+    with pytest.raises(ValueError, match="sums to 7 layers; the model has 8"):
+        split_layers(8, 3, [3, 3, 1])
+    with pytest.raises(ValueError, match="has 2 parts for 3 stages"):
+        split_layers(8, 3, [4, 4])
+
+
+def test_stages_chain_to_the_reference_model():
+    config = ModelConfig(d_model=16, n_heads=2, n_layers=5, d_ff=32, seq_len=8, seed=3)
+    reference = build_reference_model(config)
+    tokens = torch.randint(0, config.vocab_size, (2, 8), generator=torch.Generator().manual_seed(0))
+    x = tokens
+    split = split_layers(5, 3, [1, 3, 1])
+    for index in range(3):
+        stage = build_stage(config, split, index)
+        names = stage.reference_names()
+        ref_params = dict(reference.named_parameters())
+        for local, param in stage.named_parameters():
+            torch.testing.assert_close(param, ref_params[names[local]])
+        x = stage(x)
+    torch.testing.assert_close(x, reference(tokens))
+    assert set(dict(reference.named_parameters())) >= {"embed.weight", "pos.weight",
+                                                        "blocks.4.attn.qkv.weight",
+                                                        "blocks.0.mlp.fc.weight", "head.weight"}
+    block = reference.blocks[0]
+    assert block.attn.qkv.out_features == 48 and block.attn.n_heads == 2
+    assert block.mlp.proj.in_features == 32
+
+
+def test_same_seed_same_weights_other_seed_other_weights():
+    a = build_reference_model(ModelConfig(seed=1))
+    b = build_reference_model(ModelConfig(seed=1))
+    c = build_reference_model(ModelConfig(seed=2))
+    torch.testing.assert_close(a.head.weight, b.head.weight)
+    assert not torch.equal(a.head.weight, c.head.weight)
+
+
+def test_tasks_are_deterministic_and_learnable_shapes(tmp_path):
+    task = make_task("reverse", 9)
+    tokens, targets = task.batch(seed=1, step=4, batch_size=3)
+    again, _ = task.batch(seed=1, step=4, batch_size=3)
+    assert torch.equal(tokens, again) and tokens.shape == (3, 9)
+    torch.testing.assert_close(targets[:, :-1], tokens[:, 1:])
+    digits = tokens[0, :5]
+    assert torch.equal(targets[0, 5:9], digits.flip(0)[:4])  # after the separator: reversed
+    sort_tokens, sort_targets = make_task("sort", 9).batch(1, 4, 3)
+    assert torch.equal(sort_targets[0, 5:9], sort_tokens[0, :5].sort().values[:4])
+    corpus = tmp_path / "corpus.txt"
+    corpus.write_text("hello pipeline world\n" * 10)
+    text = make_task("text", 8, str(corpus))
+    assert text.vocab_size == len(set(corpus.read_text()))
+    x, y = text.batch(0, 0, 4)
+    torch.testing.assert_close(y[:, :-1], x[:, 1:])
+    parts = microbatches(x, y, 2, dp_rank=1, dp_size=2)
+    assert len(parts) == 2 and parts[0][0].shape == (1, 8)
+    torch.testing.assert_close(parts[0][0], x[2:3])
+
+
+def test_reverse_task_loss_falls_in_a_few_hundred_steps():
+    config = ModelConfig(d_model=32, n_heads=2, n_layers=2, d_ff=64, seq_len=16, seed=0)
+    model = build_reference_model(config)
+    optimizer = torch.optim.Adam(model.parameters(), lr=3e-3)
+    task = make_task("reverse", 16)
+    losses = []
+    for step in range(300):
+        tokens, targets = task.batch(0, step, 32)
+        loss = lm_loss(model(tokens), targets)
+        loss.backward()
+        optimizer.step()
+        optimizer.zero_grad()
+        losses.append(loss.item())
+    # Only the answer half is predictable: from ln(16) = 2.77 towards about 1.4.
+    assert sum(losses[:10]) / 10 > 2.5
+    assert sum(losses[-10:]) / 10 < 1.8
+
+
+@pytest.mark.parametrize(("changes", "message"), [
+    ({"stages": 4, "layers": 3}, "4 stages need at least 4 layers; the model has 3"),
+    ({"microbatches": 3, "batch_size": 16}, "batch size 16 is not divisible by 3 microbatches"),
+    ({"device": "tpu"}, "unknown device 'tpu'"),
+    ({"schedule": "nope"}, "unknown schedule 'nope'"),
+    ({"schedule": "interleaved-1f1b", "stages": 2, "microbatches": 3, "chunks": 2},
+     "not a multiple of 2"),
+    ({"split": (3, 1, 1), "layers": 5}, "has 3 parts for 2 stages"),
+    ({"heads": 3}, "d_model 64 is not divisible by 3 heads"),
+    ({"tp_size": 3}, "4 heads cannot be split across tp 3"),
+    ({"task": "text"}, "--task text needs --text FILE"),
+    ({"fault": "one:two"}, "fault must look like"),
+    ({"schedule": "pipedream", "dp_size": 2}, "--dp 1, not 2"),
+])
+def test_config_errors_are_one_clear_line(changes, message):
+    with pytest.raises(ValueError, match=message) as caught:
+        make_plan(TrainConfig(**changes))
+    assert "\n" not in str(caught.value)
+
+
+def test_cli_config_error_exits_2_before_spawning(capsys):
+    parser = argparse.ArgumentParser(prog="pplab")
+    add_parser(parser.add_subparsers(dest="command"))
+    args = parser.parse_args(["train", "--stages", "4", "--layers", "3", "--json-progress"])
+    assert args.func(args) == 2
+    out, err = capsys.readouterr()
+    assert err.strip() == "pplab train: 4 stages need at least 4 layers; the model has 3"
+    assert '"event": "error"' in out
+
+
+def test_topology_numbering_and_fault_parsing():
+    grid = Topology(2, 2, 2)
+    assert grid.world_size == 8
+    assert grid.coords(5) == (1, 0, 1) and grid.rank_of(1, 0, 1) == 5
+    with pytest.raises(ValueError, match="world size 6 != pp 2 x tp 2 x dp 2"):
+        Topology(2, 2, 2, world=6)
+    assert parse_fault("1:2:kill") == (1, 2, "kill")
+
+
+def test_weight_stash_keeps_versions_until_their_last_user():
+    module = torch.nn.Linear(2, 2)
+    stash = WeightStash(module)
+    v0, params0 = stash.acquire()
+    stash.advance()
+    v1, params1 = stash.acquire()
+    assert (v0, v1) == (0, 1) and set(stash.snapshots) == {0, 1}
+    params0["weight"].grad = torch.ones(2, 2)
+    stash.release(v0)
+    assert set(stash.snapshots) == {1}
+    torch.testing.assert_close(module.weight.grad, torch.ones(2, 2))
+    assert stash.max_live_versions == 2
