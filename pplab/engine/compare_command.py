@@ -1,0 +1,110 @@
+"""``pplab compare``: the same model and batch under several parallel configurations.
+
+What it teaches: why a configuration is fast or slow. Each configuration trains for real
+(one process per rank) and the table puts, side by side, the measured step time, bubble
+fraction, all-reduce time, bytes moved per step (beside the closed form's value), peak
+activation memory and loss. Pipelines show their bubbles; tensor parallelism its
+all-reduces; data parallelism its gradient traffic.
+
+    pplab compare gpipe:pp=4,m=8 1f1b:pp=4,m=8 pipedream:pp=4,m=8 tp:tp=4 --steps 5
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from datetime import UTC, datetime
+from pathlib import Path
+
+SYNTAX = """\
+configurations are written NAME[:KEY=VALUE,...]
+  NAME  a schedule (gpipe, 1f1b, interleaved-1f1b, zb-h1, pipedream, pipedream-2bw, naive),
+        or tp / dp for no pipeline: one stage split over tp ranks or replicated on dp ranks
+  KEY   pp  pipeline ranks (default 2; 1 for tp and dp)
+        m   microbatches per step (default pp; 1 for tp and dp)
+        v   model chunks per rank (interleaved-1f1b)
+        tp  tensor-parallel ranks per stage (default 1; 2 for NAME tp)
+        dp  data-parallel replicas (default 1; 2 for NAME dp)
+
+every configuration trains the same model on the same global batch (default: the smallest
+multiple of every m x dp that is at least 16 rows). The comparison directory holds one run
+directory per configuration, comparison.json and comparison.csv; it appears complete or not
+at all.
+
+examples:
+  pplab compare gpipe:pp=4,m=8 1f1b:pp=4,m=8 pipedream:pp=4,m=8 tp:tp=4
+  pplab compare 1f1b:pp=2,m=4 1f1b:pp=2,m=4,tp=2 tp:tp=2,dp=2 dp:dp=4 --steps 3
+"""
+
+
+def add_parser(subparsers) -> argparse.ArgumentParser:
+    parser = subparsers.add_parser(
+        "compare", help="train one model under several pp/tp/dp configurations and tabulate",
+        description="Train the same toy GPT on the same global batch under each configuration "
+                    "and print a table: step time, bubble fraction, all-reduce time, bytes "
+                    "per step (measured and closed form), peak activation memory, loss.",
+        epilog=SYNTAX, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("configs", nargs="+", metavar="CONFIG",
+                        help="NAME[:KEY=VALUE,...], e.g. 1f1b:pp=4,m=8 or tp:tp=4")
+    parser.add_argument("--steps", type=int, default=5, help="training steps (default 5)")
+    parser.add_argument("--layers", type=int,
+                        help="transformer blocks (default max(4, largest pp x v))")
+    parser.add_argument("--batch-size", type=int, help="global batch, rows (see below)")
+    parser.add_argument("--seq-len", type=int, default=32)
+    parser.add_argument("--d-model", type=int, default=64)
+    parser.add_argument("--heads", type=int, default=4)
+    parser.add_argument("--d-ff", type=int, help="MLP width (default 4 x d-model)")
+    parser.add_argument("--task", default="reverse", help="reverse or sort")
+    parser.add_argument("--lr", type=float, default=3e-3)
+    parser.add_argument("--dtype", default="float32", help="float32 or float64")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--timeout", type=float, default=300.0,
+                        help="seconds before one stuck configuration is stopped (default 300)")
+    parser.add_argument("--out", metavar="DIR",
+                        help="comparison directory (default comparisons/<time>)")
+    parser.add_argument("--description", default="",
+                        help="one paragraph the app shows above the comparison")
+    parser.add_argument("--json", action="store_true",
+                        help="print the rows as JSON instead of a table")
+    parser.set_defaults(func=run)
+    return parser
+
+
+def _fail(message: str, code: int) -> int:
+    print(f"pplab compare: {message}", file=sys.stderr)
+    return code
+
+
+def run(args: argparse.Namespace) -> int:
+    from .compare import Shared, format_table, run_comparison
+    from .launch import RankFailed
+
+    try:
+        if args.task not in ("reverse", "sort"):
+            raise ValueError(f"--task must be reverse or sort, got {args.task!r}")
+        shared = Shared(steps=args.steps, layers=args.layers, d_model=args.d_model,
+                        heads=args.heads, d_ff=args.d_ff, seq_len=args.seq_len,
+                        batch_size=args.batch_size, task=args.task, lr=args.lr,
+                        seed=args.seed, dtype=args.dtype, timeout=args.timeout)
+        stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
+        out = Path(args.out) if args.out else Path("comparisons") / stamp
+        directory, rows = run_comparison(
+            args.configs, shared, out, args.description,
+            progress=lambda line: print(line, file=sys.stderr, flush=True))
+    except ValueError as error:
+        return _fail(str(error).splitlines()[0], 2)
+    except RankFailed as error:
+        return _fail(f"{error}; no comparison was written", 1)
+    except KeyboardInterrupt:
+        return _fail("interrupted; no comparison was written", 130)
+    if args.json:
+        print(json.dumps(rows, indent=2))
+    else:
+        print(format_table(rows))
+        print()
+    for row in rows:
+        print(directory / row["run"])
+    print(directory / "comparison.json")
+    print(directory / "comparison.csv")
+    return 0

@@ -1,0 +1,149 @@
+"""``pplab compare``: the configuration syntax, the table, and one real comparison end to end.
+
+    pytest -q tests/test_parallel_compare.py
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+
+import pytest
+
+from pplab.cli import main
+from pplab.engine.compare import (
+    COMPARISON_CSV,
+    COMPARISON_JSON,
+    default_batch,
+    format_table,
+    load_comparison,
+    parse_spec,
+)
+
+TINY = ["--steps", "2", "--d-model", "16", "--heads", "2", "--seq-len", "8", "--layers", "2"]
+BUNDLED = "data/comparisons"
+
+
+def test_specs_read_with_their_defaults():
+    spec = parse_spec("1f1b:pp=4,m=8")
+    assert (spec.schedule, spec.pp, spec.m, spec.v, spec.tp, spec.dp) == ("1f1b", 4, 8, None, 1, 1)
+    assert spec.world_size == 4 and spec.slug == "1f1b-pp4-m8"
+    tp = parse_spec("tp:tp=4")
+    assert (tp.schedule, tp.pp, tp.m, tp.tp, tp.dp, tp.slug) == ("gpipe", 1, 1, 4, 1, "tp-tp4")
+    dp = parse_spec(" dp ")
+    assert (dp.pp, dp.dp, dp.world_size, dp.slug) == (1, 2, 2, "dp-dp2")
+    grid = parse_spec("interleaved-1f1b:pp=2,v=2,m=4,tp=2,dp=2")
+    assert grid.world_size == 8 and grid.slug == "interleaved-1f1b-pp2-m4-v2-tp2-dp2"
+    assert parse_spec("gpipe").m == 2  # m defaults to pp: the smallest pipe that fills
+
+
+@pytest.mark.parametrize("text,message", [
+    ("foo:pp=2", "unknown configuration 'foo'"),
+    ("1f1b:pp=2,q=3", "cannot read 'q=3'"),
+    ("1f1b:pp", "cannot read 'pp'"),
+    ("1f1b:pp=x", "pp=x in '1f1b:pp=x' is not a whole number"),
+    ("1f1b:pp=0", "pp must be at least 1 in '1f1b:pp=0', got 0"),
+    ("1f1b:pp=2,pp=3", "pp is given twice"),
+])
+def test_bad_specs_are_refused_with_what_is_wrong(text, message):
+    with pytest.raises(ValueError, match=message):
+        parse_spec(text)
+
+
+def test_default_batch_fits_every_configuration():
+    specs = [parse_spec(t) for t in ("gpipe:pp=4,m=8", "tp:tp=4", "1f1b:pp=2,m=3,dp=2")]
+    assert default_batch(specs) == 24  # lcm(8, 1, 6) = 24 >= 16
+    assert default_batch([parse_spec("tp")]) == 16
+
+
+@pytest.mark.parametrize("args,message", [
+    (["1f1b:pp=2", "--heads", "3"], "1f1b:pp=2: d_model 16 is not divisible by 3 heads"),
+    (["tp:tp=4"], "tp:tp=4: 2 heads cannot be split across tp 4"),
+    (["1f1b:pp=2", "1f1b:pp=4"], "1f1b:pp=4: 4 stages need at least 4 layers; the model has 2"),
+    (["1f1b:pp=2,m=3", "--batch-size", "4"], "batch size 4 is not divisible by 3 microbatches"),
+    (["tp:tp=2", "--d-ff", "33"], "MLP width 33 is not divisible by tp 2"),
+])
+def test_cli_refuses_bad_configurations_before_starting_anything(tmp_path, capsys, args,
+                                                                 message):
+    out = tmp_path / "cmp"
+    assert main(["compare", *TINY, *args, "--out", str(out)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert message in err and len(err.splitlines()) == 1
+    assert not out.exists() and list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.multiprocess
+def test_compare_trains_each_configuration_and_writes_the_table(tmp_path, capsys):
+    from pplab.timeline import load_run
+
+    out = tmp_path / "cmp"
+    configs = ["1f1b:pp=2,m=2", "tp:tp=2", "dp:dp=2"]
+    assert main(["compare", *configs, *TINY, "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "KiB/step f." in printed and str(out / COMPARISON_JSON) in printed
+    document = load_comparison(out)
+    rows = document["rows"]
+    assert [row["configuration"] for row in rows] == configs
+    for row in rows:
+        run = load_run(out / row["run"])
+        assert run.metadata["tp_size"] == row["tp"] and run.metadata["dp_size"] == row["dp"]
+        assert str(out / row["run"]) in printed
+        # Counts of bytes are exact: measured equals the closed form, part by part.
+        for part in ("send", "tp", "dp"):
+            assert row[f"{part}_bytes_per_step"] == row[f"{part}_bytes_per_step_formula"], part
+        assert row["final_loss"] == pytest.approx(run.metadata["loss"][-1])
+        assert row["steps_measured"] == [1]
+        assert row["peak_activation_mib"] > 0 and row["step_time_s"] > 0
+    pipe, tp, dp = rows
+    assert pipe["send_bytes_per_step"] > 0 and pipe["tp_bytes_per_step"] == 0
+    assert tp["tp_bytes_per_step"] > 0 and tp["send_bytes_per_step"] == 0
+    assert tp["allreduce_s_per_step"] > 0 and pipe["allreduce_s_per_step"] == 0
+    assert dp["dp_bytes_per_step"] > 0 and dp["tp_bytes_per_step"] == 0
+    assert pipe["bubble_fraction_formula"] == pytest.approx(1 / 3)
+    with (out / COMPARISON_CSV).open() as handle:
+        table = list(csv.DictReader(handle))
+    assert [r["configuration"] for r in table] == configs
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["cmp"]  # no temporary left behind
+    assert main(["compare", "tp", *TINY, "--out", str(out)]) == 2
+    assert "already exists" in capsys.readouterr().err
+
+
+@pytest.mark.multiprocess
+def test_a_failed_configuration_leaves_no_comparison(tmp_path, capsys):
+    out = tmp_path / "cmp"
+    assert main(["compare", "1f1b:pp=2,m=2", *TINY, "--timeout", "0.01", "--out", str(out)]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1].startswith("pplab compare: rank") and "no comparison was written" in err[-1]
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_format_table_marks_closed_forms_and_missing_values():
+    row = {"configuration": "zb-h1:pp=4,m=2", "ranks": 4, "step_time_s": 0.0123,
+           "bubble_fraction": 0.5, "bubble_fraction_formula": None,
+           "allreduce_s_per_step": 0.0, "bytes_per_step": 2048, "bytes_per_step_formula": 2048,
+           "peak_activation_mib": 1.5, "final_loss": 2.5, "steps_measured": [1, 2]}
+    text = format_table([row])
+    header, line = text.splitlines()[:2]
+    assert "bubble f." in header and "KiB/step f." in header
+    assert line.split() == ["zb-h1:pp=4,m=2", "4", "12.3", "0.500", "-", "0.0", "2", "2",
+                            "1.500", "2.500"]
+
+
+def test_bundled_comparison_is_complete_and_small():
+    from pathlib import Path
+
+    from pplab.timeline import load_run
+
+    root = Path(__file__).resolve().parent.parent / BUNDLED
+    folders = [p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")]
+    assert folders, f"no comparison bundled in {root}"
+    for folder in folders:
+        document = json.loads((folder / COMPARISON_JSON).read_text())
+        assert document["description"]
+        for row in document["rows"]:
+            run = load_run(folder / row["run"])
+            assert run.metadata["source"] == "measured" and len(run.events) > 0
+            for part in ("send", "tp", "dp"):
+                assert row[f"{part}_bytes_per_step"] == row[f"{part}_bytes_per_step_formula"]
+    size = sum(f.stat().st_size for f in root.rglob("*") if f.is_file())
+    assert size < 3 * 2**20, f"bundled comparisons take {size} bytes"
