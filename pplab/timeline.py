@@ -66,7 +66,8 @@ def events_frame(rows: Iterable[Mapping[str, object]] = ()) -> pd.DataFrame:
     """Build an Event table from dict rows, filling defaults and fixing column types."""
     frame = pd.DataFrame(list(rows), columns=list(EVENT_COLUMNS))
     for column, default in EVENT_DEFAULTS.items():
-        frame[column] = frame[column].fillna(default)
+        values = frame[column].astype(object)  # an all-missing column is float; "" must fit
+        frame[column] = values.where(values.notna(), default)
     missing = [c for c in ("rank", "kind", "start", "end", "source") if frame[c].isna().any()]
     if missing:
         raise ValueError(f"events are missing required values in columns {missing}")
