@@ -5,6 +5,9 @@
 
 from __future__ import annotations
 
+import os
+import tempfile
+
 import pytest
 import torch
 from distributed import run_ranks
@@ -28,6 +31,11 @@ TWO_RANKS = {
     "interleaved-v2": TrainConfig(schedule="interleaved-1f1b", stages=2, chunks=2,
                                   microbatches=4, layers=5, split=(2, 1, 1, 1), **SMALL),
 }
+# A schedule a user writes by hand: I/W split, W held back on rank 0 until the end.
+_CUSTOM_CSV = os.path.join(tempfile.mkdtemp(prefix="pplab-test-csv-"), "mine.csv")
+with open(_CUSTOM_CSV, "w") as _handle:
+    _handle.write("0F0,0F1,0F2,0I0,0I1,0I2,0W0,0W1,0W2\n1F0,1I0,1W0,1F1,1I1,1F2,1W1,1I2,1W2\n")
+TWO_RANKS["csv-hand-written"] = TrainConfig(csv=_CUSTOM_CSV, layers=3, **SMALL)
 THREE_RANKS = {
     "1f1b-1-2-1": TrainConfig(schedule="1f1b", stages=3, microbatches=4, layers=4,
                               split=(1, 2, 1), **SMALL),
@@ -99,6 +107,15 @@ def _check_parity(configs, results):
         torch.testing.assert_close(losses, expected_losses, msg=lambda m, n=name: f"{n}: {m}")
 
 
+# Pipeline x tensor and pipeline x data parallelism through the same launcher: same losses.
+FOUR_RANKS = {
+    "pp2-tp2": TrainConfig(schedule="1f1b", stages=2, microbatches=3, layers=3, tp_size=2,
+                           **SMALL),
+    "pp2-dp2": TrainConfig(schedule="gpipe", stages=2, microbatches=2, layers=3, dp_size=2,
+                           **SMALL),
+}
+
+
 def test_two_ranks_match_single_process():
     _check_parity(TWO_RANKS, run_ranks(2, _gradients_and_losses, TWO_RANKS))
 
@@ -128,3 +145,21 @@ def test_three_ranks_match_single_process_and_async_versions_are_stashed():
             assert max(live.values()) <= 2
         losses = [loss for result in results for loss in result[name]["losses"]]
         assert len(losses) == config.steps
+
+
+def test_tensor_and_data_parallel_pipelines_train_like_one_process():
+    results = run_ranks(4, _gradients_and_losses, FOUR_RANKS)
+    for name, config in FOUR_RANKS.items():
+        expected_losses, expected_grads = _reference(config)
+        reports = [r[name]["losses"] for r in results if r[name]["losses"]]
+        assert len(reports) == config.dp_size, name
+        # Each replica reports the loss of its own half; equal halves make their mean the
+        # full batch's loss.
+        losses = [sum(values) / len(values) for values in zip(*reports, strict=True)]
+        torch.testing.assert_close(losses, expected_losses, msg=lambda m, n=name: f"{n}: {m}")
+        # Replicated parameters (embeddings, norms, head) carry full gradients on every rank.
+        for result in results:
+            for param, grad in result[name]["grads"].items():
+                if grad.shape == expected_grads[param].shape and "attn" not in param \
+                        and "mlp" not in param:
+                    torch.testing.assert_close(grad, expected_grads[param])

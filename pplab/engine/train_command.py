@@ -117,14 +117,14 @@ def run(args: argparse.Namespace) -> int:
         bar.close()
     if failure is not None:
         return _fail(args, *failure)
+    losses = result.losses
+    if losses and not args.json_progress:
+        print(f"loss {losses[0]:.4f} -> {losses[-1]:.4f} over {len(losses)} steps",
+              file=sys.stderr)
     if result.run_dir is None:
-        return 0  # a torchrun rank other than 0: rank 0 writes the run
+        return 0  # --out - saves nothing; under torchrun only rank 0 writes the run
     if args.json_progress:
         _emit({"event": "done", "run_dir": str(result.run_dir)})
     else:
-        losses = result.losses
-        if losses:
-            print(f"loss {losses[0]:.4f} -> {losses[-1]:.4f} over {len(losses)} steps",
-                  file=sys.stderr)
         print(result.run_dir)
     return 0
