@@ -146,9 +146,11 @@ def test_versions_and_steps_come_from_the_schedule():
 
 
 def test_deadlock_is_a_clear_error():
-    a = {0: [Action(0, "F", 0), Action(0, "B", 0)], 1: [Action(1, "B", 0), Action(1, "F", 0)]}
-    with pytest.raises(ValueError, match="rank 0 at 0B0, rank 1 at 1B0 wait forever"):
-        simulate(Schedule(a, (0, 1), 1))
+    # Rank 1 insists on microbatch 1 first; rank 0 waits for the gradient of microbatch 0.
+    orders = {0: [Action(0, "F", 0), Action(0, "B", 0), Action(0, "F", 1), Action(0, "B", 1)],
+              1: [Action(1, "F", 1), Action(1, "B", 1), Action(1, "F", 0), Action(1, "B", 0)]}
+    with pytest.raises(ValueError, match="rank 0 at 0B0, rank 1 at 1F1 wait forever"):
+        simulate(Schedule(orders, (0, 1), 2))
 
 
 @pytest.mark.parametrize("text, message", [

@@ -1,0 +1,160 @@
+"""The `pplab` command contract: output, JSON, files, exit codes and one-line errors."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import types
+
+import pytest
+
+from pplab import cli
+from pplab.schedules import SCHEDULES, Action, Schedule, build, write_csv
+from pplab.timeline import load_run
+
+
+def run(capsys, *argv):
+    code = cli.main(list(argv))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_schedules_lists_every_family(capsys):
+    code, out, _ = run(capsys, "schedules")
+    assert code == 0
+    listed = [line.split()[0] for line in out.splitlines() if not line.startswith(" ")]
+    assert listed == list(SCHEDULES)
+
+
+def test_simulate_prints_gantt_and_metrics(capsys):
+    code, out, _ = run(capsys, "simulate", "--schedule", "1f1b", "--stages", "4",
+                       "--microbatches", "8")
+    assert code == 0
+    rows = [line for line in out.splitlines() if line.startswith("rank ") and "|" in line]
+    assert len(rows) == 4
+    assert rows[3].startswith("rank  3 |.........F0 B0")  # last rank waits 3 forwards
+    assert "makespan         33 cost units (simulated)" in out
+    assert "bubble fraction  27.27%" in out and "(p-1)/(m+p-1) = 27.27%" in out
+    assert "peak activations 0:4 1:3 2:2 3:1" in out
+
+
+def test_simulate_json_contract(capsys):
+    code, out, _ = run(capsys, "simulate", "--schedule", "interleaved-1f1b", "--stages", "4",
+                       "--microbatches", "8", "--chunks", "2", "--cost", "f=1,b=2", "--json")
+    assert code == 0
+    result = json.loads(out)
+    assert result["makespan"] == pytest.approx(28.5)
+    assert result["bubble_fraction"] == pytest.approx(3 / 19)
+    assert result["closed_form"]["bubble_fraction"] == pytest.approx(3 / 19)
+    assert set(result["per_rank"]) == {"0", "1", "2", "3"}
+    assert {"busy", "idle"} <= set(result["per_rank"]["0"])
+    assert len(result["peak_activations"]) == 8
+    assert result["time_unit"] == "cost units" and result["source"] == "simulated"
+
+
+def test_simulate_writes_trace_and_run(tmp_path, capsys):
+    trace, save = tmp_path / "t.json", tmp_path / "runs" / "zb"
+    code, out, _ = run(capsys, "simulate", "--schedule", "zb-h1", "--stages", "3",
+                       "--microbatches", "6", "--cost", "comm=0.1,bytes=32,bw=320",
+                       "--trace", str(trace), "--save", str(save))
+    assert code == 0, out
+    assert json.loads(trace.read_text())["traceEvents"]
+    loaded = load_run(save)
+    assert loaded.metadata["source"] == "simulated"
+    assert loaded.metadata["schedule"]["name"] == "zb-h1"
+    assert loaded.metadata["bytes_per_link"] == {"0->1": 6 * 32, "1->0": 6 * 32,
+                                                 "1->2": 6 * 32, "2->1": 6 * 32}
+    assert (loaded.events["kind"] == "send").sum() == 24
+    code, _, err = run(capsys, "simulate", "--schedule", "zb-h1", "--stages", "3",
+                       "--microbatches", "6", "--save", str(save))
+    assert code == 2 and "already exists" in err
+
+
+def test_simulate_from_csv(tmp_path, capsys):
+    path = write_csv(build("gpipe", 3, 4), tmp_path / "mine.csv")
+    code, out, _ = run(capsys, "simulate", "--csv", str(path), "--json")
+    assert code == 0
+    assert json.loads(out)["bubble_fraction"] == pytest.approx(2 / 6)
+
+
+def test_validate_exit_codes(tmp_path, capsys):
+    good = write_csv(build("1f1b", 3, 4), tmp_path / "good.csv")
+    assert run(capsys, "validate", str(good))[0] == 0
+    stuck = Schedule({0: [Action(0, "F", 0), Action(0, "B", 0), Action(0, "F", 1),
+                          Action(0, "B", 1)],
+                      1: [Action(1, "F", 1), Action(1, "B", 1), Action(1, "F", 0),
+                          Action(1, "B", 0)]}, (0, 1), 2)
+    bad = write_csv(stuck, tmp_path / "bad.csv")
+    code, out, _ = run(capsys, "validate", str(bad))
+    assert code == 1 and "deadlock" in out
+    junk = tmp_path / "junk.csv"
+    junk.write_text("0F0,hello\n")
+    code, out, _ = run(capsys, "validate", str(junk))
+    assert code == 1 and "cannot read action 'hello'" in out
+    code, _, err = run(capsys, "validate", str(tmp_path / "missing.csv"))
+    assert code == 2 and err.startswith("pplab: error:")
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--schedule", "nope", "--stages", "4", "--microbatches", "8"], "unknown schedule 'nope'"),
+    (["--schedule", "1f1b", "--stages", "0", "--microbatches", "8"], "at least 1 stage, got 0"),
+    (["--schedule", "pipedream-2bw", "--stages", "4", "--microbatches", "2"],
+     "2 microbatches < 4 stages"),
+    (["--schedule", "interleaved-1f1b", "--stages", "4", "--microbatches", "6", "--chunks", "2"],
+     "6 microbatches is not a multiple of 4"),
+    (["--schedule", "1f1b", "--stages", "4", "--microbatches", "8", "--cost", "f=fast"],
+     "cost f='fast' is not a number"),
+    (["--schedule", "1f1b", "--stages", "4", "--microbatches", "8", "--cost", "f"],
+     "is not KEY=NUMBER"),
+    (["--schedule", "1f1b", "--stages", "four", "--microbatches", "8"], "not a whole number"),
+    (["--schedule", "1f1b", "--microbatches", "8"], "needs --stages P and --microbatches M"),
+    (["--schedule", "1f1b", "--stages", "2", "--microbatches", "2", "--chunks", "2"],
+     "got --chunks 2"),
+    (["--stages", "2"], "one of the arguments --schedule --csv is required"),
+])
+def test_bad_arguments_exit_2_with_one_line(capsys, argv, message):
+    code = None
+    try:
+        code = cli.main(["simulate", *argv])
+    except SystemExit as exit_:  # argparse's own errors
+        code = exit_.code
+    out, err = capsys.readouterr()
+    assert code == 2
+    assert err.count("\n") == 1 and message in err and "Traceback" not in err
+    assert err.startswith("pplab")
+
+
+def test_plugins_are_added_and_a_broken_one_is_reported(monkeypatch, capsys):
+    good = types.ModuleType("fake_good_plugin")
+
+    def add_parser(subparsers):
+        sub = subparsers.add_parser("hello")
+        sub.set_defaults(func=lambda args: print("hi") or 0)
+
+    good.add_parser = add_parser
+    broken = types.ModuleType("fake_broken_plugin")
+    monkeypatch.setitem(sys.modules, "fake_good_plugin", good)
+    monkeypatch.setitem(sys.modules, "fake_broken_plugin", broken)  # no add_parser
+    monkeypatch.setattr(cli, "PLUGINS", (("fake_good_plugin", "hello"),
+                                         ("fake_broken_plugin", "broken"),
+                                         ("fake_absent_plugin", "absent")))
+    assert run(capsys, "hello") == (0, "hi\n", "")
+    code, _, err = run(capsys, "broken")
+    assert code == 2 and "pplab broken is unavailable" in err
+    with pytest.raises(SystemExit):
+        cli.main(["absent"])
+
+
+def test_python_m_pplab_runs_without_torch():
+    code = ("import sys, json; from pplab.cli import main; "
+            "rc = main(['simulate', '--schedule', 'gpipe', '--stages', '2', "
+            "'--microbatches', '2', '--json']); "
+            "assert 'torch' not in sys.modules, 'simulate imported torch'; sys.exit(rc)")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["bubble_fraction"] == pytest.approx(1 / 3)
+    done = subprocess.run([sys.executable, "-m", "pplab", "schedules"], capture_output=True,
+                          text=True, timeout=120)
+    assert done.returncode == 0 and "zb-h1" in done.stdout
