@@ -271,6 +271,8 @@ def simulate(schedule: Schedule, cost: CostModel = CostModel()) -> pd.DataFrame:
 
 def metadata(schedule: Schedule, cost: CostModel) -> dict[str, object]:
     """Run metadata for a simulated run, with the keys the engine writes where they fit."""
+    from datetime import UTC, datetime
+
     from . import __version__
     from .schedules import schedule_to_csv_text
 
@@ -285,6 +287,7 @@ def metadata(schedule: Schedule, cost: CostModel) -> dict[str, object]:
         },
         "config": {"cost": cost.to_dict()},
         "time_unit": TIME_UNIT,
+        "created": datetime.now(UTC).isoformat(timespec="seconds"),
         "pplab_version": __version__,
         "hardware": "simulated",
     }
