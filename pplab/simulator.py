@@ -6,8 +6,7 @@ assumed, so every gap in the result (the bubble) comes out of the dependencies; 
 is never placed by hand. Times are "cost units" (F = 1 by default), not seconds.
 
     pplab simulate --schedule 1f1b --stages 4 --microbatches 8 --cost f=1,b=2
-    python -c "from pplab.simulator import simulate; from pplab.schedules import build; \
-print(simulate(build('gpipe', 4, 8)))"
+    python -m pplab simulate --schedule gpipe --stages 4 --microbatches 8 --json
 """
 
 from __future__ import annotations
