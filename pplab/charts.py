@@ -7,9 +7,10 @@ one colour per kind of work, the idle time shaded.
 
 A timeline of tens of thousands of events would freeze a browser if drawn bar by bar, so above
 ``AGGREGATE_ABOVE`` events each rank's row is cut into ``AGGREGATE_BINS`` time bins and each
-bin drawn in the colour of the kind that kept the rank busiest there (idle when it was mostly
-idle); neighbouring bins of one colour become one bar. The number of bars is then bounded by
-ranks x bins whatever the number of events.
+bin drawn in the colour of the kind that kept the rank busiest there, striped with a second
+kind that also took a good share (idle when the rank was mostly idle); neighbouring bins of
+one look become one bar. The number of bars is then bounded by ranks x bins whatever the
+number of events.
 
     python -c "from pplab import charts, simulator; from pplab.schedules import build; \
 charts.gantt(simulator.simulate(build('1f1b', 4, 8), simulator.CostModel())).show()"
@@ -56,6 +57,7 @@ KIND_NAMES: dict[str, str] = {
 
 AGGREGATE_ABOVE = 5_000
 AGGREGATE_BINS = 800
+MIXED_SHARE = 0.15  # a second kind covering this much of a bin is named with the first
 
 # Row geometry on a numeric y axis (rank r sits at y = r, axis reversed so rank 0 is on top).
 _ROW_BASE, _ROW_WIDTH = -0.40, 0.56
@@ -188,10 +190,13 @@ def _coverage(starts: np.ndarray, ends: np.ndarray, edges: np.ndarray) -> np.nda
 
 
 def aggregate(events: pd.DataFrame, bins: int = AGGREGATE_BINS) -> pd.DataFrame:
-    """Per rank, the kind busiest in each of ``bins`` time bins, runs of one kind merged.
+    """Per rank, what filled each of ``bins`` time bins; neighbouring bins of one label merged.
 
-    Returns rows (rank, kind, start, end, share) where ``share`` is the fraction of the span
-    that kind covered; kind "idle" where the rank did any work for less than half of a bin.
+    A bin's label is "idle" when the rank worked for less than half of it, else the kind that
+    covered most of it, joined as "F+B" with the runner-up when that one covered at least
+    ``MIXED_SHARE`` of the bin: a steady 1F1B state then reads as F and B mixed, not as B
+    alone. Returns rows (rank, kind, start, end, shares) where ``shares`` says how much of
+    the span each kind covered, e.g. "F 33%, B 67%".
     """
     origin, makespan = float(events["start"].min()), float(events["end"].max())
     edges = np.linspace(origin, makespan, bins + 1)
@@ -200,46 +205,57 @@ def aggregate(events: pd.DataFrame, bins: int = AGGREGATE_BINS) -> pd.DataFrame:
     rows = []
     for rank in sorted(events["rank"].unique()):
         mine = events[events["rank"] == rank]
-        per_kind = np.zeros((len(kinds), bins))
+        per_kind = np.zeros((max(len(kinds), 1), bins))
         for i, kind in enumerate(kinds):
             part = mine[mine["kind"] == kind]
             if len(part):
                 covered = _coverage(part["start"].to_numpy(), part["end"].to_numpy(), edges)
                 per_kind[i] = np.diff(covered) / width
-        best = per_kind.argmax(axis=0) if kinds else np.zeros(bins, dtype=int)
-        share = per_kind.max(axis=0) if kinds else np.zeros(bins)
-        busy = per_kind.sum(axis=0) if kinds else np.zeros(bins)
-        labels = [kinds[b] if s >= 0.5 else "idle" for b, s in zip(best, busy, strict=True)]
+        order = np.argsort(-per_kind, axis=0, kind="stable")
+        labels = []
+        for column in range(bins):
+            if not kinds or per_kind[:, column].sum() < 0.5:
+                labels.append("idle")
+                continue
+            first, second = order[0, column], order[1, column] if len(kinds) > 1 else None
+            pair = second is not None and per_kind[second, column] >= MIXED_SHARE
+            chosen = sorted((first, second)) if pair else [first]
+            labels.append("+".join(kinds[k] for k in chosen))
         start = 0
         for i in range(1, bins + 1):
             if i == bins or labels[i] != labels[start]:
-                rows.append((int(rank), labels[start], edges[start], edges[i],
-                             float(share[start:i].mean())))
+                mean = per_kind[:, start:i].mean(axis=1)
+                shares = ", ".join(f"{kind} {100 * mean[k]:.0f}%" for k, kind in enumerate(kinds)
+                                   if mean[k] >= 0.005) or "nothing"
+                rows.append((int(rank), labels[start], edges[start], edges[i], shares))
                 start = i
-    return pd.DataFrame(rows, columns=["rank", "kind", "start", "end", "share"])
+    return pd.DataFrame(rows, columns=["rank", "kind", "start", "end", "shares"])
 
 
 def _aggregated_traces(events: pd.DataFrame, scale: float, unit: str, bins: int) -> list[go.Bar]:
     spans = aggregate(events, bins)
     traces = []
-    for kind in ("idle",) + ROW_KINDS:
-        part = spans[spans["kind"] == kind]
-        if part.empty:
-            continue
+    for label in sorted(spans["kind"].unique(), key=lambda k: (k != "idle", "+" in k, k)):
+        part = spans[spans["kind"] == label]
         start = part["start"].to_numpy() * scale
         duration = (part["end"] - part["start"]).to_numpy() * scale
-        marker = {"color": KIND_COLOURS[kind]}
-        if kind == "idle":
+        kinds = label.split("+")
+        marker = {"color": KIND_COLOURS[kinds[0]]}
+        if label == "idle":
             marker["pattern"] = {"shape": "/", "fgcolor": "#BBBBBB", "size": 6}
+        elif len(kinds) == 2:
+            marker["pattern"] = {"shape": "|", "fgcolor": KIND_COLOURS[kinds[1]], "size": 6,
+                                 "solidity": 0.45, "fgopacity": 1.0}
+        name = KIND_NAMES[label] if len(kinds) == 1 else f"{' and '.join(kinds)} mixed"
         traces.append(go.Bar(
-            name=KIND_NAMES[kind], legendgroup=kind, orientation="h",
+            name=name, legendgroup=label, orientation="h",
             y=part["rank"].to_numpy(), x=duration, base=start,
             width=_ROW_WIDTH, offset=_ROW_BASE, marker=marker,
-            customdata=np.column_stack([start, duration, part["share"].to_numpy() * 100]),
+            customdata=np.column_stack([start, duration, part["shares"].to_numpy()]),
             hovertemplate=(
-                f"<b>mostly {kind}</b> (aggregated)<br>rank %{{y}}<br>from %{{customdata[0]:.4g}}"
-                f" {unit} for %{{customdata[1]:.4g}} {unit}<br>{kind} covers "
-                "%{customdata[2]:.0f}% of it; pick one step to see single events<extra></extra>"
+                f"<b>{name}</b> (aggregated)<br>rank %{{y}}<br>from %{{customdata[0]:.4g}}"
+                f" {unit} for %{{customdata[1]:.4g}} {unit}<br>time covered: %{{customdata[2]}}"
+                "<br>pick one step, or fewer microbatches, to see single events<extra></extra>"
             ),
         ))
     return traces
@@ -320,7 +336,8 @@ def gantt_stack(
     figure = make_subplots(
         rows=len(timelines), cols=1, shared_xaxes=shared, vertical_spacing=0.08,
         row_heights=heights, subplot_titles=[
-            f"{label} ({source_of(ev)}, {unit})"
+            f"{label} ({source_of(ev)}, {unit}"
+            + (f"; aggregated: {len(ev):,} events)" if len(ev) > aggregate_above else ")")
             for (label, ev), unit in zip(timelines, shown, strict=True)
         ],
     )

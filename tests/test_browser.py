@@ -30,6 +30,23 @@ def free_port() -> int:
 
 
 @pytest.fixture
+def chromium():
+    if not Path(CHROMIUM).exists():
+        pytest.skip(f"{CHROMIUM} is missing (apt-get install chromium)")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(
+            executable_path=CHROMIUM,
+            args=["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"],
+        )
+        try:
+            yield browser
+        finally:
+            browser.close()
+
+
+@pytest.fixture
 def lab_url(tmp_path):
     port = free_port()
     env = {**os.environ, "PPLAB_RUNS_DIR": str(tmp_path / "runs")}
@@ -61,36 +78,52 @@ def gantt_forward_bars(page) -> int:
     }""")
 
 
-def test_moving_the_microbatch_slider_redraws_the_gantt(lab_url):
-    if not Path(CHROMIUM).exists():
-        pytest.skip(f"{CHROMIUM} is missing (apt-get install chromium)")
-    from playwright.sync_api import expect, sync_playwright
+def test_moving_the_microbatch_slider_redraws_the_gantt(lab_url, chromium):
+    from playwright.sync_api import expect
 
     ARTIFACTS.mkdir(exist_ok=True)
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(
-            executable_path=CHROMIUM,
-            args=["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"],
-        )
-        try:
-            page = browser.new_page(viewport={"width": 1400, "height": 1000})
-            page.goto(lab_url, timeout=120_000)
-            bubble = page.locator('[data-testid="stMetricValue"]').first
-            expect(bubble).to_contain_text("3/11", timeout=120_000)
-            page.wait_for_function("() => document.querySelector('.js-plotly-plot')?._fullData",
-                                   timeout=60_000)
-            assert gantt_forward_bars(page) == 4 * 8
-            page.screenshot(path=str(ARTIFACTS / "playground-m8.png"), full_page=True)
+    page = chromium.new_page(viewport={"width": 1400, "height": 1000})
+    page.goto(lab_url, timeout=120_000)
+    bubble = page.locator('[data-testid="stMetricValue"]').first
+    expect(bubble).to_contain_text("3/11", timeout=120_000)
+    page.wait_for_function("() => document.querySelector('.js-plotly-plot')?._fullData",
+                           timeout=60_000)
+    assert gantt_forward_bars(page) == 4 * 8
+    page.screenshot(path=str(ARTIFACTS / "playground-m8.png"), full_page=True)
 
-            slider = page.get_by_role("slider", name="Microbatches m")
-            assert slider.get_attribute("aria-valuetext") == "8"
-            slider.focus()
-            for _ in range(4):
-                slider.press("ArrowRight")
-            expect(bubble).to_contain_text("1/5", timeout=60_000)
-            page.wait_for_function(
-                "() => document.querySelector('.js-plotly-plot')._fullData"
-                ".find(t => t.name === 'F forward').x.length === 48", timeout=60_000)
-            page.screenshot(path=str(ARTIFACTS / "playground-m12.png"), full_page=True)
-        finally:
-            browser.close()
+    slider = page.get_by_role("slider", name="Microbatches m")
+    assert slider.get_attribute("aria-valuetext") == "8"
+    slider.focus()
+    for _ in range(4):
+        slider.press("ArrowRight")
+    expect(bubble).to_contain_text("1/5", timeout=60_000)
+    page.wait_for_function(
+        "() => document.querySelector('.js-plotly-plot')._fullData"
+        ".find(t => t.name === 'F forward').x.length === 48", timeout=60_000)
+    page.screenshot(path=str(ARTIFACTS / "playground-m12.png"), full_page=True)
+
+
+def test_a_twenty_thousand_event_run_draws_a_bounded_number_of_bars(lab_url, chromium, tmp_path):
+    from pplab import charts, timeline
+    from pplab.schedules import build
+    from pplab.simulator import CostModel, simulate
+
+    events = simulate(build("1f1b", 8, 1250), CostModel(forward=1e-3, backward=2e-3))
+    events["source"] = "measured"
+    meta = {"schedule": {"name": "1f1b", "num_stages": 8, "num_microbatches": 1250},
+            "loss": [2.0], "time_unit": "s"}
+    timeline.save_run(tmp_path / "runs" / "big", events, meta)
+    assert len(events) >= 20_000
+
+    ARTIFACTS.mkdir(exist_ok=True)
+    page = chromium.new_page(viewport={"width": 1400, "height": 1000})
+    page.goto(f"{lab_url}/runs", timeout=120_000)
+    page.wait_for_function("() => document.querySelector('.js-plotly-plot')?._fullData",
+                           timeout=120_000)
+    titles = page.evaluate("() => document.querySelector('.js-plotly-plot')"
+                           ".layout.annotations.map(a => a.text)")
+    assert any("aggregated: 20,000 events" in title for title in titles), titles
+    drawn = page.evaluate("() => document.querySelector('.js-plotly-plot')"
+                          "._fullData.reduce((n, t) => n + (t.x ? t.x.length : 0), 0)")
+    assert 0 < drawn <= 2 * 8 * charts.AGGREGATE_BINS  # two rows of 8 ranks
+    page.screenshot(path=str(ARTIFACTS / "runs-20000-events.png"), full_page=True)

@@ -71,9 +71,14 @@ def test_twenty_thousand_events_draw_a_bounded_figure():
     assert len(events[events["kind"].isin(["F", "B"])]) == 20_000
     figure = charts.gantt(events)
     assert "aggregated" in figure.layout.title.text
-    assert len(figure.data) <= len(charts.ROW_KINDS) + 1
+    kinds = len(charts.ROW_KINDS)
+    assert len(figure.data) <= 1 + kinds + kinds * (kinds - 1) // 2  # idle, kinds, pairs
     assert charts.figure_points(figure) <= 8 * charts.AGGREGATE_BINS
     assert charts.figure_points(charts.gantt(events.iloc[:500])) >= 500
+    # the steady state alternates F (1 unit) and B (2 units): drawn as both, not as B alone
+    mixed = [t for t in figure.data if t.name == "F and B mixed"][0]
+    assert sum(mixed.x) > 0.8 * 8 * float(events["end"].max())
+    assert "F 33%, B 67%" in list(mixed.customdata[:, 2])
 
 
 def test_aggregation_keeps_each_kinds_time_when_bins_are_finer_than_events():
