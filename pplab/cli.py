@@ -191,6 +191,8 @@ def gantt_text(events, width: int = GANTT_COLUMNS) -> str:
         return "(no compute events)"
     origin = float(events["start"].min())
     makespan = float(events["end"].max()) - origin
+    if makespan <= 0:
+        return "(every action takes no time: nothing to draw)"
     shortest = float((work["end"] - work["start"])[work["end"] > work["start"]].min())
     slot = makespan / width
     for per_unit in (3, 2, 1):

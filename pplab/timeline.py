@@ -104,18 +104,22 @@ def peak_activations(events: pd.DataFrame) -> dict[int, int]:
     """Most microbatches held at once per stage: F started, its B (or W) not yet ended.
 
     A split backward keeps the activation until W ends, because W reads what I left behind.
-    At equal times a release counts before an acquire: a rank that ends one backward and
-    starts the next forward never holds both.
+    At equal times a release counts before an acquire (a rank that ends one backward and
+    starts the next forward never holds both), unless the release belongs to an action that
+    itself starts at that instant (zero-cost actions): then the table's order decides.
     """
     kinds = events["kind"].to_numpy()
     stages = events["stage"].to_numpy()
+    starts = events["start"].to_numpy()
+    position = np.arange(len(events))
     forward = (kinds == "F") & (stages >= 0)
     release = np.isin(kinds, ("B", "W")) & (stages >= 0)
-    times = np.concatenate([events["end"].to_numpy()[release],
-                            events["start"].to_numpy()[forward]])
+    times = np.concatenate([events["end"].to_numpy()[release], starts[forward]])
+    row_start = np.concatenate([starts[release], starts[forward]])
+    row = np.concatenate([position[release], position[forward]])
     deltas = np.concatenate([-np.ones(release.sum()), np.ones(forward.sum())])
     where = np.concatenate([stages[release], stages[forward]])
-    order = np.lexsort((deltas, times, where))  # by stage, then time, releases first
+    order = np.lexsort((row, row_start, times, where))
     where, deltas = where[order], deltas[order]
     peaks: dict[int, int] = {}
     for stage in np.unique(where):

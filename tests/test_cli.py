@@ -158,3 +158,9 @@ def test_python_m_pplab_runs_without_torch():
     done = subprocess.run([sys.executable, "-m", "pplab", "schedules"], capture_output=True,
                           text=True, timeout=120)
     assert done.returncode == 0 and "zb-h1" in done.stdout
+
+
+def test_zero_cost_run_prints_without_a_gantt(capsys):
+    code, out, _ = run(capsys, "simulate", "--schedule", "gpipe", "--stages", "2",
+                       "--microbatches", "2", "--cost", "f=0,b=0")
+    assert code == 0 and "nothing to draw" in out and "makespan         0 cost units" in out

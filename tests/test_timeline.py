@@ -165,3 +165,9 @@ def test_events_csv_text():
     assert list(back.columns) == list(EVENT_COLUMNS)
     assert len(back) == len(events)
     assert back["start"].tolist() == events["start"].tolist()
+
+
+def test_peak_with_zero_cost_actions_follows_the_order():
+    free = CostModel(forward=0, backward=0, backward_input=0, backward_weight=0)
+    assert metrics(simulate(build("1f1b", 4, 8), free))["peak_activations"] == {
+        0: 4, 1: 3, 2: 2, 3: 1}
