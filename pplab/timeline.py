@@ -297,9 +297,23 @@ def list_runs(root: str | os.PathLike) -> tuple[list[Run], list[tuple[Path, str]
     return good, bad
 
 
-# Communication overlaps computation on a rank, and a Chrome-trace thread must nest its
-# slices, so a rank's messages get a second track right under its compute track.
-COMM_TRACK_OFFSET = 10_000
+# A Chrome-trace thread must nest its slices, and messages overlap computation and each
+# other, so each rank's events are spread over lanes: its compute on tid = rank, its
+# messages (and any overlapping compute of a measured run) on tids from EXTRA_TRACK_BASE.
+EXTRA_TRACK_BASE = 10_000
+
+
+def _lanes(starts: np.ndarray, ends: np.ndarray) -> list[int]:
+    """Greedy interval partitioning of slices sorted by start: the first lane that is free."""
+    first_free: list[float] = []
+    lanes = []
+    for start, end in zip(starts, ends, strict=True):
+        lane = next((k for k, free in enumerate(first_free) if free <= start), len(first_free))
+        if lane == len(first_free):
+            first_free.append(end)
+        first_free[lane] = end
+        lanes.append(lane)
+    return lanes
 
 
 def _label(row) -> str:
@@ -315,7 +329,9 @@ def chrome_trace(events: pd.DataFrame) -> dict[str, object]:
     """The events as Chrome-trace JSON that Perfetto and chrome://tracing open.
 
     One complete ("X") slice per event, in microseconds, on process 0 with one thread per
-    rank. Simulated cost units are drawn as if they were seconds (1 unit = 1e6 us).
+    rank for its compute; its messages go on threads named "rank r comm" (and "comm 2"...
+    where messages overlap each other).
+    Simulated cost units are drawn as if they were seconds (1 unit = 1e6 us).
     """
     sources = sorted(str(s) for s in events["source"].unique()) or ["empty"]
     origin = float(events["start"].min()) if len(events) else 0.0
@@ -324,20 +340,29 @@ def chrome_trace(events: pd.DataFrame) -> dict[str, object]:
          "args": {"name": f"pplab ({', '.join(sources)})"}},
     ]
     ranks = sorted(int(r) for r in events["rank"].unique())
-    comm_rows = events.loc[~events["kind"].isin(BUSY_KINDS), "rank"]
-    comm_ranks = sorted(int(r) for r in comm_rows.unique())
+    ordered = events.sort_values(["rank", "start"], kind="stable")
+    busy_first = ordered["kind"].isin(BUSY_KINDS).to_numpy()
+    tids: dict[tuple[int, str, int], int] = {}
+    slices = []
     for rank in ranks:
-        trace.append({"ph": "M", "name": "thread_name", "pid": 0, "tid": rank,
-                      "args": {"name": f"rank {rank}"}})
-        trace.append({"ph": "M", "name": "thread_sort_index", "pid": 0, "tid": rank,
-                      "args": {"sort_index": 2 * rank}})
-    for rank in comm_ranks:
-        tid = COMM_TRACK_OFFSET + rank
+        mine = (ordered["rank"] == rank).to_numpy()
+        for group, track in ((mine & busy_first, "compute"), (mine & ~busy_first, "comm")):
+            rows = ordered[group]
+            lanes = _lanes(rows["start"].to_numpy(), rows["end"].to_numpy())
+            for row, lane in zip(rows.itertuples(index=False), lanes, strict=True):
+                key = (rank, track, lane)
+                if key not in tids:
+                    tids[key] = rank if key[1:] == ("compute", 0) else EXTRA_TRACK_BASE + len(tids)
+                slices.append((row, tids[key]))
+    for (rank, track, lane), tid in sorted(tids.items()):
+        name = f"rank {rank}" if (track, lane) == ("compute", 0) else f"rank {rank} {track}"
+        name += f" {lane + 1}" if lane else ""
+        order = rank * 1000 + (0 if track == "compute" else 500) + lane
         trace.append({"ph": "M", "name": "thread_name", "pid": 0, "tid": tid,
-                      "args": {"name": f"rank {rank} comm"}})
+                      "args": {"name": name}})
         trace.append({"ph": "M", "name": "thread_sort_index", "pid": 0, "tid": tid,
-                      "args": {"sort_index": 2 * rank + 1}})
-    for row in events.itertuples(index=False):
+                      "args": {"sort_index": order}})
+    for row, tid in slices:
         busy = row.kind in BUSY_KINDS
         args = {"stage": int(row.stage), "microbatch": int(row.microbatch), "step": int(row.step),
                 "version": int(row.version), "source": str(row.source)}
@@ -346,8 +371,7 @@ def chrome_trace(events: pd.DataFrame) -> dict[str, object]:
         if row.detail:
             args["detail"] = str(row.detail)
         trace.append({
-            "name": _label(row), "cat": str(row.kind), "ph": "X", "pid": 0,
-            "tid": int(row.rank) if busy else COMM_TRACK_OFFSET + int(row.rank),
+            "name": _label(row), "cat": str(row.kind), "ph": "X", "pid": 0, "tid": tid,
             "ts": (float(row.start) - origin) * 1e6,
             "dur": max(float(row.end) - float(row.start), 0.0) * 1e6,
             "args": args,

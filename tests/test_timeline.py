@@ -151,12 +151,20 @@ def test_chrome_trace_one_track_per_rank(tmp_path):
         "traceEvents"]
 
 
-def test_chrome_trace_puts_messages_on_their_own_track():
-    events = simulate(build("gpipe", 2, 2), CostModel(latency=0.5))
-    slices = [e for e in chrome_trace(events)["traceEvents"] if e["ph"] == "X"]
+def test_chrome_trace_puts_overlapping_messages_on_lanes_that_nest():
+    events = simulate(build("interleaved-1f1b", 4, 8, 2), CostModel(latency=0.7))
+    trace = chrome_trace(events)["traceEvents"]
+    slices = [e for e in trace if e["ph"] == "X"]
     sends = [e for e in slices if e["cat"] == "send"]
+    assert len(sends) == (events["kind"] == "send").sum()
     assert sends and all(e["tid"] >= 10_000 for e in sends)
-    assert {e["name"] for e in sends} == {"send 0->1", "send 1->0"}
+    assert {e["name"] for e in sends} >= {"send 0->1", "send 1->0", "send 3->0"}
+    assert all(e["tid"] < 4 for e in slices if e["cat"] in ("F", "B"))
+    for tid in {e["tid"] for e in slices}:
+        mine = sorted((e["ts"], e["ts"] + e["dur"]) for e in slices if e["tid"] == tid)
+        assert all(a[1] <= b[0] + 1e-6 for a, b in zip(mine, mine[1:], strict=False)), tid
+    named = {e["tid"] for e in trace if e["ph"] == "M" and e["name"] == "thread_name"}
+    assert {e["tid"] for e in slices} == named
 
 
 def test_events_csv_text():
