@@ -49,16 +49,20 @@ def pipeline_send_bytes(num_stages: int, num_microbatches: int, microbatch_size:
 
 def tp_allreduce_bytes(n_layers: int, num_microbatches: int, microbatch_size: int,
                        seq_len: int, d_model: int, tp_size: int, dp_size: int = 1,
-                       bytes_per_element: int = 4) -> int:
+                       bytes_per_element: int = 4, backward_passes: int = 1) -> int:
     """Payload bytes of the Megatron f and g all-reduces of one step, all ranks: 4 L m b s d e t r.
 
-    Counts one full backward per microbatch; a split backward that reruns the graph for W
-    repeats the f all-reduces of the blocks it passes through.
+    ``backward_passes`` is how many times a backward runs through the layers' f operators
+    per microbatch: 1 for a full backward B. A split backward runs them in I (the input
+    gradient passes every f) and again in W when W, as in pplab's engine, reruns the graph
+    restricted to the weights (every f leads to a LayerNorm weight): 2, except on the first
+    stage, whose I has no input to differentiate: 1. Then the count is (2 + 2 x passes) per
+    layer per microbatch instead of 4.
     """
     if tp_size == 1:
         return 0
     one = activation_bytes(microbatch_size, seq_len, d_model, bytes_per_element)
-    return 4 * n_layers * num_microbatches * one * tp_size * dp_size
+    return (2 + 2 * backward_passes) * n_layers * num_microbatches * one * tp_size * dp_size
 
 
 def block_parameters(d_model: int, d_ff: int, tp_size: int = 1) -> int:

@@ -16,6 +16,7 @@ import torch
 from distributed import run_ranks
 
 from pplab import parallel_formulas as formulas
+from pplab.engine.compare import formula_bytes
 from pplab.engine.config import TrainConfig
 from pplab.engine.launch import make_plan, train_rank
 from pplab.engine.model import build_reference_model, lm_loss
@@ -35,11 +36,12 @@ FOUR_RANKS = {
                            **SMALL),
     "tp2-dp2": TrainConfig(schedule="1f1b", stages=1, microbatches=2, layers=2, tp_size=2,
                            dp_size=2, **SMALL),
-    # W reruns the graph through later blocks' f operators, so only parity is checked here.
+    "interleaved-pp2-tp2": TrainConfig(schedule="interleaved-1f1b", stages=2, chunks=2,
+                                       microbatches=2, layers=4, tp_size=2, **SMALL),
+    # W reruns the graph through every f operator of its stage (and stage 0's I none).
     "zb-pp2-tp2": TrainConfig(schedule="zb-h1", stages=2, microbatches=3, layers=2, tp_size=2,
                               **SMALL),
 }
-BYTES_CHECKED = ("tp2", "dp2", "pp2-tp2", "pp2-dp2", "tp2-dp2")
 
 
 def _shard_rule(module, local_name: str):
@@ -103,14 +105,20 @@ def _expected_bytes(config) -> dict[str, int]:
     model, b = plan.model, plan.microbatch_size
     m = plan.schedule.microbatches_per_step
     t, r = config.tp_size, config.dp_size
-    return {
+    # A split backward crosses a stage's f operators in I (not on stage 0) and again in W.
+    passes = [1 if config.schedule != "zb-h1" else 1 + (stage > 0)
+              for stage in range(len(plan.layer_split))]
+    expected = {
         "send": formulas.pipeline_send_bytes(plan.schedule.num_stages, m, b, model.seq_len,
                                              model.d_model, t, r, 8),
-        "tp": formulas.tp_allreduce_bytes(model.n_layers, m, b, model.seq_len, model.d_model,
-                                          t, r, 8),
+        "tp": sum(formulas.tp_allreduce_bytes(layers, m, b, model.seq_len, model.d_model, t, r,
+                                              8, passes[stage])
+                  for stage, layers in enumerate(plan.layer_split)),
         "dp": formulas.dp_allreduce_bytes(plan.layer_split, model.d_model, model.d_ff,
                                           model.vocab_size, model.seq_len, t, r, 8),
     }
+    assert formula_bytes(plan) == expected  # what pplab compare prints beside the measurement
+    return expected
 
 
 def _measured_bytes(rows, step: int) -> dict[str, int]:
@@ -139,10 +147,9 @@ def _check(configs, results):
         assert len(reports) == config.dp_size, name
         losses = [sum(values) / len(values) for values in zip(*reports, strict=True)]
         torch.testing.assert_close(losses, expected_losses, msg=lambda m, n=name: f"{n}: {m}")
-        if name in BYTES_CHECKED:
-            rows = [row for result in results for row in result[name]["rows"]]
-            for step in range(config.steps):
-                assert _measured_bytes(rows, step) == _expected_bytes(config), (name, step)
+        rows = [row for result in results for row in result[name]["rows"]]
+        for step in range(config.steps):
+            assert _measured_bytes(rows, step) == _expected_bytes(config), (name, step)
 
 
 def test_tp2_and_dp2_match_single_process():

@@ -185,7 +185,17 @@ def _median(values: Sequence[float]) -> float:
     return float(statistics.median(values)) if values else float("nan")
 
 
-def _formula_bytes(plan) -> dict[str, int]:
+def backward_passes(schedule, stage: int) -> int:
+    """How often a microbatch's backward crosses the f operators of ``stage`` (see
+    ``pplab.parallel_formulas.tp_allreduce_bytes``): B once; I and W once each, but the first
+    stage's I has nothing to do."""
+    kinds = {a.kind for a in schedule.actions[schedule.stage_to_rank[stage]] if a.stage == stage}
+    if "B" in kinds:
+        return 1
+    return ("I" in kinds and stage > 0) + ("W" in kinds)
+
+
+def formula_bytes(plan) -> dict[str, int]:
     model, schedule, config = plan.model, plan.schedule, plan.config
     element = 8 if config.dtype == "float64" else 4
     m, b = schedule.microbatches_per_step, plan.microbatch_size
@@ -193,8 +203,9 @@ def _formula_bytes(plan) -> dict[str, int]:
     return {
         "send": pf.pipeline_send_bytes(schedule.num_stages, m, b, model.seq_len, model.d_model,
                                        t, r, element),
-        "tp": pf.tp_allreduce_bytes(model.n_layers, m, b, model.seq_len, model.d_model, t, r,
-                                    element),
+        "tp": sum(pf.tp_allreduce_bytes(layers, m, b, model.seq_len, model.d_model, t, r,
+                                        element, backward_passes(schedule, stage))
+                  for stage, layers in enumerate(plan.layer_split)),
         "dp": pf.dp_allreduce_bytes(plan.layer_split, model.d_model, model.d_ff,
                                     model.vocab_size, model.seq_len, t, r, element),
     }
@@ -233,7 +244,7 @@ def summarize(spec: Spec, plan, events, metadata: dict, run_name: str) -> dict:
     moved["send"] = int(sends["bytes"].sum()) // len(kept)
     moved["tp"] = int(reduce[reduce["detail"].str.startswith("tp")]["bytes"].sum()) // len(kept)
     moved["dp"] = int(reduce[reduce["detail"] == "dp grads"]["bytes"].sum()) // len(kept)
-    expected = _formula_bytes(plan)
+    expected = formula_bytes(plan)
     per_rank: dict[int, int] = {}
     for stage, peak in metadata["peak_memory_bytes"].items():
         rank = plan.schedule.stage_to_rank[int(stage)]
