@@ -28,7 +28,8 @@ def zb_h1(num_stages: int, num_microbatches: int, num_chunks: int = 1) -> Schedu
         order = [Action(rank, FORWARD, mb) for mb in range(warmup)]
         pending: deque[int] = deque()
 
-        def input_grad(mb: int, order=order, pending=pending, held_back=held_back) -> None:
+        def input_grad(mb: int, order=order, pending=pending, held_back=held_back,
+                       rank=rank) -> None:
             order.append(Action(rank, BACKWARD_INPUT, mb))
             pending.append(mb)
             if len(pending) > held_back:
