@@ -114,8 +114,10 @@ def idle_spans(events: pd.DataFrame) -> pd.DataFrame:
 
 def _rank_labels(events: pd.DataFrame) -> dict[int, str]:
     labels = {}
+    compute = events[events["kind"].isin(COMPUTE_KINDS)]
     for rank in sorted(events["rank"].unique()):
-        stages = sorted(s for s in events.loc[events["rank"] == rank, "stage"].unique() if s >= 0)
+        # messages name the stage they feed, which may live on the peer: read compute only
+        stages = sorted(s for s in compute.loc[compute["rank"] == rank, "stage"].unique() if s >= 0)
         held = ",".join(str(s) for s in stages)
         labels[int(rank)] = f"rank {rank}" + (f" · stage {held}" if held else "")
     return labels
@@ -291,7 +293,7 @@ def gantt(
     return figure
 
 
-def _add_gantt(figure, events, unit, aggregate_above, bins, row) -> None:
+def _add_gantt(figure, events, unit, aggregate_above, bins, row, shown=None) -> None:
     if events.empty:
         figure.add_annotation(text="no events", showarrow=False, row=row, col=1 if row else None)
         return
@@ -301,8 +303,9 @@ def _add_gantt(figure, events, unit, aggregate_above, bins, row) -> None:
     else:
         traces = _exact_traces(events, scale, shown_unit, source_of(events))
     for trace in traces:
-        if row is not None and row > 1:
-            trace.showlegend = False
+        if shown is not None:  # one legend entry per kind across stacked rows
+            trace.showlegend = trace.legendgroup not in shown
+            shown.add(trace.legendgroup)
         figure.add_trace(trace, row=row, col=1 if row else None)
     labels = _rank_labels(events)
     axis = {"tickmode": "array", "tickvals": list(labels), "ticktext": list(labels.values()),
@@ -341,15 +344,16 @@ def gantt_stack(
             for (label, ev), unit in zip(timelines, shown, strict=True)
         ],
     )
+    in_legend: set[str] = set()
     for row, ((_, events), unit) in enumerate(zip(timelines, units, strict=True), start=1):
-        _add_gantt(figure, events, unit, aggregate_above, bins, row=row)
+        _add_gantt(figure, events, unit, aggregate_above, bins, row=row, shown=in_legend)
         if not shared or row == len(timelines):
             figure.update_xaxes(title_text=f"time ({shown[row - 1]})", row=row, col=1)
     note = "" if shared else " (units differ: each row has its own time axis)"
     figure.update_layout(
         title=title + note, barmode="overlay", height=120 + 44 * sum(heights) + 60 * len(heights),
-        legend={"orientation": "h", "yanchor": "bottom", "y": 1.04, "xanchor": "right", "x": 1},
-        margin={"l": 10, "r": 10, "t": 100, "b": 40},
+        legend={"orientation": "v", "yanchor": "top", "y": 1, "x": 1.01},
+        margin={"l": 10, "r": 10, "t": 80, "b": 40},
     )
     return figure
 

@@ -60,10 +60,12 @@ if data["loss"]:
     left.plotly_chart(charts.loss_curves({runs_catalog.describe(run): data["loss"]}),
                       key="runs_loss")
 if data["memory"]:
-    per, kind = data["memory_per"], data["memory_kind"] or "peak bytes"
+    per = data["memory_per"]
     right.plotly_chart(charts.memory_per_rank({runs_catalog.describe(run): data["memory"]},
-                                              f"Peak memory per {per} (measured: {kind})", per),
+                                              f"Peak memory per {per} (measured)", per),
                        key="runs_memory")
+    if data["memory_kind"]:
+        right.caption(f"What was measured: {data['memory_kind']}.")
 
 st.subheader("Download")
 name = run.path.name
