@@ -189,6 +189,8 @@ def test_block_formula_counts_the_real_model():
 
 
 def test_tensor_parallel_refuses_shapes_that_do_not_split():
+    from torch import nn
+
     from pplab.engine.model import ModelConfig
     from pplab.engine.partition import build_stage
     from pplab.engine.tensor_parallel import parallelize_stage, shard_indices
@@ -200,6 +202,9 @@ def test_tensor_parallel_refuses_shapes_that_do_not_split():
         parallelize_stage(stage, None, 2, 2, None)
     with pytest.raises(ValueError, match="16 is not divisible by 3"):
         shard_indices(48, 0, 3, blocks=3)
+    with pytest.raises(ValueError, match="Linear holds no transformer block to split"):
+        parallelize_stage(nn.Linear(2, 2), None, 0, 2, None)
+    assert all(type(m).__name__ != "ColumnParallelLinear" for m in stage.modules())
 
 
 def test_data_parallel_refuses_an_empty_group():

@@ -190,7 +190,6 @@ def parallelize_block(block: nn.Module, comm: TensorParallelComm, tp_rank: int) 
     tp_size = comm.tp_size
     attn, mlp = block.attn, block.mlp
     d_model = attn.qkv.in_features
-    check_tensor_parallel(attn.n_heads, d_model, mlp.fc.out_features, tp_size)
     qkv_rows = shard_indices(attn.qkv.out_features, tp_rank, tp_size, blocks=3)
     attn_cols = shard_indices(d_model, tp_rank, tp_size)
     ff_rows = shard_indices(mlp.fc.out_features, tp_rank, tp_size)
@@ -198,11 +197,8 @@ def parallelize_block(block: nn.Module, comm: TensorParallelComm, tp_rank: int) 
     attn.proj = RowParallelLinear(attn.proj, attn_cols, comm)
     mlp.fc = ColumnParallelLinear(mlp.fc, ff_rows, comm)
     mlp.proj = RowParallelLinear(mlp.proj, ff_rows, comm)
-    # The attention forward reshapes by its own head count and width; it now sees a 1/tp share.
+    # The attention forward reads its width from the qkv weight but its head count from here.
     attn.n_heads = attn.n_heads // tp_size
-    for width_name in ("d_model", "n_embd", "d"):
-        if isinstance(getattr(attn, width_name, None), int):
-            setattr(attn, width_name, getattr(attn, width_name) // tp_size)
 
 
 def parallelize_stage(stage_module: nn.Module, tp_group, tp_rank: int, tp_size: int,
@@ -220,8 +216,14 @@ def parallelize_stage(stage_module: nn.Module, tp_group, tp_rank: int, tp_size: 
         return stage_module
     if stage < 0:
         stage = int(getattr(stage_module, "index", -1))  # pplab's Stage knows its place
+    blocks = _blocks_of(stage_module)
+    if not blocks:
+        raise ValueError(f"{type(stage_module).__name__} holds no transformer block to split")
+    for block in blocks:  # check every block before changing any
+        check_tensor_parallel(block.attn.n_heads, block.attn.qkv.in_features,
+                              block.mlp.fc.out_features, tp_size)
     comm = TensorParallelComm(tp_group, tp_size, recorder, stage)
-    for block in _blocks_of(stage_module):
+    for block in blocks:
         parallelize_block(block, comm, tp_rank)
     stage_module.tp_comm = comm
     return stage_module
