@@ -13,7 +13,8 @@ def _one_stage_per_rank(name: str, orders: dict[int, list[Action]], num_microbat
     return Schedule(orders, tuple(range(len(orders))), num_microbatches, name=name)
 
 
-@register("naive", paper="plain model parallelism (no pipelining), e.g. GPipe, Huang et al. 2019, Fig. 2b")
+@register("naive",
+          paper="plain model parallelism (no pipelining), e.g. GPipe, Huang et al. 2019, Fig. 2b")
 def naive(num_stages: int, num_microbatches: int, num_chunks: int = 1) -> Schedule:
     """Each microbatch runs forward and backward through every stage before the next starts."""
     orders = {rank: [] for rank in range(num_stages)}

@@ -60,7 +60,8 @@ def step_grid(schedule: Schedule, marks: dict[int, int] | None = None) -> str:
         high = min(depth, max(marks.values()) + GRID_ROWS_AROUND + 1)
     else:
         low, high = 0, min(depth, 2 * GRID_ROWS_AROUND + 1)
-    width = max([len(str(a)) + 1 for _, a in schedule.all_actions()] + [len(f"rank {r}") for r in ranks])
+    width = max([len(str(a)) + 1 for _, a in schedule.all_actions()]
+                + [len(f"rank {r}") for r in ranks])
     lines = ["step " + " ".join(f"rank {r}".rjust(width) for r in ranks)]
     if low > 0:
         lines.append("  ...")
@@ -83,7 +84,8 @@ def _check_placement(schedule: Schedule) -> None:
     for rank, actions in schedule.actions.items():
         for position, action in enumerate(actions):
             if action.kind not in COMPUTE_KINDS:
-                raise ScheduleError(f"{action} has unknown kind {action.kind!r}", schedule, rank, position)
+                raise ScheduleError(
+                    f"{action} has unknown kind {action.kind!r}", schedule, rank, position)
             if not 0 <= action.stage < num_stages:
                 raise ScheduleError(
                     f"{action} on rank {rank} names stage {action.stage}, but the schedule has "
@@ -169,8 +171,8 @@ def _check_order_and_deadlock(schedule: Schedule) -> None:
         for rank, position in stuck.items():
             action = schedule.actions[rank][position]
             missing = [Action(*n) for n in needs(action, num_stages) if n not in done]
-            waits.append(f"rank {rank} at {action} waits for "
-                         + ", ".join(f"{m} (rank {schedule.stage_to_rank[m.stage]})" for m in missing))
+            senders = ", ".join(f"{m} (rank {schedule.stage_to_rank[m.stage]})" for m in missing)
+            waits.append(f"rank {rank} at {action} waits for {senders}")
         first = min(stuck, key=lambda r: (stuck[r], r))
         raise ScheduleError("deadlock: " + "; ".join(waits), schedule, first, stuck[first], stuck)
 
@@ -180,7 +182,8 @@ def validate(schedule: Schedule) -> Schedule:
     if len(schedule.stage_to_rank) == 0:
         raise ValueError("the schedule places no stages")
     if sorted(schedule.actions) != list(range(schedule.num_ranks)):
-        raise ValueError(f"ranks must be numbered 0..{schedule.num_ranks - 1}, got {sorted(schedule.actions)}")
+        raise ValueError(
+            f"ranks must be numbered 0..{schedule.num_ranks - 1}, got {sorted(schedule.actions)}")
     for stage, rank in enumerate(schedule.stage_to_rank):
         if rank not in schedule.actions:
             raise ValueError(f"stage {stage} is placed on rank {rank}, which has no action list")
