@@ -9,12 +9,8 @@ of every recorded all-reduce against the closed forms of pplab.parallel_formulas
 
 from __future__ import annotations
 
-import multiprocessing
-import os
-import traceback
-from pathlib import Path
-
 import pytest
+from distributed import run_ranks
 
 from pplab import parallel_formulas as formulas
 
@@ -23,50 +19,9 @@ pytestmark = pytest.mark.multiprocess
 SHAPES = {"vocab_size": 16, "seq_len": 8, "d_model": 16, "n_heads": 4, "n_layers": 2,
           "d_ff": 32, "seed": 3}
 BATCH = 4
-SPAWN_TIMEOUT_S = 120
 
 
-def _entry(rank: int, world: int, workdir: str, fn, args) -> None:
-    import torch
-    import torch.distributed as dist
-
-    torch.set_num_threads(1)
-    try:
-        dist.init_process_group("gloo", init_method=f"file://{workdir}/rendezvous",
-                                rank=rank, world_size=world)
-        result = fn(rank, world, *args)
-        dist.barrier()
-        dist.destroy_process_group()
-        torch.save(result, f"{workdir}/result{rank}.pt")
-    except BaseException:
-        Path(f"{workdir}/error{rank}.txt").write_text(traceback.format_exc())
-        os._exit(1)
-
-
-def spawn(world: int, fn, *args, tmp_path: Path) -> list:
-    """Run ``fn(rank, world, *args)`` on ``world`` gloo ranks; return each rank's result."""
-    import torch
-
-    context = multiprocessing.get_context("spawn")
-    procs = [context.Process(target=_entry, args=(r, world, str(tmp_path), fn, args))
-             for r in range(world)]
-    for proc in procs:
-        proc.start()
-    for proc in procs:
-        proc.join(SPAWN_TIMEOUT_S)
-    for proc in procs:
-        if proc.is_alive():
-            proc.kill()
-            proc.join()
-    errors = sorted(tmp_path.glob("error*.txt"))
-    if errors:
-        raise AssertionError("\n".join(e.read_text() for e in errors))
-    if any(proc.exitcode != 0 for proc in procs):
-        raise AssertionError(f"ranks exited with {[proc.exitcode for proc in procs]}")
-    return [torch.load(tmp_path / f"result{r}.pt") for r in range(world)]
-
-
-def _reference(batch_slice=slice(None)):
+def _reference():
     """Full-model loss and gradients by parameter name, float64, one process."""
     import torch
 
@@ -146,10 +101,11 @@ def _expected_bytes(tp_size: int, dp_size: int) -> tuple[int, int]:
     return tp, dp
 
 
-@pytest.mark.parametrize("tp_size,dp_size", [(2, 1), (1, 2), (2, 2)])
-def test_parallel_step_matches_single_process(tmp_path, tp_size, dp_size):
+# tp alone and dp alone run through the engine in test_parallel_engine.py; here both at once.
+@pytest.mark.parametrize("tp_size,dp_size", [(2, 2)])
+def test_parallel_step_matches_single_process(tp_size, dp_size):
     world = tp_size * dp_size
-    results = spawn(world, _parallel_worker, tp_size, dp_size, tmp_path=tmp_path)
+    results = run_ranks(world, _parallel_worker, tp_size, dp_size)
     ref_loss = results[0]["ref_loss"]
     replica_losses = results[0]["replica_losses"]
     # The replicas' losses are means over equal slices, so their mean is the full-batch loss.
