@@ -106,6 +106,23 @@ def comparison_description(directory: Path) -> str:
     return str(data.get("description", "")) if isinstance(data, dict) else ""
 
 
+def comparison_table(directory: Path) -> tuple[pd.DataFrame, dict[str, str]]:
+    """The rows a bundled comparison.json records, and what each column means (may be empty)."""
+    try:
+        data = json.loads((directory / "comparison.json").read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        return pd.DataFrame(), {}
+    rows = data.get("rows") if isinstance(data, dict) else None
+    notes = data.get("columns") if isinstance(data, dict) else None
+    if not isinstance(rows, list) or not all(isinstance(r, dict) for r in rows):
+        return pd.DataFrame(), {}
+    notes = {str(k): str(v) for k, v in notes.items()} if isinstance(notes, dict) else {}
+    table = pd.DataFrame(rows)
+    if notes:
+        table = table[[c for c in notes if c in table.columns]]
+    return table, notes
+
+
 def schedule_of(run: Run) -> Schedule:
     """The schedule a run executed, from the CSV its metadata keeps (or rebuilt by name)."""
     schedule = run.metadata.get("schedule")

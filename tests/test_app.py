@@ -144,13 +144,52 @@ def test_compare_mixes_a_recorded_run_with_loss_and_memory(runs_dir):
     assert "Loss (measured)" in titles and "Peak memory per rank (measured)" in titles
 
 
+def test_compare_opens_a_bundled_comparison(no_runs, tmp_path, monkeypatch):
+    from pplab import runs_catalog
+
+    folder = tmp_path / "comparisons" / "gpipe-vs-1f1b"
+    write_run(folder / "a-gpipe", "gpipe", stages=2, microbatches=4)
+    write_run(folder / "b-1f1b", "1f1b", stages=2, microbatches=4)
+    (folder / "comparison.json").write_text(json.dumps({
+        "description": "same bubble, less memory",
+        "columns": {"configuration": "", "final_loss": "measured"},
+        "rows": [{"configuration": "gpipe", "final_loss": 2.1, "extra": 1},
+                 {"configuration": "1f1b", "final_loss": 2.1, "extra": 2}]}))
+    monkeypatch.setattr(runs_catalog, "bundled_comparisons_dir", lambda: tmp_path / "comparisons")
+    app = open_page("compare")
+    app.radio(key="cmp_mode").set_value("bundled comparison gpipe-vs-1f1b").run()
+    assert app.info[0].value == "same bubble, less memory"
+    assert list(app.dataframe[0].value.columns) == ["configuration", "final_loss"]
+    table = app.dataframe[1].value
+    assert list(table["source"]) == ["measured", "measured"]
+    assert table["configuration"].str.contains("gpipe").iloc[0]
+    assert table["bubble fraction (%)"].iloc[0] == table["bubble fraction (%)"].iloc[1]
+
+
+def test_every_bundled_comparison_opens(no_runs):
+    from pplab import runs_catalog
+
+    folders = sorted(p.name for p in runs_catalog.bundled_comparisons_dir().glob("*/"))
+    if not folders:
+        pytest.skip("no bundled comparisons in data/comparisons yet")
+    app = open_page("compare")
+    for name in folders:
+        app.radio(key="cmp_mode").set_value(f"bundled comparison {name}").run()
+        assert not app.exception and not app.error, name
+        assert len(app.get("plotly_chart")) >= 1
+
+
 def test_runs_page_predicted_over_measured_downloads_and_a_corrupt_folder(runs_dir):
     app = open_page("runs")
     warnings = [w.value for w in app.warning]
     assert len(warnings) == 2
     assert any("broken-run" in w and "not valid JSON" in w for w in warnings)
     assert any("holiday-photos" in w for w in warnings)
-    assert len(app.selectbox(key="runs_pick").options) == 2
+    options = app.selectbox(key="runs_pick").options
+    assert sorted(o for o in options if o.endswith("(yours)")) == [
+        "1f1b p=2 m=4 · cpu · run-1f1b (yours)", "gpipe p=2 m=2 · cpu · run-gpipe (yours)"]
+    app.selectbox(key="runs_pick").set_value(options[options.index(
+        "1f1b p=2 m=4 · cpu · run-1f1b (yours)")]).run()
     # costs calibrated from the run's own medians replay its schedule exactly
     assert metric(app, "Bubble fraction (measured)") == metric(app, "Bubble fraction (predicted)")
     assert metric(app, "Step time (measured)").endswith(" ms")
@@ -160,8 +199,8 @@ def test_runs_page_predicted_over_measured_downloads_and_a_corrupt_folder(runs_d
 
     app.select_slider(key="runs_step").set_value(0).run()
     assert not app.exception
-    app.selectbox(key="runs_pick").set_value(app.selectbox(key="runs_pick").options[1]).run()
-    assert not app.exception and "gpipe" in app.selectbox(key="runs_pick").value
+    app.selectbox(key="runs_pick").set_value("gpipe p=2 m=2 · cpu · run-gpipe (yours)").run()
+    assert not app.exception and len(app.get("plotly_chart")) >= 2
 
 
 def test_run_page_bounds_the_request(no_runs):
@@ -259,6 +298,15 @@ def test_lab_command_refuses_bad_ports_in_one_line():
         done = lab("--port", str(port))
     assert done.returncode == 2 and "already in use" in done.stderr
     assert "Traceback" not in done.stderr
+
+
+def test_lab_command_says_so_when_the_app_is_not_installed(monkeypatch, capsys):
+    from pplab import lab_command
+
+    monkeypatch.setattr(lab_command, "app_entry", lambda: None)
+    assert lab_command.main(["--port", "8501"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "app/lab.py is not installed" in err
 
 
 def test_lab_command_serves_the_app_on_localhost(no_runs):

@@ -54,7 +54,18 @@ else:
     description = runs_catalog.comparison_description(folder)
     if description:
         st.info(description)
-    chosen = [("run", e) for e in entries if e.origin == origin]
+    table, notes = runs_catalog.comparison_table(folder)
+    if len(table):
+        st.dataframe(table, hide_index=True, key="cmp_bundled_table", column_config={
+            name: st.column_config.Column(help=note) for name, note in notes.items() if note})
+    members = [e for e in entries if e.origin == origin]
+    labels = [e.label for e in members]
+    picked = st.multiselect("Timelines to draw (up to 4)", labels, default=labels[:4],
+                            max_selections=4, key="cmp_bundled_pick")
+    chosen = [("run", members[labels.index(label)]) for label in picked]
+    if not chosen:
+        st.info("Pick at least one run to draw.")
+        st.stop()
 
 timelines, units, rows, losses, memory, memory_per = [], [], [], {}, {}, "rank"
 for i, (kind, item) in enumerate(chosen):
