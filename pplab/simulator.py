@@ -60,6 +60,7 @@ class CostModel:
     message_bytes: float = 0.0
     optimizer: float = 0.0
     stage_scale: tuple[float, ...] | None = None
+    link_scale: tuple[float, ...] | None = None
 
     def __post_init__(self) -> None:
         for name in ("forward", "backward", "backward_input", "backward_weight", "latency",
@@ -76,12 +77,18 @@ class CostModel:
             if not scale or any(not math.isfinite(x) or x <= 0 for x in scale):
                 raise ValueError(f"stage_scale needs positive finite factors, got {scale}")
             object.__setattr__(self, "stage_scale", scale)
+        if self.link_scale is not None:
+            links = tuple(float(x) for x in self.link_scale)
+            if not links or any(not math.isfinite(x) or x < 0 for x in links):
+                raise ValueError(f"link_scale needs finite factors >= 0, got {links}")
+            object.__setattr__(self, "link_scale", links)
 
     @classmethod
     def parse(cls, text: str) -> CostModel:
         """Read ``"f=1,b=2,i=1,w=1,comm=0"`` (also ``lat=``, ``bw=``, ``bytes=``, ``opt=``).
 
-        ``scale=1:1.5:1`` gives per-stage factors. Raise ValueError on anything else.
+        ``scale=1:1.5:1`` gives per-stage factors, ``links=1:4:1`` per-boundary factors of the
+        message time. Raise ValueError on anything else.
         """
         values: dict[str, object] = {}
         for item in (part.strip() for part in text.split(",")):
@@ -91,14 +98,15 @@ class CostModel:
             key = key.strip().lower()
             if not sep or not raw.strip():
                 raise ValueError(f"cost item {item!r} is not KEY=NUMBER (e.g. f=1,b=2,comm=0.1)")
-            if key == "scale":
+            if key in ("scale", "links"):
                 try:
-                    values["stage_scale"] = tuple(float(x) for x in raw.split(":"))
+                    factors = tuple(float(x) for x in raw.split(":"))
                 except ValueError:
-                    raise ValueError(f"cost scale {raw!r} is not numbers joined by ':'") from None
+                    raise ValueError(f"cost {key} {raw!r} is not numbers joined by ':'") from None
+                values["stage_scale" if key == "scale" else "link_scale"] = factors
                 continue
             if key not in _PARSE_KEYS:
-                known = ", ".join(list(_PARSE_KEYS) + ["scale"])
+                known = ", ".join(list(_PARSE_KEYS) + ["scale", "links"])
                 raise ValueError(f"unknown cost key {key!r}; use {known}")
             try:
                 number = float(raw)
@@ -110,14 +118,28 @@ class CostModel:
     def to_dict(self) -> dict[str, object]:
         """Plain values for run metadata."""
         out = {f.name: getattr(self, f.name) for f in fields(self)}
-        if out["stage_scale"] is not None:
-            out["stage_scale"] = list(out["stage_scale"])
+        for name in ("stage_scale", "link_scale"):
+            if out[name] is not None:
+                out[name] = list(out[name])
         return out
+
+    def transfer_time(self) -> float:
+        """Time one activation or gradient message occupies a link (bytes / bandwidth)."""
+        return 0.0 if self.bandwidth is None else self.message_bytes / self.bandwidth
 
     def message_time(self) -> float:
         """Latency plus transfer time of one activation or gradient message."""
-        transfer = 0.0 if self.bandwidth is None else self.message_bytes / self.bandwidth
-        return self.latency + transfer
+        return self.latency + self.transfer_time()
+
+    def link_factors(self, num_stages: int) -> list[float]:
+        """Multiplier of the message time across each of the ``num_stages - 1`` boundaries."""
+        if self.link_scale is None:
+            return [1.0] * max(num_stages - 1, 0)
+        if len(self.link_scale) != num_stages - 1:
+            raise ValueError(
+                f"link_scale has {len(self.link_scale)} factors; {num_stages} stages have "
+                f"{num_stages - 1} links between them")
+        return list(self.link_scale)
 
     def stage_factors(self, schedule: Schedule) -> list[float]:
         """Multiplier of the per-stage figures for every stage of ``schedule``."""
@@ -151,8 +173,7 @@ def simulate(schedule: Schedule, cost: CostModel = CostModel()) -> pd.DataFrame:
     }
     stage_to_rank = schedule.stage_to_rank
     versions = weight_versions(schedule)
-    message = cost.message_time()
-    transfer = 0.0 if cost.bandwidth is None else cost.message_bytes / cost.bandwidth
+    link_factors = cost.link_factors(num_stages)
     message_bytes = int(cost.message_bytes)
 
     columns: dict[str, list] = defaultdict(list)
@@ -204,6 +225,9 @@ def simulate(schedule: Schedule, cost: CostModel = CostModel()) -> pd.DataFrame:
         peer = stage_to_rank[target]
         if peer == rank:
             return
+        factor = link_factors[min(action.stage, target)]
+        message = cost.message_time() * factor
+        transfer = cost.transfer_time() * factor
         if message <= 0:
             arrival[(fact, peer)] = end
             return

@@ -104,6 +104,21 @@ def test_zero_comm_emits_no_sends_and_messages_serialise_on_a_link():
     assert sends["start"].tolist() == pytest.approx([0.1, 1.1, 2.1])
 
 
+def test_one_slow_link_delays_only_messages_across_it():
+    cost = CostModel.parse("f=1,b=2,comm=0.5,links=1:4")
+    events = simulate(build("gpipe", 3, 1), cost)
+    sends = events[events["kind"] == "send"]
+    across = sends.set_index("detail")["end"] - sends.set_index("detail")["start"]
+    assert across["activation 0->1"] == pytest.approx(0.5)
+    assert across["activation 1->2"] == pytest.approx(2.0)
+    assert across["gradient 2->1"] == pytest.approx(2.0)
+    assert across["gradient 1->0"] == pytest.approx(0.5)
+    # F, F, F, then B, B, B on a chain: 3 + 6 of compute plus 2 x (0.5 + 2) of messages.
+    assert metrics(events)["makespan"] == pytest.approx(9 + 5)
+    with pytest.raises(ValueError, match="link_scale has 1 factors; 3 stages have 2 links"):
+        simulate(build("gpipe", 3, 1), CostModel(link_scale=(1.0,)))
+
+
 def test_interleaved_chunks_cost_a_fraction_of_a_stage():
     events = simulate(build("interleaved-1f1b", 2, 2, 4), CostModel(forward=1.0, backward=2.0))
     durations = (events["end"] - events["start"]).groupby(events["kind"]).unique()
