@@ -242,6 +242,28 @@ def test_run_page_trains_for_real_and_the_run_appears_in_runs(runs_dir):
     assert any("1f1b-p2m2" in option for option in app.selectbox(key="runs_pick").options)
 
 
+def lab_training():
+    sys.path.insert(0, str(ROOT / "app"))
+    try:
+        import lab_training
+    finally:
+        sys.path.remove(str(ROOT / "app"))
+    return lab_training
+
+
+def test_training_is_one_at_a_time_and_stopped_at_its_timeout(tmp_path):
+    training = lab_training()
+    request = training.TrainRequest("1f1b", 2, 2, 1, 200, 2, 4)
+    with training._ONE_RUN:
+        with pytest.raises(training.TrainingError, match="another run is in progress"):
+            training.train(request, str(tmp_path / "a"), lambda message: None)
+    with pytest.raises(training.TrainingError, match="longer than 1 s and was stopped"):
+        training.train(request, str(tmp_path / "b"), lambda message: None, timeout=1)
+    assert not (tmp_path / "b").exists()
+    assert training._ONE_RUN.acquire(blocking=False)
+    training._ONE_RUN.release()
+
+
 def test_lessons_page_checks_the_answer(no_runs):
     app = open_page("lessons")
     assert app.markdown[0].value.startswith("# Lesson 1: the bubble")
