@@ -257,6 +257,7 @@ def train_rank(plan: Plan, rank: int, on_loss: Callable[[int, float], None] | No
             executor.run_sync_step(step)
             step_seconds.append(time.perf_counter() - begin)
     dist.barrier()
+    loop_seconds = time.perf_counter() - started
     if device.type == "cuda":
         peaks = {s: torch.cuda.max_memory_allocated(device) for s in runtimes}
         memory_kind = "cuda max_memory_allocated per rank"
@@ -274,6 +275,7 @@ def train_rank(plan: Plan, rank: int, on_loss: Callable[[int, float], None] | No
                               if rt.stash is not None},
         "versions": dict(executor.versions),
         "step_seconds": step_seconds,
+        "loop_seconds": loop_seconds,
         "device": str(device.type),
         "backend": backend,
         "host": socket.gethostname(),
