@@ -16,7 +16,7 @@ import pandas as pd
 import streamlit as st
 
 from pplab import formulas, runs_catalog, timeline
-from pplab.schedules import SCHEDULES, build, schedule_from_csv_text
+from pplab.schedules import SCHEDULES, build, schedule_from_csv_text, validate
 from pplab.simulator import CostModel, simulate
 
 # The closed forms the lab names next to the simulated bubble (values from pplab.formulas).
@@ -30,6 +30,7 @@ CLOSED_FORMS: dict[str, tuple[str, str]] = {
               "Zero Bubble PP, Qi et al. ICLR 2024 (arXiv:2401.10241), Table 2"),
     "naive": (r"\frac{p-1}{p}", "GPipe, Huang et al. 2019, Fig. 2b: one rank works at a time"),
 }
+MAX_CSV_CHARS = 1_000_000
 NORMALISATION = "idle rank-time / (ranks × makespan) over one training step"
 
 
@@ -43,6 +44,8 @@ class SimConfig:
     csv_text: str = ""
 
     def label(self) -> str:
+        if self.csv_text:
+            return "uploaded schedule"
         chunks = f" v={self.chunks}" if self.chunks > 1 else ""
         return f"{self.schedule} p={self.stages} m={self.microbatches}{chunks}"
 
@@ -58,7 +61,8 @@ def fraction_text(value: float) -> str:
 def simulate_cached(config: SimConfig) -> tuple[pd.DataFrame, dict]:
     """Events and metrics of one simulated configuration; raises ValueError for bad sizes."""
     if config.csv_text:
-        schedule = schedule_from_csv_text(config.csv_text, name="uploaded")
+        # an uploaded order may deadlock or miss work: check it before running it
+        schedule = validate(schedule_from_csv_text(config.csv_text, name="uploaded"))
     else:
         schedule = build(config.schedule, config.stages, config.microbatches, config.chunks)
     events = simulate(schedule, config.cost)
@@ -114,6 +118,10 @@ def schedule_widgets(key: str, cost: CostModel, defaults: tuple[str, int, int, i
         upload = st.file_uploader("Schedule CSV (one row per rank, cells like 0F1)", type=["csv"],
                                   key=f"{key}csv")
         text = upload.getvalue().decode("utf-8", errors="replace") if upload else ""
+        if len(text) > MAX_CSV_CHARS:
+            st.error(f"the CSV has {len(text):,} characters; the playground takes up to "
+                     f"{MAX_CSV_CHARS:,}")
+            st.stop()
         if not text:
             st.info("Upload a CSV in torch.distributed.pipelining's compute-only format.")
             st.stop()

@@ -103,7 +103,8 @@ def test_playground_shows_gpipe_bubble_and_follows_the_sliders(no_runs):
     assert "1/5" in metric(app, "Bubble fraction (predicted)")
     app.slider(key="pg_stages").set_value(8).run()
     assert "7/19" in metric(app, "Bubble fraction (predicted)")
-    assert metric(app, "Ranks").startswith("8 ranks")
+    assert metric(app, "Ranks") == "8"
+    assert metric(app, "Peak activations (predicted)") == "12 microbatches"
 
 
 def test_playground_interleaved_chunks_costs_and_a_bad_size(no_runs):

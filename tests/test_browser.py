@@ -100,6 +100,12 @@ def test_moving_the_microbatch_slider_redraws_the_gantt(lab_url, chromium):
     page.wait_for_function(
         "() => document.querySelector('.js-plotly-plot')._fullData"
         ".find(t => t.name === 'F forward').x.length === 48", timeout=60_000)
+    # the per-rank chart follows too: each rank is busy m x (F + B) = 12 x 3 cost units
+    page.wait_for_function(
+        "() => { const plots = document.querySelectorAll('.js-plotly-plot');"
+        " const busy = plots[plots.length - 1]._fullData.find(t => t.name === 'busy');"
+        " return busy && Array.from(busy.y).every(v => Math.abs(v - 36) < 1e-9); }",
+        timeout=60_000)
     page.screenshot(path=str(ARTIFACTS / "playground-m12.png"), full_page=True)
 
 

@@ -29,18 +29,21 @@ with st.sidebar:
 try:
     events, metrics = simulate_cached(config)
 except ValueError as error:
-    st.error(str(error))
+    first, *grid = str(error).splitlines()
+    st.error(first)
+    if grid:
+        st.code("\n".join(grid), language=None)
     st.stop()
 
 p = int(metrics["num_ranks"])
-cols = st.columns(4)
+cols = st.columns([1.15, 1.05, 1.2, 0.6])
 cols[0].metric("Bubble fraction (predicted)", fraction_text(float(metrics["bubble_fraction"])),
                help=f"Normalisation: {NORMALISATION}.")
 cols[1].metric("Makespan (predicted)", f"{metrics['makespan']:.4g} cost units")
 peaks = metrics["peak_activations"]
-cols[2].metric("Peak activations (predicted, microbatches)", f"{max(peaks.values(), default=0)}",
+cols[2].metric("Peak activations (predicted)", f"{max(peaks.values(), default=0)} microbatches",
                help="Most microbatches whose activations one stage holds at once.")
-cols[3].metric("Ranks", f"{p} ranks", help=f"{len(events):,} events in the timeline")
+cols[3].metric("Ranks", f"{p}", help=f"{len(events):,} events in the timeline")
 
 latex, source, value, ratio, why_not = closed_form(config)
 if latex:
