@@ -30,6 +30,7 @@ from .timeline import Run, list_runs
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 RUNS_ENV = "PPLAB_RUNS_DIR"
+MAX_REPLAY_ACTIONS = 200_000  # a foreign meta.json must not make the lab simulate for hours
 
 
 def bundled_runs_dir() -> Path:
@@ -93,6 +94,9 @@ def find_runs(roots: list[tuple[str, Path]] | None = None,
         runs, bad = list_runs(root)
         problems += bad
         for run in runs:
+            if run.events.empty:
+                problems.append((run.path, f"{run.path} holds no events: nothing to draw"))
+                continue
             entries.append(Entry(f"{describe(run)} · {run.path.name} ({origin})", origin, run))
     return entries, problems
 
@@ -133,11 +137,19 @@ def schedule_of(run: Run) -> Schedule:
         return schedule_from_csv_text(str(schedule["csv"]), name=name)
     try:
         # num_stages counts every chunk of an interleaved run; the builder wants the depth P.
-        depth = schedule.get("num_ranks") or schedule["num_stages"]
-        return build(name, int(depth), int(schedule["num_microbatches"]),
-                     int(schedule.get("num_chunks") or 1))
-    except (KeyError, TypeError) as error:
+        depth = int(schedule.get("num_ranks") or schedule["num_stages"])
+        microbatches = int(schedule["num_microbatches"])
+        chunks = int(schedule.get("num_chunks") or 1)
+    except KeyError as error:
         raise ValueError(f"{run.path.name}: meta.json schedule lacks {error}") from None
+    except (TypeError, ValueError):
+        raise ValueError(f"{run.path.name}: meta.json schedule sizes are not whole numbers: "
+                         f"{schedule}") from None
+    if depth * microbatches * chunks > MAX_REPLAY_ACTIONS:
+        raise ValueError(f"{run.path.name}: {depth} stages x {microbatches} microbatches x "
+                         f"{chunks} chunks is too big to replay here "
+                         f"(limit {MAX_REPLAY_ACTIONS:,})")
+    return build(name, depth, microbatches, chunks)
 
 
 def one_step(events: pd.DataFrame, step: int) -> pd.DataFrame:

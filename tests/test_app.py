@@ -63,6 +63,11 @@ def runs_dir(tmp_path, monkeypatch):
     (root / "holiday-photos").mkdir()
     (root / "holiday-photos" / "beach.jpg").write_bytes(b"\xff\xd8")
     (root / "stray.txt").write_text("not a run")
+    timeline.save_run(root / "empty-run", timeline.events_frame(), {"loss": []})
+    foreign = timeline.load_run(root / "run-gpipe")
+    timeline.save_run(root / "zz-foreign-meta", foreign.events,
+                      {"schedule": {"name": "gpipe", "num_stages": 10**6,
+                                    "num_microbatches": 10**6}, "loss": "many"})
     monkeypatch.setenv("PPLAB_RUNS_DIR", str(root))
     return root
 
@@ -183,12 +188,15 @@ def test_every_bundled_comparison_opens(no_runs):
 def test_runs_page_predicted_over_measured_downloads_and_a_corrupt_folder(runs_dir):
     app = open_page("runs")
     warnings = [w.value for w in app.warning]
-    assert len(warnings) == 2
+    assert len(warnings) == 3
     assert any("broken-run" in w and "not valid JSON" in w for w in warnings)
     assert any("holiday-photos" in w for w in warnings)
+    assert any("empty-run" in w and "holds no events" in w for w in warnings)
     options = app.selectbox(key="runs_pick").options
     assert sorted(o for o in options if o.endswith("(yours)")) == [
-        "1f1b p=2 m=4 · cpu · run-1f1b (yours)", "gpipe p=2 m=2 · cpu · run-gpipe (yours)"]
+        "1f1b p=2 m=4 · cpu · run-1f1b (yours)",
+        "gpipe p=1000000 m=1000000 · zz-foreign-meta (yours)",
+        "gpipe p=2 m=2 · cpu · run-gpipe (yours)"]
     app.selectbox(key="runs_pick").set_value(options[options.index(
         "1f1b p=2 m=4 · cpu · run-1f1b (yours)")]).run()
     # costs calibrated from the run's own medians replay its schedule exactly
@@ -202,6 +210,11 @@ def test_runs_page_predicted_over_measured_downloads_and_a_corrupt_folder(runs_d
     assert not app.exception
     app.selectbox(key="runs_pick").set_value("gpipe p=2 m=2 · cpu · run-gpipe (yours)").run()
     assert not app.exception and len(app.get("plotly_chart")) >= 2
+    app.selectbox(key="runs_pick").set_value(
+        "gpipe p=1000000 m=1000000 · zz-foreign-meta (yours)").run()
+    assert not app.exception
+    assert "too big to replay" in app.error[0].value
+    assert metric(app, "Bubble fraction (measured)")
 
 
 def test_run_page_bounds_the_request(no_runs):
