@@ -319,7 +319,7 @@ def free_port() -> int:
 
 
 def lab(*args) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "pplab.lab_command", *args],
+    return subprocess.run([sys.executable, "-m", "pplab", "lab", *args],
                           capture_output=True, text=True, timeout=60)
 
 
@@ -348,7 +348,7 @@ def test_lab_command_says_so_when_the_app_is_not_installed(monkeypatch, capsys):
 def test_lab_command_serves_the_app_on_localhost(no_runs):
     port = free_port()
     process = subprocess.Popen(
-        [sys.executable, "-m", "pplab.lab_command", "--port", str(port)],
+        [sys.executable, "-m", "pplab", "lab", "--port", str(port)],
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=ROOT,
         env={**os.environ}, start_new_session=True)
     try:
