@@ -127,6 +127,18 @@ def test_playground_interleaved_chunks_costs_and_a_bad_size(no_runs):
     assert not app.exception
 
 
+def test_playground_draws_every_registered_schedule(no_runs):
+    from pplab.schedules import SCHEDULES
+
+    app = open_page()
+    for name in SCHEDULES:
+        app.selectbox(key="pg_schedule").set_value(name).run()
+        assert not app.exception and not app.error, name
+        assert metric(app, "Bubble fraction (predicted)").endswith(("%", ")")), name
+        assert chart_specs(app)[0]["layout"]["title"]["text"].startswith(
+            f"Predicted timeline: {name}")
+
+
 def test_compare_simulated_configurations(no_runs):
     app = open_page("compare")
     table = app.dataframe[0].value
