@@ -399,11 +399,13 @@ def _run_in_place(plan: Plan, on_step) -> RunResult:
     finally:
         dist.destroy_process_group()
     if rank != 0:
-        return RunResult(None, pd.DataFrame(), {}, result["losses"])
+        return RunResult(None, pd.DataFrame(), {}, [])  # rank 0 reports for the whole run
     return _finish(plan, gathered, shared)
 
 
 def _hardware(results: list[dict], shared: bool) -> dict:
+    """What ran the job. ``cpus_shared`` flags more ranks than CPU cores on a host: ranks then
+    take turns on a core, and the measured timeline shows that as extra waiting."""
     gpus = sorted({name for r in results for name in r["gpu_names"]})
     cpu = platform.processor() or platform.machine()
     try:
@@ -413,9 +415,11 @@ def _hardware(results: list[dict], shared: bool) -> dict:
                 break
     except OSError:
         pass
-    return {"cpu": cpu, "cpu_count": os.cpu_count(), "hosts": sorted({r["host"] for r in results}),
+    hosts = sorted({r["host"] for r in results})
+    return {"cpu": cpu, "cpu_count": os.cpu_count(), "hosts": hosts,
             "gpu_names": gpus, "gpu_count": max((r["gpu_count"] for r in results), default=0),
             "gpus_shared": shared, "device": results[0]["device"],
+            "cpus_shared": len(results) > len(hosts) * (os.cpu_count() or 1),
             "backend": results[0]["backend"]}
 
 
