@@ -154,12 +154,22 @@ def test_compare_mixes_a_recorded_run_with_loss_and_memory(runs_dir):
     app = open_page("compare")
     assert any("broken-run" in w.value for w in app.warning)
     app.radio(key="cmp1_source").set_value("recorded run").run()
+    app.selectbox(key="cmp1_run").set_value("1f1b p=2 m=4 · cpu · run-1f1b (yours)").run()
     table = app.dataframe[0].value
     assert list(table["source"]) == ["predicted", "measured"]
+    # calibrated by default: a cost unit lasts the recorded run's median forward
+    assert list(table["time unit"]) == ["s", "s"]
+    forward_ms = [n.value for n in app.number_input if n.label.startswith("1 cost unit")][0]
+    assert forward_ms == pytest.approx(6.0)  # the last step's forward: 0.004 + 2 x 0.001 s
+    assert table["makespan"].iloc[0] == pytest.approx(33 * 0.006)
+    titles = [spec["layout"]["title"]["text"] for spec in chart_specs(app)]
+    assert "Side by side" in titles
+    assert "Loss (measured)" in titles and "Peak memory per rank (measured)" in titles
+    app.checkbox(key="cmp_calibrate").uncheck().run()
+    table = app.dataframe[0].value
     assert list(table["time unit"]) == ["cost units", "s"]
     titles = [spec["layout"]["title"]["text"] for spec in chart_specs(app)]
     assert any("units differ" in t for t in titles)
-    assert "Loss (measured)" in titles and "Peak memory per rank (measured)" in titles
 
 
 def test_compare_opens_a_bundled_comparison(no_runs, tmp_path, monkeypatch):

@@ -67,6 +67,22 @@ else:
         st.info("Pick at least one run to draw.")
         st.stop()
 
+# A prediction in cost units shares an axis with a measurement only once a cost unit has a
+# length in seconds; the first recorded run's median forward is a fair first guess.
+seconds_per_unit = None
+recorded = [item for kind, item in chosen if kind == "run"]
+if recorded and any(kind == "sim" for kind, _ in chosen):
+    forwards = load_measured(recorded[0])["events"].query("kind == 'F'")
+    guess = float((forwards["end"] - forwards["start"]).median()) * 1e3 if len(forwards) else 1.0
+    if st.checkbox("Draw the predictions in seconds, to share the measured runs' time axis",
+                   value=True, key="cmp_calibrate"):
+        # keyed by the run, so choosing another run brings its own forward back as default
+        unit_ms = st.number_input(
+            "1 cost unit (one forward of one stage) lasts, in ms", 0.001, 1e6,
+            round(guess, 3), format="%.3f", key=f"cmp_unit_ms_{recorded[0].run.path}",
+            help="Defaults to the median measured forward of the first recorded run chosen.")
+        seconds_per_unit = unit_ms / 1e3
+
 timelines, units, rows, losses, memory, memory_per = [], [], [], {}, {}, "rank"
 for i, (kind, item) in enumerate(chosen):
     if kind == "sim":
@@ -76,6 +92,11 @@ for i, (kind, item) in enumerate(chosen):
             st.error(f"#{i + 1}: {error}")
             st.stop()
         label, unit, shown_unit = f"#{i + 1} {item.label()}", None, "cost units"
+        if seconds_per_unit is not None:
+            events = events.assign(start=events["start"] * seconds_per_unit,
+                                   end=events["end"] * seconds_per_unit)
+            metrics = {**metrics, "makespan": metrics["makespan"] * seconds_per_unit}
+            label, unit, shown_unit = f"{label} (calibrated)", "s", "s"
     else:
         data = load_measured(item)
         events, metrics = data["events"], data["metrics"]
