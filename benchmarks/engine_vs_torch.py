@@ -4,10 +4,10 @@ What it teaches: an executor that records every action can still be as fast as P
 own pipeline runtime. Both train the same toy GPT stages (same seed, batch, microbatches,
 Adam step) on 2 CPU ranks with gloo, one thread each, for gpipe and 1f1b; the script prints
 the step-time ratio pplab / torch (<= 1.0: pplab no slower) and recording on / off (the
-cost of the timeline, which should stay under 2 %). Runs of the three systems are
-interleaved and medians taken, so load from other processes hits all of them alike.
+cost of the timeline, which should stay under 2 %). The three systems take turns step by
+step and medians are taken, so load from other processes hits all of them alike.
 
-    python benchmarks/engine_vs_torch.py --repeats 5 --steps 8
+    python benchmarks/engine_vs_torch.py --steps 30
 """
 
 from __future__ import annotations
@@ -20,12 +20,12 @@ import sys
 import tempfile
 import time
 from datetime import timedelta
+from functools import partial
 
 
-def _torch_seconds(plan, rank: int, steps: int) -> list[float]:
-    """Seconds of each step of torch.distributed.pipelining on the same stage and batch."""
+def _torch_runner(plan, rank: int):
+    """torch.distributed.pipelining on the same stage, batch, loss and optimizer: step(k)."""
     import torch
-    import torch.distributed as dist
     from torch.distributed.pipelining import PipelineStage, Schedule1F1B, ScheduleGPipe
 
     from pplab.engine.data import make_task
@@ -39,20 +39,32 @@ def _torch_seconds(plan, rank: int, steps: int) -> list[float]:
     schedule = kind(stage, n_microbatches=plan.schedule.num_microbatches, loss_fn=lm_loss)
     optimizer = torch.optim.Adam(module.parameters(), lr=config.lr)
     task = make_task(config.task, config.seq_len)
-    dist.barrier()
-    seconds = []
-    for step in range(steps):
-        started = time.perf_counter()
-        tokens, targets = task.batch(config.seed, step, plan.batch_size)
+
+    def step(k: int) -> None:
+        tokens, targets = task.batch(config.seed, k, plan.batch_size)
         if rank == 0:
             schedule.step(tokens)
         else:
             schedule.step(target=targets, losses=[])
         optimizer.step()
         optimizer.zero_grad()
-        seconds.append(time.perf_counter() - started)
-    dist.barrier()
-    return seconds
+
+    return step
+
+
+def _pplab_runner(plan, rank: int):
+    """pplab's executor; ``step(k, record)`` runs one step with recording on or off."""
+    from pplab.engine.launch import setup_rank
+
+    context = setup_rank(plan, rank)
+
+    def step(k: int, record: bool) -> None:
+        context.recorder.enabled = record
+        for runtime in context.runtimes.values():
+            runtime.track_memory = record
+        context.executor.run_sync_step(k)
+
+    return step
 
 
 def _rank(rank: int, world: int, init_method: str, options: dict, results) -> None:
@@ -60,33 +72,35 @@ def _rank(rank: int, world: int, init_method: str, options: dict, results) -> No
     import torch.distributed as dist
 
     from pplab.engine.config import TrainConfig
-    from pplab.engine.launch import make_plan, train_rank
+    from pplab.engine.launch import make_plan
 
     torch.set_num_threads(1)
     dist.init_process_group("gloo", init_method=init_method, rank=rank, world_size=world,
                             timeout=timedelta(seconds=600))
     times: dict[tuple[str, str], list[float]] = {}
-    plans = {}
-    for schedule in ("gpipe", "1f1b"):
-        base = dict(schedule=schedule, stages=2, microbatches=options["microbatches"],
-                    steps=options["steps"], layers=options["layers"], d_model=options["d_model"],
-                    heads=4, seq_len=options["seq_len"],
-                    batch_size=options["rows"] * options["microbatches"], out="-")
-        plans[(schedule, "recorded")] = make_plan(TrainConfig(**base))
-        plans[(schedule, "not recorded")] = make_plan(TrainConfig(**base, record=False))
     systems = ["recorded", "not recorded", "torch"]
-    for repeat in range(options["repeats"]):
-        for schedule in ("gpipe", "1f1b"):
-            # Interleaving everything, and rotating the order, spreads the load of other
-            # processes evenly over the systems compared.
-            for label in systems[repeat % 3:] + systems[:repeat % 3]:
-                if label == "torch":
-                    seconds = _torch_seconds(plans[(schedule, "recorded")], rank,
-                                             options["steps"])
-                else:
-                    seconds = train_rank(plans[(schedule, label)], rank)["step_seconds"]
-                # Step 0 pays for first-touch allocations in both runtimes: left out.
-                times.setdefault((schedule, label), []).extend(seconds[1:])
+    for schedule in ("gpipe", "1f1b"):
+        plan = make_plan(TrainConfig(
+            schedule=schedule, stages=2, microbatches=options["microbatches"], steps=1,
+            layers=options["layers"], d_model=options["d_model"], heads=4,
+            seq_len=options["seq_len"], batch_size=options["rows"] * options["microbatches"],
+            out="-"))
+        ours, theirs = _pplab_runner(plan, rank), _torch_runner(plan, rank)
+        run = {"recorded": partial(ours, record=True),
+               "not recorded": partial(ours, record=False), "torch": theirs}
+        counters = dict.fromkeys(systems, 0)
+        # Step by step, in rotating order: load from other processes on the machine falls
+        # on all three alike. The first two rounds warm the allocators up and are left out.
+        for round_ in range(options["steps"] + 2):
+            for label in systems[round_ % 3:] + systems[:round_ % 3]:
+                dist.barrier()
+                started = time.perf_counter()
+                run[label](counters[label])
+                dist.barrier()
+                if round_ >= 2:
+                    times.setdefault((schedule, label), []).append(
+                        time.perf_counter() - started)
+                counters[label] += 1
     if rank == 0:
         results.put({key: statistics.median(values) for key, values in times.items()})
     dist.barrier()
@@ -95,22 +109,21 @@ def _rank(rank: int, world: int, init_method: str, options: dict, results) -> No
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--repeats", type=int, default=5)
-    parser.add_argument("--steps", type=int, default=8)
+    parser.add_argument("--steps", type=int, default=30, help="measured steps per system")
     parser.add_argument("--microbatches", type=int, default=8)
     parser.add_argument("--rows", type=int, default=8, help="rows per microbatch")
     parser.add_argument("--layers", type=int, default=4)
     parser.add_argument("--d-model", type=int, default=128)
     parser.add_argument("--seq-len", type=int, default=64)
     args = parser.parse_args(argv)
-    if min(args.repeats, args.steps - 1, args.microbatches, args.rows, args.layers) < 1:
-        print("engine_vs_torch: every count must be at least 1, and --steps at least 2",
-              file=sys.stderr)
+    if min(args.steps, args.microbatches, args.rows, args.layers, args.d_model,
+           args.seq_len) < 1:
+        print("engine_vs_torch: every count must be at least 1", file=sys.stderr)
         return 2
     import torch.multiprocessing as mp
 
     options = {k: getattr(args, k) for k in
-               ("repeats", "steps", "microbatches", "rows", "layers", "d_model", "seq_len")}
+               ("steps", "microbatches", "rows", "layers", "d_model", "seq_len")}
     context = mp.get_context("spawn")
     results = context.Queue()
     rendezvous = tempfile.mkdtemp(prefix="pplab-bench-")
@@ -130,8 +143,7 @@ def main(argv: list[str] | None = None) -> int:
         shutil.rmtree(rendezvous, ignore_errors=True)
     print(f"2 ranks, CPU, gloo, 1 thread each; {args.microbatches} microbatches of {args.rows} "
           f"x {args.seq_len} tokens, d_model {args.d_model}, {args.layers} layers;\n"
-          f"median step on rank 0 over {args.repeats} runs x {args.steps - 1} steps after "
-          f"the first (ms, measured)")
+          f"median of {args.steps} steps each, barrier to barrier, interleaved (ms, measured)")
     print(f"{'schedule':9} {'pplab':>9} {'torch':>9} {'pplab/torch':>12} {'no record':>10} "
           f"{'record cost':>12}")
     for schedule in ("gpipe", "1f1b"):

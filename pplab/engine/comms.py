@@ -3,8 +3,9 @@
 What it teaches: a pipeline only ever sends two things, an activation forward (stage s to
 s+1) and its gradient backward (s+1 to s), each of shape (microbatch, seq_len, d_model), so
 the receiver knows the shape in advance. Sends are posted with ``isend`` and never block the
-sender; a receive is posted with ``irecv`` and waited on right before the action that needs
-it, and the time spent waiting is the bubble a learner sees. Every request is waited on: the
+sender; the receive an action needs is posted with ``irecv`` one action ahead, so the
+transfer overlaps the current computation, and waited on right before the action: the time
+spent waiting is the bubble a learner sees. Every request is waited on: the
 receives at once, the sends at the end of the step. A tag names (stage, kind, microbatch)
 so no two messages can be confused.
 
@@ -23,6 +24,7 @@ import torch.distributed as dist
 from .recorder import Recorder
 
 ACTIVATION, GRADIENT = 0, 1
+_DETAIL = {ACTIVATION: "activation", GRADIENT: "gradient"}
 MAX_PENDING_SENDS = 64  # sends are reaped beyond this, so long async runs keep memory flat
 
 
@@ -55,8 +57,7 @@ class PipeComms:
             tensor = tensor.cpu()
         nbytes = tensor.numel() * tensor.element_size()
         with self.recorder.span("send", stage=stage, microbatch=microbatch, peer=peer,
-                                bytes=nbytes, detail="activation" if kind == ACTIVATION
-                                else "gradient"):
+                                bytes=nbytes, detail=_DETAIL[kind]):
             work = dist.isend(tensor, peer, group=self.group,
                               tag=self._tag(stage, kind, microbatch))
         self.pending.append((work, tensor))
@@ -64,21 +65,28 @@ class PipeComms:
         if len(self.pending) > MAX_PENDING_SENDS:
             self._reap(len(self.pending) // 2)
 
-    def recv(self, from_rank: int, stage: int, kind: int, microbatch: int) -> torch.Tensor:
-        """Receive what ``stage`` produced; ``stage`` is the sender's stage."""
+    def post_recv(self, from_rank: int, stage: int, kind: int, microbatch: int):
+        """Post a receive of what ``stage`` (the sender's) produced; wait on it later."""
         peer = self.global_rank(from_rank)
         device = torch.device("cpu") if self.through_host else self.device
         buffer = torch.empty(self.shape, dtype=self.dtype, device=device)
         nbytes = buffer.numel() * buffer.element_size()
-        detail = "activation" if kind == ACTIVATION else "gradient"
         with self.recorder.span("recv", stage=stage, microbatch=microbatch, peer=peer,
-                                bytes=nbytes, detail=detail):
+                                bytes=nbytes, detail=_DETAIL[kind]):
             work = dist.irecv(buffer, peer, group=self.group,
                               tag=self._tag(stage, kind, microbatch))
+        return work, buffer, stage, kind, microbatch, peer
+
+    def wait_recv(self, posted) -> torch.Tensor:
+        """Block until a posted receive has landed: the time blocked is the bubble."""
+        work, buffer, stage, kind, microbatch, peer = posted
         with self.recorder.span("wait", stage=stage, microbatch=microbatch, peer=peer,
-                                detail=detail):
+                                detail=_DETAIL[kind]):
             work.wait()
         return buffer.to(self.device) if self.through_host else buffer
+
+    def recv(self, from_rank: int, stage: int, kind: int, microbatch: int) -> torch.Tensor:
+        return self.wait_recv(self.post_recv(from_rank, stage, kind, microbatch))
 
     def _reap(self, count: int) -> None:
         for work, _ in self.pending[:count]:

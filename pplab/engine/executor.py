@@ -61,6 +61,7 @@ class Executor:
         self.before_optim = before_optim
         self.step_losses: dict[int, float] = {}
         self.local: dict[tuple[int, int, int], torch.Tensor] = {}
+        self.posted: dict[tuple[int, int, int], tuple] = {}
         self._batches: dict[int, Batch] = {}
         self.first_step = 0  # a synchronous schedule covers one step; it is rerun per step
         self.versions: dict[tuple[str, int, int], int] = {}
@@ -72,11 +73,33 @@ class Executor:
             self._batches = {step: self.batch_for_step(step)}
         return self._batches[step][mb % per_step]
 
+    def _remote_input(self, action) -> tuple[int, int, int] | None:
+        """(sender stage, message kind, microbatch) of what ``action`` receives, if anything."""
+        stage, kind, mb = action
+        if kind == FORWARD and stage > 0:
+            source, message = stage - 1, ACTIVATION
+        elif kind != BACKWARD_WEIGHT and stage < self.schedule.num_stages - 1:
+            source, message = stage + 1, GRADIENT
+        else:
+            return None
+        if self.schedule.stage_to_rank[source] == self.rank:
+            return None
+        return source, message, mb
+
+    def prefetch(self, action) -> None:
+        """Post the receive ``action`` will need, so it arrives while this rank computes."""
+        key = self._remote_input(action)
+        if key is not None and key not in self.posted:
+            self.posted[key] = self.comms.post_recv(self.schedule.stage_to_rank[key[0]], *key)
+
     def _get(self, need: tuple[int, str, int], kind: int) -> torch.Tensor:
         stage, _, mb = need
         held = self.local.pop((stage, kind, mb), None)
         if held is not None:
             return held
+        posted = self.posted.pop((stage, kind, mb), None)
+        if posted is not None:
+            return self.comms.wait_recv(posted)
         return self.comms.recv(self.schedule.stage_to_rank[stage], stage, kind, mb)
 
     def _put(self, tensor: torch.Tensor, to_stage: int, from_stage: int, kind: int,
@@ -152,6 +175,8 @@ class Executor:
         for position, action in enumerate(actions):
             if position == len(actions) // 2:
                 self._maybe_fail(step)
+            if position + 1 < len(actions):
+                self.prefetch(actions[position + 1])
             self.run_action(action, step)
         self.comms.drain()
         if self.after_flush is not None:
@@ -169,12 +194,14 @@ class Executor:
         actions = self.schedule.actions[self.rank]
         last_stage = self.schedule.num_stages - 1
         failed_at = None
-        for action in actions:
+        for position, action in enumerate(actions):
             step = self.schedule.step_of(action.microbatch)
             self.recorder.step = step
             if failed_at is None and step == (self.fault or (0, -1))[1]:
                 failed_at = step
                 self._maybe_fail(step)
+            if position + 1 < len(actions):
+                self.prefetch(actions[position + 1])
             self.run_action(action, step)
             if action.stage == last_stage and action.kind == FORWARD:
                 self._collect_losses()

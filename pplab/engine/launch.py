@@ -166,9 +166,22 @@ def _backend(config: TrainConfig, ranks_per_host: int) -> tuple[str, bool]:
     return ("gloo" if shared else "nccl"), shared
 
 
-def train_rank(plan: Plan, rank: int, on_loss: Callable[[int, float], None] | None = None,
-               before_optim: Callable[[int, dict], None] | None = None) -> dict:
-    """Everything one rank does, once its process group is up; returns what it measured.
+@dataclass
+class RankContext:
+    """One rank, set up and on the shared clock, ready to run steps."""
+
+    executor: object
+    recorder: object
+    runtimes: dict
+    comms: object
+    device: object
+    backend: str
+    reports: bool
+
+
+def setup_rank(plan: Plan, rank: int, on_loss: Callable[[int, float], None] | None = None,
+               before_optim: Callable[[int, dict], None] | None = None) -> RankContext:
+    """Build this rank's stages, optimizer, messages and recorder; align the clock.
 
     ``before_optim(step, runtimes)`` sees the accumulated gradients of a synchronous step
     before the optimizer consumes them: the parity tests read them there.
@@ -245,7 +258,20 @@ def train_rank(plan: Plan, rank: int, on_loss: Callable[[int, float], None] | No
     dist.all_gather_object(hosts, socket.gethostname())
     offset = clock_offset_ns(clock_device) if len(set(hosts)) > 1 else 0
     recorder.set_origin(int(origin.item()), offset_ns=-offset)
+    return RankContext(executor, recorder, runtimes, comms, device, backend, reports)
 
+
+def train_rank(plan: Plan, rank: int, on_loss: Callable[[int, float], None] | None = None,
+               before_optim: Callable[[int, dict], None] | None = None) -> dict:
+    """Everything one rank does, once its process group is up; returns what it measured."""
+    import torch
+    import torch.distributed as dist
+
+    context = setup_rank(plan, rank, on_loss, before_optim)
+    executor, recorder, runtimes = context.executor, context.recorder, context.runtimes
+    comms, device, backend, reports = (context.comms, context.device, context.backend,
+                                       context.reports)
+    config, schedule = plan.config, plan.schedule
     started = time.perf_counter()
     step_seconds = []
     if schedule.is_async:
