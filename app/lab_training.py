@@ -196,7 +196,10 @@ def _train(request, out, on_progress, timeout) -> str:
             if not isinstance(message, dict):
                 continue
             if message.get("event") == "step":
-                on_progress(message)
+                step, steps, loss = (message.get(k) for k in ("step", "steps", "loss"))
+                if isinstance(step, int) and isinstance(steps, int) and steps > 0:
+                    loss = float(loss) if isinstance(loss, int | float) else None
+                    on_progress({"event": "step", "step": step, "steps": steps, "loss": loss})
             elif message.get("event") == "done":
                 run_dir = str(message.get("run_dir", ""))
             elif message.get("event") == "error":

@@ -63,9 +63,9 @@ if started:
     losses: list[float] = []
 
     def progress(message: dict) -> None:
-        done, total = int(message.get("step", 0)), max(1, int(message.get("steps", 1)))
-        if isinstance(message.get("loss"), int | float):
-            losses.append(float(message["loss"]))
+        done, total = message["step"], message["steps"]
+        if message["loss"] is not None:
+            losses.append(message["loss"])
         loss = f", loss {losses[-1]:.4f}" if losses else ""
         bar.progress(min(1.0, done / total), text=f"step {done} of {total}{loss} (measured)")
         if len(losses) % max(1, total // 50) == 0 or done == total:
