@@ -121,6 +121,11 @@ def test_config_errors_are_one_clear_line(changes, message):
     assert "\n" not in str(caught.value)
 
 
+def test_an_existing_run_directory_is_refused_before_training(tmp_path):
+    with pytest.raises(ValueError, match="already exists; choose a new run directory"):
+        make_plan(TrainConfig(out=str(tmp_path)))
+
+
 def test_cli_config_error_exits_2_before_spawning(capsys):
     parser = argparse.ArgumentParser(prog="pplab")
     add_parser(parser.add_subparsers(dest="command"))

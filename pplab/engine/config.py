@@ -9,7 +9,7 @@ all up front turns a crash deep inside torch on rank 3 into one clear line.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 TASKS = ("reverse", "sort", "text")
@@ -77,7 +77,6 @@ class TrainConfig:
     tp_size: int = 1
     dp_size: int = 1
     fault: str | None = None
-    extra: dict = field(default_factory=dict, compare=False)
 
     def __post_init__(self) -> None:
         if self.split is not None:
@@ -115,7 +114,6 @@ class TrainConfig:
 
     def as_dict(self) -> dict:
         data = asdict(self)
-        data.pop("extra")
         data["split"] = list(self.split) if self.split else None
         return data
 

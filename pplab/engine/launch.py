@@ -86,6 +86,8 @@ def make_plan(config: TrainConfig) -> Plan:
             options["num_steps"] = config.steps
         schedule = build(config.schedule, stages, microbatches, config.chunks, **options)
     validate(schedule)
+    if config.out and config.out != "-" and Path(config.out).exists():
+        raise ValueError(f"{config.out} already exists; choose a new run directory")
     per_step = schedule.microbatches_per_step
     layers = config.layers or max(4, schedule.num_stages)
     layer_split = split_layers(layers, schedule.num_stages, config.split)

@@ -44,7 +44,8 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     parser.add_argument("--dp", type=int, default=1, help="data-parallel replicas")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", metavar="DIR",
-                        help="run directory (default runs/<time>-<schedule>-p<P>m<M>)")
+                        help="run directory (default runs/<time>-<schedule>-p<P>m<M>); "
+                             "- saves nothing")
     parser.add_argument("--no-record", action="store_true",
                         help="record no events (to measure the cost of recording)")
     parser.add_argument("--timeout", type=float, default=300.0,
