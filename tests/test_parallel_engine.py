@@ -167,3 +167,20 @@ def test_grid_shapes_are_refused_with_their_numbers():
         TrainConfig(dp_size=0)
     with pytest.raises(ValueError, match="batch size 6 is not divisible by 4 microbatches"):
         make_plan(TrainConfig(stages=2, microbatches=4, batch_size=6, dp_size=2))
+
+
+@pytest.mark.parametrize("args,message", [
+    (["--tp", "3"], "4 heads cannot be split across tp 3"),
+    (["--dp", "0"], "dp_size must be at least 1, got 0"),
+    (["--schedule", "pipedream", "--dp", "2"], "run it with --dp 1, not 2"),
+    (["--stages", "2", "--microbatches", "4", "--dp", "2", "--batch-size", "12"],
+     "batch size 12 is not divisible by 4 microbatches x 2 replicas"),
+])
+def test_train_cli_refuses_bad_grids_in_one_line(tmp_path, capsys, args, message):
+    from pplab.cli import main
+
+    out = tmp_path / "run"
+    assert main(["train", *args, "--steps", "1", "--out", str(out)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert message in err and len(err.splitlines()) == 1
+    assert not out.exists()
