@@ -124,6 +124,12 @@ def test_a_twenty_thousand_event_run_draws_a_bounded_number_of_bars(lab_url, chr
     ARTIFACTS.mkdir(exist_ok=True)
     page = chromium.new_page(viewport={"width": 1400, "height": 1000})
     page.goto(f"{lab_url}/runs", timeout=120_000)
+    page.get_by_role("combobox").first.click(timeout=120_000)  # bundled runs are listed first
+    page.get_by_text("1f1b p=8 m=1250 · big (yours)").click()
+    page.wait_for_function(
+        "() => Array.from(document.querySelectorAll('.js-plotly-plot')).some(p =>"
+        " (p.layout.annotations || []).some(a => a.text.includes('aggregated')))",
+        timeout=120_000)
     page.wait_for_function("() => document.querySelector('.js-plotly-plot')?._fullData",
                            timeout=120_000)
     titles = page.evaluate("() => document.querySelector('.js-plotly-plot')"
