@@ -157,3 +157,39 @@ def test_weight_stash_keeps_versions_until_their_last_user():
     assert set(stash.snapshots) == {1}
     torch.testing.assert_close(module.weight.grad, torch.ones(2, 2))
     assert stash.max_live_versions == 2
+
+
+def _stage_gradients(split: bool, stage_index: int):
+    from pplab.engine.stage import StageRuntime
+
+    config = ModelConfig(d_model=16, n_heads=2, n_layers=3, d_ff=32, seq_len=8, seed=5)
+    module = build_stage(config, (1, 2), stage_index, torch.float64)
+    runtime = StageRuntime(module, torch.optim.SGD(module.parameters(), lr=0.1), 0.5,
+                           split_backward=split)
+    generator = torch.Generator().manual_seed(1)
+    if stage_index == 0:
+        x = torch.randint(0, config.vocab_size, (2, 8), generator=generator)
+    else:
+        x = torch.randn(2, 8, 16, generator=generator, dtype=torch.float64)
+    targets = torch.randint(0, config.vocab_size, (2, 8), generator=generator)
+    grad_out = None if stage_index == 1 else torch.randn(2, 8, 16, generator=generator,
+                                                         dtype=torch.float64)
+    runtime.forward(0, x, targets if stage_index == 1 else None, 0)
+    if split:
+        grad_in = runtime.backward_input(0, grad_out)
+        runtime.backward_weight(0)
+    else:
+        grad_in = runtime.backward(0, grad_out)
+    return runtime, grad_in, {n: p.grad for n, p in module.named_parameters()}
+
+
+@pytest.mark.parametrize("stage_index", [0, 1])
+def test_split_backward_i_then_w_equals_full_backward(stage_index):
+    split, split_in, split_grads = _stage_gradients(True, stage_index)
+    _, full_in, full_grads = _stage_gradients(False, stage_index)
+    # Stage 1 takes the fast path (W from kept output gradients); stage 0 has embeddings.
+    assert split.split_weights == (stage_index == 1)
+    if stage_index == 1:
+        torch.testing.assert_close(split_in, full_in)
+    for name, grad in full_grads.items():
+        torch.testing.assert_close(split_grads[name], grad, msg=lambda m, n=name: f"{n}: {m}")

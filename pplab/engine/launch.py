@@ -225,7 +225,9 @@ def setup_rank(plan: Plan, rank: int, on_loss: Callable[[int, float], None] | No
         optimizer = torch.optim.Adam(module.parameters(), lr=config.lr)
         runtimes[stage] = StageRuntime(
             module, optimizer, 1.0 / schedule.microbatches_per_step, schedule.update_every,
-            track_memory=config.record and device.type == "cpu")
+            track_memory=config.record and device.type == "cpu",
+            split_backward=any(a.kind == "I" and a.stage == stage
+                               for a in schedule.actions[me.pp]))
     task = make_task(config.task, config.seq_len, config.text)
 
     def batch_for_step(step: int):

@@ -3,10 +3,14 @@
 What it teaches: the three kinds of backward. ``B`` computes the gradient for the stage input
 and for the weights together. Zero-bubble schedules (Qi et al., ICLR 2024, arXiv:2401.10241,
 Sec. 2) split it: ``I`` computes only the input gradient (``torch.autograd.grad`` w.r.t. the
-stage input, keeping the graph), which the previous stage is waiting for; ``W`` computes the
-weight gradients later, when the rank would otherwise sit idle. Here W runs the autograd
-graph again from the stage output restricted to the weights, so I + W costs somewhat more
-than B: the schedule wins time only where W fills a bubble.
+stage input), which the previous stage is waiting for; ``W`` computes the weight gradients
+later, when the rank would otherwise sit idle. A weight gradient needs only two things: the
+layer's input, saved by the forward, and the gradient of the layer's output, which I computes
+on its way to the stage input anyway. So during I a hook keeps each Linear's and LayerNorm's
+output gradient, and W is then just their weight products (dW = g^T x for a Linear, the paper's
+Sec. 2 split of a matmul's backward), with no second pass through the graph: I + W costs about
+what B costs. Stages with other weights (embeddings on stage 0, tensor-parallel shards, stashed
+versions) fall back to W = autograd over the retained graph restricted to the weights.
 
 The stage also measures the activation memory it holds: every tensor autograd saves during a
 forward (parameters excluded) is counted until that microbatch's backward frees it.
@@ -26,7 +30,7 @@ from .weights import WeightStash
 
 
 class _MicrobatchState:
-    __slots__ = ("x", "out", "grad_out", "version", "params", "saved_bytes")
+    __slots__ = ("x", "out", "grad_out", "version", "params", "saved_bytes", "captures")
 
     def __init__(self) -> None:
         self.x = None
@@ -35,6 +39,20 @@ class _MicrobatchState:
         self.version = -1
         self.params = None
         self.saved_bytes = 0
+        self.captures = None  # [module, layer input, gradient of layer output] per layer
+
+
+def _weight_gradients(module: nn.Module, inp: torch.Tensor, grad: torch.Tensor):
+    """(weight grad, bias grad) of a Linear or LayerNorm from its input and output gradient."""
+    width = grad.shape[-1]
+    grad = grad.reshape(-1, width)
+    inp = inp.reshape(-1, inp.shape[-1])
+    if isinstance(module, nn.Linear):
+        return grad.t() @ inp, grad.sum(0) if module.bias is not None else None
+    mean = inp.mean(-1, keepdim=True)
+    normalized = (inp - mean) * torch.rsqrt(inp.var(-1, unbiased=False, keepdim=True)
+                                            + module.eps)
+    return (grad * normalized).sum(0), grad.sum(0) if module.bias is not None else None
 
 
 class StageRuntime:
@@ -45,7 +63,8 @@ class StageRuntime:
     """
 
     def __init__(self, module: Stage, optimizer: torch.optim.Optimizer, scale: float,
-                 update_every: int | None = None, track_memory: bool = True) -> None:
+                 update_every: int | None = None, track_memory: bool = True,
+                 split_backward: bool = False) -> None:
         self.module = module
         self.index = module.index
         self.is_first = module.is_first
@@ -62,6 +81,33 @@ class StageRuntime:
         self.states: dict[int, _MicrobatchState] = {}
         self._param_ptrs = {p.data_ptr() for p in module.parameters()}
         self.tp_comm = getattr(module, "tp_comm", None)  # set by tensor parallelism
+        self._captures: list | None = None
+        self.split_weights = split_backward and self._can_split_weights()
+        if self.split_weights:
+            for layer in module.modules():
+                if isinstance(layer, nn.Linear | nn.LayerNorm):
+                    layer.register_forward_hook(self._capture)
+
+    def _can_split_weights(self) -> bool:
+        if self.is_first or self.stash is not None:
+            return False
+        covered = {id(p) for layer in self.module.modules()
+                   if type(layer) in (nn.Linear, nn.LayerNorm)
+                   for p in layer.parameters(recurse=False)}
+        layer_norms_affine = all(layer.elementwise_affine for layer in self.module.modules()
+                                 if isinstance(layer, nn.LayerNorm))
+        return layer_norms_affine and covered == {id(p) for p in self.module.parameters()}
+
+    def _capture(self, layer: nn.Module, inputs: tuple, output: torch.Tensor) -> None:
+        if self._captures is None:
+            return
+        record = [layer, inputs[0].detach(), None]
+        self._captures.append(record)
+
+        def keep(grad: torch.Tensor, record=record) -> None:
+            record[2] = grad
+
+        output.register_hook(keep)
 
     def current_version(self) -> int:
         return self.stash.version if self.stash is not None else -1
@@ -74,6 +120,8 @@ class StageRuntime:
         if not self.is_first:
             x = x.detach().requires_grad_(True)
         state.x = x
+        if self.split_weights:
+            state.captures = self._captures = []
         if self.stash is not None:
             state.version, state.params = self.stash.acquire()
             ptrs = {p.data_ptr() for p in state.params.values()}
@@ -96,6 +144,7 @@ class StageRuntime:
             self.peak_bytes = max(self.peak_bytes, self.live_bytes)
         else:
             out = self._call(x, state)
+        self._captures = None
         if self.is_last:
             loss = lm_loss(out, targets)
             self.losses[mb] = loss.detach()
@@ -123,18 +172,29 @@ class StageRuntime:
         return grad_in
 
     def backward_input(self, mb: int, grad_out: torch.Tensor | None) -> torch.Tensor | None:
-        """I: the input gradient only; the graph stays for W."""
+        """I: the input gradient only; the layers' output gradients are kept for W."""
         state = self.states[mb]
         state.grad_out = grad_out
         if self.is_first:
             return None  # the first stage's input is tokens: it has no input gradient to send
-        (grad_in,) = torch.autograd.grad(state.out, state.x, grad_out, retain_graph=True)
+        (grad_in,) = torch.autograd.grad(state.out, state.x, grad_out,
+                                         retain_graph=not self.split_weights)
+        if self.split_weights:
+            state.out = None  # the graph is spent; W needs only the captured pairs
         return grad_in
 
     def backward_weight(self, mb: int) -> None:
         """W: the weight gradients of a microbatch whose I already ran."""
         state = self.states.pop(mb)
-        torch.autograd.backward(state.out, state.grad_out, inputs=self._weights(state))
+        if self.split_weights:
+            with torch.no_grad():
+                for layer, inp, grad in state.captures:
+                    for param, value in zip((layer.weight, layer.bias),
+                                            _weight_gradients(layer, inp, grad), strict=True):
+                        if param is not None:
+                            param.grad = value if param.grad is None else param.grad + value
+        else:
+            torch.autograd.backward(state.out, state.grad_out, inputs=self._weights(state))
         self._finish(state)
 
     def _finish(self, state: _MicrobatchState) -> None:
