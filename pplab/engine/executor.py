@@ -2,7 +2,8 @@
 
 What it teaches: a schedule is just each rank's ordered list of actions. The loop takes the
 next action, gets what it needs (``pplab.schedules.needs``: from its own stages if they live
-here, else a receive from the rank that holds them), computes, and hands the result on.
+here, else a receive from the rank that holds them, posted one action ahead so the transfer
+overlaps the current computation), computes, and hands the result on.
 Nothing here knows GPipe from 1F1B from zero-bubble: a new schedule never touches this file.
 
 Synchronous schedules accumulate the gradients of all microbatches and step the optimizer
@@ -73,18 +74,22 @@ class Executor:
             self._batches = {step: self.batch_for_step(step)}
         return self._batches[step][mb % per_step]
 
+    def _from_other_stage(self, action) -> tuple[int, int, int] | None:
+        """(sender stage, message kind, microbatch) that ``action`` needs from another stage.
+
+        Read off ``needs``: a forward needs the previous stage's activation, a backward (B or
+        I) the next stage's input gradient; a W needs only its own stage's I.
+        """
+        for stage, kind, mb in needs(action, self.schedule.num_stages):
+            if stage != action.stage:
+                return stage, ACTIVATION if kind == FORWARD else GRADIENT, mb
+        return None
+
     def _remote_input(self, action) -> tuple[int, int, int] | None:
-        """(sender stage, message kind, microbatch) of what ``action`` receives, if anything."""
-        stage, kind, mb = action
-        if kind == FORWARD and stage > 0:
-            source, message = stage - 1, ACTIVATION
-        elif kind != BACKWARD_WEIGHT and stage < self.schedule.num_stages - 1:
-            source, message = stage + 1, GRADIENT
-        else:
-            return None
-        if self.schedule.stage_to_rank[source] == self.rank:
-            return None
-        return source, message, mb
+        key = self._from_other_stage(action)
+        if key is None or self.schedule.stage_to_rank[key[0]] == self.rank:
+            return None  # nothing to receive, or handed over locally
+        return key
 
     def prefetch(self, action) -> None:
         """Post the receive ``action`` will need, so it arrives while this rank computes."""
@@ -92,8 +97,12 @@ class Executor:
         if key is not None and key not in self.posted:
             self.posted[key] = self.comms.post_recv(self.schedule.stage_to_rank[key[0]], *key)
 
-    def _get(self, need: tuple[int, str, int], kind: int) -> torch.Tensor:
-        stage, _, mb = need
+    def _get(self, action) -> torch.Tensor | None:
+        """What ``action`` needs from another stage: handed over locally, or received."""
+        key = self._from_other_stage(action)
+        if key is None:
+            return None
+        stage, kind, mb = key
         held = self.local.pop((stage, kind, mb), None)
         if held is not None:
             return held
@@ -119,8 +128,7 @@ class Executor:
         last = stage == schedule.num_stages - 1
         if kind == FORWARD:
             tokens, targets = self._microbatch(mb)
-            x = tokens if stage == 0 else self._get(needs(action, schedule.num_stages)[0],
-                                                    ACTIVATION)
+            x = tokens if stage == 0 else self._get(action)
             version = runtime.current_version() if schedule.is_async else step
             with self.recorder.span(kind, stage=stage, microbatch=mb, version=version):
                 out = runtime.forward(mb, x, targets if last else None, version)
@@ -134,7 +142,7 @@ class Executor:
             with self.recorder.span(kind, stage=stage, microbatch=mb, version=version):
                 runtime.backward_weight(mb)
         else:
-            grad_out = None if last else self._get((stage + 1, BACKWARD_INPUT, mb), GRADIENT)
+            grad_out = self._get(action)  # None on the last stage: it starts from the loss
             compute = runtime.backward_input if kind == BACKWARD_INPUT else runtime.backward
             with self.recorder.span(kind, stage=stage, microbatch=mb, version=version):
                 grad_in = compute(mb, grad_out)
@@ -193,12 +201,12 @@ class Executor:
         """The whole asynchronous schedule: no flush, per-stage updates as they fall due."""
         actions = self.schedule.actions[self.rank]
         last_stage = self.schedule.num_stages - 1
-        failed_at = None
+        fault_step = self.fault[1] if self.fault is not None else None
         for position, action in enumerate(actions):
             step = self.schedule.step_of(action.microbatch)
             self.recorder.step = step
-            if failed_at is None and step == (self.fault or (0, -1))[1]:
-                failed_at = step
+            if step == fault_step:
+                fault_step = None
                 self._maybe_fail(step)
             if position + 1 < len(actions):
                 self.prefetch(actions[position + 1])
