@@ -36,6 +36,11 @@ _CUSTOM_CSV = os.path.join(tempfile.mkdtemp(prefix="pplab-test-csv-"), "mine.csv
 with open(_CUSTOM_CSV, "w") as _handle:
     _handle.write("0F0,0F1,0F2,0I0,0I1,0I2,0W0,0W1,0W2\n1F0,1I0,1W0,1F1,1I1,1F2,1W1,1I2,1W2\n")
 TWO_RANKS["csv-hand-written"] = TrainConfig(csv=_CUSTOM_CSV, layers=3, **SMALL)
+_CORPUS = os.path.join(os.path.dirname(_CUSTOM_CSV), "corpus.txt")
+with open(_CORPUS, "w") as _handle:
+    _handle.write("a pipeline cuts a model between layers; bubbles come from the order.\n" * 4)
+TWO_RANKS["text-corpus"] = TrainConfig(schedule="1f1b", stages=2, microbatches=2, layers=2,
+                                       task="text", text=_CORPUS, **SMALL)
 THREE_RANKS = {
     "1f1b-1-2-1": TrainConfig(schedule="1f1b", stages=3, microbatches=4, layers=4,
                               split=(1, 2, 1), **SMALL),
