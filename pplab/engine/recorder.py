@@ -6,7 +6,9 @@ origin and broadcasts it; every event is then "seconds since the origin" on ever
 on other hosts estimate their offset to rank 0 with ping-pongs (``clock_offset_ns`` in
 comms.py, the NTP estimate: offset = remote - midpoint of the round trip, keeping the
 shortest round trip). GPU work is timed with CUDA events, converted to the same clock through
-a reference event recorded at a known host time.
+a reference event recorded at a known host time. (With NCCL, ``wait`` only makes the GPU
+stream wait, so on a GPU the time blocked shows as a later start of the next kernel rather
+than as a long ``wait`` row.)
 
     pplab train --schedule gpipe --stages 2 --microbatches 4 --steps 2
 """
