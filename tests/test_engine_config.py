@@ -86,7 +86,7 @@ def test_tasks_are_deterministic_and_learnable_shapes(tmp_path):
 def test_reverse_task_loss_falls_in_a_few_hundred_steps():
     config = ModelConfig(d_model=32, n_heads=2, n_layers=2, d_ff=64, seq_len=16, seed=0)
     model = build_reference_model(config)
-    optimizer = torch.optim.Adam(model.parameters(), lr=3e-3)
+    optimizer = torch.optim.Adam(model.parameters(), lr=TrainConfig().lr)
     task = make_task("reverse", 16)
     losses = []
     for step in range(300):

@@ -23,7 +23,7 @@ class ModelConfig:
     """Sizes of the toy GPT; ``seed`` fixes its initial weights on every rank."""
 
     vocab_size: int = SYNTHETIC_VOCAB
-    seq_len: int = 32
+    seq_len: int = 16
     d_model: int = 64
     n_heads: int = 4
     n_layers: int = 4
@@ -61,13 +61,13 @@ class TrainConfig:
     layers: int | None = None
     split: tuple[int, ...] | None = None
     batch_size: int | None = None
-    seq_len: int = 32
+    seq_len: int = 16
     d_model: int = 64
     heads: int = 4
     d_ff: int | None = None
     task: str = "reverse"
     text: str | None = None
-    lr: float = 3e-3
+    lr: float = 1e-3
     device: str = "cpu"
     dtype: str = "float32"
     seed: int = 0

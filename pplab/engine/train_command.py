@@ -32,12 +32,13 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     parser.add_argument("--split", metavar="3,3,2", help="layers per stage (default balanced)")
     parser.add_argument("--batch-size", type=int,
                         help="global batch (default 4 x microbatches x dp)")
-    parser.add_argument("--seq-len", type=int, default=32)
+    parser.add_argument("--seq-len", type=int, default=16)
     parser.add_argument("--d-model", type=int, default=64)
     parser.add_argument("--heads", type=int, default=4)
     parser.add_argument("--task", default="reverse", help="reverse, sort or text")
     parser.add_argument("--text", metavar="FILE", help="corpus for --task text")
-    parser.add_argument("--lr", type=float, default=3e-3)
+    parser.add_argument("--lr", type=float, default=1e-3,
+                        help="Adam learning rate (default 1e-3; reverse stalls above 2e-3)")
     parser.add_argument("--device", default="cpu", help="cpu or cuda")
     parser.add_argument("--dtype", default="float32", help="float32 or float64")
     parser.add_argument("--tp", type=int, default=1, help="tensor-parallel ranks per stage")
