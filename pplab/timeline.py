@@ -30,7 +30,8 @@ import json
 import os
 import shutil
 import tempfile
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -231,20 +232,29 @@ def save_run(directory: str | os.PathLike, events: pd.DataFrame, metadata: Mappi
         meta_text = json.dumps(dict(metadata), indent=2, sort_keys=True, default=_json_default)
     except (TypeError, ValueError) as error:
         raise ValueError(f"run metadata cannot be written as JSON: {error}") from None
-    directory.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=directory.parent, prefix=f".{directory.name}.", suffix=".tmp"))
-    try:
+    with atomic_directory(directory) as tmp:
         table = events[list(EVENT_COLUMNS)].astype(EVENT_COLUMNS).reset_index(drop=True)
         table.to_parquet(tmp / EVENTS_FILE, index=False)
         (tmp / META_FILE).write_text(meta_text + "\n")
+    return directory
+
+
+@contextmanager
+def atomic_directory(directory: str | os.PathLike) -> Iterator[Path]:
+    """Yield a hidden temporary directory beside ``directory``; rename it into place when the
+    block succeeds, delete it when the block fails. Readers see all of it or nothing."""
+    directory = Path(directory)
+    directory.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=directory.parent, prefix=f".{directory.name}.", suffix=".tmp"))
+    try:
+        yield tmp
         try:
             os.rename(tmp, directory)
         except OSError:
-            raise ValueError(f"{directory} appeared while saving; not overwriting it") from None
+            raise ValueError(f"{directory} appeared while writing; not overwriting it") from None
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-    return directory
 
 
 def load_run(directory: str | os.PathLike) -> Run:

@@ -85,3 +85,32 @@ def run_ranks(world_size: int, fn, *args, timeout: float = 240.0) -> list:
                 process.join()
         shutil.rmtree(rendezvous, ignore_errors=True)
     return [results[rank] for rank in range(world_size)]
+
+
+def single_process_reference(config):
+    """Train the whole model in one process on the whole batch, same seed and optimizer.
+
+    Returns (loss per step, gradients of the first step by parameter name): the answer every
+    pipelined, tensor-parallel or data-parallel run owes us.
+    """
+    import torch
+
+    from pplab.engine.data import make_task
+    from pplab.engine.launch import make_plan
+    from pplab.engine.model import build_reference_model, lm_loss
+
+    plan = make_plan(config)
+    model = build_reference_model(plan.model, torch.float64)
+    optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
+    task = make_task(config.task, config.seq_len, config.text)
+    losses, first_grads = [], None
+    for step in range(config.steps):
+        tokens, targets = task.batch(config.seed, step, plan.batch_size)
+        loss = lm_loss(model(tokens), targets)
+        loss.backward()
+        losses.append(loss.item())
+        if first_grads is None:
+            first_grads = {n: p.grad.detach().clone() for n, p in model.named_parameters()}
+        optimizer.step()
+        optimizer.zero_grad()
+    return losses, first_grads

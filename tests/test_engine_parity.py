@@ -10,11 +10,10 @@ import tempfile
 
 import pytest
 import torch
-from distributed import run_ranks
+from distributed import run_ranks, single_process_reference
 
 from pplab.engine.config import TrainConfig
 from pplab.engine.launch import make_plan, train_rank
-from pplab.engine.model import build_reference_model, lm_loss
 from pplab.schedules import weight_versions
 
 pytestmark = pytest.mark.multiprocess
@@ -76,30 +75,9 @@ def _gradients_and_losses(rank, world_size, configs):
     return out
 
 
-def _reference(config):
-    """Single process, whole batch, same seed and optimizer: the answer the pipeline owes us."""
-    plan = make_plan(config)
-    from pplab.engine.data import make_task
-
-    model = build_reference_model(plan.model, torch.float64)
-    optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
-    task = make_task(config.task, config.seq_len, config.text)
-    losses, first_grads = [], None
-    for step in range(config.steps):
-        tokens, targets = task.batch(config.seed, step, plan.batch_size)
-        loss = lm_loss(model(tokens), targets)
-        loss.backward()
-        losses.append(loss.item())
-        if first_grads is None:
-            first_grads = {n: p.grad.detach().clone() for n, p in model.named_parameters()}
-        optimizer.step()
-        optimizer.zero_grad()
-    return losses, first_grads
-
-
 def _check_parity(configs, results):
     for name, config in configs.items():
-        expected_losses, expected_grads = _reference(config)
+        expected_losses, expected_grads = single_process_reference(config)
         grads = {}
         for result in results:
             grads.update(result[name]["grads"])
@@ -155,7 +133,7 @@ def test_three_ranks_match_single_process_and_async_versions_are_stashed():
 def test_tensor_and_data_parallel_pipelines_train_like_one_process():
     results = run_ranks(4, _gradients_and_losses, FOUR_RANKS)
     for name, config in FOUR_RANKS.items():
-        expected_losses, expected_grads = _reference(config)
+        expected_losses, expected_grads = single_process_reference(config)
         reports = [r[name]["losses"] for r in results if r[name]["losses"]]
         assert len(reports) == config.dp_size, name
         # Each replica reports the loss of its own half; equal halves make their mean the

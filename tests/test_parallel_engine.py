@@ -13,13 +13,12 @@ from __future__ import annotations
 
 import pytest
 import torch
-from distributed import run_ranks
+from distributed import run_ranks, single_process_reference
 
 from pplab import parallel_formulas as formulas
 from pplab.engine.compare import formula_bytes
 from pplab.engine.config import TrainConfig
 from pplab.engine.launch import make_plan, train_rank
-from pplab.engine.model import build_reference_model, lm_loss
 
 pytestmark = pytest.mark.multiprocess
 
@@ -73,26 +72,6 @@ def _train(rank, world_size, configs):
     return out
 
 
-def _reference(config):
-    plan = make_plan(config)
-    from pplab.engine.data import make_task
-
-    model = build_reference_model(plan.model, torch.float64)
-    optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
-    task = make_task(config.task, config.seq_len, config.text)
-    losses, first_grads = [], None
-    for step in range(config.steps):
-        tokens, targets = task.batch(config.seed, step, plan.batch_size)
-        loss = lm_loss(model(tokens), targets)
-        loss.backward()
-        losses.append(loss.item())
-        if first_grads is None:
-            first_grads = {n: p.grad.detach().clone() for n, p in model.named_parameters()}
-        optimizer.step()
-        optimizer.zero_grad()
-    return losses, first_grads
-
-
 def _cut(full: torch.Tensor, rule) -> torch.Tensor:
     if rule is None:
         return full
@@ -134,7 +113,7 @@ def _measured_bytes(rows, step: int) -> dict[str, int]:
 
 def _check(configs, results):
     for name, config in configs.items():
-        expected_losses, expected_grads = _reference(config)
+        expected_losses, expected_grads = single_process_reference(config)
         seen = set()
         for rank, result in enumerate(results):
             for ref_name, rule, grad in result[name]["grads"]:

@@ -29,9 +29,7 @@ import io
 import json
 import math
 import os
-import shutil
 import statistics
-import tempfile
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, replace
 from datetime import UTC, datetime
@@ -39,6 +37,7 @@ from pathlib import Path
 
 from pplab import formulas
 from pplab import parallel_formulas as pf
+from pplab.timeline import atomic_directory
 
 NO_PIPELINE = {"tp": "tp", "dp": "dp"}
 NO_PIPELINE_SCHEDULE = "gpipe"  # with one stage it is just F then B per microbatch
@@ -138,10 +137,10 @@ class Shared:
     d_model: int = 64
     heads: int = 4
     d_ff: int | None = None
-    seq_len: int = 32
+    seq_len: int = 16
     batch_size: int | None = None
     task: str = "reverse"
-    lr: float = 3e-3
+    lr: float = 1e-3
     seed: int = 0
     dtype: str = "float32"
     timeout: float = 300.0
@@ -172,9 +171,6 @@ def train_configs(specs: Sequence[Spec], shared: Shared) -> list:
                 lr=shared.lr, seed=shared.seed, dtype=shared.dtype, timeout=shared.timeout,
                 tp_size=spec.tp, dp_size=spec.dp, out="-")
             make_plan(config)
-            d_ff = config.d_ff or 4 * config.d_model
-            if d_ff % spec.tp:
-                raise ValueError(f"MLP width {d_ff} is not divisible by tp {spec.tp}")
         except ValueError as error:
             raise ValueError(f"{spec.text}: {error}") from None
         configs.append(config)
@@ -292,9 +288,7 @@ def run_comparison(texts: Sequence[str], shared: Shared, out: str | os.PathLike,
     specs = [parse_spec(text) for text in texts]
     configs = train_configs(specs, shared)
     names = [f"{i + 1}-{spec.slug}" for i, spec in enumerate(specs)]
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.", suffix=".tmp"))
-    try:
+    with atomic_directory(out) as tmp:
         rows = []
         for i, (spec, config, name) in enumerate(zip(specs, configs, names, strict=True)):
             if progress is not None:
@@ -315,13 +309,6 @@ def run_comparison(texts: Sequence[str], shared: Shared, out: str | os.PathLike,
         }
         (tmp / COMPARISON_JSON).write_text(json.dumps(document, indent=2) + "\n")
         (tmp / COMPARISON_CSV).write_text(table_csv(rows))
-        try:
-            os.rename(tmp, out)
-        except OSError:
-            raise ValueError(f"{out} appeared while comparing; not overwriting it") from None
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return out, rows
 
 

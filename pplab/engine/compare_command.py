@@ -39,6 +39,8 @@ examples:
 
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
+    from .train_command import add_model_arguments
+
     parser = subparsers.add_parser(
         "compare", help="train one model under several pp/tp/dp configurations and tabulate",
         description="Train the same toy GPT on the same global batch under each configuration "
@@ -51,14 +53,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     parser.add_argument("--layers", type=int,
                         help="transformer blocks (default max(4, largest pp x v))")
     parser.add_argument("--batch-size", type=int, help="global batch, rows (see below)")
-    parser.add_argument("--seq-len", type=int, default=32)
-    parser.add_argument("--d-model", type=int, default=64)
-    parser.add_argument("--heads", type=int, default=4)
-    parser.add_argument("--d-ff", type=int, help="MLP width (default 4 x d-model)")
-    parser.add_argument("--task", default="reverse", help="reverse or sort")
-    parser.add_argument("--lr", type=float, default=3e-3)
-    parser.add_argument("--dtype", default="float32", help="float32 or float64")
-    parser.add_argument("--seed", type=int, default=0)
+    add_model_arguments(parser)
     parser.add_argument("--timeout", type=float, default=300.0,
                         help="seconds before one stuck configuration is stopped (default 300)")
     parser.add_argument("--out", metavar="DIR",

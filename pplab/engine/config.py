@@ -109,6 +109,9 @@ class TrainConfig:
             raise ValueError(f"d_model {self.d_model} is not divisible by {self.heads} heads")
         if self.heads % self.tp_size:
             raise ValueError(f"{self.heads} heads cannot be split across tp {self.tp_size}")
+        d_ff = self.d_ff if self.d_ff is not None else 4 * self.d_model
+        if d_ff % self.tp_size:
+            raise ValueError(f"MLP width {d_ff} is not divisible by tp {self.tp_size}")
         if self.fault is not None:
             parse_fault(self.fault)
 

@@ -14,6 +14,20 @@ import json
 import sys
 
 
+def add_model_arguments(parser: argparse.ArgumentParser) -> None:
+    """The model, task and optimizer options that `train` and `compare` share, one set of
+    defaults for both (the reverse task learns with these on a CPU in a few hundred steps)."""
+    parser.add_argument("--seq-len", type=int, default=16)
+    parser.add_argument("--d-model", type=int, default=64)
+    parser.add_argument("--heads", type=int, default=4)
+    parser.add_argument("--d-ff", type=int, help="MLP width (default 4 x d-model)")
+    parser.add_argument("--task", default="reverse", help="reverse, sort or text")
+    parser.add_argument("--lr", type=float, default=1e-3,
+                        help="Adam learning rate (default 1e-3; reverse stalls above 2e-3)")
+    parser.add_argument("--dtype", default="float32", help="float32 or float64")
+    parser.add_argument("--seed", type=int, default=0)
+
+
 def add_parser(subparsers) -> argparse.ArgumentParser:
     parser = subparsers.add_parser(
         "train", help="train the toy GPT with a pipeline schedule on real processes",
@@ -32,18 +46,11 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     parser.add_argument("--split", metavar="3,3,2", help="layers per stage (default balanced)")
     parser.add_argument("--batch-size", type=int,
                         help="global batch (default 4 x microbatches x dp)")
-    parser.add_argument("--seq-len", type=int, default=16)
-    parser.add_argument("--d-model", type=int, default=64)
-    parser.add_argument("--heads", type=int, default=4)
-    parser.add_argument("--task", default="reverse", help="reverse, sort or text")
+    add_model_arguments(parser)
     parser.add_argument("--text", metavar="FILE", help="corpus for --task text")
-    parser.add_argument("--lr", type=float, default=1e-3,
-                        help="Adam learning rate (default 1e-3; reverse stalls above 2e-3)")
     parser.add_argument("--device", default="cpu", help="cpu or cuda")
-    parser.add_argument("--dtype", default="float32", help="float32 or float64")
     parser.add_argument("--tp", type=int, default=1, help="tensor-parallel ranks per stage")
     parser.add_argument("--dp", type=int, default=1, help="data-parallel replicas")
-    parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", metavar="DIR",
                         help="run directory (default runs/<time>-<schedule>-p<P>m<M>); "
                              "- saves nothing")
@@ -67,9 +74,10 @@ def config_from_args(args: argparse.Namespace):
         microbatches=args.microbatches, chunks=args.chunks, steps=args.steps,
         layers=args.layers, split=parse_split(args.split) if args.split else None,
         batch_size=args.batch_size, seq_len=args.seq_len, d_model=args.d_model,
-        heads=args.heads, task=args.task, text=args.text, lr=args.lr, device=args.device,
-        dtype=args.dtype, seed=args.seed, out=args.out, record=not args.no_record,
-        timeout=args.timeout, tp_size=args.tp, dp_size=args.dp, fault=args.fault)
+        heads=args.heads, d_ff=args.d_ff, task=args.task, text=args.text, lr=args.lr,
+        device=args.device, dtype=args.dtype, seed=args.seed, out=args.out,
+        record=not args.no_record, timeout=args.timeout, tp_size=args.tp, dp_size=args.dp,
+        fault=args.fault)
 
 
 def _emit(obj: dict) -> None:
