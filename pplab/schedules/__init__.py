@@ -1,6 +1,9 @@
 """The schedule language: actions, schedules, the registry of families, validation, CSV."""
 
-from . import interleaved, pipedream, simple, zero_bubble  # noqa: F401  (they register)
+# isort: off
+# Imported for their @register side effect, in the order `pplab schedules` lists them.
+from . import simple, interleaved, zero_bubble, pipedream  # noqa: F401
+# isort: on
 from .actions import (
     BACKWARD_INPUT,
     BACKWARD_WEIGHT,
