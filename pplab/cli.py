@@ -301,6 +301,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except BrokenPipeError:  # output piped into `head`: stop quietly
         sys.stdout = open(os.devnull, "w")  # Python flushes stdout at exit
         return 1
+    except OSError as error:  # e.g. --trace or --save into a folder that cannot be written
+        where = f"{error.filename}: " if error.filename else ""
+        print(f"pplab: error: {where}{error.strerror or error}", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         print("pplab: interrupted", file=sys.stderr)
         return 130

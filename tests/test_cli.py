@@ -164,3 +164,12 @@ def test_zero_cost_run_prints_without_a_gantt(capsys):
     code, out, _ = run(capsys, "simulate", "--schedule", "gpipe", "--stages", "2",
                        "--microbatches", "2", "--cost", "f=0,b=0")
     assert code == 0 and "nothing to draw" in out and "makespan         0 cost units" in out
+
+
+def test_unwritable_output_is_one_line_not_a_traceback(tmp_path, capsys):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    for flag in ("--trace", "--save"):
+        code, _, err = run(capsys, "simulate", "--schedule", "gpipe", "--stages", "2",
+                           "--microbatches", "2", flag, str(blocker / "out"))
+        assert code == 2 and err.startswith("pplab: error:") and err.count("\n") == 1, flag
