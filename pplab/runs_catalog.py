@@ -97,6 +97,12 @@ def find_runs(roots: list[tuple[str, Path]] | None = None,
             if run.events.empty:
                 problems.append((run.path, f"{run.path} holds no events: nothing to draw"))
                 continue
+            # The lab reads a recorded run's times as measured seconds; a saved simulation
+            # is in cost units and would be shown as milliseconds it never took.
+            if not (run.events["source"] == "measured").all():
+                problems.append((run.path, f"{run.path} holds predicted (simulated) events, "
+                                           "not a measured run"))
+                continue
             entries.append(Entry(f"{describe(run)} · {run.path.name} ({origin})", origin, run))
     return entries, problems
 

@@ -240,6 +240,18 @@ def test_runs_page_predicted_over_measured_downloads_and_a_corrupt_folder(runs_d
     assert metric(app, "Bubble fraction (measured)")
 
 
+def test_a_saved_simulation_is_not_listed_as_a_measured_run(tmp_path):
+    from pplab import runs_catalog
+
+    write_run(tmp_path / "measured")
+    schedule = build("1f1b", 2, 2)
+    timeline.save_run(tmp_path / "simulated", simulate(schedule), {"schedule": {"name": "1f1b"}})
+    entries, problems = runs_catalog.find_runs([("yours", tmp_path)])
+    assert [e.run.path.name for e in entries] == ["measured"]
+    assert [(p.name, "predicted (simulated)" in why) for p, why in problems] == [
+        ("simulated", True)]
+
+
 def test_run_page_bounds_the_request(no_runs):
     app = open_page("run")
     app.number_input(key="run_stages").set_value(64)
