@@ -140,7 +140,12 @@ def schedule_of(run: Run) -> Schedule:
         raise ValueError(f"{run.path.name}: meta.json has no 'schedule' object")
     name = str(schedule.get("name", "custom"))
     if schedule.get("csv"):
-        return schedule_from_csv_text(str(schedule["csv"]), name=name)
+        replay = schedule_from_csv_text(str(schedule["csv"]), name=name)
+        actions = sum(len(order) for order in replay.actions.values())
+        if actions > MAX_REPLAY_ACTIONS:
+            raise ValueError(f"{run.path.name}: its schedule of {actions:,} actions is too big to "
+                             f"replay here (limit {MAX_REPLAY_ACTIONS:,})")
+        return replay
     try:
         # num_stages counts every chunk of an interleaved run; the builder wants the depth P.
         depth = int(schedule.get("num_ranks") or schedule["num_stages"])

@@ -252,6 +252,16 @@ def test_a_saved_simulation_is_not_listed_as_a_measured_run(tmp_path):
         ("simulated", True)]
 
 
+def test_a_recorded_schedule_csv_too_big_to_replay_is_refused(tmp_path, monkeypatch):
+    from pplab import runs_catalog
+
+    run = timeline.load_run(write_run(tmp_path / "run"))  # 1f1b p=2 m=4: 16 actions
+    assert runs_catalog.schedule_of(run).num_microbatches == 4
+    monkeypatch.setattr(runs_catalog, "MAX_REPLAY_ACTIONS", 15)
+    with pytest.raises(ValueError, match="16 actions is too big to replay"):
+        runs_catalog.schedule_of(run)
+
+
 def test_run_page_bounds_the_request(no_runs):
     app = open_page("run")
     app.number_input(key="run_stages").set_value(64)
