@@ -351,6 +351,9 @@ def _run_spawned(plan: Plan, on_step) -> RunResult:
         deadline = time.monotonic() + plan.config.timeout
         failed_since = None
         while len(results) < plan.world_size:
+            # Looked at before reading: a rank that has exited has flushed its messages, so
+            # an empty queue after this means they are truly missing.
+            all_exited = all(p.exitcode == 0 for p in processes)
             try:
                 message = messages.get(timeout=POLL_SECONDS)
             except queue_module.Empty:
@@ -373,7 +376,7 @@ def _run_spawned(plan: Plan, on_step) -> RunResult:
             if time.monotonic() > deadline:
                 raise RankFailed(f"rank {_slowest(processes, results)} failed: no result "
                                  f"within --timeout {plan.config.timeout:g} s")
-            if all(p.exitcode == 0 for p in processes) and len(results) < plan.world_size:
+            if all_exited:
                 missing = sorted(set(range(plan.world_size)) - set(results))
                 raise RankFailed(f"rank {missing[0]} failed: exited without a result")
     finally:
