@@ -172,12 +172,27 @@ def closed_form(schedule, cost) -> tuple[str, float | None, str]:
     formula = names.get(schedule.name)
     if formula is None:
         return "", None, f"no closed form for {schedule.name!r}"
+    if not _is_registered_order(schedule):
+        # a CSV file named gpipe.csv may hold any order; the closed form is for the family's
+        return "", None, f"this order differs from the registered {schedule.name}"
     try:
         value = formulas.bubble_fraction(schedule.name, p, m, v, cost,
                                          num_steps=schedule.num_steps)
     except ValueError as error:
         return formula, None, str(error)
     return formula, value, ""
+
+
+def _is_registered_order(schedule) -> bool:
+    from .schedules import build
+
+    options = {"num_steps": schedule.num_steps} if schedule.is_async else {}
+    try:
+        built = build(schedule.name, schedule.num_ranks, schedule.microbatches_per_step,
+                      schedule.num_stages // schedule.num_ranks, **options)
+    except ValueError:
+        return False
+    return built.actions == schedule.actions and built.stage_to_rank == schedule.stage_to_rank
 
 
 def gantt_text(events, width: int = GANTT_COLUMNS) -> str:

@@ -173,3 +173,15 @@ def test_unwritable_output_is_one_line_not_a_traceback(tmp_path, capsys):
         code, _, err = run(capsys, "simulate", "--schedule", "gpipe", "--stages", "2",
                            "--microbatches", "2", flag, str(blocker / "out"))
         assert code == 2 and err.startswith("pplab: error:") and err.count("\n") == 1, flag
+
+
+def test_closed_form_only_for_the_registered_order(tmp_path, capsys):
+    same = write_csv(build("gpipe", 3, 4), tmp_path / "gpipe.csv")
+    code, out, _ = run(capsys, "simulate", "--csv", str(same), "--json")
+    assert code == 0 and json.loads(out)["closed_form"]["bubble_fraction"] == pytest.approx(2 / 6)
+    other = tmp_path / "other" / "gpipe.csv"
+    other.parent.mkdir()
+    write_csv(build("1f1b", 3, 4), other)  # a 1F1B order in a file named gpipe
+    code, out, _ = run(capsys, "simulate", "--csv", str(other), "--json")
+    closed = json.loads(out)["closed_form"]
+    assert code == 0 and closed["bubble_fraction"] is None and "differs" in closed["note"]
