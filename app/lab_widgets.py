@@ -17,6 +17,7 @@ import streamlit as st
 
 from pplab import formulas, runs_catalog, timeline
 from pplab.schedules import SCHEDULES, build, schedule_from_csv_text, validate
+from pplab.schedules.pipedream import DEFAULT_STEPS
 from pplab.simulator import CostModel, simulate
 
 # The closed forms the lab names next to the simulated bubble (values from pplab.formulas).
@@ -32,6 +33,15 @@ CLOSED_FORMS: dict[str, tuple[str, str]] = {
 }
 MAX_CSV_CHARS = 1_000_000
 NORMALISATION = "idle rank-time / (ranks × makespan) over one training step"
+
+
+def normalisation(schedule: str) -> str:
+    """How the bubble fraction of ``schedule`` is normalised, in words."""
+    family = SCHEDULES.get(schedule)
+    if family is not None and family.asynchronous:  # no flush, so no step boundary to cut at
+        return (f"idle rank-time / (ranks × makespan) over the whole run of {DEFAULT_STEPS} "
+                f"steps, since {schedule} never flushes")
+    return NORMALISATION
 
 
 @dataclass(frozen=True)

@@ -139,6 +139,13 @@ def test_playground_draws_every_registered_schedule(no_runs):
             f"Predicted timeline: {name}")
 
 
+def test_playground_says_an_asynchronous_bubble_covers_the_whole_run(no_runs):
+    app = open_page()
+    assert not any("whole run" in m.value for m in app.markdown)
+    app.selectbox(key="pg_schedule").set_value("pipedream").run()
+    assert any("whole run of 3 steps" in m.value for m in app.markdown)
+
+
 def test_compare_simulated_configurations(no_runs):
     app = open_page("compare")
     table = app.dataframe[0].value

@@ -5,10 +5,10 @@
 
 import streamlit as st
 from lab_widgets import (
-    NORMALISATION,
     closed_form,
     cost_widgets,
     fraction_text,
+    normalisation,
     schedule_text,
     schedule_widgets,
     simulate_cached,
@@ -36,9 +36,10 @@ except ValueError as error:
     st.stop()
 
 p = int(metrics["num_ranks"])
+norm = normalisation(config.schedule)
 cols = st.columns([1.15, 1.05, 1.2, 0.6])
 cols[0].metric("Bubble fraction (predicted)", fraction_text(float(metrics["bubble_fraction"])),
-               help=f"Normalisation: {NORMALISATION}.")
+               help=f"Normalisation: {norm}.")
 cols[1].metric("Makespan (predicted)", f"{metrics['makespan']:.4g} cost units")
 peaks = metrics["peak_activations"]
 cols[2].metric("Peak activations (predicted)", f"{max(peaks.values(), default=0)} microbatches",
@@ -50,7 +51,7 @@ if latex:
     line = (f"Closed form: $\\text{{bubble}} = {latex}$ with p={config.stages}, "
             f"m={config.microbatches}" + (f", v={config.chunks}" if config.chunks > 1 else ""))
     if value is not None:
-        line += (f" gives **{fraction_text(value)}** of rank-time ({NORMALISATION}); "
+        line += (f" gives **{fraction_text(value)}** of rank-time ({norm}); "
                  f"the papers' other normalisation, bubble over ideal time, is "
                  f"{100 * ratio:.2f} %")
     else:
@@ -59,7 +60,7 @@ if latex:
 elif config.schedule in SCHEDULES:
     family = SCHEDULES[config.schedule]
     st.markdown(f"No simple closed form is shown for {config.schedule}; source: {family.paper}. "
-                f"Normalisation: {NORMALISATION}.")
+                f"Normalisation: {norm}.")
 
 st.plotly_chart(charts.gantt(events, title=f"Predicted timeline: {config.label()}"), key="gantt")
 
