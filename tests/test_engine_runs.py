@@ -71,7 +71,7 @@ def test_train_writes_a_measured_run_directory(tmp_path, capsys):
 def test_a_failed_rank_ends_the_run_with_its_error_and_no_run_dir(tmp_path, fault, message):
     out = tmp_path / "never"
     # The 30 s timeout is the bound: a run that only ended by timing out would report
-    # "no result within --timeout", not the failed rank's own error.
+    # "no progress within --timeout", not the failed rank's own error.
     config = TrainConfig(schedule="1f1b", stages=3, microbatches=3, steps=4, fault=fault,
                          timeout=30, out=str(out), **{**TINY, "layers": 3})
     with pytest.raises(RankFailed) as caught:

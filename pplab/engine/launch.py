@@ -359,6 +359,8 @@ def _run_spawned(plan: Plan, on_step) -> RunResult:
             except queue_module.Empty:
                 message = None
             if message is not None:
+                # --timeout stops a stuck run, not a long one: every message is progress.
+                deadline = time.monotonic() + plan.config.timeout
                 if message[0] == "step" and on_step is not None:
                     on_step(message[2], steps, message[3])
                 elif message[0] == "result":
@@ -374,7 +376,7 @@ def _run_spawned(plan: Plan, on_step) -> RunResult:
                 if time.monotonic() - failed_since > 0.5 or not dead:
                     raise RankFailed(_root_cause(errors, dead))
             if time.monotonic() > deadline:
-                raise RankFailed(f"rank {_slowest(processes, results)} failed: no result "
+                raise RankFailed(f"rank {_slowest(processes, results)} failed: no progress "
                                  f"within --timeout {plan.config.timeout:g} s")
             if all_exited:
                 missing = sorted(set(range(plan.world_size)) - set(results))
