@@ -39,7 +39,7 @@ def check(answer: object) -> tuple[bool, str]:
         return False, f"m must be between 1 and {MAX_ANSWER}, got {m}"
     bubble = simulated_bubble(m)
     if bubble > TARGET + _TOLERANCE:
-        return False, (f"with m = {m} the simulator measures a bubble of {bubble:.2%}, "
+        return False, (f"with m = {m} the simulator predicts a bubble of {bubble:.2%}, "
                        f"above {TARGET:.0%}: more microbatches")
     if m > 1:
         fewer = simulated_bubble(m - 1)
