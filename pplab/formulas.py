@@ -46,8 +46,7 @@ def zb_h1_bubble_time(num_stages: int, cost: CostModel | None = None) -> float:
     ``(p-1)(T_F + T_I - T_W)``, which is the largest term only while T_W <= T_F and
     T_W <= T_I. Beyond that the chain of forwards (T_F) or of input gradients (T_I) from
     the far end sets the bubble: ``(p-1) * max(T_F + T_I - T_W, T_F, T_I)`` matches pplab's
-    zb-h1 order exactly on a grid of costs (tests/test_formulas.py). The lead's earlier
-    reading, (p-1) T_I whenever T_W > T_F, is one case of this max.
+    zb-h1 order exactly on a grid of costs (tests/test_formulas.py).
     """
     cost = _check_cost(cost)
     f, i, w = cost.forward, cost.backward_input, cost.backward_weight
