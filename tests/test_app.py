@@ -179,6 +179,20 @@ def test_compare_mixes_a_recorded_run_with_loss_and_memory(runs_dir):
     assert any("units differ" in t for t in titles)
 
 
+def test_compare_calibrates_from_a_run_whose_forwards_take_no_time(tmp_path, monkeypatch):
+    run = timeline.load_run(write_run(tmp_path / "source"))
+    events = run.events.copy()
+    forward = events["kind"] == "F"
+    events.loc[forward, "end"] = events.loc[forward, "start"]
+    timeline.save_run(tmp_path / "runs" / "instant", events, run.metadata)
+    monkeypatch.setenv("PPLAB_RUNS_DIR", str(tmp_path / "runs"))
+    app = open_page("compare")
+    app.radio(key="cmp1_source").set_value("recorded run").run()
+    app.selectbox(key="cmp1_run").set_value("1f1b p=2 m=4 · cpu · instant (yours)").run()
+    assert not app.exception, app.exception
+    assert [n.value for n in app.number_input if n.label.startswith("1 cost unit")] == [0.001]
+
+
 def test_compare_opens_a_bundled_comparison(no_runs, tmp_path, monkeypatch):
     from pplab import runs_catalog
 

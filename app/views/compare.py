@@ -74,6 +74,7 @@ recorded = [item for kind, item in chosen if kind == "run"]
 if recorded and any(kind == "sim" for kind, _ in chosen):
     forwards = load_measured(recorded[0])["events"].query("kind == 'F'")
     guess = float((forwards["end"] - forwards["start"]).median()) * 1e3 if len(forwards) else 1.0
+    guess = min(max(guess, 0.001), 1e6)  # the input's bounds: instant forwards must not break it
     if st.checkbox("Draw the predictions in seconds, to share the measured runs' time axis",
                    value=True, key="cmp_calibrate"):
         # keyed by the run, so choosing another run brings its own forward back as default
