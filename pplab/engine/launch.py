@@ -425,12 +425,17 @@ def _run_in_place(plan: Plan, on_step) -> RunResult:
     if world != plan.world_size:
         raise ValueError(f"torchrun started {world} ranks; this plan needs {plan.world_size}")
     backend, shared = _backend(plan.config, int(os.environ.get("LOCAL_WORLD_SIZE", world)))
-    dist.init_process_group(backend, timeout=timedelta(seconds=plan.config.timeout))
+    try:
+        dist.init_process_group(backend, timeout=timedelta(seconds=plan.config.timeout))
+    except Exception as error:
+        raise RankFailed(f"rank {rank} failed: {_describe(error)}") from None
     try:
         steps = _steps_of(plan)
         result = train_rank(plan, rank, lambda s, loss: on_step and on_step(s, steps, loss))
         gathered = [None] * world if rank == 0 else None
         dist.gather_object(result, gathered, dst=0)
+    except Exception as error:  # one line per rank, as a spawned run reports it
+        raise RankFailed(f"rank {rank} failed: {_describe(error)}") from None
     finally:
         dist.destroy_process_group()
     if rank != 0:
