@@ -127,7 +127,7 @@ def _exact_traces(events: pd.DataFrame, scale: float, unit: str, source: str) ->
     traces = []
     idle = idle_spans(events)
     if len(idle):
-        traces.append(_idle_trace(idle, scale, unit))
+        traces.append(_idle_trace(idle, scale, unit, source))
     for kind in ALL_KINDS:
         part = events[events["kind"] == kind]
         if part.empty:
@@ -161,7 +161,7 @@ def _exact_traces(events: pd.DataFrame, scale: float, unit: str, source: str) ->
     return traces
 
 
-def _idle_trace(idle: pd.DataFrame, scale: float, unit: str) -> go.Bar:
+def _idle_trace(idle: pd.DataFrame, scale: float, unit: str, source: str) -> go.Bar:
     start = idle["start"].to_numpy() * scale
     duration = (idle["end"] - idle["start"]).to_numpy() * scale
     return go.Bar(
@@ -171,7 +171,7 @@ def _idle_trace(idle: pd.DataFrame, scale: float, unit: str) -> go.Bar:
                 "pattern": {"shape": "/", "fgcolor": "#BBBBBB", "size": 6}},
         customdata=np.column_stack([start, duration]),
         hovertemplate=(
-            "<b>idle</b><br>rank %{y}<br>from %{customdata[0]:.4g} " + unit
+            f"<b>idle</b> ({source})<br>rank %{{y}}<br>from %{{customdata[0]:.4g}} " + unit
             + " for %{customdata[1]:.4g} " + unit + "<extra></extra>"
         ),
     )
@@ -236,6 +236,7 @@ def aggregate(events: pd.DataFrame, bins: int = AGGREGATE_BINS) -> pd.DataFrame:
 
 def _aggregated_traces(events: pd.DataFrame, scale: float, unit: str, bins: int) -> list[go.Bar]:
     spans = aggregate(events, bins)
+    source = source_of(events)
     traces = []
     for label in sorted(spans["kind"].unique(), key=lambda k: (k != "idle", "+" in k, k)):
         part = spans[spans["kind"] == label]
@@ -255,8 +256,9 @@ def _aggregated_traces(events: pd.DataFrame, scale: float, unit: str, bins: int)
             width=_ROW_WIDTH, offset=_ROW_BASE, marker=marker,
             customdata=np.column_stack([start, duration, part["shares"].to_numpy()]),
             hovertemplate=(
-                f"<b>{name}</b> (aggregated)<br>rank %{{y}}<br>from %{{customdata[0]:.4g}}"
-                f" {unit} for %{{customdata[1]:.4g}} {unit}<br>time covered: %{{customdata[2]}}"
+                f"<b>{name}</b> ({source}, aggregated)<br>rank %{{y}}<br>"
+                f"from %{{customdata[0]:.4g}} {unit} for %{{customdata[1]:.4g}} {unit}"
+                "<br>time covered: %{customdata[2]}"
                 "<br>pick one step, or fewer microbatches, to see single events<extra></extra>"
             ),
         ))

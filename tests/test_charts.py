@@ -42,6 +42,7 @@ def test_idle_shading_matches_the_metrics_idle_time():
     assert (idle["end"] - idle["start"]).sum() == pytest.approx(4 * 9)
     figure = charts.gantt(events)
     assert sum(bars(figure, "idle")[0].x) == pytest.approx(36)
+    assert "(predicted)" in bars(figure, "idle")[0].hovertemplate
 
 
 def test_measured_seconds_are_shown_in_ms_and_labelled_measured():
@@ -71,6 +72,7 @@ def test_twenty_thousand_events_draw_a_bounded_figure():
     assert len(events[events["kind"].isin(["F", "B"])]) == 20_000
     figure = charts.gantt(events)
     assert "aggregated" in figure.layout.title.text
+    assert all("(predicted, aggregated)" in t.hovertemplate for t in figure.data)
     kinds = len(charts.ROW_KINDS)
     assert len(figure.data) <= 1 + kinds + kinds * (kinds - 1) // 2  # idle, kinds, pairs
     assert charts.figure_points(figure) <= 8 * charts.AGGREGATE_BINS
