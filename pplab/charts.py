@@ -25,9 +25,11 @@ import pandas as pd
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-COMPUTE_KINDS = ("F", "B", "I", "W")
-STRIP_KINDS = ("send", "recv", "allreduce")  # drawn as a thin strip under the compute bar
-ROW_KINDS = COMPUTE_KINDS + ("optim", "wait")
+from .timeline import BUSY_KINDS, COMM_EVENT_KINDS, COMPUTE_EVENT_KINDS, OPTIM_KIND, WAIT_KIND
+
+COMPUTE_KINDS = COMPUTE_EVENT_KINDS
+STRIP_KINDS = COMM_EVENT_KINDS  # drawn as a thin strip under the compute bar
+ROW_KINDS = COMPUTE_KINDS + (OPTIM_KIND, WAIT_KIND)
 ALL_KINDS = ROW_KINDS + STRIP_KINDS
 
 KIND_COLOURS: dict[str, str] = {
@@ -99,7 +101,7 @@ def idle_spans(events: pd.DataFrame) -> pd.DataFrame:
     if events.empty:
         return pd.DataFrame(columns=["rank", "start", "end"])
     origin, makespan = float(events["start"].min()), float(events["end"].max())
-    busy = events[events["kind"].isin(COMPUTE_KINDS + ("optim",))]
+    busy = events[events["kind"].isin(BUSY_KINDS)]
     for rank in sorted(events["rank"].unique()):
         spans = busy[busy["rank"] == rank].sort_values("start")
         cursor = origin
