@@ -19,6 +19,7 @@ from pathlib import Path
 
 DEFAULT_PORT = 8501
 DEFAULT_HOST = "127.0.0.1"
+MAX_UPLOAD_MB = 2
 
 
 def app_entry() -> Path | None:
@@ -66,6 +67,8 @@ def streamlit_command(entry: Path, host: str, port: int) -> list[str]:
         "--server.address", host, "--server.port", str(port),
         "--server.headless", "true", "--browser.gatherUsageStats", "false",
         "--server.fileWatcherType", "none", "--client.toolbarMode", "minimal",
+        # the only upload is a schedule CSV the playground caps at 1 M characters
+        "--server.maxUploadSize", str(MAX_UPLOAD_MB),
     ]
 
 
