@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import queue
 import shutil
 import statistics
 import sys
@@ -21,6 +22,8 @@ import tempfile
 import time
 from datetime import timedelta
 from functools import partial
+
+SCHEDULES = ("gpipe", "1f1b")
 
 
 def _torch_runner(plan, rank: int):
@@ -67,24 +70,28 @@ def _pplab_runner(plan, rank: int):
     return step
 
 
+def _plan(schedule: str, options: dict):
+    from pplab.engine.config import TrainConfig
+    from pplab.engine.launch import make_plan
+
+    return make_plan(TrainConfig(
+        schedule=schedule, stages=2, microbatches=options["microbatches"], steps=1,
+        layers=options["layers"], d_model=options["d_model"], heads=4,
+        seq_len=options["seq_len"], batch_size=options["rows"] * options["microbatches"],
+        out="-"))
+
+
 def _rank(rank: int, world: int, init_method: str, options: dict, results) -> None:
     import torch
     import torch.distributed as dist
-
-    from pplab.engine.config import TrainConfig
-    from pplab.engine.launch import make_plan
 
     torch.set_num_threads(1)
     dist.init_process_group("gloo", init_method=init_method, rank=rank, world_size=world,
                             timeout=timedelta(seconds=600))
     times: dict[tuple[str, str], list[float]] = {}
     systems = ["recorded", "not recorded", "torch"]
-    for schedule in ("gpipe", "1f1b"):
-        plan = make_plan(TrainConfig(
-            schedule=schedule, stages=2, microbatches=options["microbatches"], steps=1,
-            layers=options["layers"], d_model=options["d_model"], heads=4,
-            seq_len=options["seq_len"], batch_size=options["rows"] * options["microbatches"],
-            out="-"))
+    for schedule in SCHEDULES:
+        plan = _plan(schedule, options)
         ours, theirs = _pplab_runner(plan, rank), _torch_runner(plan, rank)
         run = {"recorded": partial(ours, record=True),
                "not recorded": partial(ours, record=False), "torch": theirs}
@@ -124,29 +131,47 @@ def main(argv: list[str] | None = None) -> int:
 
     options = {k: getattr(args, k) for k in
                ("steps", "microbatches", "rows", "layers", "d_model", "seq_len")}
+    try:
+        for schedule in SCHEDULES:
+            _plan(schedule, options)
+    except ValueError as error:
+        print(f"engine_vs_torch: {error}", file=sys.stderr)
+        return 2
     context = mp.get_context("spawn")
     results = context.Queue()
     rendezvous = tempfile.mkdtemp(prefix="pplab-bench-")
+    processes = [context.Process(target=_rank, daemon=True,
+                                 args=(r, 2, f"file://{rendezvous}/store", options, results))
+                 for r in range(2)]
     try:
-        processes = [context.Process(target=_rank, args=(r, 2, f"file://{rendezvous}/store",
-                                                           options, results))
-                     for r in range(2)]
         for process in processes:
             process.start()
-        medians = results.get(timeout=1800)
+        medians = None
+        while medians is None:
+            try:
+                medians = results.get(timeout=1.0)
+            except queue.Empty:
+                # A failed rank leaves its peer blocked in a collective: do not wait it out.
+                if any(p.exitcode not in (None, 0) for p in processes):
+                    print("engine_vs_torch: a rank failed", file=sys.stderr)
+                    return 1
         for process in processes:
             process.join(60)
         if any(p.exitcode != 0 for p in processes):
             print("engine_vs_torch: a rank failed", file=sys.stderr)
             return 1
     finally:
+        for process in processes:
+            if process.is_alive():
+                process.terminate()
+                process.join(5)
         shutil.rmtree(rendezvous, ignore_errors=True)
     print(f"2 ranks, CPU, gloo, 1 thread each; {args.microbatches} microbatches of {args.rows} "
           f"x {args.seq_len} tokens, d_model {args.d_model}, {args.layers} layers;\n"
           f"median of {args.steps} steps each, barrier to barrier, interleaved (ms, measured)")
     print(f"{'schedule':9} {'pplab':>9} {'torch':>9} {'pplab/torch':>12} {'no record':>10} "
           f"{'record cost':>12}")
-    for schedule in ("gpipe", "1f1b"):
+    for schedule in SCHEDULES:
         ours = medians[(schedule, "recorded")]
         theirs = medians[(schedule, "torch")]
         bare = medians[(schedule, "not recorded")]
