@@ -297,11 +297,12 @@ def gantt(
     return figure
 
 
-def _add_gantt(figure, events, unit, aggregate_above, bins, row, shown=None) -> None:
+def _add_gantt(figure, events, unit, aggregate_above, bins, row, shown=None,
+               scaled=None) -> None:
     if events.empty:
         figure.add_annotation(text="no events", showarrow=False, row=row, col=1 if row else None)
         return
-    scale, shown_unit = time_scale(events, unit)
+    scale, shown_unit = scaled or time_scale(events, unit)
     if len(events) > aggregate_above:
         traces = _aggregated_traces(events, scale, shown_unit, bins)
     else:
@@ -337,7 +338,10 @@ def gantt_stack(
     units = list(units) if units is not None else [None] * len(timelines)
     if len(units) != len(timelines):
         raise ValueError(f"gantt_stack got {len(timelines)} timelines but {len(units)} units")
-    shown = [time_scale(ev, u)[1] for (_, ev), u in zip(timelines, units, strict=True)]
+    scales = [time_scale(ev, u) for (_, ev), u in zip(timelines, units, strict=True)]
+    if {unit for _, unit in scales} == {"ms", "s"}:  # all seconds: one axis, in s
+        scales = [(1.0, "s")] * len(scales)
+    shown = [unit for _, unit in scales]
     shared = len(set(shown)) == 1
     heights = [max(1, int(ev["rank"].nunique())) if len(ev) else 1 for _, ev in timelines]
     figure = make_subplots(
@@ -350,7 +354,8 @@ def gantt_stack(
     )
     in_legend: set[str] = set()
     for row, ((_, events), unit) in enumerate(zip(timelines, units, strict=True), start=1):
-        _add_gantt(figure, events, unit, aggregate_above, bins, row=row, shown=in_legend)
+        _add_gantt(figure, events, unit, aggregate_above, bins, row=row, shown=in_legend,
+                   scaled=scales[row - 1])
         if not shared or row == len(timelines):
             figure.update_xaxes(title_text=f"time ({shown[row - 1]})", row=row, col=1)
     note = "" if shared else " (units differ: each row has its own time axis)"

@@ -110,6 +110,14 @@ def test_stack_shares_the_time_axis_only_when_units_agree():
     measured["source"] = "measured"
     mixed = charts.gantt_stack([("a", a), ("m", measured)])
     assert "units differ" in mixed.layout.title.text
+    short, long = measured.copy(), measured.copy()
+    short[["start", "end"]] *= 0.1  # a 3.3 s step, drawn in ms on its own
+    assert charts.gantt(short).layout.xaxis.title.text == "time (ms, measured)"
+    seconds = charts.gantt_stack([("short", short), ("long", long)])
+    assert "units differ" not in seconds.layout.title.text
+    assert seconds.layout.xaxis2.title.text == "time (s)"
+    first_row = [t for t in seconds.data if t.yaxis == "y" and t.base is not None]
+    assert max(max(t.base) for t in first_row) < 3.3  # the short step in s, not ms
     with pytest.raises(ValueError, match="got 2 timelines but 1 units"):
         charts.gantt_stack([("a", a), ("b", b)], units=["s"])
     with pytest.raises(ValueError, match="at least one timeline"):
