@@ -8,6 +8,8 @@ appears here: bubbles come out of executing a schedule, they are never written i
 
     >>> from pplab.schedules import build
     >>> print(build("1f1b", num_stages=2, num_microbatches=3).pretty())
+    rank 0: 0F0 0F1 0B0 0F2 0B1 0B2
+    rank 1: 1F0 1B0 1F1 1B1 1F2 1B2
 """
 
 from __future__ import annotations
