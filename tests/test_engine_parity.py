@@ -5,9 +5,6 @@
 
 from __future__ import annotations
 
-import os
-import tempfile
-
 import pytest
 import torch
 from distributed import run_ranks, single_process_reference
@@ -30,16 +27,23 @@ TWO_RANKS = {
     "interleaved-v2": TrainConfig(schedule="interleaved-1f1b", stages=2, chunks=2,
                                   microbatches=4, layers=5, split=(2, 1, 1, 1), **SMALL),
 }
-# A schedule a user writes by hand: I/W split, W held back on rank 0 until the end.
-_CUSTOM_CSV = os.path.join(tempfile.mkdtemp(prefix="pplab-test-csv-"), "mine.csv")
-with open(_CUSTOM_CSV, "w") as _handle:
-    _handle.write("0F0,0F1,0F2,0I0,0I1,0I2,0W0,0W1,0W2\n1F0,1I0,1W0,1F1,1I1,1F2,1W1,1I2,1W2\n")
-TWO_RANKS["csv-hand-written"] = TrainConfig(csv=_CUSTOM_CSV, layers=3, **SMALL)
-_CORPUS = os.path.join(os.path.dirname(_CUSTOM_CSV), "corpus.txt")
-with open(_CORPUS, "w") as _handle:
-    _handle.write("a pipeline cuts a model between layers; bubbles come from the order.\n" * 4)
-TWO_RANKS["text-corpus"] = TrainConfig(schedule="1f1b", stages=2, microbatches=2, layers=2,
-                                       task="text", text=_CORPUS, **SMALL)
+
+
+def _from_files(directory) -> dict[str, TrainConfig]:
+    """Configurations that read files, written into ``directory`` (the test's tmp_path)."""
+    # A schedule a user writes by hand: I/W split, W held back on rank 0 until the end.
+    schedule = directory / "mine.csv"
+    schedule.write_text("0F0,0F1,0F2,0I0,0I1,0I2,0W0,0W1,0W2\n"
+                        "1F0,1I0,1W0,1F1,1I1,1F2,1W1,1I2,1W2\n")
+    corpus = directory / "corpus.txt"
+    corpus.write_text("a pipeline cuts a model between layers; bubbles come from the order.\n" * 4)
+    return {
+        "csv-hand-written": TrainConfig(csv=str(schedule), layers=3, **SMALL),
+        "text-corpus": TrainConfig(schedule="1f1b", stages=2, microbatches=2, layers=2,
+                                   task="text", text=str(corpus), **SMALL),
+    }
+
+
 THREE_RANKS = {
     "1f1b-1-2-1": TrainConfig(schedule="1f1b", stages=3, microbatches=4, layers=4,
                               split=(1, 2, 1), **SMALL),
@@ -99,8 +103,9 @@ FOUR_RANKS = {
 }
 
 
-def test_two_ranks_match_single_process():
-    _check_parity(TWO_RANKS, run_ranks(2, _gradients_and_losses, TWO_RANKS))
+def test_two_ranks_match_single_process(tmp_path):
+    configs = {**TWO_RANKS, **_from_files(tmp_path)}
+    _check_parity(configs, run_ranks(2, _gradients_and_losses, configs))
 
 
 def test_three_ranks_match_single_process_and_async_versions_are_stashed():
