@@ -23,11 +23,6 @@ from torch import nn
 DP_DETAIL = "dp grads"
 
 
-def gradient_bytes(module: nn.Module) -> int:
-    """Bytes of the gradient bucket ``allreduce_gradients`` sends for ``module``."""
-    return sum(p.numel() * p.element_size() for p in module.parameters() if p.requires_grad)
-
-
 def allreduce_gradients(module: nn.Module, dp_group, dp_size: int, recorder=None, *,
                         stage: int = -1) -> int:
     """Average every parameter's gradient over the dp group, in place; return the bytes sent.

@@ -212,6 +212,3 @@ class StageRuntime:
         self.optimizer.zero_grad(set_to_none=True)
         if self.stash is not None:
             self.stash.advance()
-
-    def parameters(self) -> list[nn.Parameter]:
-        return list(self.module.parameters())

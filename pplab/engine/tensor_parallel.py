@@ -227,9 +227,3 @@ def parallelize_stage(stage_module: nn.Module, tp_group, tp_rank: int, tp_size: 
         parallelize_block(block, comm, tp_rank)
     stage_module.tp_comm = comm
     return stage_module
-
-
-def tp_comm_of(module: nn.Module) -> TensorParallelComm | None:
-    """The communicator ``parallelize_stage`` attached, so callers can label microbatches."""
-    comm = getattr(module, "tp_comm", None)
-    return comm if isinstance(comm, TensorParallelComm) else None
