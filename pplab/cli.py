@@ -234,6 +234,7 @@ def gantt_text(events, width: int = GANTT_COLUMNS) -> str:
 
 
 def _summary(schedule, cost, events) -> dict:
+    from .simulator import TIME_UNIT, schedule_summary
     from .timeline import metrics
 
     result = metrics(events)
@@ -241,10 +242,8 @@ def _summary(schedule, cost, events) -> dict:
     result["per_rank"] = {str(r): v for r, v in result["per_rank"].items()}
     result["peak_activations"] = {str(s): v for s, v in result["peak_activations"].items()}
     result.update(
-        time_unit="cost units",
-        schedule={"name": schedule.name, "num_stages": schedule.num_ranks,
-                  "num_microbatches": schedule.microbatches_per_step,
-                  "num_chunks": schedule.num_stages // schedule.num_ranks},
+        time_unit=TIME_UNIT,
+        schedule=schedule_summary(schedule),
         cost=cost.to_dict(),
         closed_form={"formula": formula, "bubble_fraction": value, "note": why},
     )

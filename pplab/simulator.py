@@ -292,6 +292,16 @@ def simulate(schedule: Schedule, cost: CostModel = CostModel()) -> pd.DataFrame:
     return events.sort_values(["start", "rank"], kind="stable").reset_index(drop=True)
 
 
+def schedule_summary(schedule: Schedule) -> dict[str, object]:
+    """Name and sizes the way run metadata records them: ``num_stages`` is the depth P."""
+    return {
+        "name": schedule.name,
+        "num_stages": schedule.num_ranks,
+        "num_microbatches": schedule.microbatches_per_step,
+        "num_chunks": schedule.num_stages // schedule.num_ranks,
+    }
+
+
 def metadata(schedule: Schedule, cost: CostModel) -> dict[str, object]:
     """Run metadata for a simulated run, with the keys the engine writes where they fit."""
     from datetime import UTC, datetime
@@ -301,13 +311,7 @@ def metadata(schedule: Schedule, cost: CostModel) -> dict[str, object]:
 
     return {
         "source": SOURCE,
-        "schedule": {
-            "name": schedule.name,
-            "num_stages": schedule.num_ranks,
-            "num_microbatches": schedule.microbatches_per_step,
-            "num_chunks": schedule.num_stages // schedule.num_ranks,
-            "csv": schedule_to_csv_text(schedule),
-        },
+        "schedule": {**schedule_summary(schedule), "csv": schedule_to_csv_text(schedule)},
         "config": {"cost": cost.to_dict()},
         "time_unit": TIME_UNIT,
         "created": datetime.now(UTC).isoformat(timespec="seconds"),
