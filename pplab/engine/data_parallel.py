@@ -16,6 +16,8 @@ buckets with the backward; a single bucket after the flush keeps the timeline ea
 
 from __future__ import annotations
 
+from contextlib import nullcontext
+
 import torch
 import torch.distributed as dist
 from torch import nn
@@ -42,10 +44,9 @@ def allreduce_gradients(module: nn.Module, dp_group, dp_size: int, recorder=None
         stage = int(getattr(module, "index", -1))  # pplab's Stage knows its place
     bucket = torch.cat([p.grad.reshape(-1) for p in params])
     nbytes = bucket.numel() * bucket.element_size()
-    if recorder is not None and getattr(recorder, "enabled", False):
-        with recorder.span("allreduce", stage=stage, bytes=nbytes, detail=DP_DETAIL):
-            dist.all_reduce(bucket, group=dp_group)
-    else:
+    span = nullcontext() if recorder is None else recorder.span(
+        "allreduce", stage=stage, bytes=nbytes, detail=DP_DETAIL)
+    with span:
         dist.all_reduce(bucket, group=dp_group)
     bucket /= dp_size
     offset = 0

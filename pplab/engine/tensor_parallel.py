@@ -25,6 +25,8 @@ inside attention.
 
 from __future__ import annotations
 
+from contextlib import nullcontext
+
 import torch
 import torch.distributed as dist
 import torch.nn.functional as F
@@ -51,12 +53,10 @@ class TensorParallelComm:
     def all_reduce(self, tensor: torch.Tensor, detail: str) -> torch.Tensor:
         tensor = tensor.contiguous()
         nbytes = tensor.numel() * tensor.element_size()
-        recorder = self.recorder
-        if recorder is not None and getattr(recorder, "enabled", False):
-            with recorder.span("allreduce", stage=self.stage, microbatch=self.microbatch,
-                               bytes=nbytes, detail=detail):
-                dist.all_reduce(tensor, group=self.group)
-        else:
+        span = nullcontext() if self.recorder is None else self.recorder.span(
+            "allreduce", stage=self.stage, microbatch=self.microbatch, bytes=nbytes,
+            detail=detail)
+        with span:
             dist.all_reduce(tensor, group=self.group)
         return tensor
 
