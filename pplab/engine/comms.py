@@ -5,8 +5,9 @@ s+1) and its gradient backward (s+1 to s), each of shape (microbatch, seq_len, d
 the receiver knows the shape in advance. Sends are posted with ``isend`` and never block the
 sender; the receive an action needs is posted with ``irecv`` one action ahead, so the
 transfer overlaps the current computation, and waited on right before the action: the time
-spent waiting is the bubble a learner sees. Every request is waited on: the
-receives at once, the sends at the end of the step. A tag names (stage, kind, microbatch)
+spent waiting is the bubble a learner sees. Every request is waited on: a receive right
+before the action that needs it, the sends at the end of the step (the oldest ones earlier,
+when more than ``MAX_PENDING_SENDS`` are in flight). A tag names (stage, kind, microbatch)
 so no two messages can be confused.
 
     pplab train --schedule 1f1b --stages 2 --microbatches 4 --steps 2
@@ -105,9 +106,10 @@ def clock_offset_ns(device: torch.device | None = None, rounds: int = 8) -> int:
     """This rank's clock minus rank 0's, in ns, estimated from ping-pongs with rank 0.
 
     NTP's estimate (Mills, RFC 5905): with t0 and t1 the local send and receive times of a
-    round trip and r the remote time stamped in between, offset = r - (t0 + t1) / 2, taken
-    from the shortest round trip since its error is bounded by half its length. Ranks that
-    share rank 0's host need none of this; the caller only uses it across hosts.
+    round trip and r the remote time stamped in between, rank 0 is ahead by r - (t0 + t1) / 2;
+    this returns the negation, (t0 + t1) / 2 - r, taken from the shortest round trip since its
+    error is bounded by half its length. Ranks that share rank 0's host need none of this; the
+    caller only uses it across hosts.
     """
     rank, world = dist.get_rank(), dist.get_world_size()
     stamp = torch.zeros(1, dtype=torch.int64, device=device)
