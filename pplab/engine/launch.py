@@ -30,7 +30,7 @@ from pathlib import Path
 import pandas as pd
 
 import pplab
-from pplab.schedules import Schedule, build, read_csv, validate
+from pplab.schedules import SCHEDULES, Schedule, build, read_csv, validate
 
 from .config import ModelConfig, TrainConfig, parse_fault
 from .partition import split_layers
@@ -79,8 +79,6 @@ def make_plan(config: TrainConfig) -> Plan:
         stages = config.stages or 2
         microbatches = config.microbatches or 4
         options = {}
-        from pplab.schedules import SCHEDULES
-
         family = SCHEDULES.get(config.schedule)
         if family is not None and family.asynchronous:
             options["num_steps"] = config.steps

@@ -92,10 +92,9 @@ def _fail(args: argparse.Namespace, message: str, code: int) -> int:
 
 
 def run(args: argparse.Namespace) -> int:
-    try:
-        from .config import TrainConfig  # noqa: F401  (fail early if the engine is broken)
-        from .launch import RankFailed, make_plan, run_training
+    from .launch import RankFailed, make_plan, run_training
 
+    try:
         config = config_from_args(args)
         make_plan(config)
     except ValueError as error:
