@@ -60,10 +60,12 @@ def run_ranks(world_size: int, fn, *args, timeout: float = 240.0) -> list:
             process.start()
         deadline = time.monotonic() + timeout
         while len(results) < world_size:
+            # Looked at before reading: a rank that has exited has flushed its error message,
+            # so only a rank that died without one is reported by its exit code.
+            dead = [r for r, p in enumerate(processes) if p.exitcode not in (None, 0)]
             try:
                 kind, rank, payload = messages.get(timeout=0.2)
             except queue.Empty:
-                dead = [r for r, p in enumerate(processes) if p.exitcode not in (None, 0)]
                 if dead:
                     raise AssertionError(f"rank {dead[0]} died with exit code "
                                          f"{processes[dead[0]].exitcode}") from None
