@@ -28,15 +28,14 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
-import tempfile
-from collections.abc import Iterable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
+
+from .atomic_files import atomic_directory, write_text_atomic
 
 COMPUTE_EVENT_KINDS = ("F", "B", "I", "W")
 COMM_EVENT_KINDS = ("send", "recv", "allreduce")
@@ -239,24 +238,6 @@ def save_run(directory: str | os.PathLike, events: pd.DataFrame, metadata: Mappi
     return directory
 
 
-@contextmanager
-def atomic_directory(directory: str | os.PathLike) -> Iterator[Path]:
-    """Yield a hidden temporary directory beside ``directory``; rename it into place when the
-    block succeeds, delete it when the block fails. Readers see all of it or nothing."""
-    directory = Path(directory)
-    directory.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=directory.parent, prefix=f".{directory.name}.", suffix=".tmp"))
-    try:
-        yield tmp
-        try:
-            os.rename(tmp, directory)
-        except OSError:
-            raise ValueError(f"{directory} appeared while writing; not overwriting it") from None
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-
-
 def load_run(directory: str | os.PathLike) -> Run:
     """Read a run directory; raise RunError with a one-line reason if it is not a good run."""
     directory = Path(directory)
@@ -389,22 +370,9 @@ def chrome_trace(events: pd.DataFrame) -> dict[str, object]:
     return {"traceEvents": trace, "displayTimeUnit": "ms"}
 
 
-def _write_text_atomic(path: Path, text: str) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as handle:
-            handle.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
-
-
 def write_chrome_trace(events: pd.DataFrame, path: str | os.PathLike) -> Path:
     """Write ``chrome_trace(events)`` to ``path`` atomically; open it at ui.perfetto.dev."""
-    return _write_text_atomic(Path(path), json.dumps(chrome_trace(events)))
+    return write_text_atomic(path, json.dumps(chrome_trace(events)))
 
 
 def events_to_csv_text(events: pd.DataFrame) -> str:

@@ -37,7 +37,7 @@ from pathlib import Path
 
 from pplab import formulas
 from pplab import parallel_formulas as pf
-from pplab.timeline import atomic_directory
+from pplab.atomic_files import atomic_directory
 
 NO_PIPELINE = {"tp": "tp", "dp": "dp"}
 NO_PIPELINE_SCHEDULE = "gpipe"  # with one stage it is just F then B per microbatch

@@ -15,9 +15,9 @@ import csv
 import io
 import os
 import re
-import tempfile
 from pathlib import Path
 
+from ..atomic_files import write_text_atomic
 from .actions import Action, Schedule
 
 # The non-compute kinds of torch.distributed.pipelining's _action_regex.
@@ -35,16 +35,7 @@ def schedule_to_csv_text(schedule: Schedule) -> str:
 
 def write_csv(schedule: Schedule, path: str | os.PathLike) -> Path:
     """Write atomically: a reader never sees half a schedule."""
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent or ".", prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", newline="") as handle:
-            handle.write(schedule_to_csv_text(schedule))
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    return write_text_atomic(path, schedule_to_csv_text(schedule))
 
 
 def schedule_from_csv_text(text: str, name: str = "custom") -> Schedule:
