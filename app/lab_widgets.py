@@ -20,17 +20,6 @@ from pplab.schedules import SCHEDULES, build, schedule_from_csv_text, validate
 from pplab.schedules.pipedream import DEFAULT_STEPS
 from pplab.simulator import CostModel, simulate
 
-# The closed forms the lab names next to the simulated bubble (values from pplab.formulas).
-CLOSED_FORMS: dict[str, tuple[str, str]] = {
-    "gpipe": (r"\frac{p-1}{m+p-1}", "GPipe, Huang et al. 2019 (arXiv:1811.06965), Sec. 2.3"),
-    "1f1b": (r"\frac{p-1}{m+p-1}",
-             "Megatron-LM, Narayanan et al. SC 2021 (arXiv:2104.04473), Sec. 2.2.1"),
-    "interleaved-1f1b": (r"\frac{p-1}{v\,m+p-1}",
-                         "Megatron-LM, Narayanan et al. SC 2021 (arXiv:2104.04473), Sec. 2.2.2"),
-    "zb-h1": (r"\frac{b}{m(T_F+T_I+T_W)+b},\ b=(p-1)\max(T_F+T_I-T_W,\,T_F,\,T_I)",
-              "Zero Bubble PP, Qi et al. ICLR 2024 (arXiv:2401.10241), Table 2"),
-    "naive": (r"\frac{p-1}{p}", "GPipe, Huang et al. 2019, Fig. 2b: one rank works at a time"),
-}
 MAX_CSV_CHARS = 1_000_000
 NORMALISATION = "idle rank-time / (ranks × makespan) over one training step"
 
@@ -86,7 +75,8 @@ def schedule_text(config: SimConfig) -> str:
 
 def closed_form(config: SimConfig) -> tuple[str, str, float | None, float | None, str]:
     """(LaTeX, source, fraction, ratio to ideal time, why no value) for the config's bubble."""
-    latex, source = CLOSED_FORMS.get(config.schedule, ("", ""))
+    form = formulas.CLOSED_FORMS.get(config.schedule)
+    latex, source = (form.latex, form.source) if form is not None else ("", "")
     if not latex:
         return latex, source, None, None, ""
     try:

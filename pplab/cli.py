@@ -163,13 +163,8 @@ def closed_form(schedule, cost) -> tuple[str, float | None, str]:
     p = schedule.num_ranks
     v = schedule.num_stages // p
     m = schedule.microbatches_per_step
-    names = {
-        "gpipe": "(p-1)/(m+p-1)", "1f1b": "(p-1)/(m+p-1)",
-        "interleaved-1f1b": "(p-1)/(v*m+p-1)", "naive": "(p-1)/p",
-        "zb-h1": "(p-1)max(F+I-W,F,I) / makespan  [ZB paper Table 2]",
-        "pipedream": "(p-1)/(steps*m+p-1)", "pipedream-2bw": "(p-1)/(steps*m+p-1)",
-    }
-    formula = names.get(schedule.name)
+    form = formulas.CLOSED_FORMS.get(schedule.name)
+    formula = form.text if form is not None else None
     if formula is None:
         return "", None, f"no closed form for {schedule.name!r}"
     if not _is_registered_order(schedule):

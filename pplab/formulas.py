@@ -10,7 +10,39 @@ check every form against ``pplab.simulator`` on a grid of stages and microbatche
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from .simulator import CostModel
+
+
+@dataclass(frozen=True)
+class ClosedForm:
+    """How the lab writes a family's bubble formula: plain text, LaTeX, and where it is from."""
+
+    text: str
+    latex: str
+    source: str
+
+
+_MEGATRON = "Megatron-LM, Narayanan et al. SC 2021 (arXiv:2104.04473)"
+CLOSED_FORMS: dict[str, ClosedForm] = {
+    "gpipe": ClosedForm("(p-1)/(m+p-1)", r"\frac{p-1}{m+p-1}",
+                        "GPipe, Huang et al. 2019 (arXiv:1811.06965), Sec. 2.3"),
+    "1f1b": ClosedForm("(p-1)/(m+p-1)", r"\frac{p-1}{m+p-1}", f"{_MEGATRON}, Sec. 2.2.1"),
+    "interleaved-1f1b": ClosedForm("(p-1)/(v*m+p-1)", r"\frac{p-1}{v\,m+p-1}",
+                                   f"{_MEGATRON}, Sec. 2.2.2"),
+    "zb-h1": ClosedForm(
+        "b/(m(F+I+W)+b), b=(p-1)max(F+I-W,F,I)",
+        r"\frac{b}{m(T_F+T_I+T_W)+b},\ b=(p-1)\max(T_F+T_I-T_W,\,T_F,\,T_I)",
+        "Zero Bubble PP, Qi et al. ICLR 2024 (arXiv:2401.10241), Table 2"),
+    "naive": ClosedForm("(p-1)/p", r"\frac{p-1}{p}",
+                        "GPipe, Huang et al. 2019, Fig. 2b: one rank works at a time"),
+    "pipedream": ClosedForm("(p-1)/(steps*m+p-1)", r"\frac{p-1}{\mathrm{steps}\cdot m+p-1}",
+                            "PipeDream, Narayanan et al. SOSP 2019: one fill and drain per run"),
+    "pipedream-2bw": ClosedForm(
+        "(p-1)/(steps*m+p-1)", r"\frac{p-1}{\mathrm{steps}\cdot m+p-1}",
+        "PipeDream-2BW, Narayanan et al. ICML 2021: one fill and drain per run"),
+}
 
 _SAME_SHAPE_AS_1F1B = ("gpipe", "1f1b")
 _ASYNC = ("pipedream", "pipedream-2bw")

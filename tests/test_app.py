@@ -144,6 +144,9 @@ def test_playground_says_an_asynchronous_bubble_covers_the_whole_run(no_runs):
     assert not any("whole run" in m.value for m in app.markdown)
     app.selectbox(key="pg_schedule").set_value("pipedream").run()
     assert any("whole run of 3 steps" in m.value for m in app.markdown)
+    # One fill and drain over 3 steps of 8 microbatches on 4 ranks: 3 / (3 x 8 + 3).
+    assert metric(app, "Bubble fraction (predicted)") == "11.11 % (1/9)"
+    assert any("gives **11.11 % (1/9)**" in m.value for m in app.markdown)
 
 
 def test_compare_simulated_configurations(no_runs):
