@@ -197,4 +197,10 @@ def measured_step(path: str, stamp: float) -> dict:
 
 
 def load_measured(entry: runs_catalog.Entry) -> dict:
-    return measured_step(str(entry.run.path), entry.run.path.stat().st_mtime)
+    """``measured_step`` of a listed run. The catalog is cached for a few seconds, so a run
+    deleted or spoiled since then stops the page with one line instead of a traceback."""
+    try:
+        return measured_step(str(entry.run.path), entry.run.path.stat().st_mtime)
+    except (OSError, ValueError) as error:
+        st.error(f"{entry.run.path} can no longer be read: {str(error).splitlines()[0]}")
+        st.stop()

@@ -264,6 +264,17 @@ def test_runs_page_predicted_over_measured_downloads_and_a_corrupt_folder(runs_d
     assert metric(app, "Bubble fraction (measured)")
 
 
+def test_a_run_deleted_after_it_was_listed_is_one_error_line(runs_dir):
+    import shutil
+
+    app = open_page("runs")
+    # The catalog is cached for a few seconds; the run disappears inside that window.
+    shutil.rmtree(runs_dir / "run-gpipe")
+    app.selectbox(key="runs_pick").set_value("gpipe p=2 m=2 · cpu · run-gpipe (yours)").run()
+    assert not app.exception
+    assert [e.value for e in app.error if "can no longer be read" in e.value]
+
+
 def test_a_saved_simulation_is_not_listed_as_a_measured_run(tmp_path):
     from pplab import runs_catalog
 
