@@ -54,7 +54,6 @@ class Plan:
     batch_size: int
     microbatch_size: int
     world_size: int
-    vocab_size: int
 
 
 @dataclass
@@ -101,9 +100,9 @@ def make_plan(config: TrainConfig) -> Plan:
 
         if not torch.cuda.is_available():
             raise ValueError("--device cuda but no CUDA GPU is visible; use --device cpu")
+    world = schedule.num_ranks * config.tp_size * config.dp_size
     if config.fault is not None:
         rank, _, _ = parse_fault(config.fault)
-        world = schedule.num_ranks * config.tp_size * config.dp_size
         if rank >= world:
             raise ValueError(f"fault rank {rank} is outside the world of {world} ranks")
     from .data import make_task
@@ -113,8 +112,7 @@ def make_plan(config: TrainConfig) -> Plan:
                         n_heads=config.heads, n_layers=layers,
                         d_ff=config.d_ff or 4 * config.d_model, seed=config.seed)
     return Plan(config, schedule, model, layer_split, batch_size,
-                batch_size // (per_step * config.dp_size),
-                schedule.num_ranks * config.tp_size * config.dp_size, vocab)
+                batch_size // (per_step * config.dp_size), world)
 
 
 def _describe(error: BaseException) -> str:
