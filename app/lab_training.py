@@ -29,6 +29,7 @@ from pplab.schedules import SCHEDULES
 MAX_STEPS = 200
 MAX_LAYERS = 16
 MAX_MICROBATCHES = 32
+MAX_BATCH_SIZE = 512
 TIMEOUT_S = 900
 TASKS = ("reverse", "sort")
 
@@ -100,6 +101,10 @@ class TrainRequest:
         if self.layers < stages_total:
             raise ValueError(f"{stages_total} stages need at least {stages_total} layers; "
                              f"the model has {self.layers}")
+        if not 1 <= self.batch_size <= MAX_BATCH_SIZE:
+            raise ValueError(f"batch size must be 1..{MAX_BATCH_SIZE}, got {self.batch_size}")
+        if self.tp < 1 or self.dp < 1:
+            raise ValueError(f"tp and dp must be at least 1, got tp {self.tp}, dp {self.dp}")
         if self.batch_size < self.microbatches:
             raise ValueError(f"batch size {self.batch_size} cannot be cut into "
                              f"{self.microbatches} microbatches")

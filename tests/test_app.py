@@ -308,6 +308,19 @@ def test_run_page_bounds_the_request(no_runs):
     assert app.error[0].value == "Not started: 2 stages need at least 2 layers; the model has 1"
 
 
+def test_a_training_request_from_elsewhere_is_bounded_too():
+    # The page's inputs stop these already; a caller of TrainRequest is held to the same.
+    TrainRequest = lab_training().TrainRequest
+    good = dict(schedule="1f1b", stages=2, microbatches=2, chunks=1, steps=2, layers=2,
+                batch_size=4, device="cpu", task="reverse", seed=0, tp=1, dp=1)
+    TrainRequest(**good).check(rank_limit=2)
+    for change, message in (({"batch_size": 10**6}, "batch size must be 1..512"),
+                            ({"steps": 10**6}, "steps must be 1..200"),
+                            ({"tp": 0}, "tp and dp must be at least 1")):
+        with pytest.raises(ValueError, match=message):
+            TrainRequest(**(good | change)).check(rank_limit=2)
+
+
 def fill_run_form(app: AppTest, batch_size: int) -> None:
     for key, value in (("run_stages", 2), ("run_microbatches", 2), ("run_steps", 2),
                        ("run_layers", 2), ("run_batch", batch_size)):

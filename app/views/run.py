@@ -5,6 +5,7 @@
 
 import streamlit as st
 from lab_training import (
+    MAX_BATCH_SIZE,
     MAX_LAYERS,
     MAX_MICROBATCHES,
     MAX_STEPS,
@@ -43,7 +44,7 @@ with st.form("run_form"):
     steps = cols[3].number_input("Steps", 1, MAX_STEPS, 20, key="run_steps")
     cols = st.columns(4)
     layers = cols[0].number_input("Layers", 1, MAX_LAYERS, 4, key="run_layers")
-    batch_size = cols[1].number_input("Batch size", 1, 512, 16, key="run_batch")
+    batch_size = cols[1].number_input("Batch size", 1, MAX_BATCH_SIZE, 16, key="run_batch")
     tp = cols[2].number_input("Tensor parallel tp", 1, 8, 1, key="run_tp")
     dp = cols[3].number_input("Data parallel dp", 1, 8, 1, key="run_dp")
     started = st.form_submit_button("Start training")
