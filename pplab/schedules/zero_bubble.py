@@ -19,27 +19,24 @@ from .registry import register
           "arXiv:2401.10241, Sec. 3.1 (ZB-H1)")
 def zb_h1(num_stages: int, num_microbatches: int, num_chunks: int = 1) -> Schedule:
     """1F1B with I/W split; rank r keeps r weight gradients pending to fill the drain."""
-    orders: dict[int, list[Action]] = {}
-    for rank in range(num_stages):
-        warmup = min(num_stages - 1 - rank, num_microbatches)
-        # Later ranks reach their backwards first and have the longest wait for the next
-        # forward; holding `rank` W's back lets each I go upstream as early as possible.
-        held_back = rank
-        order = [Action(rank, FORWARD, mb) for mb in range(warmup)]
-        pending: deque[int] = deque()
-
-        def input_grad(mb: int, order=order, pending=pending, held_back=held_back,
-                       rank=rank) -> None:
-            order.append(Action(rank, BACKWARD_INPUT, mb))
-            pending.append(mb)
-            if len(pending) > held_back:
-                order.append(Action(rank, BACKWARD_WEIGHT, pending.popleft()))
-
-        for k in range(num_microbatches - warmup):
-            order.append(Action(rank, FORWARD, warmup + k))
-            input_grad(k)
-        for mb in range(num_microbatches - warmup, num_microbatches):
-            input_grad(mb)
-        order += [Action(rank, BACKWARD_WEIGHT, mb) for mb in pending]
-        orders[rank] = order
+    orders = {rank: _zb_h1_order(rank, num_stages, num_microbatches)
+              for rank in range(num_stages)}
     return Schedule(orders, tuple(range(num_stages)), num_microbatches, name="zb-h1")
+
+
+def _zb_h1_order(rank: int, num_stages: int, num_microbatches: int) -> list[Action]:
+    # 1F1B's forwards; each backward becomes an I at once and a W held back. Later ranks
+    # reach their backwards first and wait longest for the next forward, so rank r holds
+    # r W's back: every I goes upstream as early as possible and the W's fill the drain.
+    warmup = min(num_stages - 1 - rank, num_microbatches)
+    order = [Action(rank, FORWARD, mb) for mb in range(warmup)]
+    pending: deque[int] = deque()
+    for mb in range(num_microbatches):
+        if warmup + mb < num_microbatches:
+            order.append(Action(rank, FORWARD, warmup + mb))
+        order.append(Action(rank, BACKWARD_INPUT, mb))
+        pending.append(mb)
+        if len(pending) > rank:
+            order.append(Action(rank, BACKWARD_WEIGHT, pending.popleft()))
+    order += [Action(rank, BACKWARD_WEIGHT, mb) for mb in pending]
+    return order
