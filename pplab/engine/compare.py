@@ -28,6 +28,7 @@ import csv
 import io
 import json
 import math
+import operator
 import os
 import statistics
 from collections.abc import Callable, Sequence
@@ -242,9 +243,12 @@ def summarize(spec: Spec, plan, events, metadata: dict, run_name: str) -> dict:
     moved["dp"] = int(reduce[reduce["detail"] == "dp grads"]["bytes"].sum()) // len(kept)
     expected = formula_bytes(plan)
     per_rank: dict[int, int] = {}
+    # CPU peaks are per stage and add up on a rank; a CUDA peak is already the whole rank's,
+    # repeated for each of its stages.
+    combine = max if metadata["peak_memory_kind"].startswith("cuda") else operator.add
     for stage, peak in metadata["peak_memory_bytes"].items():
         rank = plan.schedule.stage_to_rank[int(stage)]
-        per_rank[rank] = per_rank.get(rank, 0) + int(peak)
+        per_rank[rank] = combine(per_rank.get(rank, 0), int(peak))
     losses = metadata.get("loss") or [float("nan")]
     return {
         "configuration": spec.text,
