@@ -460,10 +460,16 @@ def _hardware(results: list[dict], shared: bool) -> dict:
 
 
 def default_run_dir(plan: Plan) -> Path:
+    """runs/<time>-<schedule>-p<P>m<M>, with -2, -3, ... when runs start in the same second."""
     stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
     schedule = plan.schedule
-    return Path("runs") / (f"{stamp}-{schedule.name}-p{schedule.num_ranks}"
+    base = Path("runs") / (f"{stamp}-{schedule.name}-p{schedule.num_ranks}"
                            f"m{schedule.microbatches_per_step}")
+    candidate, suffix = base, 1
+    while candidate.exists():
+        suffix += 1
+        candidate = base.with_name(f"{base.name}-{suffix}")
+    return candidate
 
 
 def _finish(plan: Plan, results: list[dict], shared: bool) -> RunResult:

@@ -103,7 +103,9 @@ def _init_weights(model: ToyGPT) -> None:
 
 
 def build_reference_model(config: ModelConfig, dtype: torch.dtype = torch.float32) -> ToyGPT:
-    """The whole model, initialised from ``config.seed`` alone (no global RNG state used)."""
+    """The whole model, initialised from ``config.seed`` alone: the same weights on every rank
+    and in the single-process reference, whatever ran before. The CPU random state is put
+    back afterwards, so building a model never shifts the data a caller draws next."""
     generator_state = torch.random.get_rng_state()
     try:
         torch.manual_seed(config.seed)
