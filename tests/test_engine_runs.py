@@ -96,3 +96,20 @@ def test_measured_gpipe_bubble_falls_as_microbatches_grow():
     one, eight = _median_bubble(1), _median_bubble(8)
     assert one > 0.4, one
     assert eight < one - 0.1, (one, eight)
+
+
+def test_a_receiver_that_takes_messages_in_reverse_order_does_not_stall_the_sender(tmp_path):
+    # Valid under "sends never block": rank 1 takes rank 0's 80 activations last-first. A
+    # gloo send of a large tensor completes only once its receiver asks for it, so a sender
+    # that blocked on its oldest sends mid-step would wait forever here.
+    m = 80
+    rank0 = [f"0F{i}" for i in range(m)] + [f"0B{i}" for i in reversed(range(m))]
+    rank1 = [f"1F{i}" for i in reversed(range(m))] + [f"1B{i}" for i in reversed(range(m))]
+    csv = tmp_path / "reverse.csv"
+    csv.write_text(",".join(rank0) + "\n" + ",".join(rank1) + "\n")
+    config = TrainConfig(csv=str(csv), steps=1, batch_size=4 * m, d_model=128, seq_len=64,
+                         layers=2, timeout=60, out="-")
+    result = run_training(config)
+    assert len(result.losses) == 1
+    sends = result.events[result.events["kind"] == "send"]
+    assert len(sends) == 2 * m and (sends["bytes"] == 4 * 64 * 128 * 4).all()

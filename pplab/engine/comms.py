@@ -6,9 +6,11 @@ the receiver knows the shape in advance. Sends are posted with ``isend`` and nev
 sender; the receive an action needs is posted with ``irecv`` one action ahead, so the
 transfer overlaps the current computation, and waited on right before the action: the time
 spent waiting is the bubble a learner sees. Every request is waited on: a receive right
-before the action that needs it, the sends at the end of the step (the oldest ones earlier,
-when more than ``MAX_PENDING_SENDS`` are in flight). A tag names (stage, kind, microbatch)
-so no two messages can be confused.
+before the action that needs it, the sends at the end of the step. Sends that have already
+completed are let go earlier, once more than ``MAX_PENDING_SENDS`` are held, without ever
+blocking mid-step: a gloo send may complete only when its receiver asks for it, and a
+schedule may legally receive in another order than its peer sends. A tag names (stage,
+kind, microbatch) so no two messages can be confused.
 
     pplab train --schedule 1f1b --stages 2 --microbatches 4 --steps 2
 """
@@ -26,7 +28,7 @@ from .recorder import Recorder
 
 ACTIVATION, GRADIENT = 0, 1
 _DETAIL = {ACTIVATION: "activation", GRADIENT: "gradient"}
-MAX_PENDING_SENDS = 64  # sends are reaped beyond this, so long async runs keep memory flat
+MAX_PENDING_SENDS = 64  # completed sends are let go beyond this: long async runs stay flat
 
 
 class PipeComms:
@@ -64,7 +66,7 @@ class PipeComms:
         self.pending.append((work, tensor))
         self.bytes_per_link[f"{self.me}->{peer}"] += nbytes
         if len(self.pending) > MAX_PENDING_SENDS:
-            self._reap(len(self.pending) // 2)
+            self.pending = [(w, t) for w, t in self.pending if not w.is_completed()]
 
     def post_recv(self, from_rank: int, stage: int, kind: int, microbatch: int):
         """Post a receive of what ``stage`` (the sender's) produced; wait on it later."""
@@ -89,17 +91,14 @@ class PipeComms:
     def recv(self, from_rank: int, stage: int, kind: int, microbatch: int) -> torch.Tensor:
         return self.wait_recv(self.post_recv(from_rank, stage, kind, microbatch))
 
-    def _reap(self, count: int) -> None:
-        for work, _ in self.pending[:count]:
-            work.wait()
-        del self.pending[:count]
-
     def drain(self) -> None:
         """Wait for every send still in flight: the end of a step leaves nothing behind."""
         if not self.pending:
             return
         with self.recorder.span("wait", detail="sends"):
-            self._reap(len(self.pending))
+            for work, _ in self.pending:
+                work.wait()
+            self.pending.clear()
 
 
 def clock_offset_ns(device: torch.device | None = None, rounds: int = 8) -> int:
