@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import sys
 
+from pplab.exercises import exercise_main
 from pplab.schedules import build
 from pplab.simulator import CostModel, simulate
 from pplab.timeline import metrics
@@ -51,15 +52,10 @@ def check(answer: object) -> tuple[bool, str]:
 
 
 def main(argv: list[str]) -> int:
-    if len(argv) != 1:
-        print(f"usage: python exercise.py M\n{QUESTION}", file=sys.stderr)
-        return 2
-    if not argv[0].strip().isdigit():
-        print(f"exercise: {argv[0]!r} is not a whole number of microbatches", file=sys.stderr)
-        return 2
-    right, message = check(argv[0])
-    print(message)
-    return 0 if right else 1
+    return exercise_main(
+        argv, question=QUESTION, answer_name="M",
+        read=lambda text: text if text.strip().isdigit() else None,
+        unreadable="is not a whole number of microbatches", check=check)
 
 
 if __name__ == "__main__":

@@ -12,6 +12,7 @@ from __future__ import annotations
 import sys
 from fractions import Fraction
 
+from pplab.exercises import exercise_main
 from pplab.schedules import build
 from pplab.simulator import CostModel, simulate
 from pplab.timeline import metrics
@@ -67,16 +68,9 @@ def check(answer: object) -> tuple[bool, str]:
 
 
 def main(argv: list[str]) -> int:
-    if len(argv) != 1:
-        print(f"usage: python exercise.py RATIO\n{QUESTION}", file=sys.stderr)
-        return 2
-    if _read(argv[0]) is None:
-        print(f"exercise: {argv[0]!r} is not a number (type a ratio such as 2, 2.5 or 5/2)",
-              file=sys.stderr)
-        return 2
-    right, message = check(argv[0])
-    print(message)
-    return 0 if right else 1
+    return exercise_main(
+        argv, question=QUESTION, answer_name="RATIO", read=_read,
+        unreadable="is not a number (type a ratio such as 2, 2.5 or 5/2)", check=check)
 
 
 if __name__ == "__main__":

@@ -12,6 +12,7 @@ from __future__ import annotations
 import sys
 from fractions import Fraction
 
+from pplab.exercises import exercise_main
 from pplab.schedules import build
 from pplab.simulator import CostModel, simulate
 from pplab.timeline import metrics
@@ -68,15 +69,8 @@ def check(answer: object) -> tuple[bool, str]:
 
 
 def main(argv: list[str]) -> int:
-    if len(argv) != 1:
-        print(f"usage: python exercise.py COST_UNITS\n{QUESTION}", file=sys.stderr)
-        return 2
-    if _read(argv[0]) is None:
-        print(f"exercise: {argv[0]!r} is not a number of cost units", file=sys.stderr)
-        return 2
-    right, message = check(argv[0])
-    print(message)
-    return 0 if right else 1
+    return exercise_main(argv, question=QUESTION, answer_name="COST_UNITS",
+                         read=_read, unreadable="is not a number of cost units", check=check)
 
 
 if __name__ == "__main__":
