@@ -76,12 +76,8 @@ class ToyGPT(nn.Module):
         self.ln_f = nn.LayerNorm(config.d_model)
         self.head = nn.Linear(config.d_model, config.vocab_size)
 
-    def embed_tokens(self, tokens: torch.Tensor) -> torch.Tensor:
-        positions = torch.arange(tokens.shape[1], device=tokens.device)
-        return self.embed(tokens) + self.pos(positions)
-
     def forward(self, tokens: torch.Tensor) -> torch.Tensor:
-        x = self.embed_tokens(tokens)
+        x = embed_tokens(self.embed, self.pos, tokens)
         for block in self.blocks:
             x = block(x)
         return self.head(self.ln_f(x))
@@ -100,6 +96,12 @@ def _init_weights(model: ToyGPT) -> None:
             nn.init.normal_(param, 0.0, residual_std)
         else:
             nn.init.normal_(param, 0.0, 0.02)
+
+
+def embed_tokens(embed: nn.Embedding, pos: nn.Embedding, tokens: torch.Tensor) -> torch.Tensor:
+    """Token embeddings plus learned positions: what the first stage does before its blocks."""
+    positions = torch.arange(tokens.shape[1], device=tokens.device)
+    return embed(tokens) + pos(positions)
 
 
 def build_reference_model(config: ModelConfig, dtype: torch.dtype = torch.float32) -> ToyGPT:

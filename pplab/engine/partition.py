@@ -17,7 +17,7 @@ import torch
 from torch import nn
 
 from .config import ModelConfig
-from .model import ToyGPT, build_reference_model
+from .model import ToyGPT, build_reference_model, embed_tokens
 
 
 def split_layers(n_layers: int, num_stages: int,
@@ -62,8 +62,7 @@ class Stage(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.is_first:
-            positions = torch.arange(x.shape[1], device=x.device)
-            x = self.embed(x) + self.pos(positions)
+            x = embed_tokens(self.embed, self.pos, x)
         for block in self.blocks:
             x = block(x)
         if self.is_last:
