@@ -12,8 +12,8 @@ from __future__ import annotations
 
 import argparse
 import errno
+import os
 import socket
-import subprocess
 import sys
 from pathlib import Path
 
@@ -84,10 +84,11 @@ def run(args: argparse.Namespace) -> int:
         return 2
     shown = f"[{args.host}]" if ":" in args.host else args.host
     print(f"pplab lab: open http://{shown}:{args.port}  (Ctrl-C to stop)", flush=True)
-    try:
-        return subprocess.call(streamlit_command(entry, args.host, args.port))
-    except KeyboardInterrupt:
-        return 0
+    # Become the server rather than wait on it as a child: Ctrl-C, SIGTERM and process
+    # managers then reach streamlit itself, and no server is left behind without its parent.
+    command = streamlit_command(entry, args.host, args.port)
+    os.execv(command[0], command)
+    return 0  # not reached
 
 
 def main(argv: list[str] | None = None) -> int:

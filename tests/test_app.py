@@ -6,15 +6,13 @@ on a seconds scale, next to a corrupt and a foreign folder that must not hide th
 
 import importlib.util
 import json
-import os
 import socket
 import subprocess
 import sys
-import time
-import urllib.request
 from pathlib import Path
 
 import pytest
+from lab_server import free_port, start_lab, stop_process_group, wait_until_healthy
 from streamlit.testing.v1 import AppTest
 
 from pplab import timeline
@@ -405,12 +403,6 @@ def test_lesson_notebook_runs_top_to_bottom(monkeypatch):
     assert namespace["figure"].data
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
 def lab(*args) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "pplab", "lab", *args],
                           capture_output=True, text=True, timeout=60)
@@ -438,26 +430,15 @@ def test_lab_command_says_so_when_the_app_is_not_installed(monkeypatch, capsys):
     assert err.count("\n") == 1 and "app/lab.py is not installed" in err
 
 
-def test_lab_command_serves_the_app_on_localhost(no_runs):
-    port = free_port()
-    process = subprocess.Popen(
-        [sys.executable, "-m", "pplab", "lab", "--port", str(port)],
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=ROOT,
-        env={**os.environ}, start_new_session=True)
+def test_lab_command_serves_the_app_on_localhost(no_runs, tmp_path):
+    port, log = free_port(), tmp_path / "lab.log"
+    process = start_lab(port, log)
     try:
-        first = process.stdout.readline()
-        assert first.strip() == f"pplab lab: open http://127.0.0.1:{port}  (Ctrl-C to stop)"
-        answer = None
-        for _ in range(240):
-            try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{port}/_stcore/health",
-                                            timeout=2) as reply:
-                    answer = reply.read().decode()
-                break
-            except OSError:
-                assert process.poll() is None, process.stdout.read()
-                time.sleep(0.5)
-        assert answer == "ok"
+        wait_until_healthy(process, port, log)
+        first = log.read_text().splitlines()[0]
+        assert first == f"pplab lab: open http://127.0.0.1:{port}  (Ctrl-C to stop)"
     finally:
-        os.killpg(process.pid, 15)
-        process.wait(timeout=30)
+        stop_process_group(process)
+    # The command became the server, so stopping it leaves nothing listening.
+    with socket.socket() as probe:
+        assert probe.connect_ex(("127.0.0.1", port)) != 0

@@ -6,27 +6,16 @@ leaves screenshots in test-artifacts/.
     python -m pytest -q -m browser tests/test_browser.py
 """
 
-import os
-import socket
-import subprocess
-import sys
-import time
-import urllib.request
 from pathlib import Path
 
 import pytest
+from lab_server import free_port, start_lab, stop_process_group, wait_until_healthy
 
 pytestmark = pytest.mark.browser
 
 CHROMIUM = "/usr/bin/chromium"
 ROOT = Path(__file__).resolve().parents[1]
 ARTIFACTS = ROOT / "test-artifacts"
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 @pytest.fixture
@@ -48,26 +37,13 @@ def chromium():
 
 @pytest.fixture
 def lab_url(tmp_path):
-    port = free_port()
-    env = {**os.environ, "PPLAB_RUNS_DIR": str(tmp_path / "runs")}
-    process = subprocess.Popen(
-        [sys.executable, "-m", "pplab.lab_command", "--port", str(port)], cwd=ROOT, env=env,
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    port, log = free_port(), tmp_path / "lab.log"
+    process = start_lab(port, log, {"PPLAB_RUNS_DIR": str(tmp_path / "runs")})
     try:
-        for _ in range(240):
-            try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{port}/_stcore/health", timeout=2):
-                    break
-            except OSError:
-                if process.poll() is not None:
-                    pytest.fail(f"the lab exited: {process.stdout.read()}")
-                time.sleep(0.5)
-        else:
-            pytest.fail("the lab did not answer within 120 s")
+        wait_until_healthy(process, port, log)
         yield f"http://127.0.0.1:{port}"
     finally:
-        os.killpg(process.pid, 15)
-        process.wait(timeout=30)
+        stop_process_group(process)
 
 
 def gantt_forward_bars(page) -> int:
