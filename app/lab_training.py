@@ -63,7 +63,7 @@ def max_ranks(device: str) -> int:
 @dataclass(frozen=True)
 class TrainRequest:
     schedule: str
-    stages: int
+    pp_size: int
     microbatches: int
     chunks: int
     steps: int
@@ -77,19 +77,19 @@ class TrainRequest:
 
     @property
     def ranks(self) -> int:
-        return self.stages * self.tp * self.dp
+        return self.pp_size * self.tp * self.dp
 
     def check(self, rank_limit: int) -> None:
         """Raise ValueError naming the numbers this machine or the lab will not take."""
         family = SCHEDULES.get(self.schedule)
         if family is None:
             raise ValueError(f"unknown schedule {self.schedule!r}")
-        family.check(self.stages, self.microbatches, self.chunks)
+        family.check(self.pp_size, self.microbatches, self.chunks)
         if self.device not in ("cpu", "cuda"):
             raise ValueError(f"device must be cpu or cuda, got {self.device!r}")
         if self.ranks > rank_limit:
             where = "GPUs" if self.device == "cuda" else "CPU cores"
-            raise ValueError(f"{self.stages} stages x tp {self.tp} x dp {self.dp} = {self.ranks} "
+            raise ValueError(f"pp {self.pp_size} x tp {self.tp} x dp {self.dp} = {self.ranks} "
                              f"ranks, but this machine has {rank_limit} {where}")
         if not 1 <= self.steps <= MAX_STEPS:
             raise ValueError(f"steps must be 1..{MAX_STEPS}, got {self.steps}")
@@ -97,7 +97,7 @@ class TrainRequest:
             raise ValueError(f"microbatches must be 1..{MAX_MICROBATCHES}, got {self.microbatches}")
         if not 1 <= self.layers <= MAX_LAYERS:
             raise ValueError(f"layers must be 1..{MAX_LAYERS}, got {self.layers}")
-        stages_total = self.stages * self.chunks
+        stages_total = self.pp_size * self.chunks
         if self.layers < stages_total:
             raise ValueError(f"{stages_total} stages need at least {stages_total} layers; "
                              f"the model has {self.layers}")
@@ -113,7 +113,7 @@ class TrainRequest:
 
     def run_name(self) -> str:
         """A new folder name in the engine's own pattern, e.g. 20261128-170453-1f1b-p2m4."""
-        sizes = f"p{self.stages}m{self.microbatches}" + (f"v{self.chunks}" if self.chunks > 1
+        sizes = f"p{self.pp_size}m{self.microbatches}" + (f"v{self.chunks}" if self.chunks > 1
                                                            else "")
         extra = "".join(f"-{k}{v}" for k, v in (("tp", self.tp), ("dp", self.dp)) if v > 1)
         return f"{time.strftime('%Y%m%d-%H%M%S')}-{self.schedule}-{sizes}{extra}"
@@ -122,7 +122,7 @@ class TrainRequest:
         """The ``pplab train`` command line; ``out`` is the new run directory."""
         args = [
             sys.executable, "-m", "pplab", "train", "--json-progress",
-            "--schedule", self.schedule, "--stages", str(self.stages),
+            "--schedule", self.schedule, "--pp", str(self.pp_size),
             "--microbatches", str(self.microbatches), "--steps", str(self.steps),
             "--layers", str(self.layers), "--batch-size", str(self.batch_size),
             "--device", self.device, "--task", self.task, "--seed", str(self.seed),

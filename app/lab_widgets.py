@@ -36,7 +36,7 @@ def normalisation(schedule: str) -> str:
 @dataclass(frozen=True)
 class SimConfig:
     schedule: str
-    stages: int
+    pp_size: int
     microbatches: int
     chunks: int
     cost: CostModel
@@ -46,7 +46,7 @@ class SimConfig:
         if self.csv_text:
             return "uploaded schedule"
         chunks = f" v={self.chunks}" if self.chunks > 1 else ""
-        return f"{self.schedule} p={self.stages} m={self.microbatches}{chunks}"
+        return f"{self.schedule} p={self.pp_size} m={self.microbatches}{chunks}"
 
 
 def fraction_text(value: float) -> str:
@@ -63,14 +63,14 @@ def simulate_cached(config: SimConfig) -> tuple[pd.DataFrame, dict]:
         # an uploaded order may deadlock or miss work: check it before running it
         schedule = validate(schedule_from_csv_text(config.csv_text, name="uploaded"))
     else:
-        schedule = build(config.schedule, config.stages, config.microbatches, config.chunks)
+        schedule = build(config.schedule, config.pp_size, config.microbatches, config.chunks)
     events = simulate(schedule, config.cost)
     return events, timeline.metrics(events)
 
 
 @st.cache_data(max_entries=64, show_spinner=False)
 def schedule_text(config: SimConfig) -> str:
-    return build(config.schedule, config.stages, config.microbatches, config.chunks).pretty()
+    return build(config.schedule, config.pp_size, config.microbatches, config.chunks).pretty()
 
 
 def closed_form(config: SimConfig) -> tuple[str, str, float | None, float | None, str]:
@@ -80,9 +80,9 @@ def closed_form(config: SimConfig) -> tuple[str, str, float | None, float | None
     if not latex:
         return latex, source, None, None, ""
     try:
-        value = formulas.bubble_fraction(config.schedule, config.stages, config.microbatches,
+        value = formulas.bubble_fraction(config.schedule, config.pp_size, config.microbatches,
                                          config.chunks, cost=config.cost)
-        ratio = formulas.bubble_ratio_to_ideal(config.schedule, config.stages,
+        ratio = formulas.bubble_ratio_to_ideal(config.schedule, config.pp_size,
                                                config.microbatches, config.chunks,
                                                cost=config.cost)
     except (ValueError, ZeroDivisionError) as error:
@@ -110,7 +110,7 @@ def schedule_widgets(key: str, cost: CostModel, defaults: tuple[str, int, int, i
                      allow_upload: bool = False) -> SimConfig:
     """Schedule family, p, m and v; with ``allow_upload`` also a schedule CSV (text only)."""
     names = list(SCHEDULES) + (["custom CSV"] if allow_upload else [])
-    name, stages, microbatches, chunks = defaults
+    name, pp_size, microbatches, chunks = defaults
     name = st.selectbox("Schedule", names, index=names.index(name), key=f"{key}schedule",
                         format_func=lambda n: n if n not in SCHEDULES
                         else f"{n}: {SCHEDULES[n].summary}")
@@ -127,14 +127,14 @@ def schedule_widgets(key: str, cost: CostModel, defaults: tuple[str, int, int, i
             st.stop()
         return SimConfig("custom CSV", 0, 0, 1, cost, csv_text=text)
     family = SCHEDULES[name]
-    stages = st.slider("Stages p (ranks)", 1, 16, stages, key=f"{key}stages")
+    pp_size = st.slider("Pipeline depth p (ranks)", 1, 16, pp_size, key=f"{key}stages")
     microbatches = st.slider("Microbatches m", 1, 64, microbatches, key=f"{key}microbatches")
     if family.max_chunks == 1:
         chunks = 1
     else:
         chunks = st.slider("Chunks v per rank", family.min_chunks, family.max_chunks or 8,
                            max(family.min_chunks, chunks), key=f"{key}chunks")
-    return SimConfig(name, stages, microbatches, chunks, cost)
+    return SimConfig(name, pp_size, microbatches, chunks, cost)
 
 
 def catalog() -> tuple[list[runs_catalog.Entry], list[tuple[str, str]]]:

@@ -75,7 +75,7 @@ def _plan(schedule: str, options: dict):
     from pplab.engine.launch import make_plan
 
     return make_plan(TrainConfig(
-        schedule=schedule, stages=2, microbatches=options["microbatches"], steps=1,
+        schedule=schedule, pp_size=2, microbatches=options["microbatches"], steps=1,
         layers=options["layers"], d_model=options["d_model"], heads=4,
         seq_len=options["seq_len"], batch_size=options["rows"] * options["microbatches"],
         out="-"))

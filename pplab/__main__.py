@@ -1,6 +1,6 @@
 """``python -m pplab``: the same command as ``pplab``.
 
-    python -m pplab simulate --schedule 1f1b --stages 4 --microbatches 8
+    python -m pplab simulate --schedule 1f1b --pp 4 --microbatches 8
 """
 
 import sys

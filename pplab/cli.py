@@ -4,8 +4,8 @@ The CLI is thin: it parses, calls the library and prints. A user mistake ends wi
 ``pplab: error: ...`` and exit status 2; ``validate`` exits 1 for a schedule that cannot run.
 Torch is never imported for ``schedules``, ``simulate`` or ``validate``.
 
-    pplab simulate --schedule 1f1b --stages 4 --microbatches 8
-    python -m pplab simulate --schedule zb-h1 --stages 4 --microbatches 8 --json
+    pplab simulate --schedule 1f1b --pp 4 --microbatches 8
+    python -m pplab simulate --schedule zb-h1 --pp 4 --microbatches 8 --json
 """
 
 from __future__ import annotations
@@ -81,7 +81,10 @@ def build_parser() -> argparse.ArgumentParser:
     source = sim.add_mutually_exclusive_group(required=True)
     source.add_argument("--schedule", metavar="NAME", help="a registered family (pplab schedules)")
     source.add_argument("--csv", metavar="FILE", type=Path, help="simulate a schedule CSV instead")
-    sim.add_argument("--stages", type=_whole_number, metavar="P", help="pipeline depth (ranks)")
+    sim.add_argument("--pp", type=_whole_number, metavar="P", dest="pp_size",
+                     help="pipeline depth: ranks of one pipeline")
+    sim.add_argument("--stages", type=_whole_number, metavar="S",
+                     help="model stages, P x V (another way to give the depth)")
     sim.add_argument("--microbatches", type=_whole_number, metavar="M",
                      help="microbatches per training step")
     sim.add_argument("--chunks", type=_whole_number, metavar="V",
@@ -127,40 +130,42 @@ def cmd_validate(args) -> int:
     except ValueError as error:
         print(f"{args.file}: invalid: {error}")
         return 1
-    print(f"{args.file}: valid: {schedule.num_ranks} ranks, {schedule.num_stages} stages, "
+    print(f"{args.file}: valid: {schedule.pp_size} ranks, {schedule.num_stages} stages, "
           f"{schedule.num_microbatches} microbatches")
     return 0
 
 
 def _schedule_from_args(args):
-    from .schedules import SCHEDULES, build, read_csv, validate
+    from .schedules import SCHEDULES, build, depth_from_flags, read_csv, validate
 
     if args.csv is not None:
-        for flag in ("stages", "microbatches", "chunks", "steps"):
+        for flag in ("pp_size", "stages", "microbatches", "chunks", "steps"):
             if getattr(args, flag) is not None:
-                raise ValueError(f"--{flag} does not apply to --csv (the CSV fixes the schedule)")
+                name = "pp" if flag == "pp_size" else flag
+                raise ValueError(f"--{name} does not apply to --csv (the CSV fixes the schedule)")
         if not args.csv.is_file():
             raise ValueError(f"{args.csv} is not a file")
         return validate(read_csv(args.csv))
     if args.schedule not in SCHEDULES:
         raise ValueError(f"unknown schedule {args.schedule!r}; choose one of "
                          f"{', '.join(SCHEDULES)}")
-    if args.stages is None or args.microbatches is None:
-        raise ValueError("--schedule needs --stages P and --microbatches M")
+    depth = depth_from_flags(args.schedule, args.pp_size, args.stages, args.chunks)
+    if depth is None or args.microbatches is None:
+        raise ValueError("--schedule needs --pp P (or --stages P x V) and --microbatches M")
     options = {}
     if args.steps is not None:
         if not SCHEDULES[args.schedule].asynchronous:
             raise ValueError(f"--steps applies to asynchronous schedules; {args.schedule} "
                              f"flushes every step")
         options["num_steps"] = args.steps
-    return build(args.schedule, args.stages, args.microbatches, args.chunks, **options)
+    return build(args.schedule, depth, args.microbatches, args.chunks, **options)
 
 
 def closed_form(schedule, cost) -> tuple[str, float | None, str]:
     """(formula, value, why not) for the schedule's bubble, from pplab.formulas."""
     from . import formulas
 
-    p = schedule.num_ranks
+    p = schedule.pp_size
     v = schedule.num_stages // p
     m = schedule.microbatches_per_step
     form = formulas.CLOSED_FORMS.get(schedule.name)
@@ -183,8 +188,8 @@ def _is_registered_order(schedule) -> bool:
 
     options = {"num_steps": schedule.num_steps} if schedule.is_async else {}
     try:
-        built = build(schedule.name, schedule.num_ranks, schedule.microbatches_per_step,
-                      schedule.num_stages // schedule.num_ranks, **options)
+        built = build(schedule.name, schedule.pp_size, schedule.microbatches_per_step,
+                      schedule.num_chunks, **options)
     except ValueError:
         return False
     return built.actions == schedule.actions and built.stage_to_rank == schedule.stage_to_rank
@@ -264,7 +269,7 @@ def cmd_simulate(args) -> int:
     if args.json:
         print(json.dumps(summary, sort_keys=True))
         return 0
-    print(f"{schedule.name}: {schedule.num_ranks} ranks, {schedule.num_stages} stages, "
+    print(f"{schedule.name}: {schedule.pp_size} ranks, {schedule.num_stages} stages, "
           f"{schedule.microbatches_per_step} microbatches per step, {schedule.num_steps} step(s)"
           f" (simulated)")
     print(gantt_text(events))

@@ -50,9 +50,9 @@ DEFAULT_ASYNC_STEPS = 3
 KNOWN = _SAME_SHAPE_AS_1F1B + ("interleaved-1f1b", "zb-h1", "naive") + _ASYNC
 
 
-def _check_numbers(num_stages: int, num_microbatches: int, num_chunks: int) -> None:
-    if num_stages < 1:
-        raise ValueError(f"need at least 1 stage, got {num_stages}")
+def _check_numbers(pp_size: int, num_microbatches: int, num_chunks: int) -> None:
+    if pp_size < 1:
+        raise ValueError(f"need at least 1 stage, got {pp_size}")
     if num_microbatches < 1:
         raise ValueError(f"need at least 1 microbatch, got {num_microbatches}")
     if num_chunks < 1:
@@ -71,7 +71,7 @@ def _check_cost(cost: CostModel | None) -> CostModel:
     return cost
 
 
-def zb_h1_bubble_time(num_stages: int, cost: CostModel | None = None) -> float:
+def zb_h1_bubble_time(pp_size: int, cost: CostModel | None = None) -> float:
     """Bubble time of ZB-H1 on the busiest rank, for M >= P microbatches.
 
     Zero Bubble Pipeline Parallelism (Qi et al., ICLR 2024, arXiv:2401.10241), Table 2:
@@ -82,10 +82,10 @@ def zb_h1_bubble_time(num_stages: int, cost: CostModel | None = None) -> float:
     """
     cost = _check_cost(cost)
     f, i, w = cost.forward, cost.backward_input, cost.backward_weight
-    return (num_stages - 1) * max(f + i - w, f, i)
+    return (pp_size - 1) * max(f + i - w, f, i)
 
 
-def bubble_fraction(schedule_name: str, num_stages: int, num_microbatches: int,
+def bubble_fraction(schedule_name: str, pp_size: int, num_microbatches: int,
                     num_chunks: int = 1, cost: CostModel | None = None,
                     num_steps: int = DEFAULT_ASYNC_STEPS) -> float:
     """Bubble time over makespan for one training step (all steps for asynchronous ones).
@@ -103,8 +103,8 @@ def bubble_fraction(schedule_name: str, num_stages: int, num_microbatches: int,
 
     All assume equal stages and free communication; pass ``cost`` for zb-h1's F, I, W.
     """
-    _check_numbers(num_stages, num_microbatches, num_chunks)
-    p, m, v = num_stages, num_microbatches, num_chunks
+    _check_numbers(pp_size, num_microbatches, num_chunks)
+    p, m, v = pp_size, num_microbatches, num_chunks
     cost = _check_cost(cost)
     if schedule_name != "interleaved-1f1b" and v != 1:
         raise ValueError(f"{schedule_name} places 1 chunk per rank; got num_chunks {v}")
@@ -133,7 +133,7 @@ def bubble_fraction(schedule_name: str, num_stages: int, num_microbatches: int,
     raise ValueError(f"no closed form for schedule {schedule_name!r}; known: {', '.join(KNOWN)}")
 
 
-def bubble_ratio_to_ideal(schedule_name: str, num_stages: int, num_microbatches: int,
+def bubble_ratio_to_ideal(schedule_name: str, pp_size: int, num_microbatches: int,
                           num_chunks: int = 1, cost: CostModel | None = None,
                           num_steps: int = DEFAULT_ASYNC_STEPS) -> float:
     """Bubble time over ideal (bubble-free) time: the normalisation the papers print.
@@ -142,22 +142,22 @@ def bubble_ratio_to_ideal(schedule_name: str, num_stages: int, num_microbatches:
     SC'21, arXiv:2104.04473, Sec. 2.2). Equal to ``f / (1 - f)`` for the fraction f of
     ``bubble_fraction``, since makespan = ideal + bubble.
     """
-    fraction = bubble_fraction(schedule_name, num_stages, num_microbatches, num_chunks, cost,
+    fraction = bubble_fraction(schedule_name, pp_size, num_microbatches, num_chunks, cost,
                                num_steps)
     return fraction / (1.0 - fraction)
 
 
-def _interleaved_count(n: int, chunk: int, num_ranks: int, num_chunks: int) -> int:
+def _interleaved_count(n: int, chunk: int, pp_size: int, num_chunks: int) -> int:
     """How many of Megatron's first ``n`` chunk visits on a rank go to ``chunk``.
 
-    Visits go in groups of ``num_ranks`` microbatches per chunk, cycling through the chunks.
+    Visits go in groups of ``pp_size`` microbatches per chunk, cycling through the chunks.
     """
-    cycle = num_ranks * num_chunks
+    cycle = pp_size * num_chunks
     whole, rest = divmod(n, cycle)
-    return whole * num_ranks + min(max(rest - chunk * num_ranks, 0), num_ranks)
+    return whole * pp_size + min(max(rest - chunk * pp_size, 0), pp_size)
 
 
-def peak_activations(schedule_name: str, num_stages: int, num_microbatches: int,
+def peak_activations(schedule_name: str, pp_size: int, num_microbatches: int,
                      num_chunks: int = 1,
                      num_steps: int = DEFAULT_ASYNC_STEPS) -> dict[int, int]:
     """Most microbatches whose activations a stage holds at once (F done, backward not).
@@ -175,8 +175,8 @@ def peak_activations(schedule_name: str, num_stages: int, num_microbatches: int,
       and every stage holds m.
     * naive: 1.
     """
-    _check_numbers(num_stages, num_microbatches, num_chunks)
-    p, m, v = num_stages, num_microbatches, num_chunks
+    _check_numbers(pp_size, num_microbatches, num_chunks)
+    p, m, v = pp_size, num_microbatches, num_chunks
     if schedule_name == "gpipe":
         return {stage: m for stage in range(p)}
     if schedule_name == "1f1b":
@@ -210,7 +210,7 @@ def peak_activations(schedule_name: str, num_stages: int, num_microbatches: int,
     raise ValueError(f"no closed form for the peak activations of {schedule_name!r}")
 
 
-def bytes_per_step(num_stages: int, num_microbatches: int, activation_bytes: int,
+def bytes_per_step(pp_size: int, num_microbatches: int, activation_bytes: int,
                    num_chunks: int = 1) -> int:
     """Bytes crossing stage boundaries in one training step.
 
@@ -218,10 +218,10 @@ def bytes_per_step(num_stages: int, num_microbatches: int, activation_bytes: int
     the same size back per microbatch: ``2 (p v - 1) m a`` (Megatron-LM SC'21, Sec. 2.2.2:
     interleaving multiplies the communication by v).
     """
-    _check_numbers(num_stages, num_microbatches, num_chunks)
+    _check_numbers(pp_size, num_microbatches, num_chunks)
     if activation_bytes < 0:
         raise ValueError(f"activation_bytes must be >= 0, got {activation_bytes}")
-    return int(2 * (num_stages * num_chunks - 1) * num_microbatches * activation_bytes)
+    return int(2 * (pp_size * num_chunks - 1) * num_microbatches * activation_bytes)
 
 
 def activation_bytes(microbatch_size: int, seq_len: int, d_model: int,

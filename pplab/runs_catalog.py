@@ -59,9 +59,8 @@ def describe(run: Run) -> str:
     meta = run.metadata
     schedule = meta.get("schedule") if isinstance(meta.get("schedule"), dict) else {}
     parts = [str(schedule.get("name", "?"))]
-    depth = schedule.get("num_ranks") or schedule.get("num_stages")
-    for key, short in (("num_ranks", "p"), ("num_microbatches", "m"), ("num_chunks", "v")):
-        value = depth if key == "num_ranks" else schedule.get(key)
+    for key, short in (("pp_size", "p"), ("num_microbatches", "m"), ("num_chunks", "v")):
+        value = schedule.get(key)
         if value is not None and not (key == "num_chunks" and value == 1):
             parts.append(f"{short}={value}")
     text = " ".join(parts)
@@ -139,7 +138,9 @@ def schedule_of(run: Run) -> Schedule:
     if not isinstance(schedule, dict):
         raise ValueError(f"{run.path.name}: meta.json has no 'schedule' object")
     name = str(schedule.get("name", "custom"))
-    if schedule.get("csv"):
+    # A CSV keeps the exact order, but not an asynchronous family's update rule: those are
+    # rebuilt from their sizes.
+    if schedule.get("csv") and not schedule.get("is_async"):
         replay = schedule_from_csv_text(str(schedule["csv"]), name=name)
         actions = sum(len(order) for order in replay.actions.values())
         if actions > MAX_REPLAY_ACTIONS:
@@ -147,20 +148,21 @@ def schedule_of(run: Run) -> Schedule:
                              f"replay here (limit {MAX_REPLAY_ACTIONS:,})")
         return replay
     try:
-        # num_stages counts every chunk of an interleaved run; the builder wants the depth P.
-        depth = int(schedule.get("num_ranks") or schedule["num_stages"])
+        depth = int(schedule["pp_size"])
         microbatches = int(schedule["num_microbatches"])
         chunks = int(schedule.get("num_chunks") or 1)
+        steps = int(schedule.get("num_steps") or 1)
     except KeyError as error:
         raise ValueError(f"{run.path.name}: meta.json schedule lacks {error}") from None
     except (TypeError, ValueError):
         raise ValueError(f"{run.path.name}: meta.json schedule sizes are not whole numbers: "
                          f"{schedule}") from None
-    if depth * microbatches * chunks > MAX_REPLAY_ACTIONS:
-        raise ValueError(f"{run.path.name}: {depth} stages x {microbatches} microbatches x "
-                         f"{chunks} chunks is too big to replay here "
+    options = {"num_steps": steps} if schedule.get("is_async") else {}
+    if depth * microbatches * chunks * steps > MAX_REPLAY_ACTIONS:
+        raise ValueError(f"{run.path.name}: {depth} ranks x {microbatches} microbatches x "
+                         f"{chunks} chunks x {steps} steps is too big to replay here "
                          f"(limit {MAX_REPLAY_ACTIONS:,})")
-    return build(name, depth, microbatches, chunks)
+    return build(name, depth, microbatches, chunks, **options)
 
 
 def one_step(events: pd.DataFrame, step: int) -> pd.DataFrame:
@@ -212,7 +214,7 @@ def predicted_for(run: Run, step: int) -> tuple[pd.DataFrame, pd.DataFrame]:
     schedule = schedule_of(run)
     measured = one_step(run.events, step)
     cost = calibrated_cost(measured)
-    chunks = max(1, schedule.num_stages // max(1, schedule.num_ranks))
+    chunks = max(1, schedule.num_chunks)
     if chunks > 1:
         cost = replace(cost, forward=cost.forward * chunks, backward=cost.backward * chunks,
                        backward_input=cost.backward_input * chunks,

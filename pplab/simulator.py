@@ -5,8 +5,8 @@ actions in order, sends are posted without waiting and receives block. Nothing e
 assumed, so every gap in the result (the bubble) comes out of the dependencies; idle time
 is never placed by hand. Times are "cost units" (F = 1 by default), not seconds.
 
-    pplab simulate --schedule 1f1b --stages 4 --microbatches 8 --cost f=1,b=2
-    python -m pplab simulate --schedule gpipe --stages 4 --microbatches 8 --json
+    pplab simulate --schedule 1f1b --pp 4 --microbatches 8 --cost f=1,b=2
+    python -m pplab simulate --schedule gpipe --pp 4 --microbatches 8 --json
 """
 
 from __future__ import annotations
@@ -143,18 +143,18 @@ class CostModel:
 
     def stage_factors(self, schedule: Schedule) -> list[float]:
         """Multiplier of the per-stage figures for every stage of ``schedule``."""
-        num_stages, num_ranks = schedule.num_stages, schedule.num_ranks
-        chunk = num_ranks / num_stages  # a stage is 1/V of a rank's share
+        num_stages, pp_size = schedule.num_stages, schedule.pp_size
+        chunk = pp_size / num_stages  # a stage is 1/V of a rank's share
         scale = self.stage_scale
         if scale is None:
             return [chunk] * num_stages
         if len(scale) == num_stages:
             return [chunk * s for s in scale]
-        if len(scale) == num_ranks:
+        if len(scale) == pp_size:
             return [chunk * scale[schedule.stage_to_rank[s]] for s in range(num_stages)]
         raise ValueError(
             f"stage_scale has {len(scale)} factors; the schedule has {num_stages} stages "
-            f"on {num_ranks} ranks")
+            f"on {pp_size} ranks")
 
 
 def simulate(schedule: Schedule, cost: CostModel = CostModel()) -> pd.DataFrame:
@@ -293,12 +293,16 @@ def simulate(schedule: Schedule, cost: CostModel = CostModel()) -> pd.DataFrame:
 
 
 def schedule_summary(schedule: Schedule) -> dict[str, object]:
-    """Name and sizes the way run metadata records them: ``num_stages`` is the depth P."""
+    """Name and sizes the way every run's meta.json records them, simulated or measured."""
     return {
         "name": schedule.name,
-        "num_stages": schedule.num_ranks,
+        "pp_size": schedule.pp_size,
+        "num_stages": schedule.num_stages,
+        "num_chunks": schedule.num_chunks,
         "num_microbatches": schedule.microbatches_per_step,
-        "num_chunks": schedule.num_stages // schedule.num_ranks,
+        "num_steps": schedule.num_steps,
+        "is_async": schedule.is_async,
+        "update_every": schedule.update_every,
     }
 
 

@@ -21,7 +21,7 @@ Columns (times in seconds from the start of the run, on a clock shared by all ra
 Metrics, run directories (Parquet events plus JSON metadata, written atomically) and the
 Chrome-trace export (open it at ui.perfetto.dev) live here too.
 
-    pplab simulate --schedule 1f1b --stages 4 --microbatches 8 --trace /tmp/1f1b.json
+    pplab simulate --schedule 1f1b --pp 4 --microbatches 8 --trace /tmp/1f1b.json
 """
 
 from __future__ import annotations

@@ -17,7 +17,7 @@ from streamlit.testing.v1 import AppTest
 
 from pplab import timeline
 from pplab.schedules import build, schedule_to_csv_text
-from pplab.simulator import CostModel, simulate
+from pplab.simulator import CostModel, schedule_summary, simulate
 
 ROOT = Path(__file__).resolve().parents[1]
 ENTRY = str(ROOT / "app" / "lab.py")
@@ -38,9 +38,7 @@ def write_run(directory: Path, schedule_name="1f1b", stages=2, microbatches=4, s
         row for frame in frames for row in frame.to_dict("records"))
     events["source"] = "measured"
     meta = {
-        "schedule": {"name": schedule_name, "num_stages": stages,
-                     "num_microbatches": microbatches, "num_chunks": 1,
-                     "csv": schedule_to_csv_text(schedule)},
+        "schedule": {**schedule_summary(schedule), "csv": schedule_to_csv_text(schedule)},
         "loss": [2.77, 2.4, 2.1][:steps],
         "peak_memory_bytes": {str(s): (s + 3) * 2**20 for s in range(stages)},
         "config": {"device": "cpu"}, "time_unit": "s",
@@ -64,7 +62,7 @@ def runs_dir(tmp_path, monkeypatch):
     timeline.save_run(root / "empty-run", timeline.events_frame(), {"loss": []})
     foreign = timeline.load_run(root / "run-gpipe")
     timeline.save_run(root / "zz-foreign-meta", foreign.events,
-                      {"schedule": {"name": "gpipe", "num_stages": 10**6,
+                      {"schedule": {"name": "gpipe", "pp_size": 10**6,
                                     "num_microbatches": 10**6}, "loss": "many"})
     monkeypatch.setenv("PPLAB_RUNS_DIR", str(root))
     return root
@@ -299,7 +297,7 @@ def test_run_page_bounds_the_request(no_runs):
     app = open_page("run")
     app.number_input(key="run_stages").set_value(64)
     app.button[0].click().run()
-    assert app.error[0].value.startswith("Not started: 64 stages x tp 1 x dp 1 = 64 ranks")
+    assert app.error[0].value.startswith("Not started: pp 64 x tp 1 x dp 1 = 64 ranks")
     app.number_input(key="run_stages").set_value(2)
     app.number_input(key="run_layers").set_value(1)
     app.button[0].click().run()
@@ -309,7 +307,7 @@ def test_run_page_bounds_the_request(no_runs):
 def test_a_training_request_from_elsewhere_is_bounded_too():
     # The page's inputs stop these already; a caller of TrainRequest is held to the same.
     TrainRequest = lab_training().TrainRequest
-    good = dict(schedule="1f1b", stages=2, microbatches=2, chunks=1, steps=2, layers=2,
+    good = dict(schedule="1f1b", pp_size=2, microbatches=2, chunks=1, steps=2, layers=2,
                 batch_size=4, device="cpu", task="reverse", seed=0, tp=1, dp=1)
     TrainRequest(**good).check(rank_limit=2)
     for change, message in (({"batch_size": 10**6}, "batch size must be 1..512"),

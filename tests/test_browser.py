@@ -92,7 +92,7 @@ def test_a_twenty_thousand_event_run_draws_a_bounded_number_of_bars(lab_url, chr
 
     events = simulate(build("1f1b", 8, 1250), CostModel(forward=1e-3, backward=2e-3))
     events["source"] = "measured"
-    meta = {"schedule": {"name": "1f1b", "num_stages": 8, "num_microbatches": 1250},
+    meta = {"schedule": {"name": "1f1b", "pp_size": 8, "num_microbatches": 1250},
             "loss": [2.0], "time_unit": "s"}
     timeline.save_run(tmp_path / "runs" / "big", events, meta)
     assert len(events) >= 20_000

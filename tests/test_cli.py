@@ -28,7 +28,7 @@ def test_schedules_lists_every_family(capsys):
 
 
 def test_simulate_prints_gantt_and_metrics(capsys):
-    code, out, _ = run(capsys, "simulate", "--schedule", "1f1b", "--stages", "4",
+    code, out, _ = run(capsys, "simulate", "--schedule", "1f1b", "--pp", "4",
                        "--microbatches", "8")
     assert code == 0
     rows = [line for line in out.splitlines() if line.startswith("rank ") and "|" in line]
@@ -40,7 +40,7 @@ def test_simulate_prints_gantt_and_metrics(capsys):
 
 
 def test_simulate_json_contract(capsys):
-    code, out, _ = run(capsys, "simulate", "--schedule", "interleaved-1f1b", "--stages", "4",
+    code, out, _ = run(capsys, "simulate", "--schedule", "interleaved-1f1b", "--pp", "4",
                        "--microbatches", "8", "--chunks", "2", "--cost", "f=1,b=2", "--json")
     assert code == 0
     result = json.loads(out)
@@ -55,7 +55,7 @@ def test_simulate_json_contract(capsys):
 
 def test_simulate_writes_trace_and_run(tmp_path, capsys):
     trace, save = tmp_path / "t.json", tmp_path / "runs" / "zb"
-    code, out, _ = run(capsys, "simulate", "--schedule", "zb-h1", "--stages", "3",
+    code, out, _ = run(capsys, "simulate", "--schedule", "zb-h1", "--pp", "3",
                        "--microbatches", "6", "--cost", "comm=0.1,bytes=32,bw=320",
                        "--trace", str(trace), "--save", str(save))
     assert code == 0, out
@@ -66,7 +66,7 @@ def test_simulate_writes_trace_and_run(tmp_path, capsys):
     assert loaded.metadata["bytes_per_link"] == {"0->1": 6 * 32, "1->0": 6 * 32,
                                                  "1->2": 6 * 32, "2->1": 6 * 32}
     assert (loaded.events["kind"] == "send").sum() == 24
-    code, _, err = run(capsys, "simulate", "--schedule", "zb-h1", "--stages", "3",
+    code, _, err = run(capsys, "simulate", "--schedule", "zb-h1", "--pp", "3",
                        "--microbatches", "6", "--save", str(save))
     assert code == 2 and "already exists" in err
 
@@ -97,21 +97,21 @@ def test_validate_exit_codes(tmp_path, capsys):
 
 
 @pytest.mark.parametrize("argv, message", [
-    (["--schedule", "nope", "--stages", "4", "--microbatches", "8"], "unknown schedule 'nope'"),
-    (["--schedule", "1f1b", "--stages", "0", "--microbatches", "8"], "at least 1 stage, got 0"),
-    (["--schedule", "pipedream-2bw", "--stages", "4", "--microbatches", "2"],
+    (["--schedule", "nope", "--pp", "4", "--microbatches", "8"], "unknown schedule 'nope'"),
+    (["--schedule", "1f1b", "--pp", "0", "--microbatches", "8"], "at least 1 rank, got 0"),
+    (["--schedule", "pipedream-2bw", "--pp", "4", "--microbatches", "2"],
      "2 microbatches < 4 stages"),
-    (["--schedule", "interleaved-1f1b", "--stages", "4", "--microbatches", "6", "--chunks", "2"],
+    (["--schedule", "interleaved-1f1b", "--pp", "4", "--microbatches", "6", "--chunks", "2"],
      "6 microbatches is not a multiple of 4"),
-    (["--schedule", "1f1b", "--stages", "4", "--microbatches", "8", "--cost", "f=fast"],
+    (["--schedule", "1f1b", "--pp", "4", "--microbatches", "8", "--cost", "f=fast"],
      "cost f='fast' is not a number"),
-    (["--schedule", "1f1b", "--stages", "4", "--microbatches", "8", "--cost", "f"],
+    (["--schedule", "1f1b", "--pp", "4", "--microbatches", "8", "--cost", "f"],
      "is not KEY=NUMBER"),
-    (["--schedule", "1f1b", "--stages", "four", "--microbatches", "8"], "not a whole number"),
-    (["--schedule", "1f1b", "--microbatches", "8"], "needs --stages P and --microbatches M"),
-    (["--schedule", "1f1b", "--stages", "2", "--microbatches", "2", "--chunks", "2"],
+    (["--schedule", "1f1b", "--pp", "four", "--microbatches", "8"], "not a whole number"),
+    (["--schedule", "1f1b", "--microbatches", "8"], "needs --pp P (or --stages P x V) and --microbatches M"),
+    (["--schedule", "1f1b", "--pp", "2", "--microbatches", "2", "--chunks", "2"],
      "got --chunks 2"),
-    (["--stages", "2"], "one of the arguments --schedule --csv is required"),
+    (["--pp", "2"], "one of the arguments --schedule --csv is required"),
 ])
 def test_bad_arguments_exit_2_with_one_line(capsys, argv, message):
     code = None
@@ -148,7 +148,7 @@ def test_plugins_are_added_and_a_broken_one_is_reported(monkeypatch, capsys):
 
 def test_python_m_pplab_runs_without_torch():
     code = ("import sys, json; from pplab.cli import main; "
-            "rc = main(['simulate', '--schedule', 'gpipe', '--stages', '2', "
+            "rc = main(['simulate', '--schedule', 'gpipe', '--pp', '2', "
             "'--microbatches', '2', '--json']); "
             "assert 'torch' not in sys.modules, 'simulate imported torch'; sys.exit(rc)")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
@@ -161,7 +161,7 @@ def test_python_m_pplab_runs_without_torch():
 
 
 def test_zero_cost_run_prints_without_a_gantt(capsys):
-    code, out, _ = run(capsys, "simulate", "--schedule", "gpipe", "--stages", "2",
+    code, out, _ = run(capsys, "simulate", "--schedule", "gpipe", "--pp", "2",
                        "--microbatches", "2", "--cost", "f=0,b=0")
     assert code == 0 and "nothing to draw" in out and "makespan         0 cost units" in out
 
@@ -170,7 +170,7 @@ def test_unwritable_output_is_one_line_not_a_traceback(tmp_path, capsys):
     blocker = tmp_path / "a-file"
     blocker.write_text("")
     for flag in ("--trace", "--save"):
-        code, _, err = run(capsys, "simulate", "--schedule", "gpipe", "--stages", "2",
+        code, _, err = run(capsys, "simulate", "--schedule", "gpipe", "--pp", "2",
                            "--microbatches", "2", flag, str(blocker / "out"))
         assert code == 2 and err.startswith("pplab: error:") and err.count("\n") == 1, flag
 

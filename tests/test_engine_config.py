@@ -102,11 +102,11 @@ def test_reverse_task_loss_falls_in_a_few_hundred_steps():
 
 
 @pytest.mark.parametrize(("changes", "message"), [
-    ({"stages": 4, "layers": 3}, "4 stages need at least 4 layers; the model has 3"),
+    ({"pp_size": 4, "layers": 3}, "4 stages need at least 4 layers; the model has 3"),
     ({"microbatches": 3, "batch_size": 16}, "batch size 16 is not divisible by 3 microbatches"),
     ({"device": "tpu"}, "unknown device 'tpu'"),
     ({"schedule": "nope"}, "unknown schedule 'nope'"),
-    ({"schedule": "interleaved-1f1b", "stages": 2, "microbatches": 3, "chunks": 2},
+    ({"schedule": "interleaved-1f1b", "pp_size": 2, "microbatches": 3, "chunks": 2},
      "not a multiple of 2"),
     ({"split": (3, 1, 1), "layers": 5}, "has 3 parts for 2 stages"),
     ({"heads": 3}, "d_model 64 is not divisible by 3 heads"),
@@ -134,7 +134,7 @@ def _train_cli(argv):
 
 
 def test_cli_config_error_exits_2_before_spawning(capsys):
-    assert _train_cli(["--stages", "4", "--layers", "3", "--json-progress"]) == 2
+    assert _train_cli(["--pp", "4", "--layers", "3", "--json-progress"]) == 2
     out, err = capsys.readouterr()
     assert err.strip() == "pplab train: 4 stages need at least 4 layers; the model has 3"
     assert '"event": "error"' in out

@@ -19,12 +19,12 @@ SMALL = {"d_model": 16, "heads": 2, "seq_len": 8, "dtype": "float64", "lr": 1e-2
 
 # Unequal splits and microbatch counts that are not multiples of the stage count included.
 TWO_RANKS = {
-    "gpipe-3-1": TrainConfig(schedule="gpipe", stages=2, microbatches=3, layers=4,
+    "gpipe-3-1": TrainConfig(schedule="gpipe", pp_size=2, microbatches=3, layers=4,
                              split=(3, 1), **SMALL),
-    "1f1b-m5": TrainConfig(schedule="1f1b", stages=2, microbatches=5, layers=3, **SMALL),
-    "zb-h1-1-2": TrainConfig(schedule="zb-h1", stages=2, microbatches=3, layers=3,
+    "1f1b-m5": TrainConfig(schedule="1f1b", pp_size=2, microbatches=5, layers=3, **SMALL),
+    "zb-h1-1-2": TrainConfig(schedule="zb-h1", pp_size=2, microbatches=3, layers=3,
                              split=(1, 2), **SMALL),
-    "interleaved-v2": TrainConfig(schedule="interleaved-1f1b", stages=2, chunks=2,
+    "interleaved-v2": TrainConfig(schedule="interleaved-1f1b", pp_size=2, chunks=2,
                                   microbatches=4, layers=5, split=(2, 1, 1, 1), **SMALL),
 }
 
@@ -39,22 +39,22 @@ def _from_files(directory) -> dict[str, TrainConfig]:
     corpus.write_text("a pipeline cuts a model between layers; bubbles come from the order.\n" * 4)
     return {
         "csv-hand-written": TrainConfig(csv=str(schedule), layers=3, **SMALL),
-        "text-corpus": TrainConfig(schedule="1f1b", stages=2, microbatches=2, layers=2,
+        "text-corpus": TrainConfig(schedule="1f1b", pp_size=2, microbatches=2, layers=2,
                                    task="text", text=str(corpus), **SMALL),
     }
 
 
 THREE_RANKS = {
-    "1f1b-1-2-1": TrainConfig(schedule="1f1b", stages=3, microbatches=4, layers=4,
+    "1f1b-1-2-1": TrainConfig(schedule="1f1b", pp_size=3, microbatches=4, layers=4,
                               split=(1, 2, 1), **SMALL),
-    "zb-h1-m5": TrainConfig(schedule="zb-h1", stages=3, microbatches=5, layers=3, **SMALL),
-    "gpipe-m2": TrainConfig(schedule="gpipe", stages=3, microbatches=2, layers=3, **SMALL),
-    "interleaved-p3": TrainConfig(schedule="interleaved-1f1b", stages=3, chunks=2,
+    "zb-h1-m5": TrainConfig(schedule="zb-h1", pp_size=3, microbatches=5, layers=3, **SMALL),
+    "gpipe-m2": TrainConfig(schedule="gpipe", pp_size=3, microbatches=2, layers=3, **SMALL),
+    "interleaved-p3": TrainConfig(schedule="interleaved-1f1b", pp_size=3, chunks=2,
                                   microbatches=3, layers=6, **SMALL),
 }
 ASYNC = {
-    "pipedream": TrainConfig(schedule="pipedream", stages=3, microbatches=3, layers=3, **SMALL),
-    "pipedream-2bw": TrainConfig(schedule="pipedream-2bw", stages=3, microbatches=3, layers=3,
+    "pipedream": TrainConfig(schedule="pipedream", pp_size=3, microbatches=3, layers=3, **SMALL),
+    "pipedream-2bw": TrainConfig(schedule="pipedream-2bw", pp_size=3, microbatches=3, layers=3,
                                  **SMALL),
 }
 
@@ -96,9 +96,9 @@ def _check_parity(configs, results):
 
 # Pipeline x tensor and pipeline x data parallelism through the same launcher: same losses.
 FOUR_RANKS = {
-    "pp2-tp2": TrainConfig(schedule="1f1b", stages=2, microbatches=3, layers=3, tp_size=2,
+    "pp2-tp2": TrainConfig(schedule="1f1b", pp_size=2, microbatches=3, layers=3, tp_size=2,
                            **SMALL),
-    "pp2-dp2": TrainConfig(schedule="gpipe", stages=2, microbatches=2, layers=3, dp_size=2,
+    "pp2-dp2": TrainConfig(schedule="gpipe", pp_size=2, microbatches=2, layers=3, dp_size=2,
                            **SMALL),
 }
 

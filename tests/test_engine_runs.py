@@ -31,7 +31,7 @@ def _cli(argv):
 
 def test_train_writes_a_measured_run_directory(tmp_path, capsys):
     out = tmp_path / "run"
-    code = _cli(["train", "--schedule", "zb-h1", "--stages", "2", "--microbatches", "3",
+    code = _cli(["train", "--schedule", "zb-h1", "--pp", "2", "--microbatches", "3",
                  "--steps", "3", "--d-model", "16", "--heads", "2", "--seq-len", "8",
                  "--json-progress", "--out", str(out)])
     lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
@@ -72,7 +72,7 @@ def test_a_failed_rank_ends_the_run_with_its_error_and_no_run_dir(tmp_path, faul
     out = tmp_path / "never"
     # The 30 s timeout is the bound: a run that only ended by timing out would report
     # "no progress within --timeout", not the failed rank's own error.
-    config = TrainConfig(schedule="1f1b", stages=3, microbatches=3, steps=4, fault=fault,
+    config = TrainConfig(schedule="1f1b", pp_size=3, microbatches=3, steps=4, fault=fault,
                          timeout=30, out=str(out), **{**TINY, "layers": 3})
     with pytest.raises(RankFailed) as caught:
         run_training(config)
@@ -82,7 +82,7 @@ def test_a_failed_rank_ends_the_run_with_its_error_and_no_run_dir(tmp_path, faul
 
 
 def _median_bubble(num_microbatches: int) -> float:
-    config = TrainConfig(schedule="gpipe", stages=2, microbatches=num_microbatches, steps=4,
+    config = TrainConfig(schedule="gpipe", pp_size=2, microbatches=num_microbatches, steps=4,
                          batch_size=8 * num_microbatches, d_model=128, heads=4, seq_len=64,
                          layers=4, out="-")
     per_step = metrics(run_training(config).events)["per_step"]

@@ -25,20 +25,20 @@ pytestmark = pytest.mark.multiprocess
 SMALL = {"d_model": 16, "heads": 2, "seq_len": 8, "dtype": "float64", "lr": 1e-2, "steps": 3}
 
 TWO_RANKS = {
-    "tp2": TrainConfig(schedule="1f1b", stages=1, microbatches=2, layers=2, tp_size=2, **SMALL),
-    "dp2": TrainConfig(schedule="gpipe", stages=1, microbatches=2, layers=2, dp_size=2, **SMALL),
+    "tp2": TrainConfig(schedule="1f1b", pp_size=1, microbatches=2, layers=2, tp_size=2, **SMALL),
+    "dp2": TrainConfig(schedule="gpipe", pp_size=1, microbatches=2, layers=2, dp_size=2, **SMALL),
 }
 FOUR_RANKS = {
-    "pp2-tp2": TrainConfig(schedule="1f1b", stages=2, microbatches=3, layers=3, tp_size=2,
+    "pp2-tp2": TrainConfig(schedule="1f1b", pp_size=2, microbatches=3, layers=3, tp_size=2,
                            **SMALL),
-    "pp2-dp2": TrainConfig(schedule="gpipe", stages=2, microbatches=2, layers=3, dp_size=2,
+    "pp2-dp2": TrainConfig(schedule="gpipe", pp_size=2, microbatches=2, layers=3, dp_size=2,
                            **SMALL),
-    "tp2-dp2": TrainConfig(schedule="1f1b", stages=1, microbatches=2, layers=2, tp_size=2,
+    "tp2-dp2": TrainConfig(schedule="1f1b", pp_size=1, microbatches=2, layers=2, tp_size=2,
                            dp_size=2, **SMALL),
-    "interleaved-pp2-tp2": TrainConfig(schedule="interleaved-1f1b", stages=2, chunks=2,
+    "interleaved-pp2-tp2": TrainConfig(schedule="interleaved-1f1b", pp_size=2, chunks=2,
                                        microbatches=2, layers=4, tp_size=2, **SMALL),
     # W reruns the graph through every f operator of its stage (and stage 0's I none).
-    "zb-pp2-tp2": TrainConfig(schedule="zb-h1", stages=2, microbatches=3, layers=2, tp_size=2,
+    "zb-pp2-tp2": TrainConfig(schedule="zb-h1", pp_size=2, microbatches=3, layers=2, tp_size=2,
                               **SMALL),
 }
 
@@ -145,14 +145,14 @@ def test_grid_shapes_are_refused_with_their_numbers():
     with pytest.raises(ValueError, match="dp_size must be at least 1, got 0"):
         TrainConfig(dp_size=0)
     with pytest.raises(ValueError, match="batch size 6 is not divisible by 4 microbatches"):
-        make_plan(TrainConfig(stages=2, microbatches=4, batch_size=6, dp_size=2))
+        make_plan(TrainConfig(pp_size=2, microbatches=4, batch_size=6, dp_size=2))
 
 
 @pytest.mark.parametrize("args,message", [
     (["--tp", "3"], "4 heads cannot be split across tp 3"),
     (["--dp", "0"], "dp_size must be at least 1, got 0"),
     (["--schedule", "pipedream", "--dp", "2"], "run it with --dp 1, not 2"),
-    (["--stages", "2", "--microbatches", "4", "--dp", "2", "--batch-size", "12"],
+    (["--pp", "2", "--microbatches", "4", "--dp", "2", "--batch-size", "12"],
      "batch size 12 is not divisible by 4 microbatches x 2 replicas"),
 ])
 def test_train_cli_refuses_bad_grids_in_one_line(tmp_path, capsys, args, message):

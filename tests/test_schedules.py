@@ -86,7 +86,7 @@ def _family_and_numbers(draw):
 def test_every_family_builds_valid_schedules(case):
     name, p, m, v = case
     schedule = validate(build(name, p, m, v))
-    assert schedule.num_ranks == p and schedule.num_stages == p * v
+    assert schedule.pp_size == p and schedule.num_stages == p * v
     assert schedule.microbatches_per_step == m
     assert schedule_from_csv_text(schedule_to_csv_text(schedule)).actions == schedule.actions
 
@@ -242,5 +242,5 @@ def test_our_csv_loads_into_pytorch(name):
     actions = {rank: [_Action.from_str(cell) for cell in row] for rank, row in enumerate(rows)}
     for rank, row in actions.items():
         assert [str(a) for a in row] == [str(a) for a in schedule.actions[rank]]
-    mapping = _validate_schedule(actions, schedule.num_ranks, schedule.num_stages, 8)
+    mapping = _validate_schedule(actions, schedule.pp_size, schedule.num_stages, 8)
     assert tuple(mapping[s] for s in range(schedule.num_stages)) == schedule.stage_to_rank

@@ -48,7 +48,7 @@ cols[3].metric("Ranks", f"{p}", help=f"{len(events):,} events in the timeline")
 
 latex, source, value, ratio, why_not = closed_form(config)
 if latex:
-    line = (f"Closed form: $\\text{{bubble}} = {latex}$ with p={config.stages}, "
+    line = (f"Closed form: $\\text{{bubble}} = {latex}$ with p={config.pp_size}, "
             f"m={config.microbatches}" + (f", v={config.chunks}" if config.chunks > 1 else ""))
     if value is not None:
         line += (f" gives **{fraction_text(value)}** of rank-time ({norm}); "

@@ -37,7 +37,7 @@ with st.form("run_form"):
     device = cols[1].selectbox("Device", devices, key="run_device")
     task = cols[2].selectbox("Task", TASKS, key="run_task")
     cols = st.columns(4)
-    stages = cols[0].number_input("Stages p", 1, 64, 2, key="run_stages")
+    pp_size = cols[0].number_input("Pipeline depth p (ranks)", 1, 64, 2, key="run_stages")
     microbatches = cols[1].number_input("Microbatches m", 1, MAX_MICROBATCHES, 4,
                                         key="run_microbatches")
     chunks = cols[2].number_input("Chunks v (interleaved)", 1, 8, 1, key="run_chunks")
@@ -52,7 +52,7 @@ with st.form("run_form"):
 if started:
     family = SCHEDULES[schedule]
     chunks = max(int(chunks), family.min_chunks) if family.max_chunks != 1 else 1
-    request = TrainRequest(schedule, int(stages), int(microbatches), chunks, int(steps),
+    request = TrainRequest(schedule, int(pp_size), int(microbatches), chunks, int(steps),
                            int(layers), int(batch_size), device, task, 0, int(tp), int(dp))
     try:
         request.check(max_ranks(device))

@@ -5,5 +5,5 @@ What it teaches: the schedules of ``pplab.schedules`` executed on ``torch.distri
 one clock. Import the pieces from their modules (``pplab.engine.launch.run_training``,
 ``pplab.engine.model.ToyGPT``, ...); this package itself imports no torch.
 
-    pplab train --schedule gpipe --stages 2 --microbatches 8 --steps 10
+    pplab train --schedule gpipe --pp 2 --microbatches 8 --steps 10
 """

@@ -12,7 +12,7 @@ blocking mid-step: a gloo send may complete only when its receiver asks for it, 
 schedule may legally receive in another order than its peer sends. A tag names (stage,
 kind, microbatch) so no two messages can be confused.
 
-    pplab train --schedule 1f1b --stages 2 --microbatches 4 --steps 2
+    pplab train --schedule 1f1b --pp 2 --microbatches 4 --steps 2
 """
 
 from __future__ import annotations

@@ -166,7 +166,7 @@ def train_configs(specs: Sequence[Spec], shared: Shared) -> list:
     for spec in specs:
         try:
             config = TrainConfig(
-                schedule=spec.schedule, stages=spec.pp, microbatches=spec.m, chunks=spec.v,
+                schedule=spec.schedule, pp_size=spec.pp, microbatches=spec.m, chunks=spec.v,
                 steps=shared.steps, layers=layers, batch_size=batch, seq_len=shared.seq_len,
                 d_model=shared.d_model, heads=shared.heads, d_ff=shared.d_ff, task=shared.task,
                 lr=shared.lr, seed=shared.seed, dtype=shared.dtype, timeout=shared.timeout,
@@ -210,9 +210,9 @@ def formula_bytes(plan) -> dict[str, int]:
 
 def _bubble_formula(plan) -> float | None:
     schedule = plan.schedule
-    chunks = schedule.num_stages // schedule.num_ranks
+    chunks = schedule.num_chunks
     try:
-        return formulas.bubble_fraction(schedule.name, schedule.num_ranks,
+        return formulas.bubble_fraction(schedule.name, schedule.pp_size,
                                         schedule.microbatches_per_step, chunks,
                                         num_steps=schedule.num_steps)
     except ValueError:

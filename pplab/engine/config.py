@@ -4,7 +4,7 @@ What it teaches: every number of a pipeline run constrains the others (stages ne
 microbatches must divide the batch, tensor parallelism must divide the heads). Checking them
 all up front turns a crash deep inside torch on rank 3 into one clear line.
 
-    python -c "from pplab.engine.config import TrainConfig; TrainConfig(stages=4, layers=3)"
+    python -c "from pplab.engine.config import TrainConfig; TrainConfig(pp_size=4, layers=3)"
 """
 
 from __future__ import annotations
@@ -46,7 +46,7 @@ class ModelConfig:
 class TrainConfig:
     """Every option of ``pplab train``.
 
-    ``stages`` and ``microbatches`` may stay None when a CSV schedule supplies them;
+    ``pp_size`` (pipeline depth P) and ``microbatches`` may stay None when a CSV schedule supplies them;
     ``batch_size`` None means 4 rows per microbatch per data-parallel replica; ``layers`` None
     means one layer per stage, at least 4. ``fault`` ("RANK:STEP:raise|kill") makes one rank
     fail on purpose: it is how the failure lesson and the tests show a run going down cleanly.
@@ -54,7 +54,7 @@ class TrainConfig:
 
     schedule: str = "1f1b"
     csv: str | None = None
-    stages: int | None = None
+    pp_size: int | None = None
     microbatches: int | None = None
     chunks: int | None = None
     steps: int = 20
@@ -83,7 +83,7 @@ class TrainConfig:
             object.__setattr__(self, "split", tuple(int(n) for n in self.split))
         positive = {"steps": self.steps, "seq_len": self.seq_len, "d_model": self.d_model,
                     "heads": self.heads, "tp_size": self.tp_size, "dp_size": self.dp_size}
-        for name in ("stages", "microbatches", "chunks", "layers", "batch_size", "d_ff"):
+        for name in ("pp_size", "microbatches", "chunks", "layers", "batch_size", "d_ff"):
             if getattr(self, name) is not None:
                 positive[name] = getattr(self, name)
         for name, value in positive.items():

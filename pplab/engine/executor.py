@@ -11,7 +11,7 @@ once after the flush (after averaging across data-parallel replicas when there a
 Asynchronous ones (PipeDream, PipeDream-2BW) run their whole multi-step schedule in one go
 and update a stage after every ``update_every`` of its backwards, with weight stashing.
 
-    pplab train --schedule interleaved-1f1b --stages 2 --chunks 2 --microbatches 4 --steps 3
+    pplab train --schedule interleaved-1f1b --pp 2 --chunks 2 --microbatches 4 --steps 3
 """
 
 from __future__ import annotations

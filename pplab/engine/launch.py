@@ -10,7 +10,7 @@ The parent watches its children. When one raises or dies, the others are termina
 (gloo's timeout is the second line of defence), the command fails with that rank's error, and
 no run directory is written: a run is complete or absent.
 
-    pplab train --schedule 1f1b --stages 4 --microbatches 8 --steps 20
+    pplab train --schedule 1f1b --pp 4 --microbatches 8 --steps 20
 """
 
 from __future__ import annotations
@@ -68,20 +68,20 @@ def make_plan(config: TrainConfig) -> Plan:
     """Resolve defaults and cross-check every number; raise ValueError with the wrong ones."""
     if config.csv:
         schedule = read_csv(config.csv)
-        if config.stages is not None and config.stages != schedule.num_ranks:
-            raise ValueError(f"--stages {config.stages} but {config.csv} has "
-                             f"{schedule.num_ranks} ranks")
+        if config.pp_size is not None and config.pp_size != schedule.pp_size:
+            raise ValueError(f"--pp {config.pp_size} but {config.csv} has "
+                             f"{schedule.pp_size} ranks")
         if config.microbatches is not None and config.microbatches != schedule.num_microbatches:
             raise ValueError(f"--microbatches {config.microbatches} but {config.csv} has "
                              f"{schedule.num_microbatches} microbatches")
     else:
-        stages = config.stages or 2
+        pp_size = config.pp_size or 2
         microbatches = config.microbatches or 4
         options = {}
         family = SCHEDULES.get(config.schedule)
         if family is not None and family.asynchronous:
             options["num_steps"] = config.steps
-        schedule = build(config.schedule, stages, microbatches, config.chunks, **options)
+        schedule = build(config.schedule, pp_size, microbatches, config.chunks, **options)
     validate(schedule)
     if config.out and config.out != "-" and Path(config.out).exists():
         raise ValueError(f"{config.out} already exists; choose a new run directory")
@@ -100,7 +100,7 @@ def make_plan(config: TrainConfig) -> Plan:
 
         if not torch.cuda.is_available():
             raise ValueError("--device cuda but no CUDA GPU is visible; use --device cpu")
-    world = schedule.num_ranks * config.tp_size * config.dp_size
+    world = schedule.pp_size * config.tp_size * config.dp_size
     if config.fault is not None:
         rank, _, _ = parse_fault(config.fault)
         if rank >= world:
@@ -197,7 +197,7 @@ def setup_rank(plan: Plan, rank: int, on_loss: Callable[[int, float], None] | No
 
     torch.set_num_threads(1)
     config, schedule = plan.config, plan.schedule
-    topology = Topology(schedule.num_ranks, config.tp_size, config.dp_size)
+    topology = Topology(schedule.pp_size, config.tp_size, config.dp_size)
     me = topology.coords(rank)
     groups = topology.build_groups(rank)
     backend = dist.get_backend()
@@ -463,7 +463,7 @@ def default_run_dir(plan: Plan) -> Path:
     """runs/<time>-<schedule>-p<P>m<M>, with -2, -3, ... when runs start in the same second."""
     stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
     schedule = plan.schedule
-    base = Path("runs") / (f"{stamp}-{schedule.name}-p{schedule.num_ranks}"
+    base = Path("runs") / (f"{stamp}-{schedule.name}-p{schedule.pp_size}"
                            f"m{schedule.microbatches_per_step}")
     candidate, suffix = base, 1
     while candidate.exists():
@@ -475,6 +475,8 @@ def default_run_dir(plan: Plan) -> Path:
 def _finish(plan: Plan, results: list[dict], shared: bool) -> RunResult:
     import torch
 
+    from pplab.schedules import schedule_to_csv_text
+    from pplab.simulator import schedule_summary
     from pplab.timeline import events_frame, save_run
 
     config, schedule = plan.config, plan.schedule
@@ -496,12 +498,7 @@ def _finish(plan: Plan, results: list[dict], shared: bool) -> RunResult:
         versions.update({str(k): v for k, v in result["max_live_versions"].items()})
     metadata = {
         "source": "measured",
-        "schedule": {"name": schedule.name, "num_stages": schedule.num_stages,
-                     "num_ranks": schedule.num_ranks,
-                     "num_microbatches": schedule.microbatches_per_step,
-                     "num_chunks": schedule.num_stages // schedule.num_ranks,
-                     "is_async": schedule.is_async, "update_every": schedule.update_every,
-                     "csv": config.csv},
+        "schedule": {**schedule_summary(schedule), "csv": schedule_to_csv_text(schedule)},
         "config": config.as_dict(),
         "model": plan.model.as_dict(),
         "layer_split": list(plan.layer_split),
@@ -520,7 +517,7 @@ def _finish(plan: Plan, results: list[dict], shared: bool) -> RunResult:
         "max_live_weight_versions": versions,
         "recorded": config.record,
         "world_size": plan.world_size,
-        "pp_size": schedule.num_ranks,
+        "pp_size": schedule.pp_size,
         "tp_size": config.tp_size,
         "dp_size": config.dp_size,
         "step_seconds": results[0]["step_seconds"],

@@ -10,7 +10,7 @@ a reference event recorded at a known host time. (With NCCL, ``wait`` only makes
 stream wait, so on a GPU the time blocked shows as a later start of the next kernel rather
 than as a long ``wait`` row.)
 
-    pplab train --schedule gpipe --stages 2 --microbatches 4 --steps 2
+    pplab train --schedule gpipe --pp 2 --microbatches 4 --steps 2
 """
 
 from __future__ import annotations

@@ -15,7 +15,7 @@ versions) fall back to W = autograd over the retained graph restricted to the we
 The stage also measures the activation memory it holds: every tensor autograd saves during a
 forward (parameters excluded) is counted until that microbatch's backward frees it.
 
-    pplab train --schedule zb-h1 --stages 2 --microbatches 4 --steps 3
+    pplab train --schedule zb-h1 --pp 2 --microbatches 4 --steps 3
 """
 
 from __future__ import annotations

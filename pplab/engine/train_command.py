@@ -37,8 +37,10 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     what = parser.add_mutually_exclusive_group()
     what.add_argument("--schedule", default="1f1b", help="registered schedule (default 1f1b)")
     what.add_argument("--csv", metavar="FILE", help="a schedule written as CSV instead")
-    parser.add_argument("--stages", "--pp", type=int, dest="stages",
-                        help="pipeline ranks (default 2; a CSV sets it)")
+    parser.add_argument("--pp", type=int, dest="pp_size", metavar="P",
+                        help="pipeline depth: ranks of one pipeline (default 2; a CSV sets it)")
+    parser.add_argument("--stages", type=int, metavar="S",
+                        help="model stages, P x V (another way to give the depth)")
     parser.add_argument("--microbatches", type=int, help="microbatches per step (default 4)")
     parser.add_argument("--chunks", type=int, help="model chunks per rank (interleaved)")
     parser.add_argument("--steps", type=int, default=20, help="training steps (default 20)")
@@ -70,7 +72,7 @@ def config_from_args(args: argparse.Namespace):
     from .config import TrainConfig, parse_split
 
     return TrainConfig(
-        schedule=args.schedule, csv=args.csv, stages=args.stages,
+        schedule=args.schedule, csv=args.csv, pp_size=_depth(args),
         microbatches=args.microbatches, chunks=args.chunks, steps=args.steps,
         layers=args.layers, split=parse_split(args.split) if args.split else None,
         batch_size=args.batch_size, seq_len=args.seq_len, d_model=args.d_model,
@@ -78,6 +80,14 @@ def config_from_args(args: argparse.Namespace):
         device=args.device, dtype=args.dtype, seed=args.seed, out=args.out,
         record=not args.no_record, timeout=args.timeout, tp_size=args.tp, dp_size=args.dp,
         fault=args.fault)
+
+
+def _depth(args: argparse.Namespace) -> int | None:
+    from pplab.schedules import depth_from_flags
+
+    if args.csv and (args.stages is not None or args.chunks is not None):
+        raise ValueError("--stages and --chunks do not apply to --csv (the CSV fixes them)")
+    return depth_from_flags(args.schedule, args.pp_size, args.stages, args.chunks)
 
 
 def _emit(obj: dict) -> None:

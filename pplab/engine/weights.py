@@ -7,7 +7,7 @@ current version, the backward runs on that same copy, and the gradient is applie
 newest weights. Stage s of P keeps up to P - s versions; PipeDream-2BW (Narayanan et al.,
 ICML 2021) updates once per M microbatches and keeps two.
 
-    pplab train --schedule pipedream --stages 3 --microbatches 4 --steps 3
+    pplab train --schedule pipedream --pp 3 --microbatches 4 --steps 3
 """
 
 from __future__ import annotations

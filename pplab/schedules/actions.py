@@ -7,7 +7,7 @@ ordered list of actions each rank runs, plus which rank holds each stage. Time n
 appears here: bubbles come out of executing a schedule, they are never written into one.
 
     >>> from pplab.schedules import build
-    >>> print(build("1f1b", num_stages=2, num_microbatches=3).pretty())
+    >>> print(build("1f1b", pp_size=2, num_microbatches=3).pretty())
     rank 0: 0F0 0F1 0B0 0F2 0B1 0B2
     rank 1: 1F0 1B0 1F1 1B1 1F2 1B2
 """
@@ -57,7 +57,8 @@ class Schedule:
     """What every rank does, in order, and where every stage lives.
 
     ``actions[rank]`` is that rank's ordered tuple of actions. ``stage_to_rank[s]`` is the
-    rank holding stage ``s``: ``s % ranks`` for looped (interleaved) placement.
+    rank holding stage ``s``: ``s % pp_size`` for looped (interleaved) placement. The words
+    are kept apart: ``pp_size`` (P) counts ranks, ``num_stages`` (P x V) counts model stages.
 
     ``update_every`` is None for synchronous schedules: gradients of all microbatches are
     accumulated and one optimizer step follows the flush. For asynchronous schedules
@@ -85,11 +86,18 @@ class Schedule:
 
     @property
     def num_stages(self) -> int:
+        """Model stages, P x V: every chunk of every rank counts."""
         return len(self.stage_to_rank)
 
     @property
-    def num_ranks(self) -> int:
+    def pp_size(self) -> int:
+        """Pipeline depth P: the ranks of one pipeline."""
         return len(self.actions)
+
+    @property
+    def num_chunks(self) -> int:
+        """Model chunks per rank, V (1 unless the placement is interleaved or V-shaped)."""
+        return max(1, self.num_stages // max(1, self.pp_size))
 
     @property
     def is_async(self) -> bool:

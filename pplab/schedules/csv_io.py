@@ -28,7 +28,7 @@ _PYTORCH_NON_COMPUTE = re.compile(
 def schedule_to_csv_text(schedule: Schedule) -> str:
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
-    for rank in range(schedule.num_ranks):
+    for rank in range(schedule.pp_size):
         writer.writerow([str(a) for a in schedule.actions[rank]])
     return buffer.getvalue()
 

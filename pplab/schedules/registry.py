@@ -1,9 +1,9 @@
 """The registry of schedule families: a name maps to a pure builder function.
 
-Every builder has the signature ``builder(num_stages, num_microbatches, num_chunks, **options)``
-and returns a ``Schedule``. ``num_stages`` is the pipeline depth P: one stage per rank, except
-for interleaved schedules, which cut each rank's share of the model into ``num_chunks`` chunks
-and so produce P x V stages. Adding a family means writing one builder and decorating it with
+Every builder has the signature ``builder(pp_size, num_microbatches, num_chunks, **options)``
+and returns a ``Schedule``. ``pp_size`` is the pipeline depth P (ranks of one pipeline);
+``num_chunks`` is V, the model chunks per rank, so the schedule has ``num_stages`` = P x V
+model stages (V is 1 except for interleaved placements). Adding a family means writing one builder and decorating it with
 ``@register``; no executor changes.
 
     python -m pplab.cli schedules
@@ -29,10 +29,10 @@ class ScheduleFamily:
     max_chunks: int | None = 1
     asynchronous: bool = False
 
-    def check(self, num_stages: int, num_microbatches: int, num_chunks: int) -> None:
+    def check(self, pp_size: int, num_microbatches: int, num_chunks: int) -> None:
         """Raise ValueError naming the numbers that this family cannot build."""
-        if num_stages < 1:
-            raise ValueError(f"{self.name} needs at least 1 stage, got {num_stages}")
+        if pp_size < 1:
+            raise ValueError(f"{self.name} needs a pipeline of at least 1 rank, got {pp_size}")
         if num_microbatches < 1:
             raise ValueError(f"{self.name} needs at least 1 microbatch, got {num_microbatches}")
         if num_chunks < self.min_chunks:
@@ -67,7 +67,7 @@ def register(
 
 
 def build(
-    name: str, num_stages: int, num_microbatches: int, num_chunks: int | None = None, **options
+    name: str, pp_size: int, num_microbatches: int, num_chunks: int | None = None, **options
 ) -> Schedule:
     """Build the schedule family ``name``; raise ValueError with the wrong numbers."""
     family = SCHEDULES.get(name)
@@ -75,5 +75,26 @@ def build(
         raise ValueError(f"unknown schedule {name!r}; choose one of {', '.join(SCHEDULES)}")
     if num_chunks is None:
         num_chunks = family.min_chunks
-    family.check(num_stages, num_microbatches, num_chunks)
-    return family.builder(num_stages, num_microbatches, num_chunks, **options)
+    family.check(pp_size, num_microbatches, num_chunks)
+    return family.builder(pp_size, num_microbatches, num_chunks, **options)
+
+
+def depth_from_flags(family_name: str, pp_size: int | None, num_stages: int | None,
+                     num_chunks: int | None) -> int | None:
+    """The depth P from the command line's ``--pp P`` or ``--stages S`` (= P x V).
+
+    Both flags exist because learners meet both words; they must agree, and ``--stages``
+    must be a multiple of the chunks per rank.
+    """
+    family = SCHEDULES.get(family_name)
+    chunks = num_chunks or (family.min_chunks if family else 1)
+    depth_from_stages = None
+    if num_stages is not None:
+        if num_stages < 1 or chunks < 1 or num_stages % chunks:
+            raise ValueError(f"--stages {num_stages} is not a multiple of {chunks} chunks per "
+                             f"rank; --stages counts model stages, P x V")
+        depth_from_stages = num_stages // chunks
+    if pp_size is not None and depth_from_stages is not None and pp_size != depth_from_stages:
+        raise ValueError(f"--pp {pp_size} and --stages {num_stages} disagree: {num_stages} "
+                         f"stages with {chunks} chunks per rank need --pp {depth_from_stages}")
+    return pp_size if pp_size is not None else depth_from_stages

@@ -181,9 +181,9 @@ def validate(schedule: Schedule) -> Schedule:
     """Return the schedule if it can run; raise ScheduleError naming the first problem."""
     if len(schedule.stage_to_rank) == 0:
         raise ValueError("the schedule places no stages")
-    if sorted(schedule.actions) != list(range(schedule.num_ranks)):
+    if sorted(schedule.actions) != list(range(schedule.pp_size)):
         raise ValueError(
-            f"ranks must be numbered 0..{schedule.num_ranks - 1}, got {sorted(schedule.actions)}")
+            f"ranks must be numbered 0..{schedule.pp_size - 1}, got {sorted(schedule.actions)}")
     for stage, rank in enumerate(schedule.stage_to_rank):
         if rank not in schedule.actions:
             raise ValueError(f"stage {stage} is placed on rank {rank}, which has no action list")

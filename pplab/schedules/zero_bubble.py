@@ -4,7 +4,7 @@ Only I lies on the critical path between ranks: the previous stage waits for the
 gradient, never for the weight gradient. Running I at once and holding W back until there is
 nothing else to do fills most of 1F1B's drain bubble at the same peak activation memory.
 
-    pplab simulate --schedule zb-h1 --stages 4 --microbatches 8 --cost f=1,i=1,w=1
+    pplab simulate --schedule zb-h1 --pp 4 --microbatches 8 --cost f=1,i=1,w=1
 """
 
 from __future__ import annotations
@@ -17,18 +17,18 @@ from .registry import register
 
 @register("zb-h1", paper="Zero Bubble Pipeline Parallelism, Qi et al., ICLR 2024, "
           "arXiv:2401.10241, Sec. 3.1 (ZB-H1)")
-def zb_h1(num_stages: int, num_microbatches: int, num_chunks: int = 1) -> Schedule:
+def zb_h1(pp_size: int, num_microbatches: int, num_chunks: int = 1) -> Schedule:
     """1F1B with I/W split; rank r keeps r weight gradients pending to fill the drain."""
-    orders = {rank: _zb_h1_order(rank, num_stages, num_microbatches)
-              for rank in range(num_stages)}
-    return Schedule(orders, tuple(range(num_stages)), num_microbatches, name="zb-h1")
+    orders = {rank: _zb_h1_order(rank, pp_size, num_microbatches)
+              for rank in range(pp_size)}
+    return Schedule(orders, tuple(range(pp_size)), num_microbatches, name="zb-h1")
 
 
-def _zb_h1_order(rank: int, num_stages: int, num_microbatches: int) -> list[Action]:
+def _zb_h1_order(rank: int, pp_size: int, num_microbatches: int) -> list[Action]:
     # 1F1B's forwards; each backward becomes an I at once and a W held back. Later ranks
     # reach their backwards first and wait longest for the next forward, so rank r holds
     # r W's back: every I goes upstream as early as possible and the W's fill the drain.
-    warmup = min(num_stages - 1 - rank, num_microbatches)
+    warmup = min(pp_size - 1 - rank, num_microbatches)
     order = [Action(rank, FORWARD, mb) for mb in range(warmup)]
     pending: deque[int] = deque()
     for mb in range(num_microbatches):
