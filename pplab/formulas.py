@@ -12,7 +12,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .simulator import CostModel
+from .cost_model import CostModel
+from .schedules.pipedream import DEFAULT_STEPS as DEFAULT_ASYNC_STEPS
+from .schedules.registry import build
 
 
 @dataclass(frozen=True)
@@ -46,13 +48,12 @@ CLOSED_FORMS: dict[str, ClosedForm] = {
 
 _SAME_SHAPE_AS_1F1B = ("gpipe", "1f1b")
 _ASYNC = ("pipedream", "pipedream-2bw")
-DEFAULT_ASYNC_STEPS = 3
 KNOWN = _SAME_SHAPE_AS_1F1B + ("interleaved-1f1b", "zb-h1", "naive") + _ASYNC
 
 
 def _check_numbers(pp_size: int, num_microbatches: int, num_chunks: int) -> None:
     if pp_size < 1:
-        raise ValueError(f"need at least 1 stage, got {pp_size}")
+        raise ValueError(f"need a pipeline of at least 1 rank, got {pp_size}")
     if num_microbatches < 1:
         raise ValueError(f"need at least 1 microbatch, got {num_microbatches}")
     if num_chunks < 1:
@@ -210,29 +211,46 @@ def peak_activations(schedule_name: str, pp_size: int, num_microbatches: int,
     raise ValueError(f"no closed form for the peak activations of {schedule_name!r}")
 
 
-def bytes_per_step(pp_size: int, num_microbatches: int, activation_bytes: int,
-                   num_chunks: int = 1) -> int:
-    """Bytes crossing stage boundaries in one training step.
+@dataclass(frozen=True)
+class ClosedFormResult:
+    """A schedule's bubble by its closed form, or why there is none.
 
-    Each of the ``p*v - 1`` boundaries carries one activation forward and one gradient of
-    the same size back per microbatch: ``2 (p v - 1) m a`` (Megatron-LM SC'21, Sec. 2.2.2:
-    interleaving multiplies the communication by v).
+    ``value`` is bubble over makespan (the lab's fraction), ``ratio_to_ideal`` the papers'
+    bubble over ideal time; both None with ``note`` saying why when the form does not apply.
     """
-    _check_numbers(pp_size, num_microbatches, num_chunks)
-    if activation_bytes < 0:
-        raise ValueError(f"activation_bytes must be >= 0, got {activation_bytes}")
-    return int(2 * (pp_size * num_chunks - 1) * num_microbatches * activation_bytes)
+
+    form: ClosedForm | None
+    value: float | None
+    ratio_to_ideal: float | None
+    note: str
 
 
-def activation_bytes(microbatch_size: int, seq_len: int, d_model: int,
-                     dtype_bytes: int = 4) -> int:
-    """Size of the activation a transformer stage sends on: b x s x h values.
+def closed_form_for(schedule, cost: CostModel | None = None) -> ClosedFormResult:
+    """The closed-form bubble of ``schedule`` under ``cost``: the one lookup every view uses.
 
-    The boundary tensor of a transformer layer is the hidden state (Megatron-LM SC'21,
-    Sec. 3.2, counts b s h elements per message).
+    The form belongs to a family's own order, so a schedule that merely carries a family's
+    name (a CSV file called gpipe.csv holding another order) gets none.
     """
-    for name, value in (("microbatch_size", microbatch_size), ("seq_len", seq_len),
-                        ("d_model", d_model), ("dtype_bytes", dtype_bytes)):
-        if value < 1:
-            raise ValueError(f"{name} must be >= 1, got {value}")
-    return int(microbatch_size * seq_len * d_model * dtype_bytes)
+    form = CLOSED_FORMS.get(schedule.name)
+    if form is None:
+        return ClosedFormResult(None, None, None, f"no closed form for {schedule.name!r}")
+    if not _is_registered_order(schedule):
+        return ClosedFormResult(None, None, None,
+                                f"this order differs from the registered {schedule.name}")
+    try:
+        value = bubble_fraction(schedule.name, schedule.pp_size, schedule.microbatches_per_step,
+                                schedule.num_chunks, cost, num_steps=schedule.num_steps)
+    except ValueError as error:
+        return ClosedFormResult(form, None, None, str(error))
+    ratio = value / (1.0 - value) if value < 1.0 else None
+    return ClosedFormResult(form, value, ratio, "")
+
+
+def _is_registered_order(schedule) -> bool:
+    options = {"num_steps": schedule.num_steps} if schedule.is_async else {}
+    try:
+        built = build(schedule.name, schedule.pp_size, schedule.microbatches_per_step,
+                      schedule.num_chunks, **options)
+    except ValueError:
+        return False
+    return built.actions == schedule.actions and built.stage_to_rank == schedule.stage_to_rank

@@ -35,14 +35,29 @@ from __future__ import annotations
 
 def activation_bytes(microbatch_size: int, seq_len: int, d_model: int,
                      bytes_per_element: int = 4) -> int:
-    """One activation (or its gradient) crossing a cut: b x s x d x e."""
+    """One activation (or its gradient) crossing a cut: b x s x d x e.
+
+    The boundary tensor of a transformer layer is its hidden state (Megatron-LM SC'21,
+    Sec. 3.2, counts b s h elements per message).
+    """
+    for name, value in (("microbatch_size", microbatch_size), ("seq_len", seq_len),
+                        ("d_model", d_model), ("bytes_per_element", bytes_per_element)):
+        if value < 1:
+            raise ValueError(f"{name} must be >= 1, got {value}")
     return microbatch_size * seq_len * d_model * bytes_per_element
 
 
 def pipeline_send_bytes(num_stages: int, num_microbatches: int, microbatch_size: int,
                         seq_len: int, d_model: int, tp_size: int = 1, dp_size: int = 1,
                         bytes_per_element: int = 4) -> int:
-    """Bytes of all pipeline sends of one step, all ranks: 2 (S-1) m b s d e t r."""
+    """Bytes of all pipeline sends of one step, all ranks: 2 (S-1) m b s d e t r.
+
+    S counts model stages, P x V: interleaving multiplies the messages by V (Megatron-LM
+    SC'21, Sec. 2.2.2).
+    """
+    if num_stages < 1 or num_microbatches < 1:
+        raise ValueError(f"need at least 1 stage and 1 microbatch, got {num_stages} stages "
+                         f"and {num_microbatches} microbatches")
     one = activation_bytes(microbatch_size, seq_len, d_model, bytes_per_element)
     return 2 * (num_stages - 1) * num_microbatches * one * tp_size * dp_size
 

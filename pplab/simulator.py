@@ -11,12 +11,11 @@ is never placed by hand. Times are "cost units" (F = 1 by default), not seconds.
 
 from __future__ import annotations
 
-import math
 from collections import defaultdict, deque
-from dataclasses import dataclass, fields
 
 import pandas as pd
 
+from .cost_model import CostModel
 from .schedules.actions import (
     BACKWARD_INPUT,
     BACKWARD_WEIGHT,
@@ -29,135 +28,13 @@ from .schedules.actions import (
 )
 from .timeline import events_from_columns
 
+__all__ = ["CostModel", "simulate", "schedule_summary", "metadata", "SOURCE", "TIME_UNIT"]
+
 SOURCE = "simulated"
 TIME_UNIT = "cost units"
 
-# Short names accepted by CostModel.parse; "comm" is the latency of one message.
-_PARSE_KEYS = {
-    "f": "forward", "b": "backward", "i": "backward_input", "w": "backward_weight",
-    "comm": "latency", "lat": "latency", "bw": "bandwidth", "bytes": "message_bytes",
-    "opt": "optimizer",
-}
 
-
-@dataclass(frozen=True)
-class CostModel:
-    """Durations of one stage's work and of one message between ranks.
-
-    ``forward`` and the backward figures are for one stage holding a rank's whole share of
-    the model. Interleaved schedules cut that share into V chunks, each costing 1/V, so one
-    CostModel compares schedules of the same model fairly. ``stage_scale`` multiplies the
-    cost of individual stages (one factor per stage, or per rank for multi-chunk
-    placements) to model unequal stages.
-    """
-
-    forward: float = 1.0
-    backward: float = 2.0
-    backward_input: float = 1.0
-    backward_weight: float = 1.0
-    latency: float = 0.0
-    bandwidth: float | None = None
-    message_bytes: float = 0.0
-    optimizer: float = 0.0
-    stage_scale: tuple[float, ...] | None = None
-    link_scale: tuple[float, ...] | None = None
-
-    def __post_init__(self) -> None:
-        for name in ("forward", "backward", "backward_input", "backward_weight", "latency",
-                     "message_bytes", "optimizer"):
-            value = getattr(self, name)
-            if not isinstance(value, int | float) or not math.isfinite(value) or value < 0:
-                raise ValueError(f"cost {name} must be a finite number >= 0, got {value!r}")
-        if self.bandwidth is not None and (
-                not isinstance(self.bandwidth, int | float) or not self.bandwidth > 0
-                or not math.isfinite(self.bandwidth)):
-            raise ValueError(f"cost bandwidth must be a finite number > 0, got {self.bandwidth!r}")
-        if self.stage_scale is not None:
-            scale = tuple(float(x) for x in self.stage_scale)
-            if not scale or any(not math.isfinite(x) or x <= 0 for x in scale):
-                raise ValueError(f"stage_scale needs positive finite factors, got {scale}")
-            object.__setattr__(self, "stage_scale", scale)
-        if self.link_scale is not None:
-            links = tuple(float(x) for x in self.link_scale)
-            if not links or any(not math.isfinite(x) or x < 0 for x in links):
-                raise ValueError(f"link_scale needs finite factors >= 0, got {links}")
-            object.__setattr__(self, "link_scale", links)
-
-    @classmethod
-    def parse(cls, text: str) -> CostModel:
-        """Read ``"f=1,b=2,i=1,w=1,comm=0"`` (also ``lat=``, ``bw=``, ``bytes=``, ``opt=``).
-
-        ``scale=1:1.5:1`` gives per-stage factors, ``links=1:4:1`` per-boundary factors of the
-        message time. Raise ValueError on anything else.
-        """
-        values: dict[str, object] = {}
-        for item in (part.strip() for part in text.split(",")):
-            if not item:
-                continue
-            key, sep, raw = item.partition("=")
-            key = key.strip().lower()
-            if not sep or not raw.strip():
-                raise ValueError(f"cost item {item!r} is not KEY=NUMBER (e.g. f=1,b=2,comm=0.1)")
-            if key in ("scale", "links"):
-                try:
-                    factors = tuple(float(x) for x in raw.split(":"))
-                except ValueError:
-                    raise ValueError(f"cost {key} {raw!r} is not numbers joined by ':'") from None
-                values["stage_scale" if key == "scale" else "link_scale"] = factors
-                continue
-            if key not in _PARSE_KEYS:
-                known = ", ".join(list(_PARSE_KEYS) + ["scale", "links"])
-                raise ValueError(f"unknown cost key {key!r}; use {known}")
-            try:
-                number = float(raw)
-            except ValueError:
-                raise ValueError(f"cost {key}={raw!r} is not a number") from None
-            values[_PARSE_KEYS[key]] = number
-        return cls(**values)
-
-    def to_dict(self) -> dict[str, object]:
-        """Plain values for run metadata."""
-        out = {f.name: getattr(self, f.name) for f in fields(self)}
-        for name in ("stage_scale", "link_scale"):
-            if out[name] is not None:
-                out[name] = list(out[name])
-        return out
-
-    def transfer_time(self) -> float:
-        """Time one activation or gradient message occupies a link (bytes / bandwidth)."""
-        return 0.0 if self.bandwidth is None else self.message_bytes / self.bandwidth
-
-    def message_time(self) -> float:
-        """Latency plus transfer time of one activation or gradient message."""
-        return self.latency + self.transfer_time()
-
-    def link_factors(self, num_stages: int) -> list[float]:
-        """Multiplier of the message time across each of the ``num_stages - 1`` boundaries."""
-        if self.link_scale is None:
-            return [1.0] * max(num_stages - 1, 0)
-        if len(self.link_scale) != num_stages - 1:
-            raise ValueError(
-                f"link_scale has {len(self.link_scale)} factors; {num_stages} stages have "
-                f"{num_stages - 1} links between them")
-        return list(self.link_scale)
-
-    def stage_factors(self, schedule: Schedule) -> list[float]:
-        """Multiplier of the per-stage figures for every stage of ``schedule``."""
-        num_stages, pp_size = schedule.num_stages, schedule.pp_size
-        chunk = pp_size / num_stages  # a stage is 1/V of a rank's share
-        scale = self.stage_scale
-        if scale is None:
-            return [chunk] * num_stages
-        if len(scale) == num_stages:
-            return [chunk * s for s in scale]
-        if len(scale) == pp_size:
-            return [chunk * scale[schedule.stage_to_rank[s]] for s in range(num_stages)]
-        raise ValueError(
-            f"stage_scale has {len(scale)} factors; the schedule has {num_stages} stages "
-            f"on {pp_size} ranks")
-
-
-def simulate(schedule: Schedule, cost: CostModel = CostModel()) -> pd.DataFrame:
+def simulate(schedule: Schedule, cost: CostModel | None = None) -> pd.DataFrame:
     """Run ``schedule`` under ``cost`` and return its Event table (source "simulated").
 
     Event-driven and linear in the number of actions: each rank runs until its next
@@ -165,6 +42,7 @@ def simulate(schedule: Schedule, cost: CostModel = CostModel()) -> pd.DataFrame:
     the fact wakes it. Raise ValueError if the schedule deadlocks or is incomplete
     (``pplab.schedules.validate`` explains such schedules in detail).
     """
+    cost = cost if cost is not None else CostModel()
     num_stages = schedule.num_stages
     factors = cost.stage_factors(schedule)
     durations = {

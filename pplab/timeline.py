@@ -36,8 +36,9 @@ import numpy as np
 import pandas as pd
 
 from .atomic_files import atomic_directory, write_text_atomic
+from .schedules.actions import COMPUTE_KINDS
 
-COMPUTE_EVENT_KINDS = ("F", "B", "I", "W")
+COMPUTE_EVENT_KINDS = COMPUTE_KINDS  # the schedule's action kinds are the compute events
 COMM_EVENT_KINDS = ("send", "recv", "allreduce")
 WAIT_KIND = "wait"
 OPTIM_KIND = "optim"
@@ -129,17 +130,22 @@ def peak_activations(events: pd.DataFrame) -> dict[int, int]:
 
 
 def _busy_and_comm(events: pd.DataFrame, ranks: Iterable[int]) -> dict[int, tuple[float, float]]:
+    """(busy, exposed comm) time of every rank in ``ranks``; one pass over the table."""
     kinds = events["kind"].to_numpy()
     busy_mask = np.isin(kinds, BUSY_KINDS)
     either_mask = busy_mask | np.isin(kinds, COMM_EVENT_KINDS)
     rank_of = events["rank"].to_numpy()
     starts, ends = events["start"].to_numpy(), events["end"].to_numpy()
+    order = np.argsort(rank_of, kind="stable")
+    sorted_ranks = rank_of[order]
     out = {}
     for rank in ranks:
-        mine = rank_of == rank
-        busy = _union_length(starts[mine & busy_mask], ends[mine & busy_mask])
+        lo, hi = np.searchsorted(sorted_ranks, [rank, rank + 1])
+        mine = order[lo:hi]  # a rank with no events (idle all step) gets an empty slice
+        busy_rows, either_rows = mine[busy_mask[mine]], mine[either_mask[mine]]
+        busy = _union_length(starts[busy_rows], ends[busy_rows])
         # Communication that no computation hides: |busy or comm| - |busy|.
-        either = _union_length(starts[mine & either_mask], ends[mine & either_mask])
+        either = _union_length(starts[either_rows], ends[either_rows])
         out[int(rank)] = (busy, either - busy)
     return out
 
@@ -156,7 +162,7 @@ def _span_metrics(events: pd.DataFrame, ranks: list[int]) -> tuple[float, float,
     return makespan, bubble, per_rank
 
 
-def metrics(events: pd.DataFrame) -> dict[str, object]:
+def metrics(events: pd.DataFrame, ranks: Iterable[int] | None = None) -> dict[str, object]:
     """Makespan, busy/comm/idle per rank, bubble fraction and peak in-flight microbatches.
 
     ``bubble_fraction = 1 - sum(busy) / (ranks x makespan)``: the share of rank-time spent
@@ -165,10 +171,22 @@ def metrics(events: pd.DataFrame) -> dict[str, object]:
     optimizer intervals; ``comm`` the time in send/recv/allreduce that overlaps no busy
     interval; ``idle`` what is left of the makespan. With several training steps,
     ``per_step`` gives the makespan and bubble of each step's events alone.
+
+    ``ranks`` are the processes of the run (``range(schedule.pp_size)`` for a simulation,
+    ``range(world_size)`` for a measured run). Pass them: a rank that did nothing has no
+    events, yet its idle time is bubble. Without them, the ranks seen in the table count.
     """
     if len(events) == 0:
         raise ValueError("the event table is empty: nothing ran")
-    ranks = sorted(int(r) for r in events["rank"].unique())
+    seen = {int(r) for r in events["rank"].unique()}
+    if ranks is None:
+        ranks = sorted(seen)
+    else:
+        ranks = sorted({int(r) for r in ranks})
+        strangers = sorted(seen - set(ranks))
+        if strangers:
+            raise ValueError(f"events name ranks {strangers[:5]} outside the run's "
+                             f"{len(ranks)} ranks")
     makespan, bubble, per_rank = _span_metrics(events, ranks)
     sources = sorted(str(s) for s in events["source"].unique())
     steps = sorted(int(s) for s in events["step"].unique())

@@ -7,6 +7,7 @@ import itertools
 import pytest
 
 from pplab import formulas
+from pplab import parallel_formulas as pf
 from pplab.schedules import build
 from pplab.simulator import CostModel, simulate
 from pplab.timeline import metrics
@@ -58,22 +59,22 @@ def test_peaks():
 
 
 def test_bytes():
-    assert formulas.activation_bytes(2, 16, 64) == 2 * 16 * 64 * 4
-    assert formulas.activation_bytes(1, 8, 8, dtype_bytes=2) == 128
-    assert formulas.bytes_per_step(4, 8, 100) == 2 * 3 * 8 * 100
-    assert formulas.bytes_per_step(4, 8, 100, num_chunks=2) == 2 * 7 * 8 * 100
-    assert formulas.bytes_per_step(1, 8, 100) == 0
+    assert pf.activation_bytes(2, 16, 64) == 2 * 16 * 64 * 4
+    assert pf.activation_bytes(1, 8, 8, bytes_per_element=2) == 128
+    assert pf.pipeline_send_bytes(4, 8, 1, 1, 25) == 2 * 3 * 8 * 100
+    assert pf.pipeline_send_bytes(4 * 2, 8, 1, 1, 25) == 2 * 7 * 8 * 100
+    assert pf.pipeline_send_bytes(1, 8, 1, 1, 25) == 0
 
 
 def test_bytes_match_simulated_sends():
     cost = CostModel(latency=0.01, message_bytes=1000)
     events = simulate(build("interleaved-1f1b", 4, 8, 2), cost)
     sent = int(events.loc[events["kind"] == "send", "bytes"].sum())
-    assert sent == formulas.bytes_per_step(4, 8, 1000, num_chunks=2)
+    assert sent == pf.pipeline_send_bytes(4 * 2, 8, 1, 1, 250)
 
 
 @pytest.mark.parametrize("call, message", [
-    (lambda: formulas.bubble_fraction("1f1b", 0, 8), "at least 1 stage, got 0"),
+    (lambda: formulas.bubble_fraction("1f1b", 0, 8), "at least 1 rank, got 0"),
     (lambda: formulas.bubble_fraction("gpipe", 4, 0), "at least 1 microbatch, got 0"),
     (lambda: formulas.bubble_fraction("nope", 4, 8), "no closed form for schedule 'nope'"),
     (lambda: formulas.bubble_fraction("interleaved-1f1b", 4, 6, 2), "got 6"),
@@ -83,8 +84,8 @@ def test_bytes_match_simulated_sends():
      "free communication"),
     (lambda: formulas.bubble_fraction("1f1b", 2, 8, cost=CostModel(stage_scale=(1, 2))),
      "equal stages"),
-    (lambda: formulas.activation_bytes(0, 8, 8), "microbatch_size must be >= 1, got 0"),
-    (lambda: formulas.bytes_per_step(2, 2, -1), "activation_bytes must be >= 0, got -1"),
+    (lambda: pf.activation_bytes(0, 8, 8), "microbatch_size must be >= 1, got 0"),
+    (lambda: pf.pipeline_send_bytes(2, 0, 1, 1, 1), "0 microbatches"),
 ])
 def test_bad_input_is_a_clear_error(call, message):
     with pytest.raises(ValueError, match=message):

@@ -51,6 +51,21 @@ def test_metrics_split_busy_comm_idle():
     assert result["steps"] == 1 and "per_step" not in result
 
 
+def test_an_idle_rank_of_the_run_counts_in_the_bubble():
+    # A CSV with an empty row: rank 2 never works, yet its whole makespan is bubble.
+    from pplab.schedules import schedule_from_csv_text
+
+    schedule = schedule_from_csv_text("0F0,0B0\n1F0,1B0\n\n")
+    assert schedule.pp_size == 3
+    events = simulate(schedule, CostModel(forward=1, backward=1))
+    counted = metrics(events, ranks=range(schedule.pp_size))
+    assert counted["num_ranks"] == 3
+    assert counted["per_rank"][2] == {"busy": 0.0, "comm": 0.0, "idle": 4.0}
+    assert counted["bubble_fraction"] == pytest.approx(1 - 4 / (3 * 4))
+    with pytest.raises(ValueError, match=r"ranks \[1\] outside the run's 1 ranks"):
+        metrics(events, ranks=[0])
+
+
 def test_overlapping_busy_intervals_count_once():
     rows = [dict(rank=0, kind="F", start=0.0, end=2.0, source="measured", stage=0),
             dict(rank=0, kind="optim", start=1.0, end=3.0, source="measured")]
