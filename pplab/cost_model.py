@@ -8,10 +8,18 @@ Durations are for one stage holding a rank's whole share of the model, in "cost 
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, fields
 
+from .limits import (
+    MAX_COST,
+    MAX_MESSAGE_BYTES,
+    MAX_STAGES,
+    check_count,
+    check_finite_number,
+)
 from .schedules.actions import Schedule
+
+MAX_BANDWIDTH = 1e18  # bytes per time unit: far above any link, still finite in every sum
 
 # Short names accepted by CostModel.parse; "comm" is the latency of one message.
 _PARSE_KEYS = {
@@ -44,25 +52,25 @@ class CostModel:
     link_scale: tuple[float, ...] | None = None
 
     def __post_init__(self) -> None:
+        # Bounded, not only finite: a duration of 1e300 sums to infinity over a schedule, and
+        # bytes beyond 2**63 wrap negative in the Event table's int64 column.
         for name in ("forward", "backward", "backward_input", "backward_weight", "latency",
-                     "message_bytes", "optimizer"):
-            value = getattr(self, name)
-            if not isinstance(value, int | float) or not math.isfinite(value) or value < 0:
-                raise ValueError(f"cost {name} must be a finite number >= 0, got {value!r}")
-        if self.bandwidth is not None and (
-                not isinstance(self.bandwidth, int | float) or not self.bandwidth > 0
-                or not math.isfinite(self.bandwidth)):
-            raise ValueError(f"cost bandwidth must be a finite number > 0, got {self.bandwidth!r}")
-        if self.stage_scale is not None:
-            scale = tuple(float(x) for x in self.stage_scale)
-            if not scale or any(not math.isfinite(x) or x <= 0 for x in scale):
-                raise ValueError(f"stage_scale needs positive finite factors, got {scale}")
-            object.__setattr__(self, "stage_scale", scale)
-        if self.link_scale is not None:
-            links = tuple(float(x) for x in self.link_scale)
-            if not links or any(not math.isfinite(x) or x < 0 for x in links):
-                raise ValueError(f"link_scale needs finite factors >= 0, got {links}")
-            object.__setattr__(self, "link_scale", links)
+                     "optimizer"):
+            check_finite_number(f"cost {name}", getattr(self, name), MAX_COST)
+        check_finite_number("cost message_bytes", self.message_bytes, MAX_MESSAGE_BYTES)
+        if self.bandwidth is not None:
+            check_finite_number("cost bandwidth", self.bandwidth, MAX_BANDWIDTH, positive=True)
+        for name, positive in (("stage_scale", True), ("link_scale", False)):
+            factors = getattr(self, name)
+            if factors is None:
+                continue
+            factors = tuple(factors)
+            if not factors:
+                raise ValueError(f"{name} needs at least one factor")
+            check_count(f"{name} factors", len(factors), MAX_STAGES)
+            factors = tuple(check_finite_number(f"{name} factor", x, MAX_COST, positive=positive)
+                            for x in factors)
+            object.__setattr__(self, name, factors)
 
     @classmethod
     def parse(cls, text: str) -> CostModel:

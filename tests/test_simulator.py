@@ -170,8 +170,10 @@ def test_deadlock_is_a_clear_error():
 
 @pytest.mark.parametrize("text, message", [
     ("f=1,b=x", "is not a number"), ("speed=3", "unknown cost key 'speed'"),
-    ("f", "is not KEY=NUMBER"), ("f=-1", "forward must be a finite number >= 0"),
-    ("bw=0", "bandwidth must be a finite number > 0"), ("scale=1:a", "scale"),
+    ("f", "is not KEY=NUMBER"), ("f=-1", "forward must be >= 0"),
+    ("f=nan", "forward must be a finite number"), ("f=1e300", "over pplab.s limit"),
+    ("bytes=1e30", "message_bytes .* over"),
+    ("bw=0", "bandwidth must be > 0"), ("scale=1:a", "scale"),
 ])
 def test_cost_parse_rejects_junk(text, message):
     with pytest.raises(ValueError, match=message):

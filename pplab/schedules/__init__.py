@@ -21,7 +21,8 @@ from .registry import SCHEDULES, build, depth_from_flags
 from .validate import ScheduleError, step_grid, validate
 
 __all__ = [
-    "Action", "Schedule", "SCHEDULES", "ScheduleError", "build", "depth_from_flags", "validate", "step_grid",
+    "Action", "Schedule", "SCHEDULES", "ScheduleError", "build", "depth_from_flags",
+    "validate", "step_grid",
     "read_csv", "write_csv", "schedule_from_csv_text", "schedule_to_csv_text",
     "needs", "finishes", "weight_versions",
     "FORWARD", "FULL_BACKWARD", "BACKWARD_INPUT", "BACKWARD_WEIGHT", "COMPUTE_KINDS",

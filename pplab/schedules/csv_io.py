@@ -17,6 +17,7 @@ import os
 import re
 from pathlib import Path
 
+from .. import limits
 from ..atomic_files import write_text_atomic
 from .actions import Action, Schedule
 
@@ -39,10 +40,19 @@ def write_csv(schedule: Schedule, path: str | os.PathLike) -> Path:
 
 
 def schedule_from_csv_text(text: str, name: str = "custom") -> Schedule:
-    """Parse compute-only CSV text; raise ValueError naming the row and cell that is wrong."""
+    """Parse compute-only CSV text; raise ValueError naming the row and cell that is wrong.
+
+    Spreadsheet exports are welcome: a UTF-8 byte-order mark and CRLF line ends are read as
+    if they were not there. Sizes are bounded by ``pplab.limits`` while reading, before any
+    work grows with them.
+    """
+    limits.check_count("CSV text of", len(text), limits.MAX_CSV_CHARS)
+    text = text.removeprefix("\ufeff")
     orders: dict[int, list[Action]] = {}
     stage_to_rank: dict[int, int] = {}
-    for rank, row in enumerate(csv.reader(io.StringIO(text))):
+    count = 0
+    for rank, row in enumerate(csv.reader(io.StringIO(text, newline=""))):
+        limits.check_count("ranks (CSV rows)", rank + 1, limits.MAX_PP_SIZE)
         order = []
         for column, cell in enumerate(row):
             cell = cell.strip()
@@ -52,6 +62,12 @@ def schedule_from_csv_text(text: str, name: str = "custom") -> Schedule:
                 action = Action.parse(cell)
             except ValueError as error:
                 raise ValueError(f"row {rank + 1}, cell {column + 1}: {error}") from None
+            count += 1
+            limits.check_count("actions", count, limits.MAX_ACTIONS)
+            if action.stage >= limits.MAX_STAGES or action.microbatch >= limits.MAX_MICROBATCHES:
+                raise ValueError(f"row {rank + 1}, cell {column + 1}: {cell} is beyond pplab's "
+                                 f"limits of {limits.MAX_STAGES:,} stages and "
+                                 f"{limits.MAX_MICROBATCHES:,} microbatches (pplab.limits)")
             placed = stage_to_rank.setdefault(action.stage, rank)
             if placed != rank:
                 raise ValueError(
@@ -71,7 +87,10 @@ def schedule_from_csv_text(text: str, name: str = "custom") -> Schedule:
 def read_csv(path: str | os.PathLike) -> Schedule:
     path = Path(path)
     try:
-        text = path.read_text()
+        if path.stat().st_size > 4 * limits.MAX_CSV_CHARS:  # UTF-8 takes at most 4 bytes a char
+            raise ValueError(f"{path} is over pplab's limit of {limits.MAX_CSV_CHARS:,} "
+                             f"characters for a schedule CSV (pplab.limits)")
+        text = path.read_bytes().decode("utf-8-sig")
     except (OSError, UnicodeDecodeError) as error:
         raise ValueError(f"cannot read {path}: {error}") from None
     return schedule_from_csv_text(text, name=path.stem)

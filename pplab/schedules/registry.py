@@ -3,8 +3,8 @@
 Every builder has the signature ``builder(pp_size, num_microbatches, num_chunks, **options)``
 and returns a ``Schedule``. ``pp_size`` is the pipeline depth P (ranks of one pipeline);
 ``num_chunks`` is V, the model chunks per rank, so the schedule has ``num_stages`` = P x V
-model stages (V is 1 except for interleaved placements). Adding a family means writing one builder and decorating it with
-``@register``; no executor changes.
+model stages (V is 1 except for interleaved placements). Adding a family means writing one
+builder and decorating it with ``@register``; no executor changes.
 
     python -m pplab.cli schedules
 """
@@ -14,6 +14,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from ..limits import check_schedule_size
 from .actions import Schedule
 
 Builder = Callable[..., Schedule]
@@ -28,9 +29,14 @@ class ScheduleFamily:
     min_chunks: int = 1
     max_chunks: int | None = 1
     asynchronous: bool = False
+    actions_per_microbatch: int = 2  # F and B; 3 where the backward is split into I and W
 
     def check(self, pp_size: int, num_microbatches: int, num_chunks: int) -> None:
         """Raise ValueError naming the numbers that this family cannot build."""
+        for what, value in (("pipeline depth", pp_size), ("microbatches", num_microbatches),
+                            ("chunks", num_chunks)):
+            if isinstance(value, bool) or not isinstance(value, int):
+                raise ValueError(f"{self.name}: {what} must be a whole number, got {value!r}")
         if pp_size < 1:
             raise ValueError(f"{self.name} needs a pipeline of at least 1 rank, got {pp_size}")
         if num_microbatches < 1:
@@ -55,11 +61,13 @@ def register(
     min_chunks: int = 1,
     max_chunks: int | None = 1,
     asynchronous: bool = False,
+    actions_per_microbatch: int = 2,
 ) -> Callable[[Builder], Builder]:
     def decorate(builder: Builder) -> Builder:
         summary = (builder.__doc__ or "").strip().splitlines()[0]
         SCHEDULES[name] = ScheduleFamily(
-            name, builder, summary, paper, min_chunks, max_chunks, asynchronous
+            name, builder, summary, paper, min_chunks, max_chunks, asynchronous,
+            actions_per_microbatch,
         )
         return builder
 
@@ -76,6 +84,11 @@ def build(
     if num_chunks is None:
         num_chunks = family.min_chunks
     family.check(pp_size, num_microbatches, num_chunks)
+    steps = options.get("num_steps", 1) if family.asynchronous else 1
+    if not isinstance(steps, int) or steps < 1:
+        raise ValueError(f"{name} needs a whole number of steps >= 1, got {steps!r}")
+    check_schedule_size(name, pp_size, num_microbatches, num_chunks,
+                        family.actions_per_microbatch, steps)
     return family.builder(pp_size, num_microbatches, num_chunks, **options)
 
 

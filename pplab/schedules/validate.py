@@ -18,6 +18,7 @@ from __future__ import annotations
 
 from collections import Counter
 
+from .. import limits
 from .actions import (
     BACKWARD_INPUT,
     BACKWARD_WEIGHT,
@@ -31,6 +32,7 @@ from .actions import (
 )
 
 GRID_ROWS_AROUND = 4
+GRID_MAX_RANKS = 12  # a message about a 4,000-rank schedule shows the ranks that matter
 
 
 class ScheduleError(ValueError):
@@ -53,14 +55,14 @@ def step_grid(schedule: Schedule, marks: dict[int, int] | None = None) -> str:
     Long schedules show only the rows around the marks so the message stays readable.
     """
     marks = marks or {}
-    ranks = list(schedule.actions)
-    depth = max((len(a) for a in schedule.actions.values()), default=0)
+    ranks = _ranks_to_show(list(schedule.actions), marks)
+    depth = max((len(schedule.actions[r]) for r in ranks), default=0)
     if marks:
         low = max(0, min(marks.values()) - GRID_ROWS_AROUND)
         high = min(depth, max(marks.values()) + GRID_ROWS_AROUND + 1)
     else:
         low, high = 0, min(depth, 2 * GRID_ROWS_AROUND + 1)
-    width = max([len(str(a)) + 1 for _, a in schedule.all_actions()]
+    width = max([len(str(a)) + 1 for r in ranks for a in schedule.actions[r][low:high]]
                 + [len(f"rank {r}") for r in ranks])
     lines = ["step " + " ".join(f"rank {r}".rjust(width) for r in ranks)]
     if low > 0:
@@ -76,7 +78,23 @@ def step_grid(schedule: Schedule, marks: dict[int, int] | None = None) -> str:
         lines.append(f"{step:>4} " + " ".join(cells))
     if high < depth:
         lines.append("  ...")
+    if len(ranks) < len(schedule.actions):
+        lines.append(f"  (showing {len(ranks)} of {len(schedule.actions)} ranks)")
     return "\n".join(lines)
+
+
+def _ranks_to_show(ranks: list[int], marks: dict[int, int]) -> list[int]:
+    """All ranks of a small schedule; else the marked ones and their neighbours, in order."""
+    if len(ranks) <= GRID_MAX_RANKS:
+        return ranks
+    chosen: set[int] = set()
+    for rank in sorted(marks, key=lambda r: (marks[r], r)):
+        chosen.update(r for r in (rank - 1, rank, rank + 1) if r in marks or 0 <= r < len(ranks))
+        if len(chosen) >= GRID_MAX_RANKS:
+            break
+    if not chosen:
+        chosen = set(ranks[:GRID_MAX_RANKS])
+    return sorted(chosen)[:GRID_MAX_RANKS]
 
 
 def _check_placement(schedule: Schedule) -> None:
@@ -113,29 +131,36 @@ def _check_complete(schedule: Schedule) -> None:
             rank, position = where[key]
             raise ScheduleError(f"{Action(*key)} appears {count} times; it must run exactly once",
                                 schedule, rank, position)
+    # Linear in the actions: a stage missing some forward is found by counting, and only
+    # that stage's microbatches are then walked to name the first one missing.
+    forwards_per_stage = Counter(stage for stage, kind, _ in counts if kind == FORWARD)
     for stage in range(schedule.num_stages):
+        if forwards_per_stage[stage] < schedule.num_microbatches:
+            mb = next(mb for mb in range(schedule.num_microbatches)
+                      if not counts[(stage, FORWARD, mb)])
+            raise ScheduleError(
+                f"incomplete: the forward {Action(stage, FORWARD, mb)} is missing "
+                f"(stage {stage} lives on rank {schedule.stage_to_rank[stage]})", schedule)
+    for stage, _, mb in sorted(k for k in counts if k[1] == FORWARD):
         home = schedule.stage_to_rank[stage]
-        for mb in range(schedule.num_microbatches):
-            full = counts[(stage, FULL_BACKWARD, mb)]
-            split = (counts[(stage, BACKWARD_INPUT, mb)], counts[(stage, BACKWARD_WEIGHT, mb)])
-            missing = None
-            if not counts[(stage, FORWARD, mb)]:
-                missing = f"the forward {Action(stage, FORWARD, mb)} is missing"
-            elif full and any(split):
-                key = (stage, BACKWARD_INPUT if split[0] else BACKWARD_WEIGHT, mb)
-                rank, position = where[key]
-                raise ScheduleError(
-                    f"{Action(*key)} splits a backward that {Action(stage, FULL_BACKWARD, mb)} "
-                    f"already runs in full", schedule, rank, position)
-            elif not full and split == (0, 0):
-                missing = (f"the backward of stage {stage} microbatch {mb} is missing "
-                           f"(need {Action(stage, FULL_BACKWARD, mb)}, or I and W)")
-            elif not full and split[0] != split[1]:
-                absent = BACKWARD_WEIGHT if split[0] else BACKWARD_INPUT
-                missing = f"{Action(stage, absent, mb)} is missing: I and W come in pairs"
-            if missing:
-                raise ScheduleError(f"incomplete: {missing} (stage {stage} lives on rank {home})",
-                                    schedule)
+        full = counts[(stage, FULL_BACKWARD, mb)]
+        split = (counts[(stage, BACKWARD_INPUT, mb)], counts[(stage, BACKWARD_WEIGHT, mb)])
+        missing = None
+        if full and any(split):
+            key = (stage, BACKWARD_INPUT if split[0] else BACKWARD_WEIGHT, mb)
+            rank, position = where[key]
+            raise ScheduleError(
+                f"{Action(*key)} splits a backward that {Action(stage, FULL_BACKWARD, mb)} "
+                f"already runs in full", schedule, rank, position)
+        if not full and split == (0, 0):
+            missing = (f"the backward of stage {stage} microbatch {mb} is missing "
+                       f"(need {Action(stage, FULL_BACKWARD, mb)}, or I and W)")
+        elif not full and split[0] != split[1]:
+            absent = BACKWARD_WEIGHT if split[0] else BACKWARD_INPUT
+            missing = f"{Action(stage, absent, mb)} is missing: I and W come in pairs"
+        if missing:
+            raise ScheduleError(f"incomplete: {missing} (stage {stage} lives on rank {home})",
+                                schedule)
 
 
 def _check_order_and_deadlock(schedule: Schedule) -> None:
@@ -151,20 +176,27 @@ def _check_order_and_deadlock(schedule: Schedule) -> None:
                         f"which rank {rank} runs later", schedule, rank, position)
             done.update(finishes(action))
     # Cross-rank progress: run every rank as far as its receives allow until all finish.
+    # Event-driven, as the simulator: a rank that must wait parks on the one fact it lacks
+    # and is woken when that fact appears, so the whole check is linear in the actions.
     done = set()
     heads = {rank: 0 for rank in schedule.actions}
-    progress = True
-    while progress:
-        progress = False
-        for rank, actions in schedule.actions.items():
-            position = heads[rank]
-            while position < len(actions) and all(
-                    n in done for n in needs(actions[position], num_stages)):
-                done.update(finishes(actions[position]))
-                position += 1
-            if position != heads[rank]:
-                heads[rank] = position
-                progress = True
+    parked: dict[tuple[int, str, int], list[int]] = {}
+    ready = list(schedule.actions)
+    while ready:
+        rank = ready.pop()
+        actions = schedule.actions[rank]
+        position = heads[rank]
+        while position < len(actions):
+            lacking = next((n for n in needs(actions[position], num_stages) if n not in done),
+                           None)
+            if lacking is not None:
+                parked.setdefault(lacking, []).append(rank)
+                break
+            for fact in finishes(actions[position]):
+                done.add(fact)
+                ready.extend(parked.pop(fact, ()))
+            position += 1
+        heads[rank] = position
     stuck = {r: p for r, p in heads.items() if p < len(schedule.actions[r])}
     if stuck:
         waits = []
@@ -181,6 +213,11 @@ def validate(schedule: Schedule) -> Schedule:
     """Return the schedule if it can run; raise ScheduleError naming the first problem."""
     if len(schedule.stage_to_rank) == 0:
         raise ValueError("the schedule places no stages")
+    limits.check_count("pipeline depth", schedule.pp_size, limits.MAX_PP_SIZE)
+    limits.check_count("model stages", schedule.num_stages, limits.MAX_STAGES)
+    limits.check_count("microbatches", schedule.num_microbatches, limits.MAX_MICROBATCHES)
+    limits.check_count("actions", sum(len(a) for a in schedule.actions.values()),
+                       limits.MAX_ACTIONS)
     if sorted(schedule.actions) != list(range(schedule.pp_size)):
         raise ValueError(
             f"ranks must be numbered 0..{schedule.pp_size - 1}, got {sorted(schedule.actions)}")

@@ -16,7 +16,7 @@ from .registry import register
 
 
 @register("zb-h1", paper="Zero Bubble Pipeline Parallelism, Qi et al., ICLR 2024, "
-          "arXiv:2401.10241, Sec. 3.1 (ZB-H1)")
+          "arXiv:2401.10241, Sec. 3.1 (ZB-H1)", actions_per_microbatch=3)
 def zb_h1(pp_size: int, num_microbatches: int, num_chunks: int = 1) -> Schedule:
     """1F1B with I/W split; rank r keeps r weight gradients pending to fill the drain."""
     orders = {rank: _zb_h1_order(rank, pp_size, num_microbatches)
