@@ -58,3 +58,9 @@ def check_finite_number(what: str, value: object, limit: float, *, positive: boo
     if value > limit:
         raise ValueError(f"{what} {value:g} is over pplab's limit of {limit:g} (pplab.limits)")
     return float(value)
+
+# Run directories (the lab reads every folder under the runs folder, including foreign ones).
+MAX_META_BYTES = 8 * 2**20
+MAX_EVENTS_BYTES = 256 * 2**20
+MAX_EVENT_ROWS = 5_000_000
+MAX_WORLD_SIZE = 4096  # processes of one recorded run

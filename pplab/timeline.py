@@ -29,13 +29,12 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from .atomic_files import atomic_directory, write_text_atomic
+from .atomic_files import write_text_atomic
 from .schedules.actions import COMPUTE_KINDS
 
 COMPUTE_EVENT_KINDS = COMPUTE_KINDS  # the schedule's action kinds are the compute events
@@ -208,102 +207,14 @@ def metrics(events: pd.DataFrame, ranks: Iterable[int] | None = None) -> dict[st
     return result
 
 
-class RunError(ValueError):
-    """A run directory that cannot be read; the message says why in one line."""
+def __getattr__(name: str):
+    # Run directories moved to pplab.run_dirs; old imports keep working while callers move.
+    if name in ("Run", "RunError", "save_run", "load_run", "list_runs", "EVENTS_FILE",
+                "META_FILE"):
+        from . import run_dirs
 
-
-@dataclass(frozen=True)
-class Run:
-    path: Path
-    events: pd.DataFrame
-    metadata: dict
-
-
-EVENTS_FILE = "events.parquet"
-META_FILE = "meta.json"
-
-
-def _json_default(value: object) -> object:
-    if hasattr(value, "item"):  # numpy and pandas scalars
-        return value.item()
-    if isinstance(value, Path):
-        return str(value)
-    if isinstance(value, tuple | set | frozenset):
-        return list(value)
-    raise TypeError(f"metadata value {value!r} of type {type(value).__name__} is not JSON")
-
-
-def save_run(directory: str | os.PathLike, events: pd.DataFrame, metadata: Mapping) -> Path:
-    """Write ``events.parquet`` and ``meta.json`` into a new ``directory``, atomically.
-
-    Both files are written into a hidden temporary directory beside the target, which is
-    then renamed into place: a run directory is complete or absent, never half written.
-    """
-    directory = Path(directory)
-    if directory.exists():
-        raise ValueError(f"{directory} already exists; choose a new run directory")
-    missing = [c for c in EVENT_COLUMNS if c not in events.columns]
-    if missing:
-        raise ValueError(f"events lack the columns {missing}")
-    try:
-        meta_text = json.dumps(dict(metadata), indent=2, sort_keys=True, default=_json_default)
-    except (TypeError, ValueError) as error:
-        raise ValueError(f"run metadata cannot be written as JSON: {error}") from None
-    with atomic_directory(directory) as tmp:
-        table = events[list(EVENT_COLUMNS)].astype(EVENT_COLUMNS).reset_index(drop=True)
-        table.to_parquet(tmp / EVENTS_FILE, index=False)
-        (tmp / META_FILE).write_text(meta_text + "\n")
-    return directory
-
-
-def load_run(directory: str | os.PathLike) -> Run:
-    """Read a run directory; raise RunError with a one-line reason if it is not a good run."""
-    directory = Path(directory)
-    if not directory.is_dir():
-        raise RunError(f"{directory} is not a directory")
-    meta_path, events_path = directory / META_FILE, directory / EVENTS_FILE
-    for path in (meta_path, events_path):
-        if not path.is_file():
-            raise RunError(f"{directory} is not a run: {path.name} is missing")
-    try:
-        metadata = json.loads(meta_path.read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
-        raise RunError(f"{meta_path} is not valid JSON: {str(error).splitlines()[0]}") from None
-    if not isinstance(metadata, dict):
-        raise RunError(f"{meta_path} holds a {type(metadata).__name__}, not a JSON object")
-    try:
-        events = pd.read_parquet(events_path)
-    except Exception as error:  # pyarrow raises many types for a damaged file
-        reason = str(error).splitlines()[0] if str(error) else type(error).__name__
-        raise RunError(f"{events_path} cannot be read as Parquet: {reason}") from None
-    missing = [c for c in EVENT_COLUMNS if c not in events.columns]
-    if missing:
-        raise RunError(f"{events_path} is not an Event table: columns {missing} are missing")
-    try:
-        events = events[list(EVENT_COLUMNS)].astype(EVENT_COLUMNS)
-    except (TypeError, ValueError) as error:
-        raise RunError(f"{events_path} has columns of the wrong type: {error}") from None
-    return Run(directory, events, metadata)
-
-
-def list_runs(root: str | os.PathLike) -> tuple[list[Run], list[tuple[Path, str]]]:
-    """Every run directory directly under ``root``: the good ones, and (path, reason) for the rest.
-
-    Hidden entries (such as a save in progress) are skipped; a missing root has no runs.
-    """
-    root = Path(root)
-    good: list[Run] = []
-    bad: list[tuple[Path, str]] = []
-    if not root.is_dir():
-        return good, bad
-    for path in sorted(root.iterdir()):
-        if path.name.startswith(".") or not path.is_dir():
-            continue
-        try:
-            good.append(load_run(path))
-        except RunError as error:
-            bad.append((path, str(error)))
-    return good, bad
+        return getattr(run_dirs, name)
+    raise AttributeError(f"module 'pplab.timeline' has no attribute {name!r}")
 
 
 # A Chrome-trace thread must nest its slices, and messages overlap computation and each
