@@ -14,13 +14,9 @@ from __future__ import annotations
 
 import argparse
 import os
-import queue
-import shutil
 import statistics
 import sys
-import tempfile
 import time
-from datetime import timedelta
 from functools import partial
 
 SCHEDULES = ("gpipe", "1f1b")
@@ -57,7 +53,7 @@ def _torch_runner(plan, rank: int):
 
 def _pplab_runner(plan, rank: int):
     """pplab's executor; ``step(k, record)`` runs one step with recording on or off."""
-    from pplab.engine.launch import setup_rank
+    from pplab.engine.rank_setup import setup_rank
 
     context = setup_rank(plan, rank)
 
@@ -71,8 +67,8 @@ def _pplab_runner(plan, rank: int):
 
 
 def _plan(schedule: str, options: dict):
-    from pplab.engine.config import TrainConfig
-    from pplab.engine.launch import make_plan
+    from pplab.plan import make_plan
+    from pplab.train_config import TrainConfig
 
     return make_plan(TrainConfig(
         schedule=schedule, pp_size=2, microbatches=options["microbatches"], steps=1,
@@ -81,13 +77,10 @@ def _plan(schedule: str, options: dict):
         out="-"))
 
 
-def _rank(rank: int, world: int, init_method: str, options: dict, results) -> None:
-    import torch
+def _rank(rank: int, world: int, report, options: dict) -> dict | None:
+    """One rank of the benchmark, started by pplab's supervisor (process group already up)."""
     import torch.distributed as dist
 
-    torch.set_num_threads(1)
-    dist.init_process_group("gloo", init_method=init_method, rank=rank, world_size=world,
-                            timeout=timedelta(seconds=600))
     times: dict[tuple[str, str], list[float]] = {}
     systems = ["recorded", "not recorded", "torch"]
     for schedule in SCHEDULES:
@@ -108,10 +101,9 @@ def _rank(rank: int, world: int, init_method: str, options: dict, results) -> No
                     times.setdefault((schedule, label), []).append(
                         time.perf_counter() - started)
                 counters[label] += 1
-    if rank == 0:
-        results.put({key: statistics.median(values) for key, values in times.items()})
-    dist.barrier()
-    dist.destroy_process_group()
+            report("step", step=round_)  # progress: the supervisor's timeout means "stuck"
+    return {key: statistics.median(values) for key, values in times.items()} if rank == 0 \
+        else None
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -127,7 +119,7 @@ def main(argv: list[str] | None = None) -> int:
            args.seq_len) < 1:
         print("engine_vs_torch: every count must be at least 1", file=sys.stderr)
         return 2
-    import torch.multiprocessing as mp
+    from pplab.engine.supervisor import RankFailed, spawn_ranks
 
     options = {k: getattr(args, k) for k in
                ("steps", "microbatches", "rows", "layers", "d_model", "seq_len")}
@@ -137,35 +129,11 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError as error:
         print(f"engine_vs_torch: {error}", file=sys.stderr)
         return 2
-    context = mp.get_context("spawn")
-    results = context.Queue()
-    rendezvous = tempfile.mkdtemp(prefix="pplab-bench-")
-    processes = [context.Process(target=_rank, daemon=True,
-                                 args=(r, 2, f"file://{rendezvous}/store", options, results))
-                 for r in range(2)]
     try:
-        for process in processes:
-            process.start()
-        medians = None
-        while medians is None:
-            try:
-                medians = results.get(timeout=1.0)
-            except queue.Empty:
-                # A failed rank leaves its peer blocked in a collective: do not wait it out.
-                if any(p.exitcode not in (None, 0) for p in processes):
-                    print("engine_vs_torch: a rank failed", file=sys.stderr)
-                    return 1
-        for process in processes:
-            process.join(60)
-        if any(p.exitcode != 0 for p in processes):
-            print("engine_vs_torch: a rank failed", file=sys.stderr)
-            return 1
-    finally:
-        for process in processes:
-            if process.is_alive():
-                process.terminate()
-                process.join(5)
-        shutil.rmtree(rendezvous, ignore_errors=True)
+        medians = spawn_ranks(2, _rank, options, backend="gloo", timeout=600)[0]
+    except RankFailed as error:
+        print(f"engine_vs_torch: {error}", file=sys.stderr)
+        return 1
     print(f"2 ranks, CPU, gloo, 1 thread each; {args.microbatches} microbatches of {args.rows} "
           f"x {args.seq_len} tokens, d_model {args.d_model}, {args.layers} layers;\n"
           f"median of {args.steps} steps each, barrier to barrier, interleaved (ms, measured)")

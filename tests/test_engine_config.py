@@ -1,4 +1,4 @@
-"""Config checks, the model's shape, the data, partitioning: no processes started here.
+"""Plan checks, run names, the model's shape, the data, partitioning: no ranks started here.
 
     pytest -q tests/test_engine_config.py
 """
@@ -6,18 +6,24 @@
 from __future__ import annotations
 
 import argparse
+import subprocess
+import sys
+from datetime import UTC, datetime
 
 import pytest
 import torch
 
-from pplab.engine.config import ModelConfig, TrainConfig, parse_fault
+from pplab import machine
 from pplab.engine.data import make_task, microbatches
-from pplab.engine.launch import make_plan
 from pplab.engine.model import build_reference_model, lm_loss
-from pplab.engine.partition import build_stage, split_layers
+from pplab.engine.partition import build_stage
+from pplab.engine.supervisor import PHASES, RankProgress, slowest_rank
 from pplab.engine.topology import Topology
-from pplab.engine.train_command import add_parser
+from pplab.engine.train_command import add_parser, config_from_args, train_argv
 from pplab.engine.weights import WeightStash
+from pplab.plan import make_plan, new_run_dir, run_label, split_layers
+from pplab.train_config import ModelConfig, TrainConfig, parse_fault, vocab_size
+from pplab.training_jobs import TrainRequest
 
 
 def test_split_layers_balanced_explicit_and_errors():
@@ -76,6 +82,8 @@ def test_tasks_are_deterministic_and_learnable_shapes(tmp_path):
     corpus.write_text("hello pipeline world\n" * 10)
     text = make_task("text", 8, str(corpus))
     assert text.vocab_size == len(set(corpus.read_text()))
+    # The plan's vocab, counted without torch, is the one the data loader builds.
+    assert vocab_size(TrainConfig(task="text", text=str(corpus), seq_len=8)) == text.vocab_size
     x, y = text.batch(0, 0, 4)
     torch.testing.assert_close(y[:, :-1], x[:, 1:])
     parts = microbatches(x, y, 2, dp_rank=1, dp_size=2)
@@ -83,6 +91,7 @@ def test_tasks_are_deterministic_and_learnable_shapes(tmp_path):
     torch.testing.assert_close(parts[0][0], x[2:3])
 
 
+@pytest.mark.slow  # trains the toy GPT for hundreds of steps in one process
 def test_reverse_task_loss_falls_in_a_few_hundred_steps():
     config = ModelConfig(d_model=32, n_heads=2, n_layers=2, d_ff=64, seq_len=16, seed=0)
     model = build_reference_model(config)
@@ -114,6 +123,8 @@ def test_reverse_task_loss_falls_in_a_few_hundred_steps():
     ({"task": "text"}, "--task text needs --text FILE"),
     ({"fault": "one:two"}, "fault must look like"),
     ({"schedule": "pipedream", "dp_size": 2}, "--dp 1, not 2"),
+    ({"tp_size": 2, "fault": "4:0:kill"},
+     "fault rank 4 is outside the world of pp 2 x tp 2 x dp 1 = 4 ranks"),
 ])
 def test_config_errors_are_one_clear_line(changes, message):
     with pytest.raises(ValueError, match=message) as caught:
@@ -151,11 +162,101 @@ def test_cli_refuses_a_deadlocking_csv_in_one_line(tmp_path, capsys):
 
 def test_topology_numbering_and_fault_parsing():
     grid = Topology(2, 2, 2)
-    assert grid.world_size == 8
+    assert grid.world_size == 8 and grid.describe() == "pp 2 x tp 2 x dp 2 = 8 ranks"
     assert grid.coords(5) == (1, 0, 1) and grid.rank_of(1, 0, 1) == 5
     with pytest.raises(ValueError, match="world size 6 != pp 2 x tp 2 x dp 2"):
         Topology(2, 2, 2, world=6)
-    assert parse_fault("1:2:kill") == (1, 2, "kill")
+    fault = parse_fault("1:2:kill")
+    assert fault == (1, 2, "kill") and fault.rank == 1
+
+
+def test_the_plan_check_imports_no_torch():
+    # The CLI and the app check a request before anything starts; that must stay cheap.
+    code = ("import sys; from pplab.plan import make_plan; from pplab.train_config import "
+            "TrainConfig; import pplab.training_jobs, pplab.engine.train_command, "
+            "pplab.engine.compare, pplab.engine.supervisor; "
+            "make_plan(TrainConfig(pp_size=2, tp_size=2)); "
+            "assert 'torch' not in sys.modules, 'torch was imported'")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+
+
+def _plan(**changes):
+    return make_plan(TrainConfig(out="-", **changes))
+
+
+def test_runs_are_named_by_what_they_are_in_one_place(tmp_path):
+    assert run_label(_plan(pp_size=2, microbatches=4)) == "1f1b-p2m4"
+    assert run_label(_plan(schedule="interleaved-1f1b", pp_size=2, chunks=2, microbatches=4,
+                           tp_size=2)) == "interleaved-1f1b-p2m4v2-tp2"
+    assert run_label(_plan(schedule="gpipe", pp_size=1, microbatches=1, tp_size=4)) == "tp4"
+    assert run_label(_plan(pp_size=1, microbatches=2, dp_size=2)) == "dp2-m2"
+    assert _plan(pp_size=1, microbatches=1, tp_size=4).describe() == "tp=4"
+    assert _plan(schedule="zb-h1", pp_size=2, dp_size=2).describe() == "zb-h1 pp=2 m=4 dp=2"
+    schedule = tmp_path / "my order.csv"
+    schedule.write_text("0F0,0B0\n1F0,1B0\n")
+    assert run_label(_plan(csv=str(schedule))) == "my-order-p2m1"
+    now = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
+    first = new_run_dir(tmp_path, _plan(), now)
+    assert first == tmp_path / "20260102-030405-1f1b-p2m4"
+    first.mkdir()
+    assert new_run_dir(tmp_path, _plan(), now).name == "20260102-030405-1f1b-p2m4-2"
+
+
+def test_ranks_beyond_the_machine_are_warned_refused_or_bounded():
+    four = Topology(4)
+    assert machine.sharing_warning(Topology(2), "cpu", 2) is None
+    assert machine.sharing_warning(four, "cpu", 2) == (
+        "4 ranks on 2 CPU cores: ranks take turns, so measured times show CPU sharing, "
+        "not the schedule")
+    machine.check_not_absurd(Topology(8), "cpu", 2)  # 4 per core: slow, but allowed
+    with pytest.raises(ValueError, match="pp 9 x tp 1 x dp 1 = 9 ranks on 2 CPU cores is more "
+                                         "than .* pass --oversubscribe"):
+        machine.check_not_absurd(Topology(9), "cpu", 2)
+    machine.check_not_absurd(Topology(9), "cpu", 2, oversubscribe=True)
+    with pytest.raises(ValueError, match="65 ranks on 64 CPU cores"):
+        machine.check_not_absurd(Topology(65), "cpu", 64)
+    with pytest.raises(ValueError, match="= 4 ranks, but this machine has 2 CPU cores"):
+        machine.check_fits(four, "cpu", 2)
+
+
+def test_the_app_request_is_checked_by_the_plan_and_its_own_bounds():
+    good = TrainRequest("1f1b", 2, 2, 1, 2, 2, 4)
+    assert good.check(rank_limit=2).topology.world_size == 2
+    for request, message in (
+            (TrainRequest("1f1b", 2, 2, 1, 2, 2, 5), "batch size 5 is not divisible by 2 "
+                                                     "microbatches"),
+            (TrainRequest("1f1b", 2, 2, 1, 201, 2, 4), "steps must be 1..200, got 201"),
+            (TrainRequest("1f1b", 2, 2, 1, 2, 2, 4, tp=2), "= 4 ranks, but this machine has 2"),
+            (TrainRequest("interleaved-1f1b", 2, 3, 1, 2, 4, 6), "not a multiple of 2")):
+        with pytest.raises(ValueError, match=message):
+            request.check(rank_limit=2)
+    # A family with one chunk per rank ignores the chunks field; interleaved takes its least.
+    assert TrainRequest("1f1b", 2, 2, 3, 2, 2, 4).config().chunks is None
+    assert TrainRequest("interleaved-1f1b", 2, 2, 1, 2, 4, 4).config().chunks == 2
+
+
+@pytest.mark.parametrize("config", [
+    TrainConfig(),
+    TrainConfig(schedule="zb-h1", pp_size=3, microbatches=5, steps=2, layers=6,
+                split=(2, 2, 2), batch_size=10, seq_len=8, d_model=32, heads=2, d_ff=64,
+                lr=0.002, dtype="float64", seed=3, out="runs/x", record=False, timeout=12.5,
+                tp_size=2, dp_size=1, fault="1:0:raise", device="cuda", task="sort"),
+])
+def test_a_config_goes_to_the_command_line_and_back_unchanged(config):
+    parser = argparse.ArgumentParser(prog="pplab")
+    add_parser(parser.add_subparsers(dest="command"))
+    assert config_from_args(parser.parse_args(["train", *train_argv(config)])) == config
+
+
+def test_a_timeout_blames_the_rank_furthest_behind():
+    joined = PHASES.index("joined")
+    heard = {0: RankProgress(joined, 5, 30.0), 1: RankProgress(joined, 3, 20.0),
+             2: RankProgress(joined, 3, 10.0), 3: RankProgress(joined, 4, 5.0)}
+    assert slowest_rank(heard) == 2  # lowest step; of the two at step 3, the quieter one
+    heard[4] = RankProgress(PHASES.index("started"), -1, 40.0)
+    assert slowest_rank(heard) == 4  # one that never joined is behind everyone
+    assert heard[4].where() == "it had not joined the process group"
 
 
 def test_weight_stash_keeps_versions_until_their_last_user():

@@ -1,5 +1,8 @@
 """The engine's gradients equal a single-process model's: the pipeline changes when, not what.
 
+Pipelines alone, on two and three ranks; pipelines with tensor and data parallelism are
+checked on four ranks in test_parallel_engine.py.
+
     pytest -q tests/test_engine_parity.py
 """
 
@@ -9,9 +12,10 @@ import pytest
 import torch
 from distributed import run_ranks, single_process_reference
 
-from pplab.engine.config import TrainConfig
-from pplab.engine.launch import make_plan, train_rank
+from pplab.engine.training import train_rank
+from pplab.plan import make_plan
 from pplab.schedules import weight_versions
+from pplab.train_config import TrainConfig
 
 pytestmark = pytest.mark.multiprocess
 
@@ -25,6 +29,16 @@ TWO_RANKS = {
     "zb-h1-1-2": TrainConfig(schedule="zb-h1", pp_size=2, microbatches=3, layers=3,
                              split=(1, 2), **SMALL),
     "interleaved-v2": TrainConfig(schedule="interleaved-1f1b", pp_size=2, chunks=2,
+                                  microbatches=4, layers=5, split=(2, 1, 1, 1), **SMALL),
+    # The families of the zero-bubble, V-shaped, breadth-first and DualPipe papers; the
+    # V-shaped ones put the first and the last stage on rank 0, dualpipe-v runs F;B pairs.
+    "zb-h2": TrainConfig(schedule="zb-h2", pp_size=2, microbatches=3, layers=3, **SMALL),
+    "zb-v": TrainConfig(schedule="zb-v", pp_size=2, microbatches=3, layers=4, **SMALL),
+    "dualpipe-v": TrainConfig(schedule="dualpipe-v", pp_size=2, microbatches=4, layers=4,
+                              **SMALL),
+    "looped-bfs": TrainConfig(schedule="looped-bfs", pp_size=2, chunks=2, microbatches=3,
+                              layers=4, **SMALL),
+    "interleaved-zb": TrainConfig(schedule="interleaved-zb", pp_size=2, chunks=2,
                                   microbatches=4, layers=5, split=(2, 1, 1, 1), **SMALL),
 }
 
@@ -51,6 +65,14 @@ THREE_RANKS = {
     "gpipe-m2": TrainConfig(schedule="gpipe", pp_size=3, microbatches=2, layers=3, **SMALL),
     "interleaved-p3": TrainConfig(schedule="interleaved-1f1b", pp_size=3, chunks=2,
                                   microbatches=3, layers=6, **SMALL),
+    "zb-h2-p3": TrainConfig(schedule="zb-h2", pp_size=3, microbatches=5, layers=3, **SMALL),
+    "zb-v-p3": TrainConfig(schedule="zb-v", pp_size=3, microbatches=4, layers=6, **SMALL),
+    "dualpipe-v-p3": TrainConfig(schedule="dualpipe-v", pp_size=3, microbatches=6, layers=6,
+                                 **SMALL),
+    "looped-bfs-p3": TrainConfig(schedule="looped-bfs", pp_size=3, chunks=2, microbatches=4,
+                                 layers=6, **SMALL),
+    "interleaved-zb-p3": TrainConfig(schedule="interleaved-zb", pp_size=3, chunks=2,
+                                     microbatches=3, layers=6, **SMALL),
 }
 ASYNC = {
     "pipedream": TrainConfig(schedule="pipedream", pp_size=3, microbatches=3, layers=3, **SMALL),
@@ -59,7 +81,7 @@ ASYNC = {
 }
 
 
-def _gradients_and_losses(rank, world_size, configs):
+def _gradients_and_losses(rank, world_size, report, configs):
     """Runs inside every rank: train each config, keep step 0's gradients by reference name."""
     out = {}
     for name, config in configs.items():
@@ -94,15 +116,6 @@ def _check_parity(configs, results):
         torch.testing.assert_close(losses, expected_losses, msg=lambda m, n=name: f"{n}: {m}")
 
 
-# Pipeline x tensor and pipeline x data parallelism through the same launcher: same losses.
-FOUR_RANKS = {
-    "pp2-tp2": TrainConfig(schedule="1f1b", pp_size=2, microbatches=3, layers=3, tp_size=2,
-                           **SMALL),
-    "pp2-dp2": TrainConfig(schedule="gpipe", pp_size=2, microbatches=2, layers=3, dp_size=2,
-                           **SMALL),
-}
-
-
 def test_two_ranks_match_single_process(tmp_path):
     configs = {**TWO_RANKS, **_from_files(tmp_path)}
     _check_parity(configs, run_ranks(2, _gradients_and_losses, configs))
@@ -133,21 +146,3 @@ def test_three_ranks_match_single_process_and_async_versions_are_stashed():
             assert max(live.values()) <= 2
         losses = [loss for result in results for loss in result[name]["losses"]]
         assert len(losses) == config.steps
-
-
-def test_tensor_and_data_parallel_pipelines_train_like_one_process():
-    results = run_ranks(4, _gradients_and_losses, FOUR_RANKS)
-    for name, config in FOUR_RANKS.items():
-        expected_losses, expected_grads = single_process_reference(config)
-        reports = [r[name]["losses"] for r in results if r[name]["losses"]]
-        assert len(reports) == config.dp_size, name
-        # Each replica reports the loss of its own half; equal halves make their mean the
-        # full batch's loss.
-        losses = [sum(values) / len(values) for values in zip(*reports, strict=True)]
-        torch.testing.assert_close(losses, expected_losses, msg=lambda m, n=name: f"{n}: {m}")
-        # Replicated parameters (embeddings, norms, head) carry full gradients on every rank.
-        for result in results:
-            for param, grad in result[name]["grads"].items():
-                if grad.shape == expected_grads[param].shape and "attn" not in param \
-                        and "mlp" not in param:
-                    torch.testing.assert_close(grad, expected_grads[param])

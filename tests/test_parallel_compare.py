@@ -11,29 +11,23 @@ import json
 import pytest
 
 from pplab.cli import main
-from pplab.engine.compare import (
-    COMPARISON_CSV,
-    COMPARISON_JSON,
-    default_batch,
-    format_table,
-    load_comparison,
-    parse_spec,
-)
+from pplab.comparisons import COMPARISON_CSV, COMPARISON_JSON, load_comparison
+from pplab.engine.compare_specs import default_batch, parse_spec
+from pplab.engine.compare_table import format_table
 
 TINY = ["--steps", "2", "--d-model", "16", "--heads", "2", "--seq-len", "8", "--layers", "2"]
-BUNDLED = "data/comparisons"
 
 
 def test_specs_read_with_their_defaults():
     spec = parse_spec("1f1b:pp=4,m=8")
     assert (spec.schedule, spec.pp, spec.m, spec.v, spec.tp, spec.dp) == ("1f1b", 4, 8, None, 1, 1)
-    assert spec.world_size == 4 and spec.slug == "1f1b-pp4-m8"
+    assert spec.topology.world_size == 4
     tp = parse_spec("tp:tp=4")
-    assert (tp.schedule, tp.pp, tp.m, tp.tp, tp.dp, tp.slug) == ("gpipe", 1, 1, 4, 1, "tp-tp4")
+    assert (tp.schedule, tp.pp, tp.m, tp.tp, tp.dp) == ("gpipe", 1, 1, 4, 1)
     dp = parse_spec(" dp ")
-    assert (dp.pp, dp.dp, dp.world_size, dp.slug) == (1, 2, 2, "dp-dp2")
+    assert (dp.pp, dp.dp, dp.topology.world_size) == (1, 2, 2)
     grid = parse_spec("interleaved-1f1b:pp=2,v=2,m=4,tp=2,dp=2")
-    assert grid.world_size == 8 and grid.slug == "interleaved-1f1b-pp2-m4-v2-tp2-dp2"
+    assert grid.topology.describe() == "pp 2 x tp 2 x dp 2 = 8 ranks"
     assert parse_spec("gpipe").m == 2  # m defaults to pp: the smallest pipe that fills
 
 
@@ -62,6 +56,7 @@ def test_default_batch_fits_every_configuration():
     (["1f1b:pp=2", "1f1b:pp=4"], "1f1b:pp=4: 4 stages need at least 4 layers; the model has 2"),
     (["1f1b:pp=2,m=3", "--batch-size", "4"], "batch size 4 is not divisible by 3 microbatches"),
     (["tp:tp=2", "--d-ff", "33"], "MLP width 33 is not divisible by tp 2"),
+    (["gpipe:pp=65", "--layers", "65"], "= 65 ranks on"),  # ... pass --oversubscribe
 ])
 def test_cli_refuses_bad_configurations_before_starting_anything(tmp_path, capsys, args,
                                                                  message):
@@ -81,9 +76,10 @@ def test_compare_trains_each_configuration_and_writes_the_table(tmp_path, capsys
     assert main(["compare", *configs, *TINY, "--out", str(out)]) == 0
     printed = capsys.readouterr().out
     assert "KiB/step f." in printed and str(out / COMPARISON_JSON) in printed
-    document = load_comparison(out)
-    rows = document["rows"]
+    rows = load_comparison(out).rows
     assert [row["configuration"] for row in rows] == configs
+    # Folders named as pplab train names runs: by what they are.
+    assert [row["run"] for row in rows] == ["1-1f1b-p2m2", "2-tp2", "3-dp2"]
     for row in rows:
         run = load_run(out / row["run"])
         assert run.metadata["tp_size"] == row["tp"] and run.metadata["dp_size"] == row["dp"]
@@ -130,11 +126,10 @@ def test_format_table_marks_closed_forms_and_missing_values():
 
 
 def test_bundled_comparison_is_complete_and_small():
-    from pathlib import Path
-
+    from pplab.resources import bundled_comparisons_dir
     from pplab.timeline import load_run
 
-    root = Path(__file__).resolve().parent.parent / BUNDLED
+    root = bundled_comparisons_dir()
     folders = [p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")]
     assert folders, f"no comparison bundled in {root}"
     for folder in folders:

@@ -17,10 +17,9 @@ from distributed import run_ranks, single_process_reference
 
 from pplab import parallel_formulas as formulas
 from pplab.engine.compare import formula_bytes
-from pplab.engine.config import TrainConfig
-from pplab.engine.launch import make_plan, train_rank
-
-pytestmark = pytest.mark.multiprocess
+from pplab.engine.training import train_rank
+from pplab.plan import make_plan
+from pplab.train_config import TrainConfig
 
 SMALL = {"d_model": 16, "heads": 2, "seq_len": 8, "dtype": "float64", "lr": 1e-2, "steps": 3}
 
@@ -53,7 +52,7 @@ def _shard_rule(module, local_name: str):
     return None if is_row_bias else (type(owner).__name__, index.clone())
 
 
-def _train(rank, world_size, configs):
+def _train(rank, world_size, report, configs):
     out = {}
     for name, config in configs.items():
         plan = make_plan(config)
@@ -131,10 +130,12 @@ def _check(configs, results):
             assert _measured_bytes(rows, step) == _expected_bytes(config), (name, step)
 
 
+@pytest.mark.multiprocess
 def test_tp2_and_dp2_match_single_process():
     _check(TWO_RANKS, run_ranks(2, _train, TWO_RANKS))
 
 
+@pytest.mark.multiprocess
 def test_pipelines_with_tp_and_dp_on_four_ranks_match_single_process():
     _check(FOUR_RANKS, run_ranks(4, _train, FOUR_RANKS))
 

@@ -56,7 +56,7 @@ def _allreduces(recorder) -> list[tuple[str, int, int]]:
     return [(row[9], row[8], row[1]) for row in recorder.rows if row[0] == "allreduce"]
 
 
-def _parallel_worker(rank: int, world: int, tp_size: int, dp_size: int) -> dict:
+def _parallel_worker(rank: int, world: int, report, tp_size: int, dp_size: int) -> dict:
     """One pp stage holding the whole model, split tp x dp ways on the Topology's groups."""
     import torch
 

@@ -1,10 +1,19 @@
 """Run: train the toy transformer for real, pipelined over this machine's CPUs or GPUs.
 
+A thin face over ``pplab.training_jobs``: the form makes a request, the library checks and
+runs it; this page draws the progress. Stop ends a live run (the rerun it causes stops the
+job, which kills its processes and leaves no run directory).
+
     streamlit run app/lab.py   (then open Run)
 """
 
 import streamlit as st
-from lab_training import (
+from lab_widgets import refresh_catalog
+
+from pplab import charts, runs_catalog
+from pplab.machine import cpu_count, gpu_count
+from pplab.schedules import SCHEDULES
+from pplab.training_jobs import (
     MAX_BATCH_SIZE,
     MAX_LAYERS,
     MAX_MICROBATCHES,
@@ -13,22 +22,21 @@ from lab_training import (
     TIMEOUT_S,
     TrainingError,
     TrainRequest,
-    gpu_count,
     max_ranks,
+    run_dir_for,
     train,
 )
-from lab_widgets import refresh_catalog
-
-from pplab import charts, runs_catalog
-from pplab.schedules import SCHEDULES
 
 st.title("Run")
 gpus = gpu_count()
 devices = ["cpu"] + (["cuda"] if gpus else [])
 st.caption(f"One process per rank on torch.distributed (gloo on CPU, NCCL on GPU). This machine: "
-           f"{max_ranks('cpu')} CPU cores, {gpus} GPUs. One run at a time, at most {MAX_STEPS} "
+           f"{cpu_count()} CPU cores, {gpus} GPUs. One run at a time, at most {MAX_STEPS} "
            f"steps, stopped after {TIMEOUT_S // 60} minutes. Runs are saved under "
            f"{runs_catalog.user_runs_dir()}.")
+
+if st.session_state.get("run_stop"):
+    st.warning("Stopped: the run was ended and left no run directory.")
 
 with st.form("run_form"):
     cols = st.columns(3)
@@ -50,20 +58,24 @@ with st.form("run_form"):
     started = st.form_submit_button("Start training")
 
 if started:
-    family = SCHEDULES[schedule]
-    chunks = max(int(chunks), family.min_chunks) if family.max_chunks != 1 else 1
-    request = TrainRequest(schedule, int(pp_size), int(microbatches), chunks, int(steps),
+    request = TrainRequest(schedule, int(pp_size), int(microbatches), int(chunks), int(steps),
                            int(layers), int(batch_size), device, task, 0, int(tp), int(dp))
     try:
         request.check(max_ranks(device))
     except ValueError as error:
         st.error(f"Not started: {error}")
         st.stop()
+    st.button("Stop", key="run_stop", help="end this run; it leaves no run directory")
+    status = st.empty()
     bar = st.progress(0.0, text="starting the ranks…")
     chart = st.empty()
     losses: list[float] = []
 
     def progress(message: dict) -> None:
+        if message["event"] in ("started", "ready"):
+            phase = message["event"]
+            bar.progress(0.0, text=f"ranks {phase} {message[phase]}/{message['ranks']}")
+            return
         done, total = message["step"], message["steps"]
         if message["loss"] is not None:
             losses.append(message["loss"])
@@ -74,14 +86,17 @@ if started:
                                key=f"run_loss_{len(losses)}")
 
     try:
-        out = runs_catalog.user_runs_dir() / request.run_name()
-        run_dir = train(request, str(out), progress)
+        run_dir = train(request, str(run_dir_for(request, runs_catalog.user_runs_dir())),
+                        progress, on_wait=lambda s: status.caption(f"running for {s:.0f} s"))
     except TrainingError as error:
         st.error(f"The run failed: {error}")
         st.stop()
+    status.empty()
     refresh_catalog()
     st.session_state["run_last"] = run_dir
+    st.session_state["runs_open_path"] = run_dir  # the Runs page opens this run
     st.success(f"Done: saved to {run_dir}. It is listed on the Runs page.")
     st.page_link("views/runs.py", label="Open Runs")
 elif st.session_state.get("run_last"):
     st.info(f"Last run saved to {st.session_state['run_last']}.")
+    st.page_link("views/runs.py", label="Open Runs")

@@ -39,7 +39,7 @@ examples:
 
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
-    from .train_command import add_model_arguments
+    from .train_command import add_model_arguments, add_oversubscribe_argument
 
     parser = subparsers.add_parser(
         "compare", help="train one model under several pp/tp/dp configurations and tabulate",
@@ -57,23 +57,31 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     parser.add_argument("--timeout", type=float, default=300.0,
                         help="seconds before one stuck configuration is stopped (default 300)")
     parser.add_argument("--out", metavar="DIR",
-                        help="comparison directory (default comparisons/<time>)")
+                        help="comparison directory (default $PPLAB_RUNS_DIR or runs/, then "
+                             "comparisons/<time>, where the app finds it)")
     parser.add_argument("--description", default="",
                         help="one paragraph the app shows above the comparison")
     parser.add_argument("--json", action="store_true",
                         help="print the rows as JSON instead of a table")
+    add_oversubscribe_argument(parser)
     parser.set_defaults(func=run)
     return parser
 
 
 def _fail(message: str, code: int) -> int:
+    """One line on stderr and the exit status: 2 for a mistake, 1 for a failed run."""
     print(f"pplab compare: {message}", file=sys.stderr)
     return code
 
 
 def run(args: argparse.Namespace) -> int:
-    from .compare import Shared, format_table, run_comparison
-    from .launch import RankFailed
+    from pplab.comparisons import COMPARISON_CSV, COMPARISON_JSON
+    from pplab.runs_catalog import USER_COMPARISONS, user_runs_dir
+
+    from .compare import Shared, plan_comparison, run_comparison
+    from .compare_table import format_table
+    from .supervisor import RankFailed
+    from .train_command import machine_warning
 
     try:
         if args.task not in ("reverse", "sort"):
@@ -82,8 +90,14 @@ def run(args: argparse.Namespace) -> int:
                         heads=args.heads, d_ff=args.d_ff, seq_len=args.seq_len,
                         batch_size=args.batch_size, task=args.task, lr=args.lr,
                         seed=args.seed, dtype=args.dtype, timeout=args.timeout)
+        planned = plan_comparison(args.configs, shared)
+        largest = max((plan for _, plan in planned), key=lambda p: p.topology.world_size)
+        warning = machine_warning(largest, args.oversubscribe)
+        if warning:
+            print(f"pplab compare: warning: {warning}", file=sys.stderr, flush=True)
         stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
-        out = Path(args.out) if args.out else Path("comparisons") / stamp
+        # By default beside the user's runs, where the app's Compare page finds it.
+        out = Path(args.out) if args.out else user_runs_dir() / USER_COMPARISONS / stamp
         directory, rows = run_comparison(
             args.configs, shared, out, args.description,
             progress=lambda line: print(line, file=sys.stderr, flush=True))
@@ -100,6 +114,6 @@ def run(args: argparse.Namespace) -> int:
         print()
     for row in rows:
         print(directory / row["run"])
-    print(directory / "comparison.json")
-    print(directory / "comparison.csv")
+    print(directory / COMPARISON_JSON)
+    print(directory / COMPARISON_CSV)
     return 0

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import torch
 
-from .config import SYNTHETIC_VOCAB
+from pplab.train_config import SYNTHETIC_VOCAB, text_alphabet
 
 
 @dataclass
@@ -54,14 +54,8 @@ def make_task(name: str, seq_len: int, text: str | None = None) -> Task:
         raise ValueError(f"unknown task {name!r}; choose reverse, sort or text")
     if text is None:
         raise ValueError("--task text needs --text FILE")
-    try:
-        content = Path(text).read_text(encoding="utf-8", errors="replace")
-    except OSError as error:
-        raise ValueError(f"cannot read {text}: {error}") from None
-    if len(content) < seq_len + 2:
-        raise ValueError(f"{text} has {len(content)} characters; seq_len {seq_len} needs "
-                         f"at least {seq_len + 2}")
-    alphabet = "".join(sorted(set(content)))
+    alphabet = text_alphabet(text, seq_len)
+    content = Path(text).read_text(encoding="utf-8", errors="replace")
     index = {ch: i for i, ch in enumerate(alphabet)}
     corpus = torch.tensor([index[ch] for ch in content], dtype=torch.long)
     return Task("text", seq_len, len(alphabet), corpus, alphabet)

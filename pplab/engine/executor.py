@@ -19,10 +19,12 @@ from __future__ import annotations
 import os
 import signal
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import torch
 
 from pplab.schedules import BACKWARD_INPUT, BACKWARD_WEIGHT, FORWARD, Schedule, needs
+from pplab.train_config import Fault
 
 from .comms import ACTIVATION, GRADIENT, PipeComms
 from .recorder import Recorder
@@ -35,31 +37,43 @@ class InjectedFault(RuntimeError):
     """Raised on purpose by ``--fault`` to show how a failed rank brings the run down."""
 
 
-class Executor:
-    """Runs ``schedule.actions[rank]`` with the stages this rank holds.
+@dataclass
+class ExecutorHooks:
+    """Where the rest of a run plugs into the loop; every hook is optional.
 
-    ``batch_for_step(step)`` returns this replica's microbatches of that training step.
     ``after_flush(runtime)`` runs before each synchronous optimizer step (data-parallel
-    gradient averaging plugs in there).
+    gradient averaging plugs in there); ``before_optim(step, runtimes)`` then sees the
+    accumulated gradients (the parity tests read them there); ``on_loss(step, loss)`` gets
+    each step's mean loss on the last stage; ``on_step(step)`` is called as this rank
+    begins a step (the supervisor's measure of progress).
     """
 
-    def __init__(self, schedule: Schedule, rank: int, runtimes: dict[int, StageRuntime],
+    after_flush: Callable[[StageRuntime], None] | None = None
+    before_optim: Callable[[int, dict[int, StageRuntime]], None] | None = None
+    on_loss: Callable[[int, float], None] | None = None
+    on_step: Callable[[int], None] | None = None
+
+
+class Executor:
+    """Runs ``schedule.actions[pp_rank]`` with the stages this process holds.
+
+    ``pp_rank`` is the process's place in its pipeline (the schedule's rank), not its global
+    rank: with tensor or data parallelism several processes share one ``pp_rank``.
+    ``batch_for_step(step)`` returns this replica's microbatches of that training step.
+    ``fault``, when given, is this process's own (``--fault`` named its global rank).
+    """
+
+    def __init__(self, schedule: Schedule, pp_rank: int, runtimes: dict[int, StageRuntime],
                  comms: PipeComms, recorder: Recorder, batch_for_step: Callable[[int], Batch],
-                 after_flush: Callable[[StageRuntime], None] | None = None,
-                 fault: tuple[int, int, str] | None = None,
-                 on_loss: Callable[[int, float], None] | None = None,
-                 before_optim: Callable[[int, dict[int, StageRuntime]], None] | None = None,
-                 ) -> None:
+                 hooks: ExecutorHooks | None = None, fault: Fault | None = None) -> None:
         self.schedule = schedule
-        self.rank = rank
+        self.pp_rank = pp_rank
         self.runtimes = runtimes
         self.comms = comms
         self.recorder = recorder
         self.batch_for_step = batch_for_step
-        self.after_flush = after_flush
-        self.fault = fault if fault is not None and fault[0] == rank else None
-        self.on_loss = on_loss
-        self.before_optim = before_optim
+        self.hooks = hooks or ExecutorHooks()
+        self.fault = fault
         self.step_losses: dict[int, float] = {}
         self.local: dict[tuple[int, int, int], torch.Tensor] = {}
         self.posted: dict[tuple[int, int, int], tuple] = {}
@@ -87,7 +101,7 @@ class Executor:
 
     def _remote_input(self, action) -> tuple[int, int, int] | None:
         key = self._from_other_stage(action)
-        if key is None or self.schedule.stage_to_rank[key[0]] == self.rank:
+        if key is None or self.schedule.stage_to_rank[key[0]] == self.pp_rank:
             return None  # nothing to receive, or handed over locally
         return key
 
@@ -114,7 +128,7 @@ class Executor:
     def _put(self, tensor: torch.Tensor, to_stage: int, from_stage: int, kind: int,
              mb: int) -> None:
         home = self.schedule.stage_to_rank[to_stage]
-        if home == self.rank:
+        if home == self.pp_rank:
             self.local[(from_stage, kind, mb)] = tensor
         else:
             self.comms.send(tensor, home, from_stage, kind, mb)
@@ -152,12 +166,23 @@ class Executor:
             with self.recorder.span("optim", stage=stage, version=runtime.current_version()):
                 runtime.optimizer_step()
 
+    def _my_actions(self) -> list:
+        """This rank's order with every overlapped F;B pair (DualPipe) as its two halves.
+
+        The engine runs a pair's halves one after the other on one stream: the same numbers
+        as running them at once, without the overlap the simulator's ``CostModel.overlap``
+        models (PyTorch's runtime does the same unless a custom overlap function is given).
+        The second half's receive is posted while the first half computes.
+        """
+        return [half for entry in self.schedule.actions[self.pp_rank]
+                for half in entry.sub_actions]
+
     def _maybe_fail(self, step: int) -> None:
-        if self.fault is None or self.fault[1] != step:
+        if self.fault is None or self.fault.step != step:
             return
-        if self.fault[2] == "kill":
+        if self.fault.how == "kill":
             os.kill(os.getpid(), signal.SIGKILL)
-        raise InjectedFault(f"injected fault on rank {self.rank} at step {step}")
+        raise InjectedFault(f"injected fault on rank {self.fault.rank} at step {step}")
 
     def _collect_losses(self, first_step: int = 0) -> None:
         """Report each step's mean loss once the last stage has seen all its microbatches."""
@@ -172,14 +197,16 @@ class Executor:
                 loss = float(torch.stack([last.losses.pop(mb) for mb in mbs]).mean())
                 step = first_step + local
                 self.step_losses[step] = loss
-                if self.on_loss is not None:
-                    self.on_loss(step, loss)
+                if self.hooks.on_loss is not None:
+                    self.hooks.on_loss(step, loss)
 
     def run_sync_step(self, step: int) -> None:
         """One synchronous training step: every action, the flush, one optimizer step."""
         self.recorder.step = step
         self.first_step = step
-        actions = self.schedule.actions[self.rank]
+        if self.hooks.on_step is not None:
+            self.hooks.on_step(step)
+        actions = self._my_actions()
         for position, action in enumerate(actions):
             if position == len(actions) // 2:
                 self._maybe_fail(step)
@@ -187,11 +214,11 @@ class Executor:
                 self.prefetch(actions[position + 1])
             self.run_action(action, step)
         self.comms.drain()
-        if self.after_flush is not None:
+        if self.hooks.after_flush is not None:
             for runtime in self.runtimes.values():
-                self.after_flush(runtime)
-        if self.before_optim is not None:
-            self.before_optim(step, self.runtimes)
+                self.hooks.after_flush(runtime)
+        if self.hooks.before_optim is not None:
+            self.hooks.before_optim(step, self.runtimes)
         for stage, runtime in self.runtimes.items():
             with self.recorder.span("optim", stage=stage, version=step):
                 runtime.optimizer_step()
@@ -199,12 +226,17 @@ class Executor:
 
     def run_async(self) -> None:
         """The whole asynchronous schedule: no flush, per-stage updates as they fall due."""
-        actions = self.schedule.actions[self.rank]
+        actions = self._my_actions()
         last_stage = self.schedule.num_stages - 1
-        fault_step = self.fault[1] if self.fault is not None else None
+        fault_step = self.fault.step if self.fault is not None else None
+        reached = -1  # steps interleave without a flush: report each the first time it starts
         for position, action in enumerate(actions):
             step = self.schedule.step_of(action.microbatch)
             self.recorder.step = step
+            if step > reached:
+                reached = step
+                if self.hooks.on_step is not None:
+                    self.hooks.on_step(step)
             if step == fault_step:
                 fault_step = None
                 self._maybe_fail(step)

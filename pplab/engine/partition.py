@@ -6,7 +6,7 @@ split is how a lesson shows one slow stage setting the pace of the whole pipe. E
 sliced from ONE full model built from the seed, so the pipeline starts from exactly the
 reference model's weights.
 
-    python -c "from pplab.engine.partition import split_layers; print(split_layers(8, 3))"
+    python -c "from pplab.plan import split_layers; print(split_layers(8, 3))"
 """
 
 from __future__ import annotations
@@ -16,33 +16,9 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-from .config import ModelConfig
+from pplab.train_config import ModelConfig
+
 from .model import ToyGPT, build_reference_model, embed_tokens
-
-
-def split_layers(n_layers: int, num_stages: int,
-                 explicit: Sequence[int] | None = None) -> tuple[int, ...]:
-    """Layer counts per stage: balanced (earlier stages take the remainder) or ``explicit``."""
-    if num_stages < 1:
-        raise ValueError(f"need at least 1 stage, got {num_stages}")
-    if explicit is not None:
-        explicit = tuple(int(n) for n in explicit)
-        if len(explicit) != num_stages:
-            raise ValueError(
-                f"the split {','.join(map(str, explicit))} has {len(explicit)} parts "
-                f"for {num_stages} stages")
-        if any(n < 1 for n in explicit):
-            raise ValueError(f"every stage needs at least 1 layer, got split {explicit}")
-        if sum(explicit) != n_layers:
-            raise ValueError(
-                f"the split {','.join(map(str, explicit))} sums to {sum(explicit)} layers; "
-                f"the model has {n_layers}")
-        return explicit
-    if num_stages > n_layers:
-        raise ValueError(
-            f"{num_stages} stages need at least {num_stages} layers; the model has {n_layers}")
-    base, extra = divmod(n_layers, num_stages)
-    return tuple(base + (1 if s < extra else 0) for s in range(num_stages))
 
 
 class Stage(nn.Module):

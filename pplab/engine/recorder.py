@@ -17,6 +17,8 @@ from __future__ import annotations
 
 import time
 
+from pplab.schedules import COMPUTE_KINDS
+
 _now = time.perf_counter_ns
 
 
@@ -30,7 +32,7 @@ class _Span:
 
     def __enter__(self) -> _Span:
         recorder = self.recorder
-        if recorder.cuda is not None and self.row[0] in ("F", "B", "I", "W"):
+        if recorder.cuda is not None and self.row[0] in COMPUTE_KINDS:
             self.cuda_start = recorder.cuda.Event(enable_timing=True)
             self.cuda_start.record()
         self.row[4] = _now()

@@ -1,10 +1,16 @@
 """The grid of ranks: pipeline x data x tensor parallelism.
 
-What it teaches: with pp x dp x tp ranks every process has three coordinates. Tensor-parallel
-ranks talk on every layer, so they are numbered next to each other (tp varies fastest: on a
-real cluster they share a node and its fast links); data-parallel replicas talk once per
-step; pipeline stages talk only at the cuts, point to point, so they may sit furthest apart.
-This is Megatron-LM's ordering (Narayanan et al., SC 2021, arXiv:2104.04473, Sec. 3).
+What it teaches: with pp x dp x tp ranks every process has one global rank and three
+coordinates. Tensor-parallel ranks talk on every layer, so they are numbered next to each
+other (tp varies fastest: on a real cluster they share a node and its fast links);
+data-parallel replicas talk once per step; pipeline stages talk only at the cuts, point to
+point, so they may sit furthest apart. This is Megatron-LM's ordering (Narayanan et al.,
+SC 2021, arXiv:2104.04473, Sec. 3), held the way torchtitan's ``ParallelDims`` holds it: one
+small frozen object is the only thing that knows the world size and turns a global rank into
+coordinates. The executor works in pipeline coordinates (``pp_rank``); the Event table and
+``--fault`` name global ranks.
+
+Importing this module needs no torch; only ``build_groups`` talks to torch.distributed.
 
     python -c "from pplab.engine.topology import Topology; print(Topology(2, 2, 1).coords(3))"
 """
@@ -16,6 +22,8 @@ from typing import Any, NamedTuple
 
 
 class Coords(NamedTuple):
+    """A process's place in the grid: pipeline position, data replica, tensor shard."""
+
     pp: int
     dp: int
     tp: int
@@ -31,6 +39,8 @@ class Groups(NamedTuple):
 
 @dataclass(frozen=True)
 class Topology:
+    """``pp_size`` x ``tp_size`` x ``dp_size`` processes; ``world`` checks a given world size."""
+
     pp_size: int
     tp_size: int = 1
     dp_size: int = 1
@@ -48,10 +58,17 @@ class Topology:
     def world_size(self) -> int:
         return self.pp_size * self.tp_size * self.dp_size
 
+    def describe(self) -> str:
+        """``pp 2 x tp 2 x dp 1 = 4 ranks``: the product, spelled out for error messages."""
+        return (f"pp {self.pp_size} x tp {self.tp_size} x dp {self.dp_size} = "
+                f"{self.world_size} ranks")
+
     def rank_of(self, pp: int, dp: int, tp: int) -> int:
+        """The global rank at coordinates (pp, dp, tp)."""
         return (pp * self.dp_size + dp) * self.tp_size + tp
 
     def coords(self, rank: int) -> Coords:
+        """The coordinates of global ``rank``; ValueError outside the world."""
         if not 0 <= rank < self.world_size:
             raise ValueError(f"rank {rank} is outside the world of {self.world_size} ranks")
         tp = rank % self.tp_size

@@ -2,7 +2,11 @@
 
 What it teaches: the same schedule the simulator draws, run for real. Each rank is a process;
 the run directory holds every forward, backward, send, receive and wait with its measured
-start and end, ready to lay beside the prediction.
+start and end, ready to lay beside the prediction. The command only parses and prints: the
+request is checked by ``pplab.plan`` (no torch, so a mistake is one line at once) and run by
+``pplab.engine.launch``. It says what it is doing from the first second: what it starts,
+each rank as it joins, each step with its loss (``--json-progress``: one JSON object per
+line instead, as the app reads it).
 
     pplab train --schedule 1f1b --stages 4 --microbatches 8 --steps 20
 """
@@ -11,7 +15,10 @@ from __future__ import annotations
 
 import argparse
 import json
+import signal
 import sys
+import threading
+from contextlib import contextmanager
 
 
 def add_model_arguments(parser: argparse.ArgumentParser) -> None:
@@ -26,6 +33,11 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
                         help="Adam learning rate (default 1e-3; reverse stalls above 2e-3)")
     parser.add_argument("--dtype", default="float32", help="float32 or float64")
     parser.add_argument("--seed", type=int, default=0)
+
+
+def add_oversubscribe_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--oversubscribe", action="store_true",
+                        help="start more than 4 ranks per core (or over 64) anyway")
 
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
@@ -54,14 +66,16 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     parser.add_argument("--tp", type=int, default=1, help="tensor-parallel ranks per stage")
     parser.add_argument("--dp", type=int, default=1, help="data-parallel replicas")
     parser.add_argument("--out", metavar="DIR",
-                        help="run directory (default runs/<time>-<schedule>-p<P>m<M>); "
-                             "- saves nothing")
+                        help="run directory (default $PPLAB_RUNS_DIR or runs/, then "
+                             "<time>-<schedule>-p<P>m<M>); - saves nothing")
     parser.add_argument("--no-record", action="store_true",
                         help="record no events (to measure the cost of recording)")
     parser.add_argument("--timeout", type=float, default=300.0,
-                        help="seconds before a stuck run is stopped (default 300)")
+                        help="seconds without progress before a stuck run is stopped "
+                             "(default 300)")
     parser.add_argument("--fault", metavar="RANK:STEP:raise|kill",
-                        help="make one rank fail on purpose, to watch the run go down")
+                        help="make one process (its global rank) fail on purpose")
+    add_oversubscribe_argument(parser)
     parser.add_argument("--json-progress", action="store_true",
                         help="one JSON object per line on stdout instead of a progress bar")
     parser.set_defaults(func=run)
@@ -69,7 +83,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
 
 
 def config_from_args(args: argparse.Namespace):
-    from .config import TrainConfig, parse_split
+    from pplab.train_config import TrainConfig, parse_split
 
     return TrainConfig(
         schedule=args.schedule, csv=args.csv, pp_size=_depth(args),
@@ -82,6 +96,26 @@ def config_from_args(args: argparse.Namespace):
         fault=args.fault)
 
 
+def train_argv(config) -> list[str]:
+    """The ``pplab train`` arguments that give back ``config``: ``config_from_args``'s inverse,
+    for whoever starts a run as a command (the app does)."""
+    argv = ["--csv", config.csv] if config.csv else ["--schedule", config.schedule]
+    optional = {"--pp": config.pp_size, "--microbatches": config.microbatches,
+                "--chunks": config.chunks, "--layers": config.layers,
+                "--batch-size": config.batch_size, "--d-ff": config.d_ff, "--text": config.text,
+                "--out": config.out, "--fault": config.fault,
+                "--split": ",".join(map(str, config.split)) if config.split else None}
+    always = {"--steps": config.steps, "--seq-len": config.seq_len,
+              "--d-model": config.d_model, "--heads": config.heads, "--task": config.task,
+              "--lr": config.lr, "--dtype": config.dtype, "--seed": config.seed,
+              "--device": config.device, "--timeout": config.timeout, "--tp": config.tp_size,
+              "--dp": config.dp_size}
+    for flag, value in {**optional, **always}.items():
+        if value is not None:
+            argv += [flag, str(value)]
+    return argv + ([] if config.record else ["--no-record"])
+
+
 def _depth(args: argparse.Namespace) -> int | None:
     from pplab.schedules import depth_from_flags
 
@@ -90,52 +124,130 @@ def _depth(args: argparse.Namespace) -> int | None:
     return depth_from_flags(args.schedule, args.pp_size, args.stages, args.chunks)
 
 
-def _emit(obj: dict) -> None:
-    print(json.dumps(obj), flush=True)
+class _Say:
+    """Progress for a person (stderr lines and a bar) or for a program (JSON on stdout)."""
+
+    def __init__(self, as_json: bool) -> None:
+        self.as_json = as_json
+        self.bar = None
+
+    def __call__(self, event: str, message: str, **fields) -> None:
+        if self.as_json:
+            print(json.dumps({"event": event, "message": message, **fields}), flush=True)
+        else:
+            prefix = "warning: " if event == "warning" else ""
+            print(f"pplab train: {prefix}{message}", file=sys.stderr, flush=True)
+
+    def progress(self, event: dict) -> None:
+        if self.as_json:
+            print(json.dumps(event), flush=True)
+        elif event["event"] in ("started", "ready"):
+            self._count(event["event"], event[event["event"]], event["ranks"])
+        elif event["event"] == "step":
+            if self.bar is None:
+                from tqdm import tqdm
+
+                self.bar = tqdm(total=event["steps"], desc="train", unit="step", file=sys.stderr)
+            self.bar.set_postfix(loss=f"{event['loss']:.4f}", refresh=False)
+            self.bar.update(1)
+
+    def _count(self, phase: str, done: int, ranks: int) -> None:
+        """``ranks started 3/8``: rewritten in place on a terminal; in a log, first and last."""
+        line = f"pplab train: ranks {phase} {done}/{ranks}"
+        if sys.stderr.isatty():
+            print(f"\r{line}", end="\n" if done == ranks else "", file=sys.stderr, flush=True)
+        elif done in (1, ranks):
+            print(line, file=sys.stderr, flush=True)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
 
 
-def _fail(args: argparse.Namespace, message: str, code: int) -> int:
-    if args.json_progress:
-        _emit({"event": "error", "message": message})
+def _fail(say: _Say, message: str, code: int) -> int:
+    if say.as_json:
+        say("error", message)
     print(f"pplab train: {message}", file=sys.stderr)
     return code
 
 
-def run(args: argparse.Namespace) -> int:
-    from .launch import RankFailed, make_plan, run_training
+class _Stopped(Exception):
+    """SIGTERM arrived (the app's Stop button, a job scheduler): unwind and clean up."""
 
+
+@contextmanager
+def _stop_on_sigterm():
+    """Turn SIGTERM into an exception, so the ranks are stopped and nothing is left behind."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def stop(signum, frame):
+        raise _Stopped
+
+    previous = signal.signal(signal.SIGTERM, stop)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _start_line(plan) -> str:
+    from pplab.machine import launched_by_torchrun
+
+    if launched_by_torchrun():
+        return f"{plan.describe()} as one rank under torchrun, starting…"
+    kind = "GPU" if plan.config.device == "cuda" else "CPU"
+    world = plan.topology.world_size
+    return (f"{plan.describe()} on {world} {kind} process{'es' if world > 1 else ''}, "
+            f"starting ranks…")
+
+
+def machine_warning(plan, oversubscribe: bool) -> str | None:
+    """Refuse an absurd rank count (ValueError), or warn when ranks will share cores/GPUs."""
+    from pplab import machine
+
+    if machine.launched_by_torchrun():
+        return None  # torchrun placed the ranks; this process is only one of them
+    slots = machine.rank_slots(plan.config.device)
+    machine.check_not_absurd(plan.topology, plan.config.device, slots, oversubscribe)
+    return machine.sharing_warning(plan.topology, plan.config.device, slots)
+
+
+def run(args: argparse.Namespace) -> int:
+    from pplab.plan import make_plan
+
+    say = _Say(args.json_progress)
     try:
         config = config_from_args(args)
-        make_plan(config)
+        plan = make_plan(config)
+        warning = machine_warning(plan, args.oversubscribe)
     except ValueError as error:
-        return _fail(args, str(error).splitlines()[0], 2)
+        return _fail(say, str(error).splitlines()[0], 2)
+    # Said before torch is imported (seconds on a small machine): nothing long is silent.
+    say("start", _start_line(plan), run=plan.describe(), ranks=plan.topology.world_size,
+        device=config.device)
+    if warning:
+        say("warning", warning)
 
-    bar = None
-    if args.json_progress:
-        def on_step(step: int, steps: int, loss: float) -> None:
-            _emit({"event": "step", "step": step + 1, "steps": steps, "loss": loss})
-    else:
-        from tqdm import tqdm
+    from .launch import run_training
+    from .supervisor import RankFailed
 
-        def on_step(step: int, steps: int, loss: float) -> None:
-            nonlocal bar
-            if bar is None:
-                bar = tqdm(total=steps, desc="train", unit="step", file=sys.stderr)
-            bar.set_postfix(loss=f"{loss:.4f}")
-            bar.update(1)
     failure = None
     try:
-        result = run_training(config, on_step)
+        with _stop_on_sigterm():
+            result = run_training(config, say.progress)
     except ValueError as error:
         failure = (str(error).splitlines()[0], 2)
     except RankFailed as error:
         failure = (str(error), 1)
     except KeyboardInterrupt:
         failure = ("interrupted; no run directory was written", 130)
-    if bar is not None:
-        bar.close()
+    except _Stopped:
+        failure = ("stopped; no run directory was written", 143)
+    say.close()
     if failure is not None:
-        return _fail(args, *failure)
+        return _fail(say, *failure)
     losses = result.losses
     if losses and not args.json_progress:
         print(f"loss {losses[0]:.4f} -> {losses[-1]:.4f} over {len(losses)} steps",
@@ -143,7 +255,7 @@ def run(args: argparse.Namespace) -> int:
     if result.run_dir is None:
         return 0  # --out - saves nothing; under torchrun only rank 0 writes the run
     if args.json_progress:
-        _emit({"event": "done", "run_dir": str(result.run_dir)})
+        print(json.dumps({"event": "done", "run_dir": str(result.run_dir)}), flush=True)
     else:
         print(result.run_dir)
     return 0

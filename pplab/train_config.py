@@ -1,20 +1,24 @@
-"""Configuration of a real pipeline run, checked before any process starts.
+"""What a training run is asked to do: every option of ``pplab train``, checked on its own.
 
-What it teaches: every number of a pipeline run constrains the others (stages need layers,
-microbatches must divide the batch, tensor parallelism must divide the heads). Checking them
-all up front turns a crash deep inside torch on rank 3 into one clear line.
+What it teaches: every number of a pipeline run constrains the others (microbatches must
+divide the batch, tensor parallelism must divide the heads, a fault must name a rank that
+exists). ``TrainConfig`` checks the numbers that need no schedule; ``pplab.plan`` checks the
+ones that do. Neither imports torch, so the command line and the app refuse a bad request
+in one clear line before any process starts.
 
-    python -c "from pplab.engine.config import TrainConfig; TrainConfig(pp_size=4, layers=3)"
+    python -c "from pplab.train_config import TrainConfig; TrainConfig(heads=3)"
 """
 
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 TASKS = ("reverse", "sort", "text")
 DEVICES = ("cpu", "cuda")
 DTYPES = ("float32", "float64")
+FAULT_KINDS = ("raise", "kill")
 SYNTHETIC_VOCAB = 16  # 15 digit tokens and a separator: small enough to learn in minutes
 
 
@@ -42,14 +46,40 @@ class ModelConfig:
         return asdict(self)
 
 
+class Fault(NamedTuple):
+    """``--fault RANK:STEP:raise|kill``: the global process rank that fails, and when."""
+
+    rank: int
+    step: int
+    how: str
+
+
+def parse_fault(text: str) -> Fault:
+    """Read "RANK:STEP:raise|kill"; RANK is the global process rank, as in the Event table."""
+    parts = text.split(":")
+    if len(parts) != 3 or not parts[0].isdigit() or not parts[1].isdigit() \
+            or parts[2] not in FAULT_KINDS:
+        raise ValueError(f"fault must look like RANK:STEP:raise or RANK:STEP:kill, got {text!r}")
+    return Fault(int(parts[0]), int(parts[1]), parts[2])
+
+
+def parse_split(text: str) -> tuple[int, ...]:
+    """Read "3,3,2" into (3, 3, 2)."""
+    try:
+        return tuple(int(part) for part in text.split(","))
+    except ValueError:
+        raise ValueError(f"--split must be layer counts such as 3,3,2, got {text!r}") from None
+
+
 @dataclass(frozen=True)
 class TrainConfig:
     """Every option of ``pplab train``.
 
-    ``pp_size`` (pipeline depth P) and ``microbatches`` may stay None when a CSV schedule supplies them;
-    ``batch_size`` None means 4 rows per microbatch per data-parallel replica; ``layers`` None
-    means one layer per stage, at least 4. ``fault`` ("RANK:STEP:raise|kill") makes one rank
-    fail on purpose: it is how the failure lesson and the tests show a run going down cleanly.
+    ``pp_size`` (pipeline depth P) and ``microbatches`` may stay None when a CSV schedule
+    supplies them; ``batch_size`` None means 4 rows per microbatch per data-parallel replica;
+    ``layers`` None means one layer per stage, at least 4. ``fault`` ("RANK:STEP:raise|kill")
+    makes one process fail on purpose: it is how the failure lesson and the tests show a run
+    going down cleanly.
     """
 
     schedule: str = "1f1b"
@@ -89,12 +119,11 @@ class TrainConfig:
         for name, value in positive.items():
             if value < 1:
                 raise ValueError(f"{name} must be at least 1, got {value}")
-        if self.task not in TASKS:
-            raise ValueError(f"unknown task {self.task!r}; choose one of {', '.join(TASKS)}")
-        if self.device not in DEVICES:
-            raise ValueError(f"unknown device {self.device!r}; choose one of {', '.join(DEVICES)}")
-        if self.dtype not in DTYPES:
-            raise ValueError(f"unknown dtype {self.dtype!r}; choose one of {', '.join(DTYPES)}")
+        for name, value, choices in (("task", self.task, TASKS),
+                                     ("device", self.device, DEVICES),
+                                     ("dtype", self.dtype, DTYPES)):
+            if value not in choices:
+                raise ValueError(f"unknown {name} {value!r}; choose one of {', '.join(choices)}")
         if self.task == "text" and not self.text:
             raise ValueError("--task text needs --text FILE")
         if self.text and not Path(self.text).is_file():
@@ -109,11 +138,14 @@ class TrainConfig:
             raise ValueError(f"d_model {self.d_model} is not divisible by {self.heads} heads")
         if self.heads % self.tp_size:
             raise ValueError(f"{self.heads} heads cannot be split across tp {self.tp_size}")
-        d_ff = self.d_ff if self.d_ff is not None else 4 * self.d_model
-        if d_ff % self.tp_size:
-            raise ValueError(f"MLP width {d_ff} is not divisible by tp {self.tp_size}")
+        if self.mlp_width % self.tp_size:
+            raise ValueError(f"MLP width {self.mlp_width} is not divisible by tp {self.tp_size}")
         if self.fault is not None:
             parse_fault(self.fault)
+
+    @property
+    def mlp_width(self) -> int:
+        return self.d_ff if self.d_ff is not None else 4 * self.d_model
 
     def as_dict(self) -> dict:
         data = asdict(self)
@@ -121,18 +153,24 @@ class TrainConfig:
         return data
 
 
-def parse_fault(text: str) -> tuple[int, int, str]:
-    """Read "RANK:STEP:raise|kill" into (rank, step, how)."""
-    parts = text.split(":")
-    if len(parts) != 3 or not parts[0].isdigit() or not parts[1].isdigit() \
-            or parts[2] not in ("raise", "kill"):
-        raise ValueError(f"fault must look like RANK:STEP:raise or RANK:STEP:kill, got {text!r}")
-    return int(parts[0]), int(parts[1]), parts[2]
+def text_alphabet(path: str, seq_len: int) -> str:
+    """The characters of a ``--task text`` corpus, sorted: its tokens, in token order.
 
-
-def parse_split(text: str) -> tuple[int, ...]:
-    """Read "3,3,2" into (3, 3, 2)."""
+    Read the way the data loader reads it (UTF-8, undecodable bytes replaced), so the vocab
+    the plan promises is the one the model gets.
+    """
     try:
-        return tuple(int(part) for part in text.split(","))
-    except ValueError:
-        raise ValueError(f"--split must be layer counts such as 3,3,2, got {text!r}") from None
+        content = Path(path).read_text(encoding="utf-8", errors="replace")
+    except OSError as error:
+        raise ValueError(f"cannot read {path}: {error}") from None
+    if len(content) < seq_len + 2:
+        raise ValueError(f"{path} has {len(content)} characters; seq_len {seq_len} needs "
+                         f"at least {seq_len + 2}")
+    return "".join(sorted(set(content)))
+
+
+def vocab_size(config: TrainConfig) -> int:
+    """Tokens the task uses: 16 for the synthetic tasks, the corpus's characters for text."""
+    if config.task == "text":
+        return len(text_alphabet(str(config.text), config.seq_len))
+    return SYNTHETIC_VOCAB
