@@ -1,8 +1,9 @@
-"""Widgets and cached computations the lab's pages share (Streamlit side of the library).
+"""Widgets and cached computations the lab's pages share (the Streamlit side of the library).
 
 A simulated configuration is read from the same widgets on the Playground and on Compare,
 and every simulation goes through ``simulate_cached`` so moving a slider back and forth
-costs nothing the second time.
+costs nothing the second time. Everything that does not draw a widget or cache a result
+lives in the package (``pplab.run_views``, ``pplab.run_prediction``, ``pplab.labels``...).
 
     streamlit run app/lab.py
 """
@@ -10,27 +11,25 @@ costs nothing the second time.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from fractions import Fraction
 
 import pandas as pd
 import streamlit as st
 
-from pplab import formulas, runs_catalog, timeline
-from pplab.schedules import SCHEDULES, build, schedule_from_csv_text, validate
-from pplab.schedules.pipedream import DEFAULT_STEPS
+from pplab import runs_catalog, timeline
+from pplab.run_views import MeasuredStep, last_step
+from pplab.schedules import (
+    SCHEDULES,
+    Schedule,
+    build,
+    schedule_from_csv_text,
+    schedule_to_csv_text,
+    validate,
+)
 from pplab.simulator import CostModel, simulate
 
 MAX_CSV_CHARS = 1_000_000
-NORMALISATION = "idle rank-time / (ranks × makespan) over one training step"
-
-
-def normalisation(schedule: str) -> str:
-    """How the bubble fraction of ``schedule`` is normalised, in words."""
-    family = SCHEDULES.get(schedule)
-    if family is not None and family.asynchronous:  # no flush, so no step boundary to cut at
-        return (f"idle rank-time / (ranks × makespan) over the whole run of {DEFAULT_STEPS} "
-                f"steps, since {schedule} never flushes")
-    return NORMALISATION
+CUSTOM_CSV = "custom CSV"
+NO_EXAMPLE = "none: upload my own"
 
 
 @dataclass(frozen=True)
@@ -41,100 +40,137 @@ class SimConfig:
     chunks: int
     cost: CostModel
     csv_text: str = ""
+    csv_name: str = ""  # the uploaded file's or the example's name
 
     def label(self) -> str:
         if self.csv_text:
-            return "uploaded schedule"
+            return f"{self.csv_name or 'uploaded'} ({CUSTOM_CSV})"
         chunks = f" v={self.chunks}" if self.chunks > 1 else ""
         return f"{self.schedule} p={self.pp_size} m={self.microbatches}{chunks}"
 
+    def file_name(self) -> str:
+        """A name for the shown schedule's CSV download."""
+        if self.csv_text:
+            return self.csv_name if self.csv_name.endswith(".csv") else f"{self.csv_name}.csv"
+        chunks = f"v{self.chunks}" if self.chunks > 1 else ""
+        return f"{self.schedule}-p{self.pp_size}m{self.microbatches}{chunks}.csv"
 
-def fraction_text(value: float) -> str:
-    """27.27 % (3/11): the percentage, and the small fraction it is when there is one."""
-    close = Fraction(value).limit_denominator(200)
-    exact = abs(float(close) - value) < 1e-9 and close.denominator > 1
-    return f"{100 * value:.2f} %" + (f" ({close.numerator}/{close.denominator})" if exact else "")
+
+@st.cache_data(max_entries=64, show_spinner=False)
+def schedule_for(config: SimConfig) -> Schedule:
+    """The configuration's schedule; raises ValueError for bad sizes or a bad CSV."""
+    if config.csv_text:
+        # an uploaded order may deadlock or miss work: check it before running it
+        return validate(schedule_from_csv_text(config.csv_text, name=config.csv_name or "custom"))
+    return build(config.schedule, config.pp_size, config.microbatches, config.chunks)
 
 
 @st.cache_data(max_entries=64, show_spinner=False)
 def simulate_cached(config: SimConfig) -> tuple[pd.DataFrame, dict]:
     """Events and metrics of one simulated configuration; raises ValueError for bad sizes."""
-    if config.csv_text:
-        # an uploaded order may deadlock or miss work: check it before running it
-        schedule = validate(schedule_from_csv_text(config.csv_text, name="uploaded"))
-    else:
-        schedule = build(config.schedule, config.pp_size, config.microbatches, config.chunks)
+    schedule = schedule_for(config)
     events = simulate(schedule, config.cost)
-    return events, timeline.metrics(events)
+    return events, timeline.metrics(events, range(schedule.pp_size))  # idle ranks count too
 
 
 @st.cache_data(max_entries=64, show_spinner=False)
-def schedule_text(config: SimConfig) -> str:
-    return build(config.schedule, config.pp_size, config.microbatches, config.chunks).pretty()
+def schedule_text(config: SimConfig) -> tuple[str, str]:
+    """The schedule as PyTorch-style text, and as CSV."""
+    schedule = schedule_for(config)
+    return schedule.pretty(), schedule_to_csv_text(schedule)
 
 
-def closed_form(config: SimConfig) -> tuple[str, str, float | None, float | None, str]:
-    """(LaTeX, source, fraction, ratio to ideal time, why no value) for the config's bubble."""
-    form = formulas.CLOSED_FORMS.get(config.schedule)
-    latex, source = (form.latex, form.source) if form is not None else ("", "")
-    if not latex:
-        return latex, source, None, None, ""
-    try:
-        value = formulas.bubble_fraction(config.schedule, config.pp_size, config.microbatches,
-                                         config.chunks, cost=config.cost)
-        ratio = formulas.bubble_ratio_to_ideal(config.schedule, config.pp_size,
-                                               config.microbatches, config.chunks,
-                                               cost=config.cost)
-    except (ValueError, ZeroDivisionError) as error:
-        return latex, source, None, None, str(error)
-    return latex, source, value, ratio, ""
+# (key, short label, default, step, help): short labels keep narrow columns readable.
+COST_INPUTS = (
+    ("f", "F", 1.0, 0.25, "forward of one microbatch through one stage; F = 1 is the unit"),
+    ("b", "B", 2.0, 0.25, "full backward (input and weight gradients together)"),
+    ("i", "I", 1.0, 0.25, "backward for the input gradient only (zero-bubble schedules)"),
+    ("w", "W", 1.0, 0.25, "backward for the weight gradient only (zero-bubble schedules)"),
+    ("l", "latency", 0.0, 0.05, "time one activation or gradient message takes between ranks"),
+    ("o", "optimizer", 0.0, 0.25, "one optimizer step at the end of a training step"),
+)
 
 
-def cost_widgets(key: str) -> CostModel:
+def cost_widgets(key: str, per_row: int = 3) -> CostModel:
     """Per-kind costs and link latency, in cost units (F = 1 means 'one forward')."""
+    values = {}
     with st.expander("Costs (cost units)", expanded=False):
-        cols = st.columns(3)
-        forward = cols[0].number_input("F forward", 0.0, 100.0, 1.0, 0.25, key=f"{key}f")
-        backward = cols[1].number_input("B full backward", 0.0, 100.0, 2.0, 0.25, key=f"{key}b")
-        optimizer = cols[2].number_input("optimizer step", 0.0, 100.0, 0.0, 0.25, key=f"{key}o")
-        cols = st.columns(3)
-        back_in = cols[0].number_input("I input grad", 0.0, 100.0, 1.0, 0.25, key=f"{key}i")
-        back_w = cols[1].number_input("W weight grad", 0.0, 100.0, 1.0, 0.25, key=f"{key}w")
-        latency = cols[2].number_input("link latency", 0.0, 100.0, 0.0, 0.05, key=f"{key}l",
-                                       help="time for one activation or gradient message")
-    return CostModel(forward=forward, backward=backward, backward_input=back_in,
-                     backward_weight=back_w, latency=latency, optimizer=optimizer)
+        for first in range(0, len(COST_INPUTS), per_row):
+            columns = st.columns(per_row)
+            for column, (short, label, default, step, text) in zip(
+                    columns, COST_INPUTS[first:first + per_row], strict=False):
+                values[short] = column.number_input(label, 0.0, 100.0, default, step,
+                                                    key=f"{key}{short}", help=text)
+    return CostModel(forward=values["f"], backward=values["b"], backward_input=values["i"],
+                     backward_weight=values["w"], latency=values["l"], optimizer=values["o"])
 
 
 def schedule_widgets(key: str, cost: CostModel, defaults: tuple[str, int, int, int],
                      allow_upload: bool = False) -> SimConfig:
-    """Schedule family, p, m and v; with ``allow_upload`` also a schedule CSV (text only)."""
-    names = list(SCHEDULES) + (["custom CSV"] if allow_upload else [])
+    """Schedule family, p, m and v; with ``allow_upload`` also a schedule CSV (uploaded, or one
+    of the bundled examples). With "custom CSV" chosen and no file yet, the returned config
+    has no ``csv_text``: the page explains what to do (``explain_custom_csv``)."""
+    names = list(SCHEDULES) + ([CUSTOM_CSV] if allow_upload else [])
     name, pp_size, microbatches, chunks = defaults
     name = st.selectbox("Schedule", names, index=names.index(name), key=f"{key}schedule",
                         format_func=lambda n: n if n not in SCHEDULES
                         else f"{n}: {SCHEDULES[n].summary}")
-    if name == "custom CSV":
-        upload = st.file_uploader("Schedule CSV (one row per rank, cells like 0F1)", type=["csv"],
-                                  key=f"{key}csv")
-        text = upload.getvalue().decode("utf-8", errors="replace") if upload else ""
-        if len(text) > MAX_CSV_CHARS:
-            st.error(f"the CSV has {len(text):,} characters; the playground takes up to "
-                     f"{MAX_CSV_CHARS:,}")
-            st.stop()
-        if not text:
-            st.info("Upload a CSV in torch.distributed.pipelining's compute-only format.")
-            st.stop()
-        return SimConfig("custom CSV", 0, 0, 1, cost, csv_text=text)
+    if name == CUSTOM_CSV:
+        return _custom_csv_widgets(key, cost)
     family = SCHEDULES[name]
     pp_size = st.slider("Pipeline depth p (ranks)", 1, 16, pp_size, key=f"{key}stages")
     microbatches = st.slider("Microbatches m", 1, 64, microbatches, key=f"{key}microbatches")
-    if family.max_chunks == 1:
-        chunks = 1
+    most = family.max_chunks or 8
+    if family.min_chunks == most:  # e.g. V-shaped placements: exactly 2 chunks per rank
+        chunks = most
+        if most > 1:
+            st.caption(f"Chunks v per rank: {most} (fixed by {name}'s placement)")
     else:
-        chunks = st.slider("Chunks v per rank", family.min_chunks, family.max_chunks or 8,
-                           max(family.min_chunks, chunks), key=f"{key}chunks")
+        chunks = st.slider("Chunks v per rank", family.min_chunks, most,
+                           min(max(family.min_chunks, chunks), most), key=f"{key}chunks")
     return SimConfig(name, pp_size, microbatches, chunks, cost)
+
+
+def _custom_csv_widgets(key: str, cost: CostModel) -> SimConfig:
+    upload = st.file_uploader("Schedule CSV (one row per rank, cells like 0F1)", type=["csv"],
+                              key=f"{key}csv")
+    examples = runs_catalog.example_schedules()
+    example = st.selectbox("…or an example", [NO_EXAMPLE, *examples], key=f"{key}example",
+                           disabled=upload is not None,
+                           help="Bundled schedules to start from; see data/schedules/README.md")
+    if upload is not None:
+        text, name = upload.getvalue().decode("utf-8", errors="replace"), upload.name
+    elif example != NO_EXAMPLE:
+        text, name = examples[example].read_text(), example
+    else:
+        text, name = "", ""
+    if len(text) > MAX_CSV_CHARS:
+        st.error(f"the CSV has {len(text):,} characters; the playground takes up to "
+                 f"{MAX_CSV_CHARS:,}")
+        st.stop()
+    return SimConfig(CUSTOM_CSV, 0, 0, 1, cost, csv_text=text, csv_name=name)
+
+
+def explain_custom_csv(key: str) -> None:
+    """What to do when "custom CSV" is chosen and no file is given yet."""
+    st.info(
+        "**No schedule yet.** A schedule CSV has one row per rank and one action per cell, in "
+        "the order the rank runs them: `2F0` is stage 2's forward of microbatch 0, `B` a full "
+        "backward, `I` and `W` its input- and weight-gradient halves "
+        "(torch.distributed.pipelining's compute-only format). Three ways to get one:\n"
+        "1. pick an example in the sidebar, or download one below, edit it and upload it;\n"
+        "2. choose any schedule in the sidebar and press *Download this schedule (CSV)* under "
+        "its chart;\n"
+        "3. on the command line: `pplab simulate --schedule 1f1b --pp 4 --microbatches 8 "
+        "--save-csv my.csv`.\n\n"
+        "Check a file with `pplab validate my.csv`; train it for real with "
+        "`pplab train --csv my.csv`.")
+    examples = runs_catalog.example_schedules()
+    st.caption("The examples (data/schedules), to download:")
+    for column, (name, path) in zip(st.columns(max(1, len(examples))), examples.items(),
+                                    strict=False):
+        column.download_button(name, path.read_text(), name, "text/csv",
+                               key=f"{key}example_{name}")
 
 
 def catalog() -> tuple[list[runs_catalog.Entry], list[tuple[str, str]]]:
@@ -158,45 +194,14 @@ def show_problems(problems: list[tuple[str, str]]) -> None:
         st.warning(f"Skipped {path}: {reason}")
 
 
-def run_summary(events: pd.DataFrame, metrics: dict, unit: str) -> dict[str, object]:
-    """One row of the metrics table."""
-    peaks = metrics.get("peak_activations") or {}
-    return {
-        "source": "measured" if metrics.get("source") == "measured" else "predicted",
-        "makespan": round(float(metrics["makespan"]), 6),
-        "time unit": unit,
-        "bubble fraction (%)": round(100 * float(metrics["bubble_fraction"]), 2),
-        "ranks": int(metrics.get("num_ranks", events["rank"].nunique())),
-        "peak activations (microbatches, max over stages)": max(peaks.values(), default=0),
-        "events": len(events),
-    }
-
-
 @st.cache_data(max_entries=32, show_spinner=False)
-def measured_step(path: str, stamp: float) -> dict:
-    """One recorded run reduced to what Compare and Runs draw: its last step and its metadata.
-
-    ``stamp`` (the folder's mtime) is part of the cache key so a re-recorded run is re-read.
-    """
-    run = timeline.load_run(path)
-    steps = sorted(int(s) for s in run.events["step"].unique())
-    step = steps[-1]
-    events = runs_catalog.one_step(run.events, step)
-    meta = run.metadata
-    loss = meta.get("loss") if isinstance(meta.get("loss"), list) else []
-    memory = meta.get("peak_memory_bytes")
-    memory = memory if isinstance(memory, dict) else {}
-    return {
-        "step": step, "steps": len(steps), "events": events, "metrics": timeline.metrics(events),
-        "loss": [float(x) for x in loss if isinstance(x, int | float)],
-        "memory": {int(k): float(v) for k, v in memory.items()
-                   if str(k).lstrip("-").isdigit() and isinstance(v, int | float)},
-        "memory_kind": str(meta.get("peak_memory_kind", "")),
-        "memory_per": "stage" if "stage" in str(meta.get("peak_memory_kind", "")) else "rank",
-    }
+def measured_step(path: str, stamp: float) -> MeasuredStep:
+    """A recorded run's last step. ``stamp`` (the folder's mtime) is part of the cache key so
+    a re-recorded run is re-read."""
+    return last_step(timeline.load_run(path))
 
 
-def load_measured(entry: runs_catalog.Entry) -> dict:
+def load_measured(entry: runs_catalog.Entry) -> MeasuredStep:
     """``measured_step`` of a listed run. The catalog is cached for a few seconds, so a run
     deleted or spoiled since then stops the page with one line instead of a traceback."""
     try:

@@ -115,3 +115,31 @@ def test_a_twenty_thousand_event_run_draws_a_bounded_number_of_bars(lab_url, chr
                           "._fullData.reduce((n, t) => n + (t.x ? t.x.length : 0), 0)")
     assert 0 < drawn <= 2 * 8 * charts.AGGREGATE_BINS  # two rows of 8 ranks
     page.screenshot(path=str(ARTIFACTS / "runs-20000-events.png"), full_page=True)
+
+
+def test_the_costs_panel_labels_are_not_cramped(lab_url, chromium):
+    from playwright.sync_api import expect
+
+    ARTIFACTS.mkdir(exist_ok=True)
+    page = chromium.new_page(viewport={"width": 1400, "height": 1000})
+    page.goto(lab_url, timeout=120_000)
+    expect(page.locator('[data-testid="stMetricValue"]').first).to_contain_text(
+        "3/11", timeout=120_000)
+    sidebar = page.locator('[data-testid="stSidebar"]')
+    sidebar.get_by_text("Costs (cost units)").click()
+    inputs = sidebar.locator('[data-testid="stNumberInput"]')
+    expect(inputs).to_have_count(6, timeout=60_000)
+    # every label is shown whole (no ellipsis, no wrap) and every field shows its value
+    widths = page.evaluate("""() => Array.from(document.querySelectorAll(
+        '[data-testid="stSidebar"] [data-testid="stNumberInput"]')).map(box => {
+            const label = box.parentElement.querySelector('[data-testid="stWidgetLabel"] p');
+            const field = box.querySelector('input');
+            return {label: label.innerText, fits: label.scrollWidth <= label.clientWidth,
+                    lines: Math.round(label.getBoundingClientRect().height
+                                      / parseFloat(getComputedStyle(label).lineHeight)),
+                    field: field.getBoundingClientRect().width};
+        })""")
+    assert [w["label"] for w in widths] == ["F", "B", "I", "W", "latency", "optimizer"]
+    for width in widths:
+        assert width["fits"] and width["lines"] == 1 and width["field"] >= 60, width
+    sidebar.screenshot(path=str(ARTIFACTS / "playground-costs.png"))

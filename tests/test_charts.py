@@ -1,7 +1,5 @@
 """Charts: the Gantt draws what the events say, idle included, and stays small for big tables."""
 
-import subprocess
-import sys
 
 import numpy as np
 import pytest
@@ -99,7 +97,7 @@ def test_coverage_agrees_with_brute_force_on_overlapping_spans():
     ends = starts + rng.uniform(0, 5, 200)
     edges = np.linspace(-1, 60, 97)
     brute = [np.clip(t - starts, 0, ends - starts).sum() for t in edges]
-    assert charts._coverage(starts, ends, edges) == pytest.approx(brute)
+    assert charts.coverage(starts, ends, edges) == pytest.approx(brute)
 
 
 def test_stack_shares_the_time_axis_only_when_units_agree():
@@ -133,8 +131,51 @@ def test_loss_memory_and_activation_charts_carry_units():
     assert list(peaks.data[0].y) == [8, 8, 8, 8] and "predicted" in peaks.layout.title.text
 
 
-def test_charts_import_neither_torch_nor_streamlit():
-    code = ("import sys, pplab.charts; "
-            "print(sorted(m for m in ('torch', 'streamlit') if m in sys.modules))")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    assert out.stdout.strip() == "[]"
+def test_interleaved_chunks_each_have_a_pattern_and_a_legend_entry():
+    events = simulate(build("interleaved-1f1b", 2, 4, 2), CostModel())
+    figure = charts.gantt(events)
+    for kind in ("F", "B"):
+        for chunk, shape, look in ((0, "", "plain"), (1, ".", "dotted")):
+            name = f"{charts.KIND_NAMES[kind]} · chunk {chunk} ({look})"
+            trace = [t for t in figure.data if t.name == name]
+            assert trace, name
+            # rank r holds stages r and r + 2: chunk 1 is the later stage of each rank
+            part = events[(events["kind"] == kind) & ((events["stage"] >= 2) == bool(chunk))]
+            assert len(trace[0].x) == len(part), name
+            assert (trace[0].marker.pattern.shape or "") == shape, name
+    assert figure.layout.yaxis.ticktext[0] == "rank 0 · stage 0,2"
+    one_chunk = charts.gantt(gpipe_events())
+    assert "chunk" not in " ".join(t.name for t in one_chunk.data)
+
+
+def test_a_view_has_one_time_unit():
+    predicted, measured = gpipe_events(), gpipe_events()
+    measured["source"] = "measured"
+    assert charts.shared_time_scale([predicted, predicted]) == (1.0, "cost units")
+    assert charts.shared_time_scale([predicted, measured]) is None  # calibrate first
+    assert charts.shared_time_scale([measured, predicted], ["s", "s"]) == (1.0, "s")  # 33 s
+    short = measured.assign(start=measured["start"] * 1e-3, end=measured["end"] * 1e-3)
+    assert charts.shared_time_scale([short, short]) == (1e3, "ms")
+
+
+def test_hover_counts_steps_from_one_and_rows_can_be_named():
+    events = simulate(build("1f1b", 2, 2), CostModel())
+    figure = charts.gantt(events, row_names={0: "pp 0 (rank 0)", 1: "pp 1 (rank 2)"})
+    forward = bars(figure, "F")[0]
+    assert {row[4] for row in forward.customdata} == {1}  # the table's step 0 is step 1
+    assert "step %{customdata[4]}" in forward.hovertemplate
+    assert list(figure.layout.yaxis.ticktext) == ["pp 0 (rank 0) · stage 0",
+                                                  "pp 1 (rank 2) · stage 1"]
+    assert {row[8] for row in forward.customdata} == {"pp 0 (rank 0)", "pp 1 (rank 2)"}
+
+
+def test_every_pattern_names_its_background_colour():
+    # Streamlit's chart theme paints an unnamed pattern background in the page's colour:
+    # white dots on a white page made interleaved chunk 1 vanish from the app's Gantt.
+    figures = [charts.gantt(simulate(build("interleaved-1f1b", 2, 4, 2), CostModel())),
+               charts.gantt(simulate(build("1f1b", 4, 1250), CostModel()))]  # aggregated
+    patterned = [t for f in figures for t in f.data if t.marker.pattern.shape]
+    assert {t.name for t in patterned} >= {"idle (bubble)", "F and B mixed",
+                                           "F forward · chunk 1 (dotted)"}
+    for trace in patterned:
+        assert trace.marker.pattern.bgcolor, trace.name

@@ -9,13 +9,16 @@ from lab_widgets import (
     catalog,
     cost_widgets,
     load_measured,
-    run_summary,
     schedule_widgets,
     show_problems,
     simulate_cached,
 )
 
-from pplab import charts, runs_catalog
+from pplab import charts
+from pplab.comparisons import load_comparison
+from pplab.labels import step_label
+from pplab.run_prediction import in_seconds, seconds_per_cost_unit
+from pplab.run_views import metrics_row, rank_names
 
 DEFAULTS = [
     ("gpipe", 4, 8, 2), ("1f1b", 4, 8, 2), ("interleaved-1f1b", 4, 8, 2), ("zb-h1", 4, 8, 2),
@@ -23,18 +26,20 @@ DEFAULTS = [
 
 st.title("Compare")
 st.caption("Simulated configurations are predicted in cost units; recorded runs are measured in "
-           "seconds (their last step). Rows share one time axis when their units agree.")
+           "seconds (their last step). With a recorded run among them, the predictions are "
+           "drawn in seconds too, so every row shares one time axis in one unit.")
 
 entries, problems = catalog()
 show_problems(problems)
-comparisons = sorted({e.origin for e in entries if e.origin.startswith("comparison ")})
-modes = ["configurations I choose"] + [f"bundled {c}" for c in comparisons]
+folders = sorted({e.comparison for e in entries if e.comparison is not None},
+                 key=lambda folder: (not folder.bundled, folder.name))
+modes = ["configurations I choose"] + [folder.title for folder in folders]
 mode = st.radio("What to compare", modes, horizontal=True, key="cmp_mode")
 
 chosen: list[tuple[str, object]] = []
 if mode == "configurations I choose":
     count = st.slider("Configurations", 2, 4, 2, key="cmp_count")
-    cost = cost_widgets("cmp_")
+    cost = cost_widgets("cmp_", per_row=3)
     columns = st.columns(count)
     for i, column in enumerate(columns):
         with column:
@@ -49,16 +54,20 @@ if mode == "configurations I choose":
                                      key=f"cmp{i}_run")
                 chosen.append(("run", entries[labels.index(label)]))
 else:
-    origin = mode.removeprefix("bundled ")
-    folder = runs_catalog.bundled_comparisons_dir() / origin.removeprefix("comparison ")
-    description = runs_catalog.comparison_description(folder)
-    if description:
-        st.info(description)
-    table, notes = runs_catalog.comparison_table(folder)
+    folder = folders[[f.title for f in folders].index(mode)]
+    try:
+        comparison = load_comparison(folder.path)
+    except ValueError as error:
+        st.error(str(error))
+        st.stop()
+    if comparison.description:
+        st.info(comparison.description)
+    table = comparison.table()
     if len(table):
         st.dataframe(table, hide_index=True, key="cmp_bundled_table", column_config={
-            name: st.column_config.Column(help=note) for name, note in notes.items() if note})
-    members = [e for e in entries if e.origin == origin]
+            name: st.column_config.Column(help=note)
+            for name, note in comparison.columns.items() if note})
+    members = [e for e in entries if e.comparison == folder]
     labels = [e.label for e in members]
     picked = st.multiselect("Timelines to draw (up to 4)", labels, default=labels[:4],
                             max_selections=4, key="cmp_bundled_pick")
@@ -68,23 +77,25 @@ else:
         st.stop()
 
 # A prediction in cost units shares an axis with a measurement only once a cost unit has a
-# length in seconds; the first recorded run's median forward is a fair first guess.
+# length in seconds: the first recorded run's median forward (its calibration) by default.
 seconds_per_unit = None
 recorded = [item for kind, item in chosen if kind == "run"]
 if recorded and any(kind == "sim" for kind, _ in chosen):
-    forwards = load_measured(recorded[0])["events"].query("kind == 'F'")
-    guess = float((forwards["end"] - forwards["start"]).median()) * 1e3 if len(forwards) else 1.0
-    guess = min(max(guess, 0.001), 1e6)  # the input's bounds: instant forwards must not break it
-    if st.checkbox("Draw the predictions in seconds, to share the measured runs' time axis",
-                   value=True, key="cmp_calibrate"):
-        # keyed by the run, so choosing another run brings its own forward back as default
-        unit_ms = st.number_input(
-            "1 cost unit (one forward of one stage) lasts, in ms", 0.001, 1e6,
-            round(guess, 3), format="%.3f", key=f"cmp_unit_ms_{recorded[0].run.path}",
-            help="Defaults to the median measured forward of the first recorded run chosen.")
-        seconds_per_unit = unit_ms / 1e3
+    first = load_measured(recorded[0])
+    try:
+        guess_ms = 1e3 * seconds_per_cost_unit(first.events, first.summary.num_chunks)
+        why = "Defaults to the median measured forward of the first recorded run chosen."
+    except ValueError as error:
+        guess_ms, why = 1.0, f"Defaults to 1 ms: {error}."
+    guess_ms = min(max(guess_ms, 0.001), 1e6)  # the input's bounds
+    # keyed by the run, so choosing another run brings its own forward back as default
+    unit_ms = st.number_input(
+        "1 cost unit (one forward of one stage) lasts, in ms", 0.001, 1e6, round(guess_ms, 3),
+        format="%.3f", key=f"cmp_unit_ms_{recorded[0].run.path}", help=why)
+    seconds_per_unit = unit_ms / 1e3
 
-timelines, units, rows, losses, memory, memory_per = [], [], [], {}, {}, "rank"
+timelines, units, names, metrics_list, losses, memory = [], [], [], [], {}, {}
+memory_per = "rank"
 for i, (kind, item) in enumerate(chosen):
     if kind == "sim":
         try:
@@ -92,27 +103,32 @@ for i, (kind, item) in enumerate(chosen):
         except ValueError as error:
             st.error(f"#{i + 1}: {error}")
             st.stop()
-        label, unit, shown_unit = f"#{i + 1} {item.label()}", None, "cost units"
+        label, unit, row_names = f"#{i + 1} {item.label()}", charts.COST_UNITS, None
         if seconds_per_unit is not None:
-            events = events.assign(start=events["start"] * seconds_per_unit,
-                                   end=events["end"] * seconds_per_unit)
+            events = in_seconds(events, seconds_per_unit)
             metrics = {**metrics, "makespan": metrics["makespan"] * seconds_per_unit}
-            label, unit, shown_unit = f"{label} (calibrated)", "s", "s"
+            label, unit = f"{label} (calibrated)", charts.SECONDS
     else:
         data = load_measured(item)
-        events, metrics = data["events"], data["metrics"]
-        label = f"#{i + 1} {runs_catalog.describe(item.run)} (step {data['step']})"
-        unit, shown_unit = "s", "s"
-        if data["loss"]:
-            losses[f"#{i + 1} {runs_catalog.describe(item.run)}"] = data["loss"]
-        if data["memory"]:
-            memory[f"#{i + 1} {runs_catalog.describe(item.run)}"] = data["memory"]
-            memory_per = data["memory_per"]
+        summary = data.summary
+        events, metrics, unit = data.events, data.metrics, charts.SECONDS
+        row_names = rank_names(summary, events["rank"].unique())
+        label = f"#{i + 1} {summary.label} (last step, {step_label(data.step, summary.steps)})"
+        if summary.losses:
+            losses[f"#{i + 1} {summary.label}"] = summary.losses
+        if summary.memory:
+            memory[f"#{i + 1} {summary.label}"] = summary.memory
+            memory_per = summary.memory_per
     timelines.append((label, events))
     units.append(unit)
-    rows.append({"configuration": label, **run_summary(events, metrics, shown_unit)})
+    names.append(row_names)
+    metrics_list.append(metrics)
 
-st.plotly_chart(charts.gantt_stack(timelines, units, title="Side by side"), key="cmp_gantt")
+scale, view_unit = charts.shared_time_scale([events for _, events in timelines], units)
+rows = [{"configuration": label, **metrics_row(events, metrics, scale, view_unit)}
+        for (label, events), metrics in zip(timelines, metrics_list, strict=True)]
+st.plotly_chart(charts.gantt_stack(timelines, units, title="Side by side", row_names=names),
+                key="cmp_gantt")
 st.subheader("Metrics")
 st.dataframe(pd.DataFrame(rows), hide_index=True, key="cmp_table")
 if losses:

@@ -3,31 +3,27 @@
     streamlit run app/lab.py   (then open Lessons)
 """
 
-import importlib.util
-from pathlib import Path
-
 import streamlit as st
 
-LESSONS = Path(__file__).resolve().parents[2] / "lessons"
+from pplab.exercises import find_lessons, load_exercise
+from pplab.resources import lessons_dir
 
 st.title("Lessons")
-folders = sorted(p for p in LESSONS.glob("[0-9]*") if (p / "README.md").is_file())
-if not folders:
-    st.info(f"No lessons found under {LESSONS}.")
+lessons = find_lessons()
+if not lessons:
+    st.info(f"No lessons found under {lessons_dir()}.")
     st.stop()
 
-folder = st.selectbox("Lesson", folders, format_func=lambda p: p.name, key="lesson_pick")
-st.markdown((folder / "README.md").read_text())
-st.caption(f"Notebook: {folder / 'lesson.ipynb'} (open it in Jupyter, run top to bottom).")
+lesson = st.selectbox("Lesson", lessons, format_func=lambda lesson: lesson.name,
+                      key="lesson_pick")
+st.markdown(lesson.text)
+st.caption(f"Notebook: {lesson.notebook} (open it in Jupyter, run top to bottom).")
 
-exercise_file = folder / "exercise.py"
-if exercise_file.is_file():
-    spec = importlib.util.spec_from_file_location(f"lesson_{folder.name}", exercise_file)
-    exercise = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(exercise)
+if lesson.exercise_file.is_file():
+    exercise = load_exercise(lesson)
     st.subheader("Your answer")
     st.write(exercise.QUESTION)
-    answer = st.text_input("Answer", key=f"lesson_answer_{folder.name}")
+    answer = st.text_input("Answer", key=f"lesson_answer_{lesson.name}")
     if answer:
         right, message = exercise.check(answer)
         (st.success if right else st.warning)(message)

@@ -5,16 +5,18 @@
 
 import streamlit as st
 from lab_widgets import (
-    closed_form,
+    CUSTOM_CSV,
     cost_widgets,
-    fraction_text,
-    normalisation,
+    explain_custom_csv,
+    schedule_for,
     schedule_text,
     schedule_widgets,
     simulate_cached,
 )
 
 from pplab import charts
+from pplab.formulas import closed_form_for
+from pplab.labels import bubble_normalisation, fraction_text
 from pplab.schedules import SCHEDULES
 
 st.title("Playground")
@@ -23,8 +25,12 @@ st.caption("A schedule says who does what, in order; the simulator runs it over 
 
 with st.sidebar:
     st.header("Configuration")
-    cost = cost_widgets("pg_")
+    cost = cost_widgets("pg_", per_row=2)
     config = schedule_widgets("pg_", cost, ("gpipe", 4, 8, 2), allow_upload=True)
+
+if config.schedule == CUSTOM_CSV and not config.csv_text:
+    explain_custom_csv("pg_")
+    st.stop()
 
 try:
     events, metrics = simulate_cached(config)
@@ -35,39 +41,45 @@ except ValueError as error:
         st.code("\n".join(grid), language=None)
     st.stop()
 
+schedule = schedule_for(config)
 p = int(metrics["num_ranks"])
-norm = normalisation(config.schedule)
+norm = bubble_normalisation(schedule)
 cols = st.columns([1.15, 1.05, 1.2, 0.6])
 cols[0].metric("Bubble fraction (predicted)", fraction_text(float(metrics["bubble_fraction"])),
                help=f"Normalisation: {norm}.")
-cols[1].metric("Makespan (predicted)", f"{metrics['makespan']:.4g} cost units")
+cols[1].metric("Makespan (predicted)", f"{metrics['makespan']:.4g} {charts.COST_UNITS}")
 peaks = metrics["peak_activations"]
 cols[2].metric("Peak activations (predicted)", f"{max(peaks.values(), default=0)} microbatches",
                help="Most microbatches whose activations one stage holds at once.")
 cols[3].metric("Ranks", f"{p}", help=f"{len(events):,} events in the timeline")
 
-latex, source, value, ratio, why_not = closed_form(config)
-if latex:
-    line = (f"Closed form: $\\text{{bubble}} = {latex}$ with p={config.pp_size}, "
+closed = closed_form_for(schedule, config.cost)
+if closed.form is not None:
+    line = (f"Closed form: $\\text{{bubble}} = {closed.form.latex}$ with p={config.pp_size}, "
             f"m={config.microbatches}" + (f", v={config.chunks}" if config.chunks > 1 else ""))
-    if value is not None:
-        line += (f" gives **{fraction_text(value)}** of rank-time ({norm}); "
-                 f"the papers' other normalisation, bubble over ideal time, is "
-                 f"{100 * ratio:.2f} %")
+    if closed.value is not None:
+        line += f" gives **{fraction_text(closed.value)}** of rank-time ({norm})"
+        if closed.ratio_to_ideal is not None:
+            line += (f"; the papers' other normalisation, bubble over ideal time, is "
+                     f"{100 * closed.ratio_to_ideal:.2f} %")
     else:
-        line += f" (no value here: {why_not})"
-    st.markdown(f"{line}. Source: {source}.")
+        line += f" (no value here: {closed.note})"
+    st.markdown(f"{line}. Source: {closed.form.source}.")
 elif config.schedule in SCHEDULES:
     family = SCHEDULES[config.schedule]
     st.markdown(f"No simple closed form is shown for {config.schedule}; source: {family.paper}. "
                 f"Normalisation: {norm}.")
 
 st.plotly_chart(charts.gantt(events, title=f"Predicted timeline: {config.label()}"), key="gantt")
+text, csv_text = schedule_text(config)
+st.download_button("Download this schedule (CSV)", csv_text, config.file_name(), "text/csv",
+                   key="pg_download_csv",
+                   help="PyTorch's compute-only CSV: edit it and upload it back as custom CSV, "
+                        "or train it with `pplab train --csv FILE`.")
 
 left, right = st.columns(2)
 left.plotly_chart(charts.peak_activations(peaks), key="peaks")
-right.plotly_chart(charts.rank_utilisation(metrics["per_rank"], "cost units"), key="ranks")
+right.plotly_chart(charts.rank_utilisation(metrics["per_rank"], charts.COST_UNITS), key="ranks")
 
-if config.schedule in SCHEDULES:
-    with st.expander("The schedule as text (PyTorch's action notation: 2F0 = stage 2, F, mb 0)"):
-        st.code(schedule_text(config), language=None)
+with st.expander("The schedule as text (PyTorch's action notation: 2F0 = stage 2, F, mb 0)"):
+    st.code(text, language=None)

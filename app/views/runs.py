@@ -6,16 +6,33 @@
 import json
 
 import streamlit as st
-from lab_widgets import catalog, fraction_text, load_measured, show_problems
+from lab_widgets import catalog, load_measured, refresh_catalog, show_problems
 
 from pplab import charts, runs_catalog, timeline
+from pplab.labels import fraction_text, step_label
+from pplab.run_prediction import one_step, predicted_for
+from pplab.run_views import (
+    FIRST_REPLICA,
+    measured_metrics,
+    pipeline_caption,
+    pipeline_row_names,
+    pipeline_view,
+    predicted_metrics,
+    replicas,
+)
+
+OPEN_PATH = "runs_open_path"  # set by the Run page: the run to show first
 
 st.title("Runs")
-st.caption("Measured runs recorded by `pplab train` (bundled in data/runs, yours in "
-           f"{runs_catalog.user_runs_dir()}). The prediction replays the run's own schedule "
-           "with costs calibrated from its measured medians, so both share one axis in seconds.")
+st.caption("Measured runs recorded by `pplab train` or `pplab compare` (bundled in data/, yours "
+           f"in {runs_catalog.user_runs_dir()}). The prediction replays the run's own schedule "
+           "with costs calibrated from its measured medians, so both share one time axis.")
 
 entries, problems = catalog()
+opened = st.session_state.pop(OPEN_PATH, None)
+if opened and runs_catalog.entry_at(entries, opened) is None:
+    refresh_catalog()  # the run was saved after the catalog was last read
+    entries, problems = catalog()
 show_problems(problems)
 if not entries:
     st.info("No recorded runs yet. Launch one on the Run page, or put run folders in "
@@ -23,49 +40,78 @@ if not entries:
     st.stop()
 
 labels = [e.label for e in entries]
+if opened:
+    if runs_catalog.entry_at(entries, opened) is not None:
+        st.session_state["runs_pick"] = runs_catalog.entry_at(entries, opened).label
+    else:
+        st.warning(f"The run saved to {opened} is not among the listed runs.")
 label = st.selectbox("Run", labels, key="runs_pick")
 entry = entries[labels.index(label)]
-run = entry.run
-data = load_measured(entry)
-steps = sorted(int(s) for s in run.events["step"].unique())
-step = steps[0]
+run, summary = entry.run, entry.summary
+load_measured(entry)  # stops with one line if the run went away since it was listed
+steps = list(summary.steps)
+step = steps[-1]
 if len(steps) > 1:
     step = st.select_slider("Step shown", steps, value=steps[-1], key="runs_step",
+                            format_func=lambda s: step_label(s, steps),
                             help="The first step includes warm-up; later ones show steady state.")
 
+replica = FIRST_REPLICA
+if len(replicas(summary)) > 1:
+    replica = st.selectbox(
+        "Measured replica", replicas(summary), format_func=lambda r: r.label,
+        key=f"runs_replica_{run.path}",
+        help="Each pipeline position is held by several ranks (its tensor- and data-parallel "
+             "peers); the chart draws one replica's ranks under the prediction.")
+
 try:
-    predicted, measured = runs_catalog.predicted_for(run, step)
+    predicted, measured = predicted_for(run, step)
 except ValueError as error:
     st.error(f"Cannot predict this run: {error}")
-    predicted, measured = None, runs_catalog.one_step(run.events, step)
+    predicted, measured = None, one_step(run.events, step)
+rows_are = pipeline_caption(summary, replica)
+try:
+    pipeline = pipeline_view(measured, summary, replica)
+    names = pipeline_row_names(summary, replica)
+except ValueError as error:
+    st.warning(f"Drawn by global rank: {error}")
+    pipeline, names, rows_are = measured, None, "rows are global ranks"
 
-measured_metrics = timeline.metrics(measured)
+measured_stats = measured_metrics(measured, summary)
+both = [measured] + ([predicted] if predicted is not None else [])
+scale, unit = charts.shared_time_scale(both, [charts.SECONDS] * len(both))
 cols = st.columns(4)
-cols[0].metric("Bubble fraction (measured)", fraction_text(measured_metrics["bubble_fraction"]))
-cols[1].metric("Step time (measured)", f"{1e3 * measured_metrics['makespan']:.2f} ms")
+cols[0].metric("Bubble fraction (measured)", fraction_text(measured_stats["bubble_fraction"]),
+               help=f"Over all {measured_stats['num_ranks']} ranks of the run.")
+cols[1].metric("Step time (measured)", f"{scale * measured_stats['makespan']:.2f} {unit}")
+shown = step_label(step, steps)
 if predicted is not None:
-    predicted_metrics = timeline.metrics(predicted)
+    predicted_stats = predicted_metrics(predicted, summary)
     cols[2].metric("Bubble fraction (predicted)",
-                   fraction_text(predicted_metrics["bubble_fraction"]))
-    cols[3].metric("Step time (predicted)", f"{1e3 * predicted_metrics['makespan']:.2f} ms")
+                   fraction_text(predicted_stats["bubble_fraction"]))
+    cols[3].metric("Step time (predicted)", f"{scale * predicted_stats['makespan']:.2f} {unit}")
+    peers = f", replica {replica.label}" if len(replicas(summary)) > 1 else ""
     figure = charts.gantt_stack(
-        [(f"step {step}", predicted), (f"step {step}", measured)],
-        units=["s", "s"], title=f"Predicted over measured: {runs_catalog.describe(run)}")
+        [(shown, predicted), (shown + peers, pipeline)], units=[charts.SECONDS] * 2,
+        title=f"Predicted over measured: {summary.label}"
+              f"<br><sup>{rows_are}</sup>",
+        row_names=[pipeline_row_names(summary, replica, measured=False), names])
 else:
-    figure = charts.gantt(measured, title=f"Measured: {runs_catalog.describe(run)}")
+    figure = charts.gantt(pipeline, title=f"Measured: {summary.label}, {shown}", unit="s",
+                          row_names=names)
 st.plotly_chart(figure, key="runs_gantt")
+st.caption(rows_are.capitalize() + ".")
 
 left, right = st.columns(2)
-if data["loss"]:
-    left.plotly_chart(charts.loss_curves({runs_catalog.describe(run): data["loss"]}),
-                      key="runs_loss")
-if data["memory"]:
-    per = data["memory_per"]
-    right.plotly_chart(charts.memory_per_rank({runs_catalog.describe(run): data["memory"]},
+if summary.losses:
+    left.plotly_chart(charts.loss_curves({summary.label: summary.losses}), key="runs_loss")
+if summary.memory:
+    per = summary.memory_per
+    right.plotly_chart(charts.memory_per_rank({summary.label: summary.memory},
                                               f"Peak memory per {per} (measured)", per),
                        key="runs_memory")
-    if data["memory_kind"]:
-        right.caption(f"What was measured: {data['memory_kind']}.")
+    if summary.memory_kind:
+        right.caption(f"What was measured: {summary.memory_kind}.")
 
 st.subheader("Download")
 name = run.path.name

@@ -1,0 +1,262 @@
+"""The Gantt chart: one row per rank (or pipeline position), one colour per kind, idle shaded.
+
+This is where a learner *sees* the bubble. Each compute event is a bar coloured by its kind;
+messages are a thin strip under the row; the gaps are drawn as hatched idle time. When a
+rank holds several model chunks (interleaved schedules), each chunk wears its own pattern
+and has its own legend entry ("F forward · chunk 1 (dotted)"). Steps are shown counted
+from 1, as the step slider and the loss chart count them.
+
+    python -c "from pplab import charts, simulator; from pplab.schedules import build; \
+charts.gantt(simulator.simulate(build('interleaved-1f1b', 2, 4, 2))).show()"
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+import numpy as np
+import pandas as pd
+import plotly.graph_objects as go
+from plotly.subplots import make_subplots
+
+from ..timeline import BUSY_KINDS, COMPUTE_EVENT_KINDS
+from .binning import AGGREGATE_ABOVE, AGGREGATE_BINS, aggregated_traces
+from .style import (
+    ALL_KINDS,
+    IDLE_PATTERN,
+    KIND_COLOURS,
+    KIND_NAMES,
+    ROW_BASE,
+    ROW_WIDTH,
+    STRIP_BASE,
+    STRIP_KINDS,
+    STRIP_WIDTH,
+    chunk_name,
+    chunk_pattern,
+    hover_data,
+    shared_time_scale,
+    source_of,
+    time_scale,
+)
+
+RowNames = Mapping[int, str]
+
+
+def idle_spans(events: pd.DataFrame) -> pd.DataFrame:
+    """Gaps in each rank's compute and optimizer work between time 0 and the makespan.
+
+    These are the bubbles: time a rank holds its slice of the model and does nothing with it.
+    Communication and waiting count as idle here, since no useful arithmetic happens.
+    """
+    rows = []
+    if events.empty:
+        return pd.DataFrame(columns=["rank", "start", "end"])
+    origin, makespan = float(events["start"].min()), float(events["end"].max())
+    busy = events[events["kind"].isin(BUSY_KINDS)]
+    for rank in sorted(events["rank"].unique()):
+        spans = busy[busy["rank"] == rank].sort_values("start")
+        cursor = origin
+        for start, end in zip(spans["start"].to_numpy(), spans["end"].to_numpy(), strict=True):
+            if start > cursor:
+                rows.append((rank, cursor, start))
+            cursor = max(cursor, end)
+        if makespan > cursor:
+            rows.append((rank, cursor, makespan))
+    return pd.DataFrame(rows, columns=["rank", "start", "end"])
+
+
+def stages_by_row(events: pd.DataFrame) -> dict[int, list[int]]:
+    """The model stages each row computes, in increasing order: chunk c is the c-th of them."""
+    # messages name the stage they feed, which may live on the peer: read compute only
+    compute = events[events["kind"].isin(COMPUTE_EVENT_KINDS) & (events["stage"] >= 0)]
+    held = compute.groupby("rank")["stage"].unique()
+    return {int(rank): sorted(int(s) for s in stages) for rank, stages in held.items()}
+
+
+def chunk_of(events: pd.DataFrame) -> np.ndarray:
+    """Each event's chunk on its row: the position of its stage among the row's stages."""
+    position = {(rank, stage): c for rank, stages in stages_by_row(events).items()
+                for c, stage in enumerate(stages)}
+    pairs = zip(events["rank"].to_numpy(), events["stage"].to_numpy(), strict=True)
+    return np.array([position.get((int(r), int(s)), 0) for r, s in pairs], dtype=int)
+
+
+def row_labels(events: pd.DataFrame, row_names: RowNames | None = None) -> dict[int, str]:
+    """Tick labels: ``rank 2 · stage 2,6`` (or the caller's name for the row instead of rank)."""
+    held = stages_by_row(events)
+    labels = {}
+    for rank in sorted(int(r) for r in events["rank"].unique()):
+        name = (row_names or {}).get(rank, f"rank {rank}")
+        stages = ",".join(str(s) for s in held.get(rank, []))
+        labels[rank] = name + (f" · stage {stages}" if stages else "")
+    return labels
+
+
+def _exact_traces(events: pd.DataFrame, scale: float, unit: str,
+                  names: dict[int, str]) -> list[go.Bar]:
+    source = source_of(events)
+    idle = idle_spans(events)
+    traces = [_idle_trace(idle, scale, unit, source, names)] if len(idle) else []
+    chunks = chunk_of(events)
+    several_chunks = bool(len(chunks)) and int(chunks.max()) > 0
+    for kind in ALL_KINDS:
+        strip = kind in STRIP_KINDS
+        in_chunks = several_chunks and not strip and kind in COMPUTE_EVENT_KINDS
+        for chunk in sorted(set(chunks[events["kind"] == kind])) if in_chunks else [None]:
+            mask = (events["kind"] == kind).to_numpy()
+            if chunk is not None:
+                mask &= chunks == chunk
+            if mask.any():
+                traces.append(_kind_trace(events[mask], kind, chunk, scale, unit, source, names))
+    return traces
+
+
+def _kind_trace(part: pd.DataFrame, kind: str, chunk: int | None, scale: float, unit: str,
+                source: str, names: dict[int, str]) -> go.Bar:
+    strip = kind in STRIP_KINDS
+    start = part["start"].to_numpy() * scale
+    duration = (part["end"] - part["start"]).to_numpy() * scale
+    custom = hover_data(
+        part["stage"], part["microbatch"], start, duration, part["step"] + 1, part["peer"],
+        part["bytes"], part["detail"].astype(str), [names[int(r)] for r in part["rank"]])
+    extra = ("<br>peer rank %{customdata[5]} · %{customdata[6]} bytes · %{customdata[7]}"
+             if strip else "")
+    name, group = KIND_NAMES[kind], kind
+    marker = {"color": KIND_COLOURS[kind], "line": {"width": 0.4, "color": "white"}}
+    if chunk is not None:
+        name, group = f"{name} · {chunk_name(chunk)}", f"{kind} chunk {chunk}"
+        if chunk_pattern(chunk, KIND_COLOURS[kind]):
+            marker["pattern"] = chunk_pattern(chunk, KIND_COLOURS[kind])
+    return go.Bar(
+        name=name, legendgroup=group, orientation="h",
+        y=part["rank"].to_numpy(), x=duration, base=start,
+        width=STRIP_WIDTH if strip else ROW_WIDTH, offset=STRIP_BASE if strip else ROW_BASE,
+        marker=marker, customdata=custom,
+        hovertemplate=(
+            f"<b>{kind}</b> ({source})<br>%{{customdata[8]}} · stage %{{customdata[0]}} · "
+            "microbatch %{customdata[1]} · step %{customdata[4]}<br>"
+            f"start %{{customdata[2]:.4g}} {unit} · duration %{{customdata[3]:.4g}} {unit}"
+            f"{extra}<extra></extra>"
+        ),
+    )
+
+
+def _idle_trace(idle: pd.DataFrame, scale: float, unit: str, source: str,
+                names: dict[int, str]) -> go.Bar:
+    start = idle["start"].to_numpy() * scale
+    duration = (idle["end"] - idle["start"]).to_numpy() * scale
+    return go.Bar(
+        name=KIND_NAMES["idle"], legendgroup="idle", orientation="h",
+        y=idle["rank"].to_numpy(), x=duration, base=start, width=ROW_WIDTH, offset=ROW_BASE,
+        marker={"color": KIND_COLOURS["idle"], "pattern": IDLE_PATTERN},
+        customdata=hover_data(start, duration, [names[int(r)] for r in idle["rank"]]),
+        hovertemplate=(
+            f"<b>idle</b> ({source})<br>%{{customdata[2]}}<br>from %{{customdata[0]:.4g}} "
+            + unit + " for %{customdata[1]:.4g} " + unit + "<extra></extra>"
+        ),
+    )
+
+
+def _add_gantt(figure: go.Figure, events: pd.DataFrame, scaled: tuple[float, str],
+               aggregate_above: int, bins: int, row: int | None,
+               row_names: RowNames | None = None, shown: set[str] | None = None) -> None:
+    if events.empty:
+        figure.add_annotation(text="no events", showarrow=False, row=row, col=1 if row else None)
+        return
+    scale, unit = scaled
+    labels = row_labels(events, row_names)
+    if len(events) > aggregate_above:
+        traces = aggregated_traces(events, scale, unit, bins)
+    else:
+        names = {rank: (row_names or {}).get(rank, f"rank {rank}") for rank in labels}
+        traces = _exact_traces(events, scale, unit, names)
+    for trace in traces:
+        if shown is not None:  # one legend entry per kind across stacked rows
+            trace.showlegend = trace.legendgroup not in shown
+            shown.add(trace.legendgroup)
+        figure.add_trace(trace, row=row, col=1 if row else None)
+    axis = {"tickmode": "array", "tickvals": list(labels), "ticktext": list(labels.values()),
+            "autorange": "reversed", "zeroline": False}
+    if row is None:
+        figure.update_yaxes(**axis)
+    else:
+        figure.update_yaxes(**axis, row=row, col=1)
+
+
+def gantt(
+    events: pd.DataFrame,
+    title: str | None = None,
+    unit: str | None = None,
+    aggregate_above: int = AGGREGATE_ABOVE,
+    bins: int = AGGREGATE_BINS,
+    row_names: RowNames | None = None,
+) -> go.Figure:
+    """The timeline as a Gantt chart: one row per rank, one colour per kind, idle shaded.
+
+    ``unit`` names what event times are in ("s" or "cost units"); by default it follows the
+    events' source. ``row_names`` replaces "rank r" in the row labels (e.g. "pp 1 (rank 2)"
+    for a pipeline position). Above ``aggregate_above`` events the rows are drawn aggregated
+    (see ``pplab.charts.binning``) so the browser stays responsive.
+    """
+    figure = go.Figure()
+    scaled = time_scale(events, unit)
+    _add_gantt(figure, events, scaled, aggregate_above, bins, None, row_names)
+    source = source_of(events)
+    heading = title or f"{source.capitalize()} timeline"
+    if len(events) > aggregate_above:
+        heading += f" (aggregated: {len(events):,} events)"
+    rows = int(events["rank"].nunique()) if len(events) else 1
+    figure.update_layout(
+        title=heading, barmode="overlay", height=140 + 44 * rows,
+        xaxis_title=f"time ({scaled[1]}, {source})",
+        legend={"orientation": "v", "yanchor": "top", "y": 1, "x": 1.01},
+        margin={"l": 10, "r": 10, "t": 60, "b": 40},
+    )
+    return figure
+
+
+def gantt_stack(
+    timelines: Sequence[tuple[str, pd.DataFrame]],
+    units: Sequence[str | None] | None = None,
+    title: str = "Timelines",
+    aggregate_above: int = AGGREGATE_ABOVE,
+    bins: int = AGGREGATE_BINS,
+    row_names: Sequence[RowNames | None] | None = None,
+) -> go.Figure:
+    """Several timelines stacked on one figure, all in one time unit on one shared axis.
+
+    Used for Compare (two to four configurations) and for predicted-over-measured. Cost
+    units and seconds have no one unit (calibrate the predictions first, see
+    ``pplab.run_prediction``); given both, each row gets its own axis and the title says so.
+    """
+    if not timelines:
+        raise ValueError("gantt_stack needs at least one timeline, got none")
+    units = list(units) if units is not None else [None] * len(timelines)
+    if len(units) != len(timelines):
+        raise ValueError(f"gantt_stack got {len(timelines)} timelines but {len(units)} units")
+    row_names = list(row_names) if row_names is not None else [None] * len(timelines)
+    view = shared_time_scale([events for _, events in timelines], units)
+    scales = [view or time_scale(events, unit)
+              for (_, events), unit in zip(timelines, units, strict=True)]
+    heights = [max(1, int(ev["rank"].nunique())) if len(ev) else 1 for _, ev in timelines]
+    figure = make_subplots(
+        rows=len(timelines), cols=1, shared_xaxes=view is not None, vertical_spacing=0.08,
+        row_heights=heights, subplot_titles=[
+            f"{label} ({source_of(ev)}, {unit}"
+            + (f"; aggregated: {len(ev):,} events)" if len(ev) > aggregate_above else ")")
+            for (label, ev), (_, unit) in zip(timelines, scales, strict=True)
+        ],
+    )
+    in_legend: set[str] = set()
+    for row, (_, events) in enumerate(timelines, start=1):
+        _add_gantt(figure, events, scales[row - 1], aggregate_above, bins, row,
+                   row_names[row - 1], in_legend)
+        if view is None or row == len(timelines):
+            figure.update_xaxes(title_text=f"time ({scales[row - 1][1]})", row=row, col=1)
+    note = "" if view is not None else " (units differ: each row has its own time axis)"
+    figure.update_layout(
+        title=title + note, barmode="overlay", height=120 + 44 * sum(heights) + 60 * len(heights),
+        legend={"orientation": "v", "yanchor": "top", "y": 1, "x": 1.01},
+        margin={"l": 10, "r": 10, "t": 80, "b": 40},
+    )
+    return figure

@@ -1,0 +1,38 @@
+"""How the lab says its numbers in words: fractions, steps, and what a bubble is measured over.
+
+Pages, the CLI and notebooks print these the same way, so a learner reads "27.27 % (3/11)"
+and "step 3 of 6" everywhere alike. Steps are counted from 1 for people (the Event table
+counts from 0).
+
+    python -c "from pplab.labels import fraction_text; print(fraction_text(3 / 11))"
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from fractions import Fraction
+
+from .schedules import Schedule
+
+BUBBLE_OVER_ONE_STEP = "idle rank-time / (ranks × makespan) over one training step"
+
+
+def fraction_text(value: float) -> str:
+    """27.27 % (3/11): the percentage, and the small fraction it is when there is one."""
+    close = Fraction(value).limit_denominator(200)
+    exact = abs(float(close) - value) < 1e-9 and close.denominator > 1
+    return f"{100 * value:.2f} %" + (f" ({close.numerator}/{close.denominator})" if exact else "")
+
+
+def step_label(step: int, steps: Sequence[int]) -> str:
+    """``step 3 of 6`` for the event table's step number ``step`` among the run's ``steps``."""
+    ordered = sorted(steps)
+    return f"step {ordered.index(step) + 1} of {len(ordered)}"
+
+
+def bubble_normalisation(schedule: Schedule) -> str:
+    """What the bubble fraction of ``schedule`` is measured over, in words."""
+    if schedule.is_async:  # no flush, so no step boundary to cut at
+        return (f"idle rank-time / (ranks × makespan) over the whole run of "
+                f"{schedule.num_steps} steps, since {schedule.name} never flushes")
+    return BUBBLE_OVER_ONE_STEP
