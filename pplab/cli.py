@@ -1,17 +1,20 @@
-"""The ``pplab`` command: list schedules, simulate one, validate a CSV (and more, from plugins).
+"""The ``pplab`` command: schedules, simulate, validate, train, compare and lab.
 
 The CLI is thin: it parses, calls the library and prints. A user mistake ends with one line
 ``pplab: error: ...`` and exit status 2; ``validate`` exits 1 for a schedule that cannot run.
-Torch is never imported for ``schedules``, ``simulate`` or ``validate``.
+``train``, ``compare`` and ``lab`` keep their options beside their code
+(``pplab.engine.train_command``, ``pplab.engine.compare_command``, ``pplab.lab_command``),
+whose modules import no torch until they run: ``schedules``, ``simulate`` and ``validate``
+never import it.
 
     pplab simulate --schedule 1f1b --pp 4 --microbatches 8
+    pplab simulate --schedule zb-h1 --pp 4 --microbatches 8 --save-csv zb-h1.csv
     python -m pplab simulate --schedule zb-h1 --pp 4 --microbatches 8 --json
 """
 
 from __future__ import annotations
 
 import argparse
-import importlib
 import json
 import math
 import os
@@ -19,15 +22,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-# Commands other parts of pplab add, in this order; each module's add_parser(subparsers)
-# sets `func`. They must not import torch at import time.
-PLUGINS = (
-    ("pplab.engine.train_command", "train"),
-    ("pplab.engine.compare_command", "compare"),
-    ("pplab.lab_command", "lab"),
-)
 GANTT_COLUMNS = 100
-LETTERS = {"F": "F", "B": "B", "I": "I", "W": "W", "optim": "O"}
 
 
 class _Parser(argparse.ArgumentParser):
@@ -40,31 +35,6 @@ def _whole_number(text: str) -> int:
         return int(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
-
-
-def _missing_module(error: ModuleNotFoundError, module: str) -> bool:
-    parts = module.split(".")
-    return error.name in {".".join(parts[:k]) for k in range(1, len(parts) + 1)}
-
-
-def _add_plugins(subparsers) -> None:
-    for module, command in PLUGINS:
-        try:
-            importlib.import_module(module).add_parser(subparsers)
-        except ModuleNotFoundError as error:
-            if _missing_module(error, module):
-                continue
-            _add_broken(subparsers, command, module, error)
-        except Exception as error:  # a broken plugin must not take the other commands down
-            _add_broken(subparsers, command, module, error)
-
-
-def _add_broken(subparsers, command: str, module: str, error: Exception) -> None:
-    def unavailable(args) -> int:
-        raise ValueError(f"pplab {command} is unavailable: {module} failed to load ({error})")
-
-    parser = subparsers.add_parser(command, help=f"(unavailable: {module} failed to load)")
-    parser.set_defaults(func=unavailable)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -99,13 +69,23 @@ def build_parser() -> argparse.ArgumentParser:
                      help="also write a Chrome trace (open at ui.perfetto.dev)")
     sim.add_argument("--save", metavar="DIR", type=Path,
                      help="also save a run directory (events.parquet + meta.json)")
+    sim.add_argument("--save-csv", metavar="FILE", type=Path,
+                     help="also write the schedule as CSV, a start for your own "
+                          "(pplab simulate --csv FILE runs it again)")
     sim.set_defaults(func=cmd_simulate)
 
     check = subparsers.add_parser("validate", help="check that a schedule CSV can run")
     check.add_argument("file", type=Path, metavar="FILE.csv")
     check.set_defaults(func=cmd_validate)
 
-    _add_plugins(subparsers)
+    # Imported here, not at the top: `pplab --help` stays quick. None of them imports torch
+    # before its command runs.
+    from .engine.compare_command import add_parser as add_compare
+    from .engine.train_command import add_parser as add_train
+    from .lab_command import add_parser as add_lab
+
+    for add in (add_train, add_compare, add_lab):
+        add(subparsers)
     return parser
 
 
@@ -161,47 +141,25 @@ def _schedule_from_args(args):
     return build(args.schedule, depth, args.microbatches, args.chunks, **options)
 
 
-def closed_form(schedule, cost) -> tuple[str, float | None, str]:
-    """(formula, value, why not) for the schedule's bubble, from pplab.formulas."""
-    from . import formulas
+def gantt_letters() -> dict[str, str]:
+    """The letter of each busy event kind: the action kinds as schedules write them, O for
+    the optimizer step."""
+    from .schedules import COMPUTE_KINDS
+    from .timeline import OPTIM_KIND
 
-    p = schedule.pp_size
-    v = schedule.num_stages // p
-    m = schedule.microbatches_per_step
-    form = formulas.CLOSED_FORMS.get(schedule.name)
-    formula = form.text if form is not None else None
-    if formula is None:
-        return "", None, f"no closed form for {schedule.name!r}"
-    if not _is_registered_order(schedule):
-        # a CSV file named gpipe.csv may hold any order; the closed form is for the family's
-        return "", None, f"this order differs from the registered {schedule.name}"
-    try:
-        value = formulas.bubble_fraction(schedule.name, p, m, v, cost,
-                                         num_steps=schedule.num_steps)
-    except ValueError as error:
-        return formula, None, str(error)
-    return formula, value, ""
+    return {**{kind: kind for kind in COMPUTE_KINDS}, OPTIM_KIND: "O"}
 
 
-def _is_registered_order(schedule) -> bool:
-    from .schedules import build
-
-    options = {"num_steps": schedule.num_steps} if schedule.is_async else {}
-    try:
-        built = build(schedule.name, schedule.pp_size, schedule.microbatches_per_step,
-                      schedule.num_chunks, **options)
-    except ValueError:
-        return False
-    return built.actions == schedule.actions and built.stage_to_rank == schedule.stage_to_rank
-
-
-def gantt_text(events, width: int = GANTT_COLUMNS) -> str:
+def gantt_text(events, ranks=None, width: int = GANTT_COLUMNS) -> str:
     """One row per rank, one character per time slot: F, B, I, W, O (optimizer), '.' idle.
 
-    The slot is sized so a unit of work spans a few characters when the run is short and the
-    whole run fits ~``width`` columns when it is long; the microbatch is written where it fits.
+    ``ranks`` are the run's ranks (default: those with events), so a rank with nothing to do
+    still gets its idle row. The slot is sized so a unit of work spans a few characters when
+    the run is short and the whole run fits ~``width`` columns when it is long; the
+    microbatch is written where it fits.
     """
-    work = events[events["kind"].isin(tuple(LETTERS))]
+    letters = gantt_letters()
+    work = events[events["kind"].isin(tuple(letters))]
     if work.empty:
         return "(no compute events)"
     origin = float(events["start"].min())
@@ -216,7 +174,8 @@ def gantt_text(events, width: int = GANTT_COLUMNS) -> str:
             break
     columns = max(1, math.ceil(makespan / slot - 1e-9))
     lines = []
-    for rank in sorted(int(r) for r in events["rank"].unique()):
+    shown = events["rank"].unique() if ranks is None else ranks
+    for rank in sorted(int(r) for r in shown):
         row = ["."] * columns
         mine = work[work["rank"] == rank]
         for kind, mb, start, end in zip(mine["kind"], mine["microbatch"], mine["start"],
@@ -224,9 +183,9 @@ def gantt_text(events, width: int = GANTT_COLUMNS) -> str:
             first = round((start - origin) / slot)
             last = max(first + 1, round((end - origin) / slot))
             last = min(last, columns)
-            label = LETTERS[kind] + (str(mb) if mb >= 0 else "")
+            label = letters[kind] + (str(mb) if mb >= 0 else "")
             cells = last - first
-            text = label.ljust(cells) if len(label) <= cells else LETTERS[kind] * cells
+            text = label.ljust(cells) if len(label) <= cells else letters[kind] * cells
             row[first:last] = list(text[:cells])
         lines.append(f"rank {rank:>2} |{''.join(row)}|")
     lines.append(f"          one character = {slot:g} cost units; '.' idle, O optimizer")
@@ -234,24 +193,28 @@ def gantt_text(events, width: int = GANTT_COLUMNS) -> str:
 
 
 def _summary(schedule, cost, events) -> dict:
+    from .formulas import closed_form_for
     from .simulator import TIME_UNIT, schedule_summary
     from .timeline import metrics
 
-    result = metrics(events)
-    formula, value, why = closed_form(schedule, cost)
+    result = metrics(events, ranks=range(schedule.pp_size))
+    closed = closed_form_for(schedule, cost)
     result["per_rank"] = {str(r): v for r, v in result["per_rank"].items()}
     result["peak_activations"] = {str(s): v for s, v in result["peak_activations"].items()}
     result.update(
         time_unit=TIME_UNIT,
         schedule=schedule_summary(schedule),
         cost=cost.to_dict(),
-        closed_form={"formula": formula, "bubble_fraction": value, "note": why},
+        closed_form={"formula": closed.form.text if closed.form else "",
+                     "bubble_fraction": closed.value, "ratio_to_ideal": closed.ratio_to_ideal,
+                     "note": closed.note},
     )
     return result
 
 
 def cmd_simulate(args) -> int:
     from . import simulator
+    from .schedules import write_csv
     from .timeline import save_run, write_chrome_trace
 
     cost = simulator.CostModel.parse(args.cost)
@@ -262,6 +225,8 @@ def cmd_simulate(args) -> int:
     summary = _summary(schedule, cost, events)
     if args.trace is not None:
         write_chrome_trace(events, args.trace)
+    if args.save_csv is not None:
+        write_csv(schedule, args.save_csv)
     if args.save is not None:
         meta = simulator.metadata(schedule, cost)
         meta["bytes_per_link"] = _bytes_per_link(events)
@@ -272,7 +237,7 @@ def cmd_simulate(args) -> int:
     print(f"{schedule.name}: {schedule.pp_size} ranks, {schedule.num_stages} stages, "
           f"{schedule.microbatches_per_step} microbatches per step, {schedule.num_steps} step(s)"
           f" (simulated)")
-    print(gantt_text(events))
+    print(gantt_text(events, ranks=range(schedule.pp_size)))
     print(f"makespan         {summary['makespan']:.4g} cost units (simulated)")
     closed = summary["closed_form"]
     bubble = f"bubble fraction  {summary['bubble_fraction']:.2%} (idle / (ranks x makespan))"
@@ -291,6 +256,9 @@ def cmd_simulate(args) -> int:
               f"bubble {step['bubble_fraction']:.2%}")
     if args.trace is not None:
         print(f"trace            {args.trace} (open at https://ui.perfetto.dev)")
+    if args.save_csv is not None:
+        print(f"schedule csv     {args.save_csv} (pplab simulate --csv {args.save_csv} runs it "
+              f"again)")
     if args.save is not None:
         print(f"run saved        {args.save}")
     return 0

@@ -1,8 +1,9 @@
 """`pplab lab`: start the Streamlit lab on this machine and say where to open it.
 
-The lab is a Streamlit app kept in ``app/`` next to the package (an editable install, or a
-checkout). It listens on 127.0.0.1 unless told otherwise, because its Run page launches real
-training processes and must not be reachable from other machines by accident.
+The lab is the Streamlit app of ``app/``, installed with the package as ``pplab._app`` and found
+through ``pplab.resources`` (a checkout and a plain ``pip install .`` alike). It listens on
+127.0.0.1 unless told otherwise, because its Run page launches real training processes and
+must not be reachable from other machines by accident.
 
     pplab lab --port 8502
     python -m pplab.lab_command --port 8502
@@ -17,14 +18,19 @@ import socket
 import sys
 from pathlib import Path
 
+from . import resources
+
 DEFAULT_PORT = 8501
 DEFAULT_HOST = "127.0.0.1"
 MAX_UPLOAD_MB = 2
 
 
 def app_entry() -> Path | None:
-    """``app/lab.py`` beside the package, or None where the install left it out."""
-    entry = Path(__file__).resolve().parent.parent / "app" / "lab.py"
+    """The app's entry script as installed with the package, or None where it is missing."""
+    try:
+        entry = resources.app_entry()
+    except FileNotFoundError:
+        return None
     return entry if entry.is_file() else None
 
 
@@ -75,8 +81,8 @@ def streamlit_command(entry: Path, host: str, port: int) -> list[str]:
 def run(args: argparse.Namespace) -> int:
     entry = app_entry()
     if entry is None:
-        print("pplab lab: app/lab.py is not installed with this copy of pplab; run it from a "
-              "checkout (bash install.sh) instead", file=sys.stderr)
+        print("pplab lab: the app (app/lab.py) is missing from this install of pplab; "
+              "reinstall it (bash install.sh, or pip install .)", file=sys.stderr)
         return 2
     problem = _port_problem(args.host, args.port)
     if problem:

@@ -5,12 +5,11 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-import types
 
 import pytest
 
 from pplab import cli
-from pplab.schedules import SCHEDULES, Action, Schedule, build, write_csv
+from pplab.schedules import COMPUTE_KINDS, SCHEDULES, Action, Schedule, build, read_csv, write_csv
 from pplab.timeline import load_run
 
 
@@ -47,6 +46,7 @@ def test_simulate_json_contract(capsys):
     assert result["makespan"] == pytest.approx(28.5)
     assert result["bubble_fraction"] == pytest.approx(3 / 19)
     assert result["closed_form"]["bubble_fraction"] == pytest.approx(3 / 19)
+    assert result["closed_form"]["ratio_to_ideal"] == pytest.approx(3 / 16)  # (p-1)/(v m)
     assert set(result["per_rank"]) == {"0", "1", "2", "3"}
     assert {"busy", "idle"} <= set(result["per_rank"]["0"])
     assert len(result["peak_activations"]) == 8
@@ -108,7 +108,8 @@ def test_validate_exit_codes(tmp_path, capsys):
     (["--schedule", "1f1b", "--pp", "4", "--microbatches", "8", "--cost", "f"],
      "is not KEY=NUMBER"),
     (["--schedule", "1f1b", "--pp", "four", "--microbatches", "8"], "not a whole number"),
-    (["--schedule", "1f1b", "--microbatches", "8"], "needs --pp P (or --stages P x V) and --microbatches M"),
+    (["--schedule", "1f1b", "--microbatches", "8"],
+     "needs --pp P (or --stages P x V) and --microbatches M"),
     (["--schedule", "1f1b", "--pp", "2", "--microbatches", "2", "--chunks", "2"],
      "got --chunks 2"),
     (["--pp", "2"], "one of the arguments --schedule --csv is required"),
@@ -125,25 +126,38 @@ def test_bad_arguments_exit_2_with_one_line(capsys, argv, message):
     assert err.startswith("pplab")
 
 
-def test_plugins_are_added_and_a_broken_one_is_reported(monkeypatch, capsys):
-    good = types.ModuleType("fake_good_plugin")
+def test_every_command_is_built_in(capsys):
+    with pytest.raises(SystemExit) as exit_:
+        cli.main(["--help"])
+    out, _ = capsys.readouterr()
+    assert exit_.value.code == 0
+    for command in ("schedules", "simulate", "validate", "train", "compare", "lab"):
+        assert f"    {command}" in out, command
 
-    def add_parser(subparsers):
-        sub = subparsers.add_parser("hello")
-        sub.set_defaults(func=lambda args: print("hi") or 0)
 
-    good.add_parser = add_parser
-    broken = types.ModuleType("fake_broken_plugin")
-    monkeypatch.setitem(sys.modules, "fake_good_plugin", good)
-    monkeypatch.setitem(sys.modules, "fake_broken_plugin", broken)  # no add_parser
-    monkeypatch.setattr(cli, "PLUGINS", (("fake_good_plugin", "hello"),
-                                         ("fake_broken_plugin", "broken"),
-                                         ("fake_absent_plugin", "absent")))
-    assert run(capsys, "hello") == (0, "hi\n", "")
-    code, _, err = run(capsys, "broken")
-    assert code == 2 and "pplab broken is unavailable" in err
-    with pytest.raises(SystemExit):
-        cli.main(["absent"])
+def test_save_csv_writes_the_schedule_it_shows(tmp_path, capsys):
+    path = tmp_path / "mine" / "zb.csv"
+    code, out, _ = run(capsys, "simulate", "--schedule", "zb-h1", "--pp", "4",
+                       "--microbatches", "8", "--save-csv", str(path))
+    assert code == 0 and f"schedule csv     {path}" in out
+    shown = build("zb-h1", 4, 8)
+    saved = read_csv(path)
+    assert saved.actions == shown.actions and saved.stage_to_rank == shown.stage_to_rank
+    code, again, _ = run(capsys, "simulate", "--csv", str(path), "--json")
+    assert code == 0 and json.loads(again)["makespan"] == pytest.approx(27)  # 3m + p - 1
+
+
+def test_an_idle_rank_gets_its_row_and_counts_in_the_bubble(tmp_path, capsys):
+    csv = tmp_path / "idle.csv"
+    csv.write_text("0F0,1F0,1B0,0B0\n\n")  # rank 1 holds no stage: idle all step
+    code, out, _ = run(capsys, "simulate", "--csv", str(csv))
+    assert code == 0
+    assert [line[:9] for line in out.splitlines() if "|" in line] == ["rank  0 |", "rank  1 |"]
+    assert "bubble fraction  50.00%" in out
+
+
+def test_gantt_has_a_letter_for_every_busy_kind():
+    assert set(cli.gantt_letters()) == set(COMPUTE_KINDS) | {"optim"}
 
 
 def test_python_m_pplab_runs_without_torch():
@@ -169,7 +183,7 @@ def test_zero_cost_run_prints_without_a_gantt(capsys):
 def test_unwritable_output_is_one_line_not_a_traceback(tmp_path, capsys):
     blocker = tmp_path / "a-file"
     blocker.write_text("")
-    for flag in ("--trace", "--save"):
+    for flag in ("--trace", "--save", "--save-csv"):
         code, _, err = run(capsys, "simulate", "--schedule", "gpipe", "--pp", "2",
                            "--microbatches", "2", flag, str(blocker / "out"))
         assert code == 2 and err.startswith("pplab: error:") and err.count("\n") == 1, flag

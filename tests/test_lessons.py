@@ -1,76 +1,107 @@
-"""Every lesson after the first: its notebook runs top to bottom, its checker tells right from
-wrong by running the simulator, and its shell entry refuses junk in one line.
+"""Every lesson works, and every command the docs print runs as printed after the Quickstart.
 
-Lesson 1 is tested with the app in tests/test_app.py. A new lesson folder must add a right
-answer and some wrong ones to ANSWERS below, or its test fails and says so.
+A lesson is a folder ``lessons/NN-name/`` (``pplab.exercises.find_lessons``): its notebook
+runs top to bottom, its checker tells right from wrong by running the simulator, and its
+shell entry refuses junk in one line. A new lesson must add a right answer and some wrong ones
+to ANSWERS below, or its test fails and says so.
+
+The commands in README.md, in each lesson and in data/*/README.md are read back and run (the
+quick ones) or parsed (training, the lab), from a folder laid out like the repository: a
+renamed flag, a missing example file or a bare ``pplab`` that only works in an activated
+environment shows here.
+
+    .venv/bin/python -m pytest -q tests/test_lessons.py
 """
 
-import importlib.util
-import json
+from __future__ import annotations
+
+import re
+import shlex
 import subprocess
 import sys
+import tomllib
 from pathlib import Path
 
 import pytest
 from streamlit.testing.v1 import AppTest
 
-ROOT = Path(__file__).resolve().parents[1]
-LESSONS = sorted(p for p in (ROOT / "lessons").glob("[0-9][0-9]-*")
-                 if (p / "README.md").is_file() and not p.name.startswith("01-"))
+from pplab import cli
+from pplab.exercises import Lesson, find_lessons, load_exercise
 
-# folder: (right answers, wrong answers); typed the way a learner would, as text.
+ROOT = Path(__file__).resolve().parents[1]
+LESSONS = find_lessons()
+
+# lesson: (right answers, wrong answers); typed the way a learner would, as text.
 ANSWERS = {
+    "01-the-bubble": (["27", " 27 "], ["26", "28", "10", "0"]),
     "02-memory-gpipe-vs-1f1b": (["3", " 3 ", "3.0", "12/4"], ["2", "4", "1", "2.4", "5"]),
     "03-zero-bubble": (["6", "6.0", " 6 cost units"], ["0", "3", "18", "7", "-6"]),
 }
 
 
-def load_exercise(folder: Path):
-    spec = importlib.util.spec_from_file_location(f"exercise_{folder.name}", folder / "exercise.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+def ids(lesson: Lesson) -> str:
+    return lesson.name
 
 
-def ids(folder: Path) -> str:
-    return folder.name
+def test_the_lessons_are_the_ones_in_the_checkout():
+    assert [lesson.folder for lesson in LESSONS] == sorted(
+        p for p in (ROOT / "lessons").glob("[0-9][0-9]-*") if (p / "README.md").is_file())
+    assert len(LESSONS) >= 3
 
 
-def test_there_are_lessons_to_test():
-    assert LESSONS, "no lessons/NN-*/ folders besides lesson 1"
+@pytest.mark.parametrize("lesson", LESSONS, ids=ids)
+def test_lesson_has_text_exercise_and_notebook(lesson):
+    assert lesson.text.startswith("# Lesson "), "the Lessons page shows README.md's heading"
+    assert lesson.title and "## Exercise" in lesson.text
+    assert lesson.exercise_file.is_file() and lesson.notebook.is_file()
+    assert "import torch" not in lesson.exercise_file.read_text()
 
 
-@pytest.mark.parametrize("folder", LESSONS, ids=ids)
-def test_lesson_has_text_exercise_and_notebook(folder):
-    text = (folder / "README.md").read_text()
-    assert text.startswith("# Lesson "), "the Lessons page shows README.md's heading first"
-    assert "## Exercise" in text
-    assert (folder / "exercise.py").is_file() and (folder / "lesson.ipynb").is_file()
-    assert "import torch" not in (folder / "exercise.py").read_text()
+def _run_notebook(lesson: Lesson) -> list:
+    """Execute the notebook on a real Jupyter kernel started in the lesson's own folder."""
+    import nbformat
+    from nbclient import NotebookClient
+
+    notebook = nbformat.read(lesson.notebook, as_version=4)
+    NotebookClient(notebook, timeout=300, kernel_name="python3",
+                   resources={"metadata": {"path": str(lesson.folder)}}).execute()
+    return [_stable(cell.get("outputs", [])) for cell in notebook.cells
+            if cell.cell_type == "code"]
 
 
-@pytest.mark.parametrize("folder", LESSONS, ids=ids)
-def test_lesson_notebook_runs_top_to_bottom(folder, monkeypatch):
-    notebook = json.loads((folder / "lesson.ipynb").read_text())
-    monkeypatch.chdir(folder)
-    monkeypatch.setattr(sys, "path", list(sys.path))
-    monkeypatch.delitem(sys.modules, "exercise", raising=False)
-    namespace: dict = {}
-    cells = [cell for cell in notebook["cells"] if cell["cell_type"] == "code"]
-    assert cells, "the notebook has no code cells"
-    for number, cell in enumerate(cells):
-        exec(compile("".join(cell["source"]), f"lesson.ipynb code cell {number}", "exec"),
-             namespace)
-    assert Path(namespace["check"].__globals__["__file__"]).parent == folder
-    assert namespace["figure"].data
+def _stable(outputs: list) -> list:
+    """A cell's outputs without what differs between identical runs: plotly's random ids, and
+    where the kernel happened to cut a stream of printed text into messages."""
+    kept: list = []
+    for output in outputs:
+        if output.get("output_type") == "stream":
+            if kept and kept[-1][0] == "stream" and kept[-1][1] == output.get("name"):
+                kept[-1] = ("stream", output.get("name"), kept[-1][2] + output.get("text", ""))
+            else:
+                kept.append(("stream", output.get("name"), output.get("text", "")))
+            continue
+        data = {k: v for k, v in output.get("data", {}).items() if "plotly" not in k
+                and k != "text/html"}
+        kept.append((output.get("output_type"), output.get("ename"), data))
+    return kept
 
 
-@pytest.mark.parametrize("folder", LESSONS, ids=ids)
-def test_check_accepts_the_right_answer_and_refuses_wrong_ones(folder):
-    assert folder.name in ANSWERS, f"add right and wrong answers for {folder.name} to ANSWERS"
-    exercise = load_exercise(folder)
+@pytest.mark.slow  # each notebook simulates grids of schedules for its plots, on a kernel
+@pytest.mark.parametrize("lesson", LESSONS, ids=ids)
+def test_lesson_notebook_runs_top_to_bottom_twice_alike(lesson):
+    first = _run_notebook(lesson)
+    assert first, "the notebook has no code cells"
+    errors = [o for cell in first for o in cell if o[0] == "error"]
+    assert not errors, errors
+    assert _run_notebook(lesson) == first, "a second run printed something else"
+
+
+@pytest.mark.parametrize("lesson", LESSONS, ids=ids)
+def test_check_accepts_the_right_answer_and_refuses_wrong_ones(lesson):
+    assert lesson.name in ANSWERS, f"add right and wrong answers for {lesson.name} to ANSWERS"
+    exercise = load_exercise(lesson)
     assert isinstance(exercise.QUESTION, str) and exercise.QUESTION.endswith("?")
-    right, wrong = ANSWERS[folder.name]
+    right, wrong = ANSWERS[lesson.name]
     for answer in right:
         ok, message = exercise.check(answer)
         assert ok, (answer, message)
@@ -81,35 +112,184 @@ def test_check_accepts_the_right_answer_and_refuses_wrong_ones(folder):
         assert message and "\n" not in message, (answer, message)
 
 
-@pytest.mark.parametrize("folder", LESSONS, ids=ids)
-def test_exercise_from_the_shell(folder):
-    assert folder.name in ANSWERS, f"add right and wrong answers for {folder.name} to ANSWERS"
-
-    def shell(*args):
-        return subprocess.run([sys.executable, str(folder / "exercise.py"), *args],
-                              capture_output=True, text=True, timeout=60, cwd=ROOT)
-
-    junk = shell("junk")
-    assert junk.returncode == 2
-    assert junk.stderr.count("\n") == 1 and "Traceback" not in junk.stderr
-    assert shell().returncode == 2
-    right, wrong = ANSWERS[folder.name]
-    assert shell(right[0]).returncode == 0
-    done = shell(wrong[0])
-    assert done.returncode == 1 and done.stdout.count("\n") == 1
+@pytest.mark.parametrize("lesson", LESSONS, ids=ids)
+def test_exercise_command_exit_codes(lesson, capsys):
+    exercise = load_exercise(lesson)
+    right, wrong = ANSWERS[lesson.name]
+    assert exercise.main(["junk"]) == 2
+    assert capsys.readouterr().err.count("\n") == 1
+    assert exercise.main([]) == 2
+    capsys.readouterr()
+    assert exercise.main([right[0].strip()]) == 0
+    assert exercise.main([wrong[0]]) == 1
+    assert capsys.readouterr().out.count("\n") == 2  # one line each
 
 
 def test_lessons_page_shows_each_lesson_and_checks_its_answer(tmp_path, monkeypatch):
     monkeypatch.setenv("PPLAB_RUNS_DIR", str(tmp_path / "empty"))
     app = AppTest.from_file(str(ROOT / "app" / "lab.py"), default_timeout=120).run()
     app.switch_page("views/lessons.py").run()
-    for folder in LESSONS:
-        app.selectbox(key="lesson_pick").set_value(folder).run()
+    for lesson in LESSONS:
+        app.selectbox(key="lesson_pick").set_value(lesson.folder).run()
         assert not app.exception, app.exception
-        heading = (folder / "README.md").read_text().splitlines()[0]
-        assert app.markdown[0].value.startswith(heading)
-        right, wrong = ANSWERS[folder.name]
-        app.text_input(key=f"lesson_answer_{folder.name}").input(wrong[0]).run()
+        assert app.markdown[0].value.startswith(lesson.text.splitlines()[0])
+        right, wrong = ANSWERS[lesson.name]
+        app.text_input(key=f"lesson_answer_{lesson.name}").input(wrong[0]).run()
         assert app.warning and not app.success
-        app.text_input(key=f"lesson_answer_{folder.name}").input(right[0]).run()
+        app.text_input(key=f"lesson_answer_{lesson.name}").input(right[0]).run()
         assert app.success[0].value.startswith("right")
+
+
+# ---- the commands the docs print --------------------------------------------------------
+
+DOCS = [ROOT / "README.md", *(lesson.folder / "README.md" for lesson in LESSONS),
+        *sorted((ROOT / "data").glob("*/README.md"))]
+# A doc picks one way: every command prefixed with .venv/bin/, or `source .venv/bin/activate`
+# said first and bare commands after it.
+ACTIVATE = "source .venv/bin/activate"
+VENV_BIN = ".venv/bin/"
+IN_VENV = {"pplab", "python", "python3", "torchrun", "jupyter", "ruff", "streamlit"}
+NOT_OURS = {"pip", "apt-get", "sudo", "source", "cd", "git", "curl", "export"}
+MARKS = {line.split(":")[0] for line in tomllib.loads(
+    (ROOT / "pyproject.toml").read_text())["tool"]["pytest"]["ini_options"]["markers"]}
+REPOSITORY = ("pplab", "app", "data", "lessons", "benchmarks", "tests", "install.sh", ".ci",
+              "pyproject.toml", "README.md")
+
+
+def printed_commands(text: str) -> list[str]:
+    """Commands in fenced or indented code blocks (one a line, ``\\`` continues one) and in
+    inline code spans that start with a program this project installs or a ``bash``."""
+    commands: list[str] = []
+    paragraph: list[str] = []
+    fenced = False
+
+    def end_paragraph() -> None:
+        for span in re.findall(r"`([^`]+)`", " ".join(paragraph)):
+            first, *rest = span.split()  # one word (`pplab`) names a program, runs nothing
+            if rest and (first in IN_VENV or first.startswith(VENV_BIN) or first == "bash"):
+                commands.append(span)
+        paragraph.clear()
+
+    for line in [*text.splitlines(), ""]:
+        if line.strip().startswith("```"):
+            end_paragraph()
+            fenced = not fenced
+        elif fenced or (line.startswith("    ") and not paragraph):
+            if line.strip():
+                commands.append(line.strip())
+        elif line.strip():
+            paragraph.append(line.strip())
+        else:
+            end_paragraph()
+    joined: list[str] = []
+    for command in commands:
+        if joined and joined[-1].endswith("\\"):
+            joined[-1] = joined[-1][:-1] + " " + command
+        else:
+            joined.append(command)
+    return [c for c in joined if c.split()[0] in IN_VENV | NOT_OURS | {"bash"}
+            or c.startswith(VENV_BIN)]
+
+
+def test_printed_commands_are_found():
+    found = printed_commands("Run `.venv/bin/pplab lab`, then:\n```bash\n"
+                             ".venv/bin/pplab simulate --pp 2 \\\n    --microbatches 2  # note\n"
+                             "```\n\n    bash install.sh dev\n\nNot `plotly` nor `pplab/cli.py`.")
+    assert [shlex.split(c, comments=True) for c in found] == [
+        [".venv/bin/pplab", "lab"], [".venv/bin/pplab", "simulate", "--pp", "2",
+                                     "--microbatches", "2"], ["bash", "install.sh", "dev"]]
+
+
+def _check_pplab(args: list[str], run_it: bool) -> str | None:
+    parser = cli.build_parser()
+    try:
+        parsed = parser.parse_args(args)
+    except SystemExit as exit_:
+        return None if exit_.code == 0 else "pplab refuses these arguments"
+    if parsed.command == "train":
+        from pplab.engine.train_command import config_from_args
+        from pplab.plan import make_plan
+
+        try:
+            make_plan(config_from_args(parsed))
+        except ValueError as error:
+            return f"the training plan is refused: {error}"
+    if run_it and parsed.command in ("schedules", "simulate", "validate"):
+        code = cli.main(args)
+        return None if code == 0 else f"exit status {code}"
+    return None
+
+
+def _check(words: list[str], activated: bool) -> str | None:
+    program = words[0]
+    if program.startswith(VENV_BIN):
+        program = program[len(VENV_BIN):]
+        if not (Path(sys.executable).parent / program).exists() and program != "jupyter":
+            return f"{VENV_BIN}{program} is not installed by bash install.sh dev"
+    elif program in IN_VENV and not activated:
+        return (f"prints a bare {program!r}: after the Quickstart only {VENV_BIN}{program} "
+                f"runs (or say {ACTIVATE!r} first)")
+    args = words[1:]
+    if program in NOT_OURS:
+        return None
+    if program == "bash":
+        if args[:1] == ["install.sh"]:
+            unknown = set(args[1:]) - {"dev", "notebooks"}
+            return f"install.sh has no option {sorted(unknown)}" if unknown else None
+        return None if Path(args[0]).exists() else f"no script {args[0]}"
+    if program == "pplab":
+        return _check_pplab(args, run_it=True)
+    if program == "torchrun":
+        return _check_pplab(args[args.index("pplab") + 1:], run_it=False)
+    if program == "jupyter":
+        return None if args[0] == "lab" and Path(args[1]).is_dir() else "jupyter lab FOLDER"
+    if program == "ruff":
+        missing = [a for a in args[1:] if not Path(a).exists()]
+        return f"ruff: no {missing}" if missing else None
+    if program.startswith("python"):
+        return _check_python(args)
+    return f"unknown program {program!r}: teach tests/test_lessons.py how to check it"
+
+
+def _check_python(args: list[str]) -> str | None:
+    if args[:2] == ["-m", "pplab"]:
+        return _check_pplab(args[2:], run_it=True)
+    if args[:2] == ["-m", "pytest"]:
+        if "-m" in args[2:]:
+            expression = args[args.index("-m", 2) + 1]
+            unknown = set(re.findall(r"\w+", expression)) - {"not", "and", "or"} - MARKS
+            return f"pytest marks {sorted(unknown)} are not registered" if unknown else None
+        return None
+    if args[0] == "-c":
+        try:
+            compile(args[1], "python -c", "exec")
+        except SyntaxError as error:
+            return f"the Python code does not compile: {error}"
+        return None
+    script = Path(args[0])
+    if not script.is_file():
+        return f"no script {script}"
+    if script.name == "exercise.py":
+        done = subprocess.run([sys.executable, *args], capture_output=True, text=True,
+                              timeout=120)
+        if done.returncode not in (0, 1) or done.stdout.count("\n") != 1:
+            return f"the exercise answered {done.returncode}: {done.stdout}{done.stderr}"
+    return None
+
+
+@pytest.mark.parametrize("doc", DOCS, ids=lambda p: str(p.relative_to(ROOT)))
+def test_every_printed_command_runs_after_the_quickstart(doc, tmp_path, monkeypatch, capsys):
+    for name in REPOSITORY:  # the top of the repository, where files the commands write land
+        (tmp_path / name).symlink_to(ROOT / name)
+    monkeypatch.chdir(tmp_path)
+    text = doc.read_text()
+    commands = printed_commands(text)
+    activated = ACTIVATE in text and not any(c.startswith(VENV_BIN) for c in commands)
+    problems = []
+    for command in commands:
+        for part in re.split(r"\s&&\s", command):  # bash install.sh && .venv/bin/pplab lab
+            problem = _check(shlex.split(part, comments=True), activated)
+            capsys.readouterr()
+            if problem:
+                problems.append(f"{part}\n    -> {problem}")
+    assert not problems, f"{doc.relative_to(ROOT)}:\n" + "\n".join(problems)

@@ -3,7 +3,7 @@
 The answer is checked by running the simulator, not by comparing with a stored number: the
 bubble at your m must be at most the target, and at m - 1 it must not be.
 
-    python lessons/01-the-bubble/exercise.py 10
+    .venv/bin/python lessons/01-the-bubble/exercise.py 10
 """
 
 from __future__ import annotations

@@ -4,7 +4,7 @@ The answer is checked by running the simulator, not by comparing with a stored n
 schedules are simulated and the peak count of microbatches held on the stage is read off
 their event tables (``pplab.timeline.metrics``).
 
-    python lessons/02-memory-gpipe-vs-1f1b/exercise.py 3
+    .venv/bin/python lessons/02-memory-gpipe-vs-1f1b/exercise.py 3
 """
 
 from __future__ import annotations

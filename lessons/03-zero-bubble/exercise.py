@@ -4,7 +4,7 @@ The answer is checked by running the simulator, not by comparing with a stored n
 ZB-H1 step is simulated at the question's costs and each rank's idle time is read off the
 event table (``pplab.timeline.metrics``).
 
-    python lessons/03-zero-bubble/exercise.py 6
+    .venv/bin/python lessons/03-zero-bubble/exercise.py 6
 """
 
 from __future__ import annotations
