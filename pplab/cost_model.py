@@ -25,7 +25,7 @@ MAX_BANDWIDTH = 1e18  # bytes per time unit: far above any link, still finite in
 _PARSE_KEYS = {
     "f": "forward", "b": "backward", "i": "backward_input", "w": "backward_weight",
     "comm": "latency", "lat": "latency", "bw": "bandwidth", "bytes": "message_bytes",
-    "opt": "optimizer",
+    "opt": "optimizer", "ovl": "overlap", "overlap": "overlap",
 }
 
 
@@ -38,6 +38,13 @@ class CostModel:
     CostModel compares schedules of the same model fairly. ``stage_scale`` multiplies the
     cost of individual stages (one factor per stage, or per rank for multi-chunk
     placements) to model unequal stages.
+
+    ``overlap`` (0 to 1) is how much of the shorter half of an overlapped forward-backward
+    pair (``(0F7;7B3)OVERLAP_F_B``, DualPipe-V) hides behind the longer one: the pair takes
+    ``max(F, B) + (1 - overlap) * min(F, B)``. 0, the default, charges the sum of the halves,
+    as if nothing overlapped; 1 charges only the longer half. DeepSeek-V3 (arXiv:2412.19437,
+    Sec. 3.2.1) overlaps the two to hide each one's communication behind the other's compute;
+    how much that saves depends on the hardware, hence a knob rather than a constant.
     """
 
     forward: float = 1.0
@@ -50,6 +57,7 @@ class CostModel:
     optimizer: float = 0.0
     stage_scale: tuple[float, ...] | None = None
     link_scale: tuple[float, ...] | None = None
+    overlap: float = 0.0
 
     def __post_init__(self) -> None:
         # Bounded, not only finite: a duration of 1e300 sums to infinity over a schedule, and
@@ -58,6 +66,9 @@ class CostModel:
                      "optimizer"):
             check_finite_number(f"cost {name}", getattr(self, name), MAX_COST)
         check_finite_number("cost message_bytes", self.message_bytes, MAX_MESSAGE_BYTES)
+        if check_finite_number("cost overlap", self.overlap, MAX_COST) > 1:
+            raise ValueError(f"cost overlap is the share of the shorter half of a pair that "
+                             f"hides, between 0 and 1; got {self.overlap:g}")
         if self.bandwidth is not None:
             check_finite_number("cost bandwidth", self.bandwidth, MAX_BANDWIDTH, positive=True)
         for name, positive in (("stage_scale", True), ("link_scale", False)):
@@ -74,7 +85,8 @@ class CostModel:
 
     @classmethod
     def parse(cls, text: str) -> CostModel:
-        """Read ``"f=1,b=2,i=1,w=1,comm=0"`` (also ``lat=``, ``bw=``, ``bytes=``, ``opt=``).
+        """Read ``"f=1,b=2,i=1,w=1,comm=0"`` (also ``lat=``, ``bw=``, ``bytes=``, ``opt=``,
+        ``ovl=`` for the overlap of a forward-backward pair).
 
         ``scale=1:1.5:1`` gives per-stage factors, ``links=1:4:1`` per-boundary factors of the
         message time. Raise ValueError on anything else.
@@ -119,6 +131,10 @@ class CostModel:
     def message_time(self) -> float:
         """Latency plus transfer time of one activation or gradient message."""
         return self.latency + self.transfer_time()
+
+    def overlapped_time(self, forward: float, backward: float) -> float:
+        """How long an overlapped pair of halves taking ``forward`` and ``backward`` runs."""
+        return max(forward, backward) + (1.0 - self.overlap) * min(forward, backward)
 
     def link_factors(self, num_stages: int) -> list[float]:
         """Multiplier of the message time across each of the ``num_stages - 1`` boundaries."""

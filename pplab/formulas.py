@@ -37,6 +37,19 @@ CLOSED_FORMS: dict[str, ClosedForm] = {
         "b/(m(F+I+W)+b), b=(p-1)max(F+I-W,F,I)",
         r"\frac{b}{m(T_F+T_I+T_W)+b},\ b=(p-1)\max(T_F+T_I-T_W,\,T_F,\,T_I)",
         "Zero Bubble PP, Qi et al. ICLR 2024 (arXiv:2401.10241), Table 2"),
+    "zb-h2": ClosedForm(
+        "b/(m(F+I+W)+b), b=(p-1)max(F,I-F,F+I-2W)",
+        r"\frac{b}{m(T_F+T_I+T_W)+b},\ b=(p-1)\max(T_F,\,T_I-T_F,\,T_F+T_I-2T_W)",
+        "Zero Bubble PP, Qi et al. ICLR 2024 (arXiv:2401.10241), Table 2; pplab adds the "
+        "(p-1)T_F fill of a flushed step"),
+    "zb-v": ClosedForm(
+        "(p-1)/(6m+p-1) when F=I=W", r"\frac{p-1}{6m+p-1}\ (T_F=T_I=T_W)",
+        "Pipeline Parallelism with Controllable Memory, Qi et al. 2024 (arXiv:2405.15362): "
+        "zero bubble at T_F=T_B=T_W; pplab adds the (p-1)T_F/2 fill of a flushed step"),
+    "looped-bfs": ClosedForm(
+        "(p-1)/(v*m+p-1)", r"\frac{p-1}{v\,m+p-1}",
+        "Breadth-First PP, Lamy-Poirier 2023 (arXiv:2211.05953): with m >= p the loops never "
+        f"wait, so the fill and drain are interleaved 1F1B's ({_MEGATRON}, Sec. 2.2.2)"),
     "naive": ClosedForm("(p-1)/p", r"\frac{p-1}{p}",
                         "GPipe, Huang et al. 2019, Fig. 2b: one rank works at a time"),
     "pipedream": ClosedForm("(p-1)/(steps*m+p-1)", r"\frac{p-1}{\mathrm{steps}\cdot m+p-1}",
@@ -48,7 +61,10 @@ CLOSED_FORMS: dict[str, ClosedForm] = {
 
 _SAME_SHAPE_AS_1F1B = ("gpipe", "1f1b")
 _ASYNC = ("pipedream", "pipedream-2bw")
-KNOWN = _SAME_SHAPE_AS_1F1B + ("interleaved-1f1b", "zb-h1", "naive") + _ASYNC
+KNOWN = _SAME_SHAPE_AS_1F1B + ("interleaved-1f1b", "zb-h1", "zb-h2", "zb-v", "looped-bfs",
+                               "naive") + _ASYNC
+# Chunks per rank each family's form is written for: (least, most); 1 for the others.
+_CHUNKS = {"interleaved-1f1b": (2, None), "looped-bfs": (2, None), "zb-v": (2, 2)}
 
 
 def _check_numbers(pp_size: int, num_microbatches: int, num_chunks: int) -> None:
@@ -86,6 +102,30 @@ def zb_h1_bubble_time(pp_size: int, cost: CostModel | None = None) -> float:
     return (pp_size - 1) * max(f + i - w, f, i)
 
 
+def zb_h2_bubble_time(pp_size: int, cost: CostModel | None = None) -> float:
+    """Bubble time of pplab's ZB-H2 on the busiest rank, for M >= 2P-1 microbatches.
+
+    Zero Bubble Pipeline Parallelism (Qi et al., ICLR 2024, arXiv:2401.10241), Table 2,
+    gives ``(p-1)(T_F + T_B - 2T_W)`` (its B is our I). That is each rank's idle time between
+    its own first and last pass, the way the authors' playground measures bubbles (work over
+    the longest stage's time): with the optimizer's synchronisation removed (the paper's
+    Sec. 4) ranks may start and end a step at different times, and at T_F = T_I = T_W nothing
+    is left. pplab flushes
+    every step, so the last rank's (p-1) T_F wait for its first forward stays, and the
+    bubble of a step is ``(p-1) * max(T_F, T_I - T_F, T_F + T_I - 2T_W)``; the paper's term is
+    the largest while T_W <= T_F and 2T_W <= T_F + T_I. Both match pplab's zb-h2 order
+    exactly on a grid of costs (tests/test_new_schedules.py).
+    """
+    cost = _check_cost(cost)
+    f, i, w = cost.forward, cost.backward_input, cost.backward_weight
+    return (pp_size - 1) * max(f, i - f, f + i - 2 * w)
+
+
+def _zb_fraction(bubble: float, num_microbatches: int, cost: CostModel) -> float:
+    work = num_microbatches * (cost.forward + cost.backward_input + cost.backward_weight)
+    return bubble / (work + bubble) if work + bubble > 0 else 0.0
+
+
 def bubble_fraction(schedule_name: str, pp_size: int, num_microbatches: int,
                     num_chunks: int = 1, cost: CostModel | None = None,
                     num_steps: int = DEFAULT_ASYNC_STEPS) -> float:
@@ -98,6 +138,11 @@ def bubble_fraction(schedule_name: str, pp_size: int, num_microbatches: int,
       (p-1)/(v*m) of the ideal time. Needs m a multiple of p, as the schedule does.
     * zb-h1: ``b/(m*(T_F+T_I+T_W)+b)`` with b from ``zb_h1_bubble_time`` (ZB paper Table 2);
       needs m >= p, where the paper's steady state exists.
+    * zb-h2: ``b/(m*(T_F+T_I+T_W)+b)`` with b from ``zb_h2_bubble_time``; needs m >= 2p-1.
+    * zb-v: ``(p-1)/(6m+p-1)`` when T_F = T_I = T_W, the paper's zero-bubble condition
+      (Qi et al. 2024, arXiv:2405.15362): what is left is the (p-1) forwards of half a
+      stage before the last rank starts. Needs m >= 2p-1 and 2 chunks per rank.
+    * looped-bfs: ``(p-1)/(v*m+p-1)`` as interleaved-1f1b, for m >= p.
     * naive: ``(p-1)/p``: one rank works at a time (GPipe paper, Fig. 2b).
     * pipedream, pipedream-2bw: no flush, so one fill and drain over all ``num_steps``
       steps: ``(p-1)/(num_steps*m+p-1)`` (PipeDream, Narayanan et al., SOSP 2019).
@@ -107,13 +152,15 @@ def bubble_fraction(schedule_name: str, pp_size: int, num_microbatches: int,
     _check_numbers(pp_size, num_microbatches, num_chunks)
     p, m, v = pp_size, num_microbatches, num_chunks
     cost = _check_cost(cost)
-    if schedule_name != "interleaved-1f1b" and v != 1:
+    least, most = _CHUNKS.get(schedule_name, (1, 1))
+    if least == most == 1 and v != 1:
         raise ValueError(f"{schedule_name} places 1 chunk per rank; got num_chunks {v}")
+    if v < least or (most is not None and v > most):
+        wanted = f"exactly {least}" if least == most else f"at least {least}"
+        raise ValueError(f"{schedule_name} needs {wanted} chunks per rank, got {v}")
     if schedule_name in _SAME_SHAPE_AS_1F1B:
         return (p - 1) / (m + p - 1)
     if schedule_name == "interleaved-1f1b":
-        if v < 2:
-            raise ValueError(f"interleaved-1f1b needs at least 2 chunks per rank, got {v}")
         if m % p:
             raise ValueError(f"interleaved-1f1b needs microbatches a multiple of the {p} stages; "
                              f"got {m}")
@@ -122,9 +169,23 @@ def bubble_fraction(schedule_name: str, pp_size: int, num_microbatches: int,
         if m < p:
             raise ValueError(f"the ZB-H1 closed form needs at least as many microbatches as "
                              f"stages; got {m} microbatches for {p} stages")
-        bubble = zb_h1_bubble_time(p, cost)
-        work = m * (cost.forward + cost.backward_input + cost.backward_weight)
-        return bubble / (work + bubble) if work + bubble > 0 else 0.0
+        return _zb_fraction(zb_h1_bubble_time(p, cost), m, cost)
+    if schedule_name in ("zb-h2", "zb-v") and m < 2 * p - 1:
+        raise ValueError(f"the {schedule_name} closed form needs at least 2p-1 microbatches to "
+                         f"fill the pipe; got {m} microbatches for {p} ranks")
+    if schedule_name == "zb-h2":
+        return _zb_fraction(zb_h2_bubble_time(p, cost), m, cost)
+    if schedule_name == "zb-v":
+        if not cost.forward == cost.backward_input == cost.backward_weight:
+            raise ValueError(f"the zb-v closed form holds where the paper's zero bubble does, at "
+                             f"F = I = W; got f={cost.forward:g}, i={cost.backward_input:g}, "
+                             f"w={cost.backward_weight:g}")
+        return (p - 1) / (6 * m + p - 1)
+    if schedule_name == "looped-bfs":
+        if m < p:
+            raise ValueError(f"the looped-bfs closed form needs at least as many microbatches "
+                             f"as ranks; got {m} microbatches for {p} ranks")
+        return (p - 1) / (v * m + p - 1)
     if schedule_name == "naive":
         return (p - 1) / p
     if schedule_name in _ASYNC:
@@ -174,6 +235,11 @@ def peak_activations(schedule_name: str, pp_size: int, num_microbatches: int,
       Megatron's order (warm-up ``2(p-r-1) + (v-1)p`` visits, then one forward and one
       backward, backwards visiting chunks in reverse); with m == p all forwards come first
       and every stage holds m.
+    * zb-h2: ``min(2p - 1, m)`` on every stage: 2(p-1-i) warm-up forwards, one more, and 2i
+      weight gradients pending (the ZB paper's (2p-1) M_B, Table 2).
+    * zb-v: ``min(2p - s, m)`` on stage s of the V: a rank holds about 2p + 1 chunks' worth,
+      1F1B's p microbatches of a whole rank's share (Qi et al. 2024, arXiv:2405.15362).
+    * looped-bfs: m on every stage, as GPipe: all forwards come first.
     * naive: 1.
     """
     _check_numbers(pp_size, num_microbatches, num_chunks)
@@ -188,6 +254,12 @@ def peak_activations(schedule_name: str, pp_size: int, num_microbatches: int,
         return {stage: min(p, m) for stage in range(p)}
     if schedule_name == "naive":
         return {stage: 1 for stage in range(p)}
+    if schedule_name == "zb-h2":
+        return {stage: min(2 * p - 1, m) for stage in range(p)}
+    if schedule_name == "zb-v":
+        return {stage: min(2 * p - stage, m) for stage in range(2 * p)}
+    if schedule_name == "looped-bfs":
+        return {stage: m for stage in range(p * v)}
     if schedule_name == "interleaved-1f1b":
         if v < 2 or m % p:
             raise ValueError(f"interleaved-1f1b needs at least 2 chunks and microbatches a "

@@ -5,6 +5,11 @@ actions in order, sends are posted without waiting and receives block. Nothing e
 assumed, so every gap in the result (the bubble) comes out of the dependencies; idle time
 is never placed by hand. Times are "cost units" (F = 1 by default), not seconds.
 
+An overlapped pair (``(0F7;7B3)OVERLAP_F_B``) runs as one unit of time on its rank, shorter
+than its halves by ``CostModel.overlap``; it is recorded as its two halves, an F event and
+then a B (or I) event, sharing the pair's time in proportion to their own durations, so the
+Event table keeps its kinds and every chart and metric reads it unchanged.
+
     pplab simulate --schedule 1f1b --pp 4 --microbatches 8 --cost f=1,b=2
     python -m pplab simulate --schedule gpipe --pp 4 --microbatches 8 --json
 """
@@ -21,6 +26,7 @@ from .schedules.actions import (
     BACKWARD_WEIGHT,
     FORWARD,
     FULL_BACKWARD,
+    OverlapPair,
     Schedule,
     finishes,
     needs,
@@ -117,6 +123,25 @@ def simulate(schedule: Schedule, cost: CostModel | None = None) -> pd.DataFrame:
              start, start + message, peer=peer, nbytes=message_bytes,
              detail=f"{what} {action.stage}->{target}")
 
+    def run_times(action) -> tuple[float, list[float]]:
+        """How long ``action`` keeps its rank, and the length each half is drawn with."""
+        alone = [durations[half.kind] * factors[half.stage] for half in action.sub_actions]
+        if not isinstance(action, OverlapPair):
+            return alone[0], alone
+        total = cost.overlapped_time(*alone)
+        scale = total / sum(alone) if sum(alone) > 0 else 0.0
+        return total, [duration * scale for duration in alone]
+
+    def update_if_due(rank, action) -> None:
+        # Asynchronous schedules step a stage's optimizer after every update_every backwards.
+        backwards_done[action.stage] += 1
+        done = backwards_done[action.stage]
+        if done % schedule.update_every == 0 and cost.optimizer > 0:
+            emit(rank, action.stage, "optim", -1, schedule.step_of(action.microbatch),
+                 clock[rank], clock[rank] + cost.optimizer,
+                 detail=f"update {done // schedule.update_every}")
+            clock[rank] += cost.optimizer
+
     def wake(fact) -> None:
         for rank in waiting.pop(fact, ()):
             runnable.append(rank)
@@ -138,22 +163,26 @@ def simulate(schedule: Schedule, cost: CostModel | None = None) -> pd.DataFrame:
             if blocked is not None:
                 waiting[blocked].append(rank)
                 break
-            end = start + durations[action.kind] * factors[action.stage]
-            step = schedule.step_of(action.microbatch)
-            emit(rank, action.stage, action.kind, action.microbatch, step, start, end,
-                 version=versions.get((action.stage, action.microbatch), -1))
+            total, drawn = run_times(action)
+            end = start + total
+            halves = action.sub_actions
+            half_start = start
+            for index, half in enumerate(halves):
+                half_end = end if index == len(halves) - 1 else half_start + drawn[index]
+                partner = f"overlapped with {halves[1 - index]}" if len(halves) == 2 else ""
+                emit(rank, half.stage, half.kind, half.microbatch,
+                     schedule.step_of(half.microbatch), half_start, half_end,
+                     version=versions.get((half.stage, half.microbatch), -1), detail=partner)
+                half_start = half_end
             clock[rank] = end
             for fact in finishes(action):
                 ready[fact] = end
                 wake(fact)
-            send(action, rank, end)
+            for half in halves:
+                send(half, rank, end)
+                if schedule.is_async and half.kind in (FULL_BACKWARD, BACKWARD_WEIGHT):
+                    update_if_due(rank, half)
             position += 1
-            if schedule.is_async and action.kind in (FULL_BACKWARD, BACKWARD_WEIGHT):
-                backwards_done[action.stage] += 1
-                if backwards_done[action.stage] % schedule.update_every == 0 and cost.optimizer > 0:
-                    emit(rank, action.stage, "optim", -1, step, end, end + cost.optimizer,
-                         detail=f"update {backwards_done[action.stage] // schedule.update_every}")
-                    clock[rank] = end + cost.optimizer
         heads[rank] = position
 
     stuck = [r for r, p in heads.items() if p < len(schedule.actions[r])]

@@ -13,9 +13,11 @@ from pplab import formulas
 from pplab.schedules import (
     SCHEDULES,
     Action,
+    OverlapPair,
     Schedule,
     ScheduleError,
     build,
+    parse_action,
     read_csv,
     schedule_from_csv_text,
     schedule_to_csv_text,
@@ -76,6 +78,10 @@ def _family_and_numbers(draw):
         m = p * draw(st.integers(1, 4))
     elif name == "pipedream-2bw":
         m = draw(st.integers(p, 2 * p + 3))
+    elif name == "dualpipe-v":
+        m = draw(st.integers(2 * p, 2 * p + 8))
+    elif name == "interleaved-zb":  # whole rounds of max(1, m // p) microbatches
+        m = draw(st.integers(1, 24).filter(lambda m: m % max(1, m // p) == 0))
     else:
         m = draw(st.integers(1, 24))
     return name, p, m, v
@@ -115,6 +121,70 @@ def test_csv_file_round_trip(name, tmp_path):
 def test_bad_csv_is_a_clear_error(text, message):
     with pytest.raises(ValueError, match=message):
         schedule_from_csv_text(text)
+
+
+# --- Overlapped pairs: PyTorch's (0F7;7B3)OVERLAP_F_B ----------------------------------------
+
+
+def test_overlapped_pair_reads_and_prints_as_pytorch_writes_it():
+    pair = parse_action(" (0F7;7B3)OVERLAP_F_B ")
+    assert pair == OverlapPair(Action(0, "F", 7), Action(7, "B", 3))
+    assert str(pair) == "(0F7;7B3)OVERLAP_F_B" and pair.kind == "OVERLAP_F_B"
+    assert pair.sub_actions == (Action(0, "F", 7), Action(7, "B", 3))
+    assert Action(2, "F", 0).sub_actions == (Action(2, "F", 0),)
+    assert parse_action("(1F2;0I1)OVERLAP_F_B").backward == Action(0, "I", 1)
+
+
+@pytest.mark.parametrize("text, message", [
+    ("(7B3;0F7)OVERLAP_F_B", "holds a forward, then a backward"),
+    ("(0F1;0W0)OVERLAP_F_B", "holds a forward, then a backward"),
+    ("(0F1;1B0)", "is written \\(FORWARD;BACKWARD\\)OVERLAP_F_B"),
+    ("(0F1;1B0;2B0)OVERLAP_F_B", "is written"),
+    ("(0F1;1X0)OVERLAP_F_B", "cannot read action '1X0'"),
+])
+def test_a_malformed_pair_is_a_clear_error(text, message):
+    with pytest.raises(ValueError, match=message):
+        parse_action(text)
+    with pytest.raises(ValueError, match="row 1, cell 2"):
+        schedule_from_csv_text(f"0F0,{text}\n")
+
+
+def test_pairs_round_trip_through_csv_and_count_as_their_halves():
+    schedule = build("dualpipe-v", 2, 4)
+    text = schedule_to_csv_text(schedule)
+    assert "OVERLAP_F_B" in text
+    back = validate(schedule_from_csv_text(text))
+    assert back.actions == schedule.actions and back.stage_to_rank == schedule.stage_to_rank
+    halves = [a for _, a in schedule.all_actions()]
+    assert all(isinstance(a, Action) for a in halves)
+    assert len(halves) == len(set(halves)) > sum(len(a) for a in schedule.actions.values())
+    assert "(0F3;3B1)OVERLAP_F_B (3F2;0B0)OVERLAP_F_B 3B2" in schedule.pretty()
+
+
+def test_validate_rejects_a_pair_whose_halves_need_each_other():
+    # 1B0 needs 1F0: the two cannot run at the same time.
+    text = "0F0,0B0\n(1F0;1B0)OVERLAP_F_B\n"
+    with pytest.raises(ScheduleError, match="in \\(1F0;1B0\\)OVERLAP_F_B 1B0 needs 1F0") as info:
+        validate(schedule_from_csv_text(text))
+    assert info.value.rank == 1 and info.value.position == 0
+
+
+def test_validate_checks_both_halves_of_a_pair():
+    # Each half is fine alone, but the pair waits for both inputs: its backward needs 1B0,
+    # which rank 1 runs only after 1F1, which needs the forward held inside the pair.
+    text = "0F0,(0F1;0B0)OVERLAP_F_B,0B1\n1F0,1F1,1B0,1B1\n"
+    with pytest.raises(ScheduleError, match=r"deadlock: rank 0 at \(0F1;0B0\)OVERLAP_F_B "
+                                            r"waits for 1I0 \(rank 1\); rank 1 at 1F1 waits"):
+        validate(schedule_from_csv_text(text))
+    unpaired = "0F0,0F1,0B0,0B1\n1F0,1F1,1B0,1B1\n"
+    assert validate(schedule_from_csv_text(unpaired))
+    placed = "0F0,(0F1;1B0)OVERLAP_F_B,0B1,0B0\n1F0,1F1,1B1\n"
+    with pytest.raises(ValueError, match="stage 1 appears on rank 0 and on rank 1"):
+        schedule_from_csv_text(placed)
+    pair = OverlapPair(Action(0, "F", 1), Action(0, "W", 0))
+    orders = {0: [Action(0, "F", 0), Action(0, "I", 0), pair, Action(0, "B", 1)]}
+    with pytest.raises(ScheduleError, match="must pair a forward with a backward"):
+        validate(Schedule(orders, (0,), 2))
 
 
 # --- PyTorch parity ------------------------------------------------------------------------
@@ -233,7 +303,7 @@ def test_pytorch_1f1b_ir_last_rank_is_caught():
         validate(ours)
 
 
-@pytest.mark.parametrize("name", ["gpipe", "1f1b", "interleaved-1f1b", "zb-h1", "naive"])
+@pytest.mark.parametrize("name", list(SCHEDULES))
 def test_our_csv_loads_into_pytorch(name):
     from torch.distributed.pipelining.schedules import _Action, _validate_schedule
 
@@ -242,5 +312,53 @@ def test_our_csv_loads_into_pytorch(name):
     actions = {rank: [_Action.from_str(cell) for cell in row] for rank, row in enumerate(rows)}
     for rank, row in actions.items():
         assert [str(a) for a in row] == [str(a) for a in schedule.actions[rank]]
-    mapping = _validate_schedule(actions, schedule.pp_size, schedule.num_stages, 8)
+    mapping = _validate_schedule(actions, schedule.pp_size, schedule.num_stages,
+                                 schedule.num_microbatches)
     assert tuple(mapping[s] for s in range(schedule.num_stages)) == schedule.stage_to_rank
+
+
+# PyTorch 2.13's multi-stage schedules, as its schedule visualizer lists them (compute only).
+_PYTORCH_FAMILIES = {
+    "ZBVZeroBubble": "zb-v", "LoopedBFS": "looped-bfs", "DualPipeV": "dualpipe-v",
+    "InterleavedZeroBubble": "interleaved-zb",
+}
+
+
+def _pytorch_visualizer_csv(schedule_class: str, num_ranks: int, num_microbatches: int,
+                            num_chunks: int = 2) -> str:
+    from torch.distributed.pipelining._schedule_visualizer import get_schedule_ops
+
+    ops = get_schedule_ops(schedule_class, num_ranks, num_microbatches, num_chunks)
+    return _pytorch_csv([["" if action is None else str(action) for action in row]
+                         for row in ops])
+
+
+@pytest.mark.parametrize("schedule_class, p, m, v", [
+    ("ZBVZeroBubble", 4, 8, 2), ("ZBVZeroBubble", 3, 4, 2), ("ZBVZeroBubble", 2, 7, 2),
+    ("LoopedBFS", 4, 8, 2), ("LoopedBFS", 3, 5, 3),
+    ("DualPipeV", 4, 8, 2), ("DualPipeV", 3, 9, 2), ("DualPipeV", 2, 4, 2),
+    ("InterleavedZeroBubble", 4, 8, 2), ("InterleavedZeroBubble", 3, 4, 3),
+])
+def test_pytorch_multi_stage_orders_load_validate_and_are_ours(schedule_class, p, m, v):
+    text = _pytorch_visualizer_csv(schedule_class, p, m, v)
+    schedule = validate(schedule_from_csv_text(text, name=f"pytorch-{schedule_class}"))
+    ours = build(_PYTORCH_FAMILIES[schedule_class], p, m, v)
+    assert schedule.actions == ours.actions
+    assert schedule.stage_to_rank == ours.stage_to_rank
+    events = simulate(schedule, CostModel(overlap=0.5))
+    assert set(events["kind"]) <= {"F", "B", "I", "W"}
+    assert len(events) == sum(1 for _ in schedule.all_actions())
+    if schedule_class == "DualPipeV":
+        assert "OVERLAP_F_B" in text
+        assert any(isinstance(a, OverlapPair) for a in schedule.actions[0])
+
+
+@pytest.mark.parametrize("schedule_class, name, p, m, v", [
+    ("ZBVZeroBubble", "zb-v", 4, 8, 2), ("ZBVZeroBubble", "zb-v", 3, 5, 2),
+    ("LoopedBFS", "looped-bfs", 4, 8, 2), ("LoopedBFS", "looped-bfs", 3, 3, 3),
+])
+def test_pytorch_orders_simulate_to_the_closed_form(schedule_class, name, p, m, v):
+    schedule = schedule_from_csv_text(_pytorch_visualizer_csv(schedule_class, p, m, v))
+    cost = CostModel(forward=1, backward=2, backward_input=1, backward_weight=1)
+    bubble = metrics(simulate(schedule, cost), ranks=range(p))["bubble_fraction"]
+    assert bubble == pytest.approx(formulas.bubble_fraction(name, p, m, v, cost))

@@ -5,21 +5,30 @@ from __future__ import annotations
 import pytest
 
 from pplab import formulas
-from pplab.schedules import SCHEDULES, Action, Schedule, build, weight_versions
+from pplab.schedules import (
+    SCHEDULES,
+    Action,
+    Schedule,
+    build,
+    schedule_from_csv_text,
+    weight_versions,
+)
 from pplab.simulator import CostModel, simulate
 from pplab.timeline import EVENT_COLUMNS, metrics
 
-STAGES = range(1, 9)
-MICROBATCHES = range(1, 33)
+# The small grid runs in the fast lane; the full one (every p to 8, every m to 32) is slow.
+GRIDS = [pytest.param((range(1, 5), range(1, 9)), id="small"),
+         pytest.param((range(1, 9), range(1, 33)), id="full", marks=pytest.mark.slow)]
 UNIT = CostModel(forward=1, backward=1, backward_input=1, backward_weight=1)
 UNEVEN = CostModel(forward=1.0, backward=2.5, backward_input=1.5, backward_weight=0.75)
 FAMILIES = [("gpipe", 1), ("1f1b", 1), ("naive", 1), ("interleaved-1f1b", 2),
             ("interleaved-1f1b", 3), ("zb-h1", 1), ("pipedream", 1), ("pipedream-2bw", 1)]
 
 
-def _grid(name: str, chunks: int):
-    for p in STAGES:
-        for m in MICROBATCHES:
+def _grid(name: str, chunks: int, grid):
+    stages, microbatches = grid
+    for p in stages:
+        for m in microbatches:
             if name == "interleaved-1f1b" and m % p:
                 continue
             if name == "pipedream-2bw" and m < p:
@@ -29,22 +38,24 @@ def _grid(name: str, chunks: int):
             yield p, m
 
 
+@pytest.mark.parametrize("grid", GRIDS)
 @pytest.mark.parametrize("cost", [UNIT, UNEVEN], ids=["unit", "uneven"])
 @pytest.mark.parametrize(("name", "chunks"), FAMILIES, ids=[f"{n}-v{v}" for n, v in FAMILIES])
-def test_bubble_matches_closed_form(name, chunks, cost):
+def test_bubble_matches_closed_form(name, chunks, cost, grid):
     checked = 0
     steps = {"num_steps": 2} if SCHEDULES[name].asynchronous else {}
-    for p, m in _grid(name, chunks):
+    for p, m in _grid(name, chunks, grid):
         events = simulate(build(name, p, m, chunks, **steps), cost)
         expected = formulas.bubble_fraction(name, p, m, chunks, cost, **steps)
         assert metrics(events)["bubble_fraction"] == pytest.approx(expected, abs=1e-9), (p, m)
         checked += 1
-    assert checked >= 32
+    assert checked >= 8
 
 
-def test_peak_activations_match_closed_form():
+@pytest.mark.parametrize("grid", GRIDS)
+def test_peak_activations_match_closed_form(grid):
     for name, chunks in FAMILIES:
-        for p, m in _grid(name, chunks):
+        for p, m in _grid(name, chunks, grid):
             if m > 12:  # the pattern repeats; keep the test quick
                 continue
             events = simulate(build(name, p, m, chunks))
@@ -192,3 +203,46 @@ def test_every_registered_family_simulates():
     for name, family in SCHEDULES.items():
         events = simulate(build(name, 4, 8, family.min_chunks))
         assert 0 <= metrics(events)["bubble_fraction"] < 1
+
+
+def _one_pair(overlap: float) -> tuple:
+    # One stage, two microbatches: 0F1 runs together with 0B0 (they do not depend on each
+    # other), so F = 1 and B = 2 take max + (1 - overlap) * min = 2 + (1 - overlap).
+    schedule = schedule_from_csv_text("0F0,(0F1;0B0)OVERLAP_F_B,0B1\n")
+    events = simulate(schedule, CostModel(forward=1, backward=2, overlap=overlap))
+    return schedule, events
+
+
+@pytest.mark.parametrize("overlap, pair_time", [(0.0, 3.0), (0.5, 2.5), (1.0, 2.0)])
+def test_an_overlapped_pair_takes_less_than_its_halves(overlap, pair_time):
+    _, events = _one_pair(overlap)
+    assert metrics(events)["makespan"] == pytest.approx(1 + pair_time + 2)
+    pair = events[events["detail"].str.startswith("overlapped")].sort_values("start")
+    assert list(zip(pair["stage"], pair["kind"], pair["microbatch"], strict=True)) == [
+        (0, "F", 1), (0, "B", 0)]
+    assert list(pair["detail"]) == ["overlapped with 0B0", "overlapped with 0F1"]
+    # The halves share the pair's time in proportion to their own, back to back.
+    first, second = pair.iloc[0], pair.iloc[1]
+    assert first["start"] == pytest.approx(1.0) and second["end"] == pytest.approx(1 + pair_time)
+    assert first["end"] == second["start"]
+    assert (first["end"] - first["start"]) * 2 == pytest.approx(second["end"] - second["start"])
+    assert metrics(events)["bubble_fraction"] == pytest.approx(0.0)
+
+
+def test_overlap_shortens_dualpipe_v_and_changes_nothing_else():
+    schedule = build("dualpipe-v", 4, 8)
+    spans = [metrics(simulate(schedule, CostModel(overlap=x)))["makespan"] for x in (0, 0.5, 1)]
+    assert spans[0] > spans[1] > spans[2]
+    for name in ("1f1b", "zb-v"):  # no pairs: the knob has nothing to act on
+        plain = metrics(simulate(build(name, 4, 8)))["makespan"]
+        assert metrics(simulate(build(name, 4, 8), CostModel(overlap=1)))["makespan"] == plain
+
+
+def test_overlap_is_parsed_checked_and_recorded():
+    assert CostModel.parse("ovl=0.25").overlap == 0.25
+    assert CostModel.parse("overlap=1").overlap == 1.0
+    assert CostModel().to_dict()["overlap"] == 0.0
+    with pytest.raises(ValueError, match="between 0 and 1; got 1.5"):
+        CostModel.parse("ovl=1.5")
+    with pytest.raises(ValueError, match="overlap must be >= 0"):
+        CostModel(overlap=-0.1)

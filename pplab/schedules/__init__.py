@@ -1,8 +1,13 @@
-"""The schedule language: actions, schedules, the registry of families, validation, CSV."""
+"""The schedule language: actions, schedules, the registry of families, validation, CSV.
+
+``pplab.schedules.search`` (the memory-bounded search) is imported on its own: it simulates,
+so it needs the cost model and the simulator, which themselves import this package.
+"""
 
 # isort: off
 # Imported for their @register side effect, in the order `pplab schedules` lists them.
 from . import simple, interleaved, zero_bubble, pipedream  # noqa: F401
+from . import looped_bfs, interleaved_zero_bubble, zero_bubble_v, dualpipe  # noqa: F401
 # isort: on
 from .actions import (
     BACKWARD_INPUT,
@@ -10,10 +15,14 @@ from .actions import (
     COMPUTE_KINDS,
     FORWARD,
     FULL_BACKWARD,
+    OVERLAP_F_B,
     Action,
+    AnyAction,
+    OverlapPair,
     Schedule,
     finishes,
     needs,
+    parse_action,
     weight_versions,
 )
 from .csv_io import read_csv, schedule_from_csv_text, schedule_to_csv_text, write_csv
@@ -21,9 +30,10 @@ from .registry import SCHEDULES, build, depth_from_flags
 from .validate import ScheduleError, step_grid, validate
 
 __all__ = [
-    "Action", "Schedule", "SCHEDULES", "ScheduleError", "build", "depth_from_flags",
-    "validate", "step_grid",
+    "Action", "OverlapPair", "AnyAction", "Schedule", "SCHEDULES", "ScheduleError", "build",
+    "depth_from_flags", "validate", "step_grid", "parse_action",
     "read_csv", "write_csv", "schedule_from_csv_text", "schedule_to_csv_text",
     "needs", "finishes", "weight_versions",
     "FORWARD", "FULL_BACKWARD", "BACKWARD_INPUT", "BACKWARD_WEIGHT", "COMPUTE_KINDS",
+    "OVERLAP_F_B",
 ]

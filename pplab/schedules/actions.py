@@ -6,6 +6,12 @@ microbatch 0), so a learner can hold our schedules next to PyTorch's. A ``Schedu
 ordered list of actions each rank runs, plus which rank holds each stage. Time never
 appears here: bubbles come out of executing a schedule, they are never written into one.
 
+One more entry exists for schedules that overlap work, DualPipe-V above all: an
+``OverlapPair`` runs a forward and a backward of two microbatches at once, and prints the
+way PyTorch prints its ``OVERLAP_F_B`` action, ``(0F7;7B3)OVERLAP_F_B``. Code that needs the
+plain actions of an entry asks for ``entry.sub_actions``: ``(action,)`` for an ``Action``,
+``(forward, backward)`` for a pair; ``Schedule.all_actions()`` yields the plain ones.
+
     >>> from pplab.schedules import build
     >>> print(build("1f1b", pp_size=2, num_microbatches=3).pretty())
     rank 0: 0F0 0F1 0B0 0F2 0B1 0B2
@@ -24,9 +30,14 @@ FULL_BACKWARD = "B"  # input and weight gradients together
 BACKWARD_INPUT = "I"  # gradient for the stage input only: unblocks the previous stage
 BACKWARD_WEIGHT = "W"  # gradient for the weights only: can wait to fill a bubble
 COMPUTE_KINDS = (FORWARD, FULL_BACKWARD, BACKWARD_INPUT, BACKWARD_WEIGHT)
+# A forward and a backward run together; never an event kind: the simulator and the engine
+# record the two halves as an F event and a B (or I) event.
+OVERLAP_F_B = "OVERLAP_F_B"
 
 # Same shape as PyTorch's _action_regex, restricted to the compute kinds we schedule.
 _ACTION_PATTERN = re.compile(r"^\s*(\d+)\s*([FBIW])\s*(\d+)\s*$")
+# PyTorch's sub-action form, as _Action.__repr__ writes an OVERLAP_F_B: (0F7;7B3)OVERLAP_F_B.
+_PAIR_PATTERN = re.compile(r"^\s*\(([^;()]*);([^;()]*)\)\s*" + OVERLAP_F_B + r"\s*$")
 
 
 class Action(NamedTuple):
@@ -51,14 +62,66 @@ class Action(NamedTuple):
         stage, kind, microbatch = match.groups()
         return cls(int(stage), kind, int(microbatch))
 
+    @property
+    def sub_actions(self) -> tuple[Action]:
+        """The plain actions this entry runs: itself (see ``OverlapPair.sub_actions``)."""
+        return (self,)
+
+
+class OverlapPair(NamedTuple):
+    """A forward and a backward that run at the same time on one rank.
+
+    DualPipe (DeepSeek-V3 technical report, arXiv:2412.19437, Sec. 3.2.1) pairs the forward
+    of one microbatch with the backward of another so that the communication of each hides
+    behind the computation of the other; PyTorch writes the pair ``(0F7;7B3)OVERLAP_F_B``.
+    Neither half may need the other, and the rank needs the inputs of both before it starts
+    the pair. The simulator charges the pair less than the sum of its halves
+    (``CostModel.overlap``) and records it as its two halves.
+    """
+
+    forward: Action
+    backward: Action
+    kind = OVERLAP_F_B  # a class constant, not a field: the pair reads like an Action
+
+    def __str__(self) -> str:
+        return f"({self.forward};{self.backward}){OVERLAP_F_B}"
+
+    @property
+    def sub_actions(self) -> tuple[Action, Action]:
+        return (self.forward, self.backward)
+
+
+AnyAction = Action | OverlapPair
+
+
+def parse_action(text: str) -> AnyAction:
+    """Read ``"2F0"`` or ``"(0F7;7B3)OVERLAP_F_B"``; raise ValueError otherwise.
+
+    A pair holds a forward first and then a full or input-only backward, as PyTorch
+    writes them.
+    """
+    match = _PAIR_PATTERN.match(text)
+    if match is None:
+        if "(" in text or OVERLAP_F_B in text:
+            raise ValueError(f"cannot read {text!r}: an overlapped pair is written "
+                             f"(FORWARD;BACKWARD){OVERLAP_F_B}, e.g. (0F7;7B3){OVERLAP_F_B}")
+        return Action.parse(text)
+    forward, backward = (Action.parse(part) for part in match.groups())
+    if forward.kind != FORWARD or backward.kind not in (FULL_BACKWARD, BACKWARD_INPUT):
+        raise ValueError(f"cannot read {text!r}: an overlapped pair holds a forward, then a "
+                         f"backward (B or I), e.g. (0F7;7B3){OVERLAP_F_B}")
+    return OverlapPair(forward, backward)
+
 
 @dataclass(frozen=True, eq=False)
 class Schedule:
     """What every rank does, in order, and where every stage lives.
 
-    ``actions[rank]`` is that rank's ordered tuple of actions. ``stage_to_rank[s]`` is the
-    rank holding stage ``s``: ``s % pp_size`` for looped (interleaved) placement. The words
-    are kept apart: ``pp_size`` (P) counts ranks, ``num_stages`` (P x V) counts model stages.
+    ``actions[rank]`` is that rank's ordered tuple of actions (``Action``, or an
+    ``OverlapPair`` that runs two at once). ``stage_to_rank[s]`` is the rank holding stage
+    ``s``: ``s % pp_size`` for looped (interleaved) placement, ``r`` and ``2P-1-r`` on rank
+    ``r`` for V-shaped placement (ZB-V, DualPipe-V). The words are kept apart: ``pp_size``
+    (P) counts ranks, ``num_stages`` (P x V) counts model stages.
 
     ``update_every`` is None for synchronous schedules: gradients of all microbatches are
     accumulated and one optimizer step follows the flush. For asynchronous schedules
@@ -68,7 +131,7 @@ class Schedule:
     training steps so metrics of synchronous and asynchronous runs line up.
     """
 
-    actions: Mapping[int, tuple[Action, ...]]
+    actions: Mapping[int, tuple[AnyAction, ...]]
     stage_to_rank: tuple[int, ...]
     num_microbatches: int
     name: str = "custom"
@@ -115,12 +178,18 @@ class Schedule:
         return microbatch // self.microbatches_per_step
 
     def all_actions(self) -> Iterable[tuple[int, Action]]:
+        """Every plain action with its rank, in order; an overlapped pair gives both halves."""
         for rank, actions in self.actions.items():
-            for action in actions:
-                yield rank, action
+            for entry in actions:
+                for action in entry.sub_actions:
+                    yield rank, action
 
     def pretty(self) -> str:
-        """One line per rank, actions in order: the way a learner first reads a schedule."""
+        """One line per rank, actions in order: the way a learner first reads a schedule.
+
+        Cells are as wide as the widest plain action; an overlapped pair takes the room it
+        needs rather than widening every cell.
+        """
         width = max((len(str(a)) for _, a in self.all_actions()), default=2)
         lines = []
         for rank, actions in self.actions.items():
@@ -129,15 +198,18 @@ class Schedule:
         return "\n".join(lines)
 
 
-def needs(action: Action, num_stages: int) -> tuple[tuple[int, str, int], ...]:
+def needs(action: AnyAction, num_stages: int) -> tuple[tuple[int, str, int], ...]:
     """What must have finished before ``action`` can run, as (stage, kind, microbatch).
 
     A forward needs the previous stage's forward (its activation). A backward, full or
     input-only, needs this stage's own forward and the next stage's input gradient; the last
     stage's backward starts from the loss. A weight gradient needs the input-gradient pass of
     the same microbatch, which leaves behind what it reads. A full backward ``B`` finishes
-    both ``I`` and ``W`` of its microbatch.
+    both ``I`` and ``W`` of its microbatch. An overlapped pair needs what its two halves need.
     """
+    if isinstance(action, OverlapPair):
+        return tuple(dict.fromkeys(need for half in action.sub_actions
+                                   for need in needs(half, num_stages)))
     stage, kind, mb = action
     if kind == FORWARD:
         return ((stage - 1, FORWARD, mb),) if stage > 0 else ()
@@ -149,8 +221,10 @@ def needs(action: Action, num_stages: int) -> tuple[tuple[int, str, int], ...]:
     return ((stage, BACKWARD_INPUT, mb),)
 
 
-def finishes(action: Action) -> tuple[tuple[int, str, int], ...]:
+def finishes(action: AnyAction) -> tuple[tuple[int, str, int], ...]:
     """The (stage, kind, microbatch) facts that hold once ``action`` is done."""
+    if isinstance(action, OverlapPair):
+        return finishes(action.forward) + finishes(action.backward)
     if action.kind == FULL_BACKWARD:
         return (
             (action.stage, FULL_BACKWARD, action.microbatch),
@@ -175,7 +249,7 @@ def weight_versions(schedule: Schedule) -> dict[tuple[int, int], int]:
         return versions
     for actions in schedule.actions.values():
         backwards_done: dict[int, int] = {}
-        for action in actions:
+        for action in (half for entry in actions for half in entry.sub_actions):
             if action.kind == FORWARD:
                 done = backwards_done.get(action.stage, 0)
                 versions[(action.stage, action.microbatch)] = done // schedule.update_every

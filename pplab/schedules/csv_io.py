@@ -1,6 +1,7 @@
 """Schedules as CSV, in the compute-only format of ``torch.distributed.pipelining``.
 
-One row per rank, one action per cell (``0F0,0F1,0B0,...``). PyTorch writes idle steps as
+One row per rank, one action per cell (``0F0,0F1,0B0,...``; an overlapped pair is one cell,
+``(0F7;7B3)OVERLAP_F_B``, as PyTorch writes it for DualPipe-V). PyTorch writes idle steps as
 empty cells; they are skipped on reading, since bubbles are not part of a schedule. So are
 PyTorch's bookkeeping actions (``0REDUCE_GRAD``, ``1UNSHARD``, ``2SEND_F0``...), which its
 own schedules emit but which are not compute: communication follows from the dependencies.
@@ -19,7 +20,7 @@ from pathlib import Path
 
 from .. import limits
 from ..atomic_files import write_text_atomic
-from .actions import Action, Schedule
+from .actions import AnyAction, Schedule, parse_action
 
 # The non-compute kinds of torch.distributed.pipelining's _action_regex.
 _PYTORCH_NON_COMPUTE = re.compile(
@@ -48,7 +49,7 @@ def schedule_from_csv_text(text: str, name: str = "custom") -> Schedule:
     """
     limits.check_count("CSV text of", len(text), limits.MAX_CSV_CHARS)
     text = text.removeprefix("\ufeff")
-    orders: dict[int, list[Action]] = {}
+    orders: dict[int, list[AnyAction]] = {}
     stage_to_rank: dict[int, int] = {}
     count = 0
     for rank, row in enumerate(csv.reader(io.StringIO(text, newline=""))):
@@ -59,28 +60,31 @@ def schedule_from_csv_text(text: str, name: str = "custom") -> Schedule:
             if cell in ("", "None") or _PYTORCH_NON_COMPUTE.match(cell):
                 continue
             try:
-                action = Action.parse(cell)
+                entry = parse_action(cell)
             except ValueError as error:
                 raise ValueError(f"row {rank + 1}, cell {column + 1}: {error}") from None
-            count += 1
-            limits.check_count("actions", count, limits.MAX_ACTIONS)
-            if action.stage >= limits.MAX_STAGES or action.microbatch >= limits.MAX_MICROBATCHES:
-                raise ValueError(f"row {rank + 1}, cell {column + 1}: {cell} is beyond pplab's "
-                                 f"limits of {limits.MAX_STAGES:,} stages and "
-                                 f"{limits.MAX_MICROBATCHES:,} microbatches (pplab.limits)")
-            placed = stage_to_rank.setdefault(action.stage, rank)
-            if placed != rank:
-                raise ValueError(
-                    f"row {rank + 1}, cell {column + 1}: stage {action.stage} appears on rank "
-                    f"{placed} and on rank {rank}; a stage lives on one rank")
-            order.append(action)
+            for action in entry.sub_actions:
+                count += 1
+                limits.check_count("actions", count, limits.MAX_ACTIONS)
+                if (action.stage >= limits.MAX_STAGES
+                        or action.microbatch >= limits.MAX_MICROBATCHES):
+                    raise ValueError(f"row {rank + 1}, cell {column + 1}: {cell} is beyond "
+                                     f"pplab's limits of {limits.MAX_STAGES:,} stages and "
+                                     f"{limits.MAX_MICROBATCHES:,} microbatches (pplab.limits)")
+                placed = stage_to_rank.setdefault(action.stage, rank)
+                if placed != rank:
+                    raise ValueError(
+                        f"row {rank + 1}, cell {column + 1}: stage {action.stage} appears on "
+                        f"rank {placed} and on rank {rank}; a stage lives on one rank")
+            order.append(entry)
         orders[rank] = order
     if not orders or not stage_to_rank:
         raise ValueError("the CSV holds no actions")
     stages = sorted(stage_to_rank)
     if stages != list(range(len(stages))):
         raise ValueError(f"stages must be numbered 0..{len(stages) - 1} without gaps, got {stages}")
-    num_microbatches = 1 + max(a.microbatch for order in orders.values() for a in order)
+    num_microbatches = 1 + max(action.microbatch for order in orders.values()
+                               for entry in order for action in entry.sub_actions)
     return Schedule(orders, tuple(stage_to_rank[s] for s in stages), num_microbatches, name=name)
 
 

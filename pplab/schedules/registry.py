@@ -3,8 +3,8 @@
 Every builder has the signature ``builder(pp_size, num_microbatches, num_chunks, **options)``
 and returns a ``Schedule``. ``pp_size`` is the pipeline depth P (ranks of one pipeline);
 ``num_chunks`` is V, the model chunks per rank, so the schedule has ``num_stages`` = P x V
-model stages (V is 1 except for interleaved placements). Adding a family means writing one
-builder and decorating it with ``@register``; no executor changes.
+model stages (V is 1 except for looped placements, and 2 for the V-shaped ones). Adding a
+family means writing one builder and decorating it with ``@register``; no executor changes.
 
     python -m pplab.cli schedules
 """
@@ -31,6 +31,15 @@ class ScheduleFamily:
     asynchronous: bool = False
     actions_per_microbatch: int = 2  # F and B; 3 where the backward is split into I and W
 
+    @property
+    def chunks_rule(self) -> str | None:
+        """How ``--chunks`` applies, for listings: None (always 1), "2" or ">= 2"."""
+        if self.max_chunks == 1:
+            return None
+        if self.min_chunks == self.max_chunks:
+            return str(self.min_chunks)
+        return f">= {self.min_chunks}"
+
     def check(self, pp_size: int, num_microbatches: int, num_chunks: int) -> None:
         """Raise ValueError naming the numbers that this family cannot build."""
         for what, value in (("pipeline depth", pp_size), ("microbatches", num_microbatches),
@@ -41,14 +50,17 @@ class ScheduleFamily:
             raise ValueError(f"{self.name} needs a pipeline of at least 1 rank, got {pp_size}")
         if num_microbatches < 1:
             raise ValueError(f"{self.name} needs at least 1 microbatch, got {num_microbatches}")
+        if self.min_chunks == self.max_chunks and num_chunks != self.min_chunks:
+            chunks = "1 chunk" if self.min_chunks == 1 else f"exactly {self.min_chunks} chunks"
+            raise ValueError(f"{self.name} places {chunks} per rank; got --chunks {num_chunks}")
         if num_chunks < self.min_chunks:
             raise ValueError(
                 f"{self.name} needs at least {self.min_chunks} chunks per rank, got {num_chunks}"
             )
         if self.max_chunks is not None and num_chunks > self.max_chunks:
             raise ValueError(
-                f"{self.name} places {self.max_chunks} chunk per rank; got --chunks {num_chunks}"
-            )
+                f"{self.name} places at most {self.max_chunks} chunks per rank; "
+                f"got --chunks {num_chunks}")
 
 
 SCHEDULES: dict[str, ScheduleFamily] = {}

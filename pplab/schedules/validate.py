@@ -7,7 +7,8 @@ step x rank grid around it:
 
 * incomplete: a forward or backward missing, run twice, or mixed (B and also I/W);
 * broken dependency: an action ordered on its own rank before something it needs from
-  that same rank (a backward before its forward, W before I);
+  that same rank (a backward before its forward, W before I), or an overlapped pair whose
+  two halves need each other, so cannot run at the same time;
 * deadlock: every rank that still has work waits for data that another waiting rank has
   not produced yet.
 
@@ -26,6 +27,7 @@ from .actions import (
     FORWARD,
     FULL_BACKWARD,
     Action,
+    OverlapPair,
     Schedule,
     finishes,
     needs,
@@ -97,35 +99,59 @@ def _ranks_to_show(ranks: list[int], marks: dict[int, int]) -> list[int]:
     return sorted(chosen)[:GRID_MAX_RANKS]
 
 
+def _check_pair(schedule: Schedule, pair: OverlapPair, rank: int, position: int) -> None:
+    """A pair is a forward and a backward that can run together: neither needs the other."""
+    if pair.forward.kind != FORWARD or pair.backward.kind not in (FULL_BACKWARD,
+                                                                   BACKWARD_INPUT):
+        raise ScheduleError(f"{pair} must pair a forward with a backward (B or I)",
+                            schedule, rank, position)
+    for first, second in ((pair.forward, pair.backward), (pair.backward, pair.forward)):
+        if set(needs(first, schedule.num_stages)) & set(finishes(second)):
+            raise ScheduleError(
+                f"dependency broken: in {pair} {first} needs {second}, so the two cannot "
+                f"run at the same time", schedule, rank, position)
+
+
 def _check_placement(schedule: Schedule) -> None:
+    for rank, entries in schedule.actions.items():
+        for position, entry in enumerate(entries):
+            if not isinstance(entry, Action | OverlapPair) or not all(
+                    isinstance(half, Action) for half in entry.sub_actions):
+                raise ScheduleError(f"{entry!r} on rank {rank} is not an action",
+                                    schedule, rank, position)
+            for action in entry.sub_actions:
+                _check_placed(schedule, action, rank, position)
+            if isinstance(entry, OverlapPair):
+                _check_pair(schedule, entry, rank, position)
+
+
+def _check_placed(schedule: Schedule, action: Action, rank: int, position: int) -> None:
     num_stages = schedule.num_stages
-    for rank, actions in schedule.actions.items():
-        for position, action in enumerate(actions):
-            if action.kind not in COMPUTE_KINDS:
-                raise ScheduleError(
-                    f"{action} has unknown kind {action.kind!r}", schedule, rank, position)
-            if not 0 <= action.stage < num_stages:
-                raise ScheduleError(
-                    f"{action} on rank {rank} names stage {action.stage}, but the schedule has "
-                    f"stages 0..{num_stages - 1}", schedule, rank, position)
-            if not 0 <= action.microbatch < schedule.num_microbatches:
-                raise ScheduleError(
-                    f"{action} on rank {rank} names microbatch {action.microbatch}, but the "
-                    f"schedule has microbatches 0..{schedule.num_microbatches - 1}",
-                    schedule, rank, position)
-            home = schedule.stage_to_rank[action.stage]
-            if home != rank:
-                raise ScheduleError(
-                    f"{action} runs on rank {rank}, but stage {action.stage} lives on rank {home}",
-                    schedule, rank, position)
+    if action.kind not in COMPUTE_KINDS:
+        raise ScheduleError(f"{action} has unknown kind {action.kind!r}", schedule, rank, position)
+    if not 0 <= action.stage < num_stages:
+        raise ScheduleError(
+            f"{action} on rank {rank} names stage {action.stage}, but the schedule has "
+            f"stages 0..{num_stages - 1}", schedule, rank, position)
+    if not 0 <= action.microbatch < schedule.num_microbatches:
+        raise ScheduleError(
+            f"{action} on rank {rank} names microbatch {action.microbatch}, but the "
+            f"schedule has microbatches 0..{schedule.num_microbatches - 1}",
+            schedule, rank, position)
+    home = schedule.stage_to_rank[action.stage]
+    if home != rank:
+        raise ScheduleError(
+            f"{action} runs on rank {rank}, but stage {action.stage} lives on rank {home}",
+            schedule, rank, position)
 
 
 def _check_complete(schedule: Schedule) -> None:
     counts = Counter((a.stage, a.kind, a.microbatch) for _, a in schedule.all_actions())
     where = {}
-    for rank, actions in schedule.actions.items():
-        for position, action in enumerate(actions):
-            where.setdefault((action.stage, action.kind, action.microbatch), (rank, position))
+    for rank, entries in schedule.actions.items():
+        for position, entry in enumerate(entries):
+            for action in entry.sub_actions:
+                where.setdefault((action.stage, action.kind, action.microbatch), (rank, position))
     for key, count in counts.items():
         if count > 1:
             rank, position = where[key]
