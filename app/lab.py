@@ -22,6 +22,7 @@ VIEWS = APP_DIR / "views"
 pages = [
     st.Page(VIEWS / "playground.py", title="Playground", url_path="playground", default=True),
     st.Page(VIEWS / "compare.py", title="Compare", url_path="compare"),
+    st.Page(VIEWS / "planner.py", title="Planner", url_path="planner"),
     st.Page(VIEWS / "run.py", title="Run", url_path="run"),
     st.Page(VIEWS / "runs.py", title="Runs", url_path="runs"),
     st.Page(VIEWS / "lessons.py", title="Lessons", url_path="lessons"),

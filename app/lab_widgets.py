@@ -18,6 +18,7 @@ import streamlit as st
 from pplab import runs_catalog, timeline
 from pplab.run_views import MeasuredStep, last_step
 from pplab.schedules import (
+    OVERLAP_F_B,
     SCHEDULES,
     Schedule,
     build,
@@ -25,10 +26,14 @@ from pplab.schedules import (
     schedule_to_csv_text,
     validate,
 )
+from pplab.schedules.search import memory_capped_1f1b, search_schedule
 from pplab.simulator import CostModel, simulate
 
 MAX_CSV_CHARS = 1_000_000
 CUSTOM_CSV = "custom CSV"
+# Not a registered family: an order searched for the page's costs under a memory cap
+# (pplab.schedules.search), so it is offered beside the families rather than among them.
+SEARCHED = "searched (memory cap C)"
 NO_EXAMPLE = "none: upload my own"
 
 
@@ -41,10 +46,17 @@ class SimConfig:
     cost: CostModel
     csv_text: str = ""
     csv_name: str = ""  # the uploaded file's or the example's name
+    max_in_flight: int = 0  # the memory cap of a searched order; 0 for every other
+
+    @property
+    def searched(self) -> bool:
+        return self.max_in_flight > 0
 
     def label(self) -> str:
         if self.csv_text:
             return f"{self.csv_name or 'uploaded'} ({CUSTOM_CSV})"
+        if self.searched:
+            return f"searched (cap {self.max_in_flight}) p={self.pp_size} m={self.microbatches}"
         chunks = f" v={self.chunks}" if self.chunks > 1 else ""
         return f"{self.schedule} p={self.pp_size} m={self.microbatches}{chunks}"
 
@@ -52,6 +64,8 @@ class SimConfig:
         """A name for the shown schedule's CSV download."""
         if self.csv_text:
             return self.csv_name if self.csv_name.endswith(".csv") else f"{self.csv_name}.csv"
+        if self.searched:
+            return f"searched-cap{self.max_in_flight}-p{self.pp_size}m{self.microbatches}.csv"
         chunks = f"v{self.chunks}" if self.chunks > 1 else ""
         return f"{self.schedule}-p{self.pp_size}m{self.microbatches}{chunks}.csv"
 
@@ -62,7 +76,23 @@ def schedule_for(config: SimConfig) -> Schedule:
     if config.csv_text:
         # an uploaded order may deadlock or miss work: check it before running it
         return validate(schedule_from_csv_text(config.csv_text, name=config.csv_name or "custom"))
+    if config.searched:  # the search plays the page's costs: they are part of the answer
+        return search_schedule(config.pp_size, config.microbatches, config.cost,
+                               config.max_in_flight)
     return build(config.schedule, config.pp_size, config.microbatches, config.chunks)
+
+
+@st.cache_data(max_entries=64, show_spinner=False)
+def capped_1f1b_metrics(config: SimConfig) -> dict:
+    """Metrics of 1F1B with its warm-up cut to a searched config's cap: the search's baseline."""
+    schedule = memory_capped_1f1b(config.pp_size, config.microbatches, config.max_in_flight)
+    return timeline.metrics(simulate(schedule, config.cost), range(schedule.pp_size))
+
+
+def overlapped_pairs(schedule: Schedule) -> int:
+    """How many overlapped forward-backward pairs the schedule runs (DualPipe-V's F;B)."""
+    return sum(entry.kind == OVERLAP_F_B for order in schedule.actions.values()
+               for entry in order)
 
 
 @st.cache_data(max_entries=64, show_spinner=False)
@@ -101,25 +131,43 @@ def cost_widgets(key: str, per_row: int = 3) -> CostModel:
                     columns, COST_INPUTS[first:first + per_row], strict=False):
                 values[short] = column.number_input(label, 0.0, 100.0, default, step,
                                                     key=f"{key}{short}", help=text)
+        overlap = st.slider(
+            "Overlap of F;B pairs (share hidden)", 0.0, 1.0, 0.0, 0.05, key=f"{key}ovl",
+            help="Only schedules with overlapped forward-backward pairs use it: of the "
+                 "families, dualpipe-v alone (PyTorch's (0F7;7B3)OVERLAP_F_B). A pair takes "
+                 "max(F, B) + (1 - overlap) x min(F, B): 0 charges the sum of its halves, 1 "
+                 "only the longer one. Every other schedule ignores it.")
     return CostModel(forward=values["f"], backward=values["b"], backward_input=values["i"],
-                     backward_weight=values["w"], latency=values["l"], optimizer=values["o"])
+                     backward_weight=values["w"], latency=values["l"], optimizer=values["o"],
+                     overlap=overlap)
 
 
 def schedule_widgets(key: str, cost: CostModel, defaults: tuple[str, int, int, int],
-                     allow_upload: bool = False) -> SimConfig:
+                     allow_upload: bool = False, allow_search: bool = False) -> SimConfig:
     """Schedule family, p, m and v; with ``allow_upload`` also a schedule CSV (uploaded, or one
-    of the bundled examples). With "custom CSV" chosen and no file yet, the returned config
-    has no ``csv_text``: the page explains what to do (``explain_custom_csv``)."""
-    names = list(SCHEDULES) + ([CUSTOM_CSV] if allow_upload else [])
+    of the bundled examples), with ``allow_search`` an order searched under a memory cap. With
+    "custom CSV" chosen and no file yet, the returned config has no ``csv_text``: the page
+    explains what to do (``explain_custom_csv``)."""
+    names = (list(SCHEDULES) + ([SEARCHED] if allow_search else [])
+             + ([CUSTOM_CSV] if allow_upload else []))
     name, pp_size, microbatches, chunks = defaults
     name = st.selectbox("Schedule", names, index=names.index(name), key=f"{key}schedule",
                         format_func=lambda n: n if n not in SCHEDULES
                         else f"{n}: {SCHEDULES[n].summary}")
     if name == CUSTOM_CSV:
         return _custom_csv_widgets(key, cost)
-    family = SCHEDULES[name]
     pp_size = st.slider("Pipeline depth p (ranks)", 1, 16, pp_size, key=f"{key}stages")
     microbatches = st.slider("Microbatches m", 1, 64, microbatches, key=f"{key}microbatches")
+    if name == SEARCHED:
+        cap = st.slider(
+            "Memory cap C (microbatches held per stage)", 1, 2 * pp_size, pp_size,
+            key=f"{key}cap",
+            help="The most microbatches whose activations one stage may hold at once. p is "
+                 "1F1B's memory; zb-h2 holds 2p - 1. The search (pplab search) keeps the "
+                 "fastest order under the cap for the costs above, and never loses to 1F1B "
+                 "with its warm-up cut to the same cap.")
+        return SimConfig("searched", pp_size, microbatches, 1, cost, max_in_flight=cap)
+    family = SCHEDULES[name]
     most = family.max_chunks or 8
     if family.min_chunks == most:  # e.g. V-shaped placements: exactly 2 chunks per rank
         chunks = most

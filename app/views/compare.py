@@ -6,6 +6,7 @@
 import pandas as pd
 import streamlit as st
 from lab_widgets import (
+    SEARCHED,
     catalog,
     cost_widgets,
     load_measured,
@@ -20,9 +21,26 @@ from pplab.labels import step_label
 from pplab.run_prediction import in_seconds, seconds_per_cost_unit
 from pplab.run_views import metrics_row, rank_names
 
-DEFAULTS = [
-    ("gpipe", 4, 8, 2), ("1f1b", 4, 8, 2), ("interleaved-1f1b", 4, 8, 2), ("zb-h1", 4, 8, 2),
-]
+# Sets of configurations to start from: (how many shown at first, each one's schedule, p, m, v).
+PRESETS = {
+    "the classics": (2, [("gpipe", 4, 8, 2), ("1f1b", 4, 8, 2), ("interleaved-1f1b", 4, 8, 2),
+                         ("zb-h1", 4, 8, 2)]),
+    "beyond the classics: zb-v and dualpipe-v beside 1f1b": (
+        4, [("1f1b", 4, 8, 1), ("zb-h2", 4, 8, 1), ("zb-v", 4, 8, 2), ("dualpipe-v", 4, 8, 2)]),
+    "looped chunks: interleaved, breadth-first, zero bubble": (
+        3, [("interleaved-1f1b", 4, 8, 2), ("looped-bfs", 4, 8, 2), ("interleaved-zb", 4, 8, 2),
+            ("1f1b", 4, 8, 1)]),
+    "a searched order against the hand-made ones": (
+        4, [("1f1b", 4, 8, 1), (SEARCHED, 4, 8, 1), ("zb-h1", 4, 8, 1), ("zb-h2", 4, 8, 1)]),
+}
+
+
+def preset_key(preset: str, key: str) -> str:
+    """Each preset keeps its own widgets (moving to another shows that one's configurations);
+    the first keeps the plain keys."""
+    index = list(PRESETS).index(preset)
+    return key if index == 0 else f"{key}{index}_"
+
 
 st.title("Compare")
 st.caption("Simulated configurations are predicted in cost units; recorded runs are measured in "
@@ -38,7 +56,10 @@ mode = st.radio("What to compare", modes, horizontal=True, key="cmp_mode")
 
 chosen: list[tuple[str, object]] = []
 if mode == "configurations I choose":
-    count = st.slider("Configurations", 2, 4, 2, key="cmp_count")
+    preset = st.selectbox("Start from", list(PRESETS), key="cmp_preset",
+                          help="Sets of configurations side by side; change any of them below.")
+    shown, defaults = PRESETS[preset]
+    count = st.slider("Configurations", 2, 4, shown, key=preset_key(preset, "cmp_count"))
     cost = cost_widgets("cmp_", per_row=3)
     columns = st.columns(count)
     for i, column in enumerate(columns):
@@ -47,7 +68,8 @@ if mode == "configurations I choose":
             sources = ["simulated", "recorded run"] if entries else ["simulated"]
             source = st.radio("Source", sources, horizontal=True, key=f"cmp{i}_source")
             if source == "simulated":
-                chosen.append(("sim", schedule_widgets(f"cmp{i}_", cost, DEFAULTS[i])))
+                chosen.append(("sim", schedule_widgets(preset_key(preset, f"cmp{i}_"), cost,
+                                                       defaults[i], allow_search=True)))
             else:
                 labels = [e.label for e in entries]
                 label = st.selectbox("Run", labels, index=min(i, len(labels) - 1),

@@ -1,13 +1,18 @@
 """Playground: pick a schedule and its sizes, watch the bubble appear in the predicted timeline.
 
+Every registered family is offered, and an order searched under a memory cap for the costs
+set here (``pplab search`` on the command line).
+
     streamlit run app/lab.py
 """
 
 import streamlit as st
 from lab_widgets import (
     CUSTOM_CSV,
+    capped_1f1b_metrics,
     cost_widgets,
     explain_custom_csv,
+    overlapped_pairs,
     schedule_for,
     schedule_text,
     schedule_widgets,
@@ -26,7 +31,8 @@ st.caption("A schedule says who does what, in order; the simulator runs it over 
 with st.sidebar:
     st.header("Configuration")
     cost = cost_widgets("pg_", per_row=2)
-    config = schedule_widgets("pg_", cost, ("gpipe", 4, 8, 2), allow_upload=True)
+    config = schedule_widgets("pg_", cost, ("gpipe", 4, 8, 2), allow_upload=True,
+                              allow_search=True)
 
 if config.schedule == CUSTOM_CSV and not config.csv_text:
     explain_custom_csv("pg_")
@@ -65,10 +71,22 @@ if closed.form is not None:
     else:
         line += f" (no value here: {closed.note})"
     st.markdown(f"{line}. Source: {closed.form.source}.")
+elif config.searched:
+    found = schedule.params
+    baseline = capped_1f1b_metrics(config)
+    st.markdown(
+        f"Searched order for these costs with at most **{found['max_in_flight']}** "
+        f"microbatches held per stage, found by *{found['found_by']}*. 1F1B with its warm-up "
+        f"cut to the same cap: bubble {fraction_text(float(baseline['bubble_fraction']))}, "
+        f"makespan {baseline['makespan']:.4g} {charts.COST_UNITS} (predicted); the search never "
+        f"does worse. No closed form: the order depends on the costs. Normalisation: {norm}.")
 elif config.schedule in SCHEDULES:
     family = SCHEDULES[config.schedule]
     st.markdown(f"No simple closed form is shown for {config.schedule}; source: {family.paper}. "
                 f"Normalisation: {norm}.")
+if config.cost.overlap > 0 and not overlapped_pairs(schedule):
+    st.caption(f"The overlap cost ({config.cost.overlap:g}) changes nothing here: "
+               f"{config.label()} has no overlapped F;B pairs (dualpipe-v has).")
 
 st.plotly_chart(charts.gantt(events, title=f"Predicted timeline: {config.label()}"), key="gantt")
 text, csv_text = schedule_text(config)

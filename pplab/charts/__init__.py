@@ -32,6 +32,7 @@ from .style import (
 from .summaries import (
     figure_points,
     loss_curves,
+    memory_breakdown,
     memory_per_rank,
     peak_activations,
     rank_utilisation,
@@ -40,7 +41,8 @@ from .summaries import (
 __all__ = [
     "gantt", "gantt_stack", "idle_spans", "row_labels", "stages_by_row", "chunk_of",
     "aggregate", "coverage", "AGGREGATE_ABOVE", "AGGREGATE_BINS", "MIXED_SHARE",
-    "peak_activations", "rank_utilisation", "loss_curves", "memory_per_rank", "figure_points",
+    "peak_activations", "rank_utilisation", "loss_curves", "memory_per_rank",
+    "memory_breakdown", "figure_points",
     "time_scale", "shared_time_scale", "unit_of", "source_of", "SECONDS", "COST_UNITS",
     "KIND_COLOURS", "KIND_NAMES", "ROW_KINDS", "STRIP_KINDS", "ALL_KINDS", "CHUNK_PATTERNS",
 ]

@@ -86,6 +86,42 @@ def memory_per_rank(memory: Mapping[str, Mapping[int, float]],
     return figure
 
 
+# The parts of one GPU's memory, bottom to top, with their colours: the model states first
+# (fixed by the layout), then the activations (what the schedule and recomputation change).
+MEMORY_PARTS = (("weights", "weights", "#4C78A8"), ("gradients", "gradients", "#72B7B2"),
+                ("optimizer", "optimizer states", "#B279A2"),
+                ("activations", "activations", "#F58518"))
+
+
+def memory_breakdown(stages: Sequence[Mapping[str, float]], limit_bytes: float,
+                     source: str = "predicted") -> go.Figure:
+    """Stacked bars of each pipeline rank's memory per GPU in GiB, a line at the GPU's limit.
+
+    ``stages`` are one mapping per rank with ``rank`` and the bytes of each part
+    (``weights``, ``gradients``, ``optimizer``, ``activations``), as the planner's
+    ``StageMemory.as_dict()`` gives them.
+    """
+    gib = float(2**30)
+    names = [f"rank {int(stage['rank'])}" for stage in stages]
+    figure = go.Figure()
+    for part, label, colour in MEMORY_PARTS:
+        figure.add_trace(go.Bar(
+            name=label, x=names, y=[float(stage[part]) / gib for stage in stages],
+            marker_color=colour,
+            hovertemplate=f"%{{x}} {label}: %{{y:.2f}} GiB<extra></extra>"))
+    limit = limit_bytes / gib
+    figure.add_hline(y=limit, line={"color": "#D62728", "dash": "dash", "width": 2},
+                     annotation_text=f"GPU limit {limit:g} GiB", annotation_position="top left")
+    tallest = max((sum(float(stage[part]) for part, _, _ in MEMORY_PARTS) for stage in stages),
+                  default=0.0) / gib
+    figure.update_layout(
+        title=f"Memory per GPU by pipeline rank ({source})", barmode="stack", height=340,
+        yaxis_title="memory per GPU (GiB)", yaxis_range=[0, 1.08 * max(tallest, limit)],
+        margin={"l": 10, "r": 10, "t": 50, "b": 30},
+    )
+    return figure
+
+
 def figure_points(figure: go.Figure) -> int:
     """How many bars or markers a figure asks the browser to draw."""
     return sum(len(trace.x) if trace.x is not None else 0 for trace in figure.data)
