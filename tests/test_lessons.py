@@ -1,14 +1,16 @@
 """Every lesson works, and every command the docs print runs as printed after the Quickstart.
 
-A lesson is a folder ``lessons/NN-name/`` (``pplab.exercises.find_lessons``): its notebook
-runs top to bottom, its checker tells right from wrong by running the simulator, and its
-shell entry refuses junk in one line. A new lesson must add a right answer and some wrong ones
-to ANSWERS below, or its test fails and says so.
+A lesson is a folder ``lessons/NN-name/`` (``pplab.exercises.find_lessons``): its text, a
+notebook that runs top to bottom, and an exercise in the package (never in the folder, which
+holds no answer). Each notebook runs on a real kernel twice as shipped, where its grader cell
+explains in a few lines that the answers are not written yet, and once with the reference
+solutions of tests/exercise_solutions.py (and tests/schedule_lab_solution.py) typed into its
+answer cell, where the grader says all is right.
 
 The commands in README.md, in each lesson and in data/*/README.md are read back and run (the
-quick ones) or parsed (training, the lab), from a folder laid out like the repository: a
-renamed flag, a missing example file or a bare ``pplab`` that only works in an activated
-environment shows here.
+quick ones) or parsed (training, the lab, grade reports), from a folder laid out like the
+repository: a renamed flag, a missing example file or a bare ``pplab`` that only works in an
+activated environment shows here.
 
     .venv/bin/python -m pytest -q tests/test_lessons.py
 """
@@ -17,52 +19,83 @@ from __future__ import annotations
 
 import re
 import shlex
-import subprocess
+import shutil
 import sys
 import tomllib
 from pathlib import Path
 
 import pytest
-from streamlit.testing.v1 import AppTest
+from exercise_solutions import NOTEBOOK_CELLS, right_answers
 
 from pplab import cli
-from pplab.exercises import Lesson, find_lessons, load_exercise
+from pplab.exercises import Lesson, find_lessons, numbers
 
 ROOT = Path(__file__).resolve().parents[1]
 LESSONS = find_lessons()
-
-# lesson: (right answers, wrong answers); typed the way a learner would, as text.
-ANSWERS = {
-    "01-the-bubble": (["27", " 27 "], ["26", "28", "10", "0"]),
-    "02-memory-gpipe-vs-1f1b": (["3", " 3 ", "3.0", "12/4"], ["2", "4", "1", "2.4", "5"]),
-    "03-zero-bubble": (["6", "6.0", " 6 cost units"], ["0", "3", "18", "7", "-6"]),
-}
+ANSWER_TAG = "answer"  # the notebook cell a learner writes in
+LAB_SOLUTION = ROOT / "tests" / "schedule_lab_solution.py"
 
 
 def ids(lesson: Lesson) -> str:
     return lesson.name
 
 
+@pytest.fixture(autouse=True)
+def own_home(tmp_path, monkeypatch):
+    """Hint counts and runs go to fresh folders (the notebooks' kernels inherit them)."""
+    monkeypatch.setenv("PPLAB_HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("PPLAB_RUNS_DIR", str(tmp_path / "runs"))
+    monkeypatch.delenv("PPLAB_LEARNER", raising=False)
+
+
 def test_the_lessons_are_the_ones_in_the_checkout():
     assert [lesson.folder for lesson in LESSONS] == sorted(
         p for p in (ROOT / "lessons").glob("[0-9][0-9]-*") if (p / "README.md").is_file())
-    assert len(LESSONS) >= 3
+    assert len(LESSONS) >= 4
+
+
+def _answer_cells(lesson: Lesson) -> list:
+    import nbformat
+
+    notebook = nbformat.read(lesson.notebook, as_version=4)
+    return [c for c in notebook.cells if ANSWER_TAG in c.metadata.get("tags", [])]
 
 
 @pytest.mark.parametrize("lesson", LESSONS, ids=ids)
 def test_lesson_has_text_exercise_and_notebook(lesson):
     assert lesson.text.startswith("# Lesson "), "the Lessons page shows README.md's heading"
     assert lesson.title and "## Exercise" in lesson.text
-    assert lesson.exercise_file.is_file() and lesson.notebook.is_file()
-    assert "import torch" not in lesson.exercise_file.read_text()
+    assert lesson.notebook.is_file() and lesson.exercise is not None
+    assert len(_answer_cells(lesson)) == 1, f"tag the learner's cell {ANSWER_TAG!r}"
+    assert f"pplab exercise show {lesson.exercise.id}" in lesson.text
+    for code in lesson.folder.glob("*.py"):
+        assert "import torch" not in code.read_text()
 
 
-def _run_notebook(lesson: Lesson) -> list:
-    """Execute the notebook on a real Jupyter kernel started in the lesson's own folder."""
+@pytest.mark.parametrize("lesson", LESSONS, ids=ids)
+def test_no_lesson_file_holds_an_answer(lesson):
+    """The formulas asked for are derived, not printed; the answers live in the tests."""
+    assert not (lesson.folder / "exercise.py").exists()
+    text = "".join(p.read_text() for p in lesson.folder.iterdir() if p.is_file())
+    squeezed = re.sub(r"\s+", "", text).casefold()
+    if lesson.exercise.kind == "questions":
+        answers = right_answers(lesson.exercise.id, numbers(lesson.exercise.id, "ada"))
+        formula = re.sub(r"\s+", "", answers["c"]).casefold()
+        assert formula not in squeezed
+    else:
+        assert "def gpipe" in text and LAB_SOLUTION.read_text() not in text
+
+
+def _run_notebook(lesson: Lesson, answer_cell: str | None = None) -> list:
+    """Execute the notebook on a real Jupyter kernel started in the lesson's own folder,
+    with ``answer_cell`` typed into the learner's cell when given."""
     import nbformat
     from nbclient import NotebookClient
 
     notebook = nbformat.read(lesson.notebook, as_version=4)
+    if answer_cell is not None:
+        (cell,) = [c for c in notebook.cells if ANSWER_TAG in c.metadata.get("tags", [])]
+        cell.source = answer_cell
     NotebookClient(notebook, timeout=300, kernel_name="python3",
                    resources={"metadata": {"path": str(lesson.folder)}}).execute()
     return [_stable(cell.get("outputs", [])) for cell in notebook.cells
@@ -86,6 +119,15 @@ def _stable(outputs: list) -> list:
     return kept
 
 
+def _grader_says(cells: list) -> str:
+    """What the notebook's grader printed (its last cell that speaks of parts or schedules)."""
+    said = [str(o[2].get("text/plain", "")) if o[0] == "execute_result" else str(o[2])
+            for cell in cells for o in cell]
+    graded = [text for text in said if "parts right" in text or "schedules on target" in text]
+    assert graded, "the notebook has no grader cell"
+    return graded[-1]
+
+
 @pytest.mark.slow  # each notebook simulates grids of schedules for its plots, on a kernel
 @pytest.mark.parametrize("lesson", LESSONS, ids=ids)
 def test_lesson_notebook_runs_top_to_bottom_twice_alike(lesson):
@@ -94,50 +136,30 @@ def test_lesson_notebook_runs_top_to_bottom_twice_alike(lesson):
     errors = [o for cell in first for o in cell if o[0] == "error"]
     assert not errors, errors
     assert _run_notebook(lesson) == first, "a second run printed something else"
+    said = _grader_says(first)
+    # The questions' skeletons raise NotImplementedError; the lab's runs forwards only, so the
+    # grader names the first backward missing.
+    expected = "not written yet" if lesson.exercise.kind == "questions" else "0B0"
+    assert expected in said and "well done" not in said, said
+    assert "Traceback" not in said and len(said.splitlines()) < 40
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("lesson", LESSONS, ids=ids)
+def test_lesson_notebook_with_the_reference_solution_is_graded_right(lesson):
+    solution = NOTEBOOK_CELLS.get(lesson.name) or LAB_SOLUTION.read_text()
+    cells = _run_notebook(lesson, answer_cell=solution)
+    errors = [o for cell in cells for o in cell if o[0] == "error"]
+    assert not errors, errors
+    assert "well done" in _grader_says(cells)
 
 
 @pytest.mark.parametrize("lesson", LESSONS, ids=ids)
-def test_check_accepts_the_right_answer_and_refuses_wrong_ones(lesson):
-    assert lesson.name in ANSWERS, f"add right and wrong answers for {lesson.name} to ANSWERS"
-    exercise = load_exercise(lesson)
-    assert isinstance(exercise.QUESTION, str) and exercise.QUESTION.endswith("?")
-    right, wrong = ANSWERS[lesson.name]
-    for answer in right:
-        ok, message = exercise.check(answer)
-        assert ok, (answer, message)
-        assert message.startswith("right") and "\n" not in message
-    for answer in wrong + ["junk", "", "1/0"]:
-        ok, message = exercise.check(answer)
-        assert not ok, answer
-        assert message and "\n" not in message, (answer, message)
-
-
-@pytest.mark.parametrize("lesson", LESSONS, ids=ids)
-def test_exercise_command_exit_codes(lesson, capsys):
-    exercise = load_exercise(lesson)
-    right, wrong = ANSWERS[lesson.name]
-    assert exercise.main(["junk"]) == 2
-    assert capsys.readouterr().err.count("\n") == 1
-    assert exercise.main([]) == 2
-    capsys.readouterr()
-    assert exercise.main([right[0].strip()]) == 0
-    assert exercise.main([wrong[0]]) == 1
-    assert capsys.readouterr().out.count("\n") == 2  # one line each
-
-
-def test_lessons_page_shows_each_lesson_and_checks_its_answer(tmp_path, monkeypatch):
-    monkeypatch.setenv("PPLAB_RUNS_DIR", str(tmp_path / "empty"))
-    app = AppTest.from_file(str(ROOT / "app" / "lab.py"), default_timeout=120).run()
-    app.switch_page("views/lessons.py").run()
-    for lesson in LESSONS:
-        app.selectbox(key="lesson_pick").set_value(lesson.folder).run()
-        assert not app.exception, app.exception
-        assert app.markdown[0].value.startswith(lesson.text.splitlines()[0])
-        right, wrong = ANSWERS[lesson.name]
-        app.text_input(key=f"lesson_answer_{lesson.name}").input(wrong[0]).run()
-        assert app.warning and not app.success
-        app.text_input(key=f"lesson_answer_{lesson.name}").input(right[0]).run()
-        assert app.success[0].value.startswith("right")
+def test_each_lesson_shows_its_exercise_for_a_learner(lesson):
+    shown = lesson.exercise.show("ada")
+    assert lesson.exercise.title in shown and "\n\n" in shown
+    if lesson.exercise.kind == "questions":
+        assert all(f"({key})" in shown for key in lesson.exercise.part_keys)
 
 
 # ---- the commands the docs print --------------------------------------------------------
@@ -150,6 +172,7 @@ ACTIVATE = "source .venv/bin/activate"
 VENV_BIN = ".venv/bin/"
 IN_VENV = {"pplab", "python", "python3", "torchrun", "jupyter", "ruff", "streamlit"}
 NOT_OURS = {"pip", "apt-get", "sudo", "source", "cd", "git", "curl", "export"}
+RUN_HERE = {"cp"}  # run in the test's copy of the repository, where later commands use them
 MARKS = {line.split(":")[0] for line in tomllib.loads(
     (ROOT / "pyproject.toml").read_text())["tool"]["pytest"]["ini_options"]["markers"]}
 REPOSITORY = ("pplab", "app", "data", "lessons", "benchmarks", "tests", "install.sh", ".ci",
@@ -187,7 +210,7 @@ def printed_commands(text: str) -> list[str]:
             joined[-1] = joined[-1][:-1] + " " + command
         else:
             joined.append(command)
-    return [c for c in joined if c.split()[0] in IN_VENV | NOT_OURS | {"bash"}
+    return [c for c in joined if c.split()[0] in IN_VENV | NOT_OURS | RUN_HERE | {"bash"}
             or c.startswith(VENV_BIN)]
 
 
@@ -217,6 +240,13 @@ def _check_pplab(args: list[str], run_it: bool) -> str | None:
     if run_it and parsed.command in ("schedules", "simulate", "validate"):
         code = cli.main(args)
         return None if code == 0 else f"exit status {code}"
+    # An exercise's commands run, except training (--train) and grading a class's folder.
+    action = getattr(parsed, "exercise_command", None)
+    if (run_it and parsed.command == "exercise" and action != "report"
+            and not getattr(parsed, "train", False)):
+        code = cli.main(args)
+        allowed = (0, 1) if action == "check" else (0,)  # a wrong example answer exits 1
+        return None if code in allowed else f"exit status {code}"
     return None
 
 
@@ -231,6 +261,12 @@ def _check(words: list[str], activated: bool) -> str | None:
                 f"runs (or say {ACTIVATE!r} first)")
     args = words[1:]
     if program in NOT_OURS:
+        return None
+    if program == "cp":
+        source, target = args
+        if not Path(source).is_file():
+            return f"no file {source} to copy"
+        shutil.copy(source, target)
         return None
     if program == "bash":
         if args[:1] == ["install.sh"]:
@@ -267,14 +303,7 @@ def _check_python(args: list[str]) -> str | None:
             return f"the Python code does not compile: {error}"
         return None
     script = Path(args[0])
-    if not script.is_file():
-        return f"no script {script}"
-    if script.name == "exercise.py":
-        done = subprocess.run([sys.executable, *args], capture_output=True, text=True,
-                              timeout=120)
-        if done.returncode not in (0, 1) or done.stdout.count("\n") != 1:
-            return f"the exercise answered {done.returncode}: {done.stdout}{done.stderr}"
-    return None
+    return None if script.is_file() else f"no script {script}"
 
 
 @pytest.mark.parametrize("doc", DOCS, ids=lambda p: str(p.relative_to(ROOT)))

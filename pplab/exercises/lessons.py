@@ -1,0 +1,54 @@
+"""The lessons: where their folders are, and which exercise each one asks.
+
+Each lesson is a folder ``NN-name/`` (found through ``pplab.resources.lessons_dir()``) with its
+text ``README.md`` (the first line is the title) and a notebook ``lesson.ipynb``. Its exercise
+lives in this package, not in the folder: a learner reads the lesson folder, and nothing in it
+holds an answer. The app's Lessons page, the notebooks and ``pplab exercise`` all find the
+lesson's exercise here.
+
+    python -c "from pplab.exercises import find_lessons; print([l.name for l in find_lessons()])"
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..resources import lessons_dir
+from .core import EXERCISES
+
+
+@dataclass(frozen=True)
+class Lesson:
+    """One lesson folder: ``README.md``, ``lesson.ipynb``, and the exercise that goes with it."""
+
+    folder: Path
+
+    @property
+    def name(self) -> str:
+        return self.folder.name
+
+    @property
+    def text(self) -> str:
+        return (self.folder / "README.md").read_text()
+
+    @property
+    def title(self) -> str:
+        return self.text.splitlines()[0].lstrip("# ").strip()
+
+    @property
+    def notebook(self) -> Path:
+        return self.folder / "lesson.ipynb"
+
+    @property
+    def exercise(self):
+        """The exercise (or coding lab) this lesson asks, or None."""
+        return next((e for e in EXERCISES.values() if e.lesson == self.name), None)
+
+
+def find_lessons(root: Path | None = None) -> list[Lesson]:
+    """Every ``NN-name/`` folder holding a ``README.md``, in order (default: the installed
+    lessons)."""
+    root = lessons_dir() if root is None else Path(root)
+    return [Lesson(folder) for folder in sorted(root.glob("[0-9][0-9]-*"))
+            if (folder / "README.md").is_file()]

@@ -1,0 +1,206 @@
+"""``pplab exercise report DIR``: a folder of learners' submissions turned into a grade table.
+
+One file per learner and kind, named as the learner likes:
+
+* ``NAME.json``: answers, as ``pplab exercise submit`` writes them or by hand,
+  ``{"learner": "ada", "answers": {"bubble": {"a": "27", "b": "fewer-stages", "c": "..."}}}``
+  (a list in part order works too); the ``learner`` field names whose numbers they are;
+* ``NAME.py``: the coding lab's schedule file; its ``LEARNER = "..."`` line (read, never run
+  here) names the learner, else the file name does.
+
+Every answer is judged against that learner's numbers by the same judges as ``check``, with no
+hints; a schedule file runs in its own child process as ``check --file`` does. The table has
+a row per learner: points per exercise, the total, and notes (a file that could not be read,
+an exercise not handed in). ``--out grades.json`` adds every part's verdict and message.
+
+    pplab exercise report submissions/ --out grades.csv
+"""
+
+from __future__ import annotations
+
+import ast
+import csv
+import io
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .checking import PLACEHOLDER_LEARNER, Verdict, judge_part, label_answers
+from .core import EXERCISES, BadAnswer, Exercise, get_exercise, learner_key
+from .schedule_lab import CodingLab, check_file
+
+MAX_SUBMISSION_BYTES = 2**20
+MAX_FILES = 2000
+
+
+@dataclass
+class Row:
+    """One learner's grades: (points, out of) and the verdicts per exercise, and notes."""
+
+    learner: str
+    answers: dict[str, object] = field(default_factory=dict)  # exercise id -> answers
+    schedule_file: Path | None = None
+    scores: dict[str, tuple[int, int]] = field(default_factory=dict)
+    verdicts: dict[str, list[Verdict]] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def total(self) -> int:
+        return sum(points for points, _ in self.scores.values())
+
+    @property
+    def out_of(self) -> int:
+        return sum(out_of for _, out_of in self.scores.values())
+
+
+def declared_learner(path: Path) -> str | None:
+    """The ``LEARNER = "..."`` of a schedule file, read from its syntax tree, never run."""
+    try:
+        tree = ast.parse(path.read_text(errors="replace"))
+    except (SyntaxError, ValueError, OSError):
+        return None
+    for node in tree.body:
+        if (isinstance(node, ast.Assign) and len(node.targets) == 1
+                and isinstance(node.targets[0], ast.Name) and node.targets[0].id == "LEARNER"
+                and isinstance(node.value, ast.Constant) and isinstance(node.value.value, str)):
+            name = node.value.value
+            return None if name.strip().casefold() == PLACEHOLDER_LEARNER else name
+    return None
+
+
+def read_answers_file(path: Path) -> tuple[str, dict]:
+    """(learner, {exercise id: answers}) of a submission; ValueError saying what is wrong."""
+    if path.stat().st_size > MAX_SUBMISSION_BYTES:
+        raise ValueError(f"over {MAX_SUBMISSION_BYTES // 1024} KiB")
+    try:
+        data = json.loads(path.read_text())
+    except (ValueError, UnicodeDecodeError) as error:
+        raise ValueError(f"not JSON: {error}") from None
+    if not isinstance(data, dict) or not isinstance(data.get("answers"), dict):
+        raise ValueError('expected {"learner": NAME, "answers": {EXERCISE: {PART: ANSWER}}}')
+    return str(data.get("learner") or path.stem), data["answers"]
+
+
+def collect(folder: Path) -> tuple[dict[str, Row], list[str]]:
+    """Every learner's submissions in ``folder``, and notes on files that were not read."""
+    rows: dict[str, Row] = {}
+    skipped: list[str] = []
+    files = sorted(p for p in folder.iterdir() if p.is_file() and not p.name.startswith("."))
+    if len(files) > MAX_FILES:
+        raise BadAnswer(f"{folder} holds {len(files)} files; a report reads at most {MAX_FILES}")
+
+    def row_of(name: str, path: Path) -> Row | None:
+        try:
+            key = learner_key(name)
+        except BadAnswer as error:
+            skipped.append(f"{path.name}: {error}")
+            return None
+        return rows.setdefault(key, Row(key))
+
+    for path in files:
+        if path.suffix == ".json":
+            try:
+                learner, answers = read_answers_file(path)
+            except (ValueError, OSError) as error:
+                row = row_of(path.stem, path)
+                if row is not None:
+                    row.notes.append(f"{path.name} cannot be read: {error}")
+                continue
+            row = row_of(learner, path)
+            if row is not None:
+                for exercise_id, given in answers.items():
+                    if exercise_id in row.answers:
+                        row.notes.append(f"{exercise_id} handed in twice; {path.name} counts")
+                    row.answers[exercise_id] = given
+        elif path.suffix == ".py":
+            row = row_of(declared_learner(path) or path.stem, path)
+            if row is not None:
+                if row.schedule_file is not None:
+                    row.notes.append(f"two schedule files; {path.name} counts")
+                row.schedule_file = path
+        else:
+            skipped.append(f"{path.name}: not a .json answers file nor a .py schedule file")
+    return rows, skipped
+
+
+def _grade_questions(row: Row, exercise: Exercise, course: str | None) -> None:
+    given = row.answers.get(exercise.id)
+    verdicts = []
+    if given is None:
+        row.notes.append(f"{exercise.id}: no answers")
+    else:
+        try:
+            labelled = label_answers(exercise, given)
+        except BadAnswer as error:
+            row.notes.append(f"{exercise.id}: {error}")
+            labelled = {}
+        variant = exercise.variant(row.learner, course)
+        for key in exercise.part_keys:
+            if key not in labelled:
+                verdicts.append(Verdict(key, False, "not answered", answered=False))
+                continue
+            try:
+                verdicts.append(judge_part(exercise, variant, key, labelled[key], book=None))
+            except BadAnswer as error:
+                verdicts.append(Verdict(key, False, f"cannot read it: {error}"))
+    row.verdicts[exercise.id] = verdicts
+    row.scores[exercise.id] = (sum(v.right for v in verdicts), len(exercise.parts))
+
+
+def _grade_lab(row: Row, lab: CodingLab, course: str | None) -> None:
+    if row.schedule_file is None:
+        row.notes.append(f"{lab.id}: no schedule file")
+        row.verdicts[lab.id] = []
+        row.scores[lab.id] = (0, len(lab.part_keys))
+        return
+    try:
+        result = check_file(row.schedule_file, row.learner, course)
+    except BadAnswer as error:
+        row.notes.append(f"{lab.id}: {error}")
+        row.verdicts[lab.id], row.scores[lab.id] = [], (0, len(lab.part_keys))
+        return
+    row.verdicts[lab.id] = result.verdicts
+    row.scores[lab.id] = (result.points, len(lab.part_keys))
+
+
+def grade_folder(folder: str | Path, exercise_ids: list[str] | None = None,
+                 course: str | None = None) -> tuple[list[Row], list[str], list[str]]:
+    """(rows sorted by learner, the exercises graded, notes on files skipped)."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise BadAnswer(f"{folder} is not a folder of submissions")
+    ids = list(exercise_ids or EXERCISES)
+    exercises = [get_exercise(i) for i in ids]
+    rows, skipped = collect(folder)
+    for row in rows.values():
+        strangers = sorted(set(row.answers) - set(ids))
+        if strangers:
+            row.notes.append(f"answers to {', '.join(strangers)} not graded here")
+        for exercise in exercises:
+            if isinstance(exercise, CodingLab):
+                _grade_lab(row, exercise, course)
+            else:
+                _grade_questions(row, exercise, course)
+    return [rows[key] for key in sorted(rows)], ids, skipped
+
+
+def csv_table(rows: list[Row], ids: list[str]) -> str:
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(["learner", *ids, "total", "out_of", "notes"])
+    for row in rows:
+        writer.writerow([row.learner, *(row.scores[i][0] for i in ids), row.total, row.out_of,
+                         "; ".join(row.notes)])
+    return buffer.getvalue()
+
+
+def json_table(rows: list[Row], ids: list[str], skipped: list[str]) -> str:
+    out_of = {i: rows[0].scores[i][1] for i in ids} if rows else {}
+    learners = [{
+        "learner": row.learner, "total": row.total, "out_of": row.out_of, "notes": row.notes,
+        "scores": {i: {"points": row.scores[i][0], "out_of": row.scores[i][1],
+                       "parts": [{"part": v.part, "right": v.right, "message": v.message}
+                                 for v in row.verdicts[i]]} for i in ids},
+    } for row in rows]
+    return json.dumps({"exercises": out_of, "learners": learners, "skipped": skipped},
+                      indent=1) + "\n"
