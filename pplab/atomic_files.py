@@ -3,6 +3,9 @@
 Everything pplab saves (schedules, traces, run directories, comparisons) is first written
 beside its final name under a hidden temporary name, then renamed into place: a rename within
 one directory is atomic, so a crash or Ctrl-C never leaves half a file for the lab to trip on.
+A writer killed outright (SIGKILL) still leaves its hidden temporary; its name carries the
+writer's process id (``pplab.output_paths.temp_prefix``), and the next write into the same
+folder removes the temporaries of dead writers (``sweep_stale_temps``).
 What lands gets the permissions the user's umask gives a new file or folder, as if it had been
 written in place (temporary files are created private, 0600 and 0700).
 
@@ -20,6 +23,8 @@ import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+
+from .output_paths import sweep_stale_temps, temp_prefix
 
 
 def current_umask() -> int:
@@ -39,7 +44,8 @@ def write_text_atomic(path: str | os.PathLike, text: str) -> Path:
     """Write ``text`` to ``path`` through a temporary file in the same directory."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    sweep_stale_temps(path.parent)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=temp_prefix(path.name), suffix=".tmp")
     try:
         with os.fdopen(fd, "w", newline="") as handle:
             handle.write(text)
@@ -85,7 +91,9 @@ def atomic_directory(directory: str | os.PathLike) -> Iterator[Path]:
     ``directory``, not even an empty directory."""
     directory = Path(directory)
     directory.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=directory.parent, prefix=f".{directory.name}.", suffix=".tmp"))
+    sweep_stale_temps(directory.parent)
+    tmp = Path(tempfile.mkdtemp(dir=directory.parent, prefix=temp_prefix(directory.name),
+                                suffix=".tmp"))
     try:
         yield tmp
         os.chmod(tmp, 0o777 & ~current_umask())

@@ -1,9 +1,14 @@
-"""The ``pplab`` command: schedules, simulate, validate, train, compare and lab.
+"""The ``pplab`` command: schedules, simulate, validate, search, train, compare, plan,
+predict, exercise and lab.
 
 The CLI is thin: it parses, calls the library and prints. A user mistake ends with one line
-``pplab: error: ...`` and exit status 2; ``validate`` exits 1 for a schedule that cannot run.
-``train``, ``compare`` and ``lab`` keep their options beside their code
-(``pplab.engine.train_command``, ``pplab.engine.compare_command``, ``pplab.lab_command``),
+``pplab: error: ...`` and exit status 2, before any work: sizes are bounded by
+``pplab.limits`` and every output file is checked writable first; ``validate`` exits 1 for
+a schedule that cannot run. ``--json`` prints strict JSON (null, never NaN). Whatever else
+goes wrong is still one line (``pplab: internal error: ...``, exit 1; ``PPLAB_DEBUG=1``
+shows the traceback), never a traceback by default.
+``search``, ``train``, ``compare``, ``plan``, ``predict``, ``exercise`` and ``lab`` keep their
+options beside their code (``pplab.search_command``, ``pplab.engine.train_command``, ...),
 whose modules import no torch until they run: ``schedules``, ``simulate`` and ``validate``
 never import it.
 
@@ -82,9 +87,12 @@ def build_parser() -> argparse.ArgumentParser:
     # before its command runs.
     from .engine.compare_command import add_parser as add_compare
     from .engine.train_command import add_parser as add_train
+    from .exercise_command import add_parser as add_exercise
     from .lab_command import add_parser as add_lab
+    from .plan_command import add_parser as add_plan
+    from .search_command import add_parser as add_search
 
-    for add in (add_train, add_compare, add_lab):
+    for add in (add_search, add_train, add_compare, add_plan, add_exercise, add_lab):
         add(subparsers)
     return parser
 
@@ -219,8 +227,7 @@ def cmd_simulate(args) -> int:
 
     cost = simulator.CostModel.parse(args.cost)
     schedule = _schedule_from_args(args)
-    if args.save is not None and args.save.exists():
-        raise ValueError(f"{args.save} already exists; choose a new run directory")
+    _check_outputs(args, schedule)
     events = simulator.simulate(schedule, cost)
     summary = _summary(schedule, cost, events)
     if args.trace is not None:
@@ -232,7 +239,9 @@ def cmd_simulate(args) -> int:
         meta["bytes_per_link"] = _bytes_per_link(events)
         save_run(args.save, events, meta)
     if args.json:
-        print(json.dumps(summary, sort_keys=True))
+        from .run_dirs import strict_json_value
+
+        print(json.dumps(strict_json_value(summary), sort_keys=True, allow_nan=False))
         return 0
     print(f"{schedule.name}: {schedule.pp_size} ranks, {schedule.num_stages} stages, "
           f"{schedule.microbatches_per_step} microbatches per step, {schedule.num_steps} step(s)"
@@ -264,6 +273,24 @@ def cmd_simulate(args) -> int:
     return 0
 
 
+# About what each output takes per action (a few event rows each): refuses a full disk first.
+_OUTPUT_BYTES_PER_ACTION = {"--save": 200, "--trace": 800, "--save-csv": 8}
+
+
+def _check_outputs(args, schedule) -> None:
+    """Refuse, before simulating, an output that cannot be written (see pplab.output_paths)."""
+    from .output_paths import check_writable
+
+    actions = sum(len(order) for order in schedule.actions.values())
+    if args.save is not None and (args.save.exists() or args.save.is_symlink()):
+        raise ValueError(f"{args.save} already exists; choose a new run directory")
+    for flag, path in (("--save", args.save), ("--trace", args.trace),
+                       ("--save-csv", args.save_csv)):
+        if path is not None:
+            check_writable(path, flag, need_bytes=actions * _OUTPUT_BYTES_PER_ACTION[flag],
+                           folder=flag == "--save")
+
+
 def _bytes_per_link(events) -> dict[str, int]:
     sends = events[events["kind"] == "send"]
     totals = sends.groupby(["rank", "peer"])["bytes"].sum()
@@ -290,6 +317,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("pplab: interrupted", file=sys.stderr)
         return 130
+    except Exception as error:  # a bug: still one line, with the way to see more
+        if os.environ.get("PPLAB_DEBUG"):
+            raise
+        text = str(error).strip().splitlines()
+        print(f"pplab: internal error: {type(error).__name__}: {text[0] if text else ''} "
+              f"(a bug in pplab; PPLAB_DEBUG=1 shows the traceback)", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

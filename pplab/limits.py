@@ -3,7 +3,7 @@
 A learner who types ``--pp 100000`` or uploads a 20,000-row CSV should get one line at once,
 not a machine that swaps for an hour. Every limit here is checked before the work it guards
 starts; raising one is a deliberate edit of this file. The README's reliability section
-lists them.
+and docs/reliability.md list them.
 
     python -c "import pplab.limits as l; print(l.MAX_ACTIONS, l.MAX_PP_SIZE)"
 """
@@ -64,3 +64,27 @@ MAX_META_BYTES = 8 * 2**20
 MAX_EVENTS_BYTES = 256 * 2**20
 MAX_EVENT_ROWS = 5_000_000
 MAX_WORLD_SIZE = 4096  # processes of one recorded run
+
+# Processes of a local run (pplab train, pplab compare). Beyond the first two a run is a mistake,
+# not an experiment, and is refused unless --oversubscribe; the memory bound holds even then,
+# because every rank is a Python process with torch loaded.
+MAX_PROCESSES = 64
+MAX_RANKS_PER_SLOT = 4  # ranks per CPU core (or GPU)
+RANK_MEMORY_BYTES = 300 * 2**20  # what one CPU rank holds: Python, torch, the toy model
+
+# Training runs (pplab train, pplab compare, the app's Run page). The toy GPT is a teaching
+# model: these bound what one request can ask of the machine before any process starts.
+MAX_TRAIN_STEPS = 100_000
+MAX_TIMEOUT_S = 86_400.0  # a day without progress; torch's own timeouts overflow near 24 days
+MAX_LEARNING_RATE = 10.0
+MAX_SEED = 2**32 - 1
+MAX_SEQ_LEN = 8192
+MAX_D_MODEL = 8192
+MAX_D_FF = 4 * MAX_D_MODEL
+MAX_HEADS = 1024
+MAX_LAYERS = 1024
+MAX_BATCH_SIZE = 65_536  # rows of one global batch
+MAX_TEXT_BYTES = 64 * 2**20  # the corpus of --task text
+# Weights, gradients and Adam state of every replica plus the activations of a whole batch,
+# estimated by pplab.plan.estimated_training_bytes.
+MAX_TRAINING_BYTES = 16 * 2**30

@@ -3,8 +3,10 @@
 What it teaches: a measured timeline shows the schedule only while every rank has a core (or
 a GPU) of its own. With more ranks than cores the ranks take turns, and the waiting that adds
 looks just like pipeline bubbles. ``pplab train`` says so in a warning and refuses clearly
-absurd counts unless asked (``--oversubscribe``); the app's Run page, serving other people,
-keeps to one rank per core. Nothing here imports torch: GPUs are counted by ``nvidia-smi``.
+absurd counts unless asked (``--oversubscribe``); even then it refuses more ranks than the
+machine's memory holds, since every rank is a Python process with torch loaded. The app's Run
+page, serving other people, keeps to one rank per core. The numbers live in ``pplab.limits``.
+Nothing here imports torch: GPUs are counted by ``nvidia-smi``.
 
     python -c "from pplab.machine import rank_slots; print(rank_slots('cpu'))"
 """
@@ -15,10 +17,8 @@ import os
 import shutil
 import subprocess
 
+from pplab import limits
 from pplab.engine.topology import Topology
-
-MAX_PROCESSES = 64  # beyond this a local run is a mistake, not an experiment
-MAX_RANKS_PER_SLOT = 4
 
 
 def cpu_count() -> int:
@@ -44,6 +44,14 @@ def gpu_count() -> int:
     return found
 
 
+def memory_bytes() -> int | None:
+    """This machine's physical memory, or None where the system does not say."""
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (AttributeError, ValueError, OSError):
+        return None
+
+
 def rank_slots(device: str) -> int:
     """How many ranks can run side by side without sharing: GPUs on cuda, else cores."""
     return gpu_count() if device == "cuda" else cpu_count()
@@ -63,14 +71,28 @@ def check_fits(topology: Topology, device: str, slots: int) -> None:
 
 
 def check_not_absurd(topology: Topology, device: str, slots: int,
-                     oversubscribe: bool = False) -> None:
-    """Refuse a count no laptop run means (over 64 processes, or 4 per core) unless told to."""
+                     oversubscribe: bool = False, memory: int | None = None) -> None:
+    """Refuse a count no local run means, in one line, before anything starts.
+
+    Over ``limits.MAX_PROCESSES`` processes, or over ``limits.MAX_RANKS_PER_SLOT`` per core
+    (or GPU), is refused unless ``oversubscribe``; more ranks than ``memory`` (default: this
+    machine's) holds at ``limits.RANK_MEMORY_BYTES`` each is refused always.
+    """
     world = topology.world_size
-    if oversubscribe or (world <= MAX_PROCESSES and world <= MAX_RANKS_PER_SLOT * max(1, slots)):
+    memory = memory_bytes() if memory is None else memory
+    if memory is not None and world * limits.RANK_MEMORY_BYTES > memory:
+        raise ValueError(f"{topology.describe()} need about "
+                         f"{world * limits.RANK_MEMORY_BYTES / 2**30:.0f} GiB of memory "
+                         f"({limits.RANK_MEMORY_BYTES // 2**20} MiB per rank, pplab.limits); "
+                         f"this machine has {memory / 2**30:.0f} GiB")
+    if oversubscribe or (world <= limits.MAX_PROCESSES
+                         and world <= limits.MAX_RANKS_PER_SLOT * max(1, slots)):
         return
     raise ValueError(f"{topology.describe()} on {_slot_word(device, slots)} is more than "
-                     f"this machine can run side by side; pass --oversubscribe to start them "
-                     f"anyway")
+                     f"this machine can run side by side (at most {limits.MAX_PROCESSES} "
+                     f"processes, {limits.MAX_RANKS_PER_SLOT} per "
+                     f"{'GPU' if device == 'cuda' else 'core'}; pplab.limits); pass "
+                     f"--oversubscribe to start them anyway")
 
 
 def sharing_warning(topology: Topology, device: str, slots: int) -> str | None:

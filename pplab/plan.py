@@ -4,10 +4,12 @@ What it teaches: before one process starts, a pipeline run is a handful of numbe
 agree. The schedule fixes the depth P and the microbatches; the model needs at least one
 layer per stage; the batch must cut into microbatches on every data-parallel replica; an
 asynchronous schedule cannot average gradients across replicas; a fault must name a process
-that exists. ``make_plan`` checks them all and raises ValueError with the numbers that are
-wrong, so ``pplab train``, ``pplab compare`` and the app's Run page refuse a bad request with
-the same one line. It imports no torch: the engine (``pplab.engine.launch``) adds only the
-check that a CUDA device is really there.
+and a step that exist; the model, its optimizer state and its activations must fit the
+bounds of ``pplab.limits``, and so must the events the run would record. ``make_plan`` checks
+them all and raises ValueError with the numbers that are wrong, so ``pplab train``, ``pplab
+compare`` and the app's Run page refuse a bad request with the same one line. It imports no
+torch: the engine (``pplab.engine.launch``) adds only the check that a CUDA device is really
+there, and that the run directory can be written.
 
     python -c "from pplab.plan import make_plan; from pplab.train_config import TrainConfig;
     print(make_plan(TrainConfig(pp_size=4, microbatches=8)).describe())"
@@ -21,6 +23,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
+from pplab import limits
 from pplab.engine.topology import Topology
 from pplab.schedules import SCHEDULES, Schedule, build, read_csv, validate
 from pplab.train_config import ModelConfig, TrainConfig, parse_fault, vocab_size
@@ -29,6 +32,10 @@ DEFAULT_PP_SIZE = 2
 DEFAULT_MICROBATCHES = 4
 ROWS_PER_MICROBATCH = 4  # the default batch: this many rows per microbatch per replica
 MIN_DEFAULT_LAYERS = 4
+# Event rows one action leaves in a run (its compute, send, receive and wait, measured on
+# the bundled runs: 2.5 to 3.5); a tensor-parallel shard adds its all-reduces, per layer.
+EVENT_ROWS_PER_ACTION = 4
+EVENT_ROWS_PER_TP_LAYER = 4
 
 
 @dataclass(frozen=True)
@@ -63,6 +70,7 @@ def make_plan(config: TrainConfig) -> Plan:
     topology = Topology(schedule.pp_size, config.tp_size, config.dp_size)
     per_step = schedule.microbatches_per_step
     layers = config.layers or max(MIN_DEFAULT_LAYERS, schedule.num_stages)
+    limits.check_count("layers (one per stage)", layers, limits.MAX_LAYERS)
     layer_split = split_layers(layers, schedule.num_stages, config.split)
     replicas = config.dp_size
     batch_size = config.batch_size or ROWS_PER_MICROBATCH * per_step * replicas
@@ -72,16 +80,70 @@ def make_plan(config: TrainConfig) -> Plan:
     if schedule.is_async and replicas > 1:
         raise ValueError(f"{schedule.name} updates each stage on its own clock; run it with "
                          f"--dp 1, not {replicas}")
+    steps = schedule.num_steps if schedule.is_async else config.steps
     if config.fault is not None:
         fault = parse_fault(config.fault)
         if fault.rank >= topology.world_size:
             raise ValueError(f"fault rank {fault.rank} is outside the world of "
                              f"{topology.describe()}")
+        if fault.step >= steps:
+            raise ValueError(f"fault step {fault.step} is beyond the run's {steps} steps "
+                             f"(steps count from 0)")
+    if batch_size > limits.MAX_BATCH_SIZE:  # only a default batch can be: the config checks
+        raise ValueError(f"the default batch of {ROWS_PER_MICROBATCH} rows x {per_step:,} "
+                         f"microbatches x {replicas} replicas = {batch_size:,} rows is over "
+                         f"pplab's limit of {limits.MAX_BATCH_SIZE:,} (pplab.limits)")
     model = ModelConfig(vocab_size=vocab_size(config), seq_len=config.seq_len,
                         d_model=config.d_model, n_heads=config.heads, n_layers=layers,
                         d_ff=config.mlp_width, seed=config.seed)
-    return Plan(config, schedule, model, layer_split, batch_size,
+    plan = Plan(config, schedule, model, layer_split, batch_size,
                 batch_size // (per_step * replicas), topology)
+    _check_size(plan, steps)
+    return plan
+
+
+def estimated_training_bytes(plan: Plan) -> int:
+    """About what the run holds in memory, all ranks together: weights, gradients and two Adam
+    moments of every replica, plus the activations of a whole batch saved for the backward
+    (GPipe holds them all at once). Per token and layer a block saves about 16 d_model +
+    2 d_ff + 2 heads x seq_len numbers (Korthikanti et al., 2022, eq. 1, at our sizes)."""
+    model, config = plan.model, plan.config
+    d, ff, vocab, seq = model.d_model, model.d_ff, model.vocab_size, model.seq_len
+    per_layer = 4 * d * d + 2 * d * ff + 9 * d + ff
+    parameters = model.n_layers * per_layer + 2 * vocab * d + seq * d + 2 * d + vocab
+    element = 8 if config.dtype == "float64" else 4
+    tokens = plan.batch_size * seq
+    activations = tokens * (model.n_layers * (16 * d + 2 * ff + 2 * model.n_heads * seq)
+                            + 4 * vocab)
+    return (4 * parameters * config.dp_size + activations) * element
+
+
+def estimated_event_rows(plan: Plan, steps: int) -> int:
+    """About how many rows the run's Event table gets (nothing when it records nothing)."""
+    if not plan.config.record:
+        return 0
+    grid, schedule = plan.topology, plan.schedule
+    per_action = EVENT_ROWS_PER_ACTION
+    if grid.tp_size > 1:
+        per_action += EVENT_ROWS_PER_TP_LAYER * max(plan.layer_split)
+    actions = sum(len(order) for order in schedule.actions.values())
+    rounds = 1 if schedule.is_async else steps
+    return actions * rounds * grid.tp_size * grid.dp_size * per_action
+
+
+def _check_size(plan: Plan, steps: int) -> None:
+    """Refuse a run the machine should not be asked for, or whose events no lab could open."""
+    need = estimated_training_bytes(plan)
+    if need > limits.MAX_TRAINING_BYTES:
+        raise ValueError(f"this model and batch need about {need / 2**30:,.1f} GiB of memory; "
+                         f"pplab trains at most {limits.MAX_TRAINING_BYTES / 2**30:g} GiB "
+                         f"(pplab.limits): use a smaller --d-model, --layers, --seq-len or "
+                         f"--batch-size")
+    rows = estimated_event_rows(plan, steps)
+    if rows > limits.MAX_EVENT_ROWS:
+        raise ValueError(f"{steps:,} steps would record about {rows:,} events; a run directory "
+                         f"holds at most {limits.MAX_EVENT_ROWS:,} (pplab.limits): use fewer "
+                         f"--steps, or --no-record")
 
 
 def _schedule(config: TrainConfig) -> Schedule:
@@ -92,6 +154,8 @@ def _schedule(config: TrainConfig) -> Schedule:
             else {}
         return build(config.schedule, config.pp_size or DEFAULT_PP_SIZE,
                      config.microbatches or DEFAULT_MICROBATCHES, config.chunks, **options)
+    if not Path(config.csv).is_file():  # a folder, a pipe or a device would be read forever
+        raise ValueError(f"{config.csv} is not a file")
     schedule = read_csv(config.csv)
     if config.pp_size is not None and config.pp_size != schedule.pp_size:
         raise ValueError(f"--pp {config.pp_size} but {config.csv} has {schedule.pp_size} ranks")

@@ -2,23 +2,28 @@
 
 What it teaches: every number of a pipeline run constrains the others (microbatches must
 divide the batch, tensor parallelism must divide the heads, a fault must name a rank that
-exists). ``TrainConfig`` checks the numbers that need no schedule; ``pplab.plan`` checks the
-ones that do. Neither imports torch, so the command line and the app refuse a bad request
-in one clear line before any process starts.
+exists). ``TrainConfig`` checks the numbers that need no schedule, each against its bound in
+``pplab.limits`` (a whole number where one is meant; finite, positive and bounded where a
+real one is); ``pplab.plan`` checks the ones that do. Neither imports torch, so the command
+line and the app refuse a bad request in one clear line before any process starts.
 
     python -c "from pplab.train_config import TrainConfig; TrainConfig(heads=3)"
 """
 
 from __future__ import annotations
 
+import re
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import NamedTuple
+
+from pplab import limits
 
 TASKS = ("reverse", "sort", "text")
 DEVICES = ("cpu", "cuda")
 DTYPES = ("float32", "float64")
 FAULT_KINDS = ("raise", "kill")
+_FAULT = re.compile(r"([0-9]+):([0-9]+):([a-z]+)")
 SYNTHETIC_VOCAB = 16  # 15 digit tokens and a separator: small enough to learn in minutes
 
 
@@ -56,19 +61,44 @@ class Fault(NamedTuple):
 
 def parse_fault(text: str) -> Fault:
     """Read "RANK:STEP:raise|kill"; RANK is the global process rank, as in the Event table."""
-    parts = text.split(":")
-    if len(parts) != 3 or not parts[0].isdigit() or not parts[1].isdigit() \
-            or parts[2] not in FAULT_KINDS:
-        raise ValueError(f"fault must look like RANK:STEP:raise or RANK:STEP:kill, got {text!r}")
-    return Fault(int(parts[0]), int(parts[1]), parts[2])
+    match = _FAULT.fullmatch(text) if isinstance(text, str) and len(text) < 100 else None
+    if match is None or match[3] not in FAULT_KINDS:
+        raise ValueError(f"fault must look like RANK:STEP:raise or RANK:STEP:kill, "
+                         f"got {str(text)[:100]!r}")
+    return Fault(int(match[1]), int(match[2]), match[3])
 
 
 def parse_split(text: str) -> tuple[int, ...]:
     """Read "3,3,2" into (3, 3, 2)."""
-    try:
-        return tuple(int(part) for part in text.split(","))
-    except ValueError:
-        raise ValueError(f"--split must be layer counts such as 3,3,2, got {text!r}") from None
+    parts = text.split(",")
+    if len(parts) > limits.MAX_STAGES or not all(p.strip().isascii() and p.strip().isdigit()
+                                                 for p in parts):
+        raise ValueError(f"--split must be layer counts such as 3,3,2, got {text[:100]!r}")
+    return tuple(int(part) for part in parts)
+
+
+def check_whole_number(name: str, value: object, limit: int, minimum: int = 1) -> int:
+    """A whole number in [minimum, limit]; one line naming ``name`` otherwise."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ValueError(f"{name} must be a whole number, got {value!r}")
+    if value < minimum:
+        raise ValueError(f"{name} must be at least {minimum}, got {value}")
+    limits.check_count(name, value, limit)
+    return value
+
+
+# Every whole-number option: (largest, smallest) value. None is allowed for the optional ones,
+# which the plan fills in (pp_size and microbatches from a CSV, layers from the stages...).
+_BOUNDS = {
+    "pp_size": (limits.MAX_PP_SIZE, 1), "microbatches": (limits.MAX_MICROBATCHES, 1),
+    "chunks": (limits.MAX_STAGES, 1), "steps": (limits.MAX_TRAIN_STEPS, 1),
+    "layers": (limits.MAX_LAYERS, 1), "batch_size": (limits.MAX_BATCH_SIZE, 1),
+    "seq_len": (limits.MAX_SEQ_LEN, 1), "d_model": (limits.MAX_D_MODEL, 1),
+    "heads": (limits.MAX_HEADS, 1), "d_ff": (limits.MAX_D_FF, 1),
+    "seed": (limits.MAX_SEED, 0), "tp_size": (limits.MAX_WORLD_SIZE, 1),
+    "dp_size": (limits.MAX_WORLD_SIZE, 1),
+}
+_OPTIONAL = ("pp_size", "microbatches", "chunks", "layers", "batch_size", "d_ff")
 
 
 @dataclass(frozen=True)
@@ -110,15 +140,16 @@ class TrainConfig:
 
     def __post_init__(self) -> None:
         if self.split is not None:
-            object.__setattr__(self, "split", tuple(int(n) for n in self.split))
-        positive = {"steps": self.steps, "seq_len": self.seq_len, "d_model": self.d_model,
-                    "heads": self.heads, "tp_size": self.tp_size, "dp_size": self.dp_size}
-        for name in ("pp_size", "microbatches", "chunks", "layers", "batch_size", "d_ff"):
-            if getattr(self, name) is not None:
-                positive[name] = getattr(self, name)
-        for name, value in positive.items():
-            if value < 1:
-                raise ValueError(f"{name} must be at least 1, got {value}")
+            object.__setattr__(self, "split", tuple(self.split))
+            limits.check_count("parts of the split", len(self.split), limits.MAX_STAGES)
+            for part in self.split:
+                check_whole_number("a part of the split", part, limits.MAX_LAYERS)
+        for name, (limit, minimum) in _BOUNDS.items():
+            value = getattr(self, name)
+            if value is not None or name not in _OPTIONAL:
+                check_whole_number(name, value, limit, minimum)
+        limits.check_finite_number("lr", self.lr, limits.MAX_LEARNING_RATE, positive=True)
+        limits.check_finite_number("timeout", self.timeout, limits.MAX_TIMEOUT_S, positive=True)
         for name, value, choices in (("task", self.task, TASKS),
                                      ("device", self.device, DEVICES),
                                      ("dtype", self.dtype, DTYPES)):
@@ -127,13 +158,12 @@ class TrainConfig:
         if self.task == "text" and not self.text:
             raise ValueError("--task text needs --text FILE")
         if self.text and not Path(self.text).is_file():
-            raise ValueError(f"text file {self.text} does not exist")
+            raise ValueError(f"text file {self.text} does not exist or is not a regular file")
+        if self.text and Path(self.text).stat().st_size > limits.MAX_TEXT_BYTES:
+            raise ValueError(f"text file {self.text} is over pplab's limit of "
+                             f"{limits.MAX_TEXT_BYTES:,} bytes (pplab.limits)")
         if self.task in ("reverse", "sort") and self.seq_len < 3:
             raise ValueError(f"the {self.task} task needs seq_len >= 3, got {self.seq_len}")
-        if not self.lr > 0:
-            raise ValueError(f"lr must be positive, got {self.lr}")
-        if not self.timeout > 0:
-            raise ValueError(f"timeout must be positive, got {self.timeout}")
         if self.d_model % self.heads:
             raise ValueError(f"d_model {self.d_model} is not divisible by {self.heads} heads")
         if self.heads % self.tp_size:

@@ -49,3 +49,20 @@ def test_a_failed_block_leaves_nothing(tmp_path):
             (tmp / "half").write_text("x")
             raise RuntimeError("crash")
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_killed_writers_temporary_is_swept_by_the_next_write(tmp_path):
+    import signal
+    import subprocess
+    import sys
+
+    code = ("import os, signal, sys; from pathlib import Path; "
+            "from pplab.atomic_files import atomic_directory\n"
+            "with atomic_directory(sys.argv[1]) as tmp:\n"
+            "    (tmp / 'half').write_text('x'); os.kill(os.getpid(), signal.SIGKILL)")
+    done = subprocess.run([sys.executable, "-c", code, str(tmp_path / "run")])
+    assert done.returncode == -signal.SIGKILL
+    assert len(list(tmp_path.iterdir())) == 1  # its hidden temporary, left behind
+    with atomic_directory(tmp_path / "other") as tmp:
+        (tmp / "meta.json").write_text("{}")
+    assert [p.name for p in tmp_path.iterdir()] == ["other"]

@@ -131,7 +131,8 @@ def test_every_command_is_built_in(capsys):
         cli.main(["--help"])
     out, _ = capsys.readouterr()
     assert exit_.value.code == 0
-    for command in ("schedules", "simulate", "validate", "train", "compare", "lab"):
+    for command in ("schedules", "simulate", "validate", "search", "train", "compare", "plan",
+                    "exercise", "lab"):
         assert f"    {command}" in out, command
 
 
@@ -199,3 +200,31 @@ def test_closed_form_only_for_the_registered_order(tmp_path, capsys):
     code, out, _ = run(capsys, "simulate", "--csv", str(other), "--json")
     closed = json.loads(out)["closed_form"]
     assert code == 0 and closed["bubble_fraction"] is None and "differs" in closed["note"]
+
+
+def test_a_bug_is_still_one_line_unless_asked_for_the_traceback(capsys, monkeypatch):
+    def broken(args):
+        raise TypeError("unsupported operand\nsecond line")
+
+    monkeypatch.setattr(cli, "cmd_schedules", broken)
+    code, out, err = run(capsys, "schedules")
+    assert code == 1 and out == ""
+    assert err == ("pplab: internal error: TypeError: unsupported operand (a bug in pplab; "
+                   "PPLAB_DEBUG=1 shows the traceback)\n")
+    monkeypatch.setenv("PPLAB_DEBUG", "1")
+    with pytest.raises(TypeError):
+        cli.main(["schedules"])
+
+
+def test_outputs_are_checked_before_simulating(tmp_path, capsys, monkeypatch):
+    def never(*args, **kwargs):
+        raise AssertionError("simulated before the outputs were checked")
+
+    monkeypatch.setattr("pplab.simulator.simulate", never)
+    (tmp_path / "run").mkdir()
+    code, _, err = run(capsys, "simulate", "--schedule", "gpipe", "--pp", "2",
+                       "--microbatches", "2", "--save", str(tmp_path / "run"))
+    assert code == 2 and "already exists" in err
+    code, _, err = run(capsys, "simulate", "--schedule", "gpipe", "--pp", "2",
+                       "--microbatches", "2", "--trace", str(tmp_path))
+    assert code == 2 and err == f"pplab: error: --trace {tmp_path}: is a folder; give a file name\n"

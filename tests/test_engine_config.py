@@ -209,13 +209,16 @@ def test_ranks_beyond_the_machine_are_warned_refused_or_bounded():
     assert machine.sharing_warning(four, "cpu", 2) == (
         "4 ranks on 2 CPU cores: ranks take turns, so measured times show CPU sharing, "
         "not the schedule")
-    machine.check_not_absurd(Topology(8), "cpu", 2)  # 4 per core: slow, but allowed
+    plenty = 2**40  # bytes of memory: the count, not the memory, is under test here
+    machine.check_not_absurd(Topology(8), "cpu", 2, memory=plenty)  # 4 per core: allowed
     with pytest.raises(ValueError, match="pp 9 x tp 1 x dp 1 = 9 ranks on 2 CPU cores is more "
                                          "than .* pass --oversubscribe"):
-        machine.check_not_absurd(Topology(9), "cpu", 2)
-    machine.check_not_absurd(Topology(9), "cpu", 2, oversubscribe=True)
+        machine.check_not_absurd(Topology(9), "cpu", 2, memory=plenty)
+    machine.check_not_absurd(Topology(9), "cpu", 2, oversubscribe=True, memory=plenty)
     with pytest.raises(ValueError, match="65 ranks on 64 CPU cores"):
-        machine.check_not_absurd(Topology(65), "cpu", 64)
+        machine.check_not_absurd(Topology(65), "cpu", 64, memory=plenty)
+    with pytest.raises(ValueError, match="= 9 ranks need about 3 GiB of memory"):
+        machine.check_not_absurd(Topology(9), "cpu", 2, oversubscribe=True, memory=2**30)
     with pytest.raises(ValueError, match="= 4 ranks, but this machine has 2 CPU cores"):
         machine.check_fits(four, "cpu", 2)
 

@@ -31,10 +31,13 @@ from pplab import parallel_formulas as pf
 from pplab.atomic_files import atomic_directory
 from pplab.comparisons import COMPARISON_CSV, COMPARISON_JSON
 from pplab.plan import Plan, make_plan, run_label
+from pplab.run_dirs import strict_json_value
 from pplab.train_config import TrainConfig
 
 from .compare_specs import Spec, default_batch, parse_spec
 from .compare_table import COLUMNS, table_csv
+
+MAX_CONFIGURATIONS = 32  # each one trains for real: a longer list is a typo, not a plan
 
 
 @dataclass(frozen=True)
@@ -57,11 +60,16 @@ class Shared:
 
 def plan_comparison(texts: Sequence[str], shared: Shared) -> list[tuple[Spec, Plan]]:
     """Each configuration with its checked plan, all of one model and one global batch."""
-    specs = [parse_spec(text) for text in texts]
-    if not specs:
+    if not texts:
         raise ValueError("give at least one configuration, e.g. 1f1b:pp=2,m=4")
-    layers = shared.layers or max(4, *(s.pp * (s.v or 1) for s in specs))
-    batch = shared.batch_size or default_batch(specs)
+    if len(texts) > MAX_CONFIGURATIONS:
+        raise ValueError(f"{len(texts):,} configurations; one comparison trains at most "
+                         f"{MAX_CONFIGURATIONS}")
+    specs = [parse_spec(text) for text in texts]
+    # "is None", not "or": a 0 given on purpose is refused by the config, not replaced.
+    layers = shared.layers if shared.layers is not None \
+        else max(4, *(s.pp * (s.v or 1) for s in specs))
+    batch = shared.batch_size if shared.batch_size is not None else default_batch(specs)
     planned = []
     for spec in specs:
         try:
@@ -174,12 +182,18 @@ def run_comparison(texts: Sequence[str], shared: Shared, out: str | os.PathLike,
     Everything is checked before the first process starts. ``out`` appears complete or not
     at all: runs go into a hidden temporary directory beside it, renamed at the end.
     """
-    from .launch import run_training
+    from pplab.output_paths import check_writable
+    from pplab.plan import estimated_event_rows
+
+    from .launch import RUN_DIR_BYTES, RUN_DIR_BYTES_PER_EVENT, run_training
 
     out = Path(out)
     if out.exists():
         raise ValueError(f"{out} already exists; choose a new comparison directory")
     planned = plan_comparison(texts, shared)
+    need = sum(RUN_DIR_BYTES + RUN_DIR_BYTES_PER_EVENT * estimated_event_rows(plan, plan.num_steps)
+               for _, plan in planned)
+    check_writable(out, "--out", need_bytes=need, folder=True)
     with atomic_directory(out) as tmp:
         rows = []
         for i, (spec, plan) in enumerate(planned):
@@ -200,7 +214,8 @@ def run_comparison(texts: Sequence[str], shared: Shared, out: str | os.PathLike,
                                 "summed over ranks; see pplab.parallel_formulas",
             "rows": rows,
         }
-        (tmp / COMPARISON_JSON).write_text(json.dumps(document, indent=2) + "\n")
+        (tmp / COMPARISON_JSON).write_text(
+            json.dumps(strict_json_value(document), indent=2, allow_nan=False) + "\n")
         (tmp / COMPARISON_CSV).write_text(table_csv(rows))
     return out, rows
 

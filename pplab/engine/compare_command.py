@@ -12,7 +12,6 @@ all-reduces; data parallelism its gradient traffic.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from datetime import UTC, datetime
 from pathlib import Path
@@ -39,7 +38,7 @@ examples:
 
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
-    from .train_command import add_model_arguments, add_oversubscribe_argument
+    from .train_command import add_dry_run_argument, add_model_arguments, add_oversubscribe_argument
 
     parser = subparsers.add_parser(
         "compare", help="train one model under several pp/tp/dp configurations and tabulate",
@@ -55,7 +54,8 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     parser.add_argument("--batch-size", type=int, help="global batch, rows (see below)")
     add_model_arguments(parser)
     parser.add_argument("--timeout", type=float, default=300.0,
-                        help="seconds before one stuck configuration is stopped (default 300)")
+                        help="seconds before one stuck configuration is stopped (default 300, "
+                             "at most a day)")
     parser.add_argument("--out", metavar="DIR",
                         help="comparison directory (default $PPLAB_RUNS_DIR or runs/, then "
                              "comparisons/<time>, where the app finds it)")
@@ -64,6 +64,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     parser.add_argument("--json", action="store_true",
                         help="print the rows as JSON instead of a table")
     add_oversubscribe_argument(parser)
+    add_dry_run_argument(parser)
     parser.set_defaults(func=run)
     return parser
 
@@ -76,12 +77,13 @@ def _fail(message: str, code: int) -> int:
 
 def run(args: argparse.Namespace) -> int:
     from pplab.comparisons import COMPARISON_CSV, COMPARISON_JSON
+    from pplab.output_paths import check_writable
     from pplab.runs_catalog import USER_COMPARISONS, user_runs_dir
 
     from .compare import Shared, plan_comparison, run_comparison
     from .compare_table import format_table
-    from .supervisor import RankFailed
-    from .train_command import machine_warning
+    from .supervisor import RankFailed, Stopped, stop_on_sigterm
+    from .train_command import machine_warning, strict_json
 
     try:
         if args.task not in ("reverse", "sort"):
@@ -98,17 +100,28 @@ def run(args: argparse.Namespace) -> int:
         stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
         # By default beside the user's runs, where the app's Compare page finds it.
         out = Path(args.out) if args.out else user_runs_dir() / USER_COMPARISONS / stamp
-        directory, rows = run_comparison(
-            args.configs, shared, out, args.description,
-            progress=lambda line: print(line, file=sys.stderr, flush=True))
+        if out.exists():
+            raise ValueError(f"{out} already exists; choose a new comparison directory")
+        check_writable(out, "--out", folder=True)
+        if args.dry_run:
+            print(f"pplab compare: {len(planned)} configuration(s), at most "
+                  f"{largest.topology.world_size} processes: every check passed; the "
+                  f"comparison would be saved in {out}; nothing was started", file=sys.stderr)
+            return 0
+        with stop_on_sigterm():
+            directory, rows = run_comparison(
+                args.configs, shared, out, args.description,
+                progress=lambda line: print(line, file=sys.stderr, flush=True))
     except ValueError as error:
         return _fail(str(error).splitlines()[0], 2)
     except RankFailed as error:
         return _fail(f"{error}; no comparison was written", 1)
     except KeyboardInterrupt:
         return _fail("interrupted; no comparison was written", 130)
+    except Stopped:
+        return _fail("stopped; no comparison was written", 143)
     if args.json:
-        print(json.dumps(rows, indent=2))
+        print(strict_json(rows, indent=2))
     else:
         print(format_table(rows))
         print()

@@ -7,8 +7,10 @@
   step, default pp; 1 for tp and dp), ``v`` (model chunks per rank, interleaved only), ``tp``
   (tensor-parallel ranks per stage) or ``dp`` (data-parallel replicas).
 
-Every configuration of one comparison trains the same model on the same global batch:
-``default_batch`` is the smallest that every configuration can cut into its microbatches.
+Every value is a whole number from 1 to its bound in ``pplab.limits`` (``BOUNDS``), checked
+while reading, so no size grows before it is refused. Every configuration of one comparison
+trains the same model on the same global batch: ``default_batch`` is the smallest that every
+configuration can cut into its microbatches.
 
     python -c "from pplab.engine.compare_specs import parse_spec; print(parse_spec('tp:tp=4'))"
 """
@@ -16,8 +18,11 @@ Every configuration of one comparison trains the same model on the same global b
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
+
+from pplab import limits
 
 from .topology import Topology
 
@@ -25,6 +30,9 @@ NO_PIPELINE = {"tp": "tp", "dp": "dp"}
 NO_PIPELINE_SCHEDULE = "gpipe"  # with one stage it is just F then B per microbatch
 KEYS = {"pp": "pipeline ranks", "m": "microbatches per step", "v": "chunks per rank",
         "tp": "tensor-parallel ranks", "dp": "data-parallel replicas"}
+BOUNDS = {"pp": limits.MAX_PP_SIZE, "m": limits.MAX_MICROBATCHES, "v": limits.MAX_STAGES,
+          "tp": limits.MAX_WORLD_SIZE, "dp": limits.MAX_WORLD_SIZE}
+MAX_SPEC_CHARS = 200
 MIN_DEFAULT_BATCH = 16
 
 
@@ -49,6 +57,9 @@ def parse_spec(text: str) -> Spec:
     """Read ``NAME[:KEY=VALUE,...]``; raise ValueError naming what is wrong."""
     from pplab.schedules import SCHEDULES
 
+    if len(text) > MAX_SPEC_CHARS:
+        raise ValueError(f"a configuration is at most {MAX_SPEC_CHARS} characters, got "
+                         f"{len(text):,}: {text[:40]!r}...")
     name, _, rest = text.strip().partition(":")
     name = name.strip()
     if name not in SCHEDULES and name not in NO_PIPELINE:
@@ -63,12 +74,15 @@ def parse_spec(text: str) -> Spec:
                              f"{', '.join(KEYS)}")
         if key in values:
             raise ValueError(f"{key} is given twice in {text!r}")
-        try:
-            values[key] = int(value)
-        except ValueError:
-            raise ValueError(f"{key}={value.strip()} in {text!r} is not a whole number") from None
+        value = value.strip()
+        if not re.fullmatch(r"[+-]?[0-9]+", value):
+            raise ValueError(f"{key}={value} in {text!r} is not a whole number")
+        values[key] = int(value)
         if values[key] < 1:
             raise ValueError(f"{key} must be at least 1 in {text!r}, got {values[key]}")
+        if values[key] > BOUNDS[key]:
+            raise ValueError(f"{key}={values[key]:,} in {text!r} is over pplab's limit of "
+                             f"{BOUNDS[key]:,} {KEYS[key]} (pplab.limits)")
     if name in NO_PIPELINE:
         values.setdefault(NO_PIPELINE[name], 2)
         pp = values.get("pp", 1)

@@ -22,6 +22,7 @@ import importlib.metadata
 import os
 import platform
 from collections.abc import Callable
+from contextlib import suppress
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -39,8 +40,12 @@ from .supervisor import RankFailed, Report, describe_error, spawn_ranks
 # and {"event": "ready", "ready", "ranks"} as ranks come up, {"event": "step", "step"
 # (1-based), "steps", "loss"} as steps finish.
 OnProgress = Callable[[dict], None]
+# What a run directory takes on disk, to refuse a full disk before training: its metadata
+# (the schedule's CSV text included) and the Event table, a few dozen bytes a row in parquet.
+RUN_DIR_BYTES = 2**20
+RUN_DIR_BYTES_PER_EVENT = 48
 
-__all__ = ["RankFailed", "RunResult", "check_device", "run_training"]
+__all__ = ["RankFailed", "RunResult", "check_device", "output_dir", "run_training"]
 
 
 @dataclass
@@ -60,13 +65,34 @@ def check_device(plan: Plan) -> None:
             raise ValueError("--device cuda but no CUDA GPU is visible; use --device cpu")
 
 
+def output_dir(plan: Plan) -> Path | None:
+    """Where the run will be saved (None for ``--out -``), checked now: a folder that cannot
+    take it (under a file, read-only, full) is refused before any rank starts, not after
+    the last step. The default is a new folder under the user's runs folder."""
+    from pplab.output_paths import check_writable
+    from pplab.plan import estimated_event_rows
+
+    if plan.config.out == "-":
+        return None
+    if plan.config.out:
+        target = Path(plan.config.out)
+    else:
+        from pplab.runs_catalog import user_runs_dir
+
+        target = new_run_dir(user_runs_dir(), plan)
+    need = RUN_DIR_BYTES + RUN_DIR_BYTES_PER_EVENT * estimated_event_rows(plan, plan.num_steps)
+    check_writable(target, "--out", need_bytes=need, folder=True)
+    return target
+
+
 def run_training(config: TrainConfig, on_progress: OnProgress | None = None) -> RunResult:
     """Run a whole training job and save it (unless ``config.out`` is "-")."""
     plan = make_plan(config)
     check_device(plan)
+    run_dir = output_dir(plan)
     if launched_by_torchrun():
-        return _run_in_place(plan, on_progress)
-    return _run_spawned(plan, on_progress)
+        return _run_in_place(plan, run_dir, on_progress)
+    return _run_spawned(plan, run_dir, on_progress)
 
 
 def train_spawned_rank(rank: int, world_size: int, report: Report, plan: Plan) -> dict:
@@ -113,16 +139,16 @@ def choose_backend(device: str, ranks_per_host: int) -> tuple[str, bool]:
     return ("gloo" if shared else "nccl"), shared
 
 
-def _run_spawned(plan: Plan, on_progress: OnProgress | None) -> RunResult:
+def _run_spawned(plan: Plan, run_dir: Path | None, on_progress: OnProgress | None) -> RunResult:
     world = plan.topology.world_size
     backend, gpus_shared = choose_backend(plan.config.device, world)
     results = spawn_ranks(world, train_spawned_rank, plan, backend=backend,
                           timeout=plan.config.timeout,
                           on_report=_progress_relay(plan, on_progress))
-    return _finish(plan, results, gpus_shared)
+    return _finish(plan, results, gpus_shared, run_dir)
 
 
-def _run_in_place(plan: Plan, on_progress: OnProgress | None) -> RunResult:
+def _run_in_place(plan: Plan, run_dir: Path | None, on_progress: OnProgress | None) -> RunResult:
     """Under torchrun: this process is one rank; rank 0 gathers and writes the run."""
     import torch.distributed as dist
 
@@ -148,10 +174,13 @@ def _run_in_place(plan: Plan, on_progress: OnProgress | None) -> RunResult:
     except Exception as error:  # one line per rank, as a spawned run reports it
         raise RankFailed(f"rank {rank} failed: {describe_error(error)}") from None
     finally:
-        dist.destroy_process_group()
+        # Tearing down is not the run: a failure here neither fails a run that finished nor
+        # hides the error of one that did not.
+        with suppress(Exception):
+            dist.destroy_process_group()
     if rank != 0:
         return RunResult(None, pd.DataFrame(), {}, [])  # rank 0 reports for the whole run
-    return _finish(plan, gathered, gpus_shared)
+    return _finish(plan, gathered, gpus_shared, run_dir)
 
 
 def _hardware(results: list[dict], gpus_shared: bool) -> dict:
@@ -174,9 +203,10 @@ def _hardware(results: list[dict], gpus_shared: bool) -> dict:
             "backend": results[0]["backend"]}
 
 
-def _finish(plan: Plan, results: list[dict], gpus_shared: bool) -> RunResult:
-    """Merge every rank's results into one Event table and meta.json; save them."""
-    from pplab.runs_catalog import user_runs_dir
+def _finish(plan: Plan, results: list[dict], gpus_shared: bool,
+            run_dir: Path | None) -> RunResult:
+    """Merge every rank's results into one Event table and meta.json; save them in
+    ``run_dir`` (None: save nothing)."""
     from pplab.schedules import schedule_to_csv_text
     from pplab.simulator import schedule_summary
     from pplab.timeline import events_frame, save_run
@@ -225,8 +255,6 @@ def _finish(plan: Plan, results: list[dict], gpus_shared: bool) -> RunResult:
         "dp_size": topology.dp_size,
         "step_seconds": results[0]["step_seconds"],
     }
-    run_dir = None
-    if config.out != "-":
-        run_dir = save_run(Path(config.out) if config.out else new_run_dir(user_runs_dir(), plan),
-                           events, metadata)
+    if run_dir is not None:
+        save_run(run_dir, events, metadata)
     return RunResult(run_dir, events, metadata, losses)

@@ -2,18 +2,26 @@
 
 What it teaches: a pipeline is many processes that must start together and fail together.
 ``spawn_ranks`` starts ``world_size`` fresh Python processes ("spawn", never fork: torch
-does not survive a fork), lets them meet through a rendezvous file in a new temporary
-directory (so two runs never collide on a port) and runs ``fn(rank, world_size, report,
+does not survive a fork), lets them meet through a file store in a fresh rendezvous folder
+(``rendezvous``: two runs never collide on a port) and runs ``fn(rank, world_size, report,
 *args)`` in each, one CPU thread per rank.
 
-The parent never waits without a bound. It polls a message queue a tenth of a second at a
-time and, between polls, looks at every child: one that raised reported its error, one that
-died shows an exit code, one that is stuck stops sending. The first failure ends the run at
-once: the other ranks are terminated (then killed, after a grace period), and the caller
-gets ``RankFailed`` with the root cause: "rank 2 failed: killed by signal 9", not the echoes
-("connection closed by peer") of the ranks that were waiting for it. When nothing at all is
-heard for ``timeout`` seconds, the rank blamed is the one furthest behind: the lowest step
-reported, and among equals the one heard from least recently.
+The parent never waits without a bound. Each rank writes to a pipe of its own
+(``rank_channel``); the parent looks at all of them a tenth of a second at a time, reads only
+the bytes that are there, and between looks checks every child: one that raised reported
+its error, one that died shows an exit code, one that is stopped (SIGSTOP, a debugger) has
+stopped its heartbeat. A rank that dies halfway through a message, even its large result,
+leaves half a frame behind, not a parent stuck reading it. The first failure ends the run
+at once: the other ranks are terminated (then killed, after a grace period), the rendezvous
+folder is removed, and the caller gets ``RankFailed`` with the root cause: "rank 2 failed:
+killed by signal 9", not the echoes ("connection closed by peer", "timed out") of the ranks
+that were waiting for it. When no rank reports progress for ``timeout`` seconds, the rank
+blamed is a stopped one if there is one, else the one furthest behind: the lowest step
+reported, and among equals the one heard from least recently. Starting Python and torch is
+not progress, and can take longer than a step on a busy machine: until every rank has
+joined, ranks that keep beating get ``STARTUP_SECONDS`` (or ``timeout``, if longer). Once a
+rank has delivered its result, whatever happens to it while it tears torch down no longer
+matters.
 
 The engine (``pplab train``), the benchmarks and the multi-process tests all start their
 ranks here.
@@ -27,19 +35,34 @@ from __future__ import annotations
 import multiprocessing
 import os
 import pickle
-import queue
 import shutil
-import tempfile
+import signal
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
-from datetime import timedelta
+from multiprocessing import connection as mp_connection
+from pathlib import Path
+
+from . import rendezvous
+from .rank_channel import (
+    BEAT,
+    ERROR,
+    HEARTBEAT_SECONDS,
+    REPORT,
+    RESULT,
+    STARTUP_SECONDS,
+    Inbox,
+    describe_error,
+    rank_main,
+)
 
 GRACE_SECONDS = 5.0  # a terminated rank gets this long before it is killed outright
 POLL_SECONDS = 0.1
-LAST_WORDS_SECONDS = 0.5  # how long a dead rank's own error message may take to arrive
-PARENT_CHECK_SECONDS = 1.0
+LAST_WORDS_SECONDS = 0.5  # how long the other ranks' messages may take to arrive after a failure
+MISSED_BEATS = 3  # a rank silent this many heartbeats, though alive, is stalled
+SUSPENDED_SECONDS = 2.0  # a longer pause between two looks means the parent itself was stopped
 
 # fn(rank, world_size, report, *args); report(event, **fields) tells the parent something.
 Report = Callable[..., None]
@@ -50,10 +73,28 @@ class RankFailed(RuntimeError):
     """A rank raised, died or stopped making progress; the message is "rank R failed: ..."."""
 
 
-def describe_error(error: BaseException) -> str:
-    """``TypeName: first line of the message``: one line, whatever the error."""
-    text = str(error).strip().splitlines()
-    return f"{type(error).__name__}: {text[0] if text else ''}".rstrip(": ")
+class Stopped(Exception):
+    """SIGTERM arrived (the app's Stop button, a job scheduler): unwind and clean up."""
+
+
+@contextmanager
+def stop_on_sigterm() -> Iterator[None]:
+    """Turn the first SIGTERM into ``Stopped``, so the ranks are stopped and nothing is left
+    behind; a second one, during that cleanup, is ignored. Outside the main thread (where
+    Python cannot catch signals) it does nothing."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def stop(signum, frame):
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        raise Stopped
+
+    previous = signal.signal(signal.SIGTERM, stop)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 # How far a rank has come before its first step: each phase is one report to the parent.
@@ -66,7 +107,7 @@ class RankProgress:
 
     phase: int = 0  # index into PHASES
     step: int = -1  # the highest step it reported
-    heard_at: float = 0.0  # time.monotonic() of its last message (or of the spawn)
+    heard_at: float = 0.0  # time.monotonic() of its last report (or of the spawn)
 
     def where(self) -> str:
         if self.step >= 0:
@@ -89,149 +130,229 @@ def spawn_ranks(world_size: int, fn: Callable, *args, backend: str | None = "glo
     function), as spawn requires; its result is pickled, so tensors travel safely.
     ``backend`` is the torch.distributed backend each rank joins before ``fn`` runs (None:
     no process group, no torch). ``timeout`` bounds both the process group's own waits and
-    the parent's patience: the run fails when no rank is heard from for that long.
+    the parent's patience: the run fails when no rank reports for that long.
     ``on_report(rank, event, fields)`` sees, in the parent, every ``report`` of every rank,
-    and the supervisor's own: "started" (the rank's Python, and torch, are loaded) and
-    "joined" (its process group is up; ``fn`` starts).
+    and the supervisor's own: "started" (the rank's Python, and torch, are loaded;
+    ``fields["pid"]`` is its process id), "joined" (its process group is up; ``fn`` starts)
+    and "sending-result" (``fields["bytes"]``: its result has begun to arrive).
     Raises ``RankFailed`` naming the rank that failed first.
     """
     context = multiprocessing.get_context("spawn")
-    outbox = context.Queue()
-    rendezvous = tempfile.mkdtemp(prefix="pplab-rdv-")
-    processes = [context.Process(target=_rank_main, daemon=True,
-                                 args=(rank, world_size, backend, f"file://{rendezvous}/store",
-                                       timeout, fn, args, outbox))
-                 for rank in range(world_size)]
+    processes, inboxes, folder = [], [], None
     try:
-        for process in processes:
-            process.start()
-        results = _watch(processes, outbox, timeout, on_report)
+        folder = rendezvous.new_folder()
+        # The arguments (a plan can be megabytes) wait in a file: what spawn itself writes to
+        # a new process stays small, so starting one never waits on it.
+        rendezvous.write_args(folder, args)
+        for rank in range(world_size):
+            reader, writer = context.Pipe(duplex=False)
+            inboxes.append(Inbox(reader))
+            processes.append(context.Process(
+                target=rank_main, daemon=True, name=f"pplab-rank-{rank}",
+                args=(rank, world_size, backend, str(folder), timeout, fn, writer)))
+            try:
+                processes[-1].start()
+            except OSError as error:
+                raise RankFailed(f"rank {rank} failed: could not start a process: "
+                                 f"{error.strerror or error}") from None
+            finally:
+                writer.close()  # the rank holds its own copy: end of file once it exits
+        results = _Watch(processes, inboxes, timeout, on_report).until_done()
     finally:
         _stop(processes)
-        outbox.close()
-        shutil.rmtree(rendezvous, ignore_errors=True)
-    return [pickle.loads(results[rank]) for rank in range(world_size)]
+        for inbox in inboxes:
+            inbox.close()
+        if folder is not None:
+            shutil.rmtree(folder, ignore_errors=True)
+    return [_unpickle(rank, results[rank]) for rank in range(world_size)]
 
 
-def _watch(processes, outbox, timeout: float, on_report: OnReport | None) -> dict[int, bytes]:
-    """Poll until every rank has sent its result; raise RankFailed at the first failure."""
-    world_size = len(processes)
-    progress = {rank: RankProgress(heard_at=time.monotonic()) for rank in range(world_size)}
-    results: dict[int, bytes] = {}
-    errors: dict[int, tuple[float, str]] = {}
-    deadline = time.monotonic() + timeout
-    failing_since = None
-    while len(results) < world_size:
-        # Looked at before reading: a rank that has exited has flushed its messages, so an
-        # empty queue after this means they are truly missing.
-        all_exited = all(p.exitcode is not None for p in processes)
-        try:
-            kind, rank, data = outbox.get(timeout=POLL_SECONDS)
-        except queue.Empty:
-            kind = None
-        if kind is not None:
-            # The timeout stops a stuck run, not a long one: every message is progress.
-            deadline = time.monotonic() + timeout
-            progress[rank].heard_at = time.monotonic()
-            if kind == "report":
-                event, fields = data
-                if event in PHASES:
-                    progress[rank].phase = max(progress[rank].phase, PHASES.index(event))
-                if isinstance(fields.get("step"), int):
-                    progress[rank].step = max(progress[rank].step, fields["step"])
-                if on_report is not None:
-                    on_report(rank, event, fields)
-            elif kind == "result":
-                results[rank] = data
-                progress.pop(rank, None)
-            elif kind == "error":
-                errors.setdefault(rank, data)
-            continue
-        dead = {r: p.exitcode for r, p in enumerate(processes)
-                if p.exitcode not in (None, 0) and r not in errors}
-        if errors or dead:
-            failing_since = failing_since or time.monotonic()
-            # Give a dying rank a moment to deliver its own message before choosing (when
-            # every rank has exited, no message is still on its way).
-            if not dead or all_exited or time.monotonic() - failing_since > LAST_WORDS_SECONDS:
-                raise RankFailed(root_cause(errors, dead))
-        if time.monotonic() > deadline:
-            rank = slowest_rank(progress)
-            raise RankFailed(f"rank {rank} failed: no progress within the timeout of "
-                             f"{timeout:g} s ({progress[rank].where()})")
-        if all_exited:
-            missing = sorted(set(range(world_size)) - set(results))
-            raise RankFailed(f"rank {missing[0]} failed: exited without a result")
-    return results
+def _unpickle(rank: int, payload: bytes):
+    try:
+        return pickle.loads(payload)
+    except Exception as error:
+        raise RankFailed(f"rank {rank} failed: its result cannot be read: "
+                         f"{describe_error(error)}") from None
 
 
-def root_cause(errors: dict[int, tuple[float, str]], dead: dict[int, int]) -> str:
-    """The first cause, not its echoes: a rank killed by a signal, else the earliest error."""
-    for rank, code in sorted(dead.items()):
-        if code < 0:
-            return f"rank {rank} failed: killed by signal {-code}"
-    if errors:
-        rank = min(errors, key=lambda r: errors[r][0])
-        return f"rank {rank} failed: {errors[rank][1]}"
-    rank, code = min(dead.items())
-    return f"rank {rank} failed: exited with code {code}"
+def process_state(pid: int | None) -> str | None:
+    """The one-letter state of a process from /proc (T: stopped), or None where unknown."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return None
+
+
+class _Watch:
+    """What the parent knows of its ranks while it waits for their results."""
+
+    def __init__(self, processes, inboxes, timeout: float, on_report: OnReport | None):
+        self.processes, self.inboxes = processes, inboxes
+        self.timeout, self.on_report = timeout, on_report
+        now = time.monotonic()
+        self.progress = {rank: RankProgress(heard_at=now) for rank in range(len(processes))}
+        self.beat_at: dict[int, float] = {}  # last heartbeat (or any message) of each rank
+        self.results: dict[int, bytes] = {}
+        self.errors: dict[int, tuple[float, str]] = {}
+        self.deadline = now + timeout
+        # Starting Python and torch is not training: it gets its own, longer bound.
+        self.startup_deadline = now + max(timeout, STARTUP_SECONDS)
+        self.looked_at = now
+
+    def until_done(self) -> dict[int, bytes]:
+        """Look until every rank has sent its result; raise RankFailed at the first failure."""
+        failing_since = None
+        while len(self.results) < len(self.processes):
+            self._read()
+            now = time.monotonic()
+            if now - self.looked_at > SUSPENDED_SECONDS:  # we were stopped (Ctrl-Z): not them
+                self.deadline += now - self.looked_at
+                self.startup_deadline += now - self.looked_at
+                self.beat_at = {rank: at + now - self.looked_at
+                                for rank, at in self.beat_at.items()}
+            self.looked_at = now
+            if len(self.results) == len(self.processes):
+                break
+            dead = self._dead()
+            if not (self.errors or dead):
+                failing_since = None  # e.g. a rank that died after its result, read just now
+            else:
+                failing_since = failing_since or now
+                # The other ranks' messages may still be on their way: wait for them, but
+                # not longer than a moment, and not at all once every rank has said all.
+                if self._all_said() or now - failing_since > LAST_WORDS_SECONDS:
+                    raise RankFailed(self._root_cause(dead, now))
+            if now > self.deadline and not self._starting(now):
+                raise RankFailed(self._no_progress(now))
+        return self.results
+
+    def _read(self) -> None:
+        open_boxes = {inbox.connection: rank for rank, inbox in enumerate(self.inboxes)
+                      if not inbox.closed}
+        if not open_boxes:
+            time.sleep(POLL_SECONDS)
+            return
+        for ready in mp_connection.wait(list(open_boxes), timeout=POLL_SECONDS):
+            rank = open_boxes[ready]
+            try:
+                messages = self.inboxes[rank].read()
+            except Exception as error:  # a message that does not unpickle: that rank's fault
+                raise RankFailed(f"rank {rank} failed: its message cannot be read: "
+                                 f"{describe_error(error)}") from None
+            for kind, body in messages:
+                self._take(rank, kind, body)
+
+    def _take(self, rank: int, kind: bytes, body) -> None:
+        now = time.monotonic()
+        self.beat_at[rank] = now
+        if kind == BEAT:
+            return
+        if kind == b"result-begins":
+            if self.on_report is not None:
+                self.on_report(rank, "sending-result", {"bytes": body})
+            return
+        # The timeout stops a stuck run, not a long one: every other message is progress.
+        self.deadline = now + self.timeout
+        if rank in self.progress:
+            self.progress[rank].heard_at = now
+        if kind == REPORT:
+            event, fields = body
+            if rank in self.progress and event in PHASES:
+                self.progress[rank].phase = max(self.progress[rank].phase, PHASES.index(event))
+            if rank in self.progress and isinstance(fields.get("step"), int):
+                self.progress[rank].step = max(self.progress[rank].step, fields["step"])
+            if self.on_report is not None:
+                self.on_report(rank, event, fields)
+        elif kind == RESULT:
+            self.results[rank] = body
+            self.progress.pop(rank, None)
+        elif kind == ERROR:
+            self.errors.setdefault(rank, body)
+
+    def _dead(self) -> dict[int, int]:
+        """Ranks that ended without a result: exit code (negative: killed by that signal)."""
+        return {rank: process.exitcode for rank, process in enumerate(self.processes)
+                if process.exitcode is not None and rank not in self.results
+                and (process.exitcode != 0 or self.inboxes[rank].closed)}
+
+    def _all_said(self) -> bool:
+        """Every rank has delivered its result or exited with its pipe read to the end."""
+        return all(rank in self.results or (process.exitcode is not None
+                                            and self.inboxes[rank].closed)
+                   for rank, process in enumerate(self.processes))
+
+    def _stalled(self, now: float) -> list[tuple[int, str]]:
+        """Ranks alive but not running, longest silent first, each with what was seen."""
+        found = []
+        for rank, process in enumerate(self.processes):
+            if rank in self.results or process.exitcode is not None:
+                continue
+            silent = now - self.beat_at.get(rank, now)
+            if process_state(process.pid) in ("T", "t"):
+                found.append((silent, rank, "the process is stopped, by SIGSTOP or a debugger"))
+            elif silent > MISSED_BEATS * HEARTBEAT_SECONDS:  # it beat before, then fell silent
+                found.append((silent, rank, f"it is alive but sent no heartbeat for "
+                                            f"{silent:.0f} s: suspended or frozen"))
+        return [(rank, reason) for _, rank, reason in sorted(found, reverse=True)]
+
+    def _while_sending(self, rank: int) -> str:
+        size = self.inboxes[rank].result_bytes
+        return "" if size is None else f", while sending its result of {size:,} bytes"
+
+    def _root_cause(self, dead: dict[int, int], now: float) -> str:
+        """The first cause, not its echoes: a rank killed by a signal, then one that is
+        stopped (its peers' timeouts are echoes of it), then the earliest error."""
+        for rank, code in sorted(dead.items()):
+            if code < 0:
+                return f"rank {rank} failed: killed by signal {-code}{self._while_sending(rank)}"
+        stalled = self._stalled(now)
+        if stalled:
+            rank, reason = stalled[0]
+            return f"rank {rank} failed: {reason}{self._while_sending(rank)}"
+        if self.errors:
+            rank = min(self.errors, key=lambda r: self.errors[r][0])
+            return f"rank {rank} failed: {self.errors[rank][1]}"
+        rank, code = min(dead.items())
+        if code == 0:
+            return f"rank {rank} failed: exited without a result{self._while_sending(rank)}"
+        return f"rank {rank} failed: exited with code {code}{self._while_sending(rank)}"
+
+    def _starting(self, now: float) -> bool:
+        """Some rank is still loading Python and torch, alive and beating, within the bound."""
+        stalled = {rank for rank, _ in self._stalled(now)}
+        return now <= self.startup_deadline and any(
+            progress.phase < PHASES.index("joined") and rank not in stalled
+            for rank, progress in self.progress.items())
+
+    def _no_progress(self, now: float) -> str:
+        stalled = self._stalled(now)
+        if stalled:
+            rank, reason = stalled[0]
+        else:
+            rank = slowest_rank(self.progress)
+            reason = self.progress[rank].where()
+            if self.progress[rank].phase < PHASES.index("joined"):
+                return (f"rank {rank} failed: not started within "
+                        f"{max(self.timeout, STARTUP_SECONDS):g} s ({reason})")
+        return (f"rank {rank} failed: no progress within the timeout of {self.timeout:g} s "
+                f"({reason}{self._while_sending(rank)})")
 
 
 def _stop(processes) -> None:
     """End every child within a bound. After its result a rank has nothing left to do, and
     tearing torch down takes seconds: it is terminated too, as is every rank of a failed run."""
-    for process in processes:
+    started = [process for process in processes if process.pid is not None]
+    for process in started:
         if process.is_alive():
             process.terminate()
+            with suppress(OSError):  # a stopped process acts on SIGTERM only once continued
+                os.kill(process.pid, signal.SIGCONT)
     deadline = time.monotonic() + GRACE_SECONDS
-    for process in processes:
+    for process in started:
         process.join(max(0.0, deadline - time.monotonic()))
         if process.is_alive():
             process.kill()
             process.join(1.0)
-
-
-def _rank_main(rank: int, world_size: int, backend: str | None, init_method: str,
-               timeout: float, fn: Callable, args: tuple, outbox) -> None:
-    """Entry point of a spawned rank: join, run ``fn``, answer; never leave a traceback."""
-    parent = os.getppid()
-
-    def watch_parent() -> None:
-        # A parent killed outright cannot terminate us; do not sit in a receive until timeout.
-        while os.getppid() == parent:
-            time.sleep(PARENT_CHECK_SECONDS)
-        os._exit(1)
-
-    threading.Thread(target=watch_parent, daemon=True).start()
-
-    def report(event: str, **fields) -> None:
-        outbox.put(("report", rank, (event, fields)))
-
-    try:
-        dist = None
-        if backend is not None:
-            import torch
-            import torch.distributed as dist
-
-            torch.set_num_threads(1)  # one rank per core: threads would fight over them
-        report("started")
-        if dist is not None:
-            dist.init_process_group(backend, init_method=init_method, rank=rank,
-                                    world_size=world_size, timeout=timedelta(seconds=timeout))
-        report("joined")
-        result = fn(rank, world_size, report, *args)
-        # Pickled here: a torch queue would share tensors by file descriptor, and those die
-        # with this process.
-        payload = pickle.dumps(result)
-        if dist is not None:
-            dist.barrier()  # nobody leaves while a peer may still be talking to it
-            dist.destroy_process_group()
-        outbox.put(("result", rank, payload))
-    except BaseException as error:  # report any failure, then exit non-zero
-        outbox.put(("error", rank, (time.time(), describe_error(error))))
-        outbox.close()
-        outbox.join_thread()
-        os._exit(1)
 
 
 def demo_rank(rank: int, world_size: int, report: Report) -> str:

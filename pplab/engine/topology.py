@@ -20,6 +20,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
+from pplab.limits import MAX_WORLD_SIZE
+
 
 class Coords(NamedTuple):
     """A process's place in the grid: pipeline position, data replica, tensor shard."""
@@ -50,6 +52,9 @@ class Topology:
         for name in ("pp_size", "tp_size", "dp_size"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
+        if self.world_size > MAX_WORLD_SIZE:
+            raise ValueError(f"{self.describe()} is over pplab's limit of {MAX_WORLD_SIZE:,} "
+                             f"processes (pplab.limits)")
         if self.world is not None and self.world != self.world_size:
             raise ValueError(f"world size {self.world} != pp {self.pp_size} x tp {self.tp_size}"
                              f" x dp {self.dp_size}")

@@ -6,19 +6,20 @@ start and end, ready to lay beside the prediction. The command only parses and p
 request is checked by ``pplab.plan`` (no torch, so a mistake is one line at once) and run by
 ``pplab.engine.launch``. It says what it is doing from the first second: what it starts,
 each rank as it joins, each step with its loss (``--json-progress``: one JSON object per
-line instead, as the app reads it).
+line instead, as the app reads it, in strict JSON: a diverged loss is null). Everything that
+can be checked is checked before the first process starts: the numbers (``pplab.limits``),
+the machine (``pplab.machine``) and the run directory (``launch.output_dir``);
+``--dry-run`` stops there.
 
     pplab train --schedule 1f1b --stages 4 --microbatches 8 --steps 20
+    pplab train --schedule 1f1b --pp 4 --tp 2 --dry-run
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import signal
 import sys
-import threading
-from contextlib import contextmanager
 
 
 def add_model_arguments(parser: argparse.ArgumentParser) -> None:
@@ -72,14 +73,27 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                         help="record no events (to measure the cost of recording)")
     parser.add_argument("--timeout", type=float, default=300.0,
                         help="seconds without progress before a stuck run is stopped "
-                             "(default 300)")
+                             "(default 300, at most a day)")
     parser.add_argument("--fault", metavar="RANK:STEP:raise|kill",
                         help="make one process (its global rank) fail on purpose")
     add_oversubscribe_argument(parser)
+    add_dry_run_argument(parser)
     parser.add_argument("--json-progress", action="store_true",
                         help="one JSON object per line on stdout instead of a progress bar")
     parser.set_defaults(func=run)
     return parser
+
+
+def add_dry_run_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--dry-run", action="store_true",
+                        help="check everything (numbers, machine, output folder), start nothing")
+
+
+def strict_json(value: object, indent: int | None = None) -> str:
+    """JSON as every reader takes it: NaN and infinities become null."""
+    from pplab.run_dirs import strict_json_value
+
+    return json.dumps(strict_json_value(value), indent=indent, allow_nan=False)
 
 
 def config_from_args(args: argparse.Namespace):
@@ -133,14 +147,14 @@ class _Say:
 
     def __call__(self, event: str, message: str, **fields) -> None:
         if self.as_json:
-            print(json.dumps({"event": event, "message": message, **fields}), flush=True)
+            print(strict_json({"event": event, "message": message, **fields}), flush=True)
         else:
             prefix = "warning: " if event == "warning" else ""
             print(f"pplab train: {prefix}{message}", file=sys.stderr, flush=True)
 
     def progress(self, event: dict) -> None:
         if self.as_json:
-            print(json.dumps(event), flush=True)
+            print(strict_json(event), flush=True)
         elif event["event"] in ("started", "ready"):
             self._count(event["event"], event[event["event"]], event["ranks"])
         elif event["event"] == "step":
@@ -171,27 +185,6 @@ def _fail(say: _Say, message: str, code: int) -> int:
     return code
 
 
-class _Stopped(Exception):
-    """SIGTERM arrived (the app's Stop button, a job scheduler): unwind and clean up."""
-
-
-@contextmanager
-def _stop_on_sigterm():
-    """Turn SIGTERM into an exception, so the ranks are stopped and nothing is left behind."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-
-    def stop(signum, frame):
-        raise _Stopped
-
-    previous = signal.signal(signal.SIGTERM, stop)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)
-
-
 def _start_line(plan) -> str:
     from pplab.machine import launched_by_torchrun
 
@@ -217,13 +210,30 @@ def machine_warning(plan, oversubscribe: bool) -> str | None:
 def run(args: argparse.Namespace) -> int:
     from pplab.plan import make_plan
 
+    from .launch import output_dir
+
     say = _Say(args.json_progress)
     try:
         config = config_from_args(args)
         plan = make_plan(config)
         warning = machine_warning(plan, args.oversubscribe)
+        run_dir = output_dir(plan)
     except ValueError as error:
         return _fail(say, str(error).splitlines()[0], 2)
+    if args.dry_run:
+        if config.device == "cuda":
+            from .launch import check_device
+
+            try:
+                check_device(plan)  # the one check that needs torch
+            except ValueError as error:
+                return _fail(say, str(error), 2)
+        where = "saves nothing" if run_dir is None else f"would be saved in {run_dir}"
+        say("dry-run", f"{plan.describe()} on {plan.topology.world_size} process(es): "
+                       f"every check passed; the run {where}; nothing was started")
+        if warning:
+            say("warning", warning)
+        return 0
     # Said before torch is imported (seconds on a small machine): nothing long is silent.
     say("start", _start_line(plan), run=plan.describe(), ranks=plan.topology.world_size,
         device=config.device)
@@ -231,11 +241,11 @@ def run(args: argparse.Namespace) -> int:
         say("warning", warning)
 
     from .launch import run_training
-    from .supervisor import RankFailed
+    from .supervisor import RankFailed, Stopped, stop_on_sigterm
 
     failure = None
     try:
-        with _stop_on_sigterm():
+        with stop_on_sigterm():
             result = run_training(config, say.progress)
     except ValueError as error:
         failure = (str(error).splitlines()[0], 2)
@@ -243,7 +253,7 @@ def run(args: argparse.Namespace) -> int:
         failure = (str(error), 1)
     except KeyboardInterrupt:
         failure = ("interrupted; no run directory was written", 130)
-    except _Stopped:
+    except Stopped:
         failure = ("stopped; no run directory was written", 143)
     say.close()
     if failure is not None:
@@ -255,7 +265,7 @@ def run(args: argparse.Namespace) -> int:
     if result.run_dir is None:
         return 0  # --out - saves nothing; under torchrun only rank 0 writes the run
     if args.json_progress:
-        print(json.dumps({"event": "done", "run_dir": str(result.run_dir)}), flush=True)
+        print(strict_json({"event": "done", "run_dir": str(result.run_dir)}), flush=True)
     else:
         print(result.run_dir)
     return 0
