@@ -65,8 +65,15 @@ class RunSummary:
 
     @property
     def topology(self) -> Topology:
-        """Where each global rank sits: (pp, dp, tp) coordinates, Megatron order."""
-        return Topology(self.pp_size or 1, self.tp_size, self.dp_size)
+        """Where each global rank sits: (pp, dp, tp) coordinates, Megatron order.
+
+        A grid no run can have (a foreign meta.json claiming a million ranks) is not believed:
+        the run is then read as one rank per process, as its events name them.
+        """
+        try:
+            return Topology(self.pp_size or 1, self.tp_size, self.dp_size)
+        except ValueError:
+            return Topology(1)
 
     @property
     def world_size(self) -> int:

@@ -303,7 +303,7 @@ def test_runs_page_predicted_over_measured_downloads_and_a_corrupt_folder(runs_d
     app.selectbox(key="runs_pick").set_value(
         "gpipe p=1000000 m=1000000 · zz-foreign-meta (yours)").run()
     assert not app.exception
-    assert "over pplab's limit" in app.error[0].value
+    assert "too big to replay" in app.error[0].value
     assert metric(app, "Bubble fraction (measured)")
 
 
