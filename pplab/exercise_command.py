@@ -222,23 +222,10 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``python -m pplab.exercise_command ARGS`` runs ``pplab exercise ARGS``, with the same
-    one-line errors and exit codes."""
-    from .cli import _Parser
+    """``python -m pplab.exercise_command ...``: the same as ``pplab exercise ...``."""
+    from .cli import main as pplab_main
 
-    parser = _Parser(prog="pplab")
-    add_parser(parser.add_subparsers(dest="command", required=True, parser_class=_Parser))
-    args = parser.parse_args(["exercise", *(sys.argv[1:] if argv is None else argv)])
-    try:
-        return int(args.func(args))
-    except ValueError as error:
-        lines = (getattr(error, "reason", None) or str(error)).strip().splitlines()
-        print(f"pplab: error: {(lines or [type(error).__name__])[0]}", file=sys.stderr)
-        return 2
-    except OSError as error:
-        where = f"{error.filename}: " if error.filename else ""
-        print(f"pplab: error: {where}{error.strerror or error}", file=sys.stderr)
-        return 2
+    return pplab_main(["exercise", *(sys.argv[1:] if argv is None else argv)])
 
 
 if __name__ == "__main__":

@@ -22,7 +22,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from .cli import _Parser, _whole_number
+from .cli import _whole_number
 
 DEFAULT_TOP = 10
 MAX_TOP = 1000
@@ -292,17 +292,10 @@ def _no_reference(result, grid: tuple[int, int, int]) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``python -m pplab.plan_command ...``: the command on its own, with pplab's one-line
-    errors (exit 2)."""
-    parser = _Parser(prog="pplab")
-    add_parser(parser.add_subparsers(dest="command", required=True, parser_class=_Parser))
-    args = parser.parse_args(["plan", *(sys.argv[1:] if argv is None else argv)])
-    try:
-        return int(args.func(args))
-    except ValueError as error:
-        lines = str(error).strip().splitlines() or [type(error).__name__]
-        print(f"pplab: error: {lines[0]}", file=sys.stderr)
-        return 2
+    """``python -m pplab.plan_command ...``: the same as ``pplab plan ...``."""
+    from .cli import main as pplab_main
+
+    return pplab_main(["plan", *(sys.argv[1:] if argv is None else argv)])
 
 
 if __name__ == "__main__":

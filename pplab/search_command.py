@@ -19,7 +19,7 @@ import json
 import sys
 from pathlib import Path
 
-from .cli import _Parser, _summary, _whole_number, gantt_text
+from .cli import _summary, _whole_number, gantt_text
 
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
@@ -114,21 +114,10 @@ def run(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``python -m pplab.search_command ...``: the command on its own, with pplab's one-line
-    errors (exit 2)."""
-    parser = _Parser(prog="pplab")
-    add_parser(parser.add_subparsers(dest="command", required=True, parser_class=_Parser))
-    args = parser.parse_args(["search", *(sys.argv[1:] if argv is None else argv)])
-    try:
-        return int(args.func(args))
-    except ValueError as error:
-        lines = str(error).strip().splitlines() or [type(error).__name__]
-        print(f"pplab: error: {lines[0]}", file=sys.stderr)
-        return 2
-    except OSError as error:  # --save-csv into a folder that cannot be written
-        where = f"{error.filename}: " if error.filename else ""
-        print(f"pplab: error: {where}{error.strerror or error}", file=sys.stderr)
-        return 2
+    """``python -m pplab.search_command ...``: the same as ``pplab search ...``."""
+    from .cli import main as pplab_main
+
+    return pplab_main(["search", *(sys.argv[1:] if argv is None else argv)])
 
 
 if __name__ == "__main__":

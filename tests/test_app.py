@@ -14,15 +14,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from app_helpers import ENTRY, ROOT, metric, open_page
 from lab_server import free_port, start_lab, stop_process_group, wait_until_healthy
 from streamlit.testing.v1 import AppTest
 
 from pplab import timeline
 from pplab.schedules import COMPUTE_KINDS, build, schedule_to_csv_text
 from pplab.simulator import CostModel, schedule_summary, simulate
-
-ROOT = Path(__file__).resolve().parents[1]
-ENTRY = str(ROOT / "app" / "lab.py")
 
 
 def write_run(directory: Path, schedule_name="1f1b", stages=2, microbatches=4, steps=3):
@@ -75,18 +73,8 @@ def no_runs(tmp_path, monkeypatch):
     monkeypatch.setenv("PPLAB_RUNS_DIR", str(tmp_path / "empty"))
 
 
-def open_page(page: str | None = None) -> AppTest:
-    app = AppTest.from_file(ENTRY, default_timeout=120).run()
-    if page:
-        app.switch_page(f"views/{page}.py").run()
-    assert not app.exception, app.exception
-    return app
 
 
-def metric(app: AppTest, label_start: str) -> str:
-    found = [m.value for m in app.metric if m.label.startswith(label_start)]
-    assert found, f"no metric {label_start!r} among {[m.label for m in app.metric]}"
-    return found[0]
 
 
 def chart_specs(app: AppTest) -> list[dict]:

@@ -6,15 +6,13 @@ on 4096 GPUs is marked slow.
 """
 
 import json
-from pathlib import Path
 
 import pytest
+from app_helpers import ENTRY, metric
 from streamlit.testing.v1 import AppTest
 
 from pplab.planner import PRESET_CLUSTERS, PRESET_MODELS, evaluate
 
-ROOT = Path(__file__).resolve().parents[1]
-ENTRY = str(ROOT / "app" / "lab.py")
 SMALL = {"pl_model": "megatron-1.7b", "pl_nodes": 4, "pl_batch": 512}
 
 
@@ -32,10 +30,6 @@ def open_planner(state: dict | None = None) -> AppTest:
     return app
 
 
-def metric(app: AppTest, label_start: str) -> str:
-    found = [m.value for m in app.metric if m.label.startswith(label_start)]
-    assert found, f"no metric {label_start!r} among {[m.label for m in app.metric]}"
-    return found[0]
 
 
 def charts(app: AppTest) -> dict[str, dict]:

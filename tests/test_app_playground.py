@@ -7,9 +7,9 @@ and the search's own, computed here beside the page.
 import importlib.util
 import json
 import sys
-from pathlib import Path
 
 import pytest
+from app_helpers import ROOT, metric, open_page
 from streamlit.testing.v1 import AppTest
 
 from pplab.cost_model import CostModel
@@ -18,8 +18,6 @@ from pplab.schedules.search import memory_capped_1f1b, search_schedule
 from pplab.simulator import simulate
 from pplab.timeline import metrics
 
-ROOT = Path(__file__).resolve().parents[1]
-ENTRY = str(ROOT / "app" / "lab.py")
 SEARCHED = "searched (memory cap C)"
 
 
@@ -28,18 +26,8 @@ def no_runs(tmp_path, monkeypatch):
     monkeypatch.setenv("PPLAB_RUNS_DIR", str(tmp_path / "empty"))
 
 
-def open_page(page: str | None = None) -> AppTest:
-    app = AppTest.from_file(ENTRY, default_timeout=120).run()
-    if page:
-        app.switch_page(f"views/{page}.py").run()
-    assert not app.exception, app.exception
-    return app
 
 
-def metric(app: AppTest, label_start: str) -> str:
-    found = [m.value for m in app.metric if m.label.startswith(label_start)]
-    assert found, f"no metric {label_start!r} among {[m.label for m in app.metric]}"
-    return found[0]
 
 
 def gantt_title(app: AppTest) -> str:

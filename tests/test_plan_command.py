@@ -11,6 +11,7 @@ import math
 import re
 
 import pytest
+from command_helpers import run_pplab, strict_json
 
 from pplab import plan_command
 from pplab.planner import PRESET_CLUSTERS, PRESET_MODELS, plan
@@ -21,19 +22,7 @@ SMALL = ("--model", "megatron-1.7b", "--nodes", "4", "--global-batch", "512")
 
 
 def run(capsys, *argv):
-    try:
-        code = plan_command.main(list(argv))
-    except SystemExit as exit_:  # argparse's own errors
-        code = exit_.code
-    out, err = capsys.readouterr()
-    return code, out, err
-
-
-def strict_json(text: str):
-    def refuse(constant):
-        raise AssertionError(f"{constant} is not strict JSON")
-
-    return json.loads(text, parse_constant=refuse)
+    return run_pplab(capsys, "plan", *argv)
 
 
 def table_rows(out: str) -> list[list[str]]:

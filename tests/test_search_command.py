@@ -6,11 +6,10 @@ subparser, one-line errors, exit 2).
 
 from __future__ import annotations
 
-import json
-
 import pytest
+from command_helpers import run_pplab, strict_json
 
-from pplab import cli, search_command
+from pplab import cli
 from pplab.cost_model import CostModel
 from pplab.schedules import read_csv, validate
 from pplab.schedules.search import search_schedule
@@ -19,19 +18,7 @@ from pplab.timeline import metrics
 
 
 def run(capsys, *argv):
-    try:
-        code = search_command.main(list(argv))
-    except SystemExit as exit_:  # argparse's own errors
-        code = exit_.code
-    out, err = capsys.readouterr()
-    return code, out, err
-
-
-def strict_json(text: str):
-    def refuse(constant):
-        raise AssertionError(f"{constant} is not strict JSON")
-
-    return json.loads(text, parse_constant=refuse)
+    return run_pplab(capsys, "search", *argv)
 
 
 def gantt_rows(out: str) -> list[str]:
