@@ -16,6 +16,7 @@ import pandas as pd
 import streamlit as st
 
 from pplab import runs_catalog, timeline
+from pplab.labels import plain_text
 from pplab.run_views import MeasuredStep, last_step
 from pplab.schedules import (
     OVERLAP_F_B,
@@ -239,7 +240,7 @@ def refresh_catalog() -> None:
 
 def show_problems(problems: list[tuple[str, str]]) -> None:
     for path, reason in problems:
-        st.warning(f"Skipped {path}: {reason}")
+        st.warning(plain_text(f"Skipped {path}: {reason}"))
 
 
 @st.cache_data(max_entries=32, show_spinner=False)
@@ -255,5 +256,6 @@ def load_measured(entry: runs_catalog.Entry) -> MeasuredStep:
     try:
         return measured_step(str(entry.run.path), entry.run.path.stat().st_mtime)
     except (OSError, ValueError) as error:
-        st.error(f"{entry.run.path} can no longer be read: {str(error).splitlines()[0]}")
+        st.error(plain_text(f"{entry.run.path} can no longer be read: "
+                            f"{str(error).splitlines()[0]}"))
         st.stop()

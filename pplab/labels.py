@@ -36,3 +36,13 @@ def bubble_normalisation(schedule: Schedule) -> str:
         return (f"idle rank-time / (ranks × makespan) over the whole run of "
                 f"{schedule.num_steps} steps, since {schedule.name} never flushes")
     return BUBBLE_OVER_ONE_STEP
+
+
+# What starts formatting, a link, HTML or LaTeX in Streamlit's markdown, wherever it stands.
+_MARKDOWN_SPECIALS = "\\`*_[]<>~$|#"
+
+
+def plain_text(text: object) -> str:
+    """``text`` escaped so that Streamlit's markdown shows it as typed: a folder named
+    ``**run**`` or ``[x](http://…)`` is a name, never formatting or a link."""
+    return "".join(f"\\{ch}" if ch in _MARKDOWN_SPECIALS else ch for ch in str(text))

@@ -551,3 +551,16 @@ def test_lab_command_serves_the_app_on_localhost(no_runs, tmp_path):
     # The command became the server, so stopping it leaves nothing listening.
     with socket.socket() as probe:
         assert probe.connect_ex(("127.0.0.1", port)) != 0
+
+
+def test_folder_names_are_shown_as_text_not_markdown(tmp_path, monkeypatch):
+    root = tmp_path / "runs"
+    broken = root / "**bold** [link](http://example.com)"
+    broken.mkdir(parents=True)
+    (broken / "meta.json").write_text("{")
+    (broken / "events.parquet").write_bytes(b"")
+    monkeypatch.setenv("PPLAB_RUNS_DIR", str(root))
+    app = open_page("runs")
+    shown = " ".join(w.value for w in app.warning)
+    assert r"\*\*bold\*\* \[link\](http" in shown
+    assert "**bold**" not in shown
