@@ -1,11 +1,14 @@
 """pplab's engine beside torch.distributed.pipelining, and the cost of recording.
 
 What it teaches: an executor that records every action can still be as fast as PyTorch's
-own pipeline runtime. Both train the same toy GPT stages (same seed, batch, microbatches,
-Adam step) on 2 CPU ranks with gloo, one thread each, for gpipe and 1f1b; the script prints
-the step-time ratio pplab / torch (<= 1.0: pplab no slower) and recording on / off (the
-cost of the timeline, which should stay under 2 %). The three systems take turns step by
-step and medians are taken, so load from other processes hits all of them alike.
+own pipeline runtime, and close to the ideal the schedule allows. Both train the same toy
+GPT stages (same seed, batch, microbatches, Adam step) on 2 CPU ranks with gloo, one thread
+each, for gpipe and 1f1b; the script prints the step-time ratio pplab / torch (<= 1.0: pplab
+no slower), recording on / off (the cost of the timeline, which should stay under 2 %), and
+the step beside its ideal: (m + p - 1)(F + B) with F and B the median forward and backward
+the recorded steps measured themselves, the step of a pipeline that spends nothing on
+messages, Python or the optimizer. The three systems take turns step by step and medians
+are taken, so load from other processes hits all of them alike.
 
     python benchmarks/engine_vs_torch.py --steps 30
 """
@@ -63,7 +66,16 @@ def _pplab_runner(plan, rank: int):
             runtime.track_memory = record
         context.executor.run_sync_step(k)
 
-    return step
+    return step, context.recorder
+
+
+def _compute_durations(recorder, first_step: int) -> dict[str, list[float]]:
+    """Seconds of every F and B the recorder timed from ``first_step`` on (warm-up left out)."""
+    out: dict[str, list[float]] = {"F": [], "B": []}
+    for kind, _stage, _mb, step, start, end, *_ in recorder.rows:
+        if kind in out and step >= first_step:
+            out[kind].append((end - start) / 1e9)
+    return out
 
 
 def _plan(schedule: str, options: dict):
@@ -82,10 +94,11 @@ def _rank(rank: int, world: int, report, options: dict) -> dict | None:
     import torch.distributed as dist
 
     times: dict[tuple[str, str], list[float]] = {}
+    computed: dict[str, dict[str, list[float]]] = {}
     systems = ["recorded", "not recorded", "torch"]
     for schedule in SCHEDULES:
         plan = _plan(schedule, options)
-        ours, theirs = _pplab_runner(plan, rank), _torch_runner(plan, rank)
+        (ours, recorder), theirs = _pplab_runner(plan, rank), _torch_runner(plan, rank)
         run = {"recorded": partial(ours, record=True),
                "not recorded": partial(ours, record=False), "torch": theirs}
         counters = dict.fromkeys(systems, 0)
@@ -102,8 +115,14 @@ def _rank(rank: int, world: int, report, options: dict) -> dict | None:
                         time.perf_counter() - started)
                 counters[label] += 1
             report("step", step=round_)  # progress: the supervisor's timeout means "stuck"
-    return {key: statistics.median(values) for key, values in times.items()} if rank == 0 \
-        else None
+        computed[schedule] = _compute_durations(recorder, first_step=2)
+    medians = {key: statistics.median(values) for key, values in times.items()}
+    return {"medians": medians if rank == 0 else None, "computed": computed}
+
+
+def ideal_step(microbatches: int, pp_size: int, forward: float, backward: float) -> float:
+    """(m + p - 1)(F + B): GPipe's and 1F1B's step with free messages, Python and optimizer."""
+    return (microbatches + pp_size - 1) * (forward + backward)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -130,21 +149,27 @@ def main(argv: list[str] | None = None) -> int:
         print(f"engine_vs_torch: {error}", file=sys.stderr)
         return 2
     try:
-        medians = spawn_ranks(2, _rank, options, backend="gloo", timeout=600)[0]
+        results = spawn_ranks(2, _rank, options, backend="gloo", timeout=600)
     except RankFailed as error:
         print(f"engine_vs_torch: {error}", file=sys.stderr)
         return 1
+    medians = results[0]["medians"]
     print(f"2 ranks, CPU, gloo, 1 thread each; {args.microbatches} microbatches of {args.rows} "
           f"x {args.seq_len} tokens, d_model {args.d_model}, {args.layers} layers;\n"
-          f"median of {args.steps} steps each, barrier to barrier, interleaved (ms, measured)")
+          f"median of {args.steps} steps each, barrier to barrier, interleaved (ms, measured);\n"
+          f"ideal = (m + p - 1)(F + B) from the median F and B of pplab's recorded steps")
     print(f"{'schedule':9} {'pplab':>9} {'torch':>9} {'pplab/torch':>12} {'no record':>10} "
-          f"{'record cost':>12}")
+          f"{'record cost':>12} {'F':>7} {'B':>7} {'ideal':>9} {'pplab/ideal':>12}")
     for schedule in SCHEDULES:
         ours = medians[(schedule, "recorded")]
         theirs = medians[(schedule, "torch")]
         bare = medians[(schedule, "not recorded")]
+        forward, backward = (statistics.median(
+            [d for r in results for d in r["computed"][schedule][kind]]) for kind in "FB")
+        ideal = ideal_step(args.microbatches, 2, forward, backward)
         print(f"{schedule:9} {ours * 1e3:9.2f} {theirs * 1e3:9.2f} {ours / theirs:12.3f} "
-              f"{bare * 1e3:10.2f} {100 * (ours / bare - 1):+11.1f}%")
+              f"{bare * 1e3:10.2f} {100 * (ours / bare - 1):+11.1f}% {forward * 1e3:7.2f} "
+              f"{backward * 1e3:7.2f} {ideal * 1e3:9.2f} {ours / ideal:12.3f}")
     return 0
 
 

@@ -90,9 +90,11 @@ def build_parser() -> argparse.ArgumentParser:
     from .exercise_command import add_parser as add_exercise
     from .lab_command import add_parser as add_lab
     from .plan_command import add_parser as add_plan
+    from .predict_command import add_parser as add_predict
     from .search_command import add_parser as add_search
 
-    for add in (add_search, add_train, add_compare, add_plan, add_exercise, add_lab):
+    for add in (add_search, add_train, add_compare, add_plan, add_predict, add_exercise,
+                add_lab):
         add(subparsers)
     return parser
 

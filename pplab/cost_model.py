@@ -17,7 +17,14 @@ from .limits import (
     check_count,
     check_finite_number,
 )
-from .schedules.actions import Schedule
+from .schedules.actions import (
+    BACKWARD_INPUT,
+    BACKWARD_WEIGHT,
+    COMPUTE_KINDS,
+    FORWARD,
+    FULL_BACKWARD,
+    Schedule,
+)
 
 MAX_BANDWIDTH = 1e18  # bytes per time unit: far above any link, still finite in every sum
 
@@ -45,6 +52,12 @@ class CostModel:
     as if nothing overlapped; 1 charges only the longer half. DeepSeek-V3 (arXiv:2412.19437,
     Sec. 3.2.1) overlaps the two to hide each one's communication behind the other's compute;
     how much that saves depends on the hardware, hence a knob rather than a constant.
+
+    ``stage_costs``, when given, holds one ``(F, B, I, W)`` per model stage, each that
+    stage's own duration, and replaces the figures above times the stage factors: a model
+    calibrated from a measured run (``pplab.calibration``) knows every stage's costs, and
+    the last stage's loss makes its forward dearer relative to its backward than the
+    others', which one factor per stage cannot say.
     """
 
     forward: float = 1.0
@@ -58,6 +71,7 @@ class CostModel:
     stage_scale: tuple[float, ...] | None = None
     link_scale: tuple[float, ...] | None = None
     overlap: float = 0.0
+    stage_costs: tuple[tuple[float, float, float, float], ...] | None = None
 
     def __post_init__(self) -> None:
         # Bounded, not only finite: a duration of 1e300 sums to infinity over a schedule, and
@@ -82,6 +96,14 @@ class CostModel:
             factors = tuple(check_finite_number(f"{name} factor", x, MAX_COST, positive=positive)
                             for x in factors)
             object.__setattr__(self, name, factors)
+        if self.stage_costs is not None:
+            rows = tuple(tuple(row) for row in self.stage_costs)
+            check_count("stage_costs stages", len(rows), MAX_STAGES)
+            if not rows or any(len(row) != len(COMPUTE_KINDS) for row in rows):
+                raise ValueError("stage_costs needs one (F, B, I, W) per stage")
+            object.__setattr__(self, "stage_costs", tuple(
+                tuple(check_finite_number("stage cost", x, MAX_COST) for x in row)
+                for row in rows))
 
     @classmethod
     def parse(cls, text: str) -> CostModel:
@@ -122,6 +144,10 @@ class CostModel:
         for name in ("stage_scale", "link_scale"):
             if out[name] is not None:
                 out[name] = list(out[name])
+        if self.stage_costs is None:
+            del out["stage_costs"]  # metadata of uncalibrated models reads as before
+        else:
+            out["stage_costs"] = [list(row) for row in self.stage_costs]
         return out
 
     def transfer_time(self) -> float:
@@ -168,3 +194,15 @@ class CostModel:
         raise ValueError(
             f"stage_scale has {len(scale)} factors; the schedule has {num_stages} stages "
             f"on {pp_size} ranks")
+
+    def stage_durations(self, schedule: Schedule) -> list[dict[str, float]]:
+        """How long each kind of work (F, B, I, W) takes on every stage of ``schedule``."""
+        if self.stage_costs is not None:
+            if len(self.stage_costs) != schedule.num_stages:
+                raise ValueError(f"stage_costs has {len(self.stage_costs)} stages; the "
+                                 f"schedule has {schedule.num_stages}")
+            return [dict(zip(COMPUTE_KINDS, row, strict=True)) for row in self.stage_costs]
+        per_kind = {FORWARD: self.forward, FULL_BACKWARD: self.backward,
+                    BACKWARD_INPUT: self.backward_input, BACKWARD_WEIGHT: self.backward_weight}
+        return [{kind: time * factor for kind, time in per_kind.items()}
+                for factor in self.stage_factors(schedule)]

@@ -1,11 +1,12 @@
 """Predicting a recorded run from its own schedule, on the measured run's time axis.
 
-To put a prediction over a measurement, the cost model is *calibrated* from the measured
-run itself: the median measured duration of each kind of work becomes that kind's cost, in
-seconds. The simulator then replays the same schedule with those costs, so any difference
-left is what the schedule alone does not explain (communication, stragglers, warm-up).
-The same calibration gives a cost unit its length in seconds, so a simulated configuration
-can share a time axis with a recorded run.
+To put a prediction over a measurement, the run's schedule is replayed on the costs fitted
+from the run itself (``pplab.calibration``: every stage's work, the links, the overhead
+around each action, the step's tail, the sharing of cores), so what differs is what the
+model misses, and the Runs page says which part. One step is shown over its window, from
+its first forward to its last optimizer step, as the prediction is. The median forward
+(``calibrated_cost``) also gives a cost unit its length in seconds, so a simulated
+configuration can share a time axis with a recorded run.
 
     python -c "from pplab.timeline import load_run; from pplab.run_prediction import \
 predicted_for; print(predicted_for(load_run('data/runs/1f1b-p4m8'), 1)[0].head())"
@@ -26,7 +27,7 @@ from .schedules import (
     schedule_from_csv_text,
 )
 from .schedules.actions import Schedule
-from .simulator import CostModel, simulate
+from .simulator import CostModel
 from .timeline import OPTIM_KIND, Run
 
 MAX_REPLAY_ACTIONS = 200_000  # a foreign meta.json must not make the lab simulate for hours
@@ -66,15 +67,24 @@ def schedule_of(run: Run) -> Schedule:
 
 
 def one_step(events: pd.DataFrame, step: int) -> pd.DataFrame:
-    """The events of one training step, shifted so the step starts at time 0."""
-    part = events[events["step"] == step].copy()
+    """The events of one training step over its window, from time 0 at its first forward.
+
+    Ranks do not wait for each other between steps, so a rank that finished the previous
+    step early posts its first receive before the step's first forward; those events are
+    cut to the window (``pplab.calibration.measure``), as a prediction starts them at 0. A
+    step without any computation is shown from its first event.
+    """
+    from .calibration.measure import clip, window
+
+    part = events[events["step"] == step]
     if part.empty:
         steps = sorted(int(s) for s in events["step"].unique())
         raise ValueError(f"step {step} is not in this run; it has steps {steps[0]}..{steps[-1]}")
-    origin = part["start"].min()
-    part["start"] -= origin
-    part["end"] -= origin
-    return part.reset_index(drop=True)
+    try:
+        span = window(part)
+    except ValueError:
+        span = (float(part["start"].min()), float(part["end"].max()))
+    return clip(part, span)
 
 
 def calibrated_cost(events: pd.DataFrame) -> CostModel:
@@ -128,15 +138,15 @@ def in_seconds(events: pd.DataFrame, seconds_per_unit: float) -> pd.DataFrame:
 
 
 def predicted_for(run: Run, step: int) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """(predicted, measured) events of one step, both in seconds from the step's start.
+    """(predicted, measured) events of one step, both in seconds from the step's first
+    forward: the run's calibrated replay (``pplab.calibration``) and the measured step.
 
     The predicted table has one row per pipeline position (rank = pp coordinate); the
     measured one keeps the global ranks of the run. ``pplab.run_views.pipeline_view`` picks
     one tp/dp replica of it, with the same rows as the prediction.
     """
-    schedule = schedule_of(run)
+    from .calibration import calibration_for, replay
+
+    schedule_of(run)  # a schedule too big to replay is refused before any fitting
     measured = one_step(run.events, step)
-    cost = per_rank_share(calibrated_cost(measured), schedule.num_chunks)
-    predicted = simulate(schedule, cost)
-    predicted = predicted[predicted["step"] == predicted["step"].min()].reset_index(drop=True)
-    return predicted, measured
+    return replay(run, calibration_for(run)).events, measured

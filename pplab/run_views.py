@@ -29,7 +29,7 @@ from .run_summary import RunSummary, summarize
 
 __all__ = ["Replica", "FIRST_REPLICA", "replicas", "pipeline_view", "pipeline_row_names",
            "pipeline_caption", "rank_names", "MeasuredStep", "last_step", "measured_metrics",
-           "predicted_metrics", "metrics_row"]
+           "predicted_metrics", "metrics_row", "replayed", "gap_table", "GAP_CAPTION"]
 
 
 class Replica(NamedTuple):
@@ -159,3 +159,36 @@ def metrics_row(events: pd.DataFrame, metrics: dict, scale: float, unit: str) ->
         "peak activations (microbatches, max over stages)": max(peaks.values(), default=0),
         "events": len(events),
     }
+
+
+GAP_CAPTION = (
+    "Each rank's step splits into compute (forwards, backwards, optimizer), communication "
+    "(posting sends and receives, draining sends, all-reduces between steps), waiting on a "
+    "dependency (blocked on a message, or idle: the bubble), contention (computation "
+    "stretched by sharing a core) and overhead (Python and bookkeeping between actions); "
+    "per rank, averaged over ranks, so the rows add up to the step time.")
+
+
+def replayed(run: timeline.Run):
+    """(calibration, prediction) of ``run``'s own schedule on the costs fitted from it;
+    ValueError when the run cannot be calibrated or replayed."""
+    from .calibration import calibration_for, replay
+    from .run_prediction import schedule_of
+
+    schedule_of(run)  # refuses a schedule too big to replay before any fitting
+    calibration = calibration_for(run)
+    return calibration, replay(run, calibration)
+
+
+def gap_table(run: timeline.Run, calibration, prediction, step: int, scale: float,
+              unit: str) -> pd.DataFrame:
+    """Where step ``step``'s time went, measured and predicted, in the view's unit."""
+    from .calibration import gap_breakdown
+
+    table = gap_breakdown(run, calibration, prediction, step=step)
+    return pd.DataFrame({
+        "per rank": table["what"],
+        f"measured ({unit})": (table["measured (s)"] * scale).round(3),
+        f"predicted ({unit})": (table["predicted (s)"] * scale).round(3),
+        f"measured - predicted ({unit})": (table["gap (s)"] * scale).round(3),
+    })

@@ -50,11 +50,7 @@ def simulate(schedule: Schedule, cost: CostModel | None = None) -> pd.DataFrame:
     """
     cost = cost if cost is not None else CostModel()
     num_stages = schedule.num_stages
-    factors = cost.stage_factors(schedule)
-    durations = {
-        FORWARD: cost.forward, FULL_BACKWARD: cost.backward,
-        BACKWARD_INPUT: cost.backward_input, BACKWARD_WEIGHT: cost.backward_weight,
-    }
+    durations = cost.stage_durations(schedule)
     stage_to_rank = schedule.stage_to_rank
     versions = weight_versions(schedule)
     link_factors = cost.link_factors(num_stages)
@@ -125,7 +121,7 @@ def simulate(schedule: Schedule, cost: CostModel | None = None) -> pd.DataFrame:
 
     def run_times(action) -> tuple[float, list[float]]:
         """How long ``action`` keeps its rank, and the length each half is drawn with."""
-        alone = [durations[half.kind] * factors[half.stage] for half in action.sub_actions]
+        alone = [durations[half.stage][half.kind] for half in action.sub_actions]
         if not isinstance(action, OverlapPair):
             return alone[0], alone
         total = cost.overlapped_time(*alone)

@@ -172,6 +172,11 @@ def test_a_rank_that_fails_leaving_the_process_group_does_not_fail_a_finished_ru
     _assert_nothing_left()
 
 
+# Long enough that a kill drawn in the first 11 steps always lands while steps remain: a
+# tiny step takes a few milliseconds, so 12 steps once ended before a 43 ms delay ran out.
+KILL_RUN_STEPS = 40
+
+
 def _train_and_kill(monkeypatch, tmp_path, victim, when, delay=0.0):
     """``run_training`` of a tiny two-rank model, rank ``victim`` killed at ``when``."""
     from pplab.engine import launch
@@ -188,7 +193,8 @@ def _train_and_kill(monkeypatch, tmp_path, victim, when, delay=0.0):
 
     monkeypatch.setattr(launch, "spawn_ranks", spawn_watched)
     out = tmp_path / "never"
-    config = TrainConfig(schedule="1f1b", pp_size=2, microbatches=2, steps=12, timeout=60,
+    config = TrainConfig(schedule="1f1b", pp_size=2, microbatches=2, steps=KILL_RUN_STEPS,
+                         timeout=60,
                          out=str(out), **TINY)
     with pytest.raises(RankFailed) as caught:
         launch.run_training(config)
@@ -204,7 +210,7 @@ def test_the_engine_ends_with_the_killed_ranks_error_wherever_it_is_killed(monke
     draw = random.Random(where)  # a string seeds the same way in every run
     victim, delay = draw.randrange(2), draw.uniform(0, 0.05)
     # The last step ends in the final barrier and the results: the kill lands there or in it.
-    step = draw.randrange(0, 11) if where == "a random step" else 11
+    step = draw.randrange(0, 11) if where == "a random step" else KILL_RUN_STEPS - 1
     message = _train_and_kill(monkeypatch, tmp_path, victim,
                               lambda event, fields: event == "step" and fields["step"] == step,
                               delay)

@@ -10,14 +10,17 @@ from lab_widgets import catalog, load_measured, refresh_catalog, show_problems
 
 from pplab import charts, runs_catalog, timeline
 from pplab.labels import fraction_text, step_label
-from pplab.run_prediction import one_step, predicted_for
+from pplab.run_prediction import one_step
 from pplab.run_views import (
     FIRST_REPLICA,
+    GAP_CAPTION,
+    gap_table,
     measured_metrics,
     pipeline_caption,
     pipeline_row_names,
     pipeline_view,
     predicted_metrics,
+    replayed,
     replicas,
 )
 
@@ -26,7 +29,8 @@ OPEN_PATH = "runs_open_path"  # set by the Run page: the run to show first
 st.title("Runs")
 st.caption("Measured runs recorded by `pplab train` or `pplab compare` (bundled in data/, yours "
            f"in {runs_catalog.user_runs_dir()}). The prediction replays the run's own schedule "
-           "with costs calibrated from its measured medians, so both share one time axis.")
+           "on the costs calibrated from the run (`pplab predict` prints the same), so both "
+           "share one time axis and their gap says what the model misses.")
 
 entries, problems = catalog()
 opened = st.session_state.pop(OPEN_PATH, None)
@@ -64,11 +68,13 @@ if len(replicas(summary)) > 1:
         help="Each pipeline position is held by several ranks (its tensor- and data-parallel "
              "peers); the chart draws one replica's ranks under the prediction.")
 
+measured = one_step(run.events, step)
 try:
-    predicted, measured = predicted_for(run, step)
+    calibration, prediction = replayed(run)
+    predicted = prediction.events
 except ValueError as error:
     st.error(f"Cannot predict this run: {error}")
-    predicted, measured = None, one_step(run.events, step)
+    calibration = prediction = predicted = None
 rows_are = pipeline_caption(summary, replica)
 try:
     pipeline = pipeline_view(measured, summary, replica)
@@ -101,6 +107,25 @@ else:
                           row_names=names)
 st.plotly_chart(figure, key="runs_gantt")
 st.caption(rows_are.capitalize() + ".")
+
+if prediction is not None and prediction.error is not None:
+    st.subheader("Measured against predicted")
+    steady = [summary.steps.index(s) + 1 for s in calibration.measured.steps]
+    cols = st.columns(2)
+    cols[0].metric("Replay error (step time)", f"{100 * prediction.error:+.1f} %",
+                   help=f"The calibrated model's step (the predicted step time above) against "
+                        f"the median measured step (steps {steady[0]}..{steady[-1]}, each from "
+                        f"its first forward to its last optimizer step). Negative: predicted "
+                        f"faster.")
+    cols[1].metric("Median measured step", f"{scale * calibration.measured.step_time:.2f} {unit}")
+    try:
+        st.dataframe(gap_table(run, calibration, prediction, step, scale, unit),
+                     hide_index=True, key="runs_gap")
+        st.caption(f"{shown}: {GAP_CAPTION}")
+    except ValueError as error:
+        st.info(f"No breakdown for this step: {error}")
+    with st.expander("Calibration (saved beside the run as calibration.json)"):
+        st.code(calibration.describe(), language=None)
 
 left, right = st.columns(2)
 if summary.losses:

@@ -4,8 +4,9 @@ What it teaches: a pipeline only ever sends two things, an activation forward (s
 s+1) and its gradient backward (s+1 to s), each of shape (microbatch, seq_len, d_model), so
 the receiver knows the shape in advance. Sends are posted with ``isend`` and never block the
 sender; the receive an action needs is posted with ``irecv`` one action ahead, so the
-transfer overlaps the current computation, and waited on right before the action: the time
-spent waiting is the bubble a learner sees. Every request is waited on: a receive right
+transfer overlaps the current computation (and the step's later ones while the rank is
+blocked anyway), and waited on right before the action: the time spent waiting is the
+bubble a learner sees. Every request is waited on: a receive right
 before the action that needs it, the sends at the end of the step. Sends that have already
 completed are let go earlier, once more than ``MAX_PENDING_SENDS`` are held, without ever
 blocking mid-step: a gloo send may complete only when its receiver asks for it, and a
@@ -80,11 +81,18 @@ class PipeComms:
                               tag=self._tag(stage, kind, microbatch))
         return work, buffer, stage, kind, microbatch, peer
 
-    def wait_recv(self, posted) -> torch.Tensor:
-        """Block until a posted receive has landed: the time blocked is the bubble."""
+    def wait_recv(self, posted, while_blocked: Callable[[], None] | None = None) -> torch.Tensor:
+        """Block until a posted receive has landed: the time blocked is the bubble.
+
+        ``while_blocked`` runs first when the message has not landed yet: work that would
+        otherwise cost step time (posting later receives) done while the rank waits anyway,
+        inside the wait it shortens.
+        """
         work, buffer, stage, kind, microbatch, peer = posted
         with self.recorder.span("wait", stage=stage, microbatch=microbatch, peer=peer,
                                 detail=_DETAIL[kind]):
+            if while_blocked is not None and not work.is_completed():
+                while_blocked()
             work.wait()
         return buffer.to(self.device) if self.through_host else buffer
 

@@ -2,9 +2,13 @@
 
 What it teaches: a schedule is just each rank's ordered list of actions. The loop takes the
 next action, gets what it needs (``pplab.schedules.needs``: from its own stages if they live
-here, else a receive from the rank that holds them, posted one action ahead so the transfer
-overlaps the current computation), computes, and hands the result on.
+here, else a receive from the rank that holds them), computes, and hands the result on.
 Nothing here knows GPipe from 1F1B from zero-bubble: a new schedule never touches this file.
+
+Receives are posted early: one action ahead, so the transfer overlaps the computation
+before it, and all the rest of the step's (up to ``MAX_POSTED_RECEIVES``) as soon as the
+rank would block on one anyway, so that posting them costs idle time, not step time. Where
+each action's input comes from and its output goes is worked out once per schedule.
 
 Synchronous schedules accumulate the gradients of all microbatches and step the optimizer
 once after the flush (after averaging across data-parallel replicas when there are any).
@@ -20,10 +24,12 @@ import os
 import signal
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
+from typing import NamedTuple
 
 import torch
 
-from pplab.schedules import BACKWARD_INPUT, BACKWARD_WEIGHT, FORWARD, Schedule, needs
+from pplab.schedules import BACKWARD_INPUT, BACKWARD_WEIGHT, FORWARD, Action, Schedule, needs
 from pplab.train_config import Fault
 
 from .comms import ACTIVATION, GRADIENT, PipeComms
@@ -31,6 +37,7 @@ from .recorder import Recorder
 from .stage import StageRuntime
 
 Batch = list[tuple[torch.Tensor, torch.Tensor]]
+MAX_POSTED_RECEIVES = 32  # receive buffers held at once: long asynchronous walks stay bounded
 
 
 class InjectedFault(RuntimeError):
@@ -52,6 +59,20 @@ class ExecutorHooks:
     before_optim: Callable[[int, dict[int, StageRuntime]], None] | None = None
     on_loss: Callable[[int, float], None] | None = None
     on_step: Callable[[int], None] | None = None
+
+
+class _Planned(NamedTuple):
+    """One action with its messages worked out once per schedule, not once per step.
+
+    ``needs`` is the (sender stage, message kind, microbatch) it takes from another stage,
+    or None; ``from_rank`` the pipeline rank that sends it (None: handed over locally);
+    ``to_rank`` where its output goes (None: nowhere, or kept on this rank).
+    """
+
+    action: Action
+    needs: tuple[int, int, int] | None
+    from_rank: int | None
+    to_rank: int | None
 
 
 class Executor:
@@ -80,75 +101,101 @@ class Executor:
         self._batches: dict[int, Batch] = {}
         self.first_step = 0  # a synchronous schedule covers one step; it is rerun per step
         self.versions: dict[tuple[str, int, int], int] = {}
+        self.plan = [self._resolve(action) for action in self._my_actions()]
+        # Positions of the actions that receive, in walk order; _post_through posts them.
+        self._receivers = [i for i, planned in enumerate(self.plan)
+                           if planned.from_rank is not None]
+        self._next_receiver = 0
+        self._post_the_rest = partial(self._post_through, len(self.plan))
+        # Only the first stage reads the tokens and only the last the targets.
+        self._reads_batches = bool({0, schedule.num_stages - 1} & set(runtimes))
+        self._step_now = 0  # the step of the action being run, for the batch made ahead
 
     def _microbatch(self, mb: int) -> tuple[torch.Tensor, torch.Tensor]:
         per_step = self.schedule.microbatches_per_step
         step = self.first_step + mb // per_step
         if step not in self._batches:
-            self._batches = {step: self.batch_for_step(step)}
+            self._batches[step] = self.batch_for_step(step)
+        for old in [s for s in self._batches if s < step]:
+            del self._batches[old]
         return self._batches[step][mb % per_step]
 
-    def _from_other_stage(self, action) -> tuple[int, int, int] | None:
-        """(sender stage, message kind, microbatch) that ``action`` needs from another stage.
+    def _while_blocked(self) -> None:
+        """Work done while the rank waits for a message anyway: post the receives still to
+        come, and build the next step's batch (so the next step's first forward needs
+        nothing else first)."""
+        self._post_the_rest()
+        upcoming = self._step_now + 1
+        # an asynchronous walk knows its last step; a synchronous one is rerun per step
+        beyond = self.schedule.is_async and upcoming >= self.schedule.num_steps
+        if self._reads_batches and not beyond and upcoming not in self._batches:
+            self._batches[upcoming] = self.batch_for_step(upcoming)
 
-        Read off ``needs``: a forward needs the previous stage's activation, a backward (B or
-        I) the next stage's input gradient; a W needs only its own stage's I.
+    def _resolve(self, action) -> _Planned:
+        """Where ``action``'s input comes from and where its output goes, read off ``needs``:
+        a forward needs the previous stage's activation, a backward (B or I) the next stage's
+        input gradient; a W needs only its own stage's I and sends nothing."""
+        schedule, stage = self.schedule, action.stage
+        key = None
+        for sender, kind, mb in needs(action, schedule.num_stages):
+            if sender != stage:
+                key = (sender, ACTIVATION if kind == FORWARD else GRADIENT, mb)
+        from_rank = None
+        if key is not None and schedule.stage_to_rank[key[0]] != self.pp_rank:
+            from_rank = schedule.stage_to_rank[key[0]]
+        target = stage + 1 if action.kind == FORWARD else stage - 1
+        sends = action.kind != BACKWARD_WEIGHT and 0 <= target < schedule.num_stages
+        to_rank = schedule.stage_to_rank[target] if sends else None
+        return _Planned(action, key, from_rank, None if to_rank == self.pp_rank else to_rank)
+
+    def _post_through(self, position: int) -> None:
+        """Post every receive the walk needs up to ``position``, at most MAX_POSTED at once.
+
+        Called one action ahead, so a transfer overlaps the computation before it, and again
+        with a far ``position`` when the rank is about to block anyway: receives posted while
+        it waits cost the step nothing, and a sender never finds its receiver unready.
         """
-        for stage, kind, mb in needs(action, self.schedule.num_stages):
-            if stage != action.stage:
-                return stage, ACTIVATION if kind == FORWARD else GRADIENT, mb
-        return None
+        receivers, plan = self._receivers, self.plan
+        while (self._next_receiver < len(receivers) and receivers[self._next_receiver] <= position
+               and len(self.posted) < MAX_POSTED_RECEIVES):
+            planned = plan[receivers[self._next_receiver]]
+            self.posted[planned.needs] = self.comms.post_recv(planned.from_rank, *planned.needs)
+            self._next_receiver += 1
 
-    def _remote_input(self, action) -> tuple[int, int, int] | None:
-        key = self._from_other_stage(action)
-        if key is None or self.schedule.stage_to_rank[key[0]] == self.pp_rank:
-            return None  # nothing to receive, or handed over locally
-        return key
-
-    def prefetch(self, action) -> None:
-        """Post the receive ``action`` will need, so it arrives while this rank computes."""
-        key = self._remote_input(action)
-        if key is not None and key not in self.posted:
-            self.posted[key] = self.comms.post_recv(self.schedule.stage_to_rank[key[0]], *key)
-
-    def _get(self, action) -> torch.Tensor | None:
-        """What ``action`` needs from another stage: handed over locally, or received."""
-        key = self._from_other_stage(action)
+    def _get(self, planned: _Planned, position: int) -> torch.Tensor | None:
+        """What an action needs from another stage: handed over locally, or received."""
+        key = planned.needs
         if key is None:
             return None
-        stage, kind, mb = key
-        held = self.local.pop((stage, kind, mb), None)
-        if held is not None:
-            return held
-        posted = self.posted.pop((stage, kind, mb), None)
-        if posted is not None:
-            return self.comms.wait_recv(posted)
-        return self.comms.recv(self.schedule.stage_to_rank[stage], stage, kind, mb)
+        if planned.from_rank is None:
+            return self.local.pop(key)
+        self._post_through(position)
+        return self.comms.wait_recv(self.posted.pop(key), while_blocked=self._while_blocked)
 
-    def _put(self, tensor: torch.Tensor, to_stage: int, from_stage: int, kind: int,
-             mb: int) -> None:
-        home = self.schedule.stage_to_rank[to_stage]
-        if home == self.pp_rank:
-            self.local[(from_stage, kind, mb)] = tensor
+    def _put(self, tensor: torch.Tensor, planned: _Planned) -> None:
+        stage, kind, mb = planned.action
+        message = ACTIVATION if kind == FORWARD else GRADIENT
+        if planned.to_rank is None:
+            self.local[(stage, message, mb)] = tensor
         else:
-            self.comms.send(tensor, home, from_stage, kind, mb)
+            self.comms.send(tensor, planned.to_rank, stage, message, mb)
 
-    def run_action(self, action, step: int) -> None:
-        stage, kind, mb = action
+    def run_action(self, planned: _Planned, step: int, position: int) -> None:
+        stage, kind, mb = planned.action
         runtime = self.runtimes[stage]
         if runtime.tp_comm is not None:
             runtime.tp_comm.microbatch = mb
         schedule = self.schedule
         last = stage == schedule.num_stages - 1
         if kind == FORWARD:
-            tokens, targets = self._microbatch(mb)
-            x = tokens if stage == 0 else self._get(action)
+            x = self._microbatch(mb)[0] if stage == 0 else self._get(planned, position)
+            targets = self._microbatch(mb)[1] if last else None
             version = runtime.current_version() if schedule.is_async else step
             with self.recorder.span(kind, stage=stage, microbatch=mb, version=version):
-                out = runtime.forward(mb, x, targets if last else None, version)
+                out = runtime.forward(mb, x, targets, version)
             self.versions[(kind, stage, mb)] = runtime.states[mb].version
             if not last:
-                self._put(out, stage + 1, stage, ACTIVATION, mb)
+                self._put(out, planned)
             return
         version = runtime.states[mb].version
         self.versions[(kind, stage, mb)] = version
@@ -156,12 +203,12 @@ class Executor:
             with self.recorder.span(kind, stage=stage, microbatch=mb, version=version):
                 runtime.backward_weight(mb)
         else:
-            grad_out = self._get(action)  # None on the last stage: it starts from the loss
+            grad_out = self._get(planned, position)  # None on the last stage: from the loss
             compute = runtime.backward_input if kind == BACKWARD_INPUT else runtime.backward
             with self.recorder.span(kind, stage=stage, microbatch=mb, version=version):
                 grad_in = compute(mb, grad_out)
             if stage > 0:
-                self._put(grad_in, stage - 1, stage, GRADIENT, mb)
+                self._put(grad_in, planned)
         if schedule.is_async and kind != BACKWARD_INPUT and runtime.due_for_update():
             with self.recorder.span("optim", stage=stage, version=runtime.current_version()):
                 runtime.optimizer_step()
@@ -203,16 +250,16 @@ class Executor:
     def run_sync_step(self, step: int) -> None:
         """One synchronous training step: every action, the flush, one optimizer step."""
         self.recorder.step = step
-        self.first_step = step
+        self.first_step = self._step_now = step
         if self.hooks.on_step is not None:
             self.hooks.on_step(step)
-        actions = self._my_actions()
-        for position, action in enumerate(actions):
-            if position == len(actions) // 2:
+        self._next_receiver = 0
+        plan = self.plan
+        for position, planned in enumerate(plan):
+            if position == len(plan) // 2:
                 self._maybe_fail(step)
-            if position + 1 < len(actions):
-                self.prefetch(actions[position + 1])
-            self.run_action(action, step)
+            self._post_through(position + 1)
+            self.run_action(planned, step, position)
         self.comms.drain()
         if self.hooks.after_flush is not None:
             for runtime in self.runtimes.values():
@@ -226,13 +273,14 @@ class Executor:
 
     def run_async(self) -> None:
         """The whole asynchronous schedule: no flush, per-stage updates as they fall due."""
-        actions = self._my_actions()
         last_stage = self.schedule.num_stages - 1
         fault_step = self.fault.step if self.fault is not None else None
         reached = -1  # steps interleave without a flush: report each the first time it starts
-        for position, action in enumerate(actions):
+        self._next_receiver = 0
+        for position, planned in enumerate(self.plan):
+            action = planned.action
             step = self.schedule.step_of(action.microbatch)
-            self.recorder.step = step
+            self.recorder.step = self._step_now = step
             if step > reached:
                 reached = step
                 if self.hooks.on_step is not None:
@@ -240,9 +288,8 @@ class Executor:
             if step == fault_step:
                 fault_step = None
                 self._maybe_fail(step)
-            if position + 1 < len(actions):
-                self.prefetch(actions[position + 1])
-            self.run_action(action, step)
+            self._post_through(position + 1)
+            self.run_action(planned, step, position)
             if action.stage == last_stage and action.kind == FORWARD:
                 self._collect_losses()
         self.comms.drain()

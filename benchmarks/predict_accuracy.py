@@ -1,0 +1,259 @@
+"""How well a calibrated cost model predicts real steps on this machine: replay and what-if.
+
+What it teaches: a simulator is worth what its errors are. This script runs the engine (CPU,
+gloo, one thread per rank) on many configurations, calibrates each from its own events and
+prints the predicted step time beside the measured one:
+
+1. replay, ranks <= cores: each run predicted from its own calibration (gpipe, 1f1b,
+   zb-h1, interleaved-1f1b on 2 ranks; a tensor-parallel and a data-parallel run on 2);
+2. what-if: one calibration run (1f1b, m=8) predicts gpipe, 1f1b, zb-h1 and
+   interleaved-1f1b at m in {2, 4, 8, 16}, each measured too; the order of the
+   configurations by predicted step time is compared with their order by measured time;
+3. more ranks than cores (4 ranks on this machine's 2): replay and what-if, predicted with
+   processor sharing.
+
+On a machine others share, two runs started a minute apart measure two different machines.
+So all configurations of a table run in one set of processes and take turns step by step
+(as benchmarks/engine_vs_torch.py does): load from elsewhere falls on all of them alike. A
+step is measured from its first forward to its last optimizer step (barriers between steps),
+median over the steps after the first two. Timings belong here, not in the tests.
+
+    python benchmarks/predict_accuracy.py
+    python benchmarks/predict_accuracy.py --steps 10 --sections replay
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import socket
+import statistics
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+SECTIONS = ("replay", "what-if", "shared")
+WHAT_IF_SCHEDULES = ("gpipe", "1f1b", "zb-h1", "interleaved-1f1b")
+WHAT_IF_MICROBATCHES = (2, 4, 8, 16)
+WARM_UP_ROUNDS = 2  # steps each configuration runs before its measured ones
+
+
+@dataclass(frozen=True)
+class Config:
+    label: str
+    schedule: str
+    pp: int
+    microbatches: int
+    chunks: int | None = None
+    tp: int = 1
+    dp: int = 1
+
+
+def _plan(config: Config, options: dict):
+    from pplab.plan import make_plan
+    from pplab.train_config import TrainConfig
+
+    return make_plan(TrainConfig(
+        schedule=config.schedule, pp_size=config.pp, microbatches=config.microbatches,
+        chunks=config.chunks, tp_size=config.tp, dp_size=config.dp, steps=1,
+        layers=options["layers"], d_model=options["d_model"], heads=4,
+        seq_len=options["seq_len"], batch_size=options["rows"] * config.microbatches * config.dp,
+        out="-"))
+
+
+def _rank(rank: int, world: int, report, configs: list[Config], options: dict) -> list:
+    """One rank: every configuration set up once, then one step of each per round, in an
+    order that rotates, with a barrier around each step. Returns each one's Event rows."""
+    import torch.distributed as dist
+
+    from pplab.engine.rank_setup import setup_rank
+
+    contexts = [setup_rank(_plan(config, options), rank) for config in configs]
+    for round_ in range(options["steps"] + WARM_UP_ROUNDS):
+        shift = round_ % len(configs)
+        for index in list(range(shift, len(configs))) + list(range(shift)):
+            dist.barrier()
+            contexts[index].executor.run_sync_step(round_)
+        dist.barrier()
+        report("step", step=round_)  # progress: the supervisor's timeout means "stuck"
+    return [context.recorder.rows_for_timeline() for context in contexts]
+
+
+def measure(configs: list[Config], world: int, options: dict, save: Path | None = None) -> dict:
+    """Run ``configs`` side by side on ``world`` processes; a Run per label, in memory."""
+    from pplab.engine.supervisor import spawn_ranks
+    from pplab.machine import cpu_count
+    from pplab.run_dirs import Run
+    from pplab.schedules import schedule_to_csv_text
+    from pplab.simulator import schedule_summary
+    from pplab.timeline import events_frame
+
+    per_rank = spawn_ranks(world, _rank, configs, options, backend="gloo", timeout=900)
+    runs = {}
+    for index, config in enumerate(configs):
+        plan = _plan(config, options)
+        rows = [row for rank_rows in per_rank for row in rank_rows[index]]
+        events = events_frame(rows)
+        events = events[events["step"] >= WARM_UP_ROUNDS - 1]  # keep one warm-up step
+        meta = {"source": "measured", "time_unit": "s",
+                "schedule": {**schedule_summary(plan.schedule),
+                             "csv": schedule_to_csv_text(plan.schedule)},
+                "world_size": world, "pp_size": config.pp, "tp_size": config.tp,
+                "dp_size": config.dp, "layer_split": list(plan.layer_split),
+                "config": {"device": "cpu"},
+                "hardware": {"device": "cpu", "cpu_count": cpu_count(),
+                             "hosts": [socket.gethostname()]}}
+        runs[config.label] = Run(Path(config.label), events.reset_index(drop=True), meta)
+        if save is not None:  # to look at later: pplab predict DIR/<label>
+            from pplab.run_dirs import save_run
+
+            save_run(save / config.label.replace(" ", "_").replace("(", "").replace(")", ""),
+                     runs[config.label].events, meta)
+    return runs
+
+
+def _load() -> str:
+    one, five, _ = os.getloadavg()
+    return f"load average {one:.2f} (1 min), {five:.2f} (5 min)"
+
+
+def _header(title: str) -> None:
+    print(f"\n{title}")
+    print(f"{'configuration':34} {'predicted':>10} {'measured':>10} {'error':>9}")
+    print(f"{'':34} {'(ms)':>10} {'(ms)':>10}")
+
+
+def _row(label: str, predicted: float, measured: float) -> float:
+    error = (predicted - measured) / measured
+    print(f"{label:34} {1e3 * predicted:10.2f} {1e3 * measured:10.2f} {100 * error:+8.1f} %",
+          flush=True)
+    return error
+
+
+def _summary(errors: list[float]) -> None:
+    print(f"median |error| {100 * statistics.median(abs(e) for e in errors):.1f} %, worst "
+          f"{100 * max(abs(e) for e in errors):.1f} %")
+
+
+def replay_configs() -> list[Config]:
+    return [Config("gpipe p=2 m=8", "gpipe", 2, 8), Config("1f1b p=2 m=8", "1f1b", 2, 8),
+            Config("zb-h1 p=2 m=8", "zb-h1", 2, 8),
+            Config("interleaved-1f1b p=2 v=2 m=8", "interleaved-1f1b", 2, 8, chunks=2),
+            Config("tp=2 (pp=1) m=4", "gpipe", 1, 4, tp=2),
+            Config("dp=2 (pp=1) m=4", "gpipe", 1, 4, dp=2)]
+
+
+def what_if_configs() -> list[Config]:
+    return [Config(f"{name} p=2{' v=2' if name.startswith('interleaved') else ''} m={m}", name,
+                   2, m, 2 if name.startswith("interleaved") else None)
+            for name in WHAT_IF_SCHEDULES for m in WHAT_IF_MICROBATCHES]
+
+
+def replay_table(runs: dict, configs: list[Config], title: str) -> None:
+    from pplab.calibration import fit, replay
+
+    _header(title)
+    errors = []
+    for config in configs:
+        calibration = fit(runs[config.label])
+        errors.append(_row(config.label, replay(runs[config.label], calibration).step_time,
+                           calibration.measured.step_time))
+    _summary(errors)
+
+
+def what_if_table(runs: dict, base: str, configs: list[Config], title: str) -> None:
+    from pplab.calibration import fit, what_if
+
+    calibration = fit(runs[base])
+    _header(title)
+    results = []
+    for config in configs:
+        predicted = what_if(runs[base], calibration, schedule=config.schedule,
+                            microbatches=config.microbatches, chunks=config.chunks).step_time
+        measured = fit(runs[config.label]).measured.step_time
+        results.append((config.label, predicted, measured, _row(config.label, predicted,
+                                                                measured)))
+    _summary([r[3] for r in results])
+    _order_report(results)
+
+
+def _order_report(results: list[tuple[str, float, float, float]]) -> None:
+    """Do the predictions rank the configurations as the measurements do?"""
+    by_predicted = [r[0] for r in sorted(results, key=lambda r: r[1])]
+    by_measured = [r[0] for r in sorted(results, key=lambda r: r[2])]
+    pairs = [(a, b) for i, a in enumerate(results) for b in results[i + 1:]]
+    swapped = [(a[0], b[0], abs(a[2] - b[2]) / min(a[2], b[2])) for a, b in pairs
+               if (a[1] - b[1]) * (a[2] - b[2]) < 0]
+    print(f"order by predicted step time equals order by measured: "
+          f"{'yes' if by_predicted == by_measured else 'no'}; "
+          f"{len(swapped)} of {len(pairs)} pairs swapped")
+    for a, b, apart in swapped:
+        print(f"  swapped: {a} and {b} (measured {100 * apart:.1f} % apart)")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--steps", type=int, default=8, help="measured steps per configuration")
+    parser.add_argument("--rows", type=int, default=8, help="rows per microbatch")
+    parser.add_argument("--layers", type=int, default=4)
+    parser.add_argument("--d-model", type=int, default=128)
+    parser.add_argument("--seq-len", type=int, default=64)
+    parser.add_argument("--save", type=Path, metavar="DIR",
+                        help="also save every measured run under DIR (a new folder)")
+    parser.add_argument("--sections", default=",".join(SECTIONS),
+                        help=f"which tables, of {','.join(SECTIONS)}")
+    args = parser.parse_args(argv)
+    sections = [s.strip() for s in args.sections.split(",") if s.strip()]
+    unknown = sorted(set(sections) - set(SECTIONS))
+    if unknown:
+        print(f"predict_accuracy: unknown sections {unknown}; choose from {SECTIONS}",
+              file=sys.stderr)
+        return 2
+    if min(args.steps - 1, args.rows, args.layers - 3, args.d_model, args.seq_len) < 1:
+        print("predict_accuracy: needs at least 2 steps, 4 layers and positive sizes",
+              file=sys.stderr)
+        return 2
+    options = {k: getattr(args, k) for k in ("steps", "rows", "layers", "d_model", "seq_len")}
+    from pplab.engine.supervisor import RankFailed
+
+    print(f"CPU, gloo, 1 thread per rank, {os.cpu_count()} cores; {args.rows} x "
+          f"{args.seq_len} tokens per microbatch, d_model {args.d_model}, {args.layers} "
+          f"layers; {args.steps} measured steps per configuration, taking turns; "
+          f"before: {_load()}")
+    try:
+        if "replay" in sections or "what-if" in sections:
+            configs = {c.label: c for c in replay_configs() + what_if_configs()
+                       if "what-if" in sections or c in replay_configs()}
+            started = time.monotonic()
+            runs = measure(list(configs.values()), 2, options,
+                           args.save / "2-ranks" if args.save else None)
+            print(f"(measured {len(configs)} configurations in "
+                  f"{time.monotonic() - started:.0f} s; after: {_load()})")
+            if "replay" in sections:
+                replay_table(runs, replay_configs(),
+                             "1. replay on 2 ranks (ranks <= cores): each run from its own "
+                             "calibration")
+            if "what-if" in sections:
+                what_if_table(runs, "1f1b p=2 m=8", what_if_configs(),
+                              "2. what-if on 2 ranks from one calibration run (1f1b p=2 m=8)")
+        if "shared" in sections:
+            shared = [Config(f"{name} p=4 m={m}", name, 4, m)
+                      for name, m in (("1f1b", 8), ("gpipe", 8), ("zb-h1", 8), ("1f1b", 4),
+                                      ("1f1b", 16))]
+            started = time.monotonic()
+            runs = measure(shared, 4, options, args.save / "4-ranks" if args.save else None)
+            print(f"\n(measured {len(shared)} configurations on 4 ranks in "
+                  f"{time.monotonic() - started:.0f} s; after: {_load()})")
+            replay_table(runs, shared[:2], f"3a. replay, 4 ranks on {os.cpu_count()} cores "
+                                           f"(processor sharing)")
+            what_if_table(runs, "1f1b p=4 m=8", shared[1:],
+                          "3b. what-if, 4 ranks, from one calibration run (1f1b p=4 m=8)")
+    except (ValueError, RankFailed) as error:
+        print(f"predict_accuracy: {error}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,149 @@
+"""Where a step's time went, measured and predicted, and the gap between them by cause.
+
+What it teaches: every rank is doing exactly one thing at every instant of a step, so
+ranks x step time splits without remainder into
+
+* compute: forwards, backwards and the optimizer (tensor-parallel all-reduces inside a
+  forward or backward count with it),
+* communication: posting sends and receives, waiting for sends to drain, all-reduces
+  between steps,
+* waiting on a dependency: blocked on a message that has not come, or idle with nothing
+  to do (the pipeline's bubble),
+* contention: computation stretched by sharing a core (or GPU) with other busy ranks,
+* overhead: everything else (Python between actions, bookkeeping).
+
+Both timelines are cut the same way, per rank and averaged over ranks, so the five gaps
+(measured minus predicted) add up to the gap in step time: the row with the largest gap
+says what the prediction misses.
+
+    python -c "from pplab.calibration import calibration_for, replay, gap_breakdown; \
+from pplab.timeline import load_run; run = load_run('data/runs/1f1b-p2m8'); \
+c = calibration_for(run); print(gap_breakdown(run, c, replay(run, c)))"
+"""
+
+from __future__ import annotations
+
+import pandas as pd
+
+from ..run_summary import summarize
+from ..schedules.actions import COMPUTE_KINDS
+from ..timeline import OPTIM_KIND, WAIT_KIND, Run
+from . import costs, measure
+from .fit import _top_level
+from .model import Calibration
+from .predict import Prediction
+from .sharing import SharedClock
+
+CATEGORIES = ("compute", "communication", "waiting on a dependency", "contention", "overhead")
+
+
+def measured_parts(events: pd.DataFrame, ranks: list[int], calibration: Calibration,
+                   length: float) -> dict[str, float]:
+    """Seconds per rank in each category over one step window of ``length`` (from 0)."""
+    clock = None
+    sharing = calibration.contention
+    if sharing.shared:
+        busy = [(int(r.rank), float(r.start), float(r.end)) for r in events.itertuples()
+                if r.kind in COMPUTE_KINDS or r.kind == OPTIM_KIND]
+        clock = SharedClock(busy, sharing.effective_slots or sharing.slots)
+    totals = dict.fromkeys(CATEGORIES, 0.0)
+    for rank in ranks:
+        mine = events[events["rank"] == rank]
+        if mine.empty:
+            totals["waiting on a dependency"] += length
+            continue
+        top = _top_level(mine)
+        work = stretched = talk = waited = 0.0
+        for row in top.itertuples(index=False):
+            duration = float(row.end - row.start)
+            if row.kind in COMPUTE_KINDS or row.kind == OPTIM_KIND:
+                alone = clock.alone(float(row.start), float(row.end)) if clock else duration
+                work += alone
+                stretched += duration - alone
+            elif row.kind == WAIT_KIND and row.stage >= 0:
+                waited += duration
+            else:  # send, recv, allreduce, the drain of sends
+                talk += duration
+        idle = float(top["start"].min()) + max(length - float(top["end"].max()), 0.0)
+        totals["compute"] += work
+        totals["contention"] += stretched
+        totals["communication"] += talk
+        totals["waiting on a dependency"] += waited + idle
+        totals["overhead"] += max(length - work - stretched - talk - waited - idle, 0.0)
+    return {name: value / max(len(ranks), 1) for name, value in totals.items()}
+
+
+def predicted_parts(prediction: Prediction, calibration: Calibration) -> dict[str, float]:
+    """The same split of a prediction, from the costs it was made with."""
+    schedule = prediction.schedule
+    compute = costs.compute_costs(calibration, schedule,
+                                  calibration.layer_split if prediction.replay else None)
+    overhead = costs.overhead_costs(calibration, schedule)
+    events = prediction.events
+    length = prediction.step_time
+    totals = dict.fromkeys(CATEGORIES, 0.0)
+    for rank in range(schedule.pp_size):
+        mine = events[events["rank"] == rank]
+        work = stretched = talk = other = 0.0
+        for row in mine.itertuples(index=False):
+            duration = float(row.end - row.start)
+            if row.kind == OPTIM_KIND:  # the tail: all-reduces and the drain, then the step
+                share = calibration.tail_communication / calibration.tail \
+                    if calibration.tail > 0 and not schedule.is_async else 0.0
+                talk += duration * share
+                work += duration * (1 - share)
+            elif row.kind in COMPUTE_KINDS:
+                # a shared core stretches an action past its cost; otherwise it only varies
+                alone = min(compute[row.stage][row.kind], duration) if prediction.shared \
+                    else duration
+                work += alone
+                stretched += duration - alone
+                messages = (calibration.send_cost
+                            * costs.sends_remotely(schedule, row.stage, row.kind)
+                            + calibration.recv_cost
+                            * costs.receives_remotely(schedule, row.stage, row.kind))
+                talk += messages
+                other += max(overhead[row.stage][row.kind] - messages, 0.0)
+        totals["compute"] += work
+        totals["contention"] += stretched
+        totals["communication"] += talk
+        totals["overhead"] += other
+        totals["waiting on a dependency"] += max(length - work - stretched - talk - other, 0.0)
+    return {name: value / schedule.pp_size for name, value in totals.items()}
+
+
+def gap_breakdown(run: Run, calibration: Calibration, prediction: Prediction,
+                  step: int | None = None) -> pd.DataFrame:
+    """One row per category, seconds per rank: measured, predicted and the gap; the last row
+    is the step time, which the rows above it add up to.
+
+    The measured side is ``step``, by default the calibration's median step (the steady
+    step whose window is the median's), cut to its window.
+    """
+    summary = summarize(run)
+    ranks = summary.ranks_of(run.events)
+    if prediction.schedule.is_async:
+        part = run.events[run.events["step"].isin(calibration.measured.steps)]
+    else:
+        part = run.events[run.events["step"] == (step if step is not None
+                                                 else median_step(run, calibration))]
+    if not part["kind"].isin(COMPUTE_KINDS).any():
+        raise ValueError(f"{run.path.name}: that step has no computation to break down")
+    span = measure.window(part)
+    length = span[1] - span[0]
+    measured = measured_parts(measure.clip(part, span), ranks, calibration, length)
+    predicted = predicted_parts(prediction, calibration)
+    rows = [{"what": name, "measured (s)": measured[name], "predicted (s)": predicted[name],
+             "gap (s)": measured[name] - predicted[name]} for name in CATEGORIES]
+    rows.append({"what": "step time", "measured (s)": length,
+                 "predicted (s)": prediction.step_time, "gap (s)": length - prediction.step_time})
+    return pd.DataFrame(rows)
+
+
+def median_step(run: Run, calibration: Calibration) -> int:
+    """The steady step whose window length is the median of them (the lower one if even)."""
+    windows = measure.step_windows(run.events[run.events["step"].isin(calibration.measured.steps)])
+    if not windows:
+        raise ValueError(f"{run.path.name} has no steady step with computation")
+    ordered = sorted(windows, key=lambda s: (windows[s][1] - windows[s][0], s))
+    return ordered[(len(ordered) - 1) // 2]

@@ -1,0 +1,327 @@
+"""Fitting a calibration to a measured run: read every rank's events one action at a time.
+
+What it teaches: a measured timeline says more than how long each forward took. Walk one
+rank's events of one step in order and each action owns a *slot*, from the end of the
+previous action to its own end: the computation, the waits for a message (a dependency),
+the sends and receive posts (communication) and what is left (Python, bookkeeping: the
+overhead). A blocked wait times a message: it ended when the message landed, so the time
+from the end of the action that produced it is the link's latency. With more busy ranks
+than cores, an action that ran while n ranks computed ran at min(1, cores / n) of its own
+speed; dividing that out of every duration gives what it costs alone, and the number of
+cores that makes those costs agree best is the machine's effective share.
+
+    python -c "from pplab.calibration.fit import fit; from pplab.timeline import load_run; \
+print(fit(load_run('data/runs/1f1b-p4m8')).describe())"
+"""
+
+from __future__ import annotations
+
+import statistics
+from collections import defaultdict
+
+import numpy as np
+import pandas as pd
+
+from ..run_prediction import schedule_of
+from ..run_summary import summarize
+from ..schedules.actions import BACKWARD_INPUT, COMPUTE_KINDS, FORWARD, FULL_BACKWARD, Schedule
+from ..timeline import OPTIM_KIND, WAIT_KIND, Run
+from . import costs, measure
+from .model import Calibration, Contention, LinkFit
+from .sharing import SharedClock
+
+BLOCKED_WAIT = 50e-6  # a receive wait longer than this blocked: the message landed at its end
+OUTLIER = 3.0  # a duration over this many times its stage's median is not typical of it
+SPREAD_QUANTILES = np.linspace(0.05, 0.95, 21)  # the rarest tenth left out: a hiccup
+
+
+class _Walk:
+    """What walking every rank's steps found."""
+
+    def __init__(self) -> None:
+        self.actions: list[dict] = []  # one per compute event: where, when, its slot's parts
+        self.send_time = self.recv_time = 0.0
+        self.sends = 0
+        self.sent: dict[tuple, int] = {}  # (rank, stage, microbatch, detail, step) -> bytes
+        self.waits: list[dict] = []  # blocked receive waits
+        self.tails: list[dict] = []  # per rank and step: after the last action
+        self.optims: list[tuple[float, float]] = []
+
+
+def fit(run: Run) -> Calibration:
+    """Fit a ``Calibration`` from ``run``'s measured events; ValueError if it cannot be."""
+    if not (run.events["source"] == "measured").all():
+        raise ValueError(f"{run.path.name} holds simulated events; calibrate a measured run")
+    summary = summarize(run)
+    schedule = schedule_of(run)
+    steps = measure.steady_steps(summary.steps, schedule.is_async)
+    if not run.events[run.events["step"].isin(steps)]["kind"].isin(COMPUTE_KINDS).any():
+        raise ValueError(f"{run.path.name} has no measured F, B, I or W to calibrate from")
+    fitted = steps if schedule.is_async else typical_steps(run.events, steps)
+    events = run.events[run.events["step"].isin(fitted)]
+    topology = summary.topology
+    position = {rank: topology.coords(rank).pp for rank in range(topology.world_size)}
+    walked = _walk(events, schedule.is_async)
+
+    sharing, clock = _contention(run.metadata, events, walked, topology.world_size)
+    alone = clock.alone if clock is not None else (lambda start, end: end - start)
+    compute: dict[int, dict[str, list[float]]] = defaultdict(lambda: defaultdict(list))
+    python: dict[str, list[float]] = defaultdict(list)
+    for item in walked.actions:
+        compute[item["stage"]][item["kind"]].append(alone(item["start"], item["end"]))
+        python[item["kind"]].append(item["other"])
+    typical_costs = {stage: {kind: typical(values) for kind, values in kinds.items()}
+                     for stage, kinds in sorted(compute.items())}
+    relative = _within_step_spread(walked.actions, alone)
+    layer_split = _layer_split(run.metadata, schedule.num_stages)
+    layers = costs.fit_layers(typical_costs, layer_split)
+    receiving = sum(costs.receives_remotely(schedule, a["stage"], a["kind"])
+                    for a in walked.actions)
+    tail, tail_talk, tail_rank = _tail(walked, alone)
+    rank_layers = [0] * schedule.pp_size
+    for stage, rank in enumerate(schedule.stage_to_rank):
+        rank_layers[rank] += layer_split[stage]
+    calibration = Calibration(
+        run=run.path.name, steps=tuple(fitted), compute=typical_costs, per_layer=layers.per_layer,
+        first_extra=layers.first_extra, last_extra=layers.last_extra,
+        python_overhead={kind: typical(v) for kind, v in python.items()},
+        send_cost=walked.send_time / walked.sends if walked.sends else 0.0,
+        recv_cost=walked.recv_time / receiving if receiving else 0.0,
+        links=(), collectives=_collectives(events), tail=tail, tail_communication=tail_talk,
+        tail_layers=rank_layers[position[tail_rank]] or 1,
+        optimizer=statistics.median([alone(*o) for o in walked.optims]) if walked.optims
+        else 0.0,
+        layer_split=layer_split, stage_to_rank=schedule.stage_to_rank, contention=sharing,
+        measured=measure.measured(run, summary, steps, schedule.is_async),
+        spread=tuple(float(q) for q in np.quantile(relative, SPREAD_QUANTILES))
+        if len(relative) > 1 else (), split_backward_rule=layers.rule)
+    links = _links(walked, calibration, schedule, position)
+    notes = () if links or schedule.pp_size == 1 else (
+        "no receive ever blocked, so no message was timed: links cost nothing here",)
+    return Calibration(**{**calibration.__dict__, "links": links, "notes": notes})
+
+
+def typical_steps(events: pd.DataFrame, steps: list[int]) -> list[int]:
+    """The middle half of ``steps`` by step time: the steps around the median step.
+
+    On a machine others share, a few steps run beside someone else's job and a few in a
+    lull; costs read from the middle ones predict the median step the run is judged by.
+    """
+    windows = measure.step_windows(events[events["step"].isin(steps)])
+    ordered = sorted(windows, key=lambda s: (windows[s][1] - windows[s][0], s))
+    if len(ordered) < 4:
+        return sorted(ordered)
+    quarter = len(ordered) // 4
+    return sorted(ordered[quarter:len(ordered) - quarter])
+
+
+def _within_step_spread(actions: list[dict], alone) -> list[float]:
+    """Each action's cost over the median of its kind on its stage in the same step.
+
+    Only the variation inside a step: what makes ranks that meet at every message wait for
+    each other. Whole steps slowed together (someone else's job on the machine, a warm-up)
+    change the step, not the waiting, and the median step leaves them out.
+    """
+    groups: dict[tuple, list[float]] = defaultdict(list)
+    for a in actions:
+        groups[(a["step"], a["stage"], a["kind"])].append(alone(a["start"], a["end"]))
+    relative = []
+    for values in groups.values():
+        middle = statistics.median(values)
+        if len(values) > 1 and middle > 0:
+            relative += [v / middle for v in values if v <= OUTLIER * middle]
+    return relative
+
+
+def typical(values: list[float]) -> float:
+    """The median: what one action usually costs. How much actions vary around it is kept
+    apart (``Calibration.spread``), and a prediction draws from that, so a step's waits for
+    the slower of two varying actions are not lost in an average."""
+    return statistics.median(values)
+
+
+def _top_level(frame: pd.DataFrame) -> pd.DataFrame:
+    """One rank's events not nested inside another (a tensor-parallel all-reduce inside its
+    F, receives posted while waiting), in time order."""
+    frame = frame.sort_values(["start", "end"], ascending=[True, False], kind="stable")
+    keep, reach = [], -np.inf
+    work = frame["kind"].isin([*COMPUTE_KINDS, OPTIM_KIND]).to_numpy()
+    for start, end, busy in zip(frame["start"].to_numpy(), frame["end"].to_numpy(), work,
+                                strict=True):
+        # inside the one before it; an instant (a send of no length) is never inside anything
+        keep.append(busy or start == end or not (start < reach and end <= reach))
+        reach = max(reach, end)
+    # walked in time order; at one instant an action of no length comes before the next
+    return frame[np.array(keep, dtype=bool)].sort_values(["start", "end"], kind="stable")
+
+
+def _walk(events: pd.DataFrame, is_async: bool) -> _Walk:
+    walked = _Walk()
+    parts = [events] if is_async else [part for _, part in events.groupby("step")]
+    for part in parts:
+        for rank, mine in part.groupby("rank"):
+            _walk_rank(walked, int(rank), _top_level(mine))
+    return walked
+
+
+def _walk_rank(walked: _Walk, rank: int, mine: pd.DataFrame) -> None:
+    """Cut one rank's step into slots, one per action, and a tail after the last action."""
+    slot_start = float(mine["start"].iloc[0])
+    waited = messaging = 0.0  # an asynchronous schedule's optimizer steps count as waited
+    talking = 0.0  # all-reduces and the drain of sends after the last action
+    last_end = None
+    step = int(mine["step"].iloc[0])
+    for row in mine.itertuples(index=False):
+        duration = float(row.end - row.start)
+        if row.kind in COMPUTE_KINDS:
+            walked.actions.append({
+                "rank": rank, "step": int(row.step), "stage": int(row.stage), "kind": row.kind,
+                "microbatch": int(row.microbatch), "start": float(row.start),
+                "end": float(row.end),
+                "other": max(float(row.start) - slot_start - waited - messaging, 0.0)})
+            slot_start, waited, messaging, last_end = float(row.end), 0.0, 0.0, float(row.end)
+            talking = 0.0
+        elif row.kind == WAIT_KIND and row.stage >= 0:
+            waited += duration
+            if duration > BLOCKED_WAIT and row.peer >= 0:
+                walked.waits.append({"rank": rank, "peer": int(row.peer), "stage": int(row.stage),
+                                     "microbatch": int(row.microbatch), "step": int(row.step),
+                                     "gradient": row.detail == "gradient", "end": float(row.end)})
+        elif row.kind in ("send", "recv"):
+            messaging += duration
+            if row.kind == "send":
+                walked.send_time += duration
+                walked.sends += 1
+                walked.sent[(rank, int(row.stage), int(row.microbatch), str(row.detail),
+                             step)] = int(row.bytes)
+            else:
+                walked.recv_time += duration
+        elif row.kind == OPTIM_KIND:
+            walked.optims.append((float(row.start), float(row.end)))
+            waited += duration
+        elif row.kind == "allreduce" or row.kind == WAIT_KIND:
+            talking += duration
+    if last_end is not None:
+        # Sends after the last action are charged to that action's overhead, not the tail.
+        walked.tails.append({"rank": rank, "step": step, "start": last_end,
+                             "end": float(mine["end"].max()), "messaging": messaging,
+                             "talking": talking})
+
+
+def _tail(walked: _Walk, alone) -> tuple[float, float, int]:
+    """Median tail of the rank that ends each step last, the part of it spent on all-reduces
+    and the drain of sends, and that rank."""
+    by_step: dict[int, list[dict]] = defaultdict(list)
+    for tail in walked.tails:
+        by_step[tail["step"]].append(tail)
+    last = [max(group, key=lambda t: t["end"]) for group in by_step.values()]
+    if not last:
+        return 0.0, 0.0, 0
+    values = [max(alone(t["start"], t["end"]) - t["messaging"], 0.0) for t in last]
+    talks = [min(t["talking"], v) for t, v in zip(last, values, strict=True)]
+    ranks = [t["rank"] for t in last]
+    return typical(values), typical(talks), max(set(ranks), key=ranks.count)
+
+
+def _links(walked: _Walk, calibration: Calibration, schedule: Schedule,
+           position: dict[int, int]) -> tuple[LinkFit, ...]:
+    """Time every blocked receive from the end of the action that produced its message."""
+    produced = {}
+    for a in walked.actions:
+        message = "activation" if a["kind"] == FORWARD else "gradient"
+        if a["kind"] in (FORWARD, FULL_BACKWARD, BACKWARD_INPUT):
+            produced[(a["rank"], a["stage"], message, a["microbatch"], a["step"])] = a["end"]
+    # who needed each message: the next stage's F, or the previous stage's B or I (a rank
+    # of an interleaved schedule holds several stages, so the stage is part of the key)
+    consumer = {(a["rank"], a["step"], a["microbatch"], a["stage"], a["kind"] == FORWARD): a
+                for a in walked.actions if a["kind"] != "W"}
+    overhead = costs.overhead_costs(calibration, schedule)
+    samples: dict[tuple[int, int], list[tuple[float, float, int]]] = defaultdict(list)
+    for wait in walked.waits:
+        message = "gradient" if wait["gradient"] else "activation"
+        key = (wait["peer"], wait["stage"], message, wait["microbatch"], wait["step"])
+        end = produced.get(key)
+        user = consumer.get((wait["rank"], wait["step"], wait["microbatch"],
+                             wait["stage"] + (-1 if wait["gradient"] else 1),
+                             not wait["gradient"]))
+        if end is None or user is None:
+            continue
+        nbytes = walked.sent.get((wait["peer"], wait["stage"], wait["microbatch"], message,
+                                  wait["step"]), 0)
+        own = overhead[user["stage"]][user["kind"]]
+        samples[(position[wait["peer"]], position[wait["rank"]])].append(
+            (wait["end"] - end, user["start"] - end - own, nbytes))
+    fits = []
+    for (src, dst), found in sorted(samples.items()):
+        delivery, replayed, sizes = (np.array(column) for column in zip(*found, strict=True))
+        line = fit_line(sizes, delivery, src, dst)
+        fits.append(LinkFit(src, dst, line.latency, max(float(np.median(replayed)), 0.0),
+                            line.bandwidth, line.message_bytes, line.samples))
+    return tuple(fits)
+
+
+def _collectives(events: pd.DataFrame) -> dict[str, LinkFit]:
+    """Latency and bandwidth of each kind of collective (tp, dp) and of the pipeline's sends:
+    ``time = latency + bytes / bandwidth``, fitted when the sizes differ."""
+    out = {}
+    reduces = events[events["kind"] == "allreduce"]
+    for name, part in reduces.groupby(reduces["detail"].str.split().str[0]):
+        out[str(name)] = fit_line(part["bytes"].to_numpy(), (part["end"] - part["start"])
+                                  .to_numpy(), -1, -1)
+    return out
+
+
+def fit_line(nbytes: np.ndarray, seconds: np.ndarray, src: int, dst: int) -> LinkFit:
+    """``seconds = latency + nbytes / bandwidth`` by least squares.
+
+    In a pipeline every message of a link has one size (activations and their gradients
+    share a shape): the bandwidth cannot then be told from the latency, so it stays None
+    and the whole time is latency. Collectives, or runs whose messages differ, fit both.
+    """
+    sizes = np.unique(nbytes)
+    latency, bandwidth = max(float(np.median(seconds)), 0.0), None
+    if len(sizes) >= 2:
+        slope, intercept = np.polyfit(nbytes.astype(float), seconds.astype(float), 1)
+        if slope > 0:
+            latency, bandwidth = max(float(intercept), 0.0), float(1.0 / slope)
+    return LinkFit(src, dst, latency, latency, bandwidth, int(np.median(nbytes)), len(seconds))
+
+
+def _layer_split(metadata: dict, num_stages: int) -> tuple[int, ...]:
+    split = metadata.get("layer_split")
+    if (isinstance(split, list) and len(split) == num_stages
+            and all(isinstance(n, int) and not isinstance(n, bool) and n >= 1 for n in split)):
+        return tuple(split)
+    return (1,) * num_stages  # a foreign run: one unit of model per stage
+
+
+def _contention(metadata: dict, events: pd.DataFrame, walked: _Walk,
+                world: int) -> tuple[Contention, SharedClock | None]:
+    """How many cores (or GPUs) the ranks had, and how much sharing them slowed compute."""
+    hardware = metadata.get("hardware") if isinstance(metadata.get("hardware"), dict) else {}
+    device = "cuda" if hardware.get("device") == "cuda" else "cpu"
+    hosts = hardware.get("hosts") if isinstance(hardware.get("hosts"), list) else [None]
+    if device == "cuda":
+        slots = world if not hardware.get("gpus_shared") else int(hardware.get("gpu_count") or 1)
+    else:
+        cores = hardware.get("cpu_count")
+        slots = (cores if isinstance(cores, int) and cores >= 1 else world) * max(len(hosts), 1)
+    if world <= slots:
+        return Contention(world, slots, device), None
+    busy = [(a["rank"], a["start"], a["end"]) for a in walked.actions]
+    busy += [(-1, start, end) for start, end in walked.optims]
+    groups = defaultdict(list)
+    for a in walked.actions:
+        groups[(a["stage"], a["kind"])].append((a["start"], a["end"]))
+    best = None
+    for share in np.arange(1.0, world + 1e-9, 0.05):
+        clock = SharedClock(busy, float(share))
+        spread = sum(np.var(np.log([clock.alone(s, e) for s, e in spans]))
+                     for spans in groups.values() if len(spans) > 1)
+        if best is None or spread < best[0] - 1e-12:
+            best = (spread, clock)
+    clock = best[1]
+    wall = sum(a["end"] - a["start"] for a in walked.actions)
+    dedicated = sum(clock.alone(a["start"], a["end"]) for a in walked.actions)
+    return Contention(world, slots, device, round(clock.slots, 2),
+                      wall / dedicated if dedicated > 0 else 1.0), clock

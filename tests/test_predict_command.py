@@ -1,0 +1,95 @@
+"""``pplab predict``: a replay prints predicted beside measured with the error; what-if
+prints the prediction; a mistake is one line and exit status 2.
+
+    pytest -q tests/test_predict_command.py
+"""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from test_calibrate import recorded_run
+
+from pplab import cli
+from pplab.cost_model import CostModel
+from pplab.predict_command import add_parser
+from pplab.schedules import build
+
+
+@pytest.fixture
+def pplab(monkeypatch, capsys):
+    """``pplab`` as the command line runs it, with ``predict`` registered (cli.py adds it)."""
+    real = cli.build_parser
+
+    def with_predict():
+        parser = real()
+        commands = next(a for a in parser._actions if a.dest == "command")
+        if "predict" not in commands.choices:
+            add_parser(commands)
+        return parser
+
+    monkeypatch.setattr(cli, "build_parser", with_predict)
+
+    def run(*argv: str) -> tuple[int, str, str]:
+        try:
+            code = cli.main(list(argv))
+        except SystemExit as stop:  # argparse's own one-line refusal
+            code = stop.code
+        out, err = capsys.readouterr()
+        return code, out, err
+
+    return run
+
+
+@pytest.fixture
+def recorded(tmp_path):
+    cost = CostModel(stage_costs=((0.010, 0.020, 0, 0), (0.012, 0.019, 0, 0)), latency=0.001,
+                     optimizer=0.002)
+    return recorded_run(tmp_path / "run", build("1f1b", 2, 4), [cost] * 3)
+
+
+def test_a_replay_prints_predicted_measured_error_and_the_breakdown(pplab, recorded):
+    code, out, err = pplab("predict", str(recorded.path))
+    assert code == 0 and err == ""
+    assert out.startswith("replay of 1f1b p=2 m=4")
+    assert "error +0.0 %" in out  # a recorded simulation replays exactly
+    for part in ("compute", "communication", "waiting on a dependency", "contention",
+                 "overhead"):
+        assert part in out
+
+
+def test_what_if_and_json(pplab, recorded):
+    code, out, _ = pplab("predict", str(recorded.path), "--schedule", "gpipe",
+                         "--microbatches", "8", "--json")
+    assert code == 0
+    result = json.loads(out)
+    assert result["replay"] is False and result["error"] is None
+    assert result["schedule"]["label"] == "gpipe p=2 m=8"
+    assert result["predicted"]["step_time_s"] > result["measured"]["step_time_s"]
+    code, out, _ = pplab("predict", str(recorded.path), "--stages", "4", "--schedule",
+                         "interleaved-1f1b", "--chunks", "2")
+    assert code == 0 and out.startswith("what-if interleaved-1f1b p=2 m=4 v=2")
+
+
+def test_a_bundled_run_is_found_by_name(pplab):
+    code, out, _ = pplab("predict", "1f1b-p2m8", "--json")
+    assert code == 0 and json.loads(out)["replay"] is True
+    assert abs(json.loads(out)["error"]) < 0.1
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["no-such-run"], "no-such-run is not a run directory nor a bundled run"),
+    (["{run}", "--schedule", "nope"], "unknown schedule 'nope'"),
+    (["{run}", "--pp", "8"], "8 stages need at least 8 layers; the run's model has 4"),
+    (["{run}", "--microbatches", "0"], "0 is not a count of at least 1"),
+    (["{run}", "--microbatches", "two"], "'two' is not a whole number"),
+    (["{run}", "--stages", "3", "--chunks", "2", "--schedule", "interleaved-1f1b"],
+     "--stages 3 is not a multiple of 2 chunks per rank"),
+    (["{run}", "--schedule", "interleaved-1f1b", "--chunks", "1"],
+     "interleaved-1f1b needs at least 2 chunks per rank"),
+])
+def test_a_mistake_is_one_line_and_exit_2(pplab, recorded, args, message):
+    code, out, err = pplab("predict", *[a.format(run=recorded.path) for a in args])
+    assert code == 2 and out == ""
+    assert len(err.strip().splitlines()) == 1 and message in err, err
