@@ -41,12 +41,13 @@ from .model import Calibration
 # The engine's split backward against its full backward, on a stage that splits (every
 # stage but the first): I + W costs SPLIT_TOTAL x B (I keeps every layer's output gradient
 # through a Python hook, W computes the weight products from them one layer at a time) and
-# I takes INPUT_FRACTION of that. Measured on this lab's 2-core machine, zb-h1 beside 1f1b
-# taking turns step by step (benchmarks/predict_accuracy.py sizes: d_model 128, 4 layers,
-# 8 x 64 tokens per microbatch): I 14.6 ms + W 14.6 ms against B 23.8 ms on stage 1.
+# I takes INPUT_FRACTION of that. Measured on this lab's 2-core machine on 2026-12-02, zb-h1
+# beside 1f1b taking turns step by step (benchmarks/predict_accuracy.py --save, its sizes:
+# d_model 128, 4 layers, 8 x 64 tokens per microbatch), on the last stage at m = 2, 4, 8, 16:
+# (I + W) / B = 1.43, 1.50, 1.44, 1.50 and I / (I + W) = 0.47, 0.46, 0.46, 0.46.
 # A run that split its backward measures its own.
-SPLIT_TOTAL = 1.22
-INPUT_FRACTION = 0.50
+SPLIT_TOTAL = 1.45
+INPUT_FRACTION = 0.46
 FIRST_STAGE_INPUT = 0.0  # stage 0's I only keeps the output gradient for its W
 
 
