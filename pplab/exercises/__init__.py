@@ -21,6 +21,8 @@ In a notebook::
 # isort: off
 # Imported for their register() side effect, in the order `pplab exercise list` shows them.
 from . import bubble, memory, zero_bubble, schedule_lab  # noqa: F401
+from . import stage_split, interleaving, staleness, parallel_wire  # noqa: F401
+from . import gpt3_3d, measured_vs_predicted  # noqa: F401
 # isort: on
 from .attempts import NUMERIC_HINTS, AttemptBook
 from .checking import PLACEHOLDER_LEARNER, Report, Verdict, check, grade

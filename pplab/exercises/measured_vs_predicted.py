@@ -1,0 +1,1 @@
+"""Placeholder: this lesson's exercise is being written."""
