@@ -86,3 +86,68 @@ def test_the_coding_lab_shows_how_to_start(lessons_page):
     app = pick(lessons_page, "04-write-your-own-schedule", "ada")
     assert any("my_schedules.py" in str(code.value) for code in app.code)
     assert not app.exception
+
+
+LESSON_NAMES = [lesson.name for lesson in find_lessons()]
+
+
+@pytest.mark.parametrize("name", LESSON_NAMES)
+def test_every_lesson_shows_objectives_its_widget_and_takes_the_right_answer(lessons_page,
+                                                                            name):
+    """The guided path: objectives at the top, the lesson's own widget embedded, and its
+    exercise accepting the reference answer part by part (the coding lab takes a file, which
+    AppTest cannot upload: tests/test_schedule_lab.py grades that path)."""
+    from lesson_widgets import widget_for
+
+    app = pick(lessons_page, name, "ada")
+    lesson = next(lesson for lesson in find_lessons() if lesson.name == name)
+    assert lesson.objectives, "a lesson says what it teaches under 'You will learn'"
+    assert any("You will learn" in str(m.value) and lesson.objectives[0] in str(m.value)
+               for m in app.markdown)
+    assert widget_for(name) is not None, f"{name} has no widget in app/lesson_widgets"
+    assert any(s.value == "Try it" for s in app.subheader)
+    assert not app.error, [e.value for e in app.error]
+    assert any(f"lesson={name}" in c.value for c in app.caption), "no link to this view"
+    exercise = lesson.exercise
+    if exercise.kind != "questions":
+        return
+    position = LESSON_NAMES.index(name) + 1
+    assert not any(m.value.startswith(f"✓ {position}.") for m in app.sidebar.markdown)
+    right = right_answers(exercise.id, numbers(exercise.id, "ada"))
+    for part in exercise.parts:
+        box = answer_box(exercise.id, part.key, "ada")
+        if part.kind == "choice":
+            app.radio(key=box).set_value(right[part.key]).run()
+        else:
+            app.text_input(key=box).input(str(right[part.key])).run()
+        assert not app.exception, app.exception
+    assert len(app.success) == len(exercise.parts) and not app.warning, \
+        [w.value for w in app.warning]
+    assert any(m.value.startswith(f"✓ {position}.") for m in app.sidebar.markdown), \
+        "the path marks the lesson done"
+
+
+def test_a_link_opens_the_lesson_and_the_widget_as_it_was(tmp_path, monkeypatch):
+    monkeypatch.setenv("PPLAB_RUNS_DIR", str(tmp_path / "runs"))
+    monkeypatch.setenv("PPLAB_HOME", str(tmp_path / "home"))
+    app = AppTest.from_file(str(ROOT / "app" / "lab.py"), default_timeout=120)
+    app.query_params["lesson"] = "02-memory-gpipe-vs-1f1b"
+    app.query_params["p"] = "6"
+    app.query_params["m"] = "many"
+    app.run()
+    app.switch_page("views/lessons.py").run()
+    assert not app.exception, app.exception
+    assert app.selectbox(key="lesson_pick").value.name == "02-memory-gpipe-vs-1f1b"
+    assert app.slider(key="l02_p").value == 6
+    assert app.slider(key="l02_m").value == 8  # "many" is not a number: the default, said so
+    assert any("'many' is not a whole number" in c.value for c in app.caption)
+    assert any("lesson=02-memory-gpipe-vs-1f1b&p=6&m=8" in c.value for c in app.caption)
+
+
+def test_next_and_previous_walk_the_path_in_order(lessons_page):
+    app = lessons_page
+    assert app.selectbox(key="lesson_pick").value.name == LESSON_NAMES[0]
+    app.button(key="lesson_next").click().run()
+    assert app.selectbox(key="lesson_pick").value.name == LESSON_NAMES[1]
+    app.button(key="lesson_previous").click().run()
+    assert app.selectbox(key="lesson_pick").value.name == LESSON_NAMES[0]

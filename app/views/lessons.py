@@ -1,43 +1,129 @@
-"""Lessons: each folder under lessons/ is a text, a notebook, and an exercise drawn for you.
+"""Lessons: a guided path through every lesson, in order, each with its widget and exercise.
 
-The learner types a name; the exercise's numbers come from it (the same ones
-``pplab exercise show ID --learner NAME`` prints), and each answer is judged by the simulator
-with the same checker and the same limited hints as the command line. The coding lab takes
-an uploaded schedule file, run in a separate process, never in this one.
+A lesson shows what it teaches (its "You will learn" list) at the top, then its text, then its
+widget (the lesson's own interactive view, not a link elsewhere), then the learner's exercise:
+numbers drawn from the learner's name (the same ones ``pplab exercise show ID --learner NAME``
+prints), each answer judged by the simulator with the same checker and the same limited hints
+as the command line. Progress (parts answered right) is kept for the browser session and shown
+beside the path. The page's address holds the lesson and its widget's configuration, so a
+link opens exactly the view it was copied from. The coding lab takes an uploaded schedule file,
+run in a separate process, never in this one.
 
-    streamlit run app/lab.py   (then open Lessons)
+    streamlit run app/lab.py   (then open Lessons; or /lessons?lesson=01-the-bubble&p=8)
 """
 
 import tempfile
 from pathlib import Path
+from urllib.parse import urlencode
 
 import streamlit as st
+from lesson_widgets import widget_for
 
 from pplab.exercises import AttemptBook, BadAnswer, check, find_lessons, learner_key
 from pplab.exercises.schedule_lab import SKELETON, CodingLab, check_file
 from pplab.resources import lessons_dir
+
+PROGRESS = "lesson_progress"  # session state: lesson name -> the part keys answered right
 
 st.title("Lessons")
 lessons = find_lessons()
 if not lessons:
     st.info(f"No lessons found under {lessons_dir()}.")
     st.stop()
+by_name = {lesson.name: lesson for lesson in lessons}
+progress: dict[str, set[str]] = st.session_state.setdefault(PROGRESS, {})
 
-lesson = st.selectbox("Lesson", lessons, format_func=lambda lesson: lesson.name,
-                      key="lesson_pick")
+# A link names a lesson and its widget's configuration; it is read once, on arrival.
+link = dict(st.query_params)
+if "lesson_link_read" not in st.session_state:
+    st.session_state["lesson_link_read"] = True
+    if link.get("lesson") in by_name:
+        st.session_state["lesson_pick"] = by_name[link["lesson"]].folder
+    elif "lesson" in link:
+        st.caption(f"No lesson {str(link['lesson'])[:60]!r} here; starting at the first one.")
+    st.session_state["lesson_link_config"] = {k: v for k, v in link.items() if k != "lesson"}
+    st.session_state["lesson_link_for"] = link.get("lesson")
+
+
+def parts_of(lesson) -> list[str]:
+    exercise = lesson.exercise
+    return [part.key for part in getattr(exercise, "parts", ())] or ["file"]
+
+
+def mark(lesson) -> str:
+    done, total = len(progress.get(lesson.name, ())), len(parts_of(lesson))
+    return "✓" if done >= total else (f"{done}/{total}" if done else "·")
+
+
+folders = [lesson.folder for lesson in lessons]
+
+
+def step(offset: int) -> None:
+    here = folders.index(st.session_state.get("lesson_pick", folders[0]))
+    st.session_state["lesson_pick"] = folders[max(0, min(len(folders) - 1, here + offset))]
+
+
+path_box = st.sidebar.container()
+
+
+def finish() -> None:
+    """Draw the path with this run's progress (answers are judged below it), then stop."""
+    with path_box:
+        st.header("Your path")
+        for position, entry in enumerate(lessons, start=1):
+            st.markdown(f"{mark(entry)} {position}. {entry.title.split(': ', 1)[-1]}")
+        answered = sum(len(progress.get(entry.name, ())) for entry in lessons)
+        st.progress(answered / sum(len(parts_of(entry)) for entry in lessons),
+                    text=f"{answered} exercise parts right this session")
+    st.stop()
+
+
+lesson = st.selectbox("Lesson", folders, key="lesson_pick",
+                      format_func=lambda folder: by_name[folder.name].title)
+lesson = by_name[lesson.name]
+back, forward, _ = st.columns([1, 1, 6])
+back.button("Previous", on_click=step, args=(-1,), disabled=lesson.folder == folders[0],
+            key="lesson_previous")
+forward.button("Next", on_click=step, args=(1,), disabled=lesson.folder == folders[-1],
+               key="lesson_next")
+
 learner = st.text_input("Your name (your numbers are drawn from it)", key="lesson_learner")
-st.markdown(lesson.text)
+title, *body = lesson.text.splitlines()
+st.markdown(title)
+if lesson.objectives:
+    with st.container(border=True):
+        st.markdown("**You will learn**\n\n" + "\n".join(f"* {o}" for o in lesson.objectives))
+    heading = next(i for i, line in enumerate(body) if "you will learn" in line.casefold())
+    after = next((i for i in range(heading + 1, len(body)) if body[i].startswith("#")),
+                 len(body))
+    body = body[:heading] + body[after:]
+st.markdown("\n".join(body))
 st.caption(f"Notebook: {lesson.notebook} (open it in Jupyter, run top to bottom).")
+
+widget = widget_for(lesson.name)
+if widget is not None:
+    st.subheader("Try it")
+    linked = st.session_state.get("lesson_link_for") == lesson.name
+    config = dict(widget.DEFAULTS) | (st.session_state["lesson_link_config"] if linked else {})
+    try:
+        shown = widget.show(config)
+    except Exception as error:  # a widget's bug must not take the lesson's text and exercise
+        st.error(f"This widget failed: {type(error).__name__}: {str(error)[:200]}")
+    else:
+        address = urlencode({"lesson": lesson.name, **shown})
+        st.query_params.from_dict({"lesson": lesson.name, **shown})
+        st.caption(f"A link to exactly this view: `/lessons?{address}`")
+
 exercise = lesson.exercise
 if exercise is None:
-    st.stop()
+    finish()
 
 st.subheader("Your exercise")
 try:
     who = learner_key(learner)
 except BadAnswer as error:
     st.info(f"Type your name above to get your own numbers ({error}).")
-    st.stop()
+    finish()
 
 if isinstance(exercise, CodingLab):
     st.code(exercise.show(who))
@@ -51,7 +137,9 @@ if isinstance(exercise, CodingLab):
         (st.success if result.all_right else st.warning)(
             f"{result.points} of {len(result.verdicts)} schedules on target")
         st.code(str(result))
-    st.stop()
+        if result.all_right:
+            progress.setdefault(lesson.name, set()).add("file")
+    finish()
 
 variant = exercise.variant(who)
 st.write(exercise.intro.format(**variant.numbers))
@@ -74,3 +162,6 @@ for part in exercise.parts:
             st.warning(f"Cannot read it: {error}")
             continue
         (st.success if verdict.right else st.warning)(verdict.message)
+        if verdict.right:
+            progress.setdefault(lesson.name, set()).add(part.key)
+finish()

@@ -37,6 +37,25 @@ class Lesson:
         return self.text.splitlines()[0].lstrip("# ").strip()
 
     @property
+    def objectives(self) -> list[str]:
+        """The bullets under the text's "You will learn" heading (none if it has none)."""
+        lines = self.text.splitlines()
+        start = next((i for i, line in enumerate(lines) if "you will learn" in line.casefold()),
+                     None)
+        if start is None:
+            return []
+        found: list[str] = []
+        for line in lines[start + 1:]:
+            stripped = line.strip()
+            if stripped[:2] in ("* ", "- "):
+                found.append(stripped[2:].strip())
+            elif found and stripped and not stripped.startswith("#"):
+                found[-1] += " " + stripped  # a bullet that goes on over lines
+            elif found or stripped.startswith("#"):
+                break  # the blank line or heading after the list
+        return found
+
+    @property
     def notebook(self) -> Path:
         return self.folder / "lesson.ipynb"
 
