@@ -177,8 +177,8 @@ NOT_OURS = {"pip", "apt-get", "sudo", "source", "cd", "git", "curl", "export"}
 RUN_HERE = {"cp"}  # run in the test's copy of the repository, where later commands use them
 MARKS = {line.split(":")[0] for line in tomllib.loads(
     (ROOT / "pyproject.toml").read_text())["tool"]["pytest"]["ini_options"]["markers"]}
-REPOSITORY = ("pplab", "app", "data", "lessons", "benchmarks", "tests", "install.sh", ".ci",
-              "pyproject.toml", "README.md")
+REPOSITORY = ("pplab", "app", "data", "lessons", "benchmarks", "scripts", "tests", "install.sh",
+              ".ci", "pyproject.toml", "README.md")
 
 
 def printed_commands(text: str) -> list[str]:
