@@ -18,6 +18,8 @@ if str(APP_DIR) not in sys.path:
 
 st.set_page_config(page_title="pplab: pipeline parallelism lab", layout="wide")
 
+from classroom_gate import sidebar_badge  # noqa: E402  (needs APP_DIR on the path)
+
 VIEWS = APP_DIR / "views"
 pages = [
     st.Page(VIEWS / "playground.py", title="Playground", url_path="playground", default=True),
@@ -27,4 +29,5 @@ pages = [
     st.Page(VIEWS / "runs.py", title="Runs", url_path="runs"),
     st.Page(VIEWS / "lessons.py", title="Lessons", url_path="lessons"),
 ]
+sidebar_badge()
 st.navigation(pages).run()

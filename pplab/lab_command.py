@@ -5,7 +5,13 @@ through ``pplab.resources`` (a checkout and a plain ``pip install .`` alike). It
 127.0.0.1 unless told otherwise, because its Run page launches real training processes and
 must not be reachable from other machines by accident.
 
+With ``--classroom`` the lab is shared with a class: it binds the address given with
+``--host`` (an address of this machine the students can reach, or 0.0.0.0 for all), prints the
+address and a fresh passcode, and lets only a session that typed the passcode start training
+or anything else that runs processes or writes files (see ``pplab.classroom``).
+
     pplab lab --port 8502
+    pplab lab --classroom --host 0.0.0.0
     python -m pplab.lab_command --port 8502
 """
 
@@ -18,7 +24,7 @@ import socket
 import sys
 from pathlib import Path
 
-from . import resources
+from . import classroom, resources
 
 DEFAULT_PORT = 8501
 DEFAULT_HOST = "127.0.0.1"
@@ -44,6 +50,10 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                         help=f"port to listen on (default {DEFAULT_PORT})")
     parser.add_argument("--host", default=DEFAULT_HOST,
                         help=f"address to bind (default {DEFAULT_HOST}: this machine only)")
+    parser.add_argument("--classroom", action="store_true",
+                        help="share the lab with a class: print a passcode that only the "
+                             "instructor types; without it nobody starts processes or writes "
+                             "files from the browser")
     parser.set_defaults(func=run)
     return parser
 
@@ -78,6 +88,20 @@ def streamlit_command(entry: Path, host: str, port: int) -> list[str]:
     ]
 
 
+def addresses_to_open(host: str) -> list[str]:
+    """Where a browser reaches a server bound to ``host``: the host itself, or for a wildcard
+    address this machine's own addresses (its name's, and loopback)."""
+    if host not in ("0.0.0.0", "::", ""):
+        return [host]
+    found = []
+    try:
+        found = sorted({info[4][0] for info in socket.getaddrinfo(socket.gethostname(), None)
+                        if info[0] == socket.AF_INET and not info[4][0].startswith("127.")})
+    except OSError:
+        pass
+    return found + ["127.0.0.1"]
+
+
 def run(args: argparse.Namespace) -> int:
     entry = app_entry()
     if entry is None:
@@ -88,12 +112,22 @@ def run(args: argparse.Namespace) -> int:
     if problem:
         print(f"pplab lab: {problem}", file=sys.stderr)
         return 2
-    shown = f"[{args.host}]" if ":" in args.host else args.host
-    print(f"pplab lab: open http://{shown}:{args.port}  (Ctrl-C to stop)", flush=True)
+    env = {k: v for k, v in os.environ.items() if k != classroom.DIGEST_ENV}
+    for address in addresses_to_open(args.host):
+        shown = f"[{address}]" if ":" in address else address
+        print(f"pplab lab: open http://{shown}:{args.port}  (Ctrl-C to stop)", flush=True)
+    if args.classroom:
+        passcode = classroom.new_passcode()
+        env[classroom.DIGEST_ENV] = classroom.digest(passcode)  # the server never sees it
+        print(f"pplab lab: classroom mode; instructor passcode: {passcode}  (students need "
+              f"none: they read, simulate and do their exercises)", flush=True)
+        if args.host in ("127.0.0.1", "localhost", "::1"):
+            print("pplab lab: still on this machine only; give --host (an address of this "
+                  "machine, or 0.0.0.0) for the class to reach it", flush=True)
     # Become the server rather than wait on it as a child: Ctrl-C, SIGTERM and process
     # managers then reach streamlit itself, and no server is left behind without its parent.
     command = streamlit_command(entry, args.host, args.port)
-    os.execv(command[0], command)
+    os.execve(command[0], command, env)
     return 0  # not reached
 
 

@@ -173,10 +173,11 @@ def replayed(run: timeline.Run):
     """(calibration, prediction) of ``run``'s own schedule on the costs fitted from it;
     ValueError when the run cannot be calibrated or replayed."""
     from .calibration import calibration_for, replay
+    from .classroom import in_classroom
     from .run_prediction import schedule_of
 
     schedule_of(run)  # refuses a schedule too big to replay before any fitting
-    calibration = calibration_for(run)
+    calibration = calibration_for(run, save=not in_classroom())
     return calibration, replay(run, calibration)
 
 

@@ -17,6 +17,7 @@ from pathlib import Path
 from urllib.parse import urlencode
 
 import streamlit as st
+from classroom_gate import instructor_only
 from lesson_widgets import widget_for
 
 from pplab.exercises import AttemptBook, BadAnswer, check, find_lessons, learner_key
@@ -127,6 +128,9 @@ except BadAnswer as error:
 
 if isinstance(exercise, CodingLab):
     st.code(exercise.show(who))
+    if not instructor_only("run uploaded code (the grader starts a process); work in the "
+                           "notebook or with pplab exercise on your own machine"):
+        finish()
     upload = st.file_uploader(f"Your {SKELETON}", type=["py"], key=f"lab_file_{who}")
     if upload is not None:
         with tempfile.TemporaryDirectory(prefix="pplab-upload-") as folder:

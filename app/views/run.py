@@ -2,15 +2,20 @@
 
 A thin face over ``pplab.training_jobs``: the form makes a request, the library checks and
 runs it; this page draws the progress. Stop ends a live run (the rerun it causes stops the
-job, which kills its processes and leaves no run directory).
+job, which kills its processes and leaves no run directory). In classroom mode the run is the
+server's one live run (``pplab.live_run``): only the instructor starts or stops it, and every
+session's page follows the same run as it happens.
 
     streamlit run app/lab.py   (then open Run)
 """
 
 import streamlit as st
+from classroom_gate import instructor_only, session_key
 from lab_widgets import refresh_catalog
 
 from pplab import charts, runs_catalog
+from pplab.classroom import in_classroom
+from pplab.live_run import LIVE
 from pplab.machine import cpu_count, gpu_count
 from pplab.schedules import SCHEDULES
 from pplab.training_jobs import (
@@ -38,6 +43,34 @@ st.caption(f"One process per rank on torch.distributed (gloo on CPU, NCCL on GPU
 if st.session_state.get("run_stop"):
     st.warning("Stopped: the run was ended and left no run directory.")
 
+
+@st.fragment(run_every=1.0)
+def follow_live_run() -> None:
+    """The classroom's live run as every session sees it, redrawn each second."""
+    me, live = session_key(), LIVE.snapshot()
+    if live.state == "idle":
+        st.info("No run yet: the instructor's run appears here as it happens.")
+        return
+    st.subheader(f"Live run: {live.label}")
+    done = live.step / live.steps if live.steps else 0.0
+    st.progress(min(1.0, done), text=live.message)
+    if live.losses:
+        st.plotly_chart(charts.loss_curves({live.label: list(live.losses)}),
+                        key="live_loss")
+    if live.state == "done":
+        st.success(live.message)
+    elif live.state in ("failed", "stopped"):
+        st.warning(live.message)
+    if live.running and live.owner == me:
+        if st.button("Stop the live run", key="live_stop"):
+            LIVE.stop(me)
+
+
+if in_classroom():
+    follow_live_run()
+    if not instructor_only("start or stop training"):
+        st.stop()
+
 with st.form("run_form"):
     cols = st.columns(3)
     schedule = cols[0].selectbox("Schedule", list(SCHEDULES), index=list(SCHEDULES).index("1f1b"),
@@ -64,6 +97,13 @@ if started:
         request.check(max_ranks(device))
     except ValueError as error:
         st.error(f"Not started: {error}")
+        st.stop()
+    if in_classroom():  # the server's one run, broadcast; this page only follows it
+        try:
+            LIVE.start(request, str(run_dir_for(request, runs_catalog.user_runs_dir())),
+                       owner=session_key(), label=f"{schedule} p={pp_size} m={microbatches}")
+        except ValueError as error:
+            st.error(f"Not started: {error}")
         st.stop()
     st.button("Stop", key="run_stop", help="end this run; it leaves no run directory")
     status = st.empty()
