@@ -28,6 +28,7 @@ pages = [
     st.Page(VIEWS / "run.py", title="Run", url_path="run"),
     st.Page(VIEWS / "runs.py", title="Runs", url_path="runs"),
     st.Page(VIEWS / "lessons.py", title="Lessons", url_path="lessons"),
+    st.Page(VIEWS / "presenter.py", title="Presenter", url_path="presenter"),
 ]
 sidebar_badge()
 st.navigation(pages).run()

@@ -1,0 +1,59 @@
+"""Presenter: one step played forward in time in large type, for the projector.
+
+Play, pause and scrub run in the browser; boxes are numbered by microbatch as in the papers'
+figures; each box that starts is joined to the box it waited on, and the critical path (the
+chain that sets the step's length) has a heavy outline. The address holds the view, so a link
+reproduces it exactly: /presenter?schedule=1f1b&p=4&m=8.
+
+    streamlit run app/lab.py   (then open Presenter)
+"""
+
+import streamlit as st
+from lesson_widgets.reading import choice, whole
+
+from pplab.charts.presenter import presenter_gantt
+from pplab.cost_model import CostModel
+from pplab.labels import fraction_text
+from pplab.presenter import walk
+from pplab.schedules import build
+from pplab.simulator import simulate
+from pplab.timeline import metrics
+
+SCHEDULES = ("gpipe", "1f1b", "interleaved-1f1b", "zb-h1")
+DEFAULTS = {"schedule": "1f1b", "p": "4", "m": "8", "v": "2", "critical": "yes"}
+
+if "presenter_link" not in st.session_state:  # a link is read once, on arrival
+    st.session_state["presenter_link"] = dict(st.query_params)
+link = st.session_state["presenter_link"]
+with st.sidebar:
+    st.header("Presenter")
+    schedule = st.selectbox("Schedule", SCHEDULES, key="presenter_schedule",
+                            index=SCHEDULES.index(choice(link, DEFAULTS, "schedule", SCHEDULES)))
+    p = st.slider("Stages p", 2, 8, whole(link, DEFAULTS, "p", 2, 8), key="presenter_p")
+    m = st.slider("Microbatches m", 1, 16, whole(link, DEFAULTS, "m", 1, 16), key="presenter_m")
+    v = (st.slider("Chunks v", 2, 4, whole(link, DEFAULTS, "v", 2, 4), key="presenter_v")
+         if schedule == "interleaved-1f1b" else 1)
+    critical = st.toggle("Mark the critical path", key="presenter_critical",
+                         value=choice(link, DEFAULTS, "critical", ("yes", "no")) == "yes")
+
+try:
+    built = build(schedule, p, m, v if v > 1 else None)
+except ValueError as error:
+    st.error(f"Cannot build this schedule: {str(error).splitlines()[0]}")
+    st.stop()
+cost = CostModel(forward=1.0, backward=2.0, backward_input=1.0, backward_weight=1.0)
+events = simulate(built, cost)
+label = f"{schedule} p={p} m={m}" + (f" v={v}" if v > 1 else "")
+st.plotly_chart(presenter_gantt(events, title=f"{label}: one step (predicted, t_F = 1, "
+                                              f"t_B = 2)", critical_path=critical),
+                key="presenter_gantt")
+found = walk(events)
+st.markdown(f"### Bubble {fraction_text(float(metrics(events)['bubble_fraction']))} "
+            f"of rank-time (idle rank-time / (ranks x step)); the critical path runs through "
+            f"{len(found.critical)} of {len(found.boxes)} boxes")
+shown = {"schedule": schedule, "p": str(p), "m": str(m), "critical": "yes" if critical else "no"}
+if v > 1:
+    shown["v"] = str(v)
+st.query_params.from_dict(shown)
+st.caption("A link to exactly this view: `/presenter?" + "&".join(f"{k}={v}" for k, v in
+                                                              shown.items()) + "`")

@@ -1,0 +1,96 @@
+"""The presenter's Gantt: one step played forward in time, for a projector.
+
+Boxes are numbered by microbatch as in the papers' figures (GPipe's Fig. 2, 1F1B's in
+Narayanan et al. 2021), in large type; each frame shows the step as it stands at one moment
+(``pplab.presenter.boxes_at``); the play, pause and scrub controls are Plotly's own, so the
+animation runs in the browser without a round trip to the server. In every frame the boxes
+that start next are joined by a line to the box they wait on, and the critical path is drawn
+with a heavy outline.
+
+    python -c "from pplab.charts.presenter import presenter_gantt; from pplab.schedules import \
+build; from pplab.simulator import simulate; presenter_gantt(simulate(build('gpipe', 4, 4))).show()"
+"""
+
+from __future__ import annotations
+
+import plotly.graph_objects as go
+
+from ..presenter import Walk, boxes_at, frame_times, walk
+from .style import KIND_COLOURS, KIND_NAMES, ROW_BASE, ROW_WIDTH
+
+FONT_SIZE = 22
+CRITICAL_OUTLINE = "#111111"
+
+
+def _box_traces(shown, critical: set[int], kinds) -> list[go.Bar]:
+    traces = []
+    for kind in kinds:
+        part = shown[shown["kind"] == kind]
+        outline = [4 if i in critical else 0.5 for i in part.index]
+        traces.append(go.Bar(
+            name=KIND_NAMES.get(kind, kind), orientation="h", base=part["start"],
+            x=part["end"] - part["start"], y=part["rank"] + ROW_BASE + ROW_WIDTH / 2,
+            width=ROW_WIDTH, marker={"color": KIND_COLOURS.get(kind, "#888888"),
+                                     "line": {"color": CRITICAL_OUTLINE, "width": outline}},
+            text=[str(int(mb)) for mb in part["microbatch"]], textposition="inside",
+            insidetextanchor="middle", textfont={"size": FONT_SIZE, "color": "white"},
+            hovertemplate="rank %{customdata[0]} %{customdata[1]}%{customdata[2]}: "
+                          "%{base:.3g} to %{customdata[3]:.3g}<extra></extra>",
+            customdata=list(zip(part["rank"], part["kind"], part["microbatch"], part["end"],
+                                strict=True)),
+            showlegend=True))
+    return traces
+
+
+def _waits_trace(found: Walk, moment: float, previous: float) -> go.Scatter:
+    """Lines from each box that started in (previous, moment] back to the box it waited on."""
+    xs, ys = [], []
+    boxes = found.boxes
+    for index in boxes.index[(boxes["start"] > previous) & (boxes["start"] <= moment)]:
+        source = found.waited_on[index]
+        if source < 0 or boxes.at[source, "rank"] == boxes.at[index, "rank"]:
+            continue  # the same rank's previous box is just "the one before"
+        xs += [boxes.at[source, "end"], boxes.at[index, "start"], None]
+        ys += [boxes.at[source, "rank"], boxes.at[index, "rank"], None]
+    return go.Scatter(x=xs, y=ys, mode="lines+markers", name="waited on",
+                      line={"color": "#D62728", "width": 4}, marker={"size": 10},
+                      hoverinfo="skip", showlegend=True)
+
+
+def presenter_gantt(events, frames: int = 40, title: str = "", critical_path: bool = True,
+                    unit: str = "cost units") -> go.Figure:
+    """A Figure with ``frames`` frames of the step; the first frame is the finished step."""
+    found = walk(events)
+    critical = set(found.critical) if critical_path else set()
+    kinds = [k for k in ("F", "B", "I", "W") if (found.boxes["kind"] == k).any()]
+    moments = frame_times(events, frames)
+    animation = []
+    for number, moment in enumerate(moments):
+        shown = boxes_at(events, float(moment))
+        before = float(moments[number - 1]) if number else float("-inf")
+        animation.append(go.Frame(
+            name=f"{moment:.4g}",
+            data=[*_box_traces(shown, critical, kinds), _waits_trace(found, moment, before)]))
+    last = animation[-1]
+    figure = go.Figure(data=last.data, frames=animation)
+    ranks = sorted(int(r) for r in found.boxes["rank"].unique())
+    steps = [{"method": "animate", "label": frame.name,
+              "args": [[frame.name], {"mode": "immediate", "frame": {"duration": 0},
+                                      "transition": {"duration": 0}}]} for frame in animation]
+    figure.update_layout(
+        title={"text": title, "font": {"size": FONT_SIZE + 4}}, barmode="overlay",
+        font={"size": FONT_SIZE}, height=max(320, 110 * len(ranks) + 200),
+        xaxis={"title": f"time ({unit})", "range": [float(moments[0]), float(moments[-1])]},
+        yaxis={"tickvals": ranks, "ticktext": [f"rank {r}" for r in ranks],
+               "autorange": "reversed"},
+        legend={"orientation": "h", "y": -0.25},
+        updatemenus=[{"type": "buttons", "direction": "left", "x": 0, "y": 1.18,
+                      "buttons": [
+                          {"label": "Play", "method": "animate",
+                           "args": [None, {"frame": {"duration": 250, "redraw": True},
+                                           "fromcurrent": True, "transition": {"duration": 0}}]},
+                          {"label": "Pause", "method": "animate",
+                           "args": [[None], {"mode": "immediate", "frame": {"duration": 0}}]}]}],
+        sliders=[{"active": len(steps) - 1, "steps": steps, "x": 0.12, "len": 0.88,
+                  "currentvalue": {"prefix": "t = "}}])
+    return figure
