@@ -93,6 +93,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     # Imported here, not at the top: `pplab --help` stays quick. None of them imports torch
     # before its command runs.
+    from .demo_command import add_parser as add_demo
     from .engine.compare_command import add_parser as add_compare
     from .engine.train_command import add_parser as add_train
     from .exercise_command import add_parser as add_exercise
@@ -102,7 +103,7 @@ def build_parser() -> argparse.ArgumentParser:
     from .search_command import add_parser as add_search
 
     for add in (add_search, add_train, add_compare, add_plan, add_predict, add_exercise,
-                add_lab):
+                add_lab, add_demo):
         add(subparsers)
     return parser
 
@@ -259,7 +260,9 @@ def cmd_simulate(args) -> int:
     print(gantt_text(events, ranks=range(schedule.pp_size)))
     print(f"makespan         {summary['makespan']:.4g} cost units (simulated)")
     closed = summary["closed_form"]
-    bubble = f"bubble fraction  {summary['bubble_fraction']:.2%} (idle / (ranks x makespan))"
+    whole = f", whole run of {schedule.num_steps} steps" if schedule.is_async else ""
+    bubble = (f"bubble fraction  {summary['bubble_fraction']:.2%} "
+              f"(idle / (ranks x makespan){whole})")
     if closed["bubble_fraction"] is not None:
         bubble += f"; closed form {closed['formula']} = {closed['bubble_fraction']:.2%}"
     elif closed["note"]:
@@ -270,9 +273,11 @@ def cmd_simulate(args) -> int:
               f"idle {part['idle']:.4g} cost units")
     peaks = " ".join(f"{s}:{n}" for s, n in summary["peak_activations"].items())
     print(f"peak activations {peaks} (microbatches held, per stage)")
+    own = " of its own microbatches (steps overlap: not the run's bubble)" \
+        if schedule.is_async else ""
     for step in summary.get("per_step", []):
         print(f"step {step['step']:>2}          makespan {step['makespan']:.4g} cost units, "
-              f"bubble {step['bubble_fraction']:.2%}")
+              f"bubble {step['bubble_fraction']:.2%}{own}")
     if args.trace is not None:
         print(f"trace            {args.trace} (open at https://ui.perfetto.dev)")
     if args.save_csv is not None:

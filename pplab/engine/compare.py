@@ -35,7 +35,7 @@ from pplab.run_dirs import strict_json_value
 from pplab.train_config import TrainConfig
 
 from .compare_specs import Spec, default_batch, parse_spec
-from .compare_table import COLUMNS, table_csv
+from .compare_table import COLUMNS, split_columns, table_csv
 
 MAX_CONFIGURATIONS = 32  # each one trains for real: a longer list is a typo, not a plan
 
@@ -56,6 +56,7 @@ class Shared:
     seed: int = 0
     dtype: str = "float32"
     timeout: float = 300.0
+    device: str = "cpu"  # cuda: NCCL with a GPU per rank, or gloo when ranks share GPUs
 
 
 def plan_comparison(texts: Sequence[str], shared: Shared) -> list[tuple[Spec, Plan]]:
@@ -78,7 +79,7 @@ def plan_comparison(texts: Sequence[str], shared: Shared) -> list[tuple[Spec, Pl
                 steps=shared.steps, layers=layers, batch_size=batch, seq_len=shared.seq_len,
                 d_model=shared.d_model, heads=shared.heads, d_ff=shared.d_ff, task=shared.task,
                 lr=shared.lr, seed=shared.seed, dtype=shared.dtype, timeout=shared.timeout,
-                tp_size=spec.tp, dp_size=spec.dp, out="-")
+                tp_size=spec.tp, dp_size=spec.dp, device=shared.device, out="-")
             planned.append((spec, make_plan(config)))
         except ValueError as error:
             raise ValueError(f"{spec.text}: {error}") from None
@@ -159,6 +160,7 @@ def summarize(spec: Spec, plan: Plan, events, metadata: dict, run_name: str) -> 
         # None where no closed form applies (e.g. zb-h1 with fewer microbatches than stages)
         "bubble_fraction_formula": formulas.closed_form_for(plan.schedule).value,
         "allreduce_s_per_step": allreduce_s,
+        **split_columns(events, ranks, kept, plan.schedule.is_async),
         "bytes_per_step": sum(moved.values()),
         "bytes_per_step_formula": sum(expected.values()),
         "send_bytes_per_step": moved["send"],
@@ -176,8 +178,13 @@ def summarize(spec: Spec, plan: Plan, events, metadata: dict, run_name: str) -> 
 
 def run_comparison(texts: Sequence[str], shared: Shared, out: str | os.PathLike,
                    description: str = "",
-                   progress: Callable[[str], None] | None = None) -> tuple[Path, list[dict]]:
+                   progress: Callable[[str], None] | None = None,
+                   step_progress: Callable[[int, dict], None] | None = None,
+                   ) -> tuple[Path, list[dict]]:
     """Train every configuration and write ``out``: one run dir each plus the table.
+
+    ``progress`` gets a line as each configuration starts; ``step_progress(i, message)``
+    each progress message of configuration ``i`` (see ``launch.run_training``).
 
     Everything is checked before the first process starts. ``out`` appears complete or not
     at all: runs go into a hidden temporary directory beside it, renamed at the end.
@@ -201,7 +208,9 @@ def run_comparison(texts: Sequence[str], shared: Shared, out: str | os.PathLike,
             if progress is not None:
                 progress(f"[{i + 1}/{len(planned)}] {spec.text}: "
                          f"{plan.topology.world_size} ranks, {plan.num_steps} steps")
-            result = run_training(replace(plan.config, out=str(tmp / name)))
+            relay = None if step_progress is None else (
+                lambda message, i=i: step_progress(i, message))
+            result = run_training(replace(plan.config, out=str(tmp / name)), relay)
             rows.append(summarize(spec, plan, result.events, result.metadata, name))
         first = planned[0][1]
         document = {
@@ -222,5 +231,20 @@ def run_comparison(texts: Sequence[str], shared: Shared, out: str | os.PathLike,
 
 def default_description(rows: Sequence[dict]) -> str:
     configs = ", ".join(row["configuration"] for row in rows)
-    return (f"The same toy GPT and global batch under {configs}: pipelines pay in bubbles, "
+    text = (f"The same toy GPT and global batch under {configs}: pipelines pay in bubbles, "
             f"tensor parallelism in all-reduces, data parallelism in gradient traffic.")
+    return text + "".join(f" {note}" for note in dict.fromkeys(
+        ASYNC_NOTES[row["schedule"]] for row in rows if row.get("schedule") in ASYNC_NOTES))
+
+
+# Why an asynchronous run's loss differs, said where its loss is shown: not staleness alone.
+ASYNC_NOTES = {
+    "pipedream": "PipeDream updates every stage after every microbatch: m times as many "
+                 "optimizer steps as a synchronous run, each on one microbatch and on stale "
+                 "weights, so its loss differs for both reasons; its bubble is the whole run's "
+                 "(one fill and drain, no flush), the others' one step's. "
+                 "benchmarks/staleness.py compares at equal updates.",
+    "pipedream-2bw": "PipeDream-2BW makes as many updates as a synchronous run, each on the "
+                     "whole batch, but computes them on weights one update old; its bubble is "
+                     "the whole run's (no flush).",
+}

@@ -1,0 +1,65 @@
+"""`pplab demo`: sized to the machine, the classic sequence trained for real, one comparison.
+
+The GPU test runs the engine's CUDA path (NCCL with a GPU per rank, or gloo between ranks
+that share one GPU, CUDA events for the timeline) where a GPU is present, and is skipped,
+saying so, where none is.
+
+    .venv/bin/python -m pytest -q tests/test_demo.py
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from pplab.demo_command import demo_configs, demo_size
+from pplab.machine import gpu_count
+
+
+def test_the_demo_sizes_itself_to_the_devices_and_cores_it_finds():
+    assert demo_size(gpus=0, cores=2) == ("cpu", 2)
+    assert demo_size(gpus=0, cores=1) == ("cpu", 2)  # a pipeline needs two stages
+    assert demo_size(gpus=0, cores=64) == ("cpu", 4)
+    assert demo_size(gpus=1, cores=2) == ("cuda", 2)  # two ranks share the one GPU
+    assert demo_size(gpus=8, cores=2) == ("cuda", 4)
+    assert demo_configs(2) == ["gpipe:pp=2,m=4", "1f1b:pp=2,m=4", "zb-h1:pp=2,m=4", "tp:tp=2"]
+
+
+def _demo(tmp_path, *extra) -> tuple[subprocess.CompletedProcess, dict]:
+    out = tmp_path / "demo"
+    done = subprocess.run([sys.executable, "-m", "pplab", "demo", "--no-open", "--steps", "3",
+                           "--out", str(out), *extra], capture_output=True, text=True,
+                          timeout=600)
+    assert done.returncode == 0, done.stderr[-2000:]
+    return done, json.loads((out / "comparison.json").read_text())
+
+
+@pytest.mark.multiprocess  # trains four configurations with real ranks
+def test_the_demo_trains_the_sequence_and_saves_one_comparison(tmp_path):
+    done, summary = _demo(tmp_path)
+    from pplab.machine import cpu_count
+
+    _, ranks = demo_size(gpu_count(), cpu_count())
+    assert [row["configuration"] for row in summary["rows"]] == demo_configs(ranks)
+    assert all(row["step_time_s"] > 0 for row in summary["rows"])
+    assert "100.0 %" in done.stderr and "Traceback" not in done.stderr
+    assert f"saved {tmp_path / 'demo'}" in done.stdout
+    bad = subprocess.run([sys.executable, "-m", "pplab", "demo", "--no-open", "--steps", "0"],
+                         capture_output=True, text=True, timeout=60)
+    assert bad.returncode == 2 and bad.stderr.count("\n") == 1
+
+
+@pytest.mark.gpu
+@pytest.mark.multiprocess
+@pytest.mark.skipif(gpu_count() == 0, reason="no CUDA GPU here: the CUDA path is not run")
+def test_the_demo_runs_on_the_gpu_it_finds(tmp_path):
+    import torch
+
+    assert torch.cuda.is_available(), "nvidia-smi sees a GPU but this torch has no CUDA"
+    _, summary = _demo(tmp_path)
+    run = tmp_path / "demo" / summary["rows"][0]["run"]
+    meta = json.loads((run / "meta.json").read_text())
+    assert meta["config"]["device"] == "cuda" and meta["hardware"]["device"] == "cuda"
