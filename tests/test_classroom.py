@@ -117,3 +117,23 @@ def test_the_instructors_run_reaches_every_student_who_cannot_stop_it(class_lab)
         student.run()
         assert any(s.value.startswith("done: saved to") for s in student.success)
         assert student.get("plotly_chart"), "every student sees the loss curve"
+
+
+@pytest.mark.multiprocess  # a real lab server, and the live run it starts trains real ranks
+def test_the_load_script_drives_a_real_classroom_server(tmp_path):
+    """Not a timing test: the script's sessions reach the server, the instructor's passcode
+    starts the live run, and the run ends done while students move sliders."""
+    import subprocess
+    import sys
+
+    from app_helpers import ROOT
+
+    done = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "classroom_load.py"),
+                           "--sessions", "3", "--moves", "2", "--seconds", "3",
+                           "--run-steps", "4"], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "over 4\n" in done.stdout or "over 4 " in done.stdout  # 2 students x 2 changes
+    assert "Live run: 1f1b p=2 m=2 / done: saved to" in done.stdout
+    refused = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "classroom_load.py"),
+                              "--sessions", "500"], capture_output=True, text=True, timeout=60)
+    assert refused.returncode == 2 and "at most 60 sessions" in refused.stderr
