@@ -11,6 +11,7 @@ check every form against ``pplab.simulator`` on a grid of stages and microbatche
 from __future__ import annotations
 
 from dataclasses import dataclass
+from fractions import Fraction
 
 from .cost_model import CostModel
 from .schedules.pipedream import DEFAULT_STEPS as DEFAULT_ASYNC_STEPS
@@ -27,6 +28,9 @@ class ClosedForm:
 
 
 _MEGATRON = "Megatron-LM, Narayanan et al. SC 2021 (arXiv:2104.04473)"
+# The one way the lab cites ZB-H1's and ZB-H2's bubble: the paper's Sec. 2.3 and its Table 2.
+_ZB = ("Zero Bubble Pipeline Parallelism, Qi et al., ICLR 2024 (arXiv:2401.10241), Sec. 2.3, "
+       "Table 2")
 CLOSED_FORMS: dict[str, ClosedForm] = {
     "gpipe": ClosedForm("(p-1)/(m+p-1)", r"\frac{p-1}{m+p-1}",
                         "GPipe, Huang et al. 2019 (arXiv:1811.06965), Sec. 2.3"),
@@ -36,12 +40,13 @@ CLOSED_FORMS: dict[str, ClosedForm] = {
     "zb-h1": ClosedForm(
         "b/(m(F+I+W)+b), b=(p-1)max(F+I-W,F,I)",
         r"\frac{b}{m(T_F+T_I+T_W)+b},\ b=(p-1)\max(T_F+T_I-T_W,\,T_F,\,T_I)",
-        "Zero Bubble PP, Qi et al. ICLR 2024 (arXiv:2401.10241), Table 2"),
+        f"{_ZB}: (p-1)(T_F+T_B-T_W), its B being our I; the max(...) is pplab's own "
+        "extension, equal to it while T_W <= min(T_F, T_I) and matching pplab's zb-h1 order "
+        "beyond"),
     "zb-h2": ClosedForm(
         "b/(m(F+I+W)+b), b=(p-1)max(F,I-F,F+I-2W)",
         r"\frac{b}{m(T_F+T_I+T_W)+b},\ b=(p-1)\max(T_F,\,T_I-T_F,\,T_F+T_I-2T_W)",
-        "Zero Bubble PP, Qi et al. ICLR 2024 (arXiv:2401.10241), Table 2; pplab adds the "
-        "(p-1)T_F fill of a flushed step"),
+        f"{_ZB}: (p-1)(T_F+T_B-2T_W); pplab adds the (p-1)T_F fill of a flushed step"),
     "zb-v": ClosedForm(
         "(p-1)/(6m+p-1) when F=I=W", r"\frac{p-1}{6m+p-1}\ (T_F=T_I=T_W)",
         "Pipeline Parallelism with Controllable Memory, Qi et al. 2024 (arXiv:2405.15362): "
@@ -91,11 +96,12 @@ def _check_cost(cost: CostModel | None) -> CostModel:
 def zb_h1_bubble_time(pp_size: int, cost: CostModel | None = None) -> float:
     """Bubble time of ZB-H1 on the busiest rank, for M >= P microbatches.
 
-    Zero Bubble Pipeline Parallelism (Qi et al., ICLR 2024, arXiv:2401.10241), Table 2:
-    ``(p-1)(T_F + T_I - T_W)``, which is the largest term only while T_W <= T_F and
-    T_W <= T_I. Beyond that the chain of forwards (T_F) or of input gradients (T_I) from
-    the far end sets the bubble: ``(p-1) * max(T_F + T_I - T_W, T_F, T_I)`` matches pplab's
-    zb-h1 order exactly on a grid of costs (tests/test_formulas.py).
+    The paper (Qi et al., ICLR 2024, arXiv:2401.10241, Sec. 2.3, Table 2) gives
+    ``(p-1)(T_F + T_B - T_W)`` (its B is our I) for any costs, with no condition; its
+    transformer counts have T_W < T_F < T_B (Table 1). That term is the largest only while
+    T_W <= min(T_F, T_I); beyond, the chain of forwards or of input gradients sets the
+    bubble. pplab's own extension, not the paper's, ``(p-1) * max(T_F + T_I - T_W, T_F,
+    T_I)`` matches pplab's zb-h1 order exactly on a grid of costs (tests/test_formulas.py).
     """
     cost = _check_cost(cost)
     f, i, w = cost.forward, cost.backward_input, cost.backward_weight
@@ -105,15 +111,13 @@ def zb_h1_bubble_time(pp_size: int, cost: CostModel | None = None) -> float:
 def zb_h2_bubble_time(pp_size: int, cost: CostModel | None = None) -> float:
     """Bubble time of pplab's ZB-H2 on the busiest rank, for M >= 2P-1 microbatches.
 
-    Zero Bubble Pipeline Parallelism (Qi et al., ICLR 2024, arXiv:2401.10241), Table 2,
-    gives ``(p-1)(T_F + T_B - 2T_W)`` (its B is our I). That is each rank's idle time between
-    its own first and last pass, the way the authors' playground measures bubbles (work over
-    the longest stage's time): with the optimizer's synchronisation removed (the paper's
-    Sec. 4) ranks may start and end a step at different times, and at T_F = T_I = T_W nothing
-    is left. pplab flushes
-    every step, so the last rank's (p-1) T_F wait for its first forward stays, and the
-    bubble of a step is ``(p-1) * max(T_F, T_I - T_F, T_F + T_I - 2T_W)``; the paper's term is
-    the largest while T_W <= T_F and 2T_W <= T_F + T_I. Both match pplab's zb-h2 order
+    The ZB paper (Sec. 2.3, Table 2) gives ``(p-1)(T_F + T_B - 2T_W)`` (its B is our I):
+    each rank's idle time between its own first and last pass, as the authors' playground
+    measures it. Without the optimizer's synchronisation (the paper's Sec. 4) ranks may
+    start and end a step apart, and at T_F = T_I = T_W nothing is left. pplab flushes every
+    step, so the last rank's (p-1) T_F wait for its first forward stays: pplab's bubble is
+    ``(p-1) * max(T_F, T_I - T_F, T_F + T_I - 2T_W)``, the paper's term being the largest
+    while T_W <= T_F and 2T_W <= T_F + T_I. Both match pplab's zb-h2 order
     exactly on a grid of costs (tests/test_new_schedules.py).
     """
     cost = _check_cost(cost)
@@ -136,8 +140,8 @@ def bubble_fraction(schedule_name: str, pp_size: int, num_microbatches: int,
       it as (p-1)/m of the ideal time. It holds for any ratio of F to B.
     * interleaved-1f1b: ``(p-1)/(v*m+p-1)``; Megatron-LM SC'21 Sec. 2.2.2 gives the bubble as
       (p-1)/(v*m) of the ideal time. Needs m a multiple of p, as the schedule does.
-    * zb-h1: ``b/(m*(T_F+T_I+T_W)+b)`` with b from ``zb_h1_bubble_time`` (ZB paper Table 2);
-      needs m >= p, where the paper's steady state exists.
+    * zb-h1: ``b/(m*(T_F+T_I+T_W)+b)`` with b from ``zb_h1_bubble_time`` (the ZB paper's
+      Table 2 while T_W <= min(T_F, T_I), pplab's extension beyond); needs m >= p.
     * zb-h2: ``b/(m*(T_F+T_I+T_W)+b)`` with b from ``zb_h2_bubble_time``; needs m >= 2p-1.
     * zb-v: ``(p-1)/(6m+p-1)`` when T_F = T_I = T_W, the paper's zero-bubble condition
       (Qi et al. 2024, arXiv:2405.15362): what is left is the (p-1) forwards of half a
@@ -229,7 +233,7 @@ def peak_activations(schedule_name: str, pp_size: int, num_microbatches: int,
       forwards plus one (PipeDream-Flush, Narayanan et al., ICML 2021, arXiv:2006.09503).
     * zb-h1: ``min(p, m)`` on every stage: stage i runs p - 1 - i warm-up forwards and keeps
       i weight gradients pending, each holding its activation until W ends (derived from
-      the order; the ZB paper, Sec. 3.1, states ZB-H1's peak equals 1F1B's, i.e. p).
+      the order; the ZB paper, Sec. 2.1 and Table 2, gives ZB-H1's peak as 1F1B's, p M_B).
     * interleaved-1f1b: on the stage of chunk c on rank r, the largest count, over the
       steady state, of forwards issued to chunk c minus backwards finished on it, following
       Megatron's order (warm-up ``2(p-r-1) + (v-1)p`` visits, then one forward and one
@@ -281,6 +285,29 @@ def peak_activations(schedule_name: str, pp_size: int, num_microbatches: int,
                 peaks[chunk * p + rank] = min(peak, m)
         return dict(sorted(peaks.items()))
     raise ValueError(f"no closed form for the peak activations of {schedule_name!r}")
+
+
+def peak_activations_per_rank(schedule_name: str, pp_size: int, num_microbatches: int,
+                              num_chunks: int = 1) -> dict[int, Fraction]:
+    """Most activations a rank holds at once, in microbatches of the rank's whole share (a
+    chunk holds 1/v of its rank's layers, so one of its microbatches counts 1/v).
+
+    * 1f1b: ``min(p - r, m)`` on rank r, its one stage (``peak_activations``).
+    * interleaved-1f1b: rank r runs ``w = 2(p-r-1) + (v-1)p`` warm-up chunk forwards
+      (Megatron-LM's ``forward_backward_pipelining_with_interleaving``; all ``v m`` when
+      m == p) and one more before its first backward frees any: ``min(w + 1, v m) / v``.
+      On rank 0, ``p (1 + (p-1)/(p v))``: the first stage's factor of Korthikanti et al.,
+      MLSys 2023, arXiv:2205.05198, Sec. 4.2.3 (their m interleaving stages are our v).
+    """
+    _check_numbers(pp_size, num_microbatches, num_chunks)
+    p, m, v = pp_size, num_microbatches, num_chunks
+    if schedule_name == "1f1b" and v == 1:
+        return {rank: Fraction(min(p - rank, m)) for rank in range(p)}
+    if schedule_name != "interleaved-1f1b" or v < 2 or m % p:
+        raise ValueError(f"no per-rank closed form for {schedule_name!r} with {v} chunks, {m} "
+                         f"microbatches, {p} ranks (1f1b; interleaved-1f1b with v >= 2, p | m)")
+    warmups = {r: v * m if m == p else 2 * (p - r - 1) + (v - 1) * p for r in range(p)}
+    return {rank: Fraction(min(w + 1, v * m), v) for rank, w in warmups.items()}
 
 
 @dataclass(frozen=True)

@@ -21,7 +21,9 @@ from lab_widgets import (
 
 from pplab import charts
 from pplab.formulas import closed_form_for
+from pplab.formulas import peak_activations_per_rank as peak_activations_per_rank_closed
 from pplab.labels import bubble_normalisation, fraction_text
+from pplab.per_rank import peak_activations_per_rank
 from pplab.schedules import SCHEDULES
 
 st.title("Playground")
@@ -55,8 +57,13 @@ cols[0].metric("Bubble fraction (predicted)", fraction_text(float(metrics["bubbl
                help=f"Normalisation: {norm}.")
 cols[1].metric("Makespan (predicted)", f"{metrics['makespan']:.4g} {charts.COST_UNITS}")
 peaks = metrics["peak_activations"]
-cols[2].metric("Peak activations (predicted)", f"{max(peaks.values(), default=0)} microbatches",
-               help="Most microbatches whose activations one stage holds at once.")
+per_rank = peak_activations_per_rank(events)
+cols[2].metric("Peak activations (predicted) per rank, in full-rank microbatches",
+               f"{max(per_rank.values(), default=0):.4g} microbatches",
+               help="The most activations one rank holds at once, in units of one microbatch's "
+                    "activations over the rank's whole share of the model: a rank with v "
+                    "chunks holds 1/v of its layers in each, so a chunk's microbatch counts "
+                    "1/v. The chart below counts microbatches per stage instead.")
 cols[3].metric("Ranks", f"{p}", help=f"{len(events):,} events in the timeline")
 
 closed = closed_form_for(schedule, config.cost)
@@ -71,6 +78,14 @@ if closed.form is not None:
     else:
         line += f" (no value here: {closed.note})"
     st.markdown(f"{line}. Source: {closed.form.source}.")
+    if config.schedule == "zb-h1" and closed.value is not None:
+        f, i, w = (config.cost.forward, config.cost.backward_input, config.cost.backward_weight)
+        paper = "the same" if w <= min(f, i) else (
+            f"{(p - 1) * (f + i - w):.4g} {charts.COST_UNITS} of idle time per rank instead of "
+            f"{(p - 1) * max(f + i - w, f, i):.4g}: here W is longer than F or I, where the "
+            f"max(...) form, pplab's own extension, is what the simulator finds")
+        st.caption(f"Qi et al.'s Table 2 gives the bubble as (p-1)(T_F+T_B-T_W), with their B "
+                   f"our I; at these costs it says {paper}.")
 elif config.searched:
     found = schedule.params
     baseline = capped_1f1b_metrics(config)
@@ -97,6 +112,23 @@ st.download_button("Download this schedule (CSV)", csv_text, config.file_name(),
 
 left, right = st.columns(2)
 left.plotly_chart(charts.peak_activations(peaks), key="peaks")
+if schedule.num_chunks > 1:
+    first = per_rank.get(0, 0.0)
+    held = max(peaks[s] for s in peaks if schedule.stage_to_rank[s] == 0)
+    text = (f"Each bar counts one stage's microbatches. Rank 0's {schedule.num_chunks} chunks "
+            f"each hold 1/{schedule.num_chunks} of its layers, so at its worst moment it holds "
+            f"{first:.4g} full-rank microbatches (predicted), not the {held} of its fullest "
+            f"chunk.")
+    try:
+        closed_rank = peak_activations_per_rank_closed(
+            config.schedule, config.pp_size, config.microbatches, config.chunks)[0]
+        text += (f" Closed form (Megatron's warm-up, each chunk 1/v): {float(closed_rank):.4g}"
+                 + (f", 1F1B's {config.pp_size} times 1 + (p-1)/(p v) (Korthikanti et al., "
+                    f"MLSys 2023, arXiv:2205.05198, Sec. 4.2.3)"
+                    if config.microbatches > config.pp_size else "") + ".")
+    except ValueError:
+        pass
+    left.caption(text)
 right.plotly_chart(charts.rank_utilisation(metrics["per_rank"], charts.COST_UNITS), key="ranks")
 
 with st.expander("The schedule as text (PyTorch's action notation: 2F0 = stage 2, F, mb 0)"):
