@@ -32,6 +32,8 @@ t = tp size, r = dp size. One activation crossing a cut is b x s x d x e bytes.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 
 def activation_bytes(microbatch_size: int, seq_len: int, d_model: int,
                      bytes_per_element: int = 4) -> int:
@@ -121,3 +123,87 @@ def ring_wire_bytes(payload: int, num_ranks: int) -> int:
     if num_ranks < 2:
         return 0
     return 2 * (num_ranks - 1) * payload // num_ranks
+
+
+# ---- time on the wire: the alpha-beta model -----------------------------------------------
+# A message of N bytes over a link of latency a (seconds) and bandwidth w (bytes per second)
+# takes a + N / w (Hockney's model). A ring all-reduce runs 2 (n - 1) steps (a reduce-scatter,
+# then an all-gather), each sending N / n bytes to the next rank, all ranks at once; the
+# ring is as fast as its slowest link. That is 2 (n - 1) a + 2 (n - 1) / n x N / w, the
+# bandwidth term the NCCL tests' PERFORMANCE.md derives for any all-reduce built of sends.
+
+def send_seconds(nbytes: float, bandwidth: float, latency: float) -> float:
+    """One point-to-point message: latency + bytes / bandwidth (bytes per second)."""
+    _check_link(bandwidth, latency)
+    return latency + nbytes / bandwidth
+
+
+def ring_allreduce_seconds(payload: float, num_ranks: int, bandwidth: float,
+                           latency: float) -> float:
+    """A ring all-reduce of ``payload`` bytes over ``num_ranks``: 2 (n-1) (a + N / (n w))."""
+    _check_link(bandwidth, latency)
+    if num_ranks < 2:
+        return 0.0
+    return 2 * (num_ranks - 1) * (latency + payload / (num_ranks * bandwidth))
+
+
+def _check_link(bandwidth: float, latency: float) -> None:
+    if not bandwidth > 0 or not latency >= 0:
+        raise ValueError(f"a link needs a bandwidth above 0 and a latency of at least 0, got "
+                         f"{bandwidth:g} bytes/s and {latency:g} s")
+
+
+@dataclass(frozen=True)
+class WireCost:
+    """What one parallelism puts on the wire in one step, for its busiest rank."""
+
+    parallelism: str  # "pipeline", "tensor" or "data"
+    bytes_per_rank: int  # bytes the rank sends (a ring's share for an all-reduce)
+    transfers: int  # messages or all-reduces the rank takes part in
+    seconds: float  # all of them, one after the other (alpha-beta model)
+    critical_seconds: float  # the part the step must wait for (see ``wire_per_step``)
+    where: str  # where the transfers sit on the timeline
+
+
+def wire_per_step(degree: int, n_layers: int, batch: int, microbatch: int, seq_len: int,
+                  d_model: int, vocab_size: int, bytes_per_element: int, bandwidth: float,
+                  latency: float) -> list[WireCost]:
+    """One model spread over ``degree`` ranks by pipeline, tensor or data parallelism.
+
+    ``batch`` sequences per step cut into microbatches of ``microbatch`` (m = batch /
+    microbatch; a data-parallel replica gets batch / degree of them). Activations and
+    gradients have ``bytes_per_element``; the MLP is 4 x d_model wide. Critical path:
+    every tp all-reduce (inside F and B, the next operation needs its result); for a GPipe
+    pipeline the 2 (degree - 1) transfers of its fill and drain, when a transfer is shorter
+    than a stage's F (the others hide behind computation; 1F1B exposes more when links are
+    slow); the data-parallel all-reduce in full, run after the flush as pplab does (DDP hides
+    most of it behind the backward, Li et al. 2020, arXiv:2006.15704, Sec. 3.2.3).
+    """
+    if degree < 2:
+        raise ValueError(f"spread the model over at least 2 ranks, got {degree}")
+    if batch % microbatch:
+        raise ValueError(f"a batch of {batch} sequences does not cut into microbatches of "
+                         f"{microbatch}")
+    if batch % degree:
+        raise ValueError(f"{degree} data-parallel replicas cannot share a batch of {batch} "
+                         f"sequences equally")
+    if n_layers < degree:
+        raise ValueError(f"{degree} pipeline stages need at least {degree} layers; the model "
+                         f"has {n_layers}")
+    m = batch // microbatch
+    one = activation_bytes(microbatch, seq_len, d_model, bytes_per_element)
+    message = send_seconds(one, bandwidth, latency)
+    sends = 2 * m if degree > 2 else m  # a middle stage sends both ways
+    pipeline = WireCost("pipeline", sends * one, sends, sends * message,
+                        2 * (degree - 1) * message,
+                        "between F and F, B and B of neighbouring stages: point-to-point")
+    reduces = 4 * n_layers * m
+    tensor_time = reduces * ring_allreduce_seconds(one, degree, bandwidth, latency)
+    tensor = WireCost("tensor", ring_wire_bytes(reduces * one, degree), reduces, tensor_time,
+                      tensor_time, "inside every F (2 per layer) and B (2 per layer)")
+    gradients = bytes_per_element * stage_parameters(n_layers, d_model, 4 * d_model,
+                                                     vocab_size, seq_len, True, True)
+    data_time = ring_allreduce_seconds(gradients, degree, bandwidth, latency)
+    data = WireCost("data", ring_wire_bytes(gradients, degree), 1, data_time, data_time,
+                    "once per step, after the last backward")
+    return [pipeline, tensor, data]

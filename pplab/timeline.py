@@ -42,6 +42,10 @@ COMM_EVENT_KINDS = ("send", "recv", "allreduce")
 WAIT_KIND = "wait"
 OPTIM_KIND = "optim"
 BUSY_KINDS = COMPUTE_EVENT_KINDS + (OPTIM_KIND,)
+# pplab.engine.tensor_parallel records its collectives as "tp f" and "tp g" all-reduces; they
+# run inside F and B, which the timeline draws (and ``busy`` counts) as computing.
+TP_DETAIL_PREFIX = "tp "
+SPLIT_KEYS = ("compute", "tp_allreduce", "optimizer")  # busy = their sum, per rank
 
 EVENT_COLUMNS: dict[str, str] = {
     "rank": "int64",
@@ -128,37 +132,59 @@ def peak_activations(events: pd.DataFrame) -> dict[int, int]:
     return peaks
 
 
-def _busy_and_comm(events: pd.DataFrame, ranks: Iterable[int]) -> dict[int, tuple[float, float]]:
-    """(busy, exposed comm) time of every rank in ``ranks``; one pass over the table."""
+def _rank_parts(events: pd.DataFrame, ranks: Iterable[int]) -> dict[int, dict[str, float]]:
+    """Per rank: busy and exposed comm, and busy split into compute, the tensor-parallel
+    all-reduces nested inside it, and the optimizer; one pass over the table."""
     kinds = events["kind"].to_numpy()
     busy_mask = np.isin(kinds, BUSY_KINDS)
+    compute_mask = np.isin(kinds, COMPUTE_EVENT_KINDS)
     either_mask = busy_mask | np.isin(kinds, COMM_EVENT_KINDS)
+    tp_mask = kinds == "allreduce"
+    if tp_mask.any():  # read the detail text only of the few all-reduce rows
+        details = events["detail"].to_numpy()[tp_mask]
+        tp_mask[tp_mask] = [str(d).startswith(TP_DETAIL_PREFIX) for d in details]
     rank_of = events["rank"].to_numpy()
     starts, ends = events["start"].to_numpy(), events["end"].to_numpy()
     order = np.argsort(rank_of, kind="stable")
     sorted_ranks = rank_of[order]
+
+    def length(rows: np.ndarray) -> float:
+        return _union_length(starts[rows], ends[rows])
+
     out = {}
     for rank in ranks:
         lo, hi = np.searchsorted(sorted_ranks, [rank, rank + 1])
         mine = order[lo:hi]  # a rank with no events (idle all step) gets an empty slice
-        busy_rows, either_rows = mine[busy_mask[mine]], mine[either_mask[mine]]
-        busy = _union_length(starts[busy_rows], ends[busy_rows])
+        busy = length(mine[busy_mask[mine]])
         # Communication that no computation hides: |busy or comm| - |busy|.
-        either = _union_length(starts[either_rows], ends[either_rows])
-        out[int(rank)] = (busy, either - busy)
+        comm = length(mine[either_mask[mine]]) - busy
+        compute_rows, tp_rows = mine[compute_mask[mine]], mine[tp_mask[mine]]
+        compute = length(compute_rows) if len(compute_rows) < busy_mask[mine].sum() else busy
+        # |compute and tp| = |compute| + |tp| - |compute or tp|: the all-reduce time that a
+        # rank spends inside its own F and B, blocked, while the timeline shows it computing.
+        nested = (compute + length(tp_rows) - length(np.concatenate([compute_rows, tp_rows]))
+                  if len(tp_rows) else 0.0)
+        out[int(rank)] = {"busy": busy, "comm": comm, "compute": compute - nested,
+                          "tp_allreduce": nested, "optimizer": busy - compute}
     return out
 
 
-def _span_metrics(events: pd.DataFrame, ranks: list[int]) -> tuple[float, float, dict]:
+def _span_metrics(events: pd.DataFrame, ranks: list[int]) -> tuple[float, float, dict, dict,
+                                                                  dict]:
     makespan = float(events["end"].max() - events["start"].min()) if len(events) else 0.0
-    parts = _busy_and_comm(events, ranks)
+    parts = _rank_parts(events, ranks)
     per_rank = {
-        rank: {"busy": busy, "comm": comm, "idle": max(makespan - busy - comm, 0.0)}
-        for rank, (busy, comm) in parts.items()
+        rank: {"busy": p["busy"], "comm": p["comm"],
+               "idle": max(makespan - p["busy"] - p["comm"], 0.0)}
+        for rank, p in parts.items()
     }
-    total_busy = sum(busy for busy, _ in parts.values())
-    bubble = 1.0 - total_busy / (len(ranks) * makespan) if makespan > 0 and ranks else 0.0
-    return makespan, bubble, per_rank
+    split = {rank: {k: p[k] for k in SPLIT_KEYS} for rank, p in parts.items()}
+    capacity = len(ranks) * makespan
+    total_busy = sum(p["busy"] for p in parts.values())
+    bubble = 1.0 - total_busy / capacity if makespan > 0 and ranks else 0.0
+    shares = {f"{key}_fraction": (sum(p[key] for p in split.values()) / capacity
+                                  if makespan > 0 and ranks else 0.0) for key in SPLIT_KEYS}
+    return makespan, bubble, per_rank, split, shares
 
 
 def metrics(events: pd.DataFrame, ranks: Iterable[int] | None = None) -> dict[str, object]:
@@ -170,6 +196,16 @@ def metrics(events: pd.DataFrame, ranks: Iterable[int] | None = None) -> dict[st
     optimizer intervals; ``comm`` the time in send/recv/allreduce that overlaps no busy
     interval; ``idle`` what is left of the makespan. With several training steps,
     ``per_step`` gives the makespan and bubble of each step's events alone.
+
+    Busy time is split further, because a tensor-parallel rank blocks in its all-reduces
+    *inside* F and B (Megatron's f and g) and would otherwise look fully busy:
+    ``per_rank_compute[rank]`` holds ``compute`` (F, B, I, W minus the tp all-reduces nested
+    in them), ``tp_allreduce`` (that nested time) and ``optimizer`` (the rest of busy), which
+    add up to ``busy``. ``compute_fraction``, ``tp_allreduce_fraction`` and
+    ``optimizer_fraction`` are their sums over ``ranks x makespan``, the bubble's
+    normalisation, so the four fractions add up to 1; ``tp_allreduce_time`` is the nested
+    time per rank (mean over ranks, in the events' time unit). Each ``per_step`` entry holds
+    the three fractions of its step too.
 
     ``ranks`` are the processes of the run (``range(schedule.pp_size)`` for a simulation,
     ``range(world_size)`` for a measured run). Pass them: a rank that did nothing has no
@@ -186,7 +222,7 @@ def metrics(events: pd.DataFrame, ranks: Iterable[int] | None = None) -> dict[st
         if strangers:
             raise ValueError(f"events name ranks {strangers[:5]} outside the run's "
                              f"{len(ranks)} ranks")
-    makespan, bubble, per_rank = _span_metrics(events, ranks)
+    makespan, bubble, per_rank, split, shares = _span_metrics(events, ranks)
     sources = sorted(str(s) for s in events["source"].unique())
     steps = sorted(int(s) for s in events["step"].unique())
     result: dict[str, object] = {
@@ -194,6 +230,9 @@ def metrics(events: pd.DataFrame, ranks: Iterable[int] | None = None) -> dict[st
         "bubble_fraction": bubble,
         "per_rank": per_rank,
         "peak_activations": peak_activations(events),
+        "per_rank_compute": split,
+        **shares,
+        "tp_allreduce_time": sum(p["tp_allreduce"] for p in split.values()) / len(ranks),
         "num_ranks": len(ranks),
         "source": sources[0] if len(sources) == 1 else "mixed",
         "steps": len(steps),
@@ -201,8 +240,10 @@ def metrics(events: pd.DataFrame, ranks: Iterable[int] | None = None) -> dict[st
     if len(steps) > 1:
         per_step = []
         for step in steps:
-            span, step_bubble, _ = _span_metrics(events[events["step"] == step], ranks)
-            per_step.append({"step": step, "makespan": span, "bubble_fraction": step_bubble})
+            span, step_bubble, *_, step_shares = _span_metrics(events[events["step"] == step],
+                                                              ranks)
+            per_step.append({"step": step, "makespan": span, "bubble_fraction": step_bubble,
+                             **step_shares})
         result["per_step"] = per_step
     return result
 

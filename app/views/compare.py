@@ -10,6 +10,7 @@ from lab_widgets import (
     catalog,
     cost_widgets,
     load_measured,
+    schedule_for,
     schedule_widgets,
     show_problems,
     simulate_cached,
@@ -17,7 +18,8 @@ from lab_widgets import (
 
 from pplab import charts
 from pplab.comparisons import load_comparison
-from pplab.labels import step_label
+from pplab.engine.compare_table import COLUMNS, SPLIT_COLUMNS, fill_split_columns
+from pplab.labels import bubble_scope, step_label
 from pplab.run_prediction import in_seconds, seconds_per_cost_unit
 from pplab.run_views import metrics_row, rank_names
 
@@ -33,6 +35,13 @@ PRESETS = {
     "a searched order against the hand-made ones": (
         4, [("1f1b", 4, 8, 1), (SEARCHED, 4, 8, 1), ("zb-h1", 4, 8, 1), ("zb-h2", 4, 8, 1)]),
 }
+
+
+def busy_split(metrics: dict) -> dict:
+    """Busy time split as timeline.metrics splits it, in % of ranks x makespan."""
+    return {"compute (%)": round(100 * float(metrics.get("compute_fraction", 0.0)), 2),
+            "tp all-reduce inside F/B (%)":
+                round(100 * float(metrics.get("tp_allreduce_fraction", 0.0)), 2)}
 
 
 def preset_key(preset: str, key: str) -> str:
@@ -84,11 +93,28 @@ else:
         st.stop()
     if comparison.description:
         st.info(comparison.description)
-    table = comparison.table()
+    # A comparison saved before the split of busy time gets it from its runs' events.
+    rows = fill_split_columns(comparison.path, comparison.rows)
+    notes = dict(comparison.columns)
+    missing = [name for name in SPLIT_COLUMNS if name not in notes
+               and any(name in row for row in rows)]
+    if notes and missing:  # shown after the all-reduce column, as pplab compare writes them
+        keys = list(notes)
+        at = keys.index("allreduce_s_per_step") + 1 if "allreduce_s_per_step" in keys else len(keys)
+        unit = dict(COLUMNS)
+        notes = {name: notes.get(name) or unit[name]
+                 for name in keys[:at] + missing + keys[at:]}
+    table = pd.DataFrame(rows)
+    named = [name for name in notes if name in table.columns]
+    table = table[named] if named else table
     if len(table):
         st.dataframe(table, hide_index=True, key="cmp_bundled_table", column_config={
-            name: st.column_config.Column(help=note)
-            for name, note in comparison.columns.items() if note})
+            name: st.column_config.Column(help=note) for name, note in notes.items() if note})
+        if "compute_fraction" in table.columns:
+            st.caption("bubble, tp_allreduce_fraction and compute_fraction are shares of "
+                       "rank-time, time / (ranks x step time): tensor parallelism's all-reduces "
+                       "run inside F and B, so they are taken out of compute and shown apart "
+                       "instead of hiding in busy time.")
     members = [e for e in entries if e.comparison == folder]
     labels = [e.label for e in members]
     picked = st.multiselect("Timelines to draw (up to 4)", labels, default=labels[:4],
@@ -117,6 +143,7 @@ if recorded and any(kind == "sim" for kind, _ in chosen):
     seconds_per_unit = unit_ms / 1e3
 
 timelines, units, names, metrics_list, losses, memory = [], [], [], [], {}, {}
+scopes = []  # which bubble each row's figure is: one step, or a no-flush schedule's whole run
 memory_per = "rank"
 for i, (kind, item) in enumerate(chosen):
     if kind == "sim":
@@ -126,6 +153,8 @@ for i, (kind, item) in enumerate(chosen):
             st.error(f"#{i + 1}: {error}")
             st.stop()
         label, unit, row_names = f"#{i + 1} {item.label()}", charts.COST_UNITS, None
+        simulated = schedule_for(item)
+        scopes.append(bubble_scope(simulated.is_async, True, simulated.num_steps))
         if seconds_per_unit is not None:
             events = in_seconds(events, seconds_per_unit)
             metrics = {**metrics, "makespan": metrics["makespan"] * seconds_per_unit}
@@ -134,6 +163,7 @@ for i, (kind, item) in enumerate(chosen):
         data = load_measured(item)
         summary = data.summary
         events, metrics, unit = data.events, data.metrics, charts.SECONDS
+        scopes.append(bubble_scope(summary.is_async, False))
         row_names = rank_names(summary, events["rank"].unique())
         label = f"#{i + 1} {summary.label} (last step, {step_label(data.step, summary.steps)})"
         if summary.losses:
@@ -147,12 +177,16 @@ for i, (kind, item) in enumerate(chosen):
     metrics_list.append(metrics)
 
 scale, view_unit = charts.shared_time_scale([events for _, events in timelines], units)
-rows = [{"configuration": label, **metrics_row(events, metrics, scale, view_unit)}
-        for (label, events), metrics in zip(timelines, metrics_list, strict=True)]
+rows = [{"configuration": label, **metrics_row(events, metrics, scale, view_unit),
+         **busy_split(metrics), "bubble over": scope}
+        for (label, events), metrics, scope in zip(timelines, metrics_list, scopes, strict=True)]
 st.plotly_chart(charts.gantt_stack(timelines, units, title="Side by side", row_names=names),
                 key="cmp_gantt")
 st.subheader("Metrics")
 st.dataframe(pd.DataFrame(rows), hide_index=True, key="cmp_table")
+st.caption("Bubble, compute and tp all-reduce are shares of rank-time over ranks x makespan. "
+           "A tensor-parallel rank waits in its all-reduces inside F and B; that time counts "
+           "as tp all-reduce, not compute, so the four shares (with the optimizer) add to 100%.")
 if losses:
     st.plotly_chart(charts.loss_curves(losses), key="cmp_loss")
 if memory:

@@ -3,6 +3,14 @@
 Every column says whether it was measured or comes from a closed form; in the text table the
 closed forms are the columns marked ``f.``. ``pplab.comparisons`` reads the saved table back.
 
+Tensor parallelism blocks in its all-reduces *inside* F and B, so its busy time hides
+communication that a pipeline would show as bubble. Three columns split it out
+(``split_columns``): the tp all-reduce seconds per rank and step, and the shares of rank-time
+(over ranks x step time, the bubble's normalisation) spent in them and in compute (F, B, I, W
+minus those all-reduces); bubble + tp all-reduce + compute + optimizer = 1. A comparison
+written before these columns existed gets them from its run directories
+(``fill_split_columns``).
+
     pplab compare 1f1b:pp=2,m=4 tp:tp=2 --steps 3
 """
 
@@ -12,8 +20,11 @@ import csv
 import io
 import json
 import math
+import statistics
 from collections.abc import Sequence
+from pathlib import Path
 
+SPLIT_COLUMNS = ("tp_allreduce_s_per_step", "tp_allreduce_fraction", "compute_fraction")
 # Columns of the table, with the unit and whether measured or from a closed form.
 COLUMNS = (
     ("configuration", ""),
@@ -22,6 +33,11 @@ COLUMNS = (
     ("bubble_fraction", "measured, median"),
     ("bubble_fraction_formula", "closed form"),
     ("allreduce_s_per_step", "measured, mean per rank"),
+    ("tp_allreduce_s_per_step", "measured, mean per rank: tp all-reduces inside F and B"),
+    ("tp_allreduce_fraction", "measured, median: tp all-reduce time inside F and B / "
+                              "(ranks x step time)"),
+    ("compute_fraction", "measured, median: (F+B+I+W minus tp all-reduces) / "
+                         "(ranks x step time)"),
     ("bytes_per_step", "measured, all ranks"),
     ("bytes_per_step_formula", "closed form"),
     ("peak_activation_mib", "measured, max over ranks"),
@@ -30,7 +46,8 @@ COLUMNS = (
 HEADERS = {
     "configuration": "configuration", "ranks": "ranks", "step_time_s": "step ms",
     "bubble_fraction": "bubble", "bubble_fraction_formula": "bubble f.",
-    "allreduce_s_per_step": "allreduce ms", "bytes_per_step": "KiB/step",
+    "allreduce_s_per_step": "allreduce ms", "tp_allreduce_s_per_step": "tp-AR ms",
+    "tp_allreduce_fraction": "tp-AR", "compute_fraction": "compute", "bytes_per_step": "KiB/step",
     "bytes_per_step_formula": "KiB/step f.", "peak_activation_mib": "act MiB",
     "final_loss": "loss",
 }
@@ -54,7 +71,7 @@ def _cell(name: str, value) -> str:
         return "-"
     if "bytes" in name:
         return f"{value / 2**10:,.0f}"
-    if name == "step_time_s" or name == "allreduce_s_per_step":
+    if name.endswith("_s_per_step") or name == "step_time_s":
         return f"{value * 1e3:.1f}"
     if isinstance(value, float):
         return f"{value:.3f}"
@@ -63,8 +80,9 @@ def _cell(name: str, value) -> str:
 
 def format_table(rows: Sequence[dict]) -> str:
     """The table as text; ``f.`` columns are closed forms, the others measured."""
-    names = [name for name, _ in COLUMNS]
-    cells = [[HEADERS[n] for n in names]] + [[_cell(n, row[n]) for n in names] for row in rows]
+    # A column no row has (the split columns of an older comparison) is left out.
+    names = [name for name, _ in COLUMNS if any(name in row for row in rows)]
+    cells = [[HEADERS[n] for n in names]] + [[_cell(n, row.get(n)) for n in names] for row in rows]
     widths = [max(len(line[i]) for line in cells) for i in range(len(names))]
     lines = [
         "  ".join(c.ljust(w) if i == 0 else c.rjust(w)
@@ -75,6 +93,57 @@ def format_table(rows: Sequence[dict]) -> str:
     legend = ("measured: step ms (median), bubble (median idle share), allreduce ms (per rank), "
               "KiB/step (sends + all-reduces, all ranks), act MiB (peak saved activations, "
               "busiest rank), loss (last step); f. = closed form")
+    if "compute_fraction" in names:
+        legend += ("; tp-AR ms, tp-AR, compute: tp all-reduce time inside F and B per rank, its "
+                   "share and the compute share of ranks x step time (median)")
     if final:
         legend += f"; steps {final[0]}..{final[-1]} (step 0 is warm-up)"
     return "\n".join(lines + ["", legend])
+
+
+def split_columns(events, ranks: Sequence[int], kept: Sequence[int], whole_run: bool) -> dict:
+    """The split of busy time over the measured steps ``kept``: tp all-reduce seconds per
+    rank and step (mean), and the medians over steps of the tp all-reduce and compute shares.
+
+    ``whole_run`` (an asynchronous schedule, whose steps overlap) takes the shares of all kept
+    steps at once, as the bubble column does.
+    """
+    from pplab.timeline import metrics
+
+    kept_events = events[events["step"].isin(list(kept))]
+    if not len(kept_events):
+        return dict.fromkeys(SPLIT_COLUMNS, float("nan"))
+    result = metrics(kept_events, ranks)
+    steps = [result] if whole_run or "per_step" not in result else result["per_step"]
+    return {
+        "tp_allreduce_s_per_step": float(result["tp_allreduce_time"]) / max(len(kept), 1),
+        "tp_allreduce_fraction": statistics.median(s["tp_allreduce_fraction"] for s in steps),
+        "compute_fraction": statistics.median(s["compute_fraction"] for s in steps),
+    }
+
+
+def fill_split_columns(folder, rows: Sequence[dict]) -> list[dict]:
+    """``rows`` of the comparison in ``folder``, each with the split columns: as saved, or
+    worked out from the row's run directory when the comparison predates them. A row whose
+    run is missing or unreadable is left as it is."""
+    from pplab.run_dirs import RunError, load_run
+    from pplab.run_summary import summarize
+
+    filled = []
+    for row in rows:
+        row = dict(row)
+        if row.get("run") and not all(name in row for name in SPLIT_COLUMNS):
+            try:
+                run = load_run(Path(folder) / str(row["run"]))
+            except (RunError, OSError, ValueError):
+                filled.append(row)
+                continue
+            summary = summarize(run)
+            kept = row.get("steps_measured") or list(summary.steps)
+            try:
+                row.update(split_columns(run.events, summary.ranks_of(run.events), kept,
+                                         summary.is_async))
+            except (ValueError, TypeError):
+                pass  # a foreign folder's rows stay as they are
+        filled.append(row)
+    return filled
