@@ -116,4 +116,6 @@ def run(args: argparse.Namespace) -> int:
         return 0
     from .lab_command import main as lab_main
 
+    print(f"pplab demo: the comparison opens at http://127.0.0.1:{args.port}/compare?"
+          f"comparison={directory.name}", flush=True)
     return lab_main(["--port", str(args.port)])

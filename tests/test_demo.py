@@ -63,3 +63,17 @@ def test_the_demo_runs_on_the_gpu_it_finds(tmp_path):
     run = tmp_path / "demo" / summary["rows"][0]["run"]
     meta = json.loads((run / "meta.json").read_text())
     assert meta["config"]["device"] == "cuda" and meta["hardware"]["device"] == "cuda"
+
+
+def test_a_link_opens_a_comparison_on_the_compare_page(tmp_path, monkeypatch):
+    from app_helpers import ENTRY
+    from streamlit.testing.v1 import AppTest
+
+    monkeypatch.setenv("PPLAB_RUNS_DIR", str(tmp_path / "runs"))
+    app = AppTest.from_file(ENTRY, default_timeout=120)
+    app.query_params["comparison"] = "pp4-vs-tp4-cpu"
+    app.run()
+    app.switch_page("views/compare.py").run()
+    assert not app.exception, app.exception
+    assert app.radio(key="cmp_mode").value != "configurations I choose"
+    assert any("One toy GPT" in i.value for i in app.info), "the bundled comparison is open"

@@ -3,6 +3,8 @@
     streamlit run app/lab.py   (then open Compare)
 """
 
+from pathlib import Path
+
 import pandas as pd
 import streamlit as st
 from lab_widgets import (
@@ -61,6 +63,14 @@ show_problems(problems)
 folders = sorted({e.comparison for e in entries if e.comparison is not None},
                  key=lambda folder: (not folder.bundled, folder.name))
 modes = ["configurations I choose"] + [folder.title for folder in folders]
+linked = st.query_params.get("comparison")  # /compare?comparison=NAME opens that one
+if linked and "cmp_link_read" not in st.session_state:
+    st.session_state["cmp_link_read"] = True
+    named = [f.title for f in folders if Path(f.path).name == linked]
+    if named:
+        st.session_state["cmp_mode"] = named[0]
+    else:
+        st.caption(f"No comparison {linked[:60]!r} here; choose one below.")
 mode = st.radio("What to compare", modes, horizontal=True, key="cmp_mode")
 
 chosen: list[tuple[str, object]] = []
