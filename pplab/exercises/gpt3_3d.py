@@ -203,7 +203,7 @@ def _fresh_points(v: Variant) -> list[dict]:
 
 
 def judge_tp_bytes(v: Variant, function) -> object:
-    judgement = judge_formula(
+    return judge_formula(
         function, _FORMULA_VARIABLES, _fresh_points(v), truth=tp_bytes_planned,
         misconceptions=[
             (lambda m, L, p, s, b, h, t: 8 * m * L * b * s * h / p,
@@ -219,13 +219,7 @@ def judge_tp_bytes(v: Variant, function) -> object:
             (lambda m, L, p, s, b, h, t: 24 * m * L * (t - 1) * b * s * h / (p * t),
              "that counts full recomputation's second forward; the question is about "
              "selective recomputation, which reruns no all-reduce"),
-        ])
-    # The shared judge speaks of the simulator; here the planner's traffic is the truth.
-    said = judgement.message.replace("the simulator predicts", "the planner counts")
-    said = said.replace("the simulator", "the planner")
-    said = said.replace("(predicted)", "(counted by the planner)")
-    hint = judgement.hint.replace("the simulator predicts", "the planner counts")
-    return right(said) if judgement.right else wrong(said, hint)
+        ], source="the planner", verb="counts", unit="bytes")
 
 
 # ---- (c) which degree to raise -----------------------------------------------------------

@@ -148,7 +148,7 @@ def judge_messages(v: Variant, function) -> object:
              "goes nowhere either"),
             (lambda p, m, v: 2 * (p * v - 1),
              "that is one microbatch's messages; a step has m microbatches"),
-        ])
+        ], source="the messages counted in the schedule", verb="counts", tolerance=1e-9)
 
 
 def judge_best_v(v: Variant, choice: str) -> object:

@@ -65,30 +65,35 @@ def evaluate(function: Callable, variables: Sequence[str], point: Point) -> floa
 
 def judge_formula(function: Callable, variables: Sequence[str], points: Sequence[Point],
                   truth: Callable[[Point], float],
-                  misconceptions: Sequence[tuple[Callable[..., float], str]]) -> Judgement:
-    """Right when the formula agrees with ``truth`` (the simulator) at every point.
+                  misconceptions: Sequence[tuple[Callable[..., float], str]],
+                  source: str = "the simulator", verb: str = "predicts",
+                  unit: str = "", tolerance: float = 1e-6) -> Judgement:
+    """Right when the formula agrees with ``truth`` at every point. ``source`` names where the
+    truth comes from (the simulator, the planner, a count over the schedule), ``verb`` what it
+    does, and ``unit`` follows each value in the messages.
 
     A wrong formula that agrees with a known mistake at every point gets that mistake's
     message; any other gets a plain one and, as a hint, one point where it disagrees.
     """
+    unit = f" {unit}" if unit else ""
     try:
         given = [evaluate(function, variables, point) for point in points]
     except LearnerCodeError as error:
         return wrong(str(error))
     expected = [truth(point) for point in points]
-    if all(same_number(g, e, 1e-6) for g, e in zip(given, expected, strict=True)):
+    if all(same_number(g, e, tolerance) for g, e in zip(given, expected, strict=True)):
         shown = points[-1]
-        return right(f"right: your formula matches the simulator at {len(points)} values, "
-                     f"e.g. {show_point(shown)} gives {expected[-1]:.4g} (predicted)")
+        return right(f"right: your formula matches {source} at {len(points)} values, "
+                     f"e.g. {show_point(shown)} gives {expected[-1]:.4g}{unit}")
     for mistake, message in misconceptions:
         try:
             theirs = [mistake(**point) for point in points]
         except ArithmeticError:  # the mistake has no value at some point: not this one
             continue
-        if all(same_number(g, t, 1e-6) for g, t in zip(given, theirs, strict=True)):
+        if all(same_number(g, t, tolerance) for g, t in zip(given, theirs, strict=True)):
             return wrong(message)
     first = next(i for i, (g, e) in enumerate(zip(given, expected, strict=True))
-                 if not same_number(g, e, 1e-6))
-    return wrong("your formula disagrees with the simulator",
-                 hint=f"at {show_point(points[first])} yours gives {given[first]:.4g}, the "
-                      f"simulator predicts {expected[first]:.4g}")
+                 if not same_number(g, e, tolerance))
+    return wrong(f"your formula disagrees with {source}",
+                 hint=f"at {show_point(points[first])} yours gives {given[first]:.4g}{unit}, "
+                      f"{source} {verb} {expected[first]:.4g}{unit}")

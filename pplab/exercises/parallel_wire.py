@@ -23,15 +23,13 @@ from .core import (
     ChoicePart,
     Exercise,
     FormulaPart,
-    LearnerCodeError,
     NumberPart,
     Variant,
     register,
     right,
-    same_number,
     wrong,
 )
-from .judging import evaluate, show_point
+from .judging import judge_formula
 
 _FRESH_POINTS = 8
 GB = 1e9  # bandwidths are quoted in GB/s (10^9 bytes per second), latencies in microseconds
@@ -226,24 +224,11 @@ def _formula_mistakes() -> list[tuple[object, str]]:
 
 
 def judge_tp_formula(v: Variant, function) -> object:
-    points = _fresh_points(v)
-    try:
-        given = [evaluate(function, FORMULA_VARIABLES, point) for point in points]
-    except LearnerCodeError as error:
-        return wrong(str(error))
-    expected = [tp_bytes_per_rank(*(int(p[k]) for k in FORMULA_VARIABLES)) for p in points]
-    if all(same_number(g, x, 1e-9) for g, x in zip(given, expected, strict=True)):
-        return right(f"right: your formula matches pplab's counts at {len(points)} sizes, e.g. "
-                     f"{show_point(points[-1])} gives {expected[-1]:,} bytes")
-    for mistake, message in _formula_mistakes():
-        theirs = [mistake(**point) for point in points]
-        if all(same_number(g, x, 1e-9) for g, x in zip(given, theirs, strict=True)):
-            return wrong(message)
-    first = next(i for i, (g, x) in enumerate(zip(given, expected, strict=True))
-                 if not same_number(g, x, 1e-9))
-    return wrong("your formula disagrees with pplab's counts",
-                 hint=f"at {show_point(points[first])} yours gives {given[first]:.4g} bytes, "
-                      f"pplab.parallel_formulas {expected[first]:.4g}")
+    return judge_formula(
+        function, FORMULA_VARIABLES, _fresh_points(v),
+        lambda point: tp_bytes_per_rank(*(int(point[k]) for k in FORMULA_VARIABLES)),
+        _formula_mistakes(), source="pplab's counts (pplab.parallel_formulas)", verb="counts",
+        unit="bytes", tolerance=1e-9)
 
 
 EXERCISE = register(Exercise(
