@@ -11,34 +11,30 @@ from collections.abc import Mapping, Sequence
 import streamlit as st
 
 
-def whole(config: Mapping[str, str], defaults: Mapping[str, str], name: str,
-          low: int, high: int) -> int:
-    """``config[name]`` as a whole number in [low, high], else the default, with a caption."""
+def _bounded(config: Mapping[str, str], defaults: Mapping[str, str], name: str,
+             low: float, high: float, kind: type, what: str):
     text = str(config.get(name, defaults[name])).strip()
     try:
-        value = int(text)
+        value = kind(text)
     except ValueError:
         value = None
     if value is None or not low <= value <= high:
-        st.caption(f"{name} = {text[:40]!r} is not a whole number from {low} to {high}; "
+        st.caption(f"{name} = {text[:40]!r} is not {what} from {low:g} to {high:g}; "
                    f"showing {name} = {defaults[name]}.")
-        return int(defaults[name])
+        return kind(defaults[name])
     return value
+
+
+def whole(config: Mapping[str, str], defaults: Mapping[str, str], name: str,
+          low: int, high: int) -> int:
+    """``config[name]`` as a whole number in [low, high], else the default, with a caption."""
+    return _bounded(config, defaults, name, low, high, int, "a whole number")
 
 
 def number(config: Mapping[str, str], defaults: Mapping[str, str], name: str,
            low: float, high: float) -> float:
     """``config[name]`` as a number in [low, high], else the default, with a caption."""
-    text = str(config.get(name, defaults[name])).strip()
-    try:
-        value = float(text)
-    except ValueError:
-        value = None
-    if value is None or not low <= value <= high:
-        st.caption(f"{name} = {text[:40]!r} is not a number from {low:g} to {high:g}; "
-                   f"showing {name} = {defaults[name]}.")
-        return float(defaults[name])
-    return value
+    return _bounded(config, defaults, name, low, high, float, "a number")
 
 
 def choice(config: Mapping[str, str], defaults: Mapping[str, str], name: str,
