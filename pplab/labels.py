@@ -38,6 +38,23 @@ def bubble_normalisation(schedule: Schedule) -> str:
     return BUBBLE_OVER_ONE_STEP
 
 
+# An asynchronous schedule's steps overlap, so a step's own events span part of its
+# neighbours' work: measured over one step they show that step's fill and drain alone.
+ASYNC_STEP_BUBBLE = ("per step: this step's own microbatches over their span; the steps of a "
+                     "schedule that never flushes overlap, so the other steps' work inside "
+                     "that span counts as idle here (the step's fill and drain alone), not "
+                     "the run's bubble")
+
+
+def bubble_scope(is_async: bool, whole_run: bool, num_steps: int | None = None) -> str:
+    """Which bubble a figure is, in a few words: one step, or the whole asynchronous run."""
+    if not is_async:
+        return "one step"
+    if whole_run:
+        return f"whole run ({num_steps} steps, no flush)" if num_steps else "whole run"
+    return "one step's own microbatches (steps overlap)"
+
+
 # What starts formatting, a link, HTML or LaTeX in Streamlit's markdown, wherever it stands.
 _MARKDOWN_SPECIALS = "\\`*_[]<>~$|#"
 

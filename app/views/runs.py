@@ -9,7 +9,7 @@ import streamlit as st
 from lab_widgets import catalog, load_measured, refresh_catalog, show_problems
 
 from pplab import charts, runs_catalog, timeline
-from pplab.labels import fraction_text, step_label
+from pplab.labels import ASYNC_STEP_BUBBLE, fraction_text, step_label
 from pplab.run_prediction import one_step
 from pplab.run_views import (
     FIRST_REPLICA,
@@ -87,8 +87,15 @@ measured_stats = measured_metrics(measured, summary)
 both = [measured] + ([predicted] if predicted is not None else [])
 scale, unit = charts.shared_time_scale(both, [charts.SECONDS] * len(both))
 cols = st.columns(4)
+scope = f"Over all {measured_stats['num_ranks']} ranks of the run, " + (
+    f"{ASYNC_STEP_BUBBLE}." if summary.is_async else "over this one step.")
 cols[0].metric("Bubble fraction (measured)", fraction_text(measured_stats["bubble_fraction"]),
-               help=f"Over all {measured_stats['num_ranks']} ranks of the run.")
+               help=scope)
+if summary.is_async:
+    whole = measured_metrics(run.events, summary)["bubble_fraction"]
+    st.caption(f"{summary.label} never flushes: the bubble above is {ASYNC_STEP_BUBBLE}. Over "
+               f"the whole run, one fill and drain for all {len(steps)} steps, it is "
+               f"{fraction_text(whole)} (measured).")
 cols[1].metric("Step time (measured)", f"{scale * measured_stats['makespan']:.2f} {unit}")
 shown = step_label(step, steps)
 if predicted is not None:

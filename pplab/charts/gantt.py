@@ -8,6 +8,12 @@ from 1, as the step slider and the loss chart count them.
 
     python -c "from pplab import charts, simulator; from pplab.schedules import build; \
 charts.gantt(simulator.simulate(build('interleaved-1f1b', 2, 4, 2))).show()"
+
+``box_text`` writes into each compute box its microbatch, the weight version it ran with, or
+both (``3·v1``): how a learner reads staleness off an asynchronous schedule.
+
+    python -c "from pplab import charts, simulator; from pplab.schedules import build; \
+charts.gantt(simulator.simulate(build('pipedream-2bw', 2, 2)), box_text='both').show()"
 """
 
 from __future__ import annotations
@@ -40,6 +46,21 @@ from .style import (
 )
 
 RowNames = Mapping[int, str]
+BOX_TEXTS = ("microbatch", "version", "both")  # what ``box_text`` may write in a box
+
+
+def box_labels(part: pd.DataFrame, box_text: str | None) -> list[str] | None:
+    """The text of each box of ``part`` (compute events), or None to write none."""
+    if box_text is None:
+        return None
+    if box_text not in BOX_TEXTS:
+        raise ValueError(f"box_text is one of {', '.join(BOX_TEXTS)} or None, not {box_text!r}")
+    pairs = zip(part["microbatch"].to_numpy(), part["version"].to_numpy(), strict=True)
+    # a version of -1 is unknown (an event written without one): say nothing rather than lie
+    texts = {"microbatch": lambda mb, v: f"{mb}",
+             "version": lambda mb, v: f"v{v}" if v >= 0 else "",
+             "both": lambda mb, v: f"{mb}·v{v}" if v >= 0 else f"{mb}"}[box_text]
+    return [texts(int(mb), int(v)) for mb, v in pairs]
 
 
 def idle_spans(events: pd.DataFrame) -> pd.DataFrame:
@@ -93,7 +114,7 @@ def row_labels(events: pd.DataFrame, row_names: RowNames | None = None) -> dict[
 
 
 def _exact_traces(events: pd.DataFrame, scale: float, unit: str,
-                  names: dict[int, str]) -> list[go.Bar]:
+                  names: dict[int, str], box_text: str | None = None) -> list[go.Bar]:
     source = source_of(events)
     idle = idle_spans(events)
     traces = [_idle_trace(idle, scale, unit, source, names)] if len(idle) else []
@@ -107,12 +128,13 @@ def _exact_traces(events: pd.DataFrame, scale: float, unit: str,
             if chunk is not None:
                 mask &= chunks == chunk
             if mask.any():
-                traces.append(_kind_trace(events[mask], kind, chunk, scale, unit, source, names))
+                traces.append(_kind_trace(events[mask], kind, chunk, scale, unit, source, names,
+                                          box_text if kind in COMPUTE_EVENT_KINDS else None))
     return traces
 
 
 def _kind_trace(part: pd.DataFrame, kind: str, chunk: int | None, scale: float, unit: str,
-                source: str, names: dict[int, str]) -> go.Bar:
+                source: str, names: dict[int, str], box_text: str | None = None) -> go.Bar:
     strip = kind in STRIP_KINDS
     start = part["start"].to_numpy() * scale
     duration = (part["end"] - part["start"]).to_numpy() * scale
@@ -127,7 +149,12 @@ def _kind_trace(part: pd.DataFrame, kind: str, chunk: int | None, scale: float, 
         name, group = f"{name} · {chunk_name(chunk)}", f"{kind} chunk {chunk}"
         if chunk_pattern(chunk, KIND_COLOURS[kind]):
             marker["pattern"] = chunk_pattern(chunk, KIND_COLOURS[kind])
+    text = box_labels(part, box_text)
+    written = {} if text is None else {
+        "text": text, "textposition": "inside", "insidetextanchor": "middle",
+        "textangle": 0, "textfont": {"color": "white", "size": 10}, "cliponaxis": True}
     return go.Bar(
+        **written,
         name=name, legendgroup=group, orientation="h",
         y=part["rank"].to_numpy(), x=duration, base=start,
         width=STRIP_WIDTH if strip else ROW_WIDTH, offset=STRIP_BASE if strip else ROW_BASE,
@@ -159,7 +186,8 @@ def _idle_trace(idle: pd.DataFrame, scale: float, unit: str, source: str,
 
 def _add_gantt(figure: go.Figure, events: pd.DataFrame, scaled: tuple[float, str],
                aggregate_above: int, bins: int, row: int | None,
-               row_names: RowNames | None = None, shown: set[str] | None = None) -> None:
+               row_names: RowNames | None = None, shown: set[str] | None = None,
+               box_text: str | None = None) -> None:
     if events.empty:
         figure.add_annotation(text="no events", showarrow=False, row=row, col=1 if row else None)
         return
@@ -169,7 +197,7 @@ def _add_gantt(figure: go.Figure, events: pd.DataFrame, scaled: tuple[float, str
         traces = aggregated_traces(events, scale, unit, bins)
     else:
         names = {rank: (row_names or {}).get(rank, f"rank {rank}") for rank in labels}
-        traces = _exact_traces(events, scale, unit, names)
+        traces = _exact_traces(events, scale, unit, names, box_text)
     for trace in traces:
         if shown is not None:  # one legend entry per kind across stacked rows
             trace.showlegend = trace.legendgroup not in shown
@@ -190,17 +218,22 @@ def gantt(
     aggregate_above: int = AGGREGATE_ABOVE,
     bins: int = AGGREGATE_BINS,
     row_names: RowNames | None = None,
+    box_text: str | None = None,
 ) -> go.Figure:
     """The timeline as a Gantt chart: one row per rank, one colour per kind, idle shaded.
 
     ``unit`` names what event times are in ("s" or "cost units"); by default it follows the
     events' source. ``row_names`` replaces "rank r" in the row labels (e.g. "pp 1 (rank 2)"
     for a pipeline position). Above ``aggregate_above`` events the rows are drawn aggregated
-    (see ``pplab.charts.binning``) so the browser stays responsive.
+    (see ``pplab.charts.binning``) so the browser stays responsive, without box text.
+    ``box_text`` ("microbatch", "version" or "both") writes that into every compute box;
+    a box too narrow for its text shows none (hover still tells).
     """
+    box_labels(events.iloc[:0], box_text)  # a bad value is refused, drawn or not
     figure = go.Figure()
     scaled = time_scale(events, unit)
-    _add_gantt(figure, events, scaled, aggregate_above, bins, None, row_names)
+    _add_gantt(figure, events, scaled, aggregate_above, bins, None, row_names,
+               box_text=box_text)
     source = source_of(events)
     heading = title or f"{source.capitalize()} timeline"
     if len(events) > aggregate_above:
@@ -211,6 +244,7 @@ def gantt(
         xaxis_title=f"time ({scaled[1]}, {source})",
         legend={"orientation": "v", "yanchor": "top", "y": 1, "x": 1.01},
         margin={"l": 10, "r": 10, "t": 60, "b": 40},
+        uniformtext={"mode": "hide", "minsize": 8},
     )
     return figure
 
@@ -222,13 +256,17 @@ def gantt_stack(
     aggregate_above: int = AGGREGATE_ABOVE,
     bins: int = AGGREGATE_BINS,
     row_names: Sequence[RowNames | None] | None = None,
+    box_text: str | None = None,
 ) -> go.Figure:
     """Several timelines stacked on one figure, all in one time unit on one shared axis.
 
     Used for Compare (two to four configurations) and for predicted-over-measured. Cost
     units and seconds have no one unit (calibrate the predictions first, see
     ``pplab.run_prediction``); given both, each row gets its own axis and the title says so.
+    ``box_text`` is as for ``gantt``.
     """
+    box_labels(timelines[0][1].iloc[:0] if timelines else pd.DataFrame(
+        columns=["microbatch", "version"]), box_text)
     if not timelines:
         raise ValueError("gantt_stack needs at least one timeline, got none")
     units = list(units) if units is not None else [None] * len(timelines)
@@ -250,7 +288,7 @@ def gantt_stack(
     in_legend: set[str] = set()
     for row, (_, events) in enumerate(timelines, start=1):
         _add_gantt(figure, events, scales[row - 1], aggregate_above, bins, row,
-                   row_names[row - 1], in_legend)
+                   row_names[row - 1], in_legend, box_text)
         if view is None or row == len(timelines):
             figure.update_xaxes(title_text=f"time ({scales[row - 1][1]})", row=row, col=1)
     note = "" if view is not None else " (units differ: each row has its own time axis)"
@@ -258,5 +296,6 @@ def gantt_stack(
         title=title + note, barmode="overlay", height=120 + 44 * sum(heights) + 60 * len(heights),
         legend={"orientation": "v", "yanchor": "top", "y": 1, "x": 1.01},
         margin={"l": 10, "r": 10, "t": 80, "b": 40},
+        uniformtext={"mode": "hide", "minsize": 8},
     )
     return figure

@@ -29,7 +29,15 @@ from typing import NamedTuple
 
 import torch
 
-from pplab.schedules import BACKWARD_INPUT, BACKWARD_WEIGHT, FORWARD, Action, Schedule, needs
+from pplab.schedules import (
+    BACKWARD_INPUT,
+    BACKWARD_WEIGHT,
+    FORWARD,
+    Action,
+    Schedule,
+    needs,
+    weight_versions,
+)
 from pplab.train_config import Fault
 
 from .comms import ACTIVATION, GRADIENT, PipeComms
@@ -101,6 +109,13 @@ class Executor:
         self._batches: dict[int, Batch] = {}
         self.first_step = 0  # a synchronous schedule covers one step; it is rerun per step
         self.versions: dict[tuple[str, int, int], int] = {}
+        # The version each (stage, microbatch) of an asynchronous schedule runs with is the
+        # schedule's (PipeDream: the newest; 2BW: the previous step's); each stage's stash
+        # keeps a version while a microbatch planned on it still needs it.
+        self.planned_versions = weight_versions(schedule) if schedule.is_async else {}
+        for stage, runtime in runtimes.items():
+            if runtime.stash is not None:
+                runtime.stash.plan(v for (s, _), v in self.planned_versions.items() if s == stage)
         self.plan = [self._resolve(action) for action in self._my_actions()]
         # Positions of the actions that receive, in walk order; _post_through posts them.
         self._receivers = [i for i, planned in enumerate(self.plan)
@@ -190,7 +205,7 @@ class Executor:
         if kind == FORWARD:
             x = self._microbatch(mb)[0] if stage == 0 else self._get(planned, position)
             targets = self._microbatch(mb)[1] if last else None
-            version = runtime.current_version() if schedule.is_async else step
+            version = self.planned_versions[(stage, mb)] if schedule.is_async else step
             with self.recorder.span(kind, stage=stage, microbatch=mb, version=version):
                 out = runtime.forward(mb, x, targets, version)
             self.versions[(kind, stage, mb)] = runtime.states[mb].version

@@ -127,7 +127,7 @@ class StageRuntime:
         if self.split_weights:
             state.captures = self._captures = []
         if self.stash is not None:
-            state.version, state.params = self.stash.acquire()
+            state.version, state.params = self.stash.acquire(version)
             ptrs = {p.data_ptr() for p in state.params.values()}
         else:
             state.version = version
@@ -216,6 +216,8 @@ class StageRuntime:
         return self.update_every is not None and self.backwards_done % self.update_every == 0
 
     def optimizer_step(self) -> None:
+        if self.stash is not None:
+            self.stash.before_update()
         self.optimizer.step()
         self.optimizer.zero_grad(set_to_none=True)
         if self.stash is not None:

@@ -240,9 +240,19 @@ def weight_versions(schedule: Schedule) -> dict[tuple[int, int], int]:
     A stage's version counts its optimizer updates so far. Synchronous schedules update
     only after the flush, so every microbatch of a step sees the same version (the step
     number). Asynchronous ones update after every ``update_every`` backwards of that
-    stage, and a microbatch's backward reuses the version its forward saw (stashing).
+    stage, and a microbatch's backward reuses the version its forward saw (stashing); its
+    forward runs on the newest version (PipeDream), or, when ``params["version_lag_steps"]``
+    is set, on the version of that many steps before its own (PipeDream-2BW: one).
     """
     versions: dict[tuple[int, int], int] = {}
+    lag = schedule.params.get("version_lag_steps")
+    if schedule.is_async and lag is not None:
+        # PipeDream-2BW (Narayanan et al., ICML 2021, Sec. 3.1): every microbatch of step t
+        # runs on the version of step t - lag, not the newest: W(t+1) = W(t) - lr grad f(W(t-1)).
+        for _, action in schedule.all_actions():
+            step = schedule.step_of(action.microbatch)
+            versions[(action.stage, action.microbatch)] = max(0, step - int(lag))
+        return versions
     if not schedule.is_async:
         for _, action in schedule.all_actions():
             versions[(action.stage, action.microbatch)] = schedule.step_of(action.microbatch)
