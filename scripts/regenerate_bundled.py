@@ -27,7 +27,10 @@ ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT / "data"
 PPLAB = [sys.executable, "-m", "pplab"]
 # Bundled data that is not one training run or comparison: (name, command, what it writes).
-EXTRA: list[tuple[str, list[str], str]] = []
+EXTRA: list[tuple[str, list[str], str]] = [
+    ("staleness-p2", ["benchmarks/staleness.py", "--out", "data/comparisons/staleness-p2"],
+     "data/comparisons/staleness-p2/staleness.json"),  # lesson 7's loss at equal updates
+]
 
 # meta.json "config" key -> pplab train option; None values are left to the defaults.
 TRAIN_OPTIONS = {"schedule": "--schedule", "pp_size": "--pp", "microbatches": "--microbatches",
