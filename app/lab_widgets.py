@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import pandas as pd
 import streamlit as st
 
-from pplab import runs_catalog, timeline
+from pplab import charts, runs_catalog, timeline
 from pplab.labels import plain_text
 from pplab.run_views import MeasuredStep, last_step
 from pplab.schedules import (
@@ -102,6 +102,18 @@ def simulate_cached(config: SimConfig) -> tuple[pd.DataFrame, dict]:
     schedule = schedule_for(config)
     events = simulate(schedule, config.cost)
     return events, timeline.metrics(events, range(schedule.pp_size))  # idle ranks count too
+
+
+@st.cache_resource(max_entries=64, show_spinner=False)
+def playground_figures(config: SimConfig) -> tuple:
+    """The Playground's Gantt, peaks and time-per-rank figures of one configuration, built
+    once and shared by every session (never changed after: drawing a figure only reads it). A
+    class moving the same sliders asks for the same few configurations, and building the
+    figures is most of a rerun's work."""
+    events, found = simulate_cached(config)
+    return (charts.gantt(events, title=f"Predicted timeline: {config.label()}"),
+            charts.peak_activations(found["peak_activations"]),
+            charts.rank_utilisation(found["per_rank"], charts.COST_UNITS))
 
 
 @st.cache_data(max_entries=64, show_spinner=False)

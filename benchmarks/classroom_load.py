@@ -107,15 +107,17 @@ class Session:
                 return time.perf_counter() - started
 
 
-async def student(port: int, moves: int, latencies: list[float], seed: int) -> None:
+async def student(port: int, moves: int, latencies: list[float], seed: int,
+                  think: tuple[float, float]) -> None:
     rng = random.Random(seed)
+    await asyncio.sleep(rng.uniform(*think))  # a class does not all arrive in one instant
     async with Session(port) as tab:
         await tab.rerun()
         for _ in range(moves):
             change = {"pg_microbatches": [float(rng.randint(1, 32))],
                       "pg_stages": [float(rng.randint(2, 8))]}
-            latencies.append(await tab.rerun(states=change))
-            await asyncio.sleep(rng.uniform(0.2, 0.6))  # a student reads before moving again
+            latencies.append((time.monotonic(), await tab.rerun(states=change)))
+            await asyncio.sleep(rng.uniform(*think))  # a student looks before moving again
 
 
 async def watcher(port: int, until: float, latencies: list[float]) -> None:
@@ -179,10 +181,12 @@ async def drive(port: int, passcode: str, args) -> dict:
     teacher = await instructor(port, passcode, args.run_steps)
     until = time.monotonic() + args.seconds
     watchers = max(1, args.sessions // 5)
-    tasks = [student(port, args.moves, latencies, seed)
+    think = tuple(float(x) for x in args.think.split(","))
+    tasks = [student(port, args.moves, latencies, seed, think)
              for seed in range(args.sessions - watchers)]
     tasks += [watcher(port, until, watching) for _ in range(watchers)]
     started = time.monotonic()
+    found_started = started
     await asyncio.wait_for(asyncio.gather(*tasks), timeout=args.seconds + 60)
     elapsed = time.monotonic() - started
     for _ in range(120):  # the live run goes on after the class stops moving sliders
@@ -192,6 +196,7 @@ async def drive(port: int, passcode: str, args) -> dict:
         await asyncio.sleep(1)
     await teacher.__aexit__()
     return {"latencies": latencies, "watching": watching, "elapsed": elapsed,
+            "started": found_started,
             "students": args.sessions - watchers, "watchers": watchers,
             "live": " / ".join(t for t in teacher.texts if t.startswith(
                 ("Live run", "done:", "the run failed", "stopped", "step")))[:300]}
@@ -203,8 +208,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--moves", type=int, default=10, help="slider changes per student")
     parser.add_argument("--seconds", type=float, default=30, help="how long watchers watch")
     parser.add_argument("--run-steps", type=int, default=100, help="the live run's steps")
+    parser.add_argument("--think", default="1,3", metavar="LOW,HIGH",
+                        help="seconds a student looks at a result before the next change, "
+                             "drawn uniformly (default 1,3)")
     parser.add_argument("--port", type=int, help="default: a free one")
     args = parser.parse_args(argv)
+    try:
+        low, high = (float(x) for x in args.think.split(","))
+    except ValueError:
+        low, high = -1.0, -1.0
+    if not 0 <= low <= high <= 60:
+        print("classroom_load: --think takes LOW,HIGH seconds, 0 <= LOW <= HIGH <= 60",
+              file=sys.stderr)
+        return 2
     if not (1 <= args.sessions <= MAX_SESSIONS and 1 <= args.moves <= 100
             and 1 <= args.seconds <= MAX_SECONDS and 1 <= args.run_steps <= 200):
         print(f"classroom_load: at most {MAX_SESSIONS} sessions, 100 moves, {MAX_SECONDS} s "
@@ -223,14 +239,18 @@ def main(argv: list[str] | None = None) -> int:
         finally:
             os.killpg(server.pid, signal.SIGTERM)
             server.wait(timeout=30)
-    times = sorted(found["latencies"])
+    times = sorted(seconds for _, seconds in found["latencies"])
+    slow = [round(at - found["started"], 1) for at, seconds in found["latencies"]
+            if seconds > 1.0]
     p95 = times[int(0.95 * (len(times) - 1))]
-    print(f"{found['students']} students x {args.moves} Playground changes and "
-          f"{found['watchers']} watching the live run, on {os.cpu_count()} cores, loopback, "
-          f"{found['elapsed']:.0f} s")
+    print(f"{found['students']} students x {args.moves} Playground changes ({args.think} s "
+          f"between changes) and {found['watchers']} watching the live run, on "
+          f"{os.cpu_count()} cores, loopback, {found['elapsed']:.0f} s")
     print(f"Playground interaction (send to script finished): median "
           f"{1e3 * statistics.median(times):.0f} ms, 95th percentile {1e3 * p95:.0f} ms, "
           f"worst {1e3 * times[-1]:.0f} ms over {len(times)}")
+    if slow:
+        print(f"interactions over 1 s: {len(slow)}, at {slow[:12]} s after the class began")
     if found["watching"]:
         print(f"live-run fragment refresh: median {1e3 * statistics.median(found['watching']):.0f}"
               f" ms over {len(found['watching'])}")

@@ -85,6 +85,10 @@ def streamlit_command(entry: Path, host: str, port: int) -> list[str]:
         "--server.fileWatcherType", "none", "--client.toolbarMode", "minimal",
         # the only upload is a schedule CSV the playground caps at 1 M characters
         "--server.maxUploadSize", str(MAX_UPLOAD_MB),
+        # Streamlit runs a full garbage collection after every rerun of every session; with
+        # torch, pandas and plotly loaded that took a third of the server's time under a
+        # class's load (benchmarks/classroom_load.py). Python's own collector still runs.
+        "--runner.postScriptGC", "false",
     ]
 
 

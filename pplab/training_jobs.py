@@ -20,6 +20,7 @@ import collections
 import json
 import os
 import queue
+import shutil
 import signal
 import subprocess
 import sys
@@ -43,6 +44,7 @@ TIMEOUT_S = 900
 TASKS = ("reverse", "sort")
 STOP_GRACE_S = 10  # SIGTERM first, so the run cleans up; SIGKILL after this long
 POLL_S = 0.25
+TRAINING_NICENESS = 10  # how much a run started from the lab yields to the server's pages
 
 # One run at a time for the whole server: Streamlit serves every session from this process.
 _ONE_RUN = threading.Lock()
@@ -111,7 +113,10 @@ def train_command(request: TrainRequest, out: str) -> list[str]:
     """The ``pplab train`` command line of ``request``, writing to ``out``."""
     from pplab.engine.train_command import train_argv
 
-    return [sys.executable, "-m", "pplab", "train", "--json-progress",
+    # Niced: the lab's server answers people, and a run's ranks that busy every core must
+    # not slow every page of every session; on an idle machine nice changes nothing.
+    nice = ["nice", "-n", str(TRAINING_NICENESS)] if shutil.which("nice") else []
+    return [*nice, sys.executable, "-m", "pplab", "train", "--json-progress",
             *train_argv(request.config(out))]
 
 

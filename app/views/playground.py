@@ -13,6 +13,7 @@ from lab_widgets import (
     cost_widgets,
     explain_custom_csv,
     overlapped_pairs,
+    playground_figures,
     schedule_for,
     schedule_text,
     schedule_widgets,
@@ -103,7 +104,8 @@ if config.cost.overlap > 0 and not overlapped_pairs(schedule):
     st.caption(f"The overlap cost ({config.cost.overlap:g}) changes nothing here: "
                f"{config.label()} has no overlapped F;B pairs (dualpipe-v has).")
 
-st.plotly_chart(charts.gantt(events, title=f"Predicted timeline: {config.label()}"), key="gantt")
+gantt_figure, peaks_figure, ranks_figure = playground_figures(config)
+st.plotly_chart(gantt_figure, key="gantt")
 text, csv_text = schedule_text(config)
 st.download_button("Download this schedule (CSV)", csv_text, config.file_name(), "text/csv",
                    key="pg_download_csv",
@@ -111,7 +113,7 @@ st.download_button("Download this schedule (CSV)", csv_text, config.file_name(),
                         "or train it with `pplab train --csv FILE`.")
 
 left, right = st.columns(2)
-left.plotly_chart(charts.peak_activations(peaks), key="peaks")
+left.plotly_chart(peaks_figure, key="peaks")
 if schedule.num_chunks > 1:
     first = per_rank.get(0, 0.0)
     held = max(peaks[s] for s in peaks if schedule.stage_to_rank[s] == 0)
@@ -129,7 +131,7 @@ if schedule.num_chunks > 1:
     except ValueError:
         pass
     left.caption(text)
-right.plotly_chart(charts.rank_utilisation(metrics["per_rank"], charts.COST_UNITS), key="ranks")
+right.plotly_chart(ranks_figure, key="ranks")
 
 with st.expander("The schedule as text (PyTorch's action notation: 2F0 = stage 2, F, mb 0)"):
     st.code(text, language=None)
