@@ -6,7 +6,7 @@ defensively: a missing or odd value becomes "unknown", never an exception. Pages
 and notebooks read a run's schedule, sizes, parallel degrees, loss and memory from here.
 
     python -c "from pplab.timeline import load_run; from pplab.run_summary import summarize; \
-print(summarize(load_run('data/comparisons/pp4-vs-tp4-cpu/5-1f1b-pp2-m8-tp2')).label)"
+print(summarize(load_run('data/comparisons/pp4-vs-tp4-cpu/5-1f1b-p2m8-tp2')).label)"
 """
 
 from __future__ import annotations

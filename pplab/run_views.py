@@ -10,7 +10,7 @@ then the same stages.
 
     python -c "from pplab.timeline import load_run; from pplab.run_summary import summarize; \
 from pplab.run_views import pipeline_view, Replica; \
-run = load_run('data/comparisons/pp4-vs-tp4-cpu/5-1f1b-pp2-m8-tp2'); \
+run = load_run('data/comparisons/pp4-vs-tp4-cpu/5-1f1b-p2m8-tp2'); \
 view = pipeline_view(run.events, summarize(run), Replica(tp=1)); \
 print(view[view.kind == 'F'].groupby('rank').stage.unique())"
 """

@@ -57,17 +57,11 @@ def train_command(config: dict, out: Path) -> list[str]:
 def compare_command(folder: Path, out: Path) -> list[str]:
     """The ``pplab compare`` command that makes a comparison with these members again."""
     summary = json.loads((folder / "comparison.json").read_text())
-    specs, configs = [], []
-    for row in summary["rows"]:
-        config = json.loads((folder / row["run"] / "meta.json").read_text())["config"]
-        configs.append(config)
-        keys = {"pp": config["pp_size"], "m": config["microbatches"], "v": config["chunks"],
-                "tp": config["tp_size"], "dp": config["dp_size"]}
-        if config["pp_size"] == 1:  # one stage: named by how it is split, as compare does
-            name = "tp" if config["tp_size"] > 1 else "dp"
-        else:
-            name = config["schedule"]
-        specs.append(name + ":" + ",".join(f"{k}={v}" for k, v in keys.items() if v is not None))
+    # Each row keeps its configuration as it was typed (``tp:tp=4``); the members' own
+    # metadata has what all of them share.
+    specs = [row["configuration"] for row in summary["rows"]]
+    configs = [json.loads((folder / row["run"] / "meta.json").read_text())["config"]
+               for row in summary["rows"]]
     first = configs[0]
     return [*PPLAB, "compare", *specs, "--out", str(out), "--oversubscribe",
             "--steps", str(first["steps"]), "--layers", str(first["layers"]),

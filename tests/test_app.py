@@ -252,8 +252,10 @@ def test_compare_opens_a_bundled_comparison(no_runs, tmp_path, monkeypatch):
 def test_every_bundled_comparison_opens(no_runs):
     from pplab import runs_catalog
 
+    # A comparison being written is hidden; lesson 7's losses at equal updates are data of
+    # another kind, with no comparison.json.
     folders = sorted(p.name for p in runs_catalog.bundled_comparisons_dir().glob("*/")
-                     if not p.name.startswith("."))  # a comparison being written is hidden
+                     if not p.name.startswith(".") and (p / "comparison.json").is_file())
     if not folders:
         pytest.skip("no bundled comparisons in data/comparisons yet")
     app = open_page("compare")
@@ -295,7 +297,7 @@ def test_runs_page_predicted_over_measured_downloads_and_a_corrupt_folder(runs_d
     assert metric(app, "Bubble fraction (measured)")
 
 
-PP2_TP2 = "1f1b p=2 m=8 · tp=2 · cpu · 5-1f1b-pp2-m8-tp2 (comparison pp4-vs-tp4-cpu)"
+PP2_TP2 = "1f1b p=2 m=8 · tp=2 · cpu · 5-1f1b-p2m8-tp2 (comparison pp4-vs-tp4-cpu)"
 
 
 def values(array) -> list:

@@ -46,8 +46,7 @@ def test_every_bundle_is_listed_and_its_command_asks_for_what_it_recorded(tmp_pa
         else:
             command = script.compare_command(folder, tmp_path / name)
             rows = json.loads((folder / "comparison.json").read_text())["rows"]
-            specs = [c for c in command[4:] if ":" in c and not c.startswith("-")]
-            assert len(specs) == len(rows), name
+            assert command[4:4 + len(rows)] == [row["configuration"] for row in rows], name
             build_parser().parse_args(command[3:])
 
 

@@ -82,7 +82,7 @@ def test_a_pipeline_view_refuses_events_the_grid_does_not_have(tmp_path):
 
 
 def test_the_bundled_pp2_tp2_run_lines_up_with_its_prediction():
-    run = timeline.load_run(COMPARISON / "5-1f1b-pp2-m8-tp2")
+    run = timeline.load_run(COMPARISON / "5-1f1b-p2m8-tp2")
     summary = summarize(run)
     assert (summary.pp_size, summary.tp_size, summary.dp_size) == (2, 2, 1)
     predicted, measured = predicted_for(run, summary.steps[-1])
@@ -99,12 +99,12 @@ def test_runs_are_named_by_what_they_are():
     labels = {path.name: summarize(timeline.load_run(path)).label
               for path in sorted(COMPARISON.iterdir()) if path.is_dir()}
     assert labels == {
-        "1-gpipe-pp4-m8": "gpipe p=4 m=8 · cpu",
-        "2-1f1b-pp4-m8": "1f1b p=4 m=8 · cpu",
-        "3-pipedream-pp4-m8": "pipedream p=4 m=8 · cpu",
-        "4-tp-tp4": "tp=4 · cpu",
-        "5-1f1b-pp2-m8-tp2": "1f1b p=2 m=8 · tp=2 · cpu",
-        "6-dp-dp4": "dp=4 · cpu",
+        "1-gpipe-p4m8": "gpipe p=4 m=8 · cpu",
+        "2-1f1b-p4m8": "1f1b p=4 m=8 · cpu",
+        "3-pipedream-p4m8": "pipedream p=4 m=8 · cpu",
+        "4-tp4": "tp=4 · cpu",
+        "5-1f1b-p2m8-tp2": "1f1b p=2 m=8 · tp=2 · cpu",
+        "6-dp4": "dp=4 · cpu",
     }
 
 
@@ -126,7 +126,7 @@ def test_comparison_json_has_one_reader(tmp_path):
     assert "GPipe" in comparison.description
     assert list(comparison.table().columns) == [c for c in comparison.columns
                                                 if c in comparison.rows[0]]
-    assert [p.name for p in comparison.run_dirs()][:2] == ["1-gpipe-pp4-m8", "2-1f1b-pp4-m8"]
+    assert [p.name for p in comparison.run_dirs()][:2] == ["1-gpipe-p4m8", "2-1f1b-p4m8"]
     (tmp_path / "bad").mkdir()
     (tmp_path / "bad" / "comparison.json").write_text(json.dumps({"rows": "many"}))
     with pytest.raises(ValueError, match="has no list of rows"):
