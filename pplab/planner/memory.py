@@ -60,7 +60,7 @@ def in_flight(schedule: str, pp: int, num_microbatches: int, num_chunks: int,
     * gpipe: all m forwards run before any backward.
     * 1f1b: ``min(p - r, m)``: p - 1 - r warm-up forwards and one more (PipeDream-Flush).
     * zb-h1: ``min(p, m)`` on every rank: rank r also keeps r weight gradients pending, each
-      holding its activation (Qi et al., ICLR 2024, Sec. 3.1: ZB-H1's peak is 1F1B's).
+      holding its activation (Qi et al., ICLR 2024, Sec. 2.1: ZB-H1's peak is 1F1B's).
     * interleaved-1f1b: Megatron's warm-up of ``2(p - r - 1) + (v - 1) p`` chunk forwards and
       one more, at most all m v (with m = p every forward comes first). On rank 0 that is
       p v + p - 1 chunks of L/(p v) layers: L (1 + (p-1)/(p v)) layers, Korthikanti's factor.
