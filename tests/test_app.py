@@ -340,6 +340,8 @@ def test_runs_page_draws_a_pp2_tp2_run_one_row_per_pipeline_position(no_runs):
     assert gantt["layout"]["yaxis2"]["ticktext"] == ["pp 0 (rank 1) · stage 0",
                                                      "pp 1 (rank 3) · stage 1"]
     assert all(row == stage for row, stage in gantt_bars(gantt)["y2"])
+    split = [c.value for c in app.caption if "tensor-parallel all-reduces" in c.value]
+    assert split and "inside F and B took" in split[0], "the tp share is shown apart"
 
 
 def test_runs_page_counts_steps_from_one_like_the_loss_chart(runs_dir):

@@ -97,6 +97,11 @@ if summary.is_async:
                f"the whole run, one fill and drain for all {len(steps)} steps, it is "
                f"{fraction_text(whole)} (measured).")
 cols[1].metric("Step time (measured)", f"{scale * measured_stats['makespan']:.2f} {unit}")
+if measured_stats.get("tp_allreduce_fraction"):  # inside F and B: not bubble, not compute
+    st.caption(f"Of all rank-time in this step (ranks x step), tensor-parallel all-reduces "
+               f"inside F and B took {measured_stats['tp_allreduce_fraction']:.1%} and the "
+               f"computation itself {measured_stats['compute_fraction']:.1%} (measured); the "
+               f"bubble counts neither.")
 shown = step_label(step, steps)
 if predicted is not None:
     predicted_stats = predicted_metrics(predicted, summary)
