@@ -116,6 +116,22 @@ def run(args: argparse.Namespace) -> int:
         return 0
     from .lab_command import main as lab_main
 
-    print(f"pplab demo: the comparison opens at http://127.0.0.1:{args.port}/compare?"
-          f"comparison={directory.name}", flush=True)
+    url = f"http://127.0.0.1:{args.port}/compare?comparison={directory.name}"
+    print(f"pplab demo: the comparison opens at {url}", flush=True)
+    open_when_up(url)
     return lab_main(["--port", str(args.port)])
+
+
+def open_when_up(url: str, delay_s: float = 4.0) -> None:
+    """Open ``url`` in the desktop's browser a few seconds from now, once the lab this
+    process is about to become is listening; nothing on a machine without a desktop."""
+    import os
+    import subprocess
+
+    if not (sys.platform in ("darwin", "win32") or os.environ.get("DISPLAY")
+            or os.environ.get("WAYLAND_DISPLAY")):
+        return
+    code = f"import time, webbrowser; time.sleep({delay_s}); webbrowser.open({url!r})"
+    subprocess.Popen([sys.executable, "-c", code], start_new_session=True,
+                     stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                     stderr=subprocess.DEVNULL)

@@ -77,3 +77,19 @@ def test_a_link_opens_a_comparison_on_the_compare_page(tmp_path, monkeypatch):
     assert not app.exception, app.exception
     assert app.radio(key="cmp_mode").value != "configurations I choose"
     assert any("One toy GPT" in i.value for i in app.info), "the bundled comparison is open"
+
+
+def test_the_browser_is_opened_only_where_there_is_a_desktop(monkeypatch):
+    from pplab import demo_command
+
+    started = []
+    monkeypatch.setattr("subprocess.Popen", lambda argv, **kw: started.append(argv))
+    monkeypatch.setattr(demo_command.sys, "platform", "linux")
+    monkeypatch.delenv("DISPLAY", raising=False)
+    monkeypatch.delenv("WAYLAND_DISPLAY", raising=False)
+    demo_command.open_when_up("http://127.0.0.1:8501/compare?comparison=x")
+    assert started == []
+    monkeypatch.setenv("DISPLAY", ":0")
+    demo_command.open_when_up("http://127.0.0.1:8501/compare?comparison=x")
+    assert len(started) == 1 and "webbrowser.open('http://127.0.0.1:8501/compare?comparison=x')" \
+        in started[0][-1]
