@@ -49,7 +49,7 @@ def lab_url(tmp_path):
 def gantt_forward_bars(page) -> int:
     return page.evaluate("""() => {
         const plot = document.querySelector('.js-plotly-plot');
-        const trace = (plot._fullData || []).find(t => t.name === 'F forward');
+        const trace = ((plot && plot._fullData) || []).find(t => t.name === 'F forward');
         return trace ? trace.x.length : -1;
     }""")
 
@@ -73,13 +73,15 @@ def test_moving_the_microbatch_slider_redraws_the_gantt(lab_url, chromium):
     for _ in range(4):
         slider.press("ArrowRight")
     expect(bubble).to_contain_text("1/5", timeout=60_000)
+    # Plotly redraws by replacing the plot: between two frames there may be none, or one with
+    # no data yet, so every lookup here may find nothing and is tried again.
     page.wait_for_function(
-        "() => document.querySelector('.js-plotly-plot')._fullData"
-        ".find(t => t.name === 'F forward').x.length === 48", timeout=60_000)
+        "() => document.querySelector('.js-plotly-plot')?._fullData"
+        "?.find(t => t.name === 'F forward')?.x.length === 48", timeout=60_000)
     # the per-rank chart follows too: each rank is busy m x (F + B) = 12 x 3 cost units
     page.wait_for_function(
         "() => { const plots = document.querySelectorAll('.js-plotly-plot');"
-        " const busy = plots[plots.length - 1]._fullData.find(t => t.name === 'busy');"
+        " const busy = plots[plots.length - 1]?._fullData?.find(t => t.name === 'busy');"
         " return busy && Array.from(busy.y).every(v => Math.abs(v - 36) < 1e-9); }",
         timeout=60_000)
     page.screenshot(path=str(ARTIFACTS / "playground-m12.png"), full_page=True)
