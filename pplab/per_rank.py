@@ -17,11 +17,11 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-import numpy as np
 import pandas as pd
 
-from .schedules.actions import BACKWARD_INPUT, FORWARD, FULL_BACKWARD, Schedule
-from .timeline import COMPUTE_EVENT_KINDS, peak_activations
+from .calibration.costs import sends_remotely
+from .schedules.actions import Schedule
+from .timeline import COMPUTE_EVENT_KINDS, peak_activations, peak_held
 
 # The CPU engine counts what autograd saves, per stage; on CUDA the figure is the device's
 # peak allocation, already per rank (weights included).
@@ -42,33 +42,8 @@ def stage_shares(events: pd.DataFrame) -> dict[int, float]:
 def peak_held_per_rank(events: pd.DataFrame,
                        weights: Mapping[int, float] | None = None) -> dict[int, float]:
     """The most a rank holds at once: held microbatches of each of its stages times the
-    stage's weight, summed, at the worst moment of the run.
-
-    A microbatch is held from the start of its F to the end of its B (or W), and at equal
-    times a release counts before an acquire, as in ``timeline.peak_activations``.
-    """
-    weights = stage_shares(events) if weights is None else weights
-    kinds = events["kind"].to_numpy()
-    stages = events["stage"].to_numpy()
-    starts = events["start"].to_numpy()
-    position = np.arange(len(events))
-    forward = (kinds == FORWARD) & (stages >= 0)
-    release = np.isin(kinds, ("B", "W")) & (stages >= 0)
-    times = np.concatenate([events["end"].to_numpy()[release], starts[forward]])
-    row_start = np.concatenate([starts[release], starts[forward]])
-    row = np.concatenate([position[release], position[forward]])
-    held_stage = np.concatenate([stages[release], stages[forward]])
-    weight = np.array([float(weights.get(int(s), 0.0)) for s in held_stage])
-    deltas = np.concatenate([-np.ones(release.sum()), np.ones(forward.sum())]) * weight
-    ranks = np.concatenate([events["rank"].to_numpy()[release],
-                            events["rank"].to_numpy()[forward]])
-    order = np.lexsort((row, row_start, times, ranks))
-    ranks, deltas = ranks[order], deltas[order]
-    peaks: dict[int, float] = {}
-    for rank in np.unique(ranks):
-        running = np.cumsum(deltas[ranks == rank])
-        peaks[int(rank)] = float(max(running.max(initial=0.0), 0.0))
-    return peaks
+    stage's weight, summed, at the worst moment of the run (``timeline.peak_held``)."""
+    return peak_held(events, "rank", stage_shares(events) if weights is None else weights)
 
 
 def peak_activations_per_rank(events: pd.DataFrame) -> dict[int, float]:
@@ -98,18 +73,8 @@ def point_to_point_messages(schedule: Schedule) -> int:
     """Messages between ranks in ``schedule``: every F whose next stage lives on another rank
     sends its activation there, every B or I whose previous stage does sends its gradient.
     (The W half sends nothing.) For a flushed schedule that is one step's messages."""
-    to_rank, count = schedule.stage_to_rank, 0
-    for rank, entries in schedule.actions.items():
-        for entry in entries:
-            for action in entry.sub_actions:
-                if action.kind == FORWARD:
-                    target = action.stage + 1
-                elif action.kind in (FULL_BACKWARD, BACKWARD_INPUT):
-                    target = action.stage - 1
-                else:
-                    continue
-                count += 0 <= target < schedule.num_stages and to_rank[target] != rank
-    return count
+    return sum(sends_remotely(schedule, action.stage, action.kind)
+               for _, action in schedule.all_actions())
 
 
 def sends_per_step(events: pd.DataFrame) -> dict[int, int]:

@@ -112,8 +112,17 @@ def peak_activations(events: pd.DataFrame) -> dict[int, int]:
     starts the next forward never holds both), unless the release belongs to an action that
     itself starts at that instant (zero-cost actions): then the table's order decides.
     """
+    return {stage: int(round(peak)) for stage, peak in peak_held(events, "stage").items()}
+
+
+def peak_held(events: pd.DataFrame, group_by: str,
+              weights: Mapping[int, float] | None = None) -> dict[int, float]:
+    """The most held at once in each ``group_by`` group ("stage" or "rank"): every microbatch
+    held on a stage, from its F's start to its B's (or W's) end, counts that stage's weight
+    (default 1), with the tie rule of ``peak_activations``."""
     kinds = events["kind"].to_numpy()
     stages = events["stage"].to_numpy()
+    groups = events[group_by].to_numpy()
     starts = events["start"].to_numpy()
     position = np.arange(len(events))
     forward = (kinds == "F") & (stages >= 0)
@@ -122,13 +131,16 @@ def peak_activations(events: pd.DataFrame) -> dict[int, int]:
     row_start = np.concatenate([starts[release], starts[forward]])
     row = np.concatenate([position[release], position[forward]])
     deltas = np.concatenate([-np.ones(release.sum()), np.ones(forward.sum())])
-    where = np.concatenate([stages[release], stages[forward]])
+    if weights is not None:
+        held = np.concatenate([stages[release], stages[forward]])
+        deltas = deltas * np.array([float(weights.get(int(s), 0.0)) for s in held])
+    where = np.concatenate([groups[release], groups[forward]])
     order = np.lexsort((row, row_start, times, where))
     where, deltas = where[order], deltas[order]
-    peaks: dict[int, int] = {}
-    for stage in np.unique(where):
-        running = np.cumsum(deltas[where == stage])
-        peaks[int(stage)] = int(max(running.max(initial=0), 0))
+    peaks: dict[int, float] = {}
+    for group in np.unique(where):
+        running = np.cumsum(deltas[where == group])
+        peaks[int(group)] = float(max(running.max(initial=0.0), 0.0))
     return peaks
 
 
