@@ -12,6 +12,7 @@ lesson's exercise here.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 
 from ..resources import lessons_dir
@@ -28,7 +29,7 @@ class Lesson:
     def name(self) -> str:
         return self.folder.name
 
-    @property
+    @cached_property  # read once per Lesson: title, objectives and the page all use it
     def text(self) -> str:
         return (self.folder / "README.md").read_text()
 
