@@ -1,4 +1,4 @@
 """The Streamlit app, installed as ``pplab._app``; streamlit runs ``lab.py`` as a script.
 
-``pplab lab`` finds it through ``pplab.resources.app_entry()``.
+``pplab lab`` finds it through ``pplab.runs.resources.app_entry()``.
 """

@@ -2,7 +2,8 @@
 
 Outside classroom mode (the default, a lab on localhost) everything is open and nothing here
 draws anything. In classroom mode a session becomes the instructor's by typing the passcode
-``pplab lab --classroom`` printed; the check is ``pplab.classroom.passcode_matches`` (constant
+``pplab lab --classroom`` printed; the check is ``pplab.classroom.passcode.passcode_matches``
+(constant
 time), and a session gets a few tries only.
 """
 
@@ -12,7 +13,7 @@ import secrets
 
 import streamlit as st
 
-from pplab.classroom import in_classroom, passcode_matches
+from pplab.classroom.passcode import in_classroom, passcode_matches
 
 MAX_TRIES = 5  # wrong passcodes one session may type before it is refused for good
 

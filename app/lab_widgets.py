@@ -3,7 +3,8 @@
 A simulated configuration is read from the same widgets on the Playground and on Compare,
 and every simulation goes through ``simulate_cached`` so moving a slider back and forth
 costs nothing the second time. Everything that does not draw a widget or cache a result
-lives in the package (``pplab.run_views``, ``pplab.run_prediction``, ``pplab.labels``...).
+lives in the package (``pplab.calibration.run_views``, ``pplab.calibration.run_prediction``,
+``pplab.timeline.labels``...).
 
     streamlit run app/lab.py
 """
@@ -15,9 +16,10 @@ from dataclasses import dataclass
 import pandas as pd
 import streamlit as st
 
-from pplab import charts, runs_catalog, timeline
-from pplab.labels import plain_text
-from pplab.run_views import MeasuredStep, last_step
+from pplab import charts, timeline
+from pplab.calibration.run_views import MeasuredStep, last_step
+from pplab.runs import catalog as runs_catalog
+from pplab.runs import run_dirs
 from pplab.schedules import (
     OVERLAP_F_B,
     SCHEDULES,
@@ -27,13 +29,14 @@ from pplab.schedules import (
     schedule_to_csv_text,
     validate,
 )
-from pplab.schedules.search import memory_capped_1f1b, search_schedule
-from pplab.simulator import CostModel, simulate
+from pplab.sim.search import memory_capped_1f1b, search_schedule
+from pplab.sim.simulator import CostModel, simulate
+from pplab.timeline.labels import plain_text
 
 MAX_CSV_CHARS = 1_000_000
 CUSTOM_CSV = "custom CSV"
 # Not a registered family: an order searched for the page's costs under a memory cap
-# (pplab.schedules.search), so it is offered beside the families rather than among them.
+# (pplab.sim.search), so it is offered beside the families rather than among them.
 SEARCHED = "searched (memory cap C)"
 NO_EXAMPLE = "none: upload my own"
 
@@ -259,7 +262,7 @@ def show_problems(problems: list[tuple[str, str]]) -> None:
 def measured_step(path: str, stamp: float) -> MeasuredStep:
     """A recorded run's last step. ``stamp`` (the folder's mtime) is part of the cache key so
     a re-recorded run is re-read."""
-    return last_step(timeline.load_run(path))
+    return last_step(run_dirs.load_run(path))
 
 
 def load_measured(entry: runs_catalog.Entry) -> MeasuredStep:

@@ -82,8 +82,8 @@ def _compute_durations(recorder, first_step: int) -> dict[str, list[float]]:
 
 
 def _plan(schedule: str, options: dict):
-    from pplab.plan import make_plan
-    from pplab.train_config import TrainConfig
+    from pplab.engine.request import make_plan
+    from pplab.engine.train_config import TrainConfig
 
     return make_plan(TrainConfig(
         schedule=schedule, pp_size=2, microbatches=options["microbatches"], steps=1,

@@ -19,8 +19,8 @@ import sys
 def measured_bubble(pp_size: int, microbatches: int, steps: int) -> float:
     """Median per-step bubble fraction of a real GPipe run (step 0 warms up, left out)."""
     from pplab.engine.launch import run_training
+    from pplab.engine.train_config import TrainConfig
     from pplab.timeline import metrics
-    from pplab.train_config import TrainConfig
 
     # Microbatches of a few ms of compute keep the messages' share of the idle time small.
     config = TrainConfig(schedule="gpipe", pp_size=pp_size, microbatches=microbatches,

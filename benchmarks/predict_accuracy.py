@@ -51,8 +51,8 @@ class Config:
 
 
 def _plan(config: Config, options: dict):
-    from pplab.plan import make_plan
-    from pplab.train_config import TrainConfig
+    from pplab.engine.request import make_plan
+    from pplab.engine.train_config import TrainConfig
 
     return make_plan(TrainConfig(
         schedule=config.schedule, pp_size=config.pp, microbatches=config.microbatches,
@@ -82,11 +82,11 @@ def _rank(rank: int, world: int, report, configs: list[Config], options: dict) -
 
 def measure(configs: list[Config], world: int, options: dict, save: Path | None = None) -> dict:
     """Run ``configs`` side by side on ``world`` processes; a Run per label, in memory."""
+    from pplab.engine.machine import cpu_count
     from pplab.engine.supervisor import spawn_ranks
-    from pplab.machine import cpu_count
-    from pplab.run_dirs import Run
+    from pplab.runs.run_dirs import Run
     from pplab.schedules import schedule_to_csv_text
-    from pplab.simulator import schedule_summary
+    from pplab.sim.simulator import schedule_summary
     from pplab.timeline import events_frame
 
     per_rank = spawn_ranks(world, _rank, configs, options, backend="gloo", timeout=900)
@@ -106,7 +106,7 @@ def measure(configs: list[Config], world: int, options: dict, save: Path | None 
                              "hosts": [socket.gethostname()]}}
         runs[config.label] = Run(Path(config.label), events.reset_index(drop=True), meta)
         if save is not None:  # to look at later: pplab predict DIR/<label>
-            from pplab.run_dirs import save_run
+            from pplab.runs.run_dirs import save_run
 
             save_run(save / config.label.replace(" ", "_").replace("(", "").replace(")", ""),
                      runs[config.label].events, meta)

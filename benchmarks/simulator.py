@@ -17,7 +17,7 @@ import sys
 import time
 
 from pplab.schedules import build
-from pplab.simulator import CostModel, simulate
+from pplab.sim.simulator import CostModel, simulate
 from pplab.timeline import metrics
 
 CASES = [  # (schedule, p, m, v)

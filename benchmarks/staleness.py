@@ -3,7 +3,8 @@
 What it teaches: comparing PipeDream with 1F1B per step mixes two things, its stale weights
 and its m times more optimizer steps. Here every schedule makes the same number of updates,
 each on the same rows of the same data stream, at a few learning rates, on real ranks
-(``pplab.staleness`` says how each is configured). It prints the final loss of each schedule
+(``pplab.teaching.staleness`` says how each is configured). It prints the final loss of each
+schedule
 at each rate and the best over the rates; ``--out`` saves every loss curve as the lesson's
 data. Two ranks train the nine runs on CPU in about a minute.
 
@@ -26,7 +27,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", default=None, help="folder to save staleness.json in")
     args = parser.parse_args(argv)
     from pplab.engine.supervisor import RankFailed
-    from pplab.staleness import Study, run_study, save, table_text
+    from pplab.teaching.staleness import Study, run_study, save, table_text
 
     try:
         study = Study(pp=args.pp, updates=args.updates, rows_per_update=args.rows,

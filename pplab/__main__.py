@@ -5,6 +5,6 @@
 
 import sys
 
-from .cli import main
+from pplab.cli.main import main
 
 sys.exit(main())

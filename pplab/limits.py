@@ -86,5 +86,5 @@ MAX_LAYERS = 1024
 MAX_BATCH_SIZE = 65_536  # rows of one global batch
 MAX_TEXT_BYTES = 64 * 2**20  # the corpus of --task text
 # Weights, gradients and Adam state of every replica plus the activations of a whole batch,
-# estimated by pplab.plan.estimated_training_bytes.
+# estimated by pplab.engine.request.estimated_training_bytes.
 MAX_TRAINING_BYTES = 16 * 2**30

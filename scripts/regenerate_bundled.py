@@ -81,7 +81,7 @@ def bundles() -> list[tuple[str, Path, str]]:
 
 def calibrate(run_folder: Path) -> None:
     from pplab.calibration import calibration_for
-    from pplab.run_dirs import load_run
+    from pplab.runs.run_dirs import load_run
 
     calibration_for(load_run(run_folder))  # fitted and written beside the run
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from pplab import cli
+from pplab.cli import main as cli
 
 
 def run_pplab(capsys, *argv) -> tuple[int, str, str]:

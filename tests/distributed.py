@@ -33,7 +33,7 @@ def single_process_reference(config):
 
     from pplab.engine.data import make_task
     from pplab.engine.model import build_reference_model, lm_loss
-    from pplab.plan import make_plan
+    from pplab.engine.request import make_plan
 
     plan = make_plan(config)
     model = build_reference_model(plan.model, torch.float64)

@@ -26,9 +26,9 @@ def messages(p: int, m: int, v: int) -> int:
 
 
 def best_v(n: dict) -> int:
-    from pplab.cost_model import CostModel
     from pplab.schedules import build
-    from pplab.simulator import simulate
+    from pplab.sim.cost_model import CostModel
+    from pplab.sim.simulator import simulate
     from pplab.timeline import metrics
 
     cost = CostModel(forward=n["t_f"], backward=n["t_b"], latency=n["latency"])
@@ -58,7 +58,7 @@ NOTEBOOK_CELL = '''
 from fractions import Fraction
 
 from pplab.schedules import build
-from pplab.simulator import CostModel, simulate
+from pplab.sim.simulator import CostModel, simulate
 from pplab.timeline import metrics
 
 

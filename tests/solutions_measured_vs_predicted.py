@@ -49,8 +49,8 @@ def largest_gap(run_name: str) -> str:
     """The biggest part of measured - naive of a bundled run's median step, by option name."""
     from pplab.calibration import calibration_for, gap_breakdown, replay
     from pplab.calibration.breakdown import median_step
-    from pplab.resources import bundled_runs_dir
-    from pplab.run_dirs import load_run
+    from pplab.runs.resources import bundled_runs_dir
+    from pplab.runs.run_dirs import load_run
 
     run = load_run(bundled_runs_dir() / run_name)
     calibration = calibration_for(run, save=False)

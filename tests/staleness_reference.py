@@ -41,7 +41,7 @@ def versioned_reference(config, schedule_name: str, steps: int) -> list[float]:
 
     from pplab.engine.data import make_task, microbatches
     from pplab.engine.model import build_reference_model, lm_loss
-    from pplab.plan import make_plan
+    from pplab.engine.request import make_plan
 
     plan = make_plan(config)
     p, m = plan.schedule.pp_size, plan.schedule.microbatches_per_step

@@ -19,8 +19,9 @@ from lab_server import free_port, start_lab, stop_process_group, wait_until_heal
 from streamlit.testing.v1 import AppTest
 
 from pplab import timeline
+from pplab.runs import run_dirs
 from pplab.schedules import COMPUTE_KINDS, build, schedule_to_csv_text
-from pplab.simulator import CostModel, schedule_summary, simulate
+from pplab.sim.simulator import CostModel, schedule_summary, simulate
 
 
 def write_run(directory: Path, schedule_name="1f1b", stages=2, microbatches=4, steps=3):
@@ -44,7 +45,7 @@ def write_run(directory: Path, schedule_name="1f1b", stages=2, microbatches=4, s
         "config": {"device": "cpu"}, "time_unit": "s",
         "tp_size": 1, "dp_size": 1, "pp_size": stages,
     }
-    return timeline.save_run(directory, events, meta)
+    return run_dirs.save_run(directory, events, meta)
 
 
 @pytest.fixture
@@ -59,9 +60,9 @@ def runs_dir(tmp_path, monkeypatch):
     (root / "holiday-photos").mkdir()
     (root / "holiday-photos" / "beach.jpg").write_bytes(b"\xff\xd8")
     (root / "stray.txt").write_text("not a run")
-    timeline.save_run(root / "empty-run", timeline.events_frame(), {"loss": []})
-    foreign = timeline.load_run(root / "run-gpipe")
-    timeline.save_run(root / "zz-foreign-meta", foreign.events,
+    run_dirs.save_run(root / "empty-run", timeline.events_frame(), {"loss": []})
+    foreign = run_dirs.load_run(root / "run-gpipe")
+    run_dirs.save_run(root / "zz-foreign-meta", foreign.events,
                       {"schedule": {"name": "gpipe", "pp_size": 10**6,
                                     "num_microbatches": 10**6}, "loss": "many"})
     monkeypatch.setenv("PPLAB_RUNS_DIR", str(root))
@@ -136,7 +137,7 @@ def test_playground_says_an_asynchronous_bubble_covers_the_whole_run(no_runs):
 
 
 def test_playground_custom_csv_without_a_file_says_what_to_do(no_runs):
-    from pplab import runs_catalog
+    from pplab.runs import catalog as runs_catalog
 
     app = open_page()
     app.selectbox(key="pg_schedule").set_value("custom CSV").run()
@@ -213,11 +214,11 @@ def test_compare_mixes_a_recorded_run_with_loss_and_memory_in_one_unit(runs_dir)
 
 
 def test_compare_calibrates_from_a_run_whose_forwards_take_no_time(tmp_path, monkeypatch):
-    run = timeline.load_run(write_run(tmp_path / "source"))
+    run = run_dirs.load_run(write_run(tmp_path / "source"))
     events = run.events.copy()
     forward = events["kind"] == "F"
     events.loc[forward, "end"] = events.loc[forward, "start"]
-    timeline.save_run(tmp_path / "runs" / "instant", events, run.metadata)
+    run_dirs.save_run(tmp_path / "runs" / "instant", events, run.metadata)
     monkeypatch.setenv("PPLAB_RUNS_DIR", str(tmp_path / "runs"))
     app = open_page("compare")
     app.radio(key="cmp1_source").set_value("recorded run").run()
@@ -228,7 +229,7 @@ def test_compare_calibrates_from_a_run_whose_forwards_take_no_time(tmp_path, mon
 
 
 def test_compare_opens_a_bundled_comparison(no_runs, tmp_path, monkeypatch):
-    from pplab import runs_catalog
+    from pplab.runs import catalog as runs_catalog
 
     folder = tmp_path / "comparisons" / "gpipe-vs-1f1b"
     write_run(folder / "a-gpipe", "gpipe", stages=2, microbatches=4)
@@ -250,7 +251,7 @@ def test_compare_opens_a_bundled_comparison(no_runs, tmp_path, monkeypatch):
 
 
 def test_every_bundled_comparison_opens(no_runs):
-    from pplab import runs_catalog
+    from pplab.runs import catalog as runs_catalog
 
     # A comparison being written is hidden; lesson 7's losses at equal updates are data of
     # another kind, with no comparison.json.
@@ -417,11 +418,11 @@ def test_a_run_deleted_after_it_was_listed_is_one_error_line(runs_dir):
 
 
 def test_a_saved_simulation_is_not_listed_as_a_measured_run(tmp_path):
-    from pplab import runs_catalog
+    from pplab.runs import catalog as runs_catalog
 
     write_run(tmp_path / "measured")
     schedule = build("1f1b", 2, 2)
-    timeline.save_run(tmp_path / "simulated", simulate(schedule), {"schedule": {"name": "1f1b"}})
+    run_dirs.save_run(tmp_path / "simulated", simulate(schedule), {"schedule": {"name": "1f1b"}})
     entries, problems = runs_catalog.find_runs([("yours", tmp_path)])
     assert [e.run.path.name for e in entries] == ["measured"]
     assert [(p.name, "predicted (simulated)" in why) for p, why in problems] == [
@@ -429,9 +430,9 @@ def test_a_saved_simulation_is_not_listed_as_a_measured_run(tmp_path):
 
 
 def test_a_recorded_schedule_csv_too_big_to_replay_is_refused(tmp_path, monkeypatch):
-    from pplab import run_prediction
+    from pplab.calibration import run_prediction
 
-    run = timeline.load_run(write_run(tmp_path / "run"))  # 1f1b p=2 m=4: 16 actions
+    run = run_dirs.load_run(write_run(tmp_path / "run"))  # 1f1b p=2 m=4: 16 actions
     assert run_prediction.schedule_of(run).num_microbatches == 4
     monkeypatch.setattr(run_prediction, "MAX_REPLAY_ACTIONS", 15)
     with pytest.raises(ValueError, match="16 actions is too big to replay"):
@@ -451,7 +452,7 @@ def test_run_page_bounds_the_request(no_runs):
 
 def test_a_training_request_from_elsewhere_is_bounded_too():
     # The page's inputs stop these already; a caller of TrainRequest is held to the same.
-    from pplab.training_jobs import TrainRequest
+    from pplab.classroom.training_jobs import TrainRequest
 
     good = dict(schedule="1f1b", pp_size=2, microbatches=2, chunks=1, steps=2, layers=2,
                 batch_size=4, device="cpu", task="reverse", seed=0, tp=1, dp=1)
@@ -486,7 +487,7 @@ def test_run_page_trains_for_real_and_the_run_appears_in_runs(runs_dir):
     assert not app.error, [e.value for e in app.error]
     saved = app.success[0].value
     assert saved.startswith(f"Done: saved to {runs_dir}") and "1f1b-p2m2" in saved
-    run = timeline.load_run(saved.split("saved to ")[1].split(". It is")[0])
+    run = run_dirs.load_run(saved.split("saved to ")[1].split(". It is")[0])
     assert len(run.metadata["loss"]) == 2 and set(run.events["source"]) == {"measured"}
     app.switch_page("views/runs.py").run()
     # "Open Runs" opens the run just made, not the first one listed
@@ -503,7 +504,7 @@ def app_module(name: str):
 
 
 def test_training_is_one_at_a_time_and_stopped_at_its_timeout(tmp_path):
-    from pplab import training_jobs as training
+    from pplab.classroom import training_jobs as training
 
     request = training.TrainRequest("1f1b", 2, 2, 1, 200, 2, 4)
     with training._ONE_RUN:
@@ -535,7 +536,7 @@ def test_lab_command_refuses_bad_ports_in_one_line():
 
 
 def test_lab_command_says_so_when_the_app_is_not_installed(monkeypatch, capsys):
-    from pplab import lab_command
+    from pplab.cli import lab as lab_command
 
     monkeypatch.setattr(lab_command, "app_entry", lambda: None)
     assert lab_command.main(["--port", "8501"]) == 2

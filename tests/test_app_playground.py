@@ -12,10 +12,10 @@ import pytest
 from app_helpers import ROOT, metric, open_page
 from streamlit.testing.v1 import AppTest
 
-from pplab.cost_model import CostModel
 from pplab.schedules import build, schedule_from_csv_text, validate
-from pplab.schedules.search import memory_capped_1f1b, search_schedule
-from pplab.simulator import simulate
+from pplab.sim.cost_model import CostModel
+from pplab.sim.search import memory_capped_1f1b, search_schedule
+from pplab.sim.simulator import simulate
 from pplab.timeline import metrics
 
 SEARCHED = "searched (memory cap C)"

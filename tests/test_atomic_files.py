@@ -7,7 +7,7 @@ import stat
 
 import pytest
 
-from pplab.atomic_files import atomic_directory, current_umask, write_text_atomic
+from pplab.runs.atomic_files import atomic_directory, current_umask, write_text_atomic
 
 
 @pytest.fixture
@@ -57,7 +57,7 @@ def test_a_killed_writers_temporary_is_swept_by_the_next_write(tmp_path):
     import sys
 
     code = ("import os, signal, sys; from pathlib import Path; "
-            "from pplab.atomic_files import atomic_directory\n"
+            "from pplab.runs.atomic_files import atomic_directory\n"
             "with atomic_directory(sys.argv[1]) as tmp:\n"
             "    (tmp / 'half').write_text('x'); os.kill(os.getpid(), signal.SIGKILL)")
     done = subprocess.run([sys.executable, "-c", code, str(tmp_path / "run")])

@@ -88,15 +88,16 @@ def test_moving_the_microbatch_slider_redraws_the_gantt(lab_url, chromium):
 
 
 def test_a_twenty_thousand_event_run_draws_a_bounded_number_of_bars(lab_url, chromium, tmp_path):
-    from pplab import charts, timeline
+    from pplab import charts
+    from pplab.runs import run_dirs
     from pplab.schedules import build
-    from pplab.simulator import CostModel, simulate
+    from pplab.sim.simulator import CostModel, simulate
 
     events = simulate(build("1f1b", 8, 1250), CostModel(forward=1e-3, backward=2e-3))
     events["source"] = "measured"
     meta = {"schedule": {"name": "1f1b", "pp_size": 8, "num_microbatches": 1250},
             "loss": [2.0], "time_unit": "s"}
-    timeline.save_run(tmp_path / "runs" / "big", events, meta)
+    run_dirs.save_run(tmp_path / "runs" / "big", events, meta)
     assert len(events) >= 20_000
 
     ARTIFACTS.mkdir(exist_ok=True)

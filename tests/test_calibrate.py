@@ -27,11 +27,12 @@ from pplab.calibration import (
     simulate_shared,
     what_if,
 )
-from pplab.calibration.sharing import SharedClock
-from pplab.cost_model import CostModel
+from pplab.runs import run_dirs
 from pplab.schedules import build, schedule_to_csv_text
 from pplab.schedules.actions import COMPUTE_KINDS
-from pplab.simulator import schedule_summary, simulate
+from pplab.sim.cost_model import CostModel
+from pplab.sim.sharing import SharedClock
+from pplab.sim.simulator import schedule_summary, simulate
 
 STAGE_COSTS = ((0.010, 0.021, 0.0, 0.021), (0.013, 0.019, 0.011, 0.010))  # (F, B, I, W)
 
@@ -86,7 +87,7 @@ def recorded_run(directory, schedule, costs_per_step, cores=4, shared_slots=None
             "dp_size": 1, "layer_split": list(layer_split or (2,) * schedule.num_stages),
             "config": {"device": "cpu"},
             "hardware": {"device": "cpu", "cpu_count": cores, "hosts": ["here"]}}
-    return timeline.load_run(timeline.save_run(directory, timeline.events_frame(rows), meta))
+    return run_dirs.load_run(run_dirs.save_run(directory, timeline.events_frame(rows), meta))
 
 
 def test_calibration_recovers_stage_costs_latency_bandwidth_and_tail_exactly(tmp_path):
@@ -200,7 +201,7 @@ def test_a_calibration_is_saved_beside_the_run_and_a_damaged_one_is_refitted(tmp
     assert sorted(p.name for p in run.path.iterdir()) == [CALIBRATION_FILE, "events.parquet",
                                                           "meta.json"]
     path.write_text('{"events": [1, 2, 3], "calibration": "rubbish"}')
-    again = timeline.load_run(run.path)
+    again = run_dirs.load_run(run.path)
     from pplab.calibration import store
 
     store._cache.clear()
@@ -232,11 +233,11 @@ def test_a_real_short_run_is_replayed_within_a_quarter_of_its_step(tmp_path):
     the replay must be of the right size and not wildly off, whatever the machine's speed.
     """
     from pplab.engine.launch import run_training
-    from pplab.train_config import TrainConfig
+    from pplab.engine.train_config import TrainConfig
 
     config = TrainConfig(schedule="1f1b", pp_size=2, microbatches=4, steps=4, layers=2,
                          d_model=32, heads=2, seq_len=16, out=str(tmp_path / "run"))
-    run = timeline.load_run(run_training(config).run_dir)
+    run = run_dirs.load_run(run_training(config).run_dir)
     calibration = calibration_for(run)
     prediction = replay(run, calibration)
     assert abs(prediction.error) < 0.25, calibration.describe()

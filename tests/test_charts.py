@@ -6,7 +6,7 @@ import pytest
 
 from pplab import charts, timeline
 from pplab.schedules import build
-from pplab.simulator import CostModel, simulate
+from pplab.sim.simulator import CostModel, simulate
 
 
 def gpipe_events():

@@ -14,8 +14,9 @@ import hmac
 import pytest
 from app_helpers import open_page
 
-from pplab import classroom, lab_command
-from pplab.live_run import LIVE
+from pplab.classroom import passcode as classroom
+from pplab.classroom.live_run import LIVE
+from pplab.cli import lab as lab_command
 
 PASSCODE = "k7rm-x2qa-9tdu"
 

@@ -8,9 +8,10 @@ import sys
 
 import pytest
 
-from pplab import cli
+from pplab.charts.text_gantt import gantt_letters
+from pplab.cli import main as cli
+from pplab.runs.run_dirs import load_run
 from pplab.schedules import COMPUTE_KINDS, SCHEDULES, Action, Schedule, build, read_csv, write_csv
-from pplab.timeline import load_run
 
 
 def run(capsys, *argv):
@@ -158,11 +159,11 @@ def test_an_idle_rank_gets_its_row_and_counts_in_the_bubble(tmp_path, capsys):
 
 
 def test_gantt_has_a_letter_for_every_busy_kind():
-    assert set(cli.gantt_letters()) == set(COMPUTE_KINDS) | {"optim"}
+    assert set(gantt_letters()) == set(COMPUTE_KINDS) | {"optim"}
 
 
 def test_python_m_pplab_runs_without_torch():
-    code = ("import sys, json; from pplab.cli import main; "
+    code = ("import sys, json; from pplab.cli.main import main; "
             "rc = main(['simulate', '--schedule', 'gpipe', '--pp', '2', "
             "'--microbatches', '2', '--json']); "
             "assert 'torch' not in sys.modules, 'simulate imported torch'; sys.exit(rc)")
@@ -206,7 +207,7 @@ def test_a_bug_is_still_one_line_unless_asked_for_the_traceback(capsys, monkeypa
     def broken(args):
         raise TypeError("unsupported operand\nsecond line")
 
-    monkeypatch.setattr(cli, "cmd_schedules", broken)
+    monkeypatch.setattr("pplab.cli.simulate.cmd_schedules", broken)
     code, out, err = run(capsys, "schedules")
     assert code == 1 and out == ""
     assert err == ("pplab: internal error: TypeError: unsupported operand (a bug in pplab; "
@@ -220,7 +221,7 @@ def test_outputs_are_checked_before_simulating(tmp_path, capsys, monkeypatch):
     def never(*args, **kwargs):
         raise AssertionError("simulated before the outputs were checked")
 
-    monkeypatch.setattr("pplab.simulator.simulate", never)
+    monkeypatch.setattr("pplab.sim.simulator.simulate", never)
     (tmp_path / "run").mkdir()
     code, _, err = run(capsys, "simulate", "--schedule", "gpipe", "--pp", "2",
                        "--microbatches", "2", "--save", str(tmp_path / "run"))

@@ -19,12 +19,12 @@ import textwrap
 import pplab
 
 # The core by name (DESIGN.md), so a rename cannot quietly drop one from the check...
-CORE = ["pplab.schedules", "pplab.simulator", "pplab.formulas", "pplab.timeline",
-        "pplab.charts", "pplab.runs_catalog", "pplab.plan"]
+CORE = ["pplab.schedules", "pplab.sim.simulator", "pplab.formulas.pipeline", "pplab.timeline",
+        "pplab.charts", "pplab.runs.catalog", "pplab.engine.request"]
 # ...and, beside it, every other module outside the engine, plus the engine's command
 # modules, which `pplab --help` imports. pplab.__main__ is left out: importing it runs the CLI.
-ENGINE_COMMANDS = ["pplab.engine", "pplab.engine.train_command",
-                   "pplab.engine.compare_command"]
+ENGINE_COMMANDS = ["pplab.engine", "pplab.cli.train",
+                   "pplab.cli.compare"]
 
 
 def torch_free_modules() -> list[str]:
@@ -50,7 +50,7 @@ BLOCK_TORCH_AND_IMPORT = textwrap.dedent("""
             importlib.import_module(module)
         except Exception as error:
             failures[module] = f"{type(error).__name__}: {error}"
-    from pplab.cli import build_parser
+    from pplab.cli.main import build_parser
     build_parser()  # registers train, compare and lab: none may import torch to do so
     loaded = sorted({"torch", "streamlit"} & set(sys.modules))
     print(json.dumps({"failures": failures, "loaded": loaded}))

@@ -15,8 +15,8 @@ import sys
 
 import pytest
 
-from pplab.demo_command import demo_configs, demo_size
-from pplab.machine import gpu_count
+from pplab.cli.demo import demo_configs, demo_size
+from pplab.engine.machine import gpu_count
 
 
 def test_the_demo_sizes_itself_to_the_devices_and_cores_it_finds():
@@ -40,7 +40,7 @@ def _demo(tmp_path, *extra) -> tuple[subprocess.CompletedProcess, dict]:
 @pytest.mark.multiprocess  # trains four configurations with real ranks
 def test_the_demo_trains_the_sequence_and_saves_one_comparison(tmp_path):
     done, summary = _demo(tmp_path)
-    from pplab.machine import cpu_count
+    from pplab.engine.machine import cpu_count
 
     _, ranks = demo_size(gpu_count(), cpu_count())
     assert [row["configuration"] for row in summary["rows"]] == demo_configs(ranks)
@@ -80,7 +80,7 @@ def test_a_link_opens_a_comparison_on_the_compare_page(tmp_path, monkeypatch):
 
 
 def test_the_browser_is_opened_only_where_there_is_a_desktop(monkeypatch):
-    from pplab import demo_command
+    from pplab.cli import demo as demo_command
 
     started = []
     monkeypatch.setattr("subprocess.Popen", lambda argv, **kw: started.append(argv))

@@ -13,17 +13,17 @@ from datetime import UTC, datetime
 import pytest
 import torch
 
-from pplab import machine
+from pplab.classroom.training_jobs import TrainRequest
+from pplab.cli.train import add_parser, config_from_args, train_argv
+from pplab.engine import machine
 from pplab.engine.data import make_task, microbatches
 from pplab.engine.model import build_reference_model, lm_loss
 from pplab.engine.partition import build_stage
+from pplab.engine.request import make_plan, new_run_dir, run_label, split_layers
 from pplab.engine.supervisor import PHASES, RankProgress, slowest_rank
-from pplab.engine.topology import Topology
-from pplab.engine.train_command import add_parser, config_from_args, train_argv
+from pplab.engine.train_config import ModelConfig, TrainConfig, parse_fault, vocab_size
 from pplab.engine.weights import WeightStash
-from pplab.plan import make_plan, new_run_dir, run_label, split_layers
-from pplab.train_config import ModelConfig, TrainConfig, parse_fault, vocab_size
-from pplab.training_jobs import TrainRequest
+from pplab.topology import Topology
 
 
 def test_split_layers_balanced_explicit_and_errors():
@@ -172,9 +172,10 @@ def test_topology_numbering_and_fault_parsing():
 
 def test_the_plan_check_imports_no_torch():
     # The CLI and the app check a request before anything starts; that must stay cheap.
-    code = ("import sys; from pplab.plan import make_plan; from pplab.train_config import "
-            "TrainConfig; import pplab.training_jobs, pplab.engine.train_command, "
-            "pplab.engine.compare, pplab.engine.supervisor; "
+    code = ("import sys; from pplab.engine.request import make_plan; "
+            "from pplab.engine.train_config import TrainConfig; "
+            "import pplab.classroom.training_jobs, pplab.cli.train, pplab.engine.compare, "
+            "pplab.engine.supervisor; "
             "make_plan(TrainConfig(pp_size=2, tp_size=2)); "
             "assert 'torch' not in sys.modules, 'torch was imported'")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)

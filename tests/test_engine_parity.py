@@ -12,10 +12,10 @@ import pytest
 import torch
 from distributed import run_ranks, single_process_reference
 
+from pplab.engine.request import make_plan
+from pplab.engine.train_config import TrainConfig
 from pplab.engine.training import train_rank
-from pplab.plan import make_plan
 from pplab.schedules import weight_versions
-from pplab.train_config import TrainConfig
 
 pytestmark = pytest.mark.multiprocess
 

@@ -27,7 +27,7 @@ COMPUTE = ("F", "B", "I", "W")
 
 
 def _cli(argv):
-    from pplab.engine.train_command import add_parser
+    from pplab.cli.train import add_parser
 
     parser = argparse.ArgumentParser(prog="pplab")
     add_parser(parser.add_subparsers(dest="command"))
@@ -60,10 +60,11 @@ def _assert_measured_order_is_the_schedules(events, schedule, steps):
 
 def test_a_run_trained_from_a_csv_keeps_its_schedule_and_is_predicted(tmp_path, capsys,
                                                                       monkeypatch):
-    from pplab import machine, runs_catalog
-    from pplab.run_prediction import predicted_for
+    from pplab.calibration.run_prediction import predicted_for
+    from pplab.engine import machine
+    from pplab.runs import catalog as runs_catalog
+    from pplab.runs.run_dirs import load_run
     from pplab.schedules import build, read_csv, write_csv
-    from pplab.timeline import load_run
 
     # Only the CLI's view of the machine: two ranks on "one core" must draw the warning.
     monkeypatch.setattr(machine, "rank_slots", lambda device: 1)
@@ -131,7 +132,7 @@ def test_a_run_trained_from_a_csv_keeps_its_schedule_and_is_predicted(tmp_path, 
 def test_a_failed_process_ends_the_run_with_its_error_and_no_run_dir(tmp_path, sizes, fault,
                                                                       message):
     from pplab.engine.launch import run_training
-    from pplab.train_config import TrainConfig
+    from pplab.engine.train_config import TrainConfig
 
     out = tmp_path / "never"
     # The 30 s timeout is the bound: a run that only ended by timing out would report
@@ -147,7 +148,7 @@ def test_a_failed_process_ends_the_run_with_its_error_and_no_run_dir(tmp_path, s
 
 def test_a_receiver_that_takes_messages_in_reverse_order_does_not_stall_the_sender(tmp_path):
     from pplab.engine.launch import run_training
-    from pplab.train_config import TrainConfig
+    from pplab.engine.train_config import TrainConfig
 
     # Valid under "sends never block": rank 1 takes rank 0's 80 activations last-first. A
     # gloo send of a large tensor completes only once its receiver asks for it, so a sender
@@ -224,7 +225,7 @@ class _StopPressed(Exception):
 
 @pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads /proc")
 def test_a_stopped_app_run_ends_its_processes_and_leaves_no_run_directory(tmp_path):
-    from pplab.training_jobs import TrainRequest, train
+    from pplab.classroom.training_jobs import TrainRequest, train
 
     out = tmp_path / "stopped"
     request = TrainRequest("1f1b", 2, 2, 1, 200, 2, 4)

@@ -23,7 +23,7 @@ from pathlib import Path
 import pytest
 from exercise_solutions import right_answers
 
-from pplab import exercise_command
+from pplab.cli.main import main as pplab_main
 from pplab.exercises import (
     EXERCISES,
     NUMERIC_HINTS,
@@ -295,17 +295,17 @@ def test_notebook_grader_explains_instead_of_raising():
 # ---- the command line ----------------------------------------------------------------------
 
 def run_command(capsys, *argv: str) -> tuple[int, str, str]:
-    code = exercise_command.main(list(argv))
+    code = pplab_main(["exercise", *argv])
     out, err = capsys.readouterr()
     return code, out, err
 
 
 def test_pplab_lists_the_exercise_command():
-    from pplab import cli
+    from pplab.cli import main as cli
 
     parser = cli.build_parser()
     commands = next(a for a in parser._actions if a.dest == "command").choices
-    assert "exercise" in commands, ("add exercise_command.add_parser to pplab/cli.py's "
+    assert "exercise" in commands, ("add exercise_command.add_parser to pplab/cli/main.py's "
                                     "build_parser (see the report of issue 10)")
 
 

@@ -6,10 +6,10 @@ import itertools
 
 import pytest
 
-from pplab import formulas
-from pplab import parallel_formulas as pf
+from pplab.formulas import parallel as pf
+from pplab.formulas import pipeline as formulas
 from pplab.schedules import build
-from pplab.simulator import CostModel, simulate
+from pplab.sim.simulator import CostModel, simulate
 from pplab.timeline import metrics
 
 

@@ -16,12 +16,12 @@ from pathlib import Path
 import pytest
 from solutions_stage_split import mistakes, right_answers
 
+from pplab.engine.request import split_layers
 from pplab.exercises import check, get_exercise, numbers
-from pplab.plan import split_layers
-from pplab.resources import bundled_runs_dir
-from pplab.run_dirs import load_run
-from pplab.stage_memory import fit_activation_bytes, formula_bytes, measured_memory
-from pplab.stage_split import (
+from pplab.runs.resources import bundled_runs_dir
+from pplab.runs.run_dirs import load_run
+from pplab.teaching.stage_memory import fit_activation_bytes, formula_bytes, measured_memory
+from pplab.teaching.stage_split import (
     LESSON_RUN,
     LayerCosts,
     all_splits,

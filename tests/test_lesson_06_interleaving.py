@@ -14,19 +14,20 @@ from app_helpers import ROOT, metric, open_page
 from solutions_interleaving import messages, rank_peak, right_answers
 from streamlit.testing.v1 import AppTest
 
-from pplab import formulas
-from pplab.cost_model import CostModel
-from pplab.exercises import get_exercise
-from pplab.per_rank import (
+from pplab.calibration.per_rank import (
     measured_peak_bytes_per_rank,
     peak_activations_per_rank,
     point_to_point_messages,
     sends_per_step,
 )
-from pplab.resources import bundled_runs_dir
+from pplab.exercises import get_exercise
+from pplab.formulas import pipeline as formulas
+from pplab.runs.resources import bundled_runs_dir
+from pplab.runs.run_dirs import load_run
 from pplab.schedules import build
-from pplab.simulator import simulate
-from pplab.timeline import load_run, metrics
+from pplab.sim.cost_model import CostModel
+from pplab.sim.simulator import simulate
+from pplab.timeline import metrics
 
 EXERCISE = get_exercise("interleaving")
 GRID = [(p, p * k, v) for p in (2, 3, 4, 6) for k in (1, 2, 3) for v in (2, 3, 4)]

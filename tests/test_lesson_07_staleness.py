@@ -18,10 +18,10 @@ import json
 import pytest
 from staleness_reference import paper_version, versioned_reference
 
-from pplab import charts, cli, staleness
+from pplab import charts
 from pplab.charts.versions import peak_versions, versions_over_time
-from pplab.cost_model import CostModel
-from pplab.resources import bundled_comparisons_dir, bundled_runs_dir
+from pplab.cli import main as cli
+from pplab.runs.resources import bundled_comparisons_dir, bundled_runs_dir
 from pplab.schedules import Schedule, build, weight_versions
 from pplab.schedules.pipedream import (
     check_versions_ready,
@@ -29,7 +29,9 @@ from pplab.schedules.pipedream import (
     steady_delay,
     versions_held,
 )
-from pplab.simulator import simulate
+from pplab.sim.cost_model import CostModel
+from pplab.sim.simulator import simulate
+from pplab.teaching import staleness
 
 ASYNC_GRID = [("pipedream", p, m) for p in (2, 3, 5) for m in (1, 2, p + 1)] + [
     ("pipedream-2bw", p, m) for p in (2, 3, 5) for m in (p, p + 1, 2 * p)]
@@ -133,8 +135,8 @@ def charts_versions_figure(events, schedule):
 
 
 def test_the_bundled_pipedream_run_recorded_the_papers_versions():
-    from pplab.run_prediction import schedule_of
-    from pplab.timeline import load_run
+    from pplab.calibration.run_prediction import schedule_of
+    from pplab.runs.run_dirs import load_run
 
     run = load_run(bundled_runs_dir() / "pipedream-p4m8")
     schedule = schedule_of(run)
@@ -249,15 +251,15 @@ SMALL = {"d_model": 16, "heads": 2, "seq_len": 8, "dtype": "float64", "lr": 1e-2
 
 
 def _async_configs():
-    from pplab.train_config import TrainConfig
+    from pplab.engine.train_config import TrainConfig
 
     return {name: TrainConfig(schedule=name, pp_size=2, microbatches=2, **SMALL)
             for name in ("pipedream", "pipedream-2bw")}
 
 
 def _train_each(rank, world_size, report, configs):
+    from pplab.engine.request import make_plan
     from pplab.engine.training import train_rank
-    from pplab.plan import make_plan
 
     out = {}
     for name, config in configs.items():

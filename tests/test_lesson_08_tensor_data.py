@@ -19,16 +19,16 @@ from app_helpers import ROOT, open_page
 from solutions_tp_dp import mistakes, right_answers, slow_link_seconds
 from streamlit.testing.v1 import AppTest
 
-from pplab import parallel_formulas as pf
-from pplab.comparisons import load_comparison
-from pplab.cost_model import CostModel
 from pplab.engine.compare_table import SPLIT_COLUMNS, fill_split_columns, format_table
 from pplab.exercises import check, get_exercise, numbers
 from pplab.exercises.attempts import AttemptBook
-from pplab.resources import bundled_comparisons_dir
-from pplab.run_dirs import load_run
+from pplab.formulas import parallel as pf
+from pplab.runs.comparisons import load_comparison
+from pplab.runs.resources import bundled_comparisons_dir
+from pplab.runs.run_dirs import load_run
 from pplab.schedules import build
-from pplab.simulator import simulate
+from pplab.sim.cost_model import CostModel
+from pplab.sim.simulator import simulate
 from pplab.timeline import events_frame, metrics
 
 BUNDLED = bundled_comparisons_dir() / "pp4-vs-tp4-cpu"

@@ -20,9 +20,9 @@ import pytest
 from solutions_gpt3_3d import GIB, right_answers
 from streamlit.testing.v1 import AppTest
 
-from pplab import formulas
 from pplab.exercises import BadAnswer, check, get_exercise, grade, numbers
 from pplab.exercises.gpt3_3d import read_layout
+from pplab.formulas import pipeline as formulas
 from pplab.planner import PRESET_CLUSTERS, PRESET_MODELS, evaluate
 from pplab.planner.specs import GB
 

@@ -27,7 +27,7 @@ from pathlib import Path
 import pytest
 from exercise_solutions import notebook_cell, right_answers
 
-from pplab import cli
+from pplab.cli import main as cli
 from pplab.exercises import Lesson, find_lessons, numbers
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -219,7 +219,8 @@ def printed_commands(text: str) -> list[str]:
 def test_printed_commands_are_found():
     found = printed_commands("Run `.venv/bin/pplab lab`, then:\n```bash\n"
                              ".venv/bin/pplab simulate --pp 2 \\\n    --microbatches 2  # note\n"
-                             "```\n\n    bash install.sh dev\n\nNot `plotly` nor `pplab/cli.py`.")
+                             "```\n\n    bash install.sh dev\n\n"
+                             "Not `plotly` nor `pplab/cli/main.py`.")
     assert [shlex.split(c, comments=True) for c in found] == [
         [".venv/bin/pplab", "lab"], [".venv/bin/pplab", "simulate", "--pp", "2",
                                      "--microbatches", "2"], ["bash", "install.sh", "dev"]]
@@ -232,8 +233,8 @@ def _check_pplab(args: list[str], run_it: bool) -> str | None:
     except SystemExit as exit_:
         return None if exit_.code == 0 else "pplab refuses these arguments"
     if parsed.command == "train":
-        from pplab.engine.train_command import config_from_args
-        from pplab.plan import make_plan
+        from pplab.cli.train import config_from_args
+        from pplab.engine.request import make_plan
 
         try:
             make_plan(config_from_args(parsed))

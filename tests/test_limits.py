@@ -11,9 +11,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from pplab import limits
-from pplab.cost_model import CostModel
 from pplab.schedules import Schedule, build, schedule_from_csv_text, validate
-from pplab.simulator import simulate
+from pplab.sim.cost_model import CostModel
+from pplab.sim.simulator import simulate
 
 
 @pytest.mark.parametrize("args, message", [

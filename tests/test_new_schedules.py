@@ -13,8 +13,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from pplab import formulas
-from pplab.cli import main as cli_main
+from pplab.cli.main import main as cli_main
+from pplab.formulas import pipeline as formulas
 from pplab.schedules import (
     SCHEDULES,
     OverlapPair,
@@ -24,7 +24,7 @@ from pplab.schedules import (
     schedule_to_csv_text,
     validate,
 )
-from pplab.simulator import CostModel, simulate
+from pplab.sim.simulator import CostModel, simulate
 from pplab.timeline import metrics
 
 NEW = ("zb-h2", "zb-v", "dualpipe-v", "looped-bfs", "interleaved-zb")

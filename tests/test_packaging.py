@@ -1,6 +1,6 @@
 """pplab installs as a package: a plain `pip install .` finds its runs, lessons and app.
 
-The fast checks read pyproject.toml and ``pplab.resources`` in this checkout. The slow one
+The fast checks read pyproject.toml and ``pplab.runs.resources`` in this checkout. The slow one
 builds a wheel, installs it (not editable) into a fresh virtual environment and, from another
 folder, runs `pplab simulate`, lists the bundled runs and opens the app's Runs page. The new
 environment sees this one's site-packages for torch, streamlit and pandas, so nothing is
@@ -23,7 +23,7 @@ from pathlib import Path
 
 import pytest
 
-from pplab import resources
+from pplab.runs import resources
 
 ROOT = Path(__file__).resolve().parents[1]
 PYPROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text())
@@ -138,7 +138,7 @@ def test_a_plain_install_works_from_another_folder(tmp_path):
         entries, problems = runs_catalog.find_runs()
         listed = {{Path(e.run.path).resolve() for e in entries}}
         missing = [m.parent.name for m in bundled if m.parent.resolve() not in listed]
-        assert not missing, f"pplab.runs_catalog does not list the installed runs {{missing}}"
+        assert not missing, f"pplab.runs.catalog does not list the installed runs {{missing}}"
 
         app = AppTest.from_file(str(lab_command.app_entry()), default_timeout=120).run()
         app.switch_page("views/runs.py").run()

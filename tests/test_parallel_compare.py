@@ -10,10 +10,10 @@ import json
 
 import pytest
 
-from pplab.cli import main
-from pplab.comparisons import COMPARISON_CSV, COMPARISON_JSON, load_comparison
+from pplab.cli.main import main
 from pplab.engine.compare_specs import default_batch, parse_spec
 from pplab.engine.compare_table import format_table
+from pplab.runs.comparisons import COMPARISON_CSV, COMPARISON_JSON, load_comparison
 
 TINY = ["--steps", "2", "--d-model", "16", "--heads", "2", "--seq-len", "8", "--layers", "2"]
 
@@ -69,7 +69,7 @@ def test_cli_refuses_bad_configurations_before_starting_anything(tmp_path, capsy
 
 @pytest.mark.multiprocess
 def test_compare_trains_each_configuration_and_writes_the_table(tmp_path, capsys):
-    from pplab.timeline import load_run
+    from pplab.runs.run_dirs import load_run
 
     out = tmp_path / "cmp"
     configs = ["1f1b:pp=2,m=2", "tp:tp=2", "dp:dp=2"]
@@ -126,8 +126,8 @@ def test_format_table_marks_closed_forms_and_missing_values():
 
 
 def test_bundled_comparison_is_complete_and_small():
-    from pplab.resources import bundled_comparisons_dir
-    from pplab.timeline import load_run
+    from pplab.runs.resources import bundled_comparisons_dir
+    from pplab.runs.run_dirs import load_run
 
     root = bundled_comparisons_dir()
     folders = [p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")

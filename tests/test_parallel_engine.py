@@ -15,11 +15,11 @@ import pytest
 import torch
 from distributed import run_ranks, single_process_reference
 
-from pplab import parallel_formulas as formulas
 from pplab.engine.compare import formula_bytes
+from pplab.engine.request import make_plan
+from pplab.engine.train_config import TrainConfig
 from pplab.engine.training import train_rank
-from pplab.plan import make_plan
-from pplab.train_config import TrainConfig
+from pplab.formulas import parallel as formulas
 
 SMALL = {"d_model": 16, "heads": 2, "seq_len": 8, "dtype": "float64", "lr": 1e-2, "steps": 3}
 
@@ -157,7 +157,7 @@ def test_grid_shapes_are_refused_with_their_numbers():
      "batch size 12 is not divisible by 4 microbatches x 2 replicas"),
 ])
 def test_train_cli_refuses_bad_grids_in_one_line(tmp_path, capsys, args, message):
-    from pplab.cli import main
+    from pplab.cli.main import main
 
     out = tmp_path / "run"
     assert main(["train", *args, "--steps", "1", "--out", str(out)]) == 2

@@ -2,7 +2,7 @@
 
 Every spawn checks several things at once (starting torch dominates the cost): the loss, every
 gradient (sharded ones against the matching slice of the reference gradient), and the bytes
-of every recorded all-reduce against the closed forms of pplab.parallel_formulas.
+of every recorded all-reduce against the closed forms of pplab.formulas.parallel.
 
     pytest -q tests/test_parallel_layers.py
 """
@@ -12,7 +12,7 @@ from __future__ import annotations
 import pytest
 from distributed import run_ranks
 
-from pplab import parallel_formulas as formulas
+from pplab.formulas import parallel as formulas
 
 pytestmark = pytest.mark.multiprocess
 
@@ -66,7 +66,7 @@ def _parallel_worker(rank: int, world: int, report, tp_size: int, dp_size: int) 
     from pplab.engine.partition import build_stage
     from pplab.engine.recorder import Recorder
     from pplab.engine.tensor_parallel import parallelize_stage
-    from pplab.engine.topology import Topology
+    from pplab.topology import Topology
 
     config, tokens, targets, ref_loss, ref_grads = _reference()
     topology = Topology(1, tp_size, dp_size, world=world)

@@ -1,7 +1,7 @@
 """`pplab plan`: the planner's table, JSON, spec files, --explain, and one-line errors.
 
-The command runs through ``pplab.plan_command.main``, which builds a ``pplab`` parser with the
-command's subparser as ``pplab.cli`` does and reports a ValueError as one line, exit 2.
+The command runs through ``pplab.cli.plan.main``, which builds a ``pplab`` parser with the
+command's subparser as ``pplab.cli.main`` does and reports a ValueError as one line, exit 2.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ import re
 import pytest
 from command_helpers import run_pplab, strict_json
 
-from pplab import plan_command
+from pplab.cli import plan as plan_command
 from pplab.planner import PRESET_CLUSTERS, PRESET_MODELS, plan
 
 GPT3 = ("--model", "gpt3-175b", "--cluster", "dgx-a100-80gb", "--nodes", "512",

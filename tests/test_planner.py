@@ -13,7 +13,7 @@ from dataclasses import replace
 
 import pytest
 
-from pplab.parallel_formulas import activation_bytes, block_parameters
+from pplab.formulas.parallel import activation_bytes, block_parameters
 from pplab.planner import (
     KORTHIKANTI_TABLE5,
     MEGATRON_TABLE1,
@@ -36,7 +36,7 @@ from pplab.planner.flops import LayerTimes, layer_times
 from pplab.planner.memory import stage_memories, stage_parameters
 from pplab.planner.timing import PipelineCosts, pipeline_time
 from pplab.schedules import build
-from pplab.simulator import simulate
+from pplab.sim.simulator import simulate
 from pplab.timeline import metrics
 
 GIB = 2**30

@@ -11,10 +11,10 @@ import json
 import pytest
 from test_calibrate import recorded_run
 
-from pplab import cli
-from pplab.cost_model import CostModel
-from pplab.predict_command import add_parser
+from pplab.cli import main as cli
+from pplab.cli.predict import add_parser
 from pplab.schedules import build
+from pplab.sim.cost_model import CostModel
 
 
 @pytest.fixture

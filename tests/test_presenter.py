@@ -12,11 +12,11 @@ from app_helpers import ROOT
 from streamlit.testing.v1 import AppTest
 
 from pplab.charts.presenter import presenter_gantt
-from pplab.cost_model import CostModel
-from pplab.labels import fraction_text
-from pplab.presenter import compute_boxes, walk
 from pplab.schedules import build
-from pplab.simulator import simulate
+from pplab.sim.cost_model import CostModel
+from pplab.sim.simulator import simulate
+from pplab.teaching.presenter import compute_boxes, walk
+from pplab.timeline.labels import fraction_text
 
 CASES = [("gpipe", 4, 4, None), ("1f1b", 4, 8, None), ("zb-h1", 3, 6, None),
          ("interleaved-1f1b", 2, 4, 2)]

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from pplab.cli import build_parser
+from pplab.cli.main import build_parser
 
 ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = ROOT / "scripts" / "regenerate_bundled.py"

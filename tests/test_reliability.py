@@ -180,7 +180,7 @@ KILL_RUN_STEPS = 40
 def _train_and_kill(monkeypatch, tmp_path, victim, when, delay=0.0):
     """``run_training`` of a tiny two-rank model, rank ``victim`` killed at ``when``."""
     from pplab.engine import launch
-    from pplab.train_config import TrainConfig
+    from pplab.engine.train_config import TrainConfig
 
     killer = _Killer(victim, when, delay=delay)
     spawn = launch.spawn_ranks

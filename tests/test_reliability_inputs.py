@@ -19,13 +19,14 @@ from pathlib import Path
 
 import pytest
 
-from pplab import cli, limits, machine
-from pplab.engine import launch, rendezvous, supervisor
-from pplab.engine.topology import Topology
-from pplab.engine.train_command import _Say, strict_json
-from pplab.output_paths import check_writable, sweep_stale_temps
-from pplab.plan import make_plan
-from pplab.train_config import TrainConfig
+from pplab import limits
+from pplab.cli import main as cli
+from pplab.cli.train import _Say, strict_json
+from pplab.engine import launch, machine, rendezvous, supervisor
+from pplab.engine.request import make_plan
+from pplab.engine.train_config import TrainConfig
+from pplab.runs.output_paths import check_writable, sweep_stale_temps
+from pplab.topology import Topology
 
 TINY = ["--d-model", "16", "--heads", "2", "--seq-len", "8", "--layers", "2"]
 
@@ -38,7 +39,7 @@ def nothing_may_start(monkeypatch, tmp_path):
 
     monkeypatch.setattr(supervisor, "spawn_ranks", refuse)
     monkeypatch.setattr(launch, "spawn_ranks", refuse)
-    monkeypatch.setattr("pplab.simulator.simulate", refuse)
+    monkeypatch.setattr("pplab.sim.simulator.simulate", refuse)
     monkeypatch.setattr(machine, "rank_slots", lambda device: 2)
     monkeypatch.setattr(machine, "memory_bytes", lambda: 16 * 2**30)
     monkeypatch.setenv("PPLAB_RUNS_DIR", str(tmp_path / "runs"))

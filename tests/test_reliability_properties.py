@@ -3,7 +3,7 @@
 Hypothesis writes command lines for ``pplab simulate``, ``validate``, ``train`` (checked and
 stopped by ``--dry-run``: nothing is started) and ``compare`` (its configuration syntax too),
 mixing sensible values with the ones that break programs: zero, negatives, huge numbers,
-infinities, NaN, junk text. Each runs through ``pplab.cli.main`` in this process; a few run
+infinities, NaN, junk text. Each runs through ``pplab.cli.main.main`` in this process; a few run
 as real ``python -m pplab`` processes, to prove no traceback escapes the way users see it.
 The time bound (hypothesis's deadline, and the subprocess timeout) catches a hang or a
 runaway size; it measures nothing.
@@ -21,8 +21,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from pplab import cli, limits, machine
-from pplab.engine import launch, supervisor
+from pplab import limits
+from pplab.cli import main as cli
+from pplab.engine import launch, machine, supervisor
 from pplab.engine.compare_specs import parse_spec
 from pplab.schedules import SCHEDULES
 

@@ -7,11 +7,10 @@ import json
 import pandas as pd
 import pytest
 
-from pplab import run_dirs
-from pplab.cost_model import CostModel
-from pplab.run_dirs import SCHEMA_VERSION, RunError, list_runs, load_run, save_run
+from pplab.runs.run_dirs import SCHEMA_VERSION, RunError, list_runs, load_run, save_run
 from pplab.schedules import build
-from pplab.simulator import metadata, simulate
+from pplab.sim.cost_model import CostModel
+from pplab.sim.simulator import metadata, simulate
 
 
 @pytest.fixture
@@ -109,8 +108,3 @@ def test_an_unchanged_run_is_not_read_again(good, monkeypatch):
     load_run(good)
     assert len(calls) == 1
 
-
-def test_timeline_still_answers_for_run_directories():
-    from pplab import timeline
-
-    assert timeline.load_run is run_dirs.load_run

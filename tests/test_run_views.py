@@ -10,12 +10,13 @@ from dataclasses import replace
 
 import pytest
 
-from pplab import runs_catalog, timeline
-from pplab.comparisons import load_comparison
-from pplab.engine.topology import Topology
-from pplab.run_prediction import predicted_for
-from pplab.run_summary import summarize
-from pplab.run_views import pipeline_view, rank_names, replicas
+from pplab import timeline
+from pplab.calibration.run_prediction import predicted_for
+from pplab.calibration.run_views import pipeline_view, rank_names, replicas
+from pplab.runs import catalog as runs_catalog
+from pplab.runs import run_dirs
+from pplab.runs.comparisons import load_comparison
+from pplab.runs.summary import summarize
 from pplab.schedules import (
     COMPUTE_KINDS,
     build,
@@ -23,7 +24,8 @@ from pplab.schedules import (
     schedule_to_csv_text,
     validate,
 )
-from pplab.simulator import CostModel, schedule_summary, simulate
+from pplab.sim.simulator import CostModel, schedule_summary, simulate
+from pplab.topology import Topology
 
 COMPARISON = runs_catalog.bundled_comparisons_dir() / "pp4-vs-tp4-cpu"
 
@@ -49,7 +51,7 @@ def measured_grid_run(directory, tp_size, dp_size, schedule_name="1f1b", pp_size
     meta = {"schedule": {**schedule_summary(schedule), "csv": schedule_to_csv_text(schedule)},
             "pp_size": pp_size, "tp_size": tp_size, "dp_size": dp_size,
             "world_size": topology.world_size, "config": {"device": "cpu"}, "time_unit": "s"}
-    return timeline.load_run(timeline.save_run(directory, events, meta))
+    return run_dirs.load_run(run_dirs.save_run(directory, events, meta))
 
 
 def compute_order(events, row):
@@ -82,7 +84,7 @@ def test_a_pipeline_view_refuses_events_the_grid_does_not_have(tmp_path):
 
 
 def test_the_bundled_pp2_tp2_run_lines_up_with_its_prediction():
-    run = timeline.load_run(COMPARISON / "5-1f1b-p2m8-tp2")
+    run = run_dirs.load_run(COMPARISON / "5-1f1b-p2m8-tp2")
     summary = summarize(run)
     assert (summary.pp_size, summary.tp_size, summary.dp_size) == (2, 2, 1)
     predicted, measured = predicted_for(run, summary.steps[-1])
@@ -96,7 +98,7 @@ def test_the_bundled_pp2_tp2_run_lines_up_with_its_prediction():
 
 
 def test_runs_are_named_by_what_they_are():
-    labels = {path.name: summarize(timeline.load_run(path)).label
+    labels = {path.name: summarize(run_dirs.load_run(path)).label
               for path in sorted(COMPARISON.iterdir()) if path.is_dir()}
     assert labels == {
         "1-gpipe-p4m8": "gpipe p=4 m=8 · cpu",
@@ -114,7 +116,7 @@ def test_a_foreign_meta_json_gives_unknowns_not_errors(tmp_path):
     meta = {"schedule": {"name": "x", "pp_size": True, "num_microbatches": "four"},
             "loss": ["nan", 2.5, None], "peak_memory_bytes": {"0": 10, "x": 5, "1": "big"},
             "tp_size": 0, "dp_size": 2.5}
-    summary = summarize(timeline.load_run(timeline.save_run(tmp_path / "r", events, meta)))
+    summary = summarize(run_dirs.load_run(run_dirs.save_run(tmp_path / "r", events, meta)))
     assert (summary.pp_size, summary.num_microbatches, summary.tp_size, summary.dp_size) == (
         None, None, 1, 1)
     assert summary.losses == (2.5,) and summary.memory == {0: 10.0}

@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 import schedule_lab_solution as solution
 
-from pplab import exercise_command
+from pplab.cli.main import main as pplab_main
 from pplab.exercises import BadAnswer
 from pplab.exercises.report import declared_learner
 from pplab.exercises.schedule_lab import (
@@ -100,8 +100,8 @@ CASE = hidden_cases("ada")[4]
     ("gpipe", {0: ["0F0", "0X1"], 1: []}, "rank 0, action 2: cannot read action '0X1'"),
 ])
 def test_each_mistake_is_named(part, orders, expected):
-    from pplab.cost_model import CostModel
     from pplab.exercises.schedule_lab import Case
+    from pplab.sim.cost_model import CostModel
 
     rows = [orders[r] for r in sorted(orders)]
     p = 4 if len(rows) == 4 else 2
@@ -147,14 +147,14 @@ def gpipe(p, m):
 
 def test_check_command_for_the_lab(tmp_path, capsys):
     shutil.copy(SKELETON, tmp_path / "my_schedules.py")
-    assert exercise_command.main(["check", "schedule-lab", "--file",
+    assert pplab_main(["exercise", "check", "schedule-lab", "--file",
                                   str(tmp_path / "my_schedules.py")]) == 1
     assert "0 of 3 schedules on target" in capsys.readouterr().out
-    assert exercise_command.main(["check", "schedule-lab", "--file", str(SOLUTION)]) == 0
+    assert pplab_main(["exercise", "check", "schedule-lab", "--file", str(SOLUTION)]) == 0
     assert "3 of 3 schedules on target" in capsys.readouterr().out
     for argv in (["check", "schedule-lab"], ["check", "schedule-lab", "12"],
                  ["check", "schedule-lab", "--file", str(tmp_path / "missing.py")]):
-        assert exercise_command.main(argv) == 2
+        assert pplab_main(["exercise", *argv]) == 2
         assert capsys.readouterr().err.count("\n") == 1
     with pytest.raises(BadAnswer):
         check_file(tmp_path)
@@ -164,10 +164,10 @@ def test_check_command_for_the_lab(tmp_path, capsys):
 def test_train_runs_the_schedule_on_the_engine_and_exports_it_for_pytorch(tmp_path, capsys):
     from torch.distributed.pipelining.schedules import _Action
 
-    from pplab.run_dirs import load_run
+    from pplab.runs.run_dirs import load_run
 
     out = tmp_path / "runs"
-    code = exercise_command.main(["check", "schedule-lab", "--file", str(SOLUTION), "--train",
+    code = pplab_main(["exercise", "check", "schedule-lab", "--file", str(SOLUTION), "--train",
                                   "--out", str(out)])
     printed = capsys.readouterr().out
     assert code == 0, printed

@@ -7,13 +7,13 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from pplab.schedules import build, validate
-from pplab.schedules.search import (
+from pplab.sim.search import (
     MAX_SEARCH_ACTIONS,
     SEARCHED,
     memory_capped_1f1b,
     search_schedule,
 )
-from pplab.simulator import CostModel, simulate
+from pplab.sim.simulator import CostModel, simulate
 from pplab.timeline import metrics
 
 

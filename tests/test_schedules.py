@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from pplab import formulas
+from pplab.formulas import pipeline as formulas
 from pplab.schedules import (
     SCHEDULES,
     Action,
@@ -24,7 +24,7 @@ from pplab.schedules import (
     validate,
     write_csv,
 )
-from pplab.simulator import CostModel, simulate
+from pplab.sim.simulator import CostModel, simulate
 from pplab.timeline import metrics
 
 

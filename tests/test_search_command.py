@@ -1,6 +1,6 @@
 """`pplab search`: the searched order printed like `pplab simulate`, beside 1F1B under the cap.
 
-The command runs through ``pplab.search_command.main`` (a ``pplab`` parser with the command's
+The command runs through ``pplab.cli.search.main`` (a ``pplab`` parser with the command's
 subparser, one-line errors, exit 2).
 """
 
@@ -9,11 +9,11 @@ from __future__ import annotations
 import pytest
 from command_helpers import run_pplab, strict_json
 
-from pplab import cli
-from pplab.cost_model import CostModel
+from pplab.cli import main as cli
 from pplab.schedules import read_csv, validate
-from pplab.schedules.search import search_schedule
-from pplab.simulator import simulate
+from pplab.sim.cost_model import CostModel
+from pplab.sim.search import search_schedule
+from pplab.sim.simulator import simulate
 from pplab.timeline import metrics
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from pplab import formulas
+from pplab.formulas import pipeline as formulas
 from pplab.schedules import (
     SCHEDULES,
     Action,
@@ -13,7 +13,7 @@ from pplab.schedules import (
     schedule_from_csv_text,
     weight_versions,
 )
-from pplab.simulator import CostModel, simulate
+from pplab.sim.simulator import CostModel, simulate
 from pplab.timeline import EVENT_COLUMNS, metrics
 
 # The small grid runs in the fast lane; the full one (every p to 8, every m to 32) is slow.

@@ -8,20 +8,10 @@ import json
 import pandas as pd
 import pytest
 
+from pplab.runs.run_dirs import RunError, list_runs, load_run, save_run, write_chrome_trace
 from pplab.schedules import build
-from pplab.simulator import CostModel, metadata, simulate
-from pplab.timeline import (
-    EVENT_COLUMNS,
-    RunError,
-    chrome_trace,
-    events_frame,
-    events_to_csv_text,
-    list_runs,
-    load_run,
-    metrics,
-    save_run,
-    write_chrome_trace,
-)
+from pplab.sim.simulator import CostModel, metadata, simulate
+from pplab.timeline import EVENT_COLUMNS, chrome_trace, events_frame, events_to_csv_text, metrics
 
 
 def _rows():

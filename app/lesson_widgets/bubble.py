@@ -5,14 +5,13 @@ from __future__ import annotations
 
 import streamlit as st
 
+from app.lesson_widgets.reading import choice, number, whole
 from pplab import charts
-from pplab.cost_model import CostModel
-from pplab.labels import fraction_text
 from pplab.schedules import build
-from pplab.simulator import simulate
+from pplab.sim.cost_model import CostModel
+from pplab.sim.simulator import simulate
 from pplab.timeline import metrics
-
-from .reading import choice, number, whole
+from pplab.timeline.labels import fraction_text
 
 DEFAULTS = {"schedule": "gpipe", "p": "4", "m": "8", "backward": "2"}
 SCHEDULES = ("gpipe", "1f1b")

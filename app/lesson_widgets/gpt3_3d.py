@@ -10,12 +10,12 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
-from pplab import charts, formulas
+from app.lesson_widgets.reading import choice, number, whole
+from pplab import charts
 from pplab.exercises.gpt3_3d import NODE, cluster_of
+from pplab.formulas import pipeline as formulas
 from pplab.planner import PRESET_MODELS, RECOMPUTE, evaluate
 from pplab.planner.specs import GB, GIB
-
-from .reading import choice, number, whole
 
 DEFAULTS = {"model": "gpt3-175b", "memory": "80", "batch": "1536", "tp": "8", "pp": "8",
             "dp": "64", "b": "1", "recompute": "selective", "sp": "on"}

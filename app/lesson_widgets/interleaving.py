@@ -7,15 +7,14 @@ from __future__ import annotations
 import plotly.graph_objects as go
 import streamlit as st
 
+from app.lesson_widgets.reading import number, whole
 from pplab import charts
-from pplab.cost_model import CostModel
-from pplab.formulas import peak_activations_per_rank as closed_peaks
-from pplab.per_rank import peak_activations_per_rank, point_to_point_messages
+from pplab.calibration.per_rank import peak_activations_per_rank, point_to_point_messages
+from pplab.formulas.pipeline import peak_activations_per_rank as closed_peaks
 from pplab.schedules import build
-from pplab.simulator import simulate
+from pplab.sim.cost_model import CostModel
+from pplab.sim.simulator import simulate
 from pplab.timeline import metrics
-
-from .reading import number, whole
 
 NAME = "interleaved-1f1b"
 DEFAULTS = {"p": "4", "m": "8", "v": "2", "latency": "0"}

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import streamlit as st
 
+from app.lesson_widgets.reading import choice, whole
 from pplab import charts
 from pplab.exercises.measured_vs_predicted import (
     compare_run,
@@ -12,10 +13,8 @@ from pplab.exercises.measured_vs_predicted import (
     lesson_runs,
     what_if_of,
 )
-from pplab.labels import fraction_text
 from pplab.timeline import metrics
-
-from .reading import choice, whole
+from pplab.timeline.labels import fraction_text
 
 DEFAULTS = {"run": "1f1b-p4m8", "schedule": "1f1b", "m": "16"}
 WHAT_IF_SCHEDULES = ("gpipe", "1f1b", "zb-h1")

@@ -6,12 +6,11 @@ from __future__ import annotations
 import plotly.graph_objects as go
 import streamlit as st
 
-from pplab.cost_model import CostModel
+from app.lesson_widgets.reading import whole
 from pplab.schedules import build
-from pplab.simulator import simulate
+from pplab.sim.cost_model import CostModel
+from pplab.sim.simulator import simulate
 from pplab.timeline import metrics
-
-from .reading import whole
 
 DEFAULTS = {"p": "4", "m": "8"}
 

@@ -5,12 +5,11 @@ from __future__ import annotations
 
 import streamlit as st
 
+from app.lesson_widgets.reading import choice, whole
 from pplab import charts
-from pplab.cost_model import CostModel
 from pplab.schedules import build
-from pplab.simulator import simulate
-
-from .reading import choice, whole
+from pplab.sim.cost_model import CostModel
+from pplab.sim.simulator import simulate
 
 DEFAULTS = {"schedule": "1f1b", "p": "3", "m": "4"}
 SCHEDULES = ("gpipe", "1f1b", "zb-h1")

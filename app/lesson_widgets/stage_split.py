@@ -14,10 +14,10 @@ import plotly.graph_objects as go
 import streamlit as st
 
 from pplab import charts
-from pplab.resources import bundled_runs_dir
-from pplab.run_dirs import load_run
-from pplab.stage_memory import MIB, fit_activation_bytes, formula_bytes, measured_memory
-from pplab.stage_split import (
+from pplab.runs.resources import bundled_runs_dir
+from pplab.runs.run_dirs import load_run
+from pplab.teaching.stage_memory import MIB, fit_activation_bytes, formula_bytes, measured_memory
+from pplab.teaching.stage_split import (
     LESSON_RUN,
     SCHEDULES,
     best_split,

@@ -7,15 +7,15 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
-from pplab import charts, staleness
+from app.lesson_widgets.reading import choice, whole
+from pplab import charts
 from pplab.charts.versions import live_versions
-from pplab.cost_model import CostModel
 from pplab.schedules import build, weight_versions
 from pplab.schedules.pipedream import gradient_delays, versions_held
-from pplab.simulator import simulate
+from pplab.sim.cost_model import CostModel
+from pplab.sim.simulator import simulate
+from pplab.teaching import staleness
 from pplab.timeline import metrics
-
-from .reading import choice, whole
 
 FAMILIES = ("pipedream", "pipedream-2bw")
 DEFAULTS = {"schedule": "pipedream-2bw", "p": "4", "m": "4", "steps": "3", "lr": "0.001"}

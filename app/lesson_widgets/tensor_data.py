@@ -8,12 +8,11 @@ import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st
 
-from pplab import parallel_formulas as pf
-from pplab.comparisons import load_comparison
+from app.lesson_widgets.reading import choice, number, whole
 from pplab.engine.compare_table import fill_split_columns
-from pplab.resources import bundled_comparisons_dir
-
-from .reading import choice, number, whole
+from pplab.formulas import parallel as pf
+from pplab.runs.comparisons import load_comparison
+from pplab.runs.resources import bundled_comparisons_dir
 
 DEFAULTS = {"sizes": "mine", "bandwidth": "25", "latency": "10", "degree": "4",
             "layers": "32", "h": "4096", "s": "2048", "batch": "32", "microbatch": "1",
@@ -111,7 +110,7 @@ def show(config: dict[str, str]) -> dict[str, str]:
         "ms on the critical path": round(c.critical_seconds * 1e3, 4), "where": c.where}
         for c in costs]), hide_index=True, key="l08_table")
     st.plotly_chart(_chart(costs), key="l08_chart")
-    st.caption(f"Predicted by pplab.parallel_formulas for the busiest rank of {shape['degree']} "
+    st.caption(f"Predicted by pplab.formulas.parallel for the busiest rank of {shape['degree']} "
                f"ranks, one link of {bandwidth:g} GB/s and {latency:g} us between every pair: "
                "a message takes latency + bytes / bandwidth; a ring all-reduce 2(n-1) such "
                "steps of 1/n of its tensor. Critical path: every tp all-reduce; the pipeline's "

@@ -19,11 +19,11 @@ from lab_widgets import (
 )
 
 from pplab import charts
-from pplab.comparisons import load_comparison
+from pplab.calibration.run_prediction import in_seconds, seconds_per_cost_unit
+from pplab.calibration.run_views import metrics_row, rank_names
 from pplab.engine.compare_table import COLUMNS, SPLIT_COLUMNS, fill_split_columns
-from pplab.labels import bubble_scope, step_label
-from pplab.run_prediction import in_seconds, seconds_per_cost_unit
-from pplab.run_views import metrics_row, rank_names
+from pplab.runs.comparisons import load_comparison
+from pplab.timeline.labels import bubble_scope, step_label
 
 # Sets of configurations to start from: (how many shown at first, each one's schedule, p, m, v).
 PRESETS = {

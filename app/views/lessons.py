@@ -22,7 +22,7 @@ from lesson_widgets import widget_for
 
 from pplab.exercises import AttemptBook, BadAnswer, check, find_lessons, learner_key
 from pplab.exercises.schedule_lab import SKELETON, CodingLab, check_file
-from pplab.resources import lessons_dir
+from pplab.runs.resources import lessons_dir
 
 PROGRESS = "lesson_progress"  # session state: lesson name -> the part keys answered right
 

@@ -12,7 +12,7 @@ import pandas as pd
 import streamlit as st
 
 from pplab import charts
-from pplab.plan_command import explain_lines, ranked_rows
+from pplab.cli.plan import explain_lines, ranked_rows
 from pplab.planner import (
     PRESET_CLUSTERS,
     PRESET_MODELS,

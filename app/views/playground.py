@@ -21,11 +21,11 @@ from lab_widgets import (
 )
 
 from pplab import charts
-from pplab.formulas import closed_form_for
-from pplab.formulas import peak_activations_per_rank as peak_activations_per_rank_closed
-from pplab.labels import bubble_normalisation, fraction_text
-from pplab.per_rank import peak_activations_per_rank
+from pplab.calibration.per_rank import peak_activations_per_rank
+from pplab.formulas.pipeline import closed_form_for
+from pplab.formulas.pipeline import peak_activations_per_rank as peak_activations_per_rank_closed
 from pplab.schedules import SCHEDULES
+from pplab.timeline.labels import bubble_normalisation, fraction_text
 
 st.title("Playground")
 st.caption("A schedule says who does what, in order; the simulator runs it over a cost model "

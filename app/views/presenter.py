@@ -12,12 +12,12 @@ import streamlit as st
 from lesson_widgets.reading import choice, whole
 
 from pplab.charts.presenter import presenter_gantt
-from pplab.cost_model import CostModel
-from pplab.labels import fraction_text
-from pplab.presenter import walk
 from pplab.schedules import build
-from pplab.simulator import simulate
+from pplab.sim.cost_model import CostModel
+from pplab.sim.simulator import simulate
+from pplab.teaching.presenter import walk
 from pplab.timeline import metrics
+from pplab.timeline.labels import fraction_text
 
 SCHEDULES = ("gpipe", "1f1b", "interleaved-1f1b", "zb-h1")
 DEFAULTS = {"schedule": "1f1b", "p": "4", "m": "8", "v": "2", "critical": "yes"}

@@ -1,9 +1,10 @@
 """Run: train the toy transformer for real, pipelined over this machine's CPUs or GPUs.
 
-A thin face over ``pplab.training_jobs``: the form makes a request, the library checks and
+A thin face over ``pplab.classroom.training_jobs``: the form makes a request, the library checks and
 runs it; this page draws the progress. Stop ends a live run (the rerun it causes stops the
 job, which kills its processes and leaves no run directory). In classroom mode the run is the
-server's one live run (``pplab.live_run``): only the instructor starts or stops it, and every
+server's one live run (``pplab.classroom.live_run``): only the instructor starts or stops it, and
+every
 session's page follows the same run as it happens.
 
     streamlit run app/lab.py   (then open Run)
@@ -13,12 +14,10 @@ import streamlit as st
 from classroom_gate import instructor_only, session_key
 from lab_widgets import refresh_catalog
 
-from pplab import charts, runs_catalog
-from pplab.classroom import in_classroom
-from pplab.live_run import LIVE
-from pplab.machine import cpu_count, gpu_count
-from pplab.schedules import SCHEDULES
-from pplab.training_jobs import (
+from pplab import charts
+from pplab.classroom.live_run import LIVE
+from pplab.classroom.passcode import in_classroom
+from pplab.classroom.training_jobs import (
     MAX_BATCH_SIZE,
     MAX_LAYERS,
     MAX_MICROBATCHES,
@@ -31,6 +30,9 @@ from pplab.training_jobs import (
     run_dir_for,
     train,
 )
+from pplab.engine.machine import cpu_count, gpu_count
+from pplab.runs import catalog as runs_catalog
+from pplab.schedules import SCHEDULES
 
 st.title("Run")
 gpus = gpu_count()

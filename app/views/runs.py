@@ -8,10 +8,9 @@ import json
 import streamlit as st
 from lab_widgets import catalog, load_measured, refresh_catalog, show_problems
 
-from pplab import charts, runs_catalog, timeline
-from pplab.labels import ASYNC_STEP_BUBBLE, fraction_text, step_label
-from pplab.run_prediction import one_step
-from pplab.run_views import (
+from pplab import charts, timeline
+from pplab.calibration.run_prediction import one_step
+from pplab.calibration.run_views import (
     FIRST_REPLICA,
     GAP_CAPTION,
     gap_table,
@@ -23,6 +22,8 @@ from pplab.run_views import (
     replayed,
     replicas,
 )
+from pplab.runs import catalog as runs_catalog
+from pplab.timeline.labels import ASYNC_STEP_BUBBLE, fraction_text, step_label
 
 OPEN_PATH = "runs_open_path"  # set by the Run page: the run to show first
 

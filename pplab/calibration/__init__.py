@@ -15,13 +15,13 @@ waiting, contention and overhead (``breakdown``).
     pplab predict data/runs/1f1b-p2m8 --schedule gpipe --microbatches 16 --json
 """
 
-from .breakdown import CATEGORIES, gap_breakdown
-from .costs import cost_model_for
-from .fit import fit
-from .model import Calibration, Contention, LinkFit, Measured
-from .predict import Prediction, predict, replay, what_if
-from .sharing import SharedClock, simulate_shared
-from .store import CALIBRATION_FILE, calibration_for
+from pplab.calibration.breakdown import CATEGORIES, gap_breakdown
+from pplab.calibration.costs import cost_model_for
+from pplab.calibration.fit import fit
+from pplab.calibration.model import Calibration, Contention, LinkFit, Measured
+from pplab.calibration.predict import Prediction, predict, replay, what_if
+from pplab.calibration.store import CALIBRATION_FILE, calibration_for
+from pplab.sim.sharing import SharedClock, simulate_shared
 
 __all__ = ["CALIBRATION_FILE", "CATEGORIES", "Calibration", "Contention", "LinkFit", "Measured",
            "Prediction", "SharedClock", "calibration_for", "cost_model_for", "fit",

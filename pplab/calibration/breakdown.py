@@ -17,7 +17,7 @@ Both timelines are cut the same way, per rank and averaged over ranks, so the fi
 says what the prediction misses.
 
     python -c "from pplab.calibration import calibration_for, replay, gap_breakdown; \
-from pplab.timeline import load_run; run = load_run('data/runs/1f1b-p2m8'); \
+from pplab.runs.run_dirs import load_run; run = load_run('data/runs/1f1b-p2m8'); \
 c = calibration_for(run); print(gap_breakdown(run, c, replay(run, c)))"
 """
 
@@ -25,14 +25,15 @@ from __future__ import annotations
 
 import pandas as pd
 
-from ..run_summary import summarize
-from ..schedules.actions import COMPUTE_KINDS
-from ..timeline import OPTIM_KIND, WAIT_KIND, Run
-from . import costs, measure
-from .fit import _top_level
-from .model import Calibration
-from .predict import Prediction
-from .sharing import SharedClock
+from pplab.calibration import costs, measure
+from pplab.calibration.fit import _top_level
+from pplab.calibration.model import Calibration
+from pplab.calibration.predict import Prediction
+from pplab.runs.run_dirs import Run
+from pplab.runs.summary import summarize
+from pplab.schedules.actions import COMPUTE_KINDS
+from pplab.sim.sharing import SharedClock
+from pplab.timeline import OPTIM_KIND, WAIT_KIND
 
 CATEGORIES = ("compute", "communication", "waiting on a dependency", "contention", "overhead")
 

@@ -15,7 +15,7 @@ machine (see ``SPLIT_TOTAL``), and the first stage, whose input is tokens, has a
 almost nothing and a W that is the whole backward.
 
     python -c "from pplab.calibration import calibration_for, cost_model_for; \
-from pplab.timeline import load_run; from pplab.schedules import build; \
+from pplab.runs.run_dirs import load_run; from pplab.schedules import build; \
 print(cost_model_for(calibration_for(load_run('data/runs/1f1b-p2m8')), build('zb-h1', 2, 8)))"
 """
 
@@ -26,9 +26,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..cost_model import CostModel
-from ..plan import split_layers
-from ..schedules.actions import (
+from pplab.calibration.model import Calibration
+from pplab.engine.request import split_layers
+from pplab.schedules.actions import (
     BACKWARD_INPUT,
     BACKWARD_WEIGHT,
     COMPUTE_KINDS,
@@ -36,7 +36,7 @@ from ..schedules.actions import (
     FULL_BACKWARD,
     Schedule,
 )
-from .model import Calibration
+from pplab.sim.cost_model import CostModel
 
 # The engine's split backward against its full backward, on a stage that splits (every
 # stage but the first): I + W costs SPLIT_TOTAL x B (I keeps every layer's output gradient

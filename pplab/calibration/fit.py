@@ -10,7 +10,7 @@ than cores, an action that ran while n ranks computed ran at min(1, cores / n) o
 speed; dividing that out of every duration gives what it costs alone, and the number of
 cores that makes those costs agree best is the machine's effective share.
 
-    python -c "from pplab.calibration.fit import fit; from pplab.timeline import load_run; \
+    python -c "from pplab.calibration.fit import fit; from pplab.runs.run_dirs import load_run; \
 print(fit(load_run('data/runs/1f1b-p4m8')).describe())"
 """
 
@@ -22,13 +22,14 @@ from collections import defaultdict
 import numpy as np
 import pandas as pd
 
-from ..run_prediction import schedule_of
-from ..run_summary import summarize
-from ..schedules.actions import BACKWARD_INPUT, COMPUTE_KINDS, FORWARD, FULL_BACKWARD, Schedule
-from ..timeline import OPTIM_KIND, WAIT_KIND, Run
-from . import costs, measure
-from .model import Calibration, Contention, LinkFit
-from .sharing import SharedClock
+from pplab.calibration import costs, measure
+from pplab.calibration.model import Calibration, Contention, LinkFit
+from pplab.calibration.run_prediction import schedule_of
+from pplab.runs.run_dirs import Run
+from pplab.runs.summary import summarize
+from pplab.schedules.actions import BACKWARD_INPUT, COMPUTE_KINDS, FORWARD, FULL_BACKWARD, Schedule
+from pplab.sim.sharing import SharedClock
+from pplab.timeline import OPTIM_KIND, WAIT_KIND
 
 BLOCKED_WAIT = 50e-6  # a receive wait longer than this blocked: the message landed at its end
 OUTLIER = 3.0  # a duration over this many times its stage's median is not typical of it

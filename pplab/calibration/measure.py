@@ -18,9 +18,10 @@ import statistics
 
 import pandas as pd
 
-from ..run_summary import RunSummary
-from ..timeline import BUSY_KINDS, COMPUTE_EVENT_KINDS, Run, metrics
-from .model import Measured
+from pplab.calibration.model import Measured
+from pplab.runs.run_dirs import Run
+from pplab.runs.summary import RunSummary
+from pplab.timeline import BUSY_KINDS, COMPUTE_EVENT_KINDS, metrics
 
 
 def steady_steps(steps: tuple[int, ...] | list[int], is_async: bool = False) -> list[int]:

@@ -19,7 +19,7 @@ import json
 import math
 from dataclasses import asdict, dataclass, field
 
-from ..schedules.actions import COMPUTE_KINDS
+from pplab.schedules.actions import COMPUTE_KINDS
 
 FORMAT_VERSION = 3  # bump when a field's meaning changes: older files are then refitted
 

@@ -21,15 +21,16 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from ..run_prediction import schedule_of
-from ..run_summary import summarize
-from ..schedules import build
-from ..schedules.actions import COMPUTE_KINDS, Schedule
-from ..simulator import simulate
-from ..timeline import Run, metrics
-from . import costs
-from .model import Calibration, Measured
-from .sharing import simulate_shared
+from pplab.calibration import costs
+from pplab.calibration.model import Calibration, Measured
+from pplab.calibration.run_prediction import schedule_of
+from pplab.runs.run_dirs import Run
+from pplab.runs.summary import summarize
+from pplab.schedules import build
+from pplab.schedules.actions import COMPUTE_KINDS, Schedule
+from pplab.sim.sharing import simulate_shared
+from pplab.sim.simulator import simulate
+from pplab.timeline import metrics
 
 SAMPLES = 21  # steps drawn for one prediction; their median is the answer
 MAX_SAMPLED_ACTIONS = 200_000  # all draws together: a large schedule is drawn fewer times

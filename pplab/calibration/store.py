@@ -18,11 +18,11 @@ import json
 from collections import OrderedDict
 from pathlib import Path
 
-from .. import limits
-from ..atomic_files import write_text_atomic
-from ..timeline import Run
-from .fit import fit
-from .model import Calibration
+from pplab import limits
+from pplab.calibration.fit import fit
+from pplab.calibration.model import Calibration
+from pplab.runs.atomic_files import write_text_atomic
+from pplab.runs.run_dirs import Run
 
 CALIBRATION_FILE = "calibration.json"
 _CACHE_SIZE = 64

@@ -13,9 +13,9 @@ what the app draws. The modules:
 charts.gantt(simulator.simulate(build('1f1b', 4, 8), simulator.CostModel())).show()"
 """
 
-from .binning import AGGREGATE_ABOVE, AGGREGATE_BINS, MIXED_SHARE, aggregate, coverage
-from .gantt import chunk_of, gantt, gantt_stack, idle_spans, row_labels, stages_by_row
-from .style import (
+from pplab.charts.binning import AGGREGATE_ABOVE, AGGREGATE_BINS, MIXED_SHARE, aggregate, coverage
+from pplab.charts.gantt import chunk_of, gantt, gantt_stack, idle_spans, row_labels, stages_by_row
+from pplab.charts.style import (
     ALL_KINDS,
     CHUNK_PATTERNS,
     COST_UNITS,
@@ -29,7 +29,7 @@ from .style import (
     time_scale,
     unit_of,
 )
-from .summaries import (
+from pplab.charts.summaries import (
     figure_points,
     loss_curves,
     memory_breakdown,

@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 
-from .style import (
+from pplab.charts.style import (
     IDLE_PATTERN,
     KIND_COLOURS,
     KIND_NAMES,

@@ -25,9 +25,8 @@ import pandas as pd
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from ..timeline import BUSY_KINDS, COMPUTE_EVENT_KINDS
-from .binning import AGGREGATE_ABOVE, AGGREGATE_BINS, aggregated_traces
-from .style import (
+from pplab.charts.binning import AGGREGATE_ABOVE, AGGREGATE_BINS, aggregated_traces
+from pplab.charts.style import (
     ALL_KINDS,
     IDLE_PATTERN,
     KIND_COLOURS,
@@ -44,6 +43,7 @@ from .style import (
     source_of,
     time_scale,
 )
+from pplab.timeline import BUSY_KINDS, COMPUTE_EVENT_KINDS
 
 RowNames = Mapping[int, str]
 BOX_TEXTS = ("microbatch", "version", "both")  # what ``box_text`` may write in a box
@@ -262,7 +262,8 @@ def gantt_stack(
 
     Used for Compare (two to four configurations) and for predicted-over-measured. Cost
     units and seconds have no one unit (calibrate the predictions first, see
-    ``pplab.run_prediction``); given both, each row gets its own axis and the title says so.
+    ``pplab.calibration.run_prediction``); given both, each row gets its own axis and the title
+    says so.
     ``box_text`` is as for ``gantt``.
     """
     box_labels(timelines[0][1].iloc[:0] if timelines else pd.DataFrame(

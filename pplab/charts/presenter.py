@@ -2,21 +2,22 @@
 
 Boxes are numbered by microbatch as in the papers' figures (GPipe's Fig. 2, 1F1B's in
 Narayanan et al. 2021), in large type; each frame shows the step as it stands at one moment
-(``pplab.presenter.boxes_at``); the play, pause and scrub controls are Plotly's own, so the
+(``pplab.teaching.presenter.boxes_at``); the play, pause and scrub controls are Plotly's own, so the
 animation runs in the browser without a round trip to the server. In every frame the boxes
 that start next are joined by a line to the box they wait on, and the critical path is drawn
 with a heavy outline.
 
     python -c "from pplab.charts.presenter import presenter_gantt; from pplab.schedules import \
-build; from pplab.simulator import simulate; presenter_gantt(simulate(build('gpipe', 4, 4))).show()"
+build; from pplab.sim.simulator import simulate; presenter_gantt(simulate(build('gpipe', 4,
+4))).show()"
 """
 
 from __future__ import annotations
 
 import plotly.graph_objects as go
 
-from ..presenter import Walk, boxes_at, frame_times, walk
-from .style import KIND_COLOURS, KIND_NAMES, ROW_BASE, ROW_WIDTH
+from pplab.charts.style import KIND_COLOURS, KIND_NAMES, ROW_BASE, ROW_WIDTH
+from pplab.teaching.presenter import Walk, boxes_at, frame_times, walk
 
 FONT_SIZE = 22
 CRITICAL_OUTLINE = "#111111"

@@ -14,8 +14,8 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 
-from ..schedules import BACKWARD_INPUT, BACKWARD_WEIGHT, FORWARD, FULL_BACKWARD
-from ..timeline import COMM_EVENT_KINDS, COMPUTE_EVENT_KINDS, OPTIM_KIND, WAIT_KIND
+from pplab.schedules import BACKWARD_INPUT, BACKWARD_WEIGHT, FORWARD, FULL_BACKWARD
+from pplab.timeline import COMM_EVENT_KINDS, COMPUTE_EVENT_KINDS, OPTIM_KIND, WAIT_KIND
 
 STRIP_KINDS = COMM_EVENT_KINDS  # drawn as a thin strip under the compute bar
 ROW_KINDS = COMPUTE_EVENT_KINDS + (OPTIM_KIND, WAIT_KIND)
@@ -89,7 +89,7 @@ def shared_time_scale(timelines: Sequence[pd.DataFrame],
 
     Seconds are shown in ms when the longest timeline is shorter than ``MS_BELOW_S``; cost
     units are shown as they are. A view mixing seconds with cost units has no one unit: the
-    caller should calibrate the predictions first (``pplab.run_prediction``).
+    caller should calibrate the predictions first (``pplab.calibration.run_prediction``).
     """
     units = list(units) if units is not None else [None] * len(timelines)
     if len(units) != len(timelines):

@@ -12,8 +12,8 @@ from collections.abc import Mapping, Sequence
 
 import plotly.graph_objects as go
 
-from ..schedules import FORWARD
-from .style import KIND_COLOURS
+from pplab.charts.style import KIND_COLOURS
+from pplab.schedules import FORWARD
 
 
 def peak_activations(peaks: Mapping[int, int | float], source: str = "predicted") -> go.Figure:

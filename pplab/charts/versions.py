@@ -17,9 +17,9 @@ from __future__ import annotations
 import pandas as pd
 import plotly.graph_objects as go
 
-from ..schedules import BACKWARD_WEIGHT, FORWARD, FULL_BACKWARD
-from ..timeline import OPTIM_KIND
-from .style import source_of, time_scale
+from pplab.charts.style import source_of, time_scale
+from pplab.schedules import BACKWARD_WEIGHT, FORWARD, FULL_BACKWARD
+from pplab.timeline import OPTIM_KIND
 
 _RELEASES = (FULL_BACKWARD, BACKWARD_WEIGHT)
 

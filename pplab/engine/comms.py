@@ -25,7 +25,7 @@ from collections.abc import Callable
 import torch
 import torch.distributed as dist
 
-from .recorder import Recorder
+from pplab.engine.recorder import Recorder
 
 ACTIVATION, GRADIENT = 0, 1
 _DETAIL = {ACTIVATION: "activation", GRADIENT: "gradient"}

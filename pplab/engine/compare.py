@@ -8,7 +8,7 @@ every gradient once per step. Training the *same* model on the *same* global bat
 each configuration, and putting the measured numbers beside the closed forms, shows all three.
 
 Configurations are written ``NAME[:KEY=VALUE,...]`` (``compare_specs``); the table is laid
-out by ``compare_table`` and read back by ``pplab.comparisons``.
+out by ``compare_table`` and read back by ``pplab.runs.comparisons``.
 
     pplab compare gpipe:pp=4,m=8 1f1b:pp=4,m=8 pipedream:pp=4,m=8 tp:tp=4 --steps 5
 
@@ -26,16 +26,15 @@ from dataclasses import asdict, dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 
-from pplab import formulas
-from pplab import parallel_formulas as pf
-from pplab.atomic_files import atomic_directory
-from pplab.comparisons import COMPARISON_CSV, COMPARISON_JSON
-from pplab.plan import Plan, make_plan, run_label
-from pplab.run_dirs import strict_json_value
-from pplab.train_config import TrainConfig
-
-from .compare_specs import Spec, default_batch, parse_spec
-from .compare_table import COLUMNS, split_columns, table_csv
+from pplab.engine.compare_specs import Spec, default_batch, parse_spec
+from pplab.engine.compare_table import COLUMNS, split_columns, table_csv
+from pplab.engine.request import Plan, make_plan, run_label
+from pplab.engine.train_config import TrainConfig
+from pplab.formulas import parallel as pf
+from pplab.formulas import pipeline as formulas
+from pplab.runs.atomic_files import atomic_directory
+from pplab.runs.comparisons import COMPARISON_CSV, COMPARISON_JSON
+from pplab.runs.run_dirs import strict_json_value
 
 MAX_CONFIGURATIONS = 32  # each one trains for real: a longer list is a typo, not a plan
 
@@ -92,7 +91,7 @@ def _median(values: Sequence[float]) -> float:
 
 def backward_passes(schedule, stage: int) -> int:
     """How often a microbatch's backward crosses the f operators of ``stage`` (see
-    ``pplab.parallel_formulas.tp_allreduce_bytes``): B once; I and W once each, but the first
+    ``pplab.formulas.parallel.tp_allreduce_bytes``): B once; I and W once each, but the first
     stage's I has nothing to do."""
     kinds = {a.kind for _, a in schedule.all_actions() if a.stage == stage}
     if "B" in kinds:
@@ -189,10 +188,9 @@ def run_comparison(texts: Sequence[str], shared: Shared, out: str | os.PathLike,
     Everything is checked before the first process starts. ``out`` appears complete or not
     at all: runs go into a hidden temporary directory beside it, renamed at the end.
     """
-    from pplab.output_paths import check_writable
-    from pplab.plan import estimated_event_rows
-
-    from .launch import RUN_DIR_BYTES, RUN_DIR_BYTES_PER_EVENT, run_training
+    from pplab.engine.launch import RUN_DIR_BYTES, RUN_DIR_BYTES_PER_EVENT, run_training
+    from pplab.engine.request import estimated_event_rows
+    from pplab.runs.output_paths import check_writable
 
     out = Path(out)
     if out.exists():
@@ -220,7 +218,7 @@ def run_comparison(texts: Sequence[str], shared: Shared, out: str | os.PathLike,
                                         "batch_size": first.batch_size},
             "columns": {name: unit for name, unit in COLUMNS},
             "bytes_convention": "payload bytes each rank hands to a send or all-reduce, "
-                                "summed over ranks; see pplab.parallel_formulas",
+                                "summed over ranks; see pplab.formulas.parallel",
             "rows": rows,
         }
         (tmp / COMPARISON_JSON).write_text(

@@ -23,8 +23,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from pplab import limits
-
-from .topology import Topology
+from pplab.topology import Topology
 
 NO_PIPELINE = {"tp": "tp", "dp": "dp"}
 NO_PIPELINE_SCHEDULE = "gpipe"  # with one stage it is just F then B per microbatch

@@ -1,7 +1,7 @@
 """The table ``pplab compare`` prints and saves: its columns, their units, text and CSV.
 
 Every column says whether it was measured or comes from a closed form; in the text table the
-closed forms are the columns marked ``f.``. ``pplab.comparisons`` reads the saved table back.
+closed forms are the columns marked ``f.``. ``pplab.runs.comparisons`` reads the saved table back.
 
 Tensor parallelism blocks in its all-reduces *inside* F and B, so its busy time hides
 communication that a pipeline would show as bubble. Three columns split it out
@@ -126,8 +126,8 @@ def fill_split_columns(folder, rows: Sequence[dict]) -> list[dict]:
     """``rows`` of the comparison in ``folder``, each with the split columns: as saved, or
     worked out from the row's run directory when the comparison predates them. A row whose
     run is missing or unreadable is left as it is."""
-    from pplab.run_dirs import RunError, load_run
-    from pplab.run_summary import summarize
+    from pplab.runs.run_dirs import RunError, load_run
+    from pplab.runs.summary import summarize
 
     filled = []
     for row in rows:

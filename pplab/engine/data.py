@@ -19,7 +19,7 @@ from pathlib import Path
 
 import torch
 
-from pplab.train_config import SYNTHETIC_VOCAB, text_alphabet
+from pplab.engine.train_config import SYNTHETIC_VOCAB, text_alphabet
 
 
 @dataclass

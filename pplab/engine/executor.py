@@ -29,6 +29,10 @@ from typing import NamedTuple
 
 import torch
 
+from pplab.engine.comms import ACTIVATION, GRADIENT, PipeComms
+from pplab.engine.recorder import Recorder
+from pplab.engine.stage import StageRuntime
+from pplab.engine.train_config import Fault
 from pplab.schedules import (
     BACKWARD_INPUT,
     BACKWARD_WEIGHT,
@@ -38,11 +42,6 @@ from pplab.schedules import (
     needs,
     weight_versions,
 )
-from pplab.train_config import Fault
-
-from .comms import ACTIVATION, GRADIENT, PipeComms
-from .recorder import Recorder
-from .stage import StageRuntime
 
 Batch = list[tuple[torch.Tensor, torch.Tensor]]
 MAX_POSTED_RECEIVES = 32  # receive buffers held at once: long asynchronous walks stay bounded

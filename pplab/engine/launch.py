@@ -2,7 +2,8 @@
 
 What it teaches: the path of ``pplab train`` from a request to a run directory, in order.
 
-1. ``pplab.plan.make_plan`` checks every number without torch (this module adds only that a
+1. ``pplab.engine.request.make_plan`` checks every number without torch (this module adds only
+that a
    CUDA device is really there when ``--device cuda`` asks for one).
 2. Locally, ``supervisor.spawn_ranks`` starts one process per rank (gloo on CPU, NCCL with
    one GPU per rank) and watches them; under ``torchrun`` (RANK and WORLD_SIZE set) this
@@ -30,11 +31,10 @@ from pathlib import Path
 import pandas as pd
 
 import pplab
-from pplab.machine import cpu_count, launched_by_torchrun
-from pplab.plan import Plan, make_plan, new_run_dir
-from pplab.train_config import TrainConfig
-
-from .supervisor import RankFailed, Report, describe_error, spawn_ranks
+from pplab.engine.machine import cpu_count, launched_by_torchrun
+from pplab.engine.request import Plan, make_plan, new_run_dir
+from pplab.engine.supervisor import RankFailed, Report, describe_error, spawn_ranks
+from pplab.engine.train_config import TrainConfig
 
 # on_progress gets one dict per thing worth telling: {"event": "started", "started", "ranks"}
 # and {"event": "ready", "ready", "ranks"} as ranks come up, {"event": "step", "step"
@@ -69,15 +69,15 @@ def output_dir(plan: Plan) -> Path | None:
     """Where the run will be saved (None for ``--out -``), checked now: a folder that cannot
     take it (under a file, read-only, full) is refused before any rank starts, not after
     the last step. The default is a new folder under the user's runs folder."""
-    from pplab.output_paths import check_writable
-    from pplab.plan import estimated_event_rows
+    from pplab.engine.request import estimated_event_rows
+    from pplab.runs.output_paths import check_writable
 
     if plan.config.out == "-":
         return None
     if plan.config.out:
         target = Path(plan.config.out)
     else:
-        from pplab.runs_catalog import user_runs_dir
+        from pplab.runs.catalog import user_runs_dir
 
         target = new_run_dir(user_runs_dir(), plan)
     need = RUN_DIR_BYTES + RUN_DIR_BYTES_PER_EVENT * estimated_event_rows(plan, plan.num_steps)
@@ -98,7 +98,7 @@ def run_training(config: TrainConfig, on_progress: OnProgress | None = None) -> 
 def train_spawned_rank(rank: int, world_size: int, report: Report, plan: Plan) -> dict:
     """What each spawned process runs: train, telling the parent each step it begins and
     each loss it computes (the supervisor's measure of progress)."""
-    from .training import train_rank
+    from pplab.engine.training import train_rank
 
     return train_rank(plan, rank, on_loss=lambda step, loss: report("loss", step=step, loss=loss),
                       on_step=lambda step: report("step", step=step))
@@ -152,7 +152,7 @@ def _run_in_place(plan: Plan, run_dir: Path | None, on_progress: OnProgress | No
     """Under torchrun: this process is one rank; rank 0 gathers and writes the run."""
     import torch.distributed as dist
 
-    from .training import train_rank
+    from pplab.engine.training import train_rank
 
     rank, world = int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"])
     if world != plan.topology.world_size:
@@ -207,9 +207,10 @@ def _finish(plan: Plan, results: list[dict], gpus_shared: bool,
             run_dir: Path | None) -> RunResult:
     """Merge every rank's results into one Event table and meta.json; save them in
     ``run_dir`` (None: save nothing)."""
+    from pplab.runs.run_dirs import save_run
     from pplab.schedules import schedule_to_csv_text
-    from pplab.simulator import schedule_summary
-    from pplab.timeline import events_frame, save_run
+    from pplab.sim.simulator import schedule_summary
+    from pplab.timeline import events_frame
 
     config, schedule, topology = plan.config, plan.schedule, plan.topology
     rows = [row for result in results for row in result["rows"]]

@@ -17,7 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from pplab.train_config import ModelConfig
+from pplab.engine.train_config import ModelConfig
 
 __all__ = ["ModelConfig", "ToyGPT", "Block", "CausalSelfAttention", "MLP",
            "build_reference_model", "lm_loss"]

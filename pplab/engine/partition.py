@@ -6,7 +6,7 @@ split is how a lesson shows one slow stage setting the pace of the whole pipe. E
 sliced from ONE full model built from the seed, so the pipeline starts from exactly the
 reference model's weights.
 
-    python -c "from pplab.plan import split_layers; print(split_layers(8, 3))"
+    python -c "from pplab.engine.request import split_layers; print(split_layers(8, 3))"
 """
 
 from __future__ import annotations
@@ -16,9 +16,8 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-from pplab.train_config import ModelConfig
-
-from .model import ToyGPT, build_reference_model, embed_tokens
+from pplab.engine.model import ToyGPT, build_reference_model, embed_tokens
+from pplab.engine.train_config import ModelConfig
 
 
 class Stage(nn.Module):

@@ -29,7 +29,7 @@ from contextlib import suppress
 from datetime import timedelta
 from pathlib import Path
 
-from . import rendezvous
+from pplab.engine import rendezvous
 
 HEARTBEAT_SECONDS = 1.0
 STARTUP_SECONDS = 120.0  # loading Python and torch, and meeting the others, on a busy machine

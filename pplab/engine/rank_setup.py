@@ -22,15 +22,14 @@ from dataclasses import dataclass
 import torch
 import torch.distributed as dist
 
-from pplab.plan import Plan
-from pplab.train_config import parse_fault
-
-from .comms import PipeComms, clock_offset_ns
-from .data import make_task, microbatches
-from .executor import Executor, ExecutorHooks
-from .partition import build_stage
-from .recorder import Recorder
-from .stage import StageRuntime
+from pplab.engine.comms import PipeComms, clock_offset_ns
+from pplab.engine.data import make_task, microbatches
+from pplab.engine.executor import Executor, ExecutorHooks
+from pplab.engine.partition import build_stage
+from pplab.engine.recorder import Recorder
+from pplab.engine.request import Plan
+from pplab.engine.stage import StageRuntime
+from pplab.engine.train_config import parse_fault
 
 
 @dataclass
@@ -68,7 +67,7 @@ def setup_rank(plan: Plan, rank: int, on_loss: Callable[[int, float], None] | No
     for stage in schedule.stages_of(me.pp):
         module = build_stage(plan.model, plan.layer_split, stage, dtype).to(device)
         if config.tp_size > 1:
-            from .tensor_parallel import parallelize_stage
+            from pplab.engine.tensor_parallel import parallelize_stage
 
             module = parallelize_stage(module, groups.tp_group, me.tp, config.tp_size,
                                        recorder, stage=stage)
@@ -88,7 +87,7 @@ def setup_rank(plan: Plan, rank: int, on_loss: Callable[[int, float], None] | No
 
     after_flush = None
     if config.dp_size > 1:
-        from .data_parallel import allreduce_gradients
+        from pplab.engine.data_parallel import allreduce_gradients
 
         def after_flush(runtime: StageRuntime) -> None:
             allreduce_gradients(runtime.module, groups.dp_group, config.dp_size, recorder,

@@ -20,7 +20,7 @@ import stat
 import tempfile
 from pathlib import Path
 
-from pplab.output_paths import pid_alive
+from pplab.runs.output_paths import pid_alive
 
 STORE_FILE = "store"
 ARGS_FILE = "args.pickle"

@@ -27,9 +27,9 @@ import torch
 from torch import nn
 from torch.func import functional_call
 
-from .model import lm_loss
-from .partition import Stage
-from .weights import WeightStash
+from pplab.engine.model import lm_loss
+from pplab.engine.partition import Stage
+from pplab.engine.weights import WeightStash
 
 
 class _MicrobatchState:

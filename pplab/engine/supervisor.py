@@ -45,8 +45,8 @@ from dataclasses import dataclass
 from multiprocessing import connection as mp_connection
 from pathlib import Path
 
-from . import rendezvous
-from .rank_channel import (
+from pplab.engine import rendezvous
+from pplab.engine.rank_channel import (
     BEAT,
     ERROR,
     HEARTBEAT_SECONDS,

@@ -19,9 +19,8 @@ from collections.abc import Callable
 import torch
 import torch.distributed as dist
 
-from pplab.plan import Plan
-
-from .rank_setup import setup_rank
+from pplab.engine.rank_setup import setup_rank
+from pplab.engine.request import Plan
 
 
 def train_rank(plan: Plan, rank: int, on_loss: Callable[[int, float], None] | None = None,

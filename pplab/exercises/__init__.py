@@ -20,13 +20,13 @@ In a notebook::
 
 # isort: off
 # Imported for their register() side effect, in the order `pplab exercise list` shows them.
-from . import bubble, memory, zero_bubble, schedule_lab  # noqa: F401
-from . import stage_split, interleaving, staleness, parallel_wire  # noqa: F401
-from . import gpt3_3d, measured_vs_predicted  # noqa: F401
+from pplab.exercises import bubble, memory, zero_bubble, schedule_lab  # noqa: F401
+from pplab.exercises import stage_split, interleaving, staleness, parallel_wire  # noqa: F401
+from pplab.exercises import gpt3_3d, measured_vs_predicted  # noqa: F401
 # isort: on
-from .attempts import NUMERIC_HINTS, AttemptBook
-from .checking import PLACEHOLDER_LEARNER, Report, Verdict, check, grade
-from .core import (
+from pplab.exercises.attempts import NUMERIC_HINTS, AttemptBook
+from pplab.exercises.checking import PLACEHOLDER_LEARNER, Report, Verdict, check, grade
+from pplab.exercises.core import (
     COURSE_ENV,
     EXERCISES,
     LEARNER_ENV,
@@ -36,7 +36,7 @@ from .core import (
     learner_key,
     variant_seed,
 )
-from .lessons import Lesson, find_lessons
+from pplab.exercises.lessons import Lesson, find_lessons
 
 
 def show(exercise_id: str, learner: str, course: str | None = None) -> str:

@@ -23,7 +23,7 @@ import os
 from collections.abc import Iterator
 from pathlib import Path
 
-from ..atomic_files import write_text_atomic
+from pplab.runs.atomic_files import write_text_atomic
 
 HOME_ENV = "PPLAB_HOME"
 FILE_NAME = "exercise-attempts.json"

@@ -17,9 +17,18 @@ from __future__ import annotations
 import math
 import random
 
-from ..cost_model import CostModel
-from .core import ChoicePart, Exercise, FormulaPart, NumberPart, Variant, register, right, wrong
-from .judging import judge_formula, simulated
+from pplab.exercises.core import (
+    ChoicePart,
+    Exercise,
+    FormulaPart,
+    NumberPart,
+    Variant,
+    register,
+    right,
+    wrong,
+)
+from pplab.exercises.judging import judge_formula, simulated
+from pplab.sim.cost_model import CostModel
 
 LABELS = {"gpipe": "GPipe", "1f1b": "1F1B"}
 MAX_MICROBATCHES = 1000

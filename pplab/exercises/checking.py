@@ -18,8 +18,8 @@ import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
-from .attempts import NUMERIC_HINTS, AttemptBook
-from .core import BadAnswer, Exercise, Variant, get_exercise, learner_key
+from pplab.exercises.attempts import NUMERIC_HINTS, AttemptBook
+from pplab.exercises.core import BadAnswer, Exercise, Variant, get_exercise, learner_key
 
 PLACEHOLDER_LEARNER = "your-name"
 _LABELLED = re.compile(r"^\s*([a-z])\s*=(.*)$", re.S)

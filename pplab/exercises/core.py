@@ -30,8 +30,8 @@ from fractions import Fraction
 from types import MappingProxyType
 from typing import ClassVar
 
-from ..schedules import Action
-from .formula import FormulaError, parse_formula
+from pplab.exercises.formula import FormulaError, parse_formula
+from pplab.schedules import Action
 
 LEARNER_ENV = "PPLAB_LEARNER"  # who you are, for commands run without --learner
 COURSE_ENV = "PPLAB_COURSE"  # a course key mixed into every seed: a new term, new numbers

@@ -19,10 +19,7 @@ from dataclasses import dataclass, replace
 from functools import lru_cache
 from typing import ClassVar
 
-from .. import formulas
-from ..planner import PRESET_CLUSTERS, PRESET_MODELS, ClusterSpec, ModelSpec, evaluate
-from ..planner.specs import GB, GIB
-from .core import (
+from pplab.exercises.core import (
     MAX_ANSWER_CHARS,
     BadAnswer,
     ChoicePart,
@@ -35,7 +32,10 @@ from .core import (
     right,
     wrong,
 )
-from .judging import judge_formula
+from pplab.exercises.judging import judge_formula
+from pplab.formulas import pipeline as formulas
+from pplab.planner import PRESET_CLUSTERS, PRESET_MODELS, ClusterSpec, ModelSpec, evaluate
+from pplab.planner.specs import GB, GIB
 
 MODELS = ("gpt3-175b", "gpt3-175b", "megatron-145.6b", "megatron-310.1b", "megatron-76.1b")
 MEMORY_GIB = (24, 32, 40, 48, 64, 80)

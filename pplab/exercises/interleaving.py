@@ -17,13 +17,22 @@ import random
 from fractions import Fraction
 from functools import lru_cache
 
-from ..cost_model import CostModel
-from ..per_rank import peak_activations_per_rank, point_to_point_messages
-from ..schedules import build
-from ..simulator import simulate
-from ..timeline import metrics
-from .core import ChoicePart, Exercise, FormulaPart, NumberPart, Variant, register, right, wrong
-from .judging import judge_formula
+from pplab.calibration.per_rank import peak_activations_per_rank, point_to_point_messages
+from pplab.exercises.core import (
+    ChoicePart,
+    Exercise,
+    FormulaPart,
+    NumberPart,
+    Variant,
+    register,
+    right,
+    wrong,
+)
+from pplab.exercises.judging import judge_formula
+from pplab.schedules import build
+from pplab.sim.cost_model import CostModel
+from pplab.sim.simulator import simulate
+from pplab.timeline import metrics
 
 CHOICES = (1, 2, 4, 8)  # chunks per rank offered in part (c); 1 is plain 1F1B
 _MARGIN = 0.01  # part (c) is drawn so the best v beats the next by at least 1 %

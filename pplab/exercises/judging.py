@@ -16,12 +16,19 @@ from collections.abc import Callable, Mapping, Sequence
 from fractions import Fraction
 from functools import lru_cache
 
-from ..cost_model import CostModel
-from ..schedules import build
-from ..simulator import simulate
-from ..timeline import metrics
-from .core import Judgement, LearnerCodeError, call_learner, right, same_number, wrong
-from .formula import Formula
+from pplab.exercises.core import (
+    Judgement,
+    LearnerCodeError,
+    call_learner,
+    right,
+    same_number,
+    wrong,
+)
+from pplab.exercises.formula import Formula
+from pplab.schedules import build
+from pplab.sim.cost_model import CostModel
+from pplab.sim.simulator import simulate
+from pplab.timeline import metrics
 
 Point = Mapping[str, float]
 DEFAULT_COST = CostModel()  # F = 1, B = 2: the lessons' cost units

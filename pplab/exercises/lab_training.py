@@ -18,11 +18,11 @@ import sys
 import time
 from pathlib import Path
 
-from ..cost_model import CostModel
-from ..run_dirs import RunError, load_run
-from ..schedules import Schedule, parse_action, write_csv
-from ..timeline import metrics
-from .schedule_lab import TARGETS, Case, LabResult, judge_order, run_learner_file
+from pplab.exercises.schedule_lab import TARGETS, Case, LabResult, judge_order, run_learner_file
+from pplab.runs.run_dirs import RunError, load_run
+from pplab.schedules import Schedule, parse_action, write_csv
+from pplab.sim.cost_model import CostModel
+from pplab.timeline import metrics
 
 TRAIN_SIZE = (2, 4)  # p, m: two ranks start in seconds on any laptop
 TRAIN_STEPS = 3

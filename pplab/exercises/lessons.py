@@ -1,6 +1,6 @@
 """The lessons: where their folders are, and which exercise each one asks.
 
-Each lesson is a folder ``NN-name/`` (found through ``pplab.resources.lessons_dir()``) with its
+Each lesson is a folder ``NN-name/`` (found through ``pplab.runs.resources.lessons_dir()``) with its
 text ``README.md`` (the first line is the title) and a notebook ``lesson.ipynb``. Its exercise
 lives in this package, not in the folder: a learner reads the lesson folder, and nothing in it
 holds an answer. The app's Lessons page, the notebooks and ``pplab exercise`` all find the
@@ -15,8 +15,8 @@ from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
 
-from ..resources import lessons_dir
-from .core import EXERCISES
+from pplab.exercises.core import EXERCISES
+from pplab.runs.resources import lessons_dir
 
 
 @dataclass(frozen=True)

@@ -24,20 +24,29 @@ from functools import lru_cache
 
 import pandas as pd
 
-from ..calibration import Calibration, calibration_for, gap_breakdown, replay, what_if
-from ..calibration.breakdown import CATEGORIES, median_step
-from ..calibration.costs import compute_costs, overhead_costs
-from ..calibration.predict import Prediction
-from ..cost_model import CostModel
-from ..resources import bundled_runs_dir
-from ..run_dirs import load_run
-from ..run_prediction import one_step, schedule_of
-from ..run_summary import summarize
-from ..schedules.actions import COMPUTE_KINDS
-from ..simulator import simulate
-from ..timeline import metrics
-from .core import ChoicePart, Exercise, FormulaPart, NumberPart, Variant, register, right, wrong
-from .judging import judge_formula, simulated
+from pplab.calibration import Calibration, calibration_for, gap_breakdown, replay, what_if
+from pplab.calibration.breakdown import CATEGORIES, median_step
+from pplab.calibration.costs import compute_costs, overhead_costs
+from pplab.calibration.predict import Prediction
+from pplab.calibration.run_prediction import one_step, schedule_of
+from pplab.exercises.core import (
+    ChoicePart,
+    Exercise,
+    FormulaPart,
+    NumberPart,
+    Variant,
+    register,
+    right,
+    wrong,
+)
+from pplab.exercises.judging import judge_formula, simulated
+from pplab.runs.resources import bundled_runs_dir
+from pplab.runs.run_dirs import load_run
+from pplab.runs.summary import summarize
+from pplab.schedules.actions import COMPUTE_KINDS
+from pplab.sim.cost_model import CostModel
+from pplab.sim.simulator import simulate
+from pplab.timeline import metrics
 
 TOLERANCE = 0.10  # a step prediction within 10% of its truth is right
 NEAR_MISTAKE = 0.04  # an answer this close to a known mistake is taken for it

@@ -14,11 +14,7 @@ from __future__ import annotations
 import random
 from fractions import Fraction
 
-from ..cost_model import CostModel
-from ..schedules import FORWARD, Schedule, build, validate
-from ..simulator import simulate
-from ..timeline import metrics
-from .core import (
+from pplab.exercises.core import (
     BadAnswer,
     Exercise,
     FormulaPart,
@@ -32,7 +28,11 @@ from .core import (
     right,
     wrong,
 )
-from .judging import judge_formula, simulated
+from pplab.exercises.judging import judge_formula, simulated
+from pplab.schedules import FORWARD, Schedule, build, validate
+from pplab.sim.cost_model import CostModel
+from pplab.sim.simulator import simulate
+from pplab.timeline import metrics
 
 _FRESH_POINTS = 8
 

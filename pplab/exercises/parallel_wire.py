@@ -5,7 +5,7 @@ Megatron all-reduces of one step; (b) the bytes the same rank sends in its data-
 gradient all-reduce; (c) which parallelism to put across a slow link between two nodes,
 judged by timing each layout's traffic on that link; (d) part (a) as a formula, checked at
 sizes the learner has not seen. Every judge works the figure out at check time from
-``pplab.parallel_formulas`` (payload bytes, ring share, alpha-beta link time); feedback names
+``pplab.formulas.parallel`` (payload bytes, ring share, alpha-beta link time); feedback names
 the usual slip (payload instead of the ring's share, the forward only, all ranks summed, one
 microbatch, bits) without giving the figure.
 
@@ -18,8 +18,7 @@ from __future__ import annotations
 import random
 from fractions import Fraction
 
-from .. import parallel_formulas as pf
-from .core import (
+from pplab.exercises.core import (
     ChoicePart,
     Exercise,
     FormulaPart,
@@ -29,7 +28,8 @@ from .core import (
     right,
     wrong,
 )
-from .judging import judge_formula
+from pplab.exercises.judging import judge_formula
+from pplab.formulas import parallel as pf
 
 _FRESH_POINTS = 8
 GB = 1e9  # bandwidths are quoted in GB/s (10^9 bytes per second), latencies in microseconds
@@ -135,7 +135,7 @@ def judge_tp_bytes(v: Variant, answer) -> object:
         "how many all-reduces, of how many bytes, and a ring's share of each",
         f"right: {count} all-reduces of {one:,} bytes, of which a ring sends "
         f"2({v['t']}-1)/{v['t']} from each rank: {truth:,} bytes per step "
-        f"(pplab.parallel_formulas)")
+        f"(pplab.formulas.parallel)")
 
 
 def _dp_truth(v: Variant) -> int:
@@ -164,7 +164,7 @@ def judge_dp_bytes(v: Variant, answer) -> object:
         "the bucket's bytes, and a ring's share of it over the replicas",
         f"right: one all-reduce of {int(payload):,} bytes of gradients over {d} replicas; a "
         f"ring sends {int(truth):,} bytes from each rank, once per step "
-        f"(pplab.parallel_formulas)")
+        f"(pplab.formulas.parallel)")
 
 
 def judge_slow_link(v: Variant, choice: str) -> object:
@@ -174,7 +174,7 @@ def judge_slow_link(v: Variant, choice: str) -> object:
     if choice == best:
         others = ", ".join(f"{name} {shown(name)}" for name in LAYOUTS if name != best)
         return right(f"right: {best} keeps each slow link busy {shown(best)} per step, "
-                     f"against {others} (alpha-beta model, pplab.parallel_formulas)")
+                     f"against {others} (alpha-beta model, pplab.formulas.parallel)")
     if choice == "tensor":
         return wrong("tensor parallelism all-reduces 4 times per layer per microbatch, inside F "
                      "and B; across the slow link every one of them waits on it",
@@ -227,7 +227,7 @@ def judge_tp_formula(v: Variant, function) -> object:
     return judge_formula(
         function, FORMULA_VARIABLES, _fresh_points(v),
         lambda point: tp_bytes_per_rank(*(int(point[k]) for k in FORMULA_VARIABLES)),
-        _formula_mistakes(), source="pplab's counts (pplab.parallel_formulas)", verb="counts",
+        _formula_mistakes(), source="pplab's counts (pplab.formulas.parallel)", verb="counts",
         unit="bytes", tolerance=1e-9)
 
 

@@ -25,9 +25,9 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .checking import PLACEHOLDER_LEARNER, Verdict, judge_part, label_answers
-from .core import EXERCISES, BadAnswer, Exercise, get_exercise, learner_key
-from .schedule_lab import CodingLab, check_file
+from pplab.exercises.checking import PLACEHOLDER_LEARNER, Verdict, judge_part, label_answers
+from pplab.exercises.core import EXERCISES, BadAnswer, Exercise, get_exercise, learner_key
+from pplab.exercises.schedule_lab import CodingLab, check_file
 
 MAX_SUBMISSION_BYTES = 2**20
 MAX_FILES = 2000

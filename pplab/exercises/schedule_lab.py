@@ -30,8 +30,11 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..cost_model import CostModel
-from ..schedules import (
+from pplab.exercises import lab_runner
+from pplab.exercises.checking import PLACEHOLDER_LEARNER, Verdict
+from pplab.exercises.core import BadAnswer, course_key, learner_key, register, variant_seed
+from pplab.exercises.judging import simulated
+from pplab.schedules import (
     BACKWARD_INPUT,
     BACKWARD_WEIGHT,
     FORWARD,
@@ -42,12 +45,9 @@ from ..schedules import (
     parse_action,
     validate,
 )
-from ..simulator import simulate
-from ..timeline import metrics
-from . import lab_runner
-from .checking import PLACEHOLDER_LEARNER, Verdict
-from .core import BadAnswer, course_key, learner_key, register, variant_seed
-from .judging import simulated
+from pplab.sim.cost_model import CostModel
+from pplab.sim.simulator import simulate
+from pplab.timeline import metrics
 
 # part key (the schedule family) -> (function the learner writes, label)
 TARGETS = {"gpipe": ("gpipe", "GPipe"), "1f1b": ("one_f_one_b", "1F1B"),
@@ -291,7 +291,7 @@ def preview(function: Callable, p: int, m: int, cost: CostModel | None = None):
     except ValueError as error:
         print(f"your order at p = {p}, m = {m} cannot run: {error}")
         return None
-    from ..charts import gantt
+    from pplab.charts import gantt
 
     name = getattr(function, "__name__", "yours")
     return gantt(simulate(schedule, cost or CostModel()), title=f"your {name}, p={p} m={m} "

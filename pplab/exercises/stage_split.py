@@ -2,7 +2,7 @@
 
 Three parts, with the learner's own layers, stages, microbatches and costs: (a) the slowest
 stage of the split whose simulated 1F1B step is shortest, checked by searching every split at
-check time (``pplab.stage_split``) and simulating the learner's claim; (b) which stage of
+check time (``pplab.teaching.stage_split``) and simulating the learner's claim; (b) which stage of
 another pipeline, cut unevenly, holds the most activation memory under 1F1B, from the
 simulator's count of microbatches held times what one microbatch saves on each stage; (c)
 stage 0's activation memory over stage i's under 1F1B as a formula, against the simulator at
@@ -18,15 +18,8 @@ from __future__ import annotations
 
 import random
 
-from ..plan import split_layers
-from ..stage_split import (
-    LayerCosts,
-    best_bottlenecks,
-    best_split,
-    fastest_with_bottleneck,
-    min_bottleneck,
-)
-from .core import (
+from pplab.engine.request import split_layers
+from pplab.exercises.core import (
     ChoicePart,
     Exercise,
     FormulaPart,
@@ -37,7 +30,14 @@ from .core import (
     same_number,
     wrong,
 )
-from .judging import judge_formula, simulated
+from pplab.exercises.judging import judge_formula, simulated
+from pplab.teaching.stage_split import (
+    LayerCosts,
+    best_bottlenecks,
+    best_split,
+    fastest_with_bottleneck,
+    min_bottleneck,
+)
 
 CHOICES = ("stage-0", "stage-1", "last-stage")
 _FRESH_POINTS = 8

@@ -17,10 +17,19 @@ from __future__ import annotations
 
 import random
 
-from ..schedules import build
-from ..schedules.pipedream import steady_delay, versions_held
-from .core import ChoicePart, Exercise, FormulaPart, NumberPart, Variant, register, right, wrong
-from .judging import judge_formula
+from pplab.exercises.core import (
+    ChoicePart,
+    Exercise,
+    FormulaPart,
+    NumberPart,
+    Variant,
+    register,
+    right,
+    wrong,
+)
+from pplab.exercises.judging import judge_formula
+from pplab.schedules import build
+from pplab.schedules.pipedream import steady_delay, versions_held
 
 LABELS = {"pipedream": "PipeDream", "pipedream-2bw": "PipeDream-2BW"}
 _FRESH_POINTS = 6

@@ -14,8 +14,7 @@ from __future__ import annotations
 import random
 from fractions import Fraction
 
-from ..cost_model import CostModel
-from .core import (
+from pplab.exercises.core import (
     ChoicePart,
     Exercise,
     FormulaPart,
@@ -26,7 +25,8 @@ from .core import (
     same_number,
     wrong,
 )
-from .judging import idle_per_rank, judge_formula, simulated
+from pplab.exercises.judging import idle_per_rank, judge_formula, simulated
+from pplab.sim.cost_model import CostModel
 
 COSTS = (1, 1.5, 2, 2.5, 3, 4)
 _FRESH_POINTS = 10

@@ -20,11 +20,11 @@ The modules, in the order a step is estimated:
     PRESET_CLUSTERS['dgx-a100-80gb'].with_nodes(512), 1536); print(r.best.describe())"
 """
 
-from .estimate import SCHEDULES, evaluate
-from .explain import Comparison, compare, explain
-from .flops import RECOMPUTE, hardware_flops, model_flops
-from .memory import StageMemory, in_flight, layer_activation_bytes
-from .presets import (
+from pplab.planner.estimate import SCHEDULES, evaluate
+from pplab.planner.explain import Comparison, compare, explain
+from pplab.planner.flops import RECOMPUTE, hardware_flops, model_flops
+from pplab.planner.memory import StageMemory, in_flight, layer_activation_bytes
+from pplab.planner.presets import (
     KORTHIKANTI_TABLE5,
     MEGATRON_TABLE1,
     MEGATRON_TABLE2,
@@ -34,11 +34,11 @@ from .presets import (
     cluster_preset,
     model_preset,
 )
-from .results import Candidate, Exclusion, Layout, StepTime, Traffic
-from .search import NoFeasiblePlan, PlanResult, plan
-from .spec_files import PlanSpec, load_spec
-from .specs import MATMUL_EFFICIENCY, ClusterSpec, ModelSpec
-from .timing import pipeline_events
+from pplab.planner.results import Candidate, Exclusion, Layout, StepTime, Traffic
+from pplab.planner.search import NoFeasiblePlan, PlanResult, plan
+from pplab.planner.spec_files import PlanSpec, load_spec
+from pplab.planner.specs import MATMUL_EFFICIENCY, ClusterSpec, ModelSpec
+from pplab.planner.timing import pipeline_events
 
 __all__ = [
     "ModelSpec", "ClusterSpec", "PlanSpec", "load_spec", "MATMUL_EFFICIENCY",

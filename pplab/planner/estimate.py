@@ -16,13 +16,12 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from .. import formulas
-from ..cost_model import CostModel
-from ..parallel_formulas import ring_wire_bytes
-from . import flops
-from .memory import stage_memories
-from .results import Candidate, Layout, StepTime, Traffic
-from .specs import (
+from pplab.formulas import pipeline as formulas
+from pplab.formulas.parallel import ring_wire_bytes
+from pplab.planner import flops
+from pplab.planner.memory import stage_memories
+from pplab.planner.results import Candidate, Layout, StepTime, Traffic
+from pplab.planner.specs import (
     MAX_GLOBAL_BATCH,
     MAX_NODES,
     TERA,
@@ -31,7 +30,7 @@ from .specs import (
     check_global_batch,
     check_whole,
 )
-from .timing import (
+from pplab.planner.timing import (
     PipelineCosts,
     dp_allreduce_seconds,
     dp_crosses_nodes,
@@ -39,6 +38,7 @@ from .timing import (
     pipeline_time,
     stage_links,
 )
+from pplab.sim.cost_model import CostModel
 
 SCHEDULES = ("gpipe", "1f1b", "interleaved-1f1b", "zb-h1")
 MAX_PLANNED_PP = 256  # deeper pipelines make the simulated step too long to plan with
@@ -129,7 +129,8 @@ def _pipeline_bound(layout: Layout, costs: PipelineCosts) -> float:
     """Seconds no simulation of this pipeline can beat, known without simulating.
 
     Three bounds, the largest taken. The busiest rank's work. The closed-form makespan of
-    equal stages and free messages (``pplab.formulas``): the simulated stages are no shorter,
+    equal stages and free messages (``pplab.formulas.pipeline``): the simulated stages are no
+    shorter,
     messages no faster, and a makespan never shrinks when a duration grows. And for the
     1F1B family one path through the dependencies: microbatch 0's forward down the first
     chunks of ranks 0 to p-2, all of the last rank's work, the last backward back up, with

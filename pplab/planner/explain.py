@@ -15,9 +15,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .results import Candidate, json_safe
-from .search import PlanResult
-from .specs import GB, GIB
+from pplab.planner.results import Candidate, json_safe
+from pplab.planner.search import PlanResult
+from pplab.planner.specs import GB, GIB
 
 SAME = 0.005  # step times within 0.5 % count as a tie
 SECOND = 0.3  # a second reason is named when it weighs at least this share of the first

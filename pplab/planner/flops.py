@@ -24,8 +24,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ..parallel_formulas import ring_wire_bytes
-from .specs import ClusterSpec, ModelSpec
+from pplab.formulas.parallel import ring_wire_bytes
+from pplab.planner.specs import ClusterSpec, ModelSpec
 
 RECOMPUTE = ("none", "selective", "full")
 

@@ -24,10 +24,10 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
-from .. import formulas
-from ..parallel_formulas import block_parameters
-from .flops import check_recompute
-from .specs import GIB, ModelSpec
+from pplab.formulas import pipeline as formulas
+from pplab.formulas.parallel import block_parameters
+from pplab.planner.flops import check_recompute
+from pplab.planner.specs import GIB, ModelSpec
 
 DROPOUT_MASK_BYTES = 1  # one byte per element, whatever the training precision
 LOGITS_BYTES = 4  # the cross-entropy keeps its logits in fp32 (Korthikanti Sec. 4.3)

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
-from .specs import ClusterSpec, ModelSpec
+from pplab.planner.specs import ClusterSpec, ModelSpec
 
 NARAYANAN = "Narayanan et al., SC 2021 (arXiv:2104.04473)"
 KORTHIKANTI = "Korthikanti et al. 2022 (arXiv:2205.05198)"

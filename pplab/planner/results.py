@@ -12,8 +12,8 @@ from __future__ import annotations
 import math
 from dataclasses import asdict, dataclass, fields
 
-from .memory import StageMemory
-from .specs import GIB
+from pplab.planner.memory import StageMemory
+from pplab.planner.specs import GIB
 
 
 def json_safe(value: object) -> object:
@@ -101,7 +101,7 @@ class Candidate:
 
     ``bubble_fraction`` is the simulated pipeline's idle share (the lab's definition: idle
     rank-time over ranks x makespan, exposed messages included); ``bubble_closed_form`` the
-    schedule's formula for equal stages and free messages (``pplab.formulas``), or None.
+    schedule's formula for equal stages and free messages (``pplab.formulas.pipeline``), or None.
     ``tflops_per_gpu`` counts executed FLOPs, recomputation included, as Megatron-LM's
     Table 1 does; ``mfu`` counts model FLOPs only (Korthikanti et al. 2022, Sec. 6.3).
     """

@@ -21,16 +21,16 @@ import bisect
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
-from .estimate import (
+from pplab.planner.estimate import (
     SCHEDULES,
     estimate_layout,
     grid_problem,
     layout_problem,
     time_layout,
 )
-from .flops import RECOMPUTE
-from .results import Candidate, Exclusion, Layout, json_safe
-from .specs import (
+from pplab.planner.flops import RECOMPUTE
+from pplab.planner.results import Candidate, Exclusion, Layout, json_safe
+from pplab.planner.specs import (
     GIB,
     MAX_GPUS_PER_NODE,
     MAX_NODES,

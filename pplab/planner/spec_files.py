@@ -30,8 +30,8 @@ import tomllib
 from dataclasses import MISSING, dataclass, fields, replace
 from pathlib import Path
 
-from .presets import cluster_preset, model_preset
-from .specs import ClusterSpec, ModelSpec, check_global_batch
+from pplab.planner.presets import cluster_preset, model_preset
+from pplab.planner.specs import ClusterSpec, ModelSpec, check_global_batch
 
 MAX_SPEC_BYTES = 1 << 20  # a spec is a few lines; anything bigger is the wrong file
 

@@ -17,7 +17,7 @@ from __future__ import annotations
 import math
 from dataclasses import asdict, dataclass, replace
 
-from ..parallel_formulas import block_parameters
+from pplab.formulas.parallel import block_parameters
 
 GIB = 2**30
 GB = 10**9

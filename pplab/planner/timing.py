@@ -27,11 +27,11 @@ from functools import lru_cache
 
 import pandas as pd
 
-from ..cost_model import CostModel
-from ..schedules import build
-from ..simulator import simulate
-from .flops import LayerTimes, layer_times, logits_seconds
-from .specs import ClusterSpec, ModelSpec
+from pplab.planner.flops import LayerTimes, layer_times, logits_seconds
+from pplab.planner.specs import ClusterSpec, ModelSpec
+from pplab.schedules import build
+from pplab.sim.cost_model import CostModel
+from pplab.sim.simulator import simulate
 
 EXTEND_FROM = 2  # simulate 2p and 3p microbatches, extend to m
 MIN_MESSAGE = 1e-12  # a message shorter than this share of a forward is free

@@ -1,15 +1,15 @@
 """The schedule language: actions, schedules, the registry of families, validation, CSV.
 
-``pplab.schedules.search`` (the memory-bounded search) is imported on its own: it simulates,
+``pplab.sim.search`` (the memory-bounded search) is imported on its own: it simulates,
 so it needs the cost model and the simulator, which themselves import this package.
 """
 
 # isort: off
 # Imported for their @register side effect, in the order `pplab schedules` lists them.
-from . import simple, interleaved, zero_bubble, pipedream  # noqa: F401
-from . import looped_bfs, interleaved_zero_bubble, zero_bubble_v, dualpipe  # noqa: F401
+from pplab.schedules import simple, interleaved, zero_bubble, pipedream  # noqa: F401
+from pplab.schedules import looped_bfs, interleaved_zero_bubble, zero_bubble_v, dualpipe  # noqa: F401
 # isort: on
-from .actions import (
+from pplab.schedules.actions import (
     BACKWARD_INPUT,
     BACKWARD_WEIGHT,
     COMPUTE_KINDS,
@@ -25,9 +25,9 @@ from .actions import (
     parse_action,
     weight_versions,
 )
-from .csv_io import read_csv, schedule_from_csv_text, schedule_to_csv_text, write_csv
-from .registry import SCHEDULES, build, depth_from_flags
-from .validate import ScheduleError, step_grid, validate
+from pplab.schedules.csv_io import read_csv, schedule_from_csv_text, schedule_to_csv_text, write_csv
+from pplab.schedules.registry import SCHEDULES, build, depth_from_flags
+from pplab.schedules.validate import ScheduleError, step_grid, validate
 
 __all__ = [
     "Action", "OverlapPair", "AnyAction", "Schedule", "SCHEDULES", "ScheduleError", "build",

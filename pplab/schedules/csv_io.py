@@ -18,9 +18,9 @@ import os
 import re
 from pathlib import Path
 
-from .. import limits
-from ..atomic_files import write_text_atomic
-from .actions import AnyAction, Schedule, parse_action
+from pplab import limits
+from pplab.runs.atomic_files import write_text_atomic
+from pplab.schedules.actions import AnyAction, Schedule, parse_action
 
 # The non-compute kinds of torch.distributed.pipelining's _action_regex.
 _PYTORCH_NON_COMPUTE = re.compile(

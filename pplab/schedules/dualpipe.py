@@ -28,7 +28,7 @@ from __future__ import annotations
 
 from collections import deque
 
-from .actions import (
+from pplab.schedules.actions import (
     BACKWARD_INPUT,
     BACKWARD_WEIGHT,
     FORWARD,
@@ -38,8 +38,8 @@ from .actions import (
     OverlapPair,
     Schedule,
 )
-from .registry import register
-from .zero_bubble_v import v_shape, v_stages
+from pplab.schedules.registry import register
+from pplab.schedules.zero_bubble_v import v_shape, v_stages
 
 
 @register(

@@ -8,8 +8,8 @@ work, so the fill and drain shrink by V at the cost of V times more messages.
 
 from __future__ import annotations
 
-from .actions import FORWARD, FULL_BACKWARD, Action, Schedule
-from .registry import register
+from pplab.schedules.actions import FORWARD, FULL_BACKWARD, Action, Schedule
+from pplab.schedules.registry import register
 
 
 def _chunk_and_microbatch(k: int, pp_size: int, num_chunks: int) -> tuple[int, int]:

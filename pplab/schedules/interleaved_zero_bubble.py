@@ -15,8 +15,8 @@ from __future__ import annotations
 
 from collections import defaultdict, deque
 
-from .actions import BACKWARD_INPUT, BACKWARD_WEIGHT, FORWARD, Action, Schedule
-from .registry import register
+from pplab.schedules.actions import BACKWARD_INPUT, BACKWARD_WEIGHT, FORWARD, Action, Schedule
+from pplab.schedules.registry import register
 
 
 def microbatch_rounds(name: str, pp_size: int, num_microbatches: int) -> int:

@@ -13,8 +13,8 @@ suits data-parallel sharding, where weights gathered once per chunk serve every 
 
 from __future__ import annotations
 
-from .actions import FORWARD, FULL_BACKWARD, Action, Schedule
-from .registry import register
+from pplab.schedules.actions import FORWARD, FULL_BACKWARD, Action, Schedule
+from pplab.schedules.registry import register
 
 
 @register(

@@ -31,9 +31,15 @@ from __future__ import annotations
 
 from collections import Counter
 
-from .actions import BACKWARD_WEIGHT, FORWARD, FULL_BACKWARD, Schedule, weight_versions
-from .registry import register
-from .simple import one_f_one_b_order
+from pplab.schedules.actions import (
+    BACKWARD_WEIGHT,
+    FORWARD,
+    FULL_BACKWARD,
+    Schedule,
+    weight_versions,
+)
+from pplab.schedules.registry import register
+from pplab.schedules.simple import one_f_one_b_order
 
 DEFAULT_STEPS = 3
 TWO_BW_LAG_STEPS = 1  # 2BW's gradient is one version old on every stage

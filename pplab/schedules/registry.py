@@ -6,7 +6,7 @@ and returns a ``Schedule``. ``pp_size`` is the pipeline depth P (ranks of one pi
 model stages (V is 1 except for looped placements, and 2 for the V-shaped ones). Adding a
 family means writing one builder and decorating it with ``@register``; no executor changes.
 
-    python -m pplab.cli schedules
+    python -m pplab schedules
 """
 
 from __future__ import annotations
@@ -14,8 +14,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from ..limits import check_schedule_size
-from .actions import Schedule
+from pplab.limits import check_schedule_size
+from pplab.schedules.actions import Schedule
 
 Builder = Callable[..., Schedule]
 

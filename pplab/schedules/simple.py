@@ -5,8 +5,8 @@
 
 from __future__ import annotations
 
-from .actions import FORWARD, FULL_BACKWARD, Action, Schedule
-from .registry import register
+from pplab.schedules.actions import FORWARD, FULL_BACKWARD, Action, Schedule
+from pplab.schedules.registry import register
 
 
 def _one_stage_per_rank(name: str, orders: dict[int, list[Action]], num_microbatches: int):

@@ -19,8 +19,8 @@ from __future__ import annotations
 
 from collections import Counter
 
-from .. import limits
-from .actions import (
+from pplab import limits
+from pplab.schedules.actions import (
     BACKWARD_INPUT,
     BACKWARD_WEIGHT,
     COMPUTE_KINDS,

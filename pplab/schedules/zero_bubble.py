@@ -22,8 +22,8 @@ from __future__ import annotations
 
 from collections import deque
 
-from .actions import BACKWARD_INPUT, BACKWARD_WEIGHT, FORWARD, Action, Schedule
-from .registry import register
+from pplab.schedules.actions import BACKWARD_INPUT, BACKWARD_WEIGHT, FORWARD, Action, Schedule
+from pplab.schedules.registry import register
 
 _PAPER = "Zero Bubble Pipeline Parallelism, Qi et al., ICLR 2024, arXiv:2401.10241"
 

@@ -14,8 +14,8 @@ from __future__ import annotations
 
 from collections import defaultdict
 
-from .actions import BACKWARD_INPUT, BACKWARD_WEIGHT, FORWARD, Action, Schedule
-from .registry import register
+from pplab.schedules.actions import BACKWARD_INPUT, BACKWARD_WEIGHT, FORWARD, Action, Schedule
+from pplab.schedules.registry import register
 
 
 def v_shape(pp_size: int) -> tuple[int, ...]:

@@ -1,0 +1,156 @@
+"""Predicting a recorded run from its own schedule, on the measured run's time axis.
+
+To put a prediction over a measurement, the run's schedule is replayed on the costs fitted
+from the run itself (``pplab.calibration``: every stage's work, the links, the overhead
+around each action, the step's tail, the sharing of cores), so what differs is what the
+model misses, and the Runs page says which part. One step is shown over its window, from
+its first forward to its last optimizer step, as the prediction is. The median forward
+(``calibrated_cost``) also gives a cost unit its length in seconds, so a simulated
+configuration can share a time axis with a recorded run.
+
+    python -c "from pplab.runs.run_dirs import load_run; from pplab.calibration.run_prediction \
+    import \
+predicted_for; print(predicted_for(load_run('data/runs/1f1b-p4m8'), 1)[0].head())"
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import pandas as pd
+
+from pplab.runs.run_dirs import Run
+from pplab.schedules import (
+    BACKWARD_INPUT,
+    BACKWARD_WEIGHT,
+    FORWARD,
+    FULL_BACKWARD,
+    build,
+    schedule_from_csv_text,
+)
+from pplab.schedules.actions import Schedule
+from pplab.sim.simulator import CostModel
+from pplab.timeline import OPTIM_KIND
+
+MAX_REPLAY_ACTIONS = 200_000  # a foreign meta.json must not make the lab simulate for hours
+
+
+def schedule_of(run: Run) -> Schedule:
+    """The schedule a run executed, from the CSV its metadata keeps (or rebuilt by name)."""
+    schedule = run.metadata.get("schedule")
+    if not isinstance(schedule, dict):
+        raise ValueError(f"{run.path.name}: meta.json has no 'schedule' object")
+    name = str(schedule.get("name", "custom"))
+    # A CSV keeps the exact order, but not an asynchronous family's update rule: those are
+    # rebuilt from their sizes.
+    if schedule.get("csv") and not schedule.get("is_async"):
+        replay = schedule_from_csv_text(str(schedule["csv"]), name=name)
+        actions = sum(len(order) for order in replay.actions.values())
+        if actions > MAX_REPLAY_ACTIONS:
+            raise ValueError(f"{run.path.name}: its schedule of {actions:,} actions is too big to "
+                             f"replay here (limit {MAX_REPLAY_ACTIONS:,})")
+        return replay
+    try:
+        depth = int(schedule["pp_size"])
+        microbatches = int(schedule["num_microbatches"])
+        chunks = int(schedule.get("num_chunks") or 1)
+        steps = int(schedule.get("num_steps") or 1)
+    except KeyError as error:
+        raise ValueError(f"{run.path.name}: meta.json schedule lacks {error}") from None
+    except (TypeError, ValueError):
+        raise ValueError(f"{run.path.name}: meta.json schedule sizes are not whole numbers: "
+                         f"{schedule}") from None
+    options = {"num_steps": steps} if schedule.get("is_async") else {}
+    if depth * microbatches * chunks * steps > MAX_REPLAY_ACTIONS:
+        raise ValueError(f"{run.path.name}: {depth} ranks x {microbatches} microbatches x "
+                         f"{chunks} chunks x {steps} steps is too big to replay here "
+                         f"(limit {MAX_REPLAY_ACTIONS:,})")
+    return build(name, depth, microbatches, chunks, **options)
+
+
+def one_step(events: pd.DataFrame, step: int) -> pd.DataFrame:
+    """The events of one training step over its window, from time 0 at its first forward.
+
+    Ranks do not wait for each other between steps, so a rank that finished the previous
+    step early posts its first receive before the step's first forward; those events are
+    cut to the window (``pplab.calibration.measure``), as a prediction starts them at 0. A
+    step without any computation is shown from its first event.
+    """
+    from pplab.calibration.measure import clip, window
+
+    part = events[events["step"] == step]
+    if part.empty:
+        steps = sorted(int(s) for s in events["step"].unique())
+        raise ValueError(f"step {step} is not in this run; it has steps {steps[0]}..{steps[-1]}")
+    try:
+        span = window(part)
+    except ValueError:
+        span = (float(part["start"].min()), float(part["end"].max()))
+    return clip(part, span)
+
+
+def calibrated_cost(events: pd.DataFrame) -> CostModel:
+    """A CostModel in seconds: each kind's median measured duration (latency left at 0)."""
+    durations = (events["end"] - events["start"]).groupby(events["kind"]).median()
+    defaults = CostModel()
+
+    def pick(kind: str, fallback: float) -> float:
+        value = durations.get(kind)
+        return float(value) if value is not None and value > 0 else fallback
+
+    forward = pick(FORWARD, 0.0)
+    if forward <= 0:
+        raise ValueError("the run has no measured forward (F) events that took time, so "
+                         "there is nothing to calibrate from")
+    ratio = forward / defaults.forward
+    return CostModel(
+        forward=forward,
+        backward=pick(FULL_BACKWARD, defaults.backward * ratio),
+        backward_input=pick(BACKWARD_INPUT, defaults.backward_input * ratio),
+        backward_weight=pick(BACKWARD_WEIGHT, defaults.backward_weight * ratio),
+        optimizer=pick(OPTIM_KIND, 0.0),
+    )
+
+
+def per_rank_share(cost: CostModel, num_chunks: int) -> CostModel:
+    """Costs of a rank's whole share from the costs of one chunk.
+
+    An interleaved run measures a chunk, which is 1/V of a rank's share; the simulator's
+    costs are per rank's share (it divides by V itself), so measured costs are scaled by V.
+    """
+    if num_chunks <= 1:
+        return cost
+    return replace(cost, forward=cost.forward * num_chunks, backward=cost.backward * num_chunks,
+                   backward_input=cost.backward_input * num_chunks,
+                   backward_weight=cost.backward_weight * num_chunks)
+
+
+def seconds_per_cost_unit(events: pd.DataFrame, num_chunks: int = 1) -> float:
+    """How long one cost unit (one stage's forward of a rank's share, F = 1) lasted in a
+    measured run: its median forward, times V for an interleaved run. ValueError if the run
+    has no forward that took time."""
+    forward = per_rank_share(calibrated_cost(events), num_chunks).forward
+    return forward / CostModel().forward
+
+
+def in_seconds(events: pd.DataFrame, seconds_per_unit: float) -> pd.DataFrame:
+    """Predicted events in cost units, redrawn in seconds at ``seconds_per_unit``."""
+    return events.assign(start=events["start"] * seconds_per_unit,
+                         end=events["end"] * seconds_per_unit)
+
+
+def predicted_for(run: Run, step: int) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(predicted, measured) events of one step, both in seconds from the step's first
+    forward: the run's calibrated replay (``pplab.calibration``) and the measured step.
+
+    The predicted table has one row per pipeline position (rank = pp coordinate); the
+    measured one keeps the global ranks of the run.
+    ``pplab.calibration.run_views.pipeline_view`` picks one tp/dp replica of it, with the same
+    rows as the prediction.
+    """
+    from pplab.calibration import calibration_for, replay
+    from pplab.classroom.passcode import in_classroom
+
+    schedule_of(run)  # a schedule too big to replay is refused before any fitting
+    measured = one_step(run.events, step)
+    return replay(run, calibration_for(run, save=not in_classroom())).events, measured

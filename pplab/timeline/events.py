@@ -1,0 +1,88 @@
+"""The Event table: one row per thing a rank did, from either executor.
+
+Every chart, metric, export, lesson and app page reads this table and does not care whether
+the simulator predicted it or the engine measured it.
+
+Columns (times in seconds from the start of the run, on a clock shared by all ranks):
+
+    rank        int   the process that did it
+    stage       int   the model stage (-1 when the event is not about one stage)
+    kind        str   F, B, I, W (compute); send, recv, wait, allreduce (communication);
+                      optim (optimizer step)
+    microbatch  int   -1 when not about one microbatch
+    step        int   training step the event belongs to
+    start, end  float seconds (the simulator's cost units when source is "simulated")
+    source      str   "simulated" or "measured"
+    version     int   weight version a compute event used (-1 when unknown)
+    peer        int   the other rank of a send/recv (-1 otherwise)
+    bytes       int   bytes moved by a communication event (0 otherwise)
+    detail      str   free text, e.g. which collective ("tp f", "dp grads")
+
+Metrics over the table are in ``pplab.timeline.metrics``, the Chrome-trace and CSV exports
+in ``pplab.timeline.trace``; run directories (the table saved as Parquet beside its
+metadata) in ``pplab.runs.run_dirs``.
+
+    pplab simulate --schedule 1f1b --pp 4 --microbatches 8 --trace /tmp/1f1b.json
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+
+import pandas as pd
+
+from pplab.schedules.actions import COMPUTE_KINDS
+
+COMPUTE_EVENT_KINDS = COMPUTE_KINDS  # the schedule's action kinds are the compute events
+COMM_EVENT_KINDS = ("send", "recv", "allreduce")
+WAIT_KIND = "wait"
+OPTIM_KIND = "optim"
+BUSY_KINDS = COMPUTE_EVENT_KINDS + (OPTIM_KIND,)
+# pplab.engine.tensor_parallel records its collectives as "tp f" and "tp g" all-reduces; they
+# run inside F and B, which the timeline draws (and ``busy`` counts) as computing.
+TP_DETAIL_PREFIX = "tp "
+SPLIT_KEYS = ("compute", "tp_allreduce", "optimizer")  # busy = their sum, per rank
+
+EVENT_COLUMNS: dict[str, str] = {
+    "rank": "int64",
+    "stage": "int64",
+    "kind": "string",
+    "microbatch": "int64",
+    "step": "int64",
+    "start": "float64",
+    "end": "float64",
+    "source": "string",
+    "version": "int64",
+    "peer": "int64",
+    "bytes": "int64",
+    "detail": "string",
+}
+EVENT_DEFAULTS: dict[str, object] = {
+    "stage": -1, "microbatch": -1, "step": 0, "version": -1, "peer": -1, "bytes": 0, "detail": "",
+}
+
+
+def events_frame(rows: Iterable[Mapping[str, object]] = ()) -> pd.DataFrame:
+    """Build an Event table from dict rows, filling defaults and fixing column types."""
+    frame = pd.DataFrame(list(rows), columns=list(EVENT_COLUMNS))
+    for column, default in EVENT_DEFAULTS.items():
+        values = frame[column].astype(object)  # an all-missing column is float; "" must fit
+        frame[column] = values.where(values.notna(), default)
+    missing = [c for c in ("rank", "kind", "start", "end", "source") if frame[c].isna().any()]
+    if missing:
+        raise ValueError(f"events are missing required values in columns {missing}")
+    return frame.astype(EVENT_COLUMNS).reset_index(drop=True)
+
+
+def events_from_columns(columns: Mapping[str, Sequence[object]]) -> pd.DataFrame:
+    """Build an Event table from whole columns: the fast path for tens of thousands of rows."""
+    length = len(columns["rank"])
+    data = {}
+    for column in EVENT_COLUMNS:
+        if column in columns:
+            data[column] = columns[column]
+        elif column in EVENT_DEFAULTS:
+            data[column] = [EVENT_DEFAULTS[column]] * length
+        else:
+            raise ValueError(f"events are missing the required column {column!r}")
+    return pd.DataFrame(data).astype(EVENT_COLUMNS)
