@@ -11,6 +11,7 @@ import socket
 import subprocess
 import sys
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -430,11 +431,12 @@ def test_a_saved_simulation_is_not_listed_as_a_measured_run(tmp_path):
 
 
 def test_a_recorded_schedule_csv_too_big_to_replay_is_refused(tmp_path, monkeypatch):
+    from pplab import limits
     from pplab.calibration import run_prediction
 
     run = run_dirs.load_run(write_run(tmp_path / "run"))  # 1f1b p=2 m=4: 16 actions
     assert run_prediction.schedule_of(run).num_microbatches == 4
-    monkeypatch.setattr(run_prediction, "MAX_REPLAY_ACTIONS", 15)
+    monkeypatch.setattr(limits, "MAX_REPLAY_ACTIONS", 15)
     with pytest.raises(ValueError, match="16 actions is too big to replay"):
         run_prediction.schedule_of(run)
 
@@ -503,16 +505,46 @@ def app_module(name: str):
         sys.path.remove(str(ROOT / "app"))
 
 
-def test_training_is_one_at_a_time_and_stopped_at_its_timeout(tmp_path):
-    from pplab.classroom import training_jobs as training
+# A stand-in for ``pplab train`` that never ends: it starts a child of its own (as train
+# starts ranks), writes both process ids, reports a start and waits to be stopped.
+ENDLESS_TRAIN = """
+import json, subprocess, sys, time
+child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)"])
+open(sys.argv[1], "w").write(json.dumps([__import__("os").getpid(), child.pid]))
+print(json.dumps({"event": "started", "started": 1, "ranks": 1}), flush=True)
+time.sleep(600)
+"""
 
+
+def test_training_is_one_at_a_time_and_stopped_at_its_timeout_with_its_children(tmp_path,
+                                                                               monkeypatch):
+    from pplab.classroom import training_jobs as training
+    from pplab.engine.supervisor import process_state
+
+    pids = tmp_path / "pids.json"
+    monkeypatch.setattr(training, "train_command", lambda request, out: [
+        sys.executable, "-c", ENDLESS_TRAIN, str(pids)])
     request = training.TrainRequest("1f1b", 2, 2, 1, 200, 2, 4)
     with training._ONE_RUN:
         with pytest.raises(training.TrainingError, match="another run is in progress"):
             training.train(request, str(tmp_path / "a"), lambda message: None)
+    assert not pids.exists()  # refused before anything started
+    # The job's clock stands still until the run has reported its start, then jumps past the
+    # timeout: the timeout strikes a run that has started, however slowly the machine runs.
+    clock = {"now": 0.0}
+    monkeypatch.setattr(training, "time", SimpleNamespace(monotonic=lambda: clock["now"]))
+
+    def started(message):
+        heard.append(message)
+        clock["now"] += 2.0
+
+    heard = []
     with pytest.raises(training.TrainingError, match="longer than 1 s and was stopped"):
-        training.train(request, str(tmp_path / "b"), lambda message: None, timeout=1)
-    assert not (tmp_path / "b").exists()
+        training.train(request, str(tmp_path / "b"), started, timeout=1)
+    assert heard == [{"event": "started", "started": 1, "ranks": 1}]
+    # The whole process group went: the run and the process it started (an exited orphan
+    # may linger as a zombie where PID 1 does not reap; it holds nothing).
+    assert all(process_state(pid) in (None, "Z") for pid in json.loads(pids.read_text()))
     assert training._ONE_RUN.acquire(blocking=False)
     training._ONE_RUN.release()
 

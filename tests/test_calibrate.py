@@ -3,8 +3,10 @@
 A simulated timeline of known costs is written the way the engine records one (a send when
 a message leaves, a receive posted, a wait while a receiver is blocked), then fitted: every
 stage's F and B, the link latency and bandwidth, the step's tail and the sharing of cores
-come back exactly, and the replay gives the measured step back. One real short run checks
-the same on processes (marked multiprocess).
+come back exactly, and the replay gives the measured step back. The real runs bundled in
+data/runs are replayed within a bound of their recorded steps (recorded once: the same numbers
+on every machine); one real short run checks that a fresh run calibrates and replays at all
+(marked multiprocess), with no bound on how close, which would depend on the machine's load.
 
     pytest -q tests/test_calibrate.py
 """
@@ -224,14 +226,32 @@ def test_a_run_in_a_folder_that_cannot_be_written_is_calibrated_all_the_same(tmp
     assert not (run.path / CALIBRATION_FILE).exists()
 
 
+@pytest.mark.parametrize("name", ["1f1b-p2m8", "gpipe-p2m8", "interleaved-1f1b-p2v2m8",
+                                  "1f1b-p4m8", "gpipe-p4m8", "zb-h1-p4m8", "pipedream-p4m8"])
+def test_a_bundled_real_run_is_replayed_within_its_bound_of_the_measured_step(name):
+    """Real runs recorded once (scripts/regenerate_bundled.py), fitted and replayed here.
+
+    Two ranks had a core each: the replay is within 5 %. Four ranks shared two cores: the
+    sharing model is coarser, within 15 % (README, predict_accuracy.py's table 3a)."""
+    from pplab.runs.resources import bundled_runs_dir
+
+    run = run_dirs.load_run(bundled_runs_dir() / name)
+    calibration = fit(run)  # fitted afresh: the bundled calibration.json is not rewritten
+    prediction = replay(run, calibration)
+    bound = 0.05 if run.metadata["pp_size"] == 2 else 0.15
+    assert abs(prediction.error) < bound, (name, prediction.error)
+    assert prediction.step_time == pytest.approx(calibration.measured.step_time, rel=bound)
+
+
 @pytest.mark.multiprocess
-def test_a_real_short_run_is_replayed_within_a_quarter_of_its_step(tmp_path):
+def test_a_real_short_run_is_calibrated_saved_and_replayed(tmp_path):
     """A real 1f1b run on 2 processes, replayed from its own calibration.
 
-    The benchmark (benchmarks/predict_accuracy.py) holds the bar of 5 %; here, on a machine
-    that other tests load at the same time, the tolerance is wide (25 %) and only relative:
-    the replay must be of the right size and not wildly off, whatever the machine's speed.
+    How close the replay comes depends on what else the machine runs meanwhile: the bound
+    is checked on the bundled runs above and by benchmarks/predict_accuracy.py, not here.
     """
+    import math
+
     from pplab.engine.launch import run_training
     from pplab.engine.train_config import TrainConfig
 
@@ -240,7 +260,8 @@ def test_a_real_short_run_is_replayed_within_a_quarter_of_its_step(tmp_path):
     run = run_dirs.load_run(run_training(config).run_dir)
     calibration = calibration_for(run)
     prediction = replay(run, calibration)
-    assert abs(prediction.error) < 0.25, calibration.describe()
+    assert prediction.step_time > 0 and math.isfinite(prediction.step_time)
+    assert math.isfinite(prediction.error), calibration.describe()
     assert set(calibration.compute) == {0, 1} and calibration.links
     assert (run.path / CALIBRATION_FILE).is_file()
     faster = what_if(run, calibration, microbatches=2).step_time

@@ -105,11 +105,29 @@ def test_compare_trains_each_configuration_and_writes_the_table(tmp_path, capsys
 
 
 @pytest.mark.multiprocess
-def test_a_failed_configuration_leaves_no_comparison(tmp_path, capsys):
+def test_a_configuration_that_fails_after_one_that_trained_leaves_no_comparison(
+        tmp_path, capsys, monkeypatch):
+    from dataclasses import replace
+
+    from pplab.engine import launch
+
+    # The second configuration's rank 1 raises the engine's injected fault at step 1: a
+    # failure at a known point, whatever the machine's speed (a tiny timeout would race).
+    train, started = launch.run_training, []
+
+    def second_one_fails(config, progress=None):
+        started.append(config.out)
+        if len(started) == 2:
+            config = replace(config, fault="1:1:raise")
+        return train(config, progress)
+
+    monkeypatch.setattr(launch, "run_training", second_one_fails)
     out = tmp_path / "cmp"
-    assert main(["compare", "1f1b:pp=2,m=2", *TINY, "--timeout", "0.01", "--out", str(out)]) == 1
+    assert main(["compare", "1f1b:pp=2,m=2", "gpipe:pp=2,m=2", *TINY, "--out", str(out)]) == 1
     err = capsys.readouterr().err.strip().splitlines()
-    assert err[-1].startswith("pplab compare: rank") and "no comparison was written" in err[-1]
+    assert err[-1] == ("pplab compare: rank 1 failed: InjectedFault: injected fault on rank 1 "
+                       "at step 1; no comparison was written")
+    assert len(started) == 2  # the first configuration's run was written, then thrown away
     assert list(tmp_path.iterdir()) == []
 
 
