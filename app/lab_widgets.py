@@ -23,6 +23,7 @@ from pplab.runs import run_dirs
 from pplab.schedules import (
     OVERLAP_F_B,
     SCHEDULES,
+    ActionKind,
     Schedule,
     build,
     schedule_from_csv_text,
@@ -128,10 +129,14 @@ def schedule_text(config: SimConfig) -> tuple[str, str]:
 
 # (key, short label, default, step, help): short labels keep narrow columns readable.
 COST_INPUTS = (
-    ("f", "F", 1.0, 0.25, "forward of one microbatch through one stage; F = 1 is the unit"),
-    ("b", "B", 2.0, 0.25, "full backward (input and weight gradients together)"),
-    ("i", "I", 1.0, 0.25, "backward for the input gradient only (zero-bubble schedules)"),
-    ("w", "W", 1.0, 0.25, "backward for the weight gradient only (zero-bubble schedules)"),
+    ("f", ActionKind.FORWARD, 1.0, 0.25,
+     "forward of one microbatch through one stage; F = 1 is the unit"),
+    ("b", ActionKind.FULL_BACKWARD, 2.0, 0.25,
+     "full backward (input and weight gradients together)"),
+    ("i", ActionKind.BACKWARD_INPUT, 1.0, 0.25,
+     "backward for the input gradient only (zero-bubble schedules)"),
+    ("w", ActionKind.BACKWARD_WEIGHT, 1.0, 0.25,
+     "backward for the weight gradient only (zero-bubble schedules)"),
     ("l", "latency", 0.0, 0.05, "time one activation or gradient message takes between ranks"),
     ("o", "optimizer", 0.0, 0.25, "one optimizer step at the end of a training step"),
 )

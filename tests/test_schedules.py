@@ -13,6 +13,7 @@ from pplab.formulas import pipeline as formulas
 from pplab.schedules import (
     SCHEDULES,
     Action,
+    ActionKind,
     OverlapPair,
     Schedule,
     ScheduleError,
@@ -110,6 +111,19 @@ def test_csv_file_round_trip(name, tmp_path):
     if not family.asynchronous:
         assert metrics(simulate(back))["makespan"] == metrics(simulate(schedule))["makespan"]
     assert [p.name for p in tmp_path.iterdir()] == [f"{name}.csv"]
+
+
+def test_action_kinds_survive_csv_as_the_enum_and_still_equal_their_letters():
+    schedule = schedule_from_csv_text("0F0,0F1,0B0,0I1,0W1\n")
+    back = schedule_from_csv_text(schedule_to_csv_text(schedule))
+    assert back.actions == schedule.actions
+    kinds = {action.kind for _, action in back.all_actions()}
+    assert kinds == set(ActionKind)
+    assert all(type(kind) is ActionKind for kind in kinds)
+    # a StrEnum: the letter and the member are one key, printed as the letter
+    assert ActionKind.FORWARD == "F" and {ActionKind.BACKWARD_WEIGHT: 1}["W"] == 1
+    assert str(Action(2, ActionKind.FULL_BACKWARD, 0)) == "2B0"
+    assert Action.parse("2F0") == Action(2, "F", 0)
 
 
 @pytest.mark.parametrize("text, message", [

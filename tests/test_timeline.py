@@ -9,9 +9,16 @@ import pandas as pd
 import pytest
 
 from pplab.runs.run_dirs import RunError, list_runs, load_run, save_run, write_chrome_trace
-from pplab.schedules import build
+from pplab.schedules import ActionKind, build
 from pplab.sim.simulator import CostModel, metadata, simulate
-from pplab.timeline import EVENT_COLUMNS, chrome_trace, events_frame, events_to_csv_text, metrics
+from pplab.timeline import (
+    EVENT_COLUMNS,
+    EventKind,
+    chrome_trace,
+    events_frame,
+    events_to_csv_text,
+    metrics,
+)
 
 
 def _rows():
@@ -178,6 +185,22 @@ def test_events_csv_text():
     assert list(back.columns) == list(EVENT_COLUMNS)
     assert len(back) == len(events)
     assert back["start"].tolist() == events["start"].tolist()
+
+
+def test_event_kinds_round_trip_through_the_table_csv_and_a_run_directory(tmp_path):
+    events = simulate(build("zb-h1", 2, 3), CostModel(latency=0.5))
+    assert set(events["kind"]) >= {EventKind.FORWARD, EventKind.BACKWARD_INPUT,
+                                   EventKind.BACKWARD_WEIGHT, EventKind.SEND}
+    back = pd.read_csv(io.StringIO(events_to_csv_text(events)), keep_default_na=False)
+    assert back["kind"].tolist() == events["kind"].tolist()
+    # the members select rows of a table read back from text, and name its values
+    sends = back[back["kind"] == EventKind.SEND]
+    assert len(sends) == (events["kind"] == "send").sum() > 0
+    assert {EventKind(kind) for kind in back["kind"]} <= set(EventKind)
+    save_run(tmp_path / "run", events_frame(back.to_dict("records")), {"name": "x"})
+    loaded = load_run(tmp_path / "run").events
+    assert loaded["kind"].tolist() == events["kind"].tolist()
+    assert EventKind.FORWARD == ActionKind.FORWARD == "F"
 
 
 def test_peak_with_zero_cost_actions_follows_the_order():

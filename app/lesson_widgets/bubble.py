@@ -7,7 +7,7 @@ import streamlit as st
 
 from app.lesson_widgets.reading import choice, number, whole
 from pplab import charts
-from pplab.schedules import build
+from pplab.schedules import COMPUTE_KINDS, build
 from pplab.sim.cost_model import CostModel
 from pplab.sim.simulator import simulate
 from pplab.timeline import metrics
@@ -20,7 +20,7 @@ SCHEDULES = ("gpipe", "1f1b")
 def idle_at_ends_and_middle(events) -> tuple[float, float]:
     """Idle rank-time before each rank's first and after its last computation (the ends), and
     between them (the middle), summed over ranks."""
-    computing = events[events["kind"].isin(["F", "B", "I", "W"])]
+    computing = events[events["kind"].isin(COMPUTE_KINDS)]
     step_end = float(computing["end"].max())
     ends = middle = 0.0
     for _, row in computing.groupby("rank"):

@@ -33,7 +33,7 @@ from pplab.runs.run_dirs import Run
 from pplab.runs.summary import summarize
 from pplab.schedules.actions import COMPUTE_KINDS
 from pplab.sim.sharing import SharedClock
-from pplab.timeline import OPTIM_KIND, WAIT_KIND
+from pplab.timeline import EventKind
 
 CATEGORIES = ("compute", "communication", "waiting on a dependency", "contention", "overhead")
 
@@ -45,7 +45,7 @@ def measured_parts(events: pd.DataFrame, ranks: list[int], calibration: Calibrat
     sharing = calibration.contention
     if sharing.shared:
         busy = [(int(r.rank), float(r.start), float(r.end)) for r in events.itertuples()
-                if r.kind in COMPUTE_KINDS or r.kind == OPTIM_KIND]
+                if r.kind in COMPUTE_KINDS or r.kind == EventKind.OPTIM]
         clock = SharedClock(busy, sharing.effective_slots or sharing.slots)
     totals = dict.fromkeys(CATEGORIES, 0.0)
     for rank in ranks:
@@ -57,11 +57,11 @@ def measured_parts(events: pd.DataFrame, ranks: list[int], calibration: Calibrat
         work = stretched = talk = waited = 0.0
         for row in top.itertuples(index=False):
             duration = float(row.end - row.start)
-            if row.kind in COMPUTE_KINDS or row.kind == OPTIM_KIND:
+            if row.kind in COMPUTE_KINDS or row.kind == EventKind.OPTIM:
                 alone = clock.alone(float(row.start), float(row.end)) if clock else duration
                 work += alone
                 stretched += duration - alone
-            elif row.kind == WAIT_KIND and row.stage >= 0:
+            elif row.kind == EventKind.WAIT and row.stage >= 0:
                 waited += duration
             else:  # send, recv, allreduce, the drain of sends
                 talk += duration
@@ -88,7 +88,7 @@ def predicted_parts(prediction: Prediction, calibration: Calibration) -> dict[st
         work = stretched = talk = other = 0.0
         for row in mine.itertuples(index=False):
             duration = float(row.end - row.start)
-            if row.kind == OPTIM_KIND:  # the tail: all-reduces and the drain, then the step
+            if row.kind == EventKind.OPTIM:  # the tail: all-reduces and the drain, then the step
                 share = calibration.tail_communication / calibration.tail \
                     if calibration.tail > 0 and not schedule.is_async else 0.0
                 talk += duration * share

@@ -27,9 +27,16 @@ from pplab.calibration.model import Calibration, Contention, LinkFit
 from pplab.calibration.run_prediction import schedule_of
 from pplab.runs.run_dirs import Run
 from pplab.runs.summary import summarize
-from pplab.schedules.actions import BACKWARD_INPUT, COMPUTE_KINDS, FORWARD, FULL_BACKWARD, Schedule
+from pplab.schedules.actions import (
+    BACKWARD_INPUT,
+    BACKWARD_WEIGHT,
+    COMPUTE_KINDS,
+    FORWARD,
+    FULL_BACKWARD,
+    Schedule,
+)
 from pplab.sim.sharing import SharedClock
-from pplab.timeline import OPTIM_KIND, WAIT_KIND
+from pplab.timeline import EventKind
 
 BLOCKED_WAIT = 50e-6  # a receive wait longer than this blocked: the message landed at its end
 OUTLIER = 3.0  # a duration over this many times its stage's median is not typical of it
@@ -146,7 +153,7 @@ def _top_level(frame: pd.DataFrame) -> pd.DataFrame:
     F, receives posted while waiting), in time order."""
     frame = frame.sort_values(["start", "end"], ascending=[True, False], kind="stable")
     keep, reach = [], -np.inf
-    work = frame["kind"].isin([*COMPUTE_KINDS, OPTIM_KIND]).to_numpy()
+    work = frame["kind"].isin([*COMPUTE_KINDS, EventKind.OPTIM]).to_numpy()
     for start, end, busy in zip(frame["start"].to_numpy(), frame["end"].to_numpy(), work,
                                 strict=True):
         # inside the one before it; an instant (a send of no length) is never inside anything
@@ -182,25 +189,25 @@ def _walk_rank(walked: _Walk, rank: int, mine: pd.DataFrame) -> None:
                 "other": max(float(row.start) - slot_start - waited - messaging, 0.0)})
             slot_start, waited, messaging, last_end = float(row.end), 0.0, 0.0, float(row.end)
             talking = 0.0
-        elif row.kind == WAIT_KIND and row.stage >= 0:
+        elif row.kind == EventKind.WAIT and row.stage >= 0:
             waited += duration
             if duration > BLOCKED_WAIT and row.peer >= 0:
                 walked.waits.append({"rank": rank, "peer": int(row.peer), "stage": int(row.stage),
                                      "microbatch": int(row.microbatch), "step": int(row.step),
                                      "gradient": row.detail == "gradient", "end": float(row.end)})
-        elif row.kind in ("send", "recv"):
+        elif row.kind in (EventKind.SEND, EventKind.RECV):
             messaging += duration
-            if row.kind == "send":
+            if row.kind == EventKind.SEND:
                 walked.send_time += duration
                 walked.sends += 1
                 walked.sent[(rank, int(row.stage), int(row.microbatch), str(row.detail),
                              step)] = int(row.bytes)
             else:
                 walked.recv_time += duration
-        elif row.kind == OPTIM_KIND:
+        elif row.kind == EventKind.OPTIM:
             walked.optims.append((float(row.start), float(row.end)))
             waited += duration
-        elif row.kind == "allreduce" or row.kind == WAIT_KIND:
+        elif row.kind in (EventKind.ALLREDUCE, EventKind.WAIT):
             talking += duration
     if last_end is not None:
         # Sends after the last action are charged to that action's overhead, not the tail.
@@ -235,7 +242,7 @@ def _links(walked: _Walk, calibration: Calibration, schedule: Schedule,
     # who needed each message: the next stage's F, or the previous stage's B or I (a rank
     # of an interleaved schedule holds several stages, so the stage is part of the key)
     consumer = {(a["rank"], a["step"], a["microbatch"], a["stage"], a["kind"] == FORWARD): a
-                for a in walked.actions if a["kind"] != "W"}
+                for a in walked.actions if a["kind"] != BACKWARD_WEIGHT}
     overhead = costs.overhead_costs(calibration, schedule)
     samples: dict[tuple[int, int], list[tuple[float, float, int]]] = defaultdict(list)
     for wait in walked.waits:
@@ -265,7 +272,7 @@ def _collectives(events: pd.DataFrame) -> dict[str, LinkFit]:
     """Latency and bandwidth of each kind of collective (tp, dp) and of the pipeline's sends:
     ``time = latency + bytes / bandwidth``, fitted when the sizes differ."""
     out = {}
-    reduces = events[events["kind"] == "allreduce"]
+    reduces = events[events["kind"] == EventKind.ALLREDUCE]
     for name, part in reduces.groupby(reduces["detail"].str.split().str[0]):
         out[str(name)] = fit_line(part["bytes"].to_numpy(), (part["end"] - part["start"])
                                   .to_numpy(), -1, -1)

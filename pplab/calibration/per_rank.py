@@ -21,7 +21,7 @@ import pandas as pd
 
 from pplab.calibration.costs import sends_remotely
 from pplab.schedules.actions import Schedule
-from pplab.timeline import COMPUTE_EVENT_KINDS, peak_activations, peak_held
+from pplab.timeline import COMPUTE_EVENT_KINDS, EventKind, peak_activations, peak_held
 
 # The CPU engine counts what autograd saves, per stage; on CUDA the figure is the device's
 # peak allocation, already per rank (weights included).
@@ -80,5 +80,5 @@ def point_to_point_messages(schedule: Schedule) -> int:
 def sends_per_step(events: pd.DataFrame) -> dict[int, int]:
     """Send events of a timeline, counted per step (a measured run records one per message;
     the simulator only where messages cost time)."""
-    sends = events[events["kind"] == "send"]
+    sends = events[events["kind"] == EventKind.SEND]
     return {int(step): int(n) for step, n in sends.groupby("step").size().items()}

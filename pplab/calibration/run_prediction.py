@@ -30,7 +30,7 @@ from pplab.schedules import (
 )
 from pplab.schedules.actions import Schedule
 from pplab.sim.simulator import CostModel
-from pplab.timeline import OPTIM_KIND
+from pplab.timeline import EventKind
 
 MAX_REPLAY_ACTIONS = 200_000  # a foreign meta.json must not make the lab simulate for hours
 
@@ -108,7 +108,7 @@ def calibrated_cost(events: pd.DataFrame) -> CostModel:
         backward=pick(FULL_BACKWARD, defaults.backward * ratio),
         backward_input=pick(BACKWARD_INPUT, defaults.backward_input * ratio),
         backward_weight=pick(BACKWARD_WEIGHT, defaults.backward_weight * ratio),
-        optimizer=pick(OPTIM_KIND, 0.0),
+        optimizer=pick(EventKind.OPTIM, 0.0),
     )
 
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 import plotly.graph_objects as go
 
 from pplab.charts.style import KIND_COLOURS, KIND_NAMES, ROW_BASE, ROW_WIDTH
+from pplab.schedules.actions import ActionKind
 from pplab.teaching.presenter import Walk, boxes_at, frame_times, walk
 
 FONT_SIZE = 22
@@ -63,7 +64,7 @@ def presenter_gantt(events, frames: int = 40, title: str = "", critical_path: bo
     """A Figure with ``frames`` frames of the step; the first frame is the finished step."""
     found = walk(events)
     critical = set(found.critical) if critical_path else set()
-    kinds = [k for k in ("F", "B", "I", "W") if (found.boxes["kind"] == k).any()]
+    kinds = [k for k in ActionKind if (found.boxes["kind"] == k).any()]
     moments = frame_times(events, frames)
     animation = []
     for number, moment in enumerate(moments):

@@ -15,10 +15,10 @@ import numpy as np
 import pandas as pd
 
 from pplab.schedules import BACKWARD_INPUT, BACKWARD_WEIGHT, FORWARD, FULL_BACKWARD
-from pplab.timeline import COMM_EVENT_KINDS, COMPUTE_EVENT_KINDS, OPTIM_KIND, WAIT_KIND
+from pplab.timeline import COMM_EVENT_KINDS, COMPUTE_EVENT_KINDS, EventKind
 
 STRIP_KINDS = COMM_EVENT_KINDS  # drawn as a thin strip under the compute bar
-ROW_KINDS = COMPUTE_EVENT_KINDS + (OPTIM_KIND, WAIT_KIND)
+ROW_KINDS = COMPUTE_EVENT_KINDS + (EventKind.OPTIM, EventKind.WAIT)
 ALL_KINDS = ROW_KINDS + STRIP_KINDS
 
 KIND_COLOURS: dict[str, str] = {
@@ -26,11 +26,11 @@ KIND_COLOURS: dict[str, str] = {
     FULL_BACKWARD: "#F58518",
     BACKWARD_INPUT: "#E45756",
     BACKWARD_WEIGHT: "#72B7B2",
-    OPTIM_KIND: "#54A24B",
-    WAIT_KIND: "#EECA3B",
-    "send": "#9D755D",
-    "recv": "#B279A2",
-    "allreduce": "#FF9DA6",
+    EventKind.OPTIM: "#54A24B",
+    EventKind.WAIT: "#EECA3B",
+    EventKind.SEND: "#9D755D",
+    EventKind.RECV: "#B279A2",
+    EventKind.ALLREDUCE: "#FF9DA6",
     "idle": "#EEEEEE",
 }
 KIND_NAMES: dict[str, str] = {
@@ -38,11 +38,11 @@ KIND_NAMES: dict[str, str] = {
     FULL_BACKWARD: "B full backward",
     BACKWARD_INPUT: "I backward (input grad)",
     BACKWARD_WEIGHT: "W backward (weight grad)",
-    OPTIM_KIND: "optimizer step",
-    WAIT_KIND: "wait",
-    "send": "send",
-    "recv": "recv",
-    "allreduce": "all-reduce",
+    EventKind.OPTIM: "optimizer step",
+    EventKind.WAIT: "wait",
+    EventKind.SEND: "send",
+    EventKind.RECV: "recv",
+    EventKind.ALLREDUCE: "all-reduce",
     "idle": "idle (bubble)",
 }
 # Patterns name their background colour: Streamlit's chart theme otherwise paints it in the

@@ -14,6 +14,7 @@ import plotly.graph_objects as go
 
 from pplab.charts.style import KIND_COLOURS
 from pplab.schedules import FORWARD
+from pplab.timeline import EventKind
 
 
 def peak_activations(peaks: Mapping[int, int | float], source: str = "predicted") -> go.Figure:
@@ -36,7 +37,7 @@ def rank_utilisation(per_rank: Mapping[int, Mapping[str, float]], unit: str,
     """Busy, communication and idle time of each rank as stacked bars."""
     ranks = sorted(int(r) for r in per_rank)
     figure = go.Figure()
-    for part, colour in (("busy", KIND_COLOURS[FORWARD]), ("comm", KIND_COLOURS["send"]),
+    for part, colour in (("busy", KIND_COLOURS[FORWARD]), ("comm", KIND_COLOURS[EventKind.SEND]),
                          ("idle", "#BBBBBB")):
         figure.add_trace(go.Bar(
             name=part, x=[f"rank {r}" for r in ranks],

@@ -8,7 +8,7 @@ from __future__ import annotations
 import math
 
 from pplab.schedules import COMPUTE_KINDS
-from pplab.timeline import OPTIM_KIND
+from pplab.timeline import EventKind
 
 GANTT_COLUMNS = 100
 
@@ -16,7 +16,7 @@ GANTT_COLUMNS = 100
 def gantt_letters() -> dict[str, str]:
     """The letter of each busy event kind: the action kinds as schedules write them, O for
     the optimizer step."""
-    return {**{kind: kind for kind in COMPUTE_KINDS}, OPTIM_KIND: "O"}
+    return {**{kind: kind for kind in COMPUTE_KINDS}, EventKind.OPTIM: "O"}
 
 
 def gantt_text(events, ranks=None, width: int = GANTT_COLUMNS) -> str:

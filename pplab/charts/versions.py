@@ -19,7 +19,7 @@ import plotly.graph_objects as go
 
 from pplab.charts.style import source_of, time_scale
 from pplab.schedules import BACKWARD_WEIGHT, FORWARD, FULL_BACKWARD
-from pplab.timeline import OPTIM_KIND
+from pplab.timeline import EventKind
 
 _RELEASES = (FULL_BACKWARD, BACKWARD_WEIGHT)
 
@@ -27,7 +27,7 @@ _RELEASES = (FULL_BACKWARD, BACKWARD_WEIGHT)
 def _update_times(mine: pd.DataFrame, update_every: int) -> list[float]:
     """When each update of one stage replaced its weights: its optimizer events if there
     are any, else the end of every ``update_every``-th backward (free optimizer steps)."""
-    optim = mine[mine["kind"] == OPTIM_KIND]
+    optim = mine[mine["kind"] == EventKind.OPTIM]
     if len(optim):
         return sorted(float(t) for t in optim["end"])
     ends = sorted(float(t) for t in mine.loc[mine["kind"].isin(_RELEASES), "end"])

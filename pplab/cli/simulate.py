@@ -13,6 +13,7 @@ from pathlib import Path
 
 from pplab.charts.text_gantt import gantt_text
 from pplab.cli.common import schedule_from_args, simulation_summary, whole_number
+from pplab.timeline import EventKind
 
 
 def add_parsers(subparsers) -> None:
@@ -155,6 +156,6 @@ def _check_outputs(args, schedule) -> None:
 
 
 def _bytes_per_link(events) -> dict[str, int]:
-    sends = events[events["kind"] == "send"]
+    sends = events[events["kind"] == EventKind.SEND]
     totals = sends.groupby(["rank", "peer"])["bytes"].sum()
     return {f"{src}->{dst}": int(total) for (src, dst), total in totals.items()}

@@ -26,6 +26,7 @@ import torch
 import torch.distributed as dist
 
 from pplab.engine.recorder import Recorder
+from pplab.timeline.events import EventKind
 
 ACTIVATION, GRADIENT = 0, 1
 _DETAIL = {ACTIVATION: "activation", GRADIENT: "gradient"}
@@ -60,7 +61,7 @@ class PipeComms:
         if self.through_host:
             tensor = tensor.cpu()
         nbytes = tensor.numel() * tensor.element_size()
-        with self.recorder.span("send", stage=stage, microbatch=microbatch, peer=peer,
+        with self.recorder.span(EventKind.SEND, stage=stage, microbatch=microbatch, peer=peer,
                                 bytes=nbytes, detail=_DETAIL[kind]):
             work = dist.isend(tensor, peer, group=self.group,
                               tag=self._tag(stage, kind, microbatch))
@@ -75,7 +76,7 @@ class PipeComms:
         device = torch.device("cpu") if self.through_host else self.device
         buffer = torch.empty(self.shape, dtype=self.dtype, device=device)
         nbytes = buffer.numel() * buffer.element_size()
-        with self.recorder.span("recv", stage=stage, microbatch=microbatch, peer=peer,
+        with self.recorder.span(EventKind.RECV, stage=stage, microbatch=microbatch, peer=peer,
                                 bytes=nbytes, detail=_DETAIL[kind]):
             work = dist.irecv(buffer, peer, group=self.group,
                               tag=self._tag(stage, kind, microbatch))
@@ -89,7 +90,7 @@ class PipeComms:
         inside the wait it shortens.
         """
         work, buffer, stage, kind, microbatch, peer = posted
-        with self.recorder.span("wait", stage=stage, microbatch=microbatch, peer=peer,
+        with self.recorder.span(EventKind.WAIT, stage=stage, microbatch=microbatch, peer=peer,
                                 detail=_DETAIL[kind]):
             if while_blocked is not None and not work.is_completed():
                 while_blocked()
@@ -103,7 +104,7 @@ class PipeComms:
         """Wait for every send still in flight: the end of a step leaves nothing behind."""
         if not self.pending:
             return
-        with self.recorder.span("wait", detail="sends"):
+        with self.recorder.span(EventKind.WAIT, detail="sends"):
             for work, _ in self.pending:
                 work.wait()
             self.pending.clear()

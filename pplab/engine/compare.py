@@ -35,6 +35,8 @@ from pplab.formulas import pipeline as formulas
 from pplab.runs.atomic_files import atomic_directory
 from pplab.runs.comparisons import COMPARISON_CSV, COMPARISON_JSON
 from pplab.runs.run_dirs import strict_json_value
+from pplab.schedules.actions import ActionKind
+from pplab.timeline.events import EventKind
 
 MAX_CONFIGURATIONS = 32  # each one trains for real: a longer list is a typo, not a plan
 
@@ -94,9 +96,10 @@ def backward_passes(schedule, stage: int) -> int:
     ``pplab.formulas.parallel.tp_allreduce_bytes``): B once; I and W once each, but the first
     stage's I has nothing to do."""
     kinds = {a.kind for _, a in schedule.all_actions() if a.stage == stage}
-    if "B" in kinds:
+    if ActionKind.FULL_BACKWARD in kinds:
         return 1
-    return ("I" in kinds and stage > 0) + ("W" in kinds)
+    return ((ActionKind.BACKWARD_INPUT in kinds and stage > 0)
+            + (ActionKind.BACKWARD_WEIGHT in kinds))
 
 
 def formula_bytes(plan: Plan) -> dict[str, int]:
@@ -131,10 +134,10 @@ def summarize(spec: Spec, plan: Plan, events, metadata: dict, run_name: str) -> 
     else:
         per_step = metrics(events, ranks)["per_step"]
         bubble = _median([row["bubble_fraction"] for row in per_step if row["step"] in kept])
-    reduce = events_kept[events_kept["kind"] == "allreduce"]
+    reduce = events_kept[events_kept["kind"] == EventKind.ALLREDUCE]
     allreduce_s = float((reduce["end"] - reduce["start"]).sum()) / (len(ranks) * len(kept))
     moved = {}
-    sends = events_kept[events_kept["kind"] == "send"]
+    sends = events_kept[events_kept["kind"] == EventKind.SEND]
     moved["send"] = int(sends["bytes"].sum()) // len(kept)
     moved["tp"] = int(reduce[reduce["detail"].str.startswith("tp")]["bytes"].sum()) // len(kept)
     moved["dp"] = int(reduce[reduce["detail"] == "dp grads"]["bytes"].sum()) // len(kept)

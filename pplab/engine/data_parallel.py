@@ -22,6 +22,8 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
+from pplab.timeline.events import EventKind
+
 DP_DETAIL = "dp grads"
 
 
@@ -45,7 +47,7 @@ def allreduce_gradients(module: nn.Module, dp_group, dp_size: int, recorder=None
     bucket = torch.cat([p.grad.reshape(-1) for p in params])
     nbytes = bucket.numel() * bucket.element_size()
     span = nullcontext() if recorder is None else recorder.span(
-        "allreduce", stage=stage, bytes=nbytes, detail=DP_DETAIL)
+        EventKind.ALLREDUCE, stage=stage, bytes=nbytes, detail=DP_DETAIL)
     with span:
         dist.all_reduce(bucket, group=dp_group)
     bucket /= dp_size

@@ -42,6 +42,7 @@ from pplab.schedules import (
     needs,
     weight_versions,
 )
+from pplab.timeline.events import EventKind
 
 Batch = list[tuple[torch.Tensor, torch.Tensor]]
 MAX_POSTED_RECEIVES = 32  # receive buffers held at once: long asynchronous walks stay bounded
@@ -224,7 +225,8 @@ class Executor:
             if stage > 0:
                 self._put(grad_in, planned)
         if schedule.is_async and kind != BACKWARD_INPUT and runtime.due_for_update():
-            with self.recorder.span("optim", stage=stage, version=runtime.current_version()):
+            now = runtime.current_version()
+            with self.recorder.span(EventKind.OPTIM, stage=stage, version=now):
                 runtime.optimizer_step()
 
     def _my_actions(self) -> list:
@@ -281,7 +283,7 @@ class Executor:
         if self.hooks.before_optim is not None:
             self.hooks.before_optim(step, self.runtimes)
         for stage, runtime in self.runtimes.items():
-            with self.recorder.span("optim", stage=stage, version=step):
+            with self.recorder.span(EventKind.OPTIM, stage=stage, version=step):
                 runtime.optimizer_step()
         self._collect_losses(step)
 

@@ -30,6 +30,7 @@ from pplab.engine.recorder import Recorder
 from pplab.engine.request import Plan
 from pplab.engine.stage import StageRuntime
 from pplab.engine.train_config import parse_fault
+from pplab.schedules.actions import BACKWARD_INPUT
 
 
 @dataclass
@@ -75,7 +76,7 @@ def setup_rank(plan: Plan, rank: int, on_loss: Callable[[int, float], None] | No
         runtimes[stage] = StageRuntime(
             module, optimizer, 1.0 / schedule.microbatches_per_step, schedule.update_every,
             track_memory=config.record and device.type == "cpu",
-            split_backward=any(a.kind == "I" and a.stage == stage
+            split_backward=any(a.kind == BACKWARD_INPUT and a.stage == stage
                                for _, a in schedule.all_actions()))
 
     task = make_task(config.task, config.seq_len, config.text)

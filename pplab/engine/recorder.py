@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import time
 
-from pplab.schedules import COMPUTE_KINDS
+from pplab.timeline.events import COMPUTE_EVENT_KINDS, EventKind
 
 _now = time.perf_counter_ns
 
@@ -32,7 +32,7 @@ class _Span:
 
     def __enter__(self) -> _Span:
         recorder = self.recorder
-        if recorder.cuda is not None and self.row[0] in COMPUTE_KINDS:
+        if recorder.cuda is not None and self.row[0] in COMPUTE_EVENT_KINDS:
             self.cuda_start = recorder.cuda.Event(enable_timing=True)
             self.cuda_start.record()
         self.row[4] = _now()
@@ -85,7 +85,7 @@ class Recorder:
             self.cuda_reference = (self.cuda.Event(enable_timing=True), _now())
             self.cuda_reference[0].record()
 
-    def span(self, kind: str, *, stage: int = -1, microbatch: int = -1, peer: int = -1,
+    def span(self, kind: EventKind, *, stage: int = -1, microbatch: int = -1, peer: int = -1,
              bytes: int = 0, detail: str = "", version: int = -1):
         if not self.enabled:
             return _NO_SPAN

@@ -32,6 +32,8 @@ import torch.distributed as dist
 import torch.nn.functional as F
 from torch import nn
 
+from pplab.timeline.events import EventKind
+
 TP_FORWARD_DETAIL = "tp g"
 TP_BACKWARD_DETAIL = "tp f"
 
@@ -54,7 +56,7 @@ class TensorParallelComm:
         tensor = tensor.contiguous()
         nbytes = tensor.numel() * tensor.element_size()
         span = nullcontext() if self.recorder is None else self.recorder.span(
-            "allreduce", stage=self.stage, microbatch=self.microbatch, bytes=nbytes,
+            EventKind.ALLREDUCE, stage=self.stage, microbatch=self.microbatch, bytes=nbytes,
             detail=detail)
         with span:
             dist.all_reduce(tensor, group=self.group)

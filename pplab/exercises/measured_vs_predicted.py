@@ -43,7 +43,7 @@ from pplab.exercises.judging import judge_formula, simulated
 from pplab.runs.resources import bundled_runs_dir
 from pplab.runs.run_dirs import load_run
 from pplab.runs.summary import summarize
-from pplab.schedules.actions import COMPUTE_KINDS
+from pplab.schedules.actions import COMPUTE_KINDS, ActionKind
 from pplab.sim.cost_model import CostModel
 from pplab.sim.simulator import simulate
 from pplab.timeline import metrics
@@ -93,8 +93,9 @@ def naive_cost(calibration: Calibration, schedule) -> CostModel:
     # the simulator's costs are a rank's whole share, which an interleaved rank cuts in V
     median = {kind: schedule.num_chunks * statistics.median(row[kind] for row in table)
               for kind in COMPUTE_KINDS}
-    return CostModel(forward=median["F"], backward=median["B"], backward_input=median["I"],
-                     backward_weight=median["W"])
+    return CostModel(forward=median[ActionKind.FORWARD], backward=median[ActionKind.FULL_BACKWARD],
+                     backward_input=median[ActionKind.BACKWARD_INPUT],
+                     backward_weight=median[ActionKind.BACKWARD_WEIGHT])
 
 
 def naive_events(calibration: Calibration, schedule) -> pd.DataFrame:
@@ -177,14 +178,15 @@ def _shown(key: str, name: str) -> dict:
     links = [fit.latency for fit in calibration.links]
     ms = lambda x: round(1e3 * x, 2)  # noqa: E731
     # tuples: a learner's numbers are compared and hashed as they are
-    forwards = tuple(ms(calibration.compute[s]["F"]) for s in range(p))
-    backwards = tuple(ms(calibration.compute[s]["B"]) for s in range(p))
+    forwards = tuple(ms(calibration.compute[s][ActionKind.FORWARD]) for s in range(p))
+    backwards = tuple(ms(calibration.compute[s][ActionKind.FULL_BACKWARD]) for s in range(p))
+    f_and_b = (ActionKind.FORWARD, ActionKind.FULL_BACKWARD)
     return {f"run_{key}": name, f"schedule_{key}": schedule.name, f"p_{key}": p,
             f"m_{key}": schedule.microbatches_per_step,
             f"f_{key}": forwards, f"b_{key}": backwards,
             f"f_{key}_text": ", ".join(f"{x:.2f}" for x in forwards),
             f"b_{key}_text": ", ".join(f"{x:.2f}" for x in backwards),
-            f"o_{key}": ms(statistics.mean(row[k] for row in overhead for k in "FB")),
+            f"o_{key}": ms(statistics.mean(row[k] for row in overhead for k in f_and_b)),
             f"t_{key}": ms(calibration.tail),
             f"lat_{key}": ms(statistics.median(links)) if links else 0.0,
             f"cores_{key}": calibration.contention.slots,

@@ -17,6 +17,7 @@ from pplab.schedules.actions import (
     FULL_BACKWARD,
     OVERLAP_F_B,
     Action,
+    ActionKind,
     AnyAction,
     OverlapPair,
     Schedule,
@@ -30,8 +31,8 @@ from pplab.schedules.registry import SCHEDULES, build, depth_from_flags
 from pplab.schedules.validate import ScheduleError, step_grid, validate
 
 __all__ = [
-    "Action", "OverlapPair", "AnyAction", "Schedule", "SCHEDULES", "ScheduleError", "build",
-    "depth_from_flags", "validate", "step_grid", "parse_action",
+    "Action", "ActionKind", "OverlapPair", "AnyAction", "Schedule", "SCHEDULES", "ScheduleError",
+    "build", "depth_from_flags", "validate", "step_grid", "parse_action",
     "read_csv", "write_csv", "schedule_from_csv_text", "schedule_to_csv_text",
     "needs", "finishes", "weight_versions",
     "FORWARD", "FULL_BACKWARD", "BACKWARD_INPUT", "BACKWARD_WEIGHT", "COMPUTE_KINDS",

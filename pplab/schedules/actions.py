@@ -23,13 +23,29 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from enum import StrEnum
 from typing import NamedTuple
 
-FORWARD = "F"
-FULL_BACKWARD = "B"  # input and weight gradients together
-BACKWARD_INPUT = "I"  # gradient for the stage input only: unblocks the previous stage
-BACKWARD_WEIGHT = "W"  # gradient for the weights only: can wait to fill a bubble
-COMPUTE_KINDS = (FORWARD, FULL_BACKWARD, BACKWARD_INPUT, BACKWARD_WEIGHT)
+
+class ActionKind(StrEnum):
+    """What an action computes, spelled as PyTorch's ``_ComputationType`` prints it.
+
+    A ``StrEnum``: ``ActionKind.FORWARD == "F"`` and hashes like ``"F"``, so a kind read back
+    from a CSV file or from the Event table's string column is the same key as the member.
+    """
+
+    FORWARD = "F"
+    FULL_BACKWARD = "B"  # input and weight gradients together
+    BACKWARD_INPUT = "I"  # gradient for the stage input only: unblocks the previous stage
+    BACKWARD_WEIGHT = "W"  # gradient for the weights only: can wait to fill a bubble
+
+
+# Short names the schedule builders and walks spell their actions with.
+FORWARD = ActionKind.FORWARD
+FULL_BACKWARD = ActionKind.FULL_BACKWARD
+BACKWARD_INPUT = ActionKind.BACKWARD_INPUT
+BACKWARD_WEIGHT = ActionKind.BACKWARD_WEIGHT
+COMPUTE_KINDS = tuple(ActionKind)
 # A forward and a backward run together; never an event kind: the simulator and the engine
 # record the two halves as an F event and a B (or I) event.
 OVERLAP_F_B = "OVERLAP_F_B"
@@ -44,7 +60,7 @@ class Action(NamedTuple):
     """One compute action: ``stage`` does ``kind`` for ``microbatch``."""
 
     stage: int
-    kind: str
+    kind: ActionKind
     microbatch: int
 
     def __str__(self) -> str:
@@ -52,7 +68,8 @@ class Action(NamedTuple):
 
     @classmethod
     def parse(cls, text: str) -> Action:
-        """Read ``"2F0"`` back into ``Action(2, "F", 0)``; raise ValueError otherwise."""
+        """Read ``"2F0"`` back into ``Action(2, ActionKind.FORWARD, 0)``; raise ValueError
+        otherwise."""
         match = _ACTION_PATTERN.match(text)
         if match is None:
             raise ValueError(
@@ -60,7 +77,7 @@ class Action(NamedTuple):
                 f"with KIND one of {', '.join(COMPUTE_KINDS)}"
             )
         stage, kind, microbatch = match.groups()
-        return cls(int(stage), kind, int(microbatch))
+        return cls(int(stage), ActionKind(kind), int(microbatch))
 
     @property
     def sub_actions(self) -> tuple[Action]:
@@ -198,7 +215,7 @@ class Schedule:
         return "\n".join(lines)
 
 
-def needs(action: AnyAction, num_stages: int) -> tuple[tuple[int, str, int], ...]:
+def needs(action: AnyAction, num_stages: int) -> tuple[tuple[int, ActionKind, int], ...]:
     """What must have finished before ``action`` can run, as (stage, kind, microbatch).
 
     A forward needs the previous stage's forward (its activation). A backward, full or
@@ -221,7 +238,7 @@ def needs(action: AnyAction, num_stages: int) -> tuple[tuple[int, str, int], ...
     return ((stage, BACKWARD_INPUT, mb),)
 
 
-def finishes(action: AnyAction) -> tuple[tuple[int, str, int], ...]:
+def finishes(action: AnyAction) -> tuple[tuple[int, ActionKind, int], ...]:
     """The (stage, kind, microbatch) facts that hold once ``action`` is done."""
     if isinstance(action, OverlapPair):
         return finishes(action.forward) + finishes(action.backward)

@@ -19,9 +19,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from pplab.schedules.actions import Action, needs
-
-COMPUTE = ("F", "B", "I", "W")
+from pplab.schedules.actions import COMPUTE_KINDS, Action, ActionKind, needs
 
 
 @dataclass(frozen=True)
@@ -36,7 +34,7 @@ class Walk:
 
 def compute_boxes(events: pd.DataFrame) -> pd.DataFrame:
     """The computations of a timeline (no messages or waits), ordered by start, reindexed."""
-    boxes = events[events["kind"].isin(COMPUTE)]
+    boxes = events[events["kind"].isin(COMPUTE_KINDS)]
     return boxes.sort_values(["start", "rank"], kind="stable").reset_index(drop=True)
 
 
@@ -44,22 +42,23 @@ def walk(events: pd.DataFrame) -> Walk:
     """Each compute box's binding predecessor, and the critical path of the timeline."""
     boxes = compute_boxes(events)
     num_stages = int(boxes["stage"].max()) + 1 if len(boxes) else 0
-    finished: dict[tuple[int, str, int], int] = {}
+    finished: dict[tuple[int, ActionKind, int], int] = {}
     previous_on_rank: dict[int, int] = {}
     waited: list[int] = []
     for index, box in enumerate(boxes.itertuples(index=False)):
         candidates = []
         if box.rank in previous_on_rank:
             candidates.append(previous_on_rank[box.rank])
-        action = Action(int(box.stage), str(box.kind), int(box.microbatch))
+        action = Action(int(box.stage), ActionKind(box.kind), int(box.microbatch))
         for need in needs(action, num_stages):
             # A full backward also counts as the input gradient a stage before it needs.
-            for fact in (need, (need[0], "B", need[2])) if need[1] == "I" else (need,):
+            for fact in ((need, (need[0], ActionKind.FULL_BACKWARD, need[2]))
+                         if need[1] == ActionKind.BACKWARD_INPUT else (need,)):
                 if fact in finished:
                     candidates.append(finished[fact])
         waited.append(max(candidates, key=lambda i: (boxes.at[i, "end"], i))
                       if candidates else -1)
-        finished[(int(box.stage), str(box.kind), int(box.microbatch))] = index
+        finished[(int(box.stage), ActionKind(box.kind), int(box.microbatch))] = index
         previous_on_rank[box.rank] = index
     critical = []
     at = int(np.argmax(boxes["end"].to_numpy())) if len(boxes) else -1

@@ -33,7 +33,7 @@ from pplab.engine.train_config import parse_split
 from pplab.limits import MAX_COST, check_finite_number
 from pplab.runs.resources import bundled_runs_dir
 from pplab.runs.run_dirs import load_run
-from pplab.schedules import build
+from pplab.schedules import FORWARD, FULL_BACKWARD, build
 from pplab.sim.cost_model import CostModel
 from pplab.sim.simulator import simulate
 from pplab.timeline import metrics
@@ -75,9 +75,10 @@ class LayerCosts:
         """The fitted per-layer costs and extras of a calibrated run, in seconds."""
         def get(table: dict, kind: str) -> float:
             return float(table.get(kind, 0.0))
-        return cls(get(calibration.per_layer, "F"), get(calibration.per_layer, "B"),
-                   get(calibration.first_extra, "F"), get(calibration.first_extra, "B"),
-                   get(calibration.last_extra, "F"), get(calibration.last_extra, "B"),
+        return cls(get(calibration.per_layer, FORWARD), get(calibration.per_layer, FULL_BACKWARD),
+                   get(calibration.first_extra, FORWARD),
+                   get(calibration.first_extra, FULL_BACKWARD),
+                   get(calibration.last_extra, FORWARD), get(calibration.last_extra, FULL_BACKWARD),
                    unit="s")
 
     def with_head(self, layers_worth: float) -> LayerCosts:

@@ -12,16 +12,15 @@ from pplab.timeline.events import (
     COMPUTE_EVENT_KINDS,
     EVENT_COLUMNS,
     EVENT_DEFAULTS,
-    OPTIM_KIND,
     SPLIT_KEYS,
     TP_DETAIL_PREFIX,
-    WAIT_KIND,
+    EventKind,
     events_frame,
     events_from_columns,
 )
 from pplab.timeline.trace import EXTRA_TRACK_BASE, chrome_trace, events_to_csv_text
 
 __all__ = ["BUSY_KINDS", "COMM_EVENT_KINDS", "COMPUTE_EVENT_KINDS", "EVENT_COLUMNS",
-           "EVENT_DEFAULTS", "EXTRA_TRACK_BASE", "OPTIM_KIND", "SPLIT_KEYS", "TP_DETAIL_PREFIX",
-           "WAIT_KIND", "chrome_trace", "events_frame", "events_from_columns",
+           "EVENT_DEFAULTS", "EXTRA_TRACK_BASE", "EventKind", "SPLIT_KEYS",
+           "TP_DETAIL_PREFIX", "chrome_trace", "events_frame", "events_from_columns",
            "events_to_csv_text", "metrics", "peak_activations", "peak_held"]

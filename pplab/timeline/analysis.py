@@ -20,6 +20,7 @@ from pplab.timeline.events import (
     COMPUTE_EVENT_KINDS,
     SPLIT_KEYS,
     TP_DETAIL_PREFIX,
+    EventKind,
 )
 
 
@@ -56,8 +57,8 @@ def peak_held(events: pd.DataFrame, group_by: str,
     groups = events[group_by].to_numpy()
     starts = events["start"].to_numpy()
     position = np.arange(len(events))
-    forward = (kinds == "F") & (stages >= 0)
-    release = np.isin(kinds, ("B", "W")) & (stages >= 0)
+    forward = (kinds == EventKind.FORWARD) & (stages >= 0)
+    release = np.isin(kinds, (EventKind.FULL_BACKWARD, EventKind.BACKWARD_WEIGHT)) & (stages >= 0)
     times = np.concatenate([events["end"].to_numpy()[release], starts[forward]])
     row_start = np.concatenate([starts[release], starts[forward]])
     row = np.concatenate([position[release], position[forward]])
@@ -82,7 +83,7 @@ def _rank_parts(events: pd.DataFrame, ranks: Iterable[int]) -> dict[int, dict[st
     busy_mask = np.isin(kinds, BUSY_KINDS)
     compute_mask = np.isin(kinds, COMPUTE_EVENT_KINDS)
     either_mask = busy_mask | np.isin(kinds, COMM_EVENT_KINDS)
-    tp_mask = kinds == "allreduce"
+    tp_mask = kinds == EventKind.ALLREDUCE
     if tp_mask.any():  # read the detail text only of the few all-reduce rows
         details = events["detail"].to_numpy()[tp_mask]
         tp_mask[tp_mask] = [str(d).startswith(TP_DETAIL_PREFIX) for d in details]

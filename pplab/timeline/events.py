@@ -7,8 +7,8 @@ Columns (times in seconds from the start of the run, on a clock shared by all ra
 
     rank        int   the process that did it
     stage       int   the model stage (-1 when the event is not about one stage)
-    kind        str   F, B, I, W (compute); send, recv, wait, allreduce (communication);
-                      optim (optimizer step)
+    kind        str   an ``EventKind``: F, B, I, W (compute); send, recv, wait, allreduce
+                      (communication); optim (optimizer step)
     microbatch  int   -1 when not about one microbatch
     step        int   training step the event belongs to
     start, end  float seconds (the simulator's cost units when source is "simulated")
@@ -28,16 +28,36 @@ metadata) in ``pplab.runs.run_dirs``.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
+from enum import StrEnum
 
 import pandas as pd
 
-from pplab.schedules.actions import COMPUTE_KINDS
+from pplab.schedules.actions import ActionKind
 
-COMPUTE_EVENT_KINDS = COMPUTE_KINDS  # the schedule's action kinds are the compute events
-COMM_EVENT_KINDS = ("send", "recv", "allreduce")
-WAIT_KIND = "wait"
-OPTIM_KIND = "optim"
-BUSY_KINDS = COMPUTE_EVENT_KINDS + (OPTIM_KIND,)
+
+class EventKind(StrEnum):
+    """What a row of the Event table records; the compute kinds are the schedule's own.
+
+    A ``StrEnum`` (members equal and hash like their strings), so the table keeps a plain
+    string column and ``events[events.kind == EventKind.SEND]`` reads a saved run as well as
+    a fresh one. The first four members spell ``ActionKind``'s, ``EventKind.FORWARD ==
+    ActionKind.FORWARD``: an enum with members cannot be extended, so they are repeated.
+    """
+
+    FORWARD = ActionKind.FORWARD.value
+    FULL_BACKWARD = ActionKind.FULL_BACKWARD.value
+    BACKWARD_INPUT = ActionKind.BACKWARD_INPUT.value
+    BACKWARD_WEIGHT = ActionKind.BACKWARD_WEIGHT.value
+    SEND = "send"
+    RECV = "recv"
+    WAIT = "wait"  # blocked on a receive or on the step's outstanding sends
+    ALLREDUCE = "allreduce"  # tensor-parallel (detail "tp f"/"tp g") or data-parallel
+    OPTIM = "optim"  # an optimizer step
+
+
+COMPUTE_EVENT_KINDS = tuple(EventKind(kind.value) for kind in ActionKind)
+COMM_EVENT_KINDS = (EventKind.SEND, EventKind.RECV, EventKind.ALLREDUCE)
+BUSY_KINDS = COMPUTE_EVENT_KINDS + (EventKind.OPTIM,)
 # pplab.engine.tensor_parallel records its collectives as "tp f" and "tp g" all-reduces; they
 # run inside F and B, which the timeline draws (and ``busy`` counts) as computing.
 TP_DETAIL_PREFIX = "tp "

@@ -13,6 +13,7 @@ from pplab.timeline.events import (
     COMM_EVENT_KINDS,
     COMPUTE_EVENT_KINDS,
     EVENT_COLUMNS,
+    EventKind,
 )
 
 # A Chrome-trace thread must nest its slices, and messages overlap computation and each
@@ -38,7 +39,7 @@ def _label(row) -> str:
     if row.kind in COMPUTE_EVENT_KINDS:
         return f"{row.stage}{row.kind}{row.microbatch}"
     if row.kind in COMM_EVENT_KINDS and row.peer >= 0:
-        return f"{row.kind} {row.rank}->{row.peer}" if row.kind == "send" else \
+        return f"{row.kind} {row.rank}->{row.peer}" if row.kind == EventKind.SEND else \
             f"{row.kind} {row.peer}->{row.rank}"
     return str(row.kind)
 
