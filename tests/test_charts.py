@@ -81,6 +81,18 @@ def test_twenty_thousand_events_draw_a_bounded_figure():
     assert "F 33%, B 67%" in list(mixed.customdata[:, 2])
 
 
+def test_one_replica_of_a_tp_run_is_drawn_on_its_pipeline_positions_not_its_ranks():
+    events = simulate(build("1f1b", 2, 4), CostModel(forward=1, backward=2))
+    # replica tp=1 of pp 2 x tp 2: global ranks 1 and 3 hold pipeline positions 0 and 1
+    events = events.assign(rank=2 * events["rank"] + 1, tp_rank=1)
+    for aggregate_above in (10_000, 4):  # exact boxes, then binned rows
+        figure = charts.gantt(events, rows="pp_rank", aggregate_above=aggregate_above)
+        assert {int(y) for trace in figure.data for y in trace.y} == {0, 1}
+        assert list(figure.layout.yaxis.ticktext) == ["pp 0 · stage 0", "pp 1 · stage 1"]
+    by_rank = charts.gantt(events)
+    assert {int(y) for trace in by_rank.data for y in trace.y} == {1, 3}
+
+
 def test_aggregation_keeps_each_kinds_time_when_bins_are_finer_than_events():
     events = gpipe_events()  # 33 units; 330 bins put 10 bins in every unit-long event
     spans = charts.aggregate(events, bins=330)

@@ -125,6 +125,11 @@ def _check(configs, results):
         assert len(reports) == config.dp_size, name
         losses = [sum(values) / len(values) for values in zip(*reports, strict=True)]
         torch.testing.assert_close(losses, expected_losses, msg=lambda m, n=name: f"{n}: {m}")
+        topology = make_plan(config).topology
+        for rank, result in enumerate(results):  # every row names its rank's coordinates
+            coords = topology.coords(rank)
+            assert {(row["pp_rank"], row["tp_rank"], row["dp_rank"])
+                    for row in result[name]["rows"]} == {(coords.pp, coords.tp, coords.dp)}
         rows = [row for result in results for row in result[name]["rows"]]
         for step in range(config.steps):
             assert _measured_bytes(rows, step) == _expected_bytes(config), (name, step)

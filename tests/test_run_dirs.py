@@ -7,10 +7,13 @@ import json
 import pandas as pd
 import pytest
 
+from pplab.runs.resources import bundled_comparisons_dir
 from pplab.runs.run_dirs import SCHEMA_VERSION, RunError, list_runs, load_run, save_run
 from pplab.schedules import build
 from pplab.sim.cost_model import CostModel
 from pplab.sim.simulator import metadata, simulate
+from pplab.timeline import COORDINATE_COLUMNS, EVENT_COLUMNS
+from pplab.topology import Topology
 
 
 @pytest.fixture
@@ -25,6 +28,44 @@ def _copy_with(good, name, *, meta=None, events=None):
     target = good.parent / name
     return save_run(target, run.events if events is None else events,
                     run.metadata if meta is None else meta)
+
+
+def test_a_run_saved_before_the_coordinates_loads_with_them_derived_from_its_grid(good):
+    run = load_run(good)
+    meta = {**run.metadata, "pp_size": 2, "tp_size": 2, "dp_size": 1, "world_size": 4}
+    # four global ranks, tp fastest: 0, 1 hold pp 0 and 2, 3 hold pp 1 (Megatron order)
+    events = pd.concat([run.events.assign(rank=2 * run.events["rank"] + tp) for tp in (0, 1)])
+    target = _copy_with(good, "grid", meta=meta, events=events)
+    table = pd.read_parquet(target / "events.parquet")
+    table.drop(columns=list(COORDINATE_COLUMNS)).to_parquet(target / "events.parquet")
+    loaded = load_run(target).events
+    assert list(loaded.columns) == list(EVENT_COLUMNS)
+    seen = loaded.groupby("rank")[["pp_rank", "tp_rank", "dp_rank"]].agg(set)
+    topology = Topology(2, 2, 1)
+    for rank, row in seen.iterrows():
+        coords = topology.coords(int(rank))
+        assert tuple(row) == ({coords.pp}, {coords.tp}, {coords.dp}), rank
+    # a bundled run, saved before the change, reads the same way
+    bundled = load_run(bundled_comparisons_dir() / "pp4-vs-tp4-cpu" / "5-1f1b-p2m8-tp2")
+    pairs = bundled.events[["rank", "pp_rank", "tp_rank"]].drop_duplicates()
+    assert sorted(map(tuple, pairs.to_numpy().tolist())) == [
+        (0, 0, 0), (1, 0, 1), (2, 1, 0), (3, 1, 1)]
+
+
+def test_an_old_run_whose_grid_misses_its_ranks_reads_them_as_pipeline_ranks(good):
+    target = _copy_with(good, "foreign", meta={"schedule": {"name": "x"}})  # a grid of 1
+    table = pd.read_parquet(target / "events.parquet")
+    table.drop(columns=list(COORDINATE_COLUMNS)).to_parquet(target / "events.parquet")
+    loaded = load_run(target).events
+    assert (loaded["pp_rank"] == loaded["rank"]).all()
+    assert (loaded[["tp_rank", "dp_rank"]] == 0).all().all()
+
+
+def test_a_table_missing_only_some_coordinates_is_not_an_event_table(good):
+    table = pd.read_parquet(good / "events.parquet")
+    table.drop(columns=["tp_rank"]).to_parquet(good / "events.parquet")
+    with pytest.raises(RunError, match=r"columns \['tp_rank'\] are missing"):
+        load_run(good)
 
 
 def test_saved_runs_carry_the_schema_version(good):

@@ -44,6 +44,7 @@ def measured_grid_run(directory, tp_size, dp_size, schedule_name="1f1b", pp_size
             events[["start", "end"]] *= slower
             global_rank = {pp: topology.rank_of(pp, dp, tp) for pp in range(pp_size)}
             events["rank"] = events["rank"].map(global_rank)
+            events["tp_rank"], events["dp_rank"] = tp, dp  # pp_rank: the simulated rank
             events["peer"] = events["peer"].map(lambda p, g=global_rank: g.get(p, -1))
             frames.append(events)
     events = timeline.events_frame(r for frame in frames for r in frame.to_dict("records"))
@@ -54,8 +55,8 @@ def measured_grid_run(directory, tp_size, dp_size, schedule_name="1f1b", pp_size
     return run_dirs.load_run(run_dirs.save_run(directory, events, meta))
 
 
-def compute_order(events, row):
-    mine = events[(events["rank"] == row) & events["kind"].isin(COMPUTE_KINDS)]
+def compute_order(events, row, rows="rank"):
+    mine = events[(events[rows] == row) & events["kind"].isin(COMPUTE_KINDS)]
     return list(mine.sort_values("start")[["stage", "kind", "microbatch"]].itertuples(
         index=False, name=None))
 
@@ -67,11 +68,16 @@ def test_predicted_and_measured_rows_line_up_stage_by_stage(tmp_path, tp_size, d
     predicted, measured = predicted_for(run, 0)
     assert sorted(predicted["rank"].unique()) == [0, 1]
     assert len(replicas(summary)) == tp_size * dp_size
+    assert (predicted["pp_rank"] == predicted["rank"]).all()  # simulated: ranks are positions
     for replica in replicas(summary):
         view = pipeline_view(measured, summary, replica)
-        assert sorted(view["rank"].unique()) == [0, 1], replica
+        assert sorted(view["pp_rank"].unique()) == [0, 1], replica
+        # the view keeps the global ranks: those of this replica, one per position
+        assert sorted(view["rank"].unique()) == [
+            summary.topology.rank_of(pp, replica.dp, replica.tp) for pp in (0, 1)]
         for row in (0, 1):
-            assert compute_order(view, row) == compute_order(predicted, row), (replica, row)
+            assert (compute_order(view, row, "pp_rank")
+                    == compute_order(predicted, row, "pp_rank")), (replica, row)
     # Pairing by the global rank's number is what went wrong: global rank 1 is not pp 1.
     assert compute_order(measured, 1) != compute_order(predicted, 1)
 
@@ -91,7 +97,7 @@ def test_the_bundled_pp2_tp2_run_lines_up_with_its_prediction():
     for replica in replicas(summary):
         view = pipeline_view(measured, summary, replica)
         for row in (0, 1):
-            assert ({s for s, _, _ in compute_order(view, row)}
+            assert ({s for s, _, _ in compute_order(view, row, "pp_rank")}
                     == {s for s, _, _ in compute_order(predicted, row)} == {row})
     assert rank_names(summary, range(4))[2] == "rank 2 (pp 1 tp 0)"
     assert rank_names(summary, [0, 7]) is None  # rank 7 is not in a 4-rank grid

@@ -19,6 +19,7 @@ from pplab.timeline import (
     events_to_csv_text,
     metrics,
 )
+from pplab.topology import Topology
 
 
 def _rows():
@@ -201,6 +202,28 @@ def test_event_kinds_round_trip_through_the_table_csv_and_a_run_directory(tmp_pa
     loaded = load_run(tmp_path / "run").events
     assert loaded["kind"].tolist() == events["kind"].tolist()
     assert EventKind.FORWARD == ActionKind.FORWARD == "F"
+
+
+def test_simulated_events_carry_every_rank_as_a_pipeline_rank():
+    events = simulate(build("interleaved-1f1b", 3, 6, 2))
+    assert (events["pp_rank"] == events["rank"]).all()
+    assert (events["tp_rank"] == 0).all() and (events["dp_rank"] == 0).all()
+    rows = events_frame([{"rank": 2, "kind": "F", "start": 0.0, "end": 1.0, "source": "x"},
+                         {"rank": 5, "pp_rank": 1, "tp_rank": 1, "dp_rank": 0, "kind": "F",
+                          "start": 0.0, "end": 1.0, "source": "x"}])
+    assert rows[["pp_rank", "tp_rank", "dp_rank"]].to_numpy().tolist() == [[2, 0, 0], [1, 1, 0]]
+
+
+def test_measured_rows_carry_the_recording_ranks_coordinates():
+    from pplab.engine.recorder import Recorder
+
+    topology = Topology(pp_size=2, tp_size=2, dp_size=2)
+    recorder = Recorder(6, coords=topology.coords(6))
+    with recorder.span(EventKind.FORWARD, stage=1, microbatch=0):
+        pass
+    (row,) = events_frame(recorder.rows_for_timeline()).itertuples(index=False)
+    assert (row.rank, row.pp_rank, row.tp_rank, row.dp_rank) == (6, 1, 0, 1)
+    assert topology.rank_of(pp=1, dp=1, tp=0) == 6
 
 
 def test_peak_with_zero_cost_actions_follows_the_order():

@@ -77,12 +77,13 @@ except ValueError as error:
     st.error(f"Cannot predict this run: {error}")
     calibration = prediction = predicted = None
 rows_are = pipeline_caption(summary, replica)
+rows = "pp_rank"  # pipeline positions: the prediction's rows
 try:
     pipeline = pipeline_view(measured, summary, replica)
     names = pipeline_row_names(summary, replica)
 except ValueError as error:
     st.warning(f"Drawn by global rank: {error}")
-    pipeline, names, rows_are = measured, None, "rows are global ranks"
+    pipeline, names, rows_are, rows = measured, None, "rows are global ranks", "rank"
 
 measured_stats = measured_metrics(measured, summary)
 both = [measured] + ([predicted] if predicted is not None else [])
@@ -114,10 +115,10 @@ if predicted is not None:
         [(shown, predicted), (shown + peers, pipeline)], units=[charts.SECONDS] * 2,
         title=f"Predicted over measured: {summary.label}"
               f"<br><sup>{rows_are}</sup>",
-        row_names=[pipeline_row_names(summary, replica, measured=False), names])
+        row_names=[pipeline_row_names(summary, replica, measured=False), names], rows=rows)
 else:
     figure = charts.gantt(pipeline, title=f"Measured: {summary.label}, {shown}", unit="s",
-                          row_names=names)
+                          row_names=names, rows=rows)
 st.plotly_chart(figure, key="runs_gantt")
 st.caption(rows_are.capitalize() + ".")
 

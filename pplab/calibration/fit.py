@@ -68,7 +68,10 @@ def fit(run: Run) -> Calibration:
     fitted = steps if schedule.is_async else typical_steps(run.events, steps)
     events = run.events[run.events["step"].isin(fitted)]
     topology = summary.topology
-    position = {rank: topology.coords(rank).pp for rank in range(topology.world_size)}
+    # each global rank's pipeline position, as the table records it beside the rank
+    coordinates = run.events[["rank", "pp_rank"]].drop_duplicates()
+    position = dict(zip(coordinates["rank"].tolist(), coordinates["pp_rank"].tolist(),
+                        strict=True))
     walked = _walk(events, schedule.is_async)
 
     sharing, clock = _contention(run.metadata, events, walked, topology.world_size)

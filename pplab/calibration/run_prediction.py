@@ -143,10 +143,10 @@ def predicted_for(run: Run, step: int) -> tuple[pd.DataFrame, pd.DataFrame]:
     """(predicted, measured) events of one step, both in seconds from the step's first
     forward: the run's calibrated replay (``pplab.calibration``) and the measured step.
 
-    The predicted table has one row per pipeline position (rank = pp coordinate); the
-    measured one keeps the global ranks of the run.
-    ``pplab.calibration.run_views.pipeline_view`` picks one tp/dp replica of it, with the same
-    rows as the prediction.
+    The predicted table has one row per pipeline position (rank = pp_rank); the measured
+    one names the global ranks of the run, each with its pp_rank, tp_rank and dp_rank.
+    ``pplab.calibration.run_views.pipeline_view`` picks one tp/dp replica of it, whose
+    pp_rank rows are the prediction's.
     """
     from pplab.calibration import calibration_for, replay
     from pplab.classroom.passcode import in_classroom

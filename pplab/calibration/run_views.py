@@ -1,18 +1,20 @@
 """What the lab draws of a recorded run: one step, one pipeline, rows a person can read.
 
-The Event table names *global* ranks. With tensor or data parallelism a pipeline position
-is held by several ranks (its tp and dp peers), numbered in Megatron order, tp fastest:
-global rank = (pp x dp_size + dp) x tp_size + tp (``pplab.topology``). A prediction
-has one row per pipeline position, so before the two are drawn one over the other the
-measured table is cut down to one replica (one dp, one tp coordinate) and its rows
-renumbered by pipeline position: row i of the prediction and row i of the measurement are
-then the same stages.
+The Event table names *global* ranks, each with its coordinate beside it (``pp_rank``,
+``tp_rank``, ``dp_rank``). With tensor or data parallelism a pipeline position is held by
+several ranks (its tp and dp peers), numbered in Megatron order, tp fastest: global rank =
+(pp x dp_size + dp) x tp_size + tp (``pplab.topology``). A prediction has one row per
+pipeline position (its ``pp_rank`` is its rank), so before the two are drawn one over the
+other the measured table is cut down to one replica (one dp, one tp coordinate) and both are
+drawn by ``pp_rank``: row i of the prediction and row i of the measurement are then the same
+stages.
 
     python -c "from pplab.runs.run_dirs import load_run; from pplab.runs.summary import summarize; \
 from pplab.calibration.run_views import pipeline_view, Replica; \
+from pplab.timeline import EventKind; \
 run = load_run('data/comparisons/pp4-vs-tp4-cpu/5-1f1b-p2m8-tp2'); \
 view = pipeline_view(run.events, summarize(run), Replica(tp=1)); \
-print(view[view.kind == 'F'].groupby('rank').stage.unique())"
+print(view[view.kind == EventKind.FORWARD].groupby(['pp_rank', 'rank']).stage.unique())"
 """
 
 from __future__ import annotations
@@ -54,7 +56,8 @@ def replicas(summary: RunSummary) -> list[Replica]:
 
 def pipeline_view(events: pd.DataFrame, summary: RunSummary,
                   replica: Replica = FIRST_REPLICA) -> pd.DataFrame:
-    """The events of one replica's ranks, with ``rank`` replaced by the pipeline position.
+    """The events of one replica's ranks (its tp and dp coordinates), global ranks kept:
+    draw them by ``pp_rank``, the pipeline position.
 
     Raises ValueError when the events name ranks the run's pp x tp x dp grid does not have
     (a meta.json that does not match its events).
@@ -68,15 +71,8 @@ def pipeline_view(events: pd.DataFrame, summary: RunSummary,
         raise ValueError(
             f"the events name rank {highest}, but meta.json says pp {topology.pp_size} x "
             f"tp {topology.tp_size} x dp {topology.dp_size} = {topology.world_size} ranks")
-    # The Topology is the one place that turns a global rank into (pp, dp, tp).
-    position = {}
-    for rank in (int(r) for r in events["rank"].unique()):
-        coords = topology.coords(rank)
-        if (coords.dp, coords.tp) == (replica.dp, replica.tp):
-            position[rank] = coords.pp
-    mine = events[events["rank"].isin(list(position))].copy()
-    mine["rank"] = mine["rank"].map(position).astype(events["rank"].dtype)
-    return mine.reset_index(drop=True)
+    mine = (events["dp_rank"] == replica.dp) & (events["tp_rank"] == replica.tp)
+    return events[mine].reset_index(drop=True)
 
 
 def pipeline_row_names(summary: RunSummary, replica: Replica = FIRST_REPLICA,

@@ -47,22 +47,25 @@ def coverage(starts: np.ndarray, ends: np.ndarray, edges: np.ndarray) -> np.ndar
     return total
 
 
-def aggregate(events: pd.DataFrame, bins: int = AGGREGATE_BINS) -> pd.DataFrame:
-    """Per rank, what filled each of ``bins`` time bins; neighbouring bins of one label merged.
+def aggregate(events: pd.DataFrame, bins: int = AGGREGATE_BINS, rows: str = "rank"
+              ) -> pd.DataFrame:
+    """Per row (each value of column ``rows``: a rank, or a pipeline position with
+    ``rows="pp_rank"``), what filled each of ``bins`` time bins; neighbouring bins of one label
+    merged.
 
     A bin's label is "idle" when the rank worked for less than half of it, else the kind that
     covered most of it, joined as "F+B" with the runner-up when that one covered at least
     ``MIXED_SHARE`` of the bin: a steady 1F1B state then reads as F and B mixed, not as B
-    alone. Returns rows (rank, kind, start, end, shares) where ``shares`` says how much of
-    the span each kind covered, e.g. "F 33%, B 67%".
+    alone. Returns rows (row, kind, start, end, shares), the first column named ``rows``,
+    where ``shares`` says how much of the span each kind covered, e.g. "F 33%, B 67%".
     """
     origin, makespan = float(events["start"].min()), float(events["end"].max())
     edges = np.linspace(origin, makespan, bins + 1)
     width = edges[1] - edges[0] if makespan > origin else 1.0
     kinds = [k for k in ROW_KINDS if (events["kind"] == k).any()]
-    rows = []
-    for rank in sorted(events["rank"].unique()):
-        mine = events[events["rank"] == rank]
+    spans = []
+    for row in sorted(events[rows].unique()):
+        mine = events[events[rows] == row]
         per_kind = np.zeros((max(len(kinds), 1), bins))
         for i, kind in enumerate(kinds):
             part = mine[mine["kind"] == kind]
@@ -76,9 +79,9 @@ def aggregate(events: pd.DataFrame, bins: int = AGGREGATE_BINS) -> pd.DataFrame:
                 mean = per_kind[:, start:i].mean(axis=1)
                 shares = ", ".join(f"{kind} {100 * mean[k]:.0f}%" for k, kind in enumerate(kinds)
                                    if mean[k] >= 0.005) or "nothing"
-                rows.append((int(rank), labels[start], edges[start], edges[i], shares))
+                spans.append((int(row), labels[start], edges[start], edges[i], shares))
                 start = i
-    return pd.DataFrame(rows, columns=["rank", "kind", "start", "end", "shares"])
+    return pd.DataFrame(spans, columns=[rows, "kind", "start", "end", "shares"])
 
 
 def _bin_labels(per_kind: np.ndarray, kinds: list[str], bins: int) -> list[str]:
@@ -95,9 +98,10 @@ def _bin_labels(per_kind: np.ndarray, kinds: list[str], bins: int) -> list[str]:
     return labels
 
 
-def aggregated_traces(events: pd.DataFrame, scale: float, unit: str, bins: int) -> list[go.Bar]:
+def aggregated_traces(events: pd.DataFrame, scale: float, unit: str, bins: int,
+                      rows: str = "rank") -> list[go.Bar]:
     """One bar trace per bin label ("F", "F+B", "idle"...), hover saying what it covers."""
-    spans = aggregate(events, bins)
+    spans = aggregate(events, bins, rows)
     source = source_of(events)
     traces = []
     for label in sorted(spans["kind"].unique(), key=lambda k: (k != "idle", "+" in k, k)):
@@ -115,7 +119,7 @@ def aggregated_traces(events: pd.DataFrame, scale: float, unit: str, bins: int) 
         name = KIND_NAMES[label] if len(kinds) == 1 else f"{' and '.join(kinds)} mixed"
         traces.append(go.Bar(
             name=name, legendgroup=label, orientation="h",
-            y=part["rank"].to_numpy(), x=duration, base=start,
+            y=part[rows].to_numpy(), x=duration, base=start,
             width=ROW_WIDTH, offset=ROW_BASE, marker=marker,
             customdata=hover_data(start, duration, part["shares"]),
             hovertemplate=(

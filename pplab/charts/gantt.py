@@ -4,7 +4,9 @@ This is where a learner *sees* the bubble. Each compute event is a bar coloured 
 messages are a thin strip under the row; the gaps are drawn as hatched idle time. When a
 rank holds several model chunks (interleaved schedules), each chunk wears its own pattern
 and has its own legend entry ("F forward · chunk 1 (dotted)"). Steps are shown counted
-from 1, as the step slider and the loss chart count them.
+from 1, as the step slider and the loss chart count them. Rows are global ranks, or, with
+``rows="pp_rank"``, pipeline positions: one replica of a tensor- or data-parallel run drawn
+under the prediction of its pipeline.
 
     python -c "from pplab import charts, simulator; from pplab.schedules import build; \
 charts.gantt(simulator.simulate(build('interleaved-1f1b', 2, 4, 2))).show()"
@@ -47,6 +49,7 @@ from pplab.timeline import BUSY_KINDS, COMPUTE_EVENT_KINDS
 
 RowNames = Mapping[int, str]
 BOX_TEXTS = ("microbatch", "version", "both")  # what ``box_text`` may write in a box
+ROW_WORDS = {"rank": "rank", "pp_rank": "pp"}  # a row's default name, by the column it is
 
 
 def box_labels(part: pd.DataFrame, box_text: str | None) -> list[str] | None:
@@ -63,62 +66,69 @@ def box_labels(part: pd.DataFrame, box_text: str | None) -> list[str] | None:
     return [texts(int(mb), int(v)) for mb, v in pairs]
 
 
-def idle_spans(events: pd.DataFrame) -> pd.DataFrame:
-    """Gaps in each rank's compute and optimizer work between time 0 and the makespan.
+def idle_spans(events: pd.DataFrame, rows: str = "rank") -> pd.DataFrame:
+    """Gaps in each row's compute and optimizer work between time 0 and the makespan.
 
     These are the bubbles: time a rank holds its slice of the model and does nothing with it.
-    Communication and waiting count as idle here, since no useful arithmetic happens.
+    Communication and waiting count as idle here, since no useful arithmetic happens. A row
+    is a value of column ``rows`` (the rank, or the pipeline position ``pp_rank``).
     """
-    rows = []
+    gaps = []
     if events.empty:
-        return pd.DataFrame(columns=["rank", "start", "end"])
+        return pd.DataFrame(columns=[rows, "start", "end"])
     origin, makespan = float(events["start"].min()), float(events["end"].max())
     busy = events[events["kind"].isin(BUSY_KINDS)]
-    for rank in sorted(events["rank"].unique()):
-        spans = busy[busy["rank"] == rank].sort_values("start")
+    for row in sorted(events[rows].unique()):
+        spans = busy[busy[rows] == row].sort_values("start")
         cursor = origin
         for start, end in zip(spans["start"].to_numpy(), spans["end"].to_numpy(), strict=True):
             if start > cursor:
-                rows.append((rank, cursor, start))
+                gaps.append((row, cursor, start))
             cursor = max(cursor, end)
         if makespan > cursor:
-            rows.append((rank, cursor, makespan))
-    return pd.DataFrame(rows, columns=["rank", "start", "end"])
+            gaps.append((row, cursor, makespan))
+    return pd.DataFrame(gaps, columns=[rows, "start", "end"])
 
 
-def stages_by_row(events: pd.DataFrame) -> dict[int, list[int]]:
+def stages_by_row(events: pd.DataFrame, rows: str = "rank") -> dict[int, list[int]]:
     """The model stages each row computes, in increasing order: chunk c is the c-th of them."""
     # messages name the stage they feed, which may live on the peer: read compute only
     compute = events[events["kind"].isin(COMPUTE_EVENT_KINDS) & (events["stage"] >= 0)]
-    held = compute.groupby("rank")["stage"].unique()
-    return {int(rank): sorted(int(s) for s in stages) for rank, stages in held.items()}
+    held = compute.groupby(rows)["stage"].unique()
+    return {int(row): sorted(int(s) for s in stages) for row, stages in held.items()}
 
 
-def chunk_of(events: pd.DataFrame) -> np.ndarray:
+def chunk_of(events: pd.DataFrame, rows: str = "rank") -> np.ndarray:
     """Each event's chunk on its row: the position of its stage among the row's stages."""
-    position = {(rank, stage): c for rank, stages in stages_by_row(events).items()
+    position = {(row, stage): c for row, stages in stages_by_row(events, rows).items()
                 for c, stage in enumerate(stages)}
-    pairs = zip(events["rank"].to_numpy(), events["stage"].to_numpy(), strict=True)
+    pairs = zip(events[rows].to_numpy(), events["stage"].to_numpy(), strict=True)
     return np.array([position.get((int(r), int(s)), 0) for r, s in pairs], dtype=int)
 
 
-def row_labels(events: pd.DataFrame, row_names: RowNames | None = None) -> dict[int, str]:
+def _row_name(row: int, rows: str) -> str:
+    """``rank 2``, or ``pp 1`` for a row that is a pipeline position."""
+    return f"{ROW_WORDS.get(rows, rows)} {row}"
+
+
+def row_labels(events: pd.DataFrame, row_names: RowNames | None = None,
+               rows: str = "rank") -> dict[int, str]:
     """Tick labels: ``rank 2 · stage 2,6`` (or the caller's name for the row instead of rank)."""
-    held = stages_by_row(events)
+    held = stages_by_row(events, rows)
     labels = {}
-    for rank in sorted(int(r) for r in events["rank"].unique()):
-        name = (row_names or {}).get(rank, f"rank {rank}")
-        stages = ",".join(str(s) for s in held.get(rank, []))
-        labels[rank] = name + (f" · stage {stages}" if stages else "")
+    for row in sorted(int(r) for r in events[rows].unique()):
+        name = (row_names or {}).get(row, _row_name(row, rows))
+        stages = ",".join(str(s) for s in held.get(row, []))
+        labels[row] = name + (f" · stage {stages}" if stages else "")
     return labels
 
 
-def _exact_traces(events: pd.DataFrame, scale: float, unit: str,
-                  names: dict[int, str], box_text: str | None = None) -> list[go.Bar]:
+def _exact_traces(events: pd.DataFrame, scale: float, unit: str, names: dict[int, str],
+                  box_text: str | None = None, rows: str = "rank") -> list[go.Bar]:
     source = source_of(events)
-    idle = idle_spans(events)
-    traces = [_idle_trace(idle, scale, unit, source, names)] if len(idle) else []
-    chunks = chunk_of(events)
+    idle = idle_spans(events, rows)
+    traces = [_idle_trace(idle, scale, unit, source, names, rows)] if len(idle) else []
+    chunks = chunk_of(events, rows)
     several_chunks = bool(len(chunks)) and int(chunks.max()) > 0
     for kind in ALL_KINDS:
         strip = kind in STRIP_KINDS
@@ -129,18 +139,20 @@ def _exact_traces(events: pd.DataFrame, scale: float, unit: str,
                 mask &= chunks == chunk
             if mask.any():
                 traces.append(_kind_trace(events[mask], kind, chunk, scale, unit, source, names,
-                                          box_text if kind in COMPUTE_EVENT_KINDS else None))
+                                          box_text if kind in COMPUTE_EVENT_KINDS else None,
+                                          rows))
     return traces
 
 
 def _kind_trace(part: pd.DataFrame, kind: str, chunk: int | None, scale: float, unit: str,
-                source: str, names: dict[int, str], box_text: str | None = None) -> go.Bar:
+                source: str, names: dict[int, str], box_text: str | None = None,
+                rows: str = "rank") -> go.Bar:
     strip = kind in STRIP_KINDS
     start = part["start"].to_numpy() * scale
     duration = (part["end"] - part["start"]).to_numpy() * scale
     custom = hover_data(
         part["stage"], part["microbatch"], start, duration, part["step"] + 1, part["peer"],
-        part["bytes"], part["detail"].astype(str), [names[int(r)] for r in part["rank"]])
+        part["bytes"], part["detail"].astype(str), [names[int(r)] for r in part[rows]])
     extra = ("<br>peer rank %{customdata[5]} · %{customdata[6]} bytes · %{customdata[7]}"
              if strip else "")
     name, group = KIND_NAMES[kind], kind
@@ -156,7 +168,7 @@ def _kind_trace(part: pd.DataFrame, kind: str, chunk: int | None, scale: float, 
     return go.Bar(
         **written,
         name=name, legendgroup=group, orientation="h",
-        y=part["rank"].to_numpy(), x=duration, base=start,
+        y=part[rows].to_numpy(), x=duration, base=start,
         width=STRIP_WIDTH if strip else ROW_WIDTH, offset=STRIP_BASE if strip else ROW_BASE,
         marker=marker, customdata=custom,
         hovertemplate=(
@@ -169,14 +181,14 @@ def _kind_trace(part: pd.DataFrame, kind: str, chunk: int | None, scale: float, 
 
 
 def _idle_trace(idle: pd.DataFrame, scale: float, unit: str, source: str,
-                names: dict[int, str]) -> go.Bar:
+                names: dict[int, str], rows: str = "rank") -> go.Bar:
     start = idle["start"].to_numpy() * scale
     duration = (idle["end"] - idle["start"]).to_numpy() * scale
     return go.Bar(
         name=KIND_NAMES["idle"], legendgroup="idle", orientation="h",
-        y=idle["rank"].to_numpy(), x=duration, base=start, width=ROW_WIDTH, offset=ROW_BASE,
+        y=idle[rows].to_numpy(), x=duration, base=start, width=ROW_WIDTH, offset=ROW_BASE,
         marker={"color": KIND_COLOURS["idle"], "pattern": IDLE_PATTERN},
-        customdata=hover_data(start, duration, [names[int(r)] for r in idle["rank"]]),
+        customdata=hover_data(start, duration, [names[int(r)] for r in idle[rows]]),
         hovertemplate=(
             f"<b>idle</b> ({source})<br>%{{customdata[2]}}<br>from %{{customdata[0]:.4g}} "
             + unit + " for %{customdata[1]:.4g} " + unit + "<extra></extra>"
@@ -187,17 +199,17 @@ def _idle_trace(idle: pd.DataFrame, scale: float, unit: str, source: str,
 def _add_gantt(figure: go.Figure, events: pd.DataFrame, scaled: tuple[float, str],
                aggregate_above: int, bins: int, row: int | None,
                row_names: RowNames | None = None, shown: set[str] | None = None,
-               box_text: str | None = None) -> None:
+               box_text: str | None = None, rows: str = "rank") -> None:
     if events.empty:
         figure.add_annotation(text="no events", showarrow=False, row=row, col=1 if row else None)
         return
     scale, unit = scaled
-    labels = row_labels(events, row_names)
+    labels = row_labels(events, row_names, rows)
     if len(events) > aggregate_above:
-        traces = aggregated_traces(events, scale, unit, bins)
+        traces = aggregated_traces(events, scale, unit, bins, rows)
     else:
-        names = {rank: (row_names or {}).get(rank, f"rank {rank}") for rank in labels}
-        traces = _exact_traces(events, scale, unit, names, box_text)
+        names = {key: (row_names or {}).get(key, _row_name(key, rows)) for key in labels}
+        traces = _exact_traces(events, scale, unit, names, box_text, rows)
     for trace in traces:
         if shown is not None:  # one legend entry per kind across stacked rows
             trace.showlegend = trace.legendgroup not in shown
@@ -219,12 +231,15 @@ def gantt(
     bins: int = AGGREGATE_BINS,
     row_names: RowNames | None = None,
     box_text: str | None = None,
+    rows: str = "rank",
 ) -> go.Figure:
     """The timeline as a Gantt chart: one row per rank, one colour per kind, idle shaded.
 
     ``unit`` names what event times are in ("s" or "cost units"); by default it follows the
-    events' source. ``row_names`` replaces "rank r" in the row labels (e.g. "pp 1 (rank 2)"
-    for a pipeline position). Above ``aggregate_above`` events the rows are drawn aggregated
+    events' source. ``rows`` is the column that picks an event's row: "rank" (the global
+    rank) or "pp_rank" (the pipeline position, for one replica of a tp/dp run).
+    ``row_names`` replaces "rank r" in the row labels (e.g. "pp 1 (rank 2)" for a pipeline
+    position). Above ``aggregate_above`` events the rows are drawn aggregated
     (see ``pplab.charts.binning``) so the browser stays responsive, without box text.
     ``box_text`` ("microbatch", "version" or "both") writes that into every compute box;
     a box too narrow for its text shows none (hover still tells).
@@ -233,14 +248,14 @@ def gantt(
     figure = go.Figure()
     scaled = time_scale(events, unit)
     _add_gantt(figure, events, scaled, aggregate_above, bins, None, row_names,
-               box_text=box_text)
+               box_text=box_text, rows=rows)
     source = source_of(events)
     heading = title or f"{source.capitalize()} timeline"
     if len(events) > aggregate_above:
         heading += f" (aggregated: {len(events):,} events)"
-    rows = int(events["rank"].nunique()) if len(events) else 1
+    count = int(events[rows].nunique()) if len(events) else 1
     figure.update_layout(
-        title=heading, barmode="overlay", height=140 + 44 * rows,
+        title=heading, barmode="overlay", height=140 + 44 * count,
         xaxis_title=f"time ({scaled[1]}, {source})",
         legend={"orientation": "v", "yanchor": "top", "y": 1, "x": 1.01},
         margin={"l": 10, "r": 10, "t": 60, "b": 40},
@@ -257,6 +272,7 @@ def gantt_stack(
     bins: int = AGGREGATE_BINS,
     row_names: Sequence[RowNames | None] | None = None,
     box_text: str | None = None,
+    rows: str = "rank",
 ) -> go.Figure:
     """Several timelines stacked on one figure, all in one time unit on one shared axis.
 
@@ -264,7 +280,8 @@ def gantt_stack(
     units and seconds have no one unit (calibrate the predictions first, see
     ``pplab.calibration.run_prediction``); given both, each row gets its own axis and the title
     says so.
-    ``box_text`` is as for ``gantt``.
+    ``box_text`` and ``rows`` are as for ``gantt``: with ``rows="pp_rank"`` a prediction and
+    one replica of the measured run line up row by row.
     """
     box_labels(timelines[0][1].iloc[:0] if timelines else pd.DataFrame(
         columns=["microbatch", "version"]), box_text)
@@ -277,7 +294,7 @@ def gantt_stack(
     view = shared_time_scale([events for _, events in timelines], units)
     scales = [view or time_scale(events, unit)
               for (_, events), unit in zip(timelines, units, strict=True)]
-    heights = [max(1, int(ev["rank"].nunique())) if len(ev) else 1 for _, ev in timelines]
+    heights = [max(1, int(ev[rows].nunique())) if len(ev) else 1 for _, ev in timelines]
     figure = make_subplots(
         rows=len(timelines), cols=1, shared_xaxes=view is not None, vertical_spacing=0.08,
         row_heights=heights, subplot_titles=[
@@ -289,7 +306,7 @@ def gantt_stack(
     in_legend: set[str] = set()
     for row, (_, events) in enumerate(timelines, start=1):
         _add_gantt(figure, events, scales[row - 1], aggregate_above, bins, row,
-                   row_names[row - 1], in_legend, box_text)
+                   row_names[row - 1], in_legend, box_text, rows)
         if view is None or row == len(timelines):
             figure.update_xaxes(title_text=f"time ({scales[row - 1][1]})", row=row, col=1)
     note = "" if view is not None else " (units differ: each row has its own time axis)"

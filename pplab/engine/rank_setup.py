@@ -62,7 +62,7 @@ def setup_rank(plan: Plan, rank: int, on_loss: Callable[[int, float], None] | No
     device = _device(config.device, rank)
     dtype = getattr(torch, config.dtype)
     recorder = Recorder(rank, enabled=config.record,
-                        cuda=torch.cuda if device.type == "cuda" else None)
+                        cuda=torch.cuda if device.type == "cuda" else None, coords=me)
 
     runtimes: dict[int, StageRuntime] = {}
     for stage in schedule.stages_of(me.pp):

@@ -18,6 +18,7 @@ from __future__ import annotations
 import time
 
 from pplab.timeline.events import COMPUTE_EVENT_KINDS, EventKind
+from pplab.topology import Coords
 
 _now = time.perf_counter_ns
 
@@ -63,11 +64,15 @@ class Recorder:
     """Collects event rows for one rank; ``span(...)`` times one thing, a no-op when disabled.
 
     Rows hold raw nanoseconds; ``rows_for_timeline`` converts them to seconds since the
-    origin on the shared clock, with ``offset_ns`` added for ranks on another host.
+    origin on the shared clock, with ``offset_ns`` added for ranks on another host. Every
+    row names the global ``rank`` and its ``coords`` in the Topology (by default a pipeline
+    rank with no tensor or data parallelism: pp = rank).
     """
 
-    def __init__(self, rank: int, enabled: bool = True, cuda=None) -> None:
+    def __init__(self, rank: int, enabled: bool = True, cuda=None,
+                 coords: Coords | None = None) -> None:
         self.rank = rank
+        self.coords = coords if coords is not None else Coords(pp=rank, dp=0, tp=0)
         self.enabled = enabled
         self.step = 0
         self.origin_ns = _now()
@@ -105,8 +110,10 @@ class Recorder:
     def rows_for_timeline(self) -> list[dict]:
         self._apply_cuda_times()
         shift = self.offset_ns - self.origin_ns
+        pp, dp, tp = self.coords
         return [
-            {"rank": self.rank, "kind": kind, "stage": stage, "microbatch": mb, "step": step,
+            {"rank": self.rank, "pp_rank": pp, "tp_rank": tp, "dp_rank": dp, "kind": kind,
+             "stage": stage, "microbatch": mb, "step": step,
              "start": (start + shift) / 1e9, "end": (end + shift) / 1e9, "source": "measured",
              "version": version, "peer": peer, "bytes": nbytes, "detail": detail}
             for kind, stage, mb, step, start, end, version, peer, nbytes, detail in self.rows

@@ -7,7 +7,8 @@ folder, so a damaged, foreign, enormous or linked folder becomes one line saying
 never stops the good runs from listing.
 
 ``meta.json`` carries ``schema_version``. A run from an older pplab is upgraded on reading; a
-run from a newer one is refused with the version it needs.
+run from a newer one is refused with the version it needs. An Event table saved before the
+table carried each rank's (pp, tp, dp) coordinate gets it on reading, from meta.json's grid.
 
     python -c "from pplab.runs.run_dirs import list_runs; print(list_runs('data/runs')[1])"
 """
@@ -26,7 +27,8 @@ import pandas as pd
 
 from pplab import limits
 from pplab.runs.atomic_files import atomic_directory, write_text_atomic
-from pplab.timeline import EVENT_COLUMNS, chrome_trace
+from pplab.timeline import COORDINATE_COLUMNS, EVENT_COLUMNS, chrome_trace
+from pplab.topology import Topology
 
 EVENTS_FILE = "events.parquet"
 META_FILE = "meta.json"
@@ -158,15 +160,55 @@ def _read_events(path: Path, metadata: dict) -> pd.DataFrame:
     except Exception as error:  # pyarrow raises many types for a damaged file
         reason = str(error).splitlines()[0] if str(error) else type(error).__name__
         raise RunError(f"{path} cannot be read as Parquet: {reason}") from None
-    missing = [c for c in EVENT_COLUMNS if c not in events.columns]
+    # saved before the table carried the coordinates: all three absent, derived below
+    derived = not any(c in events.columns for c in COORDINATE_COLUMNS)
+    missing = [c for c in EVENT_COLUMNS
+               if c not in events.columns and not (derived and c in COORDINATE_COLUMNS)]
     if missing:
         raise RunError(f"{path} is not an Event table: columns {missing} are missing")
     try:
+        if derived:
+            events = with_coordinates(events, metadata)
         events = events[list(EVENT_COLUMNS)].astype(EVENT_COLUMNS)
     except (TypeError, ValueError, OverflowError) as error:
         raise RunError(f"{path} has columns of the wrong type: {error}") from None
     _check_events(path, events, metadata)
     return events
+
+
+def grid_of(metadata: Mapping) -> Topology | None:
+    """The pp x tp x dp grid meta.json names, or None when it names none pplab can hold."""
+    schedule = metadata.get("schedule") if isinstance(metadata.get("schedule"), dict) else {}
+
+    def size(value: object) -> int | None:
+        whole = isinstance(value, int) and not isinstance(value, bool) and value >= 1
+        return value if whole else None
+
+    try:
+        return Topology(size(schedule.get("pp_size")) or size(metadata.get("pp_size")) or 1,
+                        size(metadata.get("tp_size")) or 1, size(metadata.get("dp_size")) or 1)
+    except ValueError:
+        return None
+
+
+def with_coordinates(events: pd.DataFrame, metadata: Mapping) -> pd.DataFrame:
+    """``events`` with the pp_rank, tp_rank and dp_rank of each global rank, by the rule the
+    engine records them with (``Topology.coords``) on meta.json's grid.
+
+    For a table saved before the Event table carried them. Where the grid does not hold
+    every rank the events name (a simulated or foreign run), every rank is read as a
+    pipeline rank, as the simulator writes them: (rank, 0, 0).
+    """
+    ranks = events["rank"].to_numpy().astype(np.int64)
+    seen = np.unique(ranks)
+    grid = grid_of(metadata)
+    if grid is None or (len(seen) and (seen[0] < 0 or seen[-1] >= grid.world_size)):
+        grid = None
+    coords = {int(r): grid.coords(int(r)) if grid is not None else (int(r), 0, 0) for r in seen}
+    at = np.searchsorted(seen, ranks)
+    pp, dp, tp = (np.array([coords[int(r)][i] for r in seen], dtype=np.int64)[at]
+                  for i in range(3))
+    return events.assign(pp_rank=pp, tp_rank=tp, dp_rank=dp)
 
 
 def _check_events(path: Path, events: pd.DataFrame, metadata: dict) -> None:

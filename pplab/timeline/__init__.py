@@ -10,6 +10,7 @@ from pplab.timeline.events import (
     BUSY_KINDS,
     COMM_EVENT_KINDS,
     COMPUTE_EVENT_KINDS,
+    COORDINATE_COLUMNS,
     EVENT_COLUMNS,
     EVENT_DEFAULTS,
     SPLIT_KEYS,
@@ -20,7 +21,7 @@ from pplab.timeline.events import (
 )
 from pplab.timeline.trace import EXTRA_TRACK_BASE, chrome_trace, events_to_csv_text
 
-__all__ = ["BUSY_KINDS", "COMM_EVENT_KINDS", "COMPUTE_EVENT_KINDS", "EVENT_COLUMNS",
-           "EVENT_DEFAULTS", "EXTRA_TRACK_BASE", "EventKind", "SPLIT_KEYS",
+__all__ = ["BUSY_KINDS", "COMM_EVENT_KINDS", "COMPUTE_EVENT_KINDS", "COORDINATE_COLUMNS",
+           "EVENT_COLUMNS", "EVENT_DEFAULTS", "EXTRA_TRACK_BASE", "EventKind", "SPLIT_KEYS",
            "TP_DETAIL_PREFIX", "chrome_trace", "events_frame", "events_from_columns",
            "events_to_csv_text", "metrics", "peak_activations", "peak_held"]

@@ -5,7 +5,10 @@ the simulator predicted it or the engine measured it.
 
 Columns (times in seconds from the start of the run, on a clock shared by all ranks):
 
-    rank        int   the process that did it
+    rank        int   the process that did it (its global rank)
+    pp_rank     int   its coordinate in the ``pplab.topology.Topology``: pipeline position,
+    tp_rank           tensor shard and data replica; a table built without them (the
+    dp_rank           simulator's: every rank is a pipeline rank) gets pp_rank = rank, 0, 0
     stage       int   the model stage (-1 when the event is not about one stage)
     kind        str   an ``EventKind``: F, B, I, W (compute); send, recv, wait, allreduce
                       (communication); optim (optimizer step)
@@ -65,6 +68,9 @@ SPLIT_KEYS = ("compute", "tp_allreduce", "optimizer")  # busy = their sum, per r
 
 EVENT_COLUMNS: dict[str, str] = {
     "rank": "int64",
+    "pp_rank": "int64",
+    "tp_rank": "int64",
+    "dp_rank": "int64",
     "stage": "int64",
     "kind": "string",
     "microbatch": "int64",
@@ -78,8 +84,10 @@ EVENT_COLUMNS: dict[str, str] = {
     "detail": "string",
 }
 EVENT_DEFAULTS: dict[str, object] = {
-    "stage": -1, "microbatch": -1, "step": 0, "version": -1, "peer": -1, "bytes": 0, "detail": "",
+    "tp_rank": 0, "dp_rank": 0, "stage": -1, "microbatch": -1, "step": 0, "version": -1,
+    "peer": -1, "bytes": 0, "detail": "",
 }
+COORDINATE_COLUMNS = ("pp_rank", "tp_rank", "dp_rank")  # pp_rank's default is the rank itself
 
 
 def events_frame(rows: Iterable[Mapping[str, object]] = ()) -> pd.DataFrame:
@@ -88,6 +96,8 @@ def events_frame(rows: Iterable[Mapping[str, object]] = ()) -> pd.DataFrame:
     for column, default in EVENT_DEFAULTS.items():
         values = frame[column].astype(object)  # an all-missing column is float; "" must fit
         frame[column] = values.where(values.notna(), default)
+    pp_rank = frame["pp_rank"].astype(object)
+    frame["pp_rank"] = pp_rank.where(pp_rank.notna(), frame["rank"])
     missing = [c for c in ("rank", "kind", "start", "end", "source") if frame[c].isna().any()]
     if missing:
         raise ValueError(f"events are missing required values in columns {missing}")
@@ -101,6 +111,8 @@ def events_from_columns(columns: Mapping[str, Sequence[object]]) -> pd.DataFrame
     for column in EVENT_COLUMNS:
         if column in columns:
             data[column] = columns[column]
+        elif column == "pp_rank":
+            data[column] = columns["rank"]
         elif column in EVENT_DEFAULTS:
             data[column] = [EVENT_DEFAULTS[column]] * length
         else:
