@@ -21,7 +21,7 @@ plain actions of an entry asks for ``entry.sub_actions``: ``(action,)`` for an `
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import NamedTuple
@@ -249,6 +249,52 @@ def finishes(action: AnyAction) -> tuple[tuple[int, ActionKind, int], ...]:
             (action.stage, BACKWARD_WEIGHT, action.microbatch),
         )
     return ((action.stage, action.kind, action.microbatch),)
+
+
+class Message(NamedTuple):
+    """An activation or an input gradient that one rank hands to another."""
+
+    sender: int  # rank
+    receiver: int  # rank
+    fact: tuple[int, ActionKind, int]  # what it carries, as ``needs`` names it
+    target: int  # the stage that reads it
+    what: str  # "activation" or "gradient"
+
+
+def message_of(action: Action, stage_to_rank: Sequence[int],
+               rank: int | None = None) -> Message | None:
+    """What plain ``action`` sends to another rank when it finishes, or None.
+
+    The one rule for who sends to whom, which the simulator, the engine and the calibration
+    all read: a forward feeds its activation to stage + 1; an input gradient, of a full
+    backward B or of I, goes to stage - 1; W sends nothing. Nothing leaves the first or the
+    last stage that way, and a stage living on the sender's own rank (``rank``, by default
+    the one holding ``action.stage``) gets its input handed over locally, not sent.
+    """
+    stage, kind, mb = action
+    if kind == FORWARD:
+        target, fact, what = stage + 1, (stage, FORWARD, mb), "activation"
+    elif kind in (FULL_BACKWARD, BACKWARD_INPUT):
+        target, fact, what = stage - 1, (stage, BACKWARD_INPUT, mb), "gradient"
+    else:
+        return None
+    if not 0 <= target < len(stage_to_rank):
+        return None
+    sender = stage_to_rank[stage] if rank is None else rank
+    receiver = stage_to_rank[target]
+    return None if receiver == sender else Message(sender, receiver, fact, target, what)
+
+
+def message_into(action: Action, stage_to_rank: Sequence[int]) -> Message | None:
+    """The message plain ``action`` waits for from another rank, or None.
+
+    Its input from the neighbouring stage (``needs``), sent by ``message_of``'s rule: the
+    previous stage's activation for a forward, the next stage's input gradient for B or I.
+    """
+    for stage, kind, mb in needs(action, len(stage_to_rank)):
+        if stage != action.stage:
+            return message_of(Action(stage, kind, mb), stage_to_rank)
+    return None
 
 
 def weight_versions(schedule: Schedule) -> dict[tuple[int, int], int]:

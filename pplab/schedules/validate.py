@@ -10,7 +10,8 @@ step x rank grid around it:
   that same rank (a backward before its forward, W before I), or an overlapped pair whose
   two halves need each other, so cannot run at the same time;
 * deadlock: every rank that still has work waits for data that another waiting rank has
-  not produced yet.
+  not produced yet. The simulator's own walk finds it (``pplab.schedules.walk``, taking no
+  time): the ranks left parked are the deadlock, each with the facts it waits for.
 
     pplab validate my_schedule.csv
 """
@@ -32,6 +33,7 @@ from pplab.schedules.actions import (
     finishes,
     needs,
 )
+from pplab.schedules.walk import Walk, plain_program
 
 GRID_ROWS_AROUND = 4
 GRID_MAX_RANKS = 12  # a message about a 4,000-rank schedule shows the ranks that matter
@@ -201,34 +203,16 @@ def _check_order_and_deadlock(schedule: Schedule) -> None:
                         f"dependency broken: {action} on rank {rank} needs {Action(*need)}, "
                         f"which rank {rank} runs later", schedule, rank, position)
             done.update(finishes(action))
-    # Cross-rank progress: run every rank as far as its receives allow until all finish.
-    # Event-driven, as the simulator: a rank that must wait parks on the one fact it lacks
-    # and is woken when that fact appears, so the whole check is linear in the actions.
-    done = set()
-    heads = {rank: 0 for rank in schedule.actions}
-    parked: dict[tuple[int, str, int], list[int]] = {}
-    ready = list(schedule.actions)
-    while ready:
-        rank = ready.pop()
-        actions = schedule.actions[rank]
-        position = heads[rank]
-        while position < len(actions):
-            lacking = next((n for n in needs(actions[position], num_stages) if n not in done),
-                           None)
-            if lacking is not None:
-                parked.setdefault(lacking, []).append(rank)
-                break
-            for fact in finishes(actions[position]):
-                done.add(fact)
-                ready.extend(parked.pop(fact, ()))
-            position += 1
-        heads[rank] = position
-    stuck = {r: p for r, p in heads.items() if p < len(schedule.actions[r])}
+    # Cross-rank progress: the one walk of a schedule, taking no time; a rank that must wait
+    # parks on the one fact it lacks, so the whole check is linear in the actions.
+    walk = Walk(schedule.stage_to_rank, plain_program(schedule)).run()
+    stuck = walk.stuck()
     if stuck:
         waits = []
         for rank, position in stuck.items():
             action = schedule.actions[rank][position]
-            missing = [Action(*n) for n in needs(action, num_stages) if n not in done]
+            missing = [Action(*n) for n in needs(action, num_stages)
+                       if walk.usable_at(n, rank) is None]
             senders = ", ".join(f"{m} (rank {schedule.stage_to_rank[m.stage]})" for m in missing)
             waits.append(f"rank {rank} at {action} waits for {senders}")
         first = min(stuck, key=lambda r: (stuck[r], r))

@@ -8,9 +8,10 @@ while memory allows; a weight gradient to fill a gap that would otherwise stay i
 with several numbers of warm-up forwards, and the best is kept; an integer program then
 polishes it. pplab does the heuristic part, with no solver:
 
-* every candidate is played forward in time by a list scheduler that uses the cost model's
-  durations and message times, one rank at a time in time order, so each order it writes
-  is runnable by construction;
+* every greedy candidate is played forward in time on the simulator's one walk
+  (``pplab.schedules.walk``), whose chooser picks a rank's next action the moment the rank
+  falls free, with the cost model's per-stage durations and message times, so each order it
+  writes is runnable by construction;
 * the candidates are the greedy policies (full or split backward; weight gradients to fill
   any gap, or only gaps they fit; at most 1F1B's, ZB-H2's or the cap's forwards ahead of
   the backwards) and the hand-made families of one chunk per rank, including 1F1B with its
@@ -28,10 +29,8 @@ print(search_schedule(4, 8, max_in_flight=4).pretty())"
 
 from __future__ import annotations
 
-import heapq
-import math
 from collections import deque
-from typing import TYPE_CHECKING, NamedTuple
+from typing import NamedTuple
 
 from pplab import limits
 from pplab.schedules.actions import (
@@ -44,9 +43,10 @@ from pplab.schedules.actions import (
 )
 from pplab.schedules.registry import build
 from pplab.schedules.validate import validate
-
-if TYPE_CHECKING:  # the cost model imports this package: a runtime import would be circular
-    from pplab.sim.cost_model import CostModel
+from pplab.schedules.walk import Item, Walk
+from pplab.sim.cost_model import CostModel
+from pplab.sim.simulator import Links, simulate
+from pplab.timeline import metrics
 
 SEARCHED = "searched"
 # The search simulates a dozen candidates: at this size that takes several seconds.
@@ -55,7 +55,7 @@ _HAND_MADE = ("1f1b", "zb-h1", "zb-h2", "gpipe")
 
 
 class Policy(NamedTuple):
-    """One greedy rule set: how the list scheduler picks a rank's next action."""
+    """One greedy rule set: how a free rank picks its next action."""
 
     split_backward: bool  # I and W, or a full B
     weights_only_in_gaps_they_fit: bool  # else a W fills any gap at all
@@ -105,21 +105,16 @@ def search_schedule(pp_size: int, num_microbatches: int, cost: CostModel | None 
     ``memory_capped_1f1b`` under the same cap and costs, and is never slower than it.
     ``params`` records the cap and which candidate won.
     """
-    from pplab.sim.cost_model import CostModel
-    from pplab.sim.simulator import simulate
-    from pplab.timeline import metrics
-
     cost = cost if cost is not None else CostModel()
     cap = pp_size if max_in_flight is None else max_in_flight
     _check_request(pp_size, num_microbatches, cap)
-    timing = _Timing(cost, pp_size, num_microbatches)
 
     candidates: list[tuple[str, Schedule]] = [
         ("1f1b with the warm-up cut to the cap",
          memory_capped_1f1b(pp_size, num_microbatches, cap))]
     candidates += [(name, build(name, pp_size, num_microbatches)) for name in _HAND_MADE]
     for policy in POLICIES:
-        orders = _greedy_orders(policy, pp_size, num_microbatches, cap, timing)
+        orders = _greedy_orders(policy, pp_size, num_microbatches, cap, cost)
         if orders is not None:
             candidates.append((policy.label(), Schedule(orders, tuple(range(pp_size)),
                                                         num_microbatches, name=SEARCHED)))
@@ -152,106 +147,88 @@ def _check_request(pp_size: int, num_microbatches: int, max_in_flight: int) -> N
                          f"{MAX_SEARCH_ACTIONS:,} (pplab.sim.search)")
 
 
-class _Timing:
-    """Durations per rank and message times per link, as the simulator charges them."""
+class _Greedy:
+    """One policy played forward in time: the walk's chooser for every rank.
 
-    def __init__(self, cost: CostModel, pp_size: int, num_microbatches: int) -> None:
-        placement = Schedule({r: () for r in range(pp_size)}, tuple(range(pp_size)),
-                             num_microbatches)
-        factors = cost.stage_factors(placement)
-        per_kind = {FORWARD: cost.forward, FULL_BACKWARD: cost.backward,
-                    BACKWARD_INPUT: cost.backward_input, BACKWARD_WEIGHT: cost.backward_weight}
-        self.duration = [{kind: time * factors[rank] for kind, time in per_kind.items()}
-                         for rank in range(pp_size)]
-        self.message = [cost.message_time() * factor
-                        for factor in cost.link_factors(pp_size)]
+    The walk asks it for a rank's next action whenever the rank falls free or something
+    reaches it, ranks free at one instant in rank order, so when a rank chooses, every
+    action that started earlier anywhere is known with the time its output arrives
+    (``Walk.usable_at``): each rank has a core of its own, so an action's end is known when
+    it starts. Durations are the cost model's per stage (``CostModel.stage_durations``, so
+    calibrated ``stage_costs`` count) and messages go over ``Links`` as the simulator's do.
+    """
+
+    def __init__(self, policy: Policy, pp_size: int, num_microbatches: int, cap: int,
+                 durations: list[dict[str, float]]) -> None:
+        p = pp_size
+        self.policy, self.m, self.cap, self.durations = policy, num_microbatches, cap, durations
+        self.last = p - 1
+        self.ahead = {"1f1b": lambda r: p - r, "zb-h2": lambda r: 2 * (p - r) - 1,
+                      "cap": lambda r: cap}[policy.forwards_ahead]
+        self.backward_kind = BACKWARD_INPUT if policy.split_backward else FULL_BACKWARD
+        self.orders: dict[int, list[Action]] = {r: [] for r in range(p)}
+        self.next_forward, self.next_backward = [0] * p, [0] * p
+        self.held = [0] * p  # microbatches whose activations the rank keeps
+        self.pending: list[deque[int]] = [deque() for _ in range(p)]  # I done, W not yet
+
+    def finished(self, r: int) -> bool:
+        return self.next_backward[r] == self.m and not self.pending[r]
+
+    def __call__(self, walk: Walk, r: int) -> Item | None:
+        action = self._choose(walk, r, walk.now)
+        if action is None:
+            return None
+        mb = action.microbatch
+        if action.kind == FORWARD:
+            self.next_forward[r] += 1
+            self.held[r] += 1
+        elif action.kind == BACKWARD_WEIGHT:
+            self.pending[r].popleft()
+            self.held[r] -= 1
+        else:
+            self.next_backward[r] += 1
+            if action.kind == BACKWARD_INPUT:
+                self.pending[r].append(mb)
+            else:
+                self.held[r] -= 1
+        self.orders[r].append(action)
+        return Item(action, self.durations[r][action.kind])
+
+    def _inputs(self, walk: Walk, r: int) -> tuple[float | None, float | None]:
+        """When the next backward's gradient and the next forward's activation reach ``r``
+        (None: not yet promised; the last rank's backward starts from its loss, the first
+        rank's forward from the data)."""
+        gradient = walk.usable_at((r + 1, BACKWARD_INPUT, self.next_backward[r]), r) \
+            if r < self.last else walk.now
+        activation = walk.usable_at((r - 1, FORWARD, self.next_forward[r]), r) \
+            if r > 0 and self.next_forward[r] < self.m else walk.now
+        return gradient, activation
+
+    def _choose(self, walk: Walk, r: int, t: float) -> Action | None:
+        gradient, activation = self._inputs(walk, r)
+        mb = self.next_backward[r]
+        if mb < self.next_forward[r] and gradient is not None and gradient <= t:
+            return Action(r, self.backward_kind, mb)
+        mb = self.next_forward[r]
+        if (mb < self.m and self.held[r] < self.cap and mb - self.next_backward[r] < self.ahead(r)
+                and activation is not None and activation <= t):
+            return Action(r, FORWARD, mb)
+        if self.pending[r]:
+            coming = [when for when in (gradient, activation) if when is not None and when > t]
+            fits = not coming or min(coming) - t >= self.durations[r][BACKWARD_WEIGHT]
+            if self.held[r] >= self.cap or not self.policy.weights_only_in_gaps_they_fit or fits:
+                return Action(r, BACKWARD_WEIGHT, self.pending[r][0])
+        return None
 
 
 def _greedy_orders(policy: Policy, pp_size: int, num_microbatches: int, cap: int,
-                   timing: _Timing) -> dict[int, list[Action]] | None:
-    """Play ``policy`` forward in time; None if it would leave a rank waiting forever.
-
-    Ranks are served in the order of the time they fall free or something reaches them, so
-    when a rank chooses, every action that started earlier anywhere is known, with the time
-    its output arrives. A rank may be queued more than once; a stale entry is skipped.
-    """
-    p, m = pp_size, num_microbatches
-    ahead_limit = {"1f1b": lambda r: p - r, "zb-h2": lambda r: 2 * (p - r) - 1,
-                   "cap": lambda r: cap}[policy.forwards_ahead]
-    backward_kind = BACKWARD_INPUT if policy.split_backward else FULL_BACKWARD
-    orders: dict[int, list[Action]] = {r: [] for r in range(p)}
-    forward_in: dict[tuple[int, int], float] = {}  # (rank, mb) -> activation arrives
-    gradient_in: dict[tuple[int, int], float] = {}  # (rank, mb) -> input gradient arrives
-    next_forward, next_backward = [0] * p, [0] * p
-    held = [0] * p  # microbatches whose activations the rank keeps
-    pending: list[deque[int]] = [deque() for _ in range(p)]
-    queue = [(0.0, r) for r in range(p)]
-    busy_until = [0.0] * p
-    parked: list[int] = []
-
-    def wake(r: int, when: float) -> None:
-        heapq.heappush(queue, (max(when, busy_until[r]), r))
-
-    def finished(r: int) -> bool:
-        return next_backward[r] == m and not pending[r]
-
-    def known_arrivals(r: int, t: float) -> list[float]:
-        times = [gradient_in.get((r, next_backward[r]), math.inf)] if r < p - 1 else []
-        if r > 0 and next_forward[r] < m:
-            times.append(forward_in.get((r, next_forward[r]), math.inf))
-        return [time for time in times if t < time < math.inf]
-
-    def choose(r: int, t: float) -> Action | None:
-        mb = next_backward[r]
-        if mb < next_forward[r] and (r == p - 1 or gradient_in.get((r, mb), math.inf) <= t):
-            return Action(r, backward_kind, mb)
-        mb = next_forward[r]
-        if (mb < m and held[r] < cap and mb - next_backward[r] < ahead_limit(r)
-                and (r == 0 or forward_in.get((r, mb), math.inf) <= t)):
-            return Action(r, FORWARD, mb)
-        if pending[r]:
-            coming = known_arrivals(r, t)
-            fits = not coming or min(coming) - t >= timing.duration[r][BACKWARD_WEIGHT]
-            if held[r] >= cap or not policy.weights_only_in_gaps_they_fit or fits:
-                return Action(r, BACKWARD_WEIGHT, pending[r][0])
+                   cost: CostModel) -> dict[int, list[Action]] | None:
+    """Play ``policy`` forward in time on the walk; None if a rank would wait forever."""
+    placement = Schedule({r: () for r in range(pp_size)}, tuple(range(pp_size)),
+                         num_microbatches)
+    greedy = _Greedy(policy, pp_size, num_microbatches, cap, cost.stage_durations(placement))
+    Walk(placement.stage_to_rank, dict.fromkeys(range(pp_size), greedy),
+         deliver=Links(cost, pp_size)).run()
+    if not all(greedy.finished(r) for r in range(pp_size)):
         return None
-
-    while queue:
-        t, r = heapq.heappop(queue)
-        if t < busy_until[r] or finished(r):
-            continue
-        action = choose(r, t)
-        if action is None:
-            coming = known_arrivals(r, t)
-            if coming:
-                wake(r, min(coming))
-            elif r not in parked:
-                parked.append(r)  # woken when any rank next finishes something
-            continue
-        end = busy_until[r] = t + timing.duration[r][action.kind]
-        orders[r].append(action)
-        if action.kind == FORWARD:
-            next_forward[r] += 1
-            held[r] += 1
-            if r + 1 < p:
-                forward_in[(r + 1, action.microbatch)] = end + timing.message[r]
-                wake(r + 1, forward_in[(r + 1, action.microbatch)])
-        elif action.kind == BACKWARD_WEIGHT:
-            pending[r].popleft()
-            held[r] -= 1
-        else:
-            next_backward[r] += 1
-            if action.kind == BACKWARD_INPUT:
-                pending[r].append(action.microbatch)
-            else:
-                held[r] -= 1
-            if r > 0:
-                gradient_in[(r - 1, action.microbatch)] = end + timing.message[r - 1]
-                wake(r - 1, gradient_in[(r - 1, action.microbatch)])
-        wake(r, end)
-        for waiting in parked:
-            wake(waiting, end)
-        parked.clear()
-    if not all(finished(r) for r in range(p)):
-        return None
-    return orders
+    return greedy.orders

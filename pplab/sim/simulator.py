@@ -1,9 +1,13 @@
-"""Predict a schedule's timeline: discrete events over a cost model.
+"""Predict a schedule's timeline: the one walk of a schedule over a cost model.
 
 The simulator runs a ``Schedule`` the way the engine does: each rank works through its own
 actions in order, sends are posted without waiting and receives block. Nothing else is
 assumed, so every gap in the result (the bubble) comes out of the dependencies; idle time
-is never placed by hand. Times are "cost units" (F = 1 by default), not seconds.
+is never placed by hand. Times are "cost units" (F = 1 by default), not seconds. The walk
+itself (who waits on what) is ``pplab.schedules.walk``; this module prices it: durations
+from the cost model, messages over links (latency, bandwidth, one message at a time per
+directed link), optimizer steps, and draws the Event table. ``rate`` makes the same walk
+share cores (``pplab.sim.sharing``).
 
 An overlapped pair (``(0F7;7B3)OVERLAP_F_B``) runs as one unit of time on its rank, shorter
 than its halves by ``CostModel.overlap``; it is recorded as its two halves, an F event and
@@ -16,23 +20,24 @@ Event table keeps its kinds and every chart and metric reads it unchanged.
 
 from __future__ import annotations
 
-from collections import defaultdict, deque
+from collections import defaultdict
+from collections.abc import Callable
+from typing import NamedTuple
 
 import pandas as pd
 
 from pplab.schedules.actions import (
-    BACKWARD_INPUT,
     BACKWARD_WEIGHT,
-    FORWARD,
     FULL_BACKWARD,
+    Action,
+    Message,
     OverlapPair,
     Schedule,
-    finishes,
-    needs,
     weight_versions,
 )
+from pplab.schedules.walk import Item, Walk
 from pplab.sim.cost_model import CostModel
-from pplab.timeline import events_from_columns
+from pplab.timeline import EventKind, events_from_columns
 
 __all__ = ["CostModel", "simulate", "schedule_summary", "metadata", "SOURCE", "TIME_UNIT"]
 
@@ -40,159 +45,158 @@ SOURCE = "simulated"
 TIME_UNIT = "cost units"
 
 
-def simulate(schedule: Schedule, cost: CostModel | None = None) -> pd.DataFrame:
+def simulate(schedule: Schedule, cost: CostModel | None = None,
+             rate: Callable[[int], float] | None = None,
+             lead: list[dict[str, float]] | None = None,
+             spread: Callable[[], float] | None = None) -> pd.DataFrame:
     """Run ``schedule`` under ``cost`` and return its Event table (source "simulated").
 
-    Event-driven and linear in the number of actions: each rank runs until its next
-    action needs data not yet produced, then parks on that one missing fact; producing
-    the fact wakes it. Raise ValueError if the schedule deadlocks or is incomplete
+    Each rank on a core of its own unless ``rate(n)`` says how fast each of n busy ranks
+    progresses (``pplab.sim.sharing``). ``lead`` gives, per stage and kind, the part of an
+    action that is overhead before its computation: the drawn event starts where the
+    computation does. ``spread()``, when given, draws a factor for each action's
+    computation. Raise ValueError if the schedule deadlocks or is incomplete
     (``pplab.schedules.validate`` explains such schedules in detail).
     """
     cost = cost if cost is not None else CostModel()
-    num_stages = schedule.num_stages
-    durations = cost.stage_durations(schedule)
-    stage_to_rank = schedule.stage_to_rank
-    versions = weight_versions(schedule)
-    link_factors = cost.link_factors(num_stages)
-    message_bytes = int(cost.message_bytes)
-
-    columns: dict[str, list] = defaultdict(list)
-
-    def emit(rank, stage, kind, mb, step, start, end, version=-1, peer=-1, nbytes=0, detail=""):
-        columns["rank"].append(rank)
-        columns["stage"].append(stage)
-        columns["kind"].append(kind)
-        columns["microbatch"].append(mb)
-        columns["step"].append(step)
-        columns["start"].append(start)
-        columns["end"].append(end)
-        columns["version"].append(version)
-        columns["peer"].append(peer)
-        columns["bytes"].append(nbytes)
-        columns["detail"].append(detail)
-
-    # ready[fact] = time the fact is usable on the rank holding the fact's stage;
-    # arrival[(fact, rank)] = time a message carrying it lands on another rank.
-    ready: dict[tuple[int, str, int], float] = {}
-    arrival: dict[tuple[tuple[int, str, int], int], float] = {}
-    link_free: dict[tuple[int, int], float] = defaultdict(float)
-    waiting: dict[tuple[int, str, int], list[int]] = defaultdict(list)
-    clock = {rank: 0.0 for rank in schedule.actions}
-    heads = {rank: 0 for rank in schedule.actions}
-    backwards_done: dict[int, int] = defaultdict(int)
-    runnable = deque(schedule.actions)
-
-    def available(fact, rank) -> float | None:
-        """When ``fact`` can be used on ``rank``, or None if not produced yet."""
-        if stage_to_rank[fact[0]] == rank:
-            return ready.get(fact)
-        return arrival.get((fact, rank))
-
-    def send(action, rank, end) -> None:
-        # A forward feeds the next stage; an input gradient (B or I) feeds the previous one.
-        if action.kind == FORWARD:
-            target = action.stage + 1
-            fact = (action.stage, FORWARD, action.microbatch)
-            what = "activation"
-        elif action.kind in (FULL_BACKWARD, BACKWARD_INPUT):
-            target = action.stage - 1
-            fact = (action.stage, BACKWARD_INPUT, action.microbatch)
-            what = "gradient"
-        else:
-            return
-        if not 0 <= target < num_stages:
-            return
-        peer = stage_to_rank[target]
-        if peer == rank:
-            return
-        factor = link_factors[min(action.stage, target)]
-        message = cost.message_time() * factor
-        transfer = cost.transfer_time() * factor
-        if message <= 0:
-            arrival[(fact, peer)] = end
-            return
-        # Messages on one directed link go out one after another; latency overlaps.
-        start = max(end, link_free[(rank, peer)])
-        link_free[(rank, peer)] = start + transfer
-        arrival[(fact, peer)] = start + message
-        emit(rank, action.stage, "send", action.microbatch, schedule.step_of(action.microbatch),
-             start, start + message, peer=peer, nbytes=message_bytes,
-             detail=f"{what} {action.stage}->{target}")
-
-    def run_times(action) -> tuple[float, list[float]]:
-        """How long ``action`` keeps its rank, and the length each half is drawn with."""
-        alone = [durations[half.stage][half.kind] for half in action.sub_actions]
-        if not isinstance(action, OverlapPair):
-            return alone[0], alone
-        total = cost.overlapped_time(*alone)
-        scale = total / sum(alone) if sum(alone) > 0 else 0.0
-        return total, [duration * scale for duration in alone]
-
-    def update_if_due(rank, action) -> None:
-        # Asynchronous schedules step a stage's optimizer after every update_every backwards.
-        backwards_done[action.stage] += 1
-        done = backwards_done[action.stage]
-        if done % schedule.update_every == 0 and cost.optimizer > 0:
-            emit(rank, action.stage, "optim", -1, schedule.step_of(action.microbatch),
-                 clock[rank], clock[rank] + cost.optimizer,
-                 detail=f"update {done // schedule.update_every}")
-            clock[rank] += cost.optimizer
-
-    def wake(fact) -> None:
-        for rank in waiting.pop(fact, ()):
-            runnable.append(rank)
-
-    while runnable:
-        rank = runnable.popleft()
-        actions = schedule.actions[rank]
-        position = heads[rank]
-        while position < len(actions):
-            action = actions[position]
-            start = clock[rank]
-            blocked = None
-            for need in needs(action, num_stages):
-                when = available(need, rank)
-                if when is None:
-                    blocked = need
-                    break
-                start = max(start, when)
-            if blocked is not None:
-                waiting[blocked].append(rank)
-                break
-            total, drawn = run_times(action)
-            end = start + total
-            halves = action.sub_actions
-            half_start = start
-            for index, half in enumerate(halves):
-                half_end = end if index == len(halves) - 1 else half_start + drawn[index]
-                partner = f"overlapped with {halves[1 - index]}" if len(halves) == 2 else ""
-                emit(rank, half.stage, half.kind, half.microbatch,
-                     schedule.step_of(half.microbatch), half_start, half_end,
-                     version=versions.get((half.stage, half.microbatch), -1), detail=partner)
-                half_start = half_end
-            clock[rank] = end
-            for fact in finishes(action):
-                ready[fact] = end
-                wake(fact)
-            for half in halves:
-                send(half, rank, end)
-                if schedule.is_async and half.kind in (FULL_BACKWARD, BACKWARD_WEIGHT):
-                    update_if_due(rank, half)
-            position += 1
-        heads[rank] = position
-
-    stuck = [r for r, p in heads.items() if p < len(schedule.actions[r])]
+    drawing = _Drawing(schedule, cost)
+    walk = Walk(schedule.stage_to_rank, work_items(schedule, cost, lead, spread), rate,
+                deliver=drawing.deliver, on_finish=drawing.finish).run()
+    stuck = walk.stuck()
     if stuck:
-        where = ", ".join(f"rank {r} at {schedule.actions[r][heads[r]]}" for r in stuck)
+        where = ", ".join(f"rank {r} at {walk.programs[r][p].entry}" for r, p in stuck.items())
         raise ValueError(f"the schedule cannot finish: {where} wait forever "
                          f"(run `pplab validate` on it for details)")
-    if not schedule.is_async and cost.optimizer > 0:
-        for rank in schedule.actions:
-            emit(rank, -1, "optim", -1, schedule.num_steps - 1, clock[rank],
-                 clock[rank] + cost.optimizer, detail="after the flush")
-    columns["source"] = [SOURCE] * len(columns["rank"])
-    events = events_from_columns(columns)
-    return events.sort_values(["start", "rank"], kind="stable").reset_index(drop=True)
+    return drawing.events()
+
+
+class _Optim(NamedTuple):
+    """What an optimizer step's event says: its stage (-1: every stage), step and detail."""
+
+    stage: int
+    step: int
+    detail: str
+
+
+def work_items(schedule: Schedule, cost: CostModel, lead: list[dict[str, float]] | None = None,
+               spread: Callable[[], float] | None = None) -> dict[int, list[Item]]:
+    """Each rank's work in order, with optimizer steps where they fall due.
+
+    An action's note holds the length each half is drawn with. Asynchronous schedules step
+    a stage's optimizer after every ``update_every`` of its backwards; synchronous ones once
+    per rank after the flush. ``spread`` is drawn once per entry, rank by rank, in order.
+    """
+    durations = cost.stage_durations(schedule)
+    out: dict[int, list[Item]] = {}
+    for rank, actions in schedule.actions.items():
+        items: list[Item] = []
+        done: dict[int, int] = defaultdict(int)
+        for entry in actions:
+            alone = [durations[h.stage][h.kind] for h in entry.sub_actions]
+            total = cost.overlapped_time(*alone) if isinstance(entry, OverlapPair) else alone[0]
+            scale = total / sum(alone) if sum(alone) > 0 else 0.0
+            first = entry.sub_actions[0]
+            head = min(lead[first.stage][first.kind], alone[0]) * scale if lead else 0.0
+            halves = [d * scale for d in alone]
+            if spread is not None:  # this action's computation, drawn around its typical cost
+                factor = spread()
+                halves = [head + (h - head) * factor if i == 0 else h * factor
+                          for i, h in enumerate(halves)]
+                total = sum(halves)
+            items.append(Item(entry, total, head, tuple(halves)))
+            for half in entry.sub_actions:
+                if schedule.is_async and half.kind in (FULL_BACKWARD, BACKWARD_WEIGHT):
+                    done[half.stage] += 1
+                    updates, due = divmod(done[half.stage], schedule.update_every)
+                    if due == 0 and cost.optimizer > 0:
+                        items.append(Item(None, cost.optimizer, note=_Optim(
+                            half.stage, schedule.step_of(half.microbatch), f"update {updates}")))
+        if not schedule.is_async and cost.optimizer > 0:
+            items.append(Item(None, cost.optimizer,
+                              note=_Optim(-1, schedule.num_steps - 1, "after the flush")))
+        out[rank] = items
+    return out
+
+
+class Links:
+    """Messages as the cost model charges them: latency plus bytes over bandwidth, times the
+    link's factor. Messages on one directed link go out one after another (the bytes occupy
+    it); their latencies overlap. Called as the walk's ``deliver``: when a message arrives."""
+
+    def __init__(self, cost: CostModel, num_stages: int) -> None:
+        self.factors = cost.link_factors(num_stages)
+        self.message, self.transfer = cost.message_time(), cost.transfer_time()
+        self.free: dict[tuple[int, int], float] = defaultdict(float)
+
+    def send(self, rank: int, half: Action, message: Message,
+             end: float) -> tuple[float, float] | None:
+        """(start, arrival) of ``message`` sent at ``end``; None when it costs nothing."""
+        factor = self.factors[min(half.stage, message.target)]
+        if self.message * factor <= 0:
+            return None
+        link = (rank, message.receiver)
+        start = max(end, self.free[link])
+        self.free[link] = start + self.transfer * factor
+        return start, start + self.message * factor
+
+    def __call__(self, rank: int, half: Action, message: Message, end: float) -> float:
+        timed = self.send(rank, half, message, end)
+        return end if timed is None else timed[1]
+
+
+class _Drawing:
+    """The Event table of a walk, column by column, as the walk reports each item."""
+
+    def __init__(self, schedule: Schedule, cost: CostModel) -> None:
+        self.schedule = schedule
+        self.versions = weight_versions(schedule)
+        self.links = Links(cost, schedule.num_stages)
+        self.message_bytes = int(cost.message_bytes)
+        self.columns: dict[str, list] = defaultdict(list)
+
+    def emit(self, rank, stage, kind, mb, step, start, end, version=-1, peer=-1, nbytes=0,
+             detail="") -> None:
+        for name, value in (("rank", rank), ("stage", stage), ("kind", kind),
+                            ("microbatch", mb), ("step", step), ("start", start), ("end", end),
+                            ("version", version), ("peer", peer), ("bytes", nbytes),
+                            ("detail", detail)):
+            self.columns[name].append(value)
+
+    def finish(self, rank: int, item: Item, began: float, compute_began: float,
+               end: float) -> None:
+        """Draw an item: an optimizer step, or an action's halves sharing its computation."""
+        if item.entry is None:
+            self.emit(rank, item.note.stage, EventKind.OPTIM, -1, item.note.step, began, end,
+                      detail=item.note.detail)
+            return
+        halves, drawn = item.entry.sub_actions, item.note
+        start, span = compute_began, end - compute_began
+        total = sum(drawn) - item.lead
+        for index, half in enumerate(halves):
+            share = drawn[index] - (item.lead if index == 0 else 0.0)
+            half_end = end if index == len(halves) - 1 else \
+                start + span * share / total if total > 0 else start
+            partner = f"overlapped with {halves[1 - index]}" if len(halves) == 2 else ""
+            self.emit(rank, half.stage, half.kind, half.microbatch,
+                      self.schedule.step_of(half.microbatch), start, half_end,
+                      version=self.versions.get((half.stage, half.microbatch), -1),
+                      detail=partner)
+            start = half_end
+
+    def deliver(self, rank: int, half: Action, message: Message, end: float) -> float:
+        timed = self.links.send(rank, half, message, end)
+        if timed is None:
+            return end
+        start, arrival = timed
+        self.emit(rank, half.stage, EventKind.SEND, half.microbatch, self.schedule.step_of(
+            half.microbatch), start, arrival, peer=message.receiver, nbytes=self.message_bytes,
+            detail=f"{message.what} {half.stage}->{message.target}")
+        return arrival
+
+    def events(self) -> pd.DataFrame:
+        self.columns["source"] = [SOURCE] * len(self.columns["rank"])
+        events = events_from_columns(self.columns)
+        return events.sort_values(["start", "rank"], kind="stable").reset_index(drop=True)
 
 
 def schedule_summary(schedule: Schedule) -> dict[str, object]:
