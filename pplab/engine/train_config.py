@@ -19,12 +19,18 @@ from pathlib import Path
 from typing import NamedTuple
 
 from pplab import limits
+from pplab.schedules.steps import OPTIMIZER_SYNCS
 
 TASKS = ("reverse", "sort", "text")
 DEVICES = ("cpu", "cuda")
 DTYPES = ("float32", "float64")
 FAULT_KINDS = ("raise", "kill")
 _FAULT = re.compile(r"([0-9]+):([0-9]+):([a-z]+)")
+# What --force-rollback-at makes of the last stage's gradient: non-finite (a mixed-precision
+# overflow), or a spike of 10 x --clip-grad in norm (an exploding gradient to clip).
+FORCED_ROLLBACK_KINDS = ("inf", "spike")
+_FORCED = re.compile(r"([0-9]+)(?::([a-z]+))?")
+MAX_CLIP_GRAD = 1e12
 SYNTHETIC_VOCAB = 16  # 15 digit tokens and a separator: small enough to learn in minutes
 
 
@@ -69,6 +75,22 @@ def parse_fault(text: str) -> Fault:
     return Fault(int(match[1]), int(match[2]), match[3])
 
 
+class ForcedRollback(NamedTuple):
+    """``--force-rollback-at STEP[:inf|spike]``: the step whose gradient is spoiled, and how."""
+
+    step: int
+    kind: str
+
+
+def parse_forced_rollback(text: str) -> ForcedRollback:
+    """Read "STEP", "STEP:inf" or "STEP:spike" (inf when no kind is given)."""
+    match = _FORCED.fullmatch(text) if isinstance(text, str) and len(text) < 100 else None
+    if match is None or (match[2] or "inf") not in FORCED_ROLLBACK_KINDS:
+        raise ValueError(f"--force-rollback-at must look like STEP, STEP:inf or STEP:spike, "
+                         f"got {str(text)[:100]!r}")
+    return ForcedRollback(int(match[1]), match[2] or "inf")
+
+
 def parse_split(text: str) -> tuple[int, ...]:
     """Read "3,3,2" into (3, 3, 2)."""
     parts = text.split(",")
@@ -111,6 +133,12 @@ class TrainConfig:
     ``layers`` None means one layer per stage, at least 4. ``fault`` ("RANK:STEP:raise|kill")
     makes one process fail on purpose: it is how the failure lesson and the tests show a run
     going down cleanly.
+
+    ``optimizer_sync`` is how the ranks agree on the optimizer's global state (the gradient
+    norm ``clip_grad`` clips to, and whether any gradient is non-finite): "barrier" waits for
+    every stage before stepping, "post" steps at once and validates afterwards, rolling back
+    when the full state disagrees (``pplab.engine.optimizer_sync``). ``force_rollback_at``
+    ("STEP[:inf|spike]") spoils the last stage's gradient at STEP so that it must.
     """
 
     schedule: str = "1f1b"
@@ -138,6 +166,9 @@ class TrainConfig:
     tp_size: int = 1
     dp_size: int = 1
     fault: str | None = None
+    optimizer_sync: str = "barrier"
+    clip_grad: float | None = None
+    force_rollback_at: str | None = None
 
     def __post_init__(self) -> None:
         if self.split is not None:
@@ -173,6 +204,35 @@ class TrainConfig:
             raise ValueError(f"MLP width {self.mlp_width} is not divisible by tp {self.tp_size}")
         if self.fault is not None:
             parse_fault(self.fault)
+        self._check_optimizer_sync()
+
+    def _check_optimizer_sync(self) -> None:
+        if self.optimizer_sync not in OPTIMIZER_SYNCS:
+            raise ValueError(f"unknown optimizer sync {self.optimizer_sync!r}; choose one of "
+                             f"{', '.join(OPTIMIZER_SYNCS)}")
+        if self.clip_grad is not None:
+            limits.check_finite_number("clip_grad", self.clip_grad, MAX_CLIP_GRAD,
+                                       positive=True)
+        forced = None
+        if self.force_rollback_at is not None:
+            forced = parse_forced_rollback(self.force_rollback_at)
+            if forced.step >= self.steps:
+                raise ValueError(f"--force-rollback-at step {forced.step} is beyond the run's "
+                                 f"{self.steps} steps (steps count from 0)")
+            if forced.kind == "spike" and self.clip_grad is None:
+                raise ValueError("--force-rollback-at STEP:spike needs --clip-grad: a spike "
+                                 "forces a rollback only where the norm is clipped")
+        if self.tp_size > 1 and (self.global_state or forced is not None):
+            raise ValueError(f"--clip-grad and --optimizer-sync post reduce the gradient norm "
+                             f"along the pipeline, one shard per stage; run them with --tp 1, "
+                             f"not {self.tp_size}")
+
+    @property
+    def global_state(self) -> bool:
+        """Whether the ranks agree on the optimizer's global state before it counts: always
+        under post-validation; under a barrier only when something reads it."""
+        return (self.optimizer_sync == "post" or self.clip_grad is not None
+                or self.force_rollback_at is not None)
 
     @property
     def mlp_width(self) -> int:
