@@ -34,7 +34,10 @@ from pplab.schedules.actions import (
     COMPUTE_KINDS,
     FORWARD,
     FULL_BACKWARD,
+    Action,
     Schedule,
+    message_into,
+    message_of,
 )
 from pplab.sim.cost_model import CostModel
 
@@ -52,19 +55,14 @@ FIRST_STAGE_INPUT = 0.0  # stage 0's I only keeps the output gradient for its W
 
 
 def sends_remotely(schedule: Schedule, stage: int, kind: str) -> bool:
-    """Whether ``kind`` on ``stage`` hands its result to a stage on another rank."""
-    target = stage + 1 if kind == FORWARD else stage - 1
-    if kind == BACKWARD_WEIGHT or not 0 <= target < schedule.num_stages:
-        return False
-    return schedule.stage_to_rank[target] != schedule.stage_to_rank[stage]
+    """Whether ``kind`` on ``stage`` hands its result to a stage on another rank
+    (``message_of``, the action language's rule)."""
+    return message_of(Action(stage, kind, 0), schedule.stage_to_rank) is not None
 
 
 def receives_remotely(schedule: Schedule, stage: int, kind: str) -> bool:
     """Whether ``kind`` on ``stage`` waits for a message from another rank."""
-    source = stage - 1 if kind == FORWARD else stage + 1
-    if kind == BACKWARD_WEIGHT or not 0 <= source < schedule.num_stages:
-        return False
-    return schedule.stage_to_rank[source] != schedule.stage_to_rank[stage]
+    return message_into(Action(stage, kind, 0), schedule.stage_to_rank) is not None
 
 
 @dataclass(frozen=True)

@@ -32,8 +32,9 @@ from pplab.schedules.actions import (
     BACKWARD_WEIGHT,
     COMPUTE_KINDS,
     FORWARD,
-    FULL_BACKWARD,
+    Action,
     Schedule,
+    message_of,
 )
 from pplab.sim.sharing import SharedClock
 from pplab.timeline import EventKind
@@ -237,27 +238,30 @@ def _tail(walked: _Walk, alone) -> tuple[float, float, int]:
 def _links(walked: _Walk, calibration: Calibration, schedule: Schedule,
            position: dict[int, int]) -> tuple[LinkFit, ...]:
     """Time every blocked receive from the end of the action that produced its message."""
+    placement = schedule.stage_to_rank
     produced = {}
     for a in walked.actions:
-        message = "activation" if a["kind"] == FORWARD else "gradient"
-        if a["kind"] in (FORWARD, FULL_BACKWARD, BACKWARD_INPUT):
-            produced[(a["rank"], a["stage"], message, a["microbatch"], a["step"])] = a["end"]
-    # who needed each message: the next stage's F, or the previous stage's B or I (a rank
-    # of an interleaved schedule holds several stages, so the stage is part of the key)
+        sent = message_of(Action(a["stage"], a["kind"], a["microbatch"]), placement)
+        if sent is not None:
+            produced[(a["rank"], a["stage"], sent.what, a["microbatch"], a["step"])] = a["end"]
+    # who needed each message: the action its target stage ran with it, by message_of's rule
+    # (a rank of an interleaved schedule holds several stages, so the stage is in the key)
     consumer = {(a["rank"], a["step"], a["microbatch"], a["stage"], a["kind"] == FORWARD): a
                 for a in walked.actions if a["kind"] != BACKWARD_WEIGHT}
     overhead = costs.overhead_costs(calibration, schedule)
     samples: dict[tuple[int, int], list[tuple[float, float, int]]] = defaultdict(list)
     for wait in walked.waits:
-        message = "gradient" if wait["gradient"] else "activation"
-        key = (wait["peer"], wait["stage"], message, wait["microbatch"], wait["step"])
+        carried = BACKWARD_INPUT if wait["gradient"] else FORWARD
+        sent = message_of(Action(wait["stage"], carried, wait["microbatch"]), placement)
+        if sent is None:
+            continue
+        key = (wait["peer"], wait["stage"], sent.what, wait["microbatch"], wait["step"])
         end = produced.get(key)
-        user = consumer.get((wait["rank"], wait["step"], wait["microbatch"],
-                             wait["stage"] + (-1 if wait["gradient"] else 1),
-                             not wait["gradient"]))
+        user = consumer.get((wait["rank"], wait["step"], wait["microbatch"], sent.target,
+                             carried == FORWARD))
         if end is None or user is None:
             continue
-        nbytes = walked.sent.get((wait["peer"], wait["stage"], wait["microbatch"], message,
+        nbytes = walked.sent.get((wait["peer"], wait["stage"], wait["microbatch"], sent.what,
                                   wait["step"]), 0)
         own = overhead[user["stage"]][user["kind"]]
         samples[(position[wait["peer"]], position[wait["rank"]])].append(

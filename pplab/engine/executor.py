@@ -39,6 +39,8 @@ from pplab.schedules import (
     FORWARD,
     Action,
     Schedule,
+    message_into,
+    message_of,
     needs,
     weight_versions,
 )
@@ -147,21 +149,21 @@ class Executor:
             self._batches[upcoming] = self.batch_for_step(upcoming)
 
     def _resolve(self, action) -> _Planned:
-        """Where ``action``'s input comes from and where its output goes, read off ``needs``:
-        a forward needs the previous stage's activation, a backward (B or I) the next stage's
-        input gradient; a W needs only its own stage's I and sends nothing."""
-        schedule, stage = self.schedule, action.stage
+        """Where ``action``'s input comes from and where its output goes: what it ``needs``
+        from the stage next to it, and the action language's one rule for who sends to whom
+        (``message_into``, ``message_of``): a forward takes the previous stage's activation
+        and feeds the next, a backward (B or I) takes the next stage's input gradient and
+        feeds the previous, a W needs only its own stage's I and sends nothing. A neighbour
+        on this rank is handed over locally: no rank on that side."""
+        stage_to_rank = self.schedule.stage_to_rank
         key = None
-        for sender, kind, mb in needs(action, schedule.num_stages):
-            if sender != stage:
+        for sender, kind, mb in needs(action, self.schedule.num_stages):
+            if sender != action.stage:
                 key = (sender, ACTIVATION if kind == FORWARD else GRADIENT, mb)
-        from_rank = None
-        if key is not None and schedule.stage_to_rank[key[0]] != self.pp_rank:
-            from_rank = schedule.stage_to_rank[key[0]]
-        target = stage + 1 if action.kind == FORWARD else stage - 1
-        sends = action.kind != BACKWARD_WEIGHT and 0 <= target < schedule.num_stages
-        to_rank = schedule.stage_to_rank[target] if sends else None
-        return _Planned(action, key, from_rank, None if to_rank == self.pp_rank else to_rank)
+        incoming = message_into(action, stage_to_rank)
+        outgoing = message_of(action, stage_to_rank, self.pp_rank)
+        return _Planned(action, key, incoming.sender if incoming else None,
+                        outgoing.receiver if outgoing else None)
 
     def _post_through(self, position: int) -> None:
         """Post every receive the walk needs up to ``position``, at most MAX_POSTED at once.
