@@ -14,8 +14,7 @@ import secrets
 import streamlit as st
 
 from pplab.classroom.passcode import in_classroom, passcode_matches
-
-MAX_TRIES = 5  # wrong passcodes one session may type before it is refused for good
+from pplab.limits import MAX_PASSCODE_TRIES
 
 
 def session_key() -> str:
@@ -35,11 +34,11 @@ def instructor_only(purpose: str) -> bool:
     tries = st.session_state.get("classroom_tries", 0)
     st.info(f"Classroom mode: only the instructor can {purpose} here. Everything that reads "
             f"or simulates is yours to use.")
-    if tries >= MAX_TRIES:
-        st.error(f"{MAX_TRIES} wrong passcodes from this session: ask the instructor.")
+    if tries >= MAX_PASSCODE_TRIES:
+        st.error(f"{MAX_PASSCODE_TRIES} wrong passcodes from this session: ask the instructor.")
         return False
     if tries:
-        st.error(f"That is not the passcode ({MAX_TRIES - tries} tries left).")
+        st.error(f"That is not the passcode ({MAX_PASSCODE_TRIES - tries} tries left).")
     # A new box after each wrong try, so a wrong passcode is never typed twice by a rerun.
     typed = st.text_input("Instructor passcode", type="password", key=f"classroom_code_{tries}")
     if typed:

@@ -18,6 +18,7 @@ import streamlit as st
 
 from pplab import charts, timeline
 from pplab.calibration.run_views import MeasuredStep, last_step
+from pplab.limits import MAX_PLAYGROUND_CSV_CHARS
 from pplab.runs import catalog as runs_catalog
 from pplab.runs import run_dirs
 from pplab.schedules import (
@@ -34,7 +35,6 @@ from pplab.sim.search import memory_capped_1f1b, search_schedule
 from pplab.sim.simulator import CostModel, simulate
 from pplab.timeline.labels import plain_text
 
-MAX_CSV_CHARS = 1_000_000
 CUSTOM_CSV = "custom CSV"
 # Not a registered family: an order searched for the page's costs under a memory cap
 # (pplab.sim.search), so it is offered beside the families rather than among them.
@@ -213,9 +213,9 @@ def _custom_csv_widgets(key: str, cost: CostModel) -> SimConfig:
         text, name = examples[example].read_text(), example
     else:
         text, name = "", ""
-    if len(text) > MAX_CSV_CHARS:
+    if len(text) > MAX_PLAYGROUND_CSV_CHARS:
         st.error(f"the CSV has {len(text):,} characters; the playground takes up to "
-                 f"{MAX_CSV_CHARS:,}")
+                 f"{MAX_PLAYGROUND_CSV_CHARS:,}")
         st.stop()
     return SimConfig(CUSTOM_CSV, 0, 0, 1, cost, csv_text=text, csv_name=name)
 

@@ -3,7 +3,9 @@
 A learner who types ``--pp 100000`` or uploads a 20,000-row CSV should get one line at once,
 not a machine that swaps for an hour. Every limit here is checked before the work it guards
 starts; raising one is a deliberate edit of this file. The README's reliability section
-and docs/reliability.md list them.
+and docs/reliability.md list them. No module defines a ``MAX_`` constant of its own
+(tests/test_limits.py looks): where two doors bound different things, the two names say
+which (``MAX_LAYERS`` of the toy GPT, ``MAX_PLANNED_LAYERS`` of a real model, ...).
 
     python -c "import pplab.limits as l; print(l.MAX_ACTIONS, l.MAX_PP_SIZE)"
 """
@@ -20,11 +22,18 @@ MAX_PP_SIZE = 4096  # ranks of one pipeline
 MAX_STAGES = 16_384  # model stages, P x V
 MAX_MICROBATCHES = 100_000  # microbatches of a whole schedule, all steps together
 MAX_CSV_CHARS = 16 * 2**20  # a schedule CSV's text
+# Replaying a recorded run's schedule in the lab (pplab.calibration): a foreign meta.json must
+# not make the lab simulate for hours. A prediction draws the schedule several times to
+# sample the measured spread (about 20 draws); all draws together stay within the second
+# bound, so a large schedule is drawn fewer times rather than refused.
+MAX_REPLAY_ACTIONS = 200_000
+MAX_SAMPLED_ACTIONS = 200_000
 
 # Cost model: durations in cost units or seconds, bytes of one message. Below 2**53 every
 # whole number is exact in a float and sums of half a million of them cannot overflow.
 MAX_COST = 1e12
 MAX_MESSAGE_BYTES = 2**50
+MAX_BANDWIDTH = 1e18  # bytes per time unit: far above any link, still finite in every sum
 
 
 def check_count(what: str, value: int, limit: int) -> None:
@@ -63,7 +72,9 @@ def check_finite_number(what: str, value: object, limit: float, *, positive: boo
 MAX_META_BYTES = 8 * 2**20
 MAX_EVENTS_BYTES = 256 * 2**20
 MAX_EVENT_ROWS = 5_000_000
-MAX_WORLD_SIZE = 4096  # processes of one recorded run
+# Processes of one run, recorded or asked for: a foreign meta.json may claim a million ranks,
+# and the lab loops over ranks when it summarises a run.
+MAX_WORLD_SIZE = 4096
 
 # Processes of a local run (pplab train, pplab compare). Beyond the first two a run is a mistake,
 # not an experiment, and is refused unless --oversubscribe; the memory bound holds even then,
@@ -88,3 +99,89 @@ MAX_TEXT_BYTES = 64 * 2**20  # the corpus of --task text
 # Weights, gradients and Adam state of every replica plus the activations of a whole batch,
 # estimated by pplab.engine.request.estimated_training_bytes.
 MAX_TRAINING_BYTES = 16 * 2**30
+# pplab compare: each configuration trains for real, so a longer list is a typo, not a plan;
+# one configuration is a short "1f1b:pp=2,m=4".
+MAX_COMPARE_CONFIGURATIONS = 32
+MAX_COMPARE_SPEC_CHARS = 200
+# Inside a rank: receive buffers posted ahead of the walk, and completed sends still held.
+# Each holds one activation or gradient, so a long asynchronous walk (PipeDream's thousands
+# of actions a step) keeps its memory flat instead of growing with the step.
+MAX_POSTED_RECEIVES = 32
+MAX_PENDING_SENDS = 64
+
+# A run started from the lab's Run page (pplab.classroom.training_jobs): the machine is
+# shared with every learner's pages and runs one such run at a time, so a run must end in
+# minutes: far below the MAX_TRAIN_STEPS, MAX_LAYERS, MAX_MICROBATCHES and MAX_BATCH_SIZE of
+# pplab train. Ranks are bounded by the machine (one per core or GPU), not here.
+MAX_LAB_RUN_STEPS = 200
+MAX_LAB_RUN_LAYERS = 16
+MAX_LAB_RUN_MICROBATCHES = 32
+MAX_LAB_RUN_BATCH_SIZE = 512
+# pplab demo trains one comparison in front of a class, a few seconds a configuration: a
+# deeper pipeline shows no new idea on the projector, only a longer wait.
+MAX_DEMO_RANKS = 4
+
+# The planner (pplab plan, the Planner page): real models and clusters. Far above any model
+# or cluster built so far, low enough that a typo (an extra zero or three) is refused at
+# once instead of enumerating for an hour. These are a real model's sizes, not the toy GPT's.
+MAX_PLANNED_LAYERS = 4096
+MAX_PLANNED_WIDTH = 2**20  # hidden, ffn, heads
+MAX_PLANNED_SEQ_LEN = 2**22
+MAX_PLANNED_VOCAB = 2**24
+MAX_PLANNED_GPUS_PER_NODE = 1024
+MAX_PLANNED_NODES = 2**20
+MAX_PLANNED_GPUS = MAX_PLANNED_GPUS_PER_NODE * MAX_PLANNED_NODES
+MAX_PLANNED_GLOBAL_BATCH = 2**24
+# The planner simulates one pipeline per ranked layout: a deeper one makes each simulated
+# step too long to rank thousands of layouts with. Interleaving deeper than 8 chunks adds
+# messages and rarely pays, so the search stops there.
+MAX_PLANNED_PP = 256
+MAX_PLANNED_CHUNKS = 8
+MAX_PLAN_SPEC_BYTES = 2**20  # a spec file is a few lines; anything bigger is the wrong file
+MAX_PLAN_TOP = 1000  # pplab plan --top: rows of a table meant to be read
+
+# The app's pages answer within seconds on a laptop, for every learner of a class at once:
+# they offer less than the library takes. The Planner page ranks every layout of its GPUs
+# (16,384 GPUs of 8 in seconds); lesson 9's widget times one layout, so it goes further.
+MAX_PLANNER_PAGE_NODES = 2048
+MAX_LAYOUT_GPUS = 32_768
+MAX_PAGE_GLOBAL_BATCH = 65_536  # sequences per step, GPT-3's 1,536 with room to spare
+# Lesson 10's what-if predicts from a calibration with sampling, about 20 draws a step.
+MAX_WHAT_IF_MICROBATCHES = 64
+# Lesson 5's stage split search tries every cut of the layers, C(L-1, p-1) of them.
+MAX_SPLITS_SEARCHED = 20_000
+MAX_SPLIT_CHARS = 200  # a split typed as "2,3,3": a few numbers
+# The Playground re-validates and re-simulates a custom CSV at every rerun. Streamlit refuses
+# a bigger upload before it reaches the page (``--server.maxUploadSize`` of pplab lab, MB).
+MAX_PLAYGROUND_CSV_CHARS = 1_000_000
+MAX_UPLOAD_MB = 2
+# Classroom mode: a passcode is three short words; more tries than this from one browser
+# session is guessing, and that session is refused for good.
+MAX_PASSCODE_CHARS = 200
+MAX_PASSCODE_TRIES = 5
+
+# Exercises: what a learner types, writes or hands in. An answer is read, parsed and judged
+# in the app's process, so its size and the numbers in it are bounded before any of that.
+MAX_LEARNER_NAME_CHARS = 64
+MAX_ANSWER_CHARS = 4000
+MAX_ANSWER_ACTIONS = 2000  # a schedule typed as an answer: a small pipeline, written by hand
+MAX_ANSWER_DEGREE = 10**6  # tp, pp or dp typed as an answer (lesson 9)
+MAX_ANSWER_MICROBATCHES = 1000  # the smallest m for a bubble target (lesson 1): a few hundred
+# A formula typed as an answer is parsed and evaluated on a few points: exponents up to 8
+# cover every formula of the lessons, and 1e12 keeps each term exact-ish and finite.
+MAX_FORMULA_CHARS = 300
+MAX_FORMULA_POWER = 8
+MAX_FORMULA_MAGNITUDE = 1e12
+MAX_ATTEMPTS_FILE_BYTES = 4 * 2**20  # every learner's hints used, in ~/.pplab
+# pplab exercise report reads a class's folder of answer files.
+MAX_SUBMISSION_BYTES = 2**20
+MAX_SUBMISSION_FILES = 2000
+# The coding lab (lesson 4) runs a learner's file in a child process: the file itself, what
+# the child may hold and write (its own output included), the actions it may return, what it
+# printed that the child keeps, and what of that the grade shows.
+MAX_LAB_FILE_BYTES = 2**20
+MAX_LAB_MEMORY_BYTES = 2 * 2**30
+MAX_LAB_WRITTEN_BYTES = 16 * 2**20
+MAX_LAB_ACTIONS_PER_RANK = 10_000
+MAX_LAB_PRINTED_CHARS = 3000
+MAX_LAB_SHOWN_CHARS = 1500

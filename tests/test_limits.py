@@ -6,6 +6,10 @@ simulator: each outcome is a schedule or a ValueError, never another exception.
 
 from __future__ import annotations
 
+import ast
+import re
+from pathlib import Path
+
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -104,3 +108,35 @@ def test_random_sizes_are_a_schedule_or_one_value_error(name, pp, m, v):
         assert "\n" not in str(error)
         return
     assert sum(len(a) for a in schedule.actions.values()) <= limits.MAX_ACTIONS
+
+
+ROOT = Path(__file__).resolve().parents[1]
+# A module someone else is rewriting keeps its bound until that rewrite moves it here; an
+# entry whose bound is gone must go too, so the list cannot outlive its reason.
+BEING_REWRITTEN = {("pplab/sim/search.py", "MAX_SEARCH_ACTIONS")}
+
+
+def _max_constants_outside_limits() -> set[tuple[str, str]]:
+    found = set()
+    for path in sorted([*ROOT.glob("pplab/**/*.py"), *ROOT.glob("app/**/*.py")]):
+        relative = path.relative_to(ROOT).as_posix()
+        if relative == "pplab/limits.py":
+            continue
+        for node in ast.walk(ast.parse(path.read_text(), relative)):
+            targets = node.targets if isinstance(node, ast.Assign) else \
+                [node.target] if isinstance(node, ast.AnnAssign) else []
+            if isinstance(getattr(node, "value", None), ast.Constant) and \
+                    isinstance(node.value.value, str):
+                continue  # a name such as an environment variable's, not a bound
+            for target in targets:
+                for name in ast.walk(target):
+                    if isinstance(name, ast.Name) and re.match(r"_?MAX_", name.id):
+                        found.add((relative, name.id))
+    return found
+
+
+def test_no_module_but_limits_defines_a_max_constant():
+    found = _max_constants_outside_limits()
+    assert found - BEING_REWRITTEN == set(), "move these bounds to pplab/limits.py"
+    assert BEING_REWRITTEN <= found, "this bound has moved: drop it from BEING_REWRITTEN"
+

@@ -14,6 +14,7 @@ from app.lesson_widgets.reading import choice, number, whole
 from pplab import charts
 from pplab.exercises.gpt3_3d import NODE, cluster_of
 from pplab.formulas import pipeline as formulas
+from pplab.limits import MAX_LAYOUT_GPUS, MAX_PAGE_GLOBAL_BATCH, MAX_PLANNED_PP
 from pplab.planner import PRESET_MODELS, RECOMPUTE, evaluate
 from pplab.planner.specs import GB, GIB
 
@@ -21,8 +22,6 @@ DEFAULTS = {"model": "gpt3-175b", "memory": "80", "batch": "1536", "tp": "8", "p
             "dp": "64", "b": "1", "recompute": "selective", "sp": "on"}
 TP_OPTIONS = ("1", "2", "4", "8", "16")  # 16 is offered to show why tp stays in a node
 B_OPTIONS = ("1", "2", "4", "8", "16")
-MAX_GPUS = 32_768
-MAX_PP, MAX_DP, MAX_BATCH = 256, 8192, 65_536
 
 
 @st.cache_data(max_entries=64, show_spinner="Simulating one pipeline…")
@@ -62,16 +61,17 @@ def show(config: dict[str, str]) -> dict[str, str]:
     memory = top[1].number_input("GPU memory (GiB)", 1.0, 1024.0,
                                  number(config, DEFAULTS, "memory", 1, 1024), step=8.0,
                                  key="l09_memory")
-    batch = int(top[2].number_input("Global batch (sequences)", 1, MAX_BATCH,
-                                    whole(config, DEFAULTS, "batch", 1, MAX_BATCH),
+    batch = int(top[2].number_input("Global batch (sequences)", 1, MAX_PAGE_GLOBAL_BATCH,
+                                    whole(config, DEFAULTS, "batch", 1, MAX_PAGE_GLOBAL_BATCH),
                                     key="l09_batch"))
     grid = st.columns(3)
     tp = int(grid[0].select_slider("tp (tensor parallel, inside a node)", TP_OPTIONS,
                                    choice(config, DEFAULTS, "tp", TP_OPTIONS), key="l09_tp"))
-    pp = int(grid[1].number_input("pp (pipeline stages)", 1, MAX_PP,
-                                  whole(config, DEFAULTS, "pp", 1, MAX_PP), key="l09_pp"))
-    dp = int(grid[2].number_input("dp (data-parallel replicas)", 1, MAX_DP,
-                                  whole(config, DEFAULTS, "dp", 1, MAX_DP), key="l09_dp"))
+    pp = int(grid[1].number_input("pp (pipeline stages)", 1, MAX_PLANNED_PP,
+                                  whole(config, DEFAULTS, "pp", 1, MAX_PLANNED_PP), key="l09_pp"))
+    dp = int(grid[2].number_input("dp (data-parallel replicas)", 1, MAX_LAYOUT_GPUS,
+                                  whole(config, DEFAULTS, "dp", 1, MAX_LAYOUT_GPUS),
+                                  key="l09_dp"))
     more = st.columns(3)
     b = int(more[0].select_slider("Microbatch size b (sequences)", B_OPTIONS,
                                   choice(config, DEFAULTS, "b", B_OPTIONS), key="l09_b"))
@@ -91,8 +91,8 @@ def show(config: dict[str, str]) -> dict[str, str]:
     if gpus % node:
         st.error(f"Not feasible: {gpus:,} GPUs is not a whole number of {node}-GPU nodes.")
         return shown
-    if gpus > MAX_GPUS:
-        st.error(f"{gpus:,} GPUs is more than this widget plans for ({MAX_GPUS:,}).")
+    if gpus > MAX_LAYOUT_GPUS:
+        st.error(f"{gpus:,} GPUs is more than this widget plans for ({MAX_LAYOUT_GPUS:,}).")
         return shown
     candidate, problem = estimate(model_name, float(memory), batch, pp, tp, dp, b, recompute,
                                   bool(sp))

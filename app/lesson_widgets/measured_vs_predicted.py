@@ -13,12 +13,12 @@ from pplab.exercises.measured_vs_predicted import (
     lesson_runs,
     what_if_of,
 )
+from pplab.limits import MAX_WHAT_IF_MICROBATCHES
 from pplab.timeline import metrics
 from pplab.timeline.labels import fraction_text
 
 DEFAULTS = {"run": "1f1b-p4m8", "schedule": "1f1b", "m": "16"}
 WHAT_IF_SCHEDULES = ("gpipe", "1f1b", "zb-h1")
-MAX_MICROBATCHES = 64
 
 
 def _ms(seconds: float) -> str:
@@ -62,8 +62,8 @@ def _what_if(name: str, comparison, config: dict[str, str]) -> tuple[str, int]:
     default = choice(config, DEFAULTS, "schedule", WHAT_IF_SCHEDULES)
     schedule = left.selectbox("Schedule", WHAT_IF_SCHEDULES, key="l10_schedule",
                               index=WHAT_IF_SCHEDULES.index(default))
-    m = right.number_input("Microbatches m", 1, MAX_MICROBATCHES, key="l10_m",
-                           value=whole(config, DEFAULTS, "m", 1, MAX_MICROBATCHES))
+    m = right.number_input("Microbatches m", 1, MAX_WHAT_IF_MICROBATCHES, key="l10_m",
+                           value=whole(config, DEFAULTS, "m", 1, MAX_WHAT_IF_MICROBATCHES))
     try:
         prediction, naive = what_if_of(name, schedule, int(m))
     except ValueError as error:

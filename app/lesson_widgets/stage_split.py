@@ -14,6 +14,7 @@ import plotly.graph_objects as go
 import streamlit as st
 
 from pplab import charts
+from pplab.limits import MAX_SPLIT_CHARS
 from pplab.runs.resources import bundled_runs_dir
 from pplab.runs.run_dirs import load_run
 from pplab.teaching.stage_memory import MIB, fit_activation_bytes, formula_bytes, measured_memory
@@ -31,7 +32,6 @@ DEFAULTS = {"layers": "8", "stages": "4", "microbatches": "8", "split": "", "hea
             "schedule": "1f1b"}
 _WHOLE = {"layers": (2, 24), "stages": (1, 8), "microbatches": (1, 32)}
 _HEAD_MOST = 4.0
-MAX_SPLIT_CHARS = 200
 MS = 1e3
 BUBBLE_NORM = "idle rank-time / (ranks x makespan)"
 

@@ -13,6 +13,12 @@ import streamlit as st
 
 from pplab import charts
 from pplab.cli.plan import explain_lines, ranked_rows
+from pplab.limits import (
+    MAX_PAGE_GLOBAL_BATCH,
+    MAX_PLANNED_CHUNKS,
+    MAX_PLANNED_PP,
+    MAX_PLANNER_PAGE_NODES,
+)
 from pplab.planner import (
     PRESET_CLUSTERS,
     PRESET_MODELS,
@@ -24,12 +30,8 @@ from pplab.planner import (
     pipeline_events,
     plan,
 )
-from pplab.planner.estimate import MAX_PLANNED_PP
-from pplab.planner.search import MAX_CHUNKS, MICROBATCH_SIZES
+from pplab.planner.search import MICROBATCH_SIZES
 from pplab.planner.specs import GB, GIB
-
-MAX_NODES = 2048  # 16,384 GPUs of 8: every layout of them is ranked in seconds
-MAX_BATCH = 65_536
 
 
 def _specs(model_name: str, cluster_name: str, nodes: int):
@@ -82,9 +84,9 @@ with st.sidebar:
     model_name = st.selectbox("Model", list(PRESET_MODELS), key="pl_model",
                               index=list(PRESET_MODELS).index("gpt3-175b"))
     cluster_name = st.selectbox("Node", list(PRESET_CLUSTERS), key="pl_cluster")
-    nodes = int(st.number_input("Nodes", 1, MAX_NODES, 512, key="pl_nodes"))
-    batch = int(st.number_input("Global batch (sequences per step)", 1, MAX_BATCH, 1536,
-                                key="pl_batch"))
+    nodes = int(st.number_input("Nodes", 1, MAX_PLANNER_PAGE_NODES, 512, key="pl_nodes"))
+    batch = int(st.number_input("Global batch (sequences per step)", 1, MAX_PAGE_GLOBAL_BATCH,
+                                1536, key="pl_batch"))
     model, cluster = _specs(model_name, cluster_name, nodes)
     st.caption(model.describe())
     st.caption(cluster.describe())
@@ -113,7 +115,8 @@ schedule = middle.selectbox("Schedule", SCHEDULES, key="pl_schedule",
                             index=SCHEDULES.index("1f1b"))
 chunks = None
 if schedule == "interleaved-1f1b":
-    v_options = [v for v in range(2, MAX_CHUNKS + 1) if model.layers % (pp * v) == 0] or [2]
+    v_options = [v for v in range(2, MAX_PLANNED_CHUNKS + 1)
+                 if model.layers % (pp * v) == 0] or [2]
     chunks = middle.select_slider("Chunks v per rank", v_options, v_options[0], key="pl_v")
 recompute = right.select_slider("Recompute", RECOMPUTE, "selective", key="pl_recompute",
                                 help="none keeps every activation; selective reruns the "

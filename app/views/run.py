@@ -18,10 +18,6 @@ from pplab import charts
 from pplab.classroom.live_run import LIVE
 from pplab.classroom.passcode import in_classroom
 from pplab.classroom.training_jobs import (
-    MAX_BATCH_SIZE,
-    MAX_LAYERS,
-    MAX_MICROBATCHES,
-    MAX_STEPS,
     TASKS,
     TIMEOUT_S,
     TrainingError,
@@ -31,6 +27,12 @@ from pplab.classroom.training_jobs import (
     train,
 )
 from pplab.engine.machine import cpu_count, gpu_count
+from pplab.limits import (
+    MAX_LAB_RUN_BATCH_SIZE,
+    MAX_LAB_RUN_LAYERS,
+    MAX_LAB_RUN_MICROBATCHES,
+    MAX_LAB_RUN_STEPS,
+)
 from pplab.runs import catalog as runs_catalog
 from pplab.schedules import SCHEDULES
 
@@ -38,7 +40,7 @@ st.title("Run")
 gpus = gpu_count()
 devices = ["cpu"] + (["cuda"] if gpus else [])
 st.caption(f"One process per rank on torch.distributed (gloo on CPU, NCCL on GPU). This machine: "
-           f"{cpu_count()} CPU cores, {gpus} GPUs. One run at a time, at most {MAX_STEPS} "
+           f"{cpu_count()} CPU cores, {gpus} GPUs. One run at a time, at most {MAX_LAB_RUN_STEPS} "
            f"steps, stopped after {TIMEOUT_S // 60} minutes. Runs are saved under "
            f"{runs_catalog.user_runs_dir()}.")
 
@@ -81,13 +83,14 @@ with st.form("run_form"):
     task = cols[2].selectbox("Task", TASKS, key="run_task")
     cols = st.columns(4)
     pp_size = cols[0].number_input("Pipeline depth p (ranks)", 1, 64, 2, key="run_stages")
-    microbatches = cols[1].number_input("Microbatches m", 1, MAX_MICROBATCHES, 4,
+    microbatches = cols[1].number_input("Microbatches m", 1, MAX_LAB_RUN_MICROBATCHES, 4,
                                         key="run_microbatches")
     chunks = cols[2].number_input("Chunks v (interleaved)", 1, 8, 1, key="run_chunks")
-    steps = cols[3].number_input("Steps", 1, MAX_STEPS, 20, key="run_steps")
+    steps = cols[3].number_input("Steps", 1, MAX_LAB_RUN_STEPS, 20, key="run_steps")
     cols = st.columns(4)
-    layers = cols[0].number_input("Layers", 1, MAX_LAYERS, 4, key="run_layers")
-    batch_size = cols[1].number_input("Batch size", 1, MAX_BATCH_SIZE, 16, key="run_batch")
+    layers = cols[0].number_input("Layers", 1, MAX_LAB_RUN_LAYERS, 4, key="run_layers")
+    batch_size = cols[1].number_input("Batch size", 1, MAX_LAB_RUN_BATCH_SIZE, 16,
+                                      key="run_batch")
     tp = cols[2].number_input("Tensor parallel tp", 1, 8, 1, key="run_tp")
     dp = cols[3].number_input("Data parallel dp", 1, 8, 1, key="run_dp")
     started = st.form_submit_button("Start training")

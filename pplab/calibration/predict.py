@@ -24,6 +24,7 @@ import pandas as pd
 from pplab.calibration import costs
 from pplab.calibration.model import Calibration, Measured
 from pplab.calibration.run_prediction import schedule_of
+from pplab.limits import MAX_SAMPLED_ACTIONS
 from pplab.runs.run_dirs import Run
 from pplab.runs.summary import summarize
 from pplab.schedules import build
@@ -33,7 +34,6 @@ from pplab.sim.simulator import simulate
 from pplab.timeline import metrics
 
 SAMPLES = 21  # steps drawn for one prediction; their median is the answer
-MAX_SAMPLED_ACTIONS = 200_000  # all draws together: a large schedule is drawn fewer times
 
 
 @dataclass(frozen=True)

@@ -19,6 +19,7 @@ from dataclasses import replace
 
 import pandas as pd
 
+from pplab import limits
 from pplab.runs.run_dirs import Run
 from pplab.schedules import (
     BACKWARD_INPUT,
@@ -32,8 +33,6 @@ from pplab.schedules.actions import Schedule
 from pplab.sim.simulator import CostModel
 from pplab.timeline import EventKind
 
-MAX_REPLAY_ACTIONS = 200_000  # a foreign meta.json must not make the lab simulate for hours
-
 
 def schedule_of(run: Run) -> Schedule:
     """The schedule a run executed, from the CSV its metadata keeps (or rebuilt by name)."""
@@ -46,9 +45,9 @@ def schedule_of(run: Run) -> Schedule:
     if schedule.get("csv") and not schedule.get("is_async"):
         replay = schedule_from_csv_text(str(schedule["csv"]), name=name)
         actions = sum(len(order) for order in replay.actions.values())
-        if actions > MAX_REPLAY_ACTIONS:
+        if actions > limits.MAX_REPLAY_ACTIONS:
             raise ValueError(f"{run.path.name}: its schedule of {actions:,} actions is too big to "
-                             f"replay here (limit {MAX_REPLAY_ACTIONS:,})")
+                             f"replay here (limit {limits.MAX_REPLAY_ACTIONS:,})")
         return replay
     try:
         depth = int(schedule["pp_size"])
@@ -61,10 +60,10 @@ def schedule_of(run: Run) -> Schedule:
         raise ValueError(f"{run.path.name}: meta.json schedule sizes are not whole numbers: "
                          f"{schedule}") from None
     options = {"num_steps": steps} if schedule.get("is_async") else {}
-    if depth * microbatches * chunks * steps > MAX_REPLAY_ACTIONS:
+    if depth * microbatches * chunks * steps > limits.MAX_REPLAY_ACTIONS:
         raise ValueError(f"{run.path.name}: {depth} ranks x {microbatches} microbatches x "
                          f"{chunks} chunks x {steps} steps is too big to replay here "
-                         f"(limit {MAX_REPLAY_ACTIONS:,})")
+                         f"(limit {limits.MAX_REPLAY_ACTIONS:,})")
     return build(name, depth, microbatches, chunks, **options)
 
 

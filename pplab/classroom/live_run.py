@@ -1,12 +1,11 @@
 """The one live training run of a lab server, followed by every browser session at once.
 
 In a classroom the instructor starts a run and every student watches the same one: the run
-goes on in a thread of the server (through ``pplab.classroom.training_jobs.train``, so every bound
-and
-the one-run-at-a-time rule still hold), and each page only reads a snapshot of its progress.
-A page that is closed or rerun does not stop it; only ``stop(owner)`` with the key of the
-session that started it does. What is kept is bounded: one run, its losses (at most
-``training_jobs.MAX_STEPS``), a status line.
+goes on in a thread of the server (through ``pplab.classroom.training_jobs.train``, so every
+bound and the one-run-at-a-time rule still hold), and each page only reads a snapshot of its
+progress. A page that is closed or rerun does not stop it; only ``stop(owner)`` with the key
+of the session that started it does. What is kept is bounded: one run, its losses (at most
+``pplab.limits.MAX_LAB_RUN_STEPS``), a status line.
 
     python -c "from pplab.classroom.live_run import LIVE; print(LIVE.snapshot())"
 """

@@ -19,10 +19,11 @@ import hmac
 import os
 import secrets
 
+from pplab.limits import MAX_PASSCODE_CHARS
+
 DIGEST_ENV = "PPLAB_CLASSROOM_DIGEST"
 PASSCODE_WORDS = 3  # three short random words' worth of letters: easy to read off a projector
 _ALPHABET = "abcdefghjkmnpqrstuvwxyz23456789"  # no 0/o, 1/l/i to misread
-MAX_PASSCODE_CHARS = 200
 
 
 def new_passcode(groups: int = PASSCODE_WORDS) -> str:

@@ -5,10 +5,10 @@ Streamlit process: it starts ``python -m pplab train --json-progress`` as a chil
 follows its one-JSON-object-per-line progress (ranks started, ranks ready, each step). A request is
 checked before anything starts, by the same plan check as ``pplab train``
 (``pplab.engine.request.make_plan``) plus the app's own bounds: no more ranks than this machine's
-cores or GPUs, at most 200 steps, 16 layers. Only one run goes at a time across all browser
-sessions, and a run that outlives its timeout, or whose page stops following it (the Stop
-button), is killed with its whole process group (it spawned one process per rank) and
-leaves no run directory.
+cores or GPUs, and the ``MAX_LAB_RUN_*`` bounds of ``pplab.limits`` (200 steps, 16 layers).
+Only one run goes at a time across all browser sessions, and a run that outlives its
+timeout, or whose page stops following it (the Stop button), is killed with its whole
+process group (it spawned one process per rank) and leaves no run directory.
 
     python -c "from pplab.classroom.training_jobs import TrainRequest;
     TrainRequest('1f1b', 2, 4, 1, 3, 4, 16).check(rank_limit=2)"
@@ -30,16 +30,13 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from pplab import limits
 from pplab.engine.machine import check_fits, rank_slots
 from pplab.engine.request import Plan, make_plan, new_run_dir
 from pplab.engine.train_config import TrainConfig
 from pplab.schedules import SCHEDULES
 from pplab.topology import Topology
 
-MAX_STEPS = 200
-MAX_LAYERS = 16
-MAX_MICROBATCHES = 32
-MAX_BATCH_SIZE = 512
 TIMEOUT_S = 900
 TASKS = ("reverse", "sort")
 STOP_GRACE_S = 10  # SIGTERM first, so the run cleans up; SIGKILL after this long
@@ -91,10 +88,11 @@ class TrainRequest:
 
     def check(self, rank_limit: int) -> Plan:
         """The checked plan; ValueError naming the numbers this machine or the lab won't take."""
-        for name, value, limit in (("steps", self.steps, MAX_STEPS),
-                                   ("microbatches", self.microbatches, MAX_MICROBATCHES),
-                                   ("layers", self.layers, MAX_LAYERS),
-                                   ("batch size", self.batch_size, MAX_BATCH_SIZE)):
+        for name, value, limit in (
+                ("steps", self.steps, limits.MAX_LAB_RUN_STEPS),
+                ("microbatches", self.microbatches, limits.MAX_LAB_RUN_MICROBATCHES),
+                ("layers", self.layers, limits.MAX_LAB_RUN_LAYERS),
+                ("batch size", self.batch_size, limits.MAX_LAB_RUN_BATCH_SIZE)):
             if not 1 <= value <= limit:
                 raise ValueError(f"{name} must be 1..{limit}, got {value}")
         if self.task not in TASKS:

@@ -19,9 +19,10 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 
+from pplab.limits import MAX_DEMO_RANKS
+
 BAR_WIDTH = 30
 DEMO_SCHEDULES = ("gpipe", "1f1b", "zb-h1")
-MAX_DEMO_RANKS = 4
 
 
 def demo_size(gpus: int, cores: int) -> tuple[str, int]:

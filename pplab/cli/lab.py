@@ -25,11 +25,11 @@ import sys
 from pathlib import Path
 
 from pplab.classroom import passcode as classroom
+from pplab.limits import MAX_UPLOAD_MB
 from pplab.runs import resources
 
 DEFAULT_PORT = 8501
 DEFAULT_HOST = "127.0.0.1"
-MAX_UPLOAD_MB = 2
 
 
 def app_entry() -> Path | None:

@@ -22,9 +22,9 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from pplab.cli.common import whole_number
+from pplab.limits import MAX_PLAN_TOP
 
 DEFAULT_TOP = 10
-MAX_TOP = 1000
 # How a link is written in the table: one short word per kind, the legend printed below it.
 LINK_WORDS = {"NVLink": "nvl", "inter-node": "net", "none": "-"}
 
@@ -225,8 +225,8 @@ def run(args: argparse.Namespace) -> int:
     from pplab.planner import explain, plan
 
     model, cluster, batch = specs_from_args(args)
-    if not 1 <= args.top <= MAX_TOP:
-        raise ValueError(f"--top must be between 1 and {MAX_TOP}, got {args.top}")
+    if not 1 <= args.top <= MAX_PLAN_TOP:
+        raise ValueError(f"--top must be between 1 and {MAX_PLAN_TOP}, got {args.top}")
     reference_of = reference_grid(args.reference) if args.reference is not None else None
     result = plan(model, cluster, batch, max_candidates=args.top, **plan_options(args))
     reference = result.best

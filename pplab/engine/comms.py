@@ -26,11 +26,11 @@ import torch
 import torch.distributed as dist
 
 from pplab.engine.recorder import Recorder
+from pplab.limits import MAX_PENDING_SENDS
 from pplab.timeline.events import EventKind
 
 ACTIVATION, GRADIENT = 0, 1
 _DETAIL = {ACTIVATION: "activation", GRADIENT: "gradient"}
-MAX_PENDING_SENDS = 64  # completed sends are let go beyond this: long async runs stay flat
 
 
 class PipeComms:

@@ -26,6 +26,7 @@ from dataclasses import asdict, dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 
+from pplab import limits
 from pplab.engine.compare_specs import Spec, default_batch, parse_spec
 from pplab.engine.compare_table import COLUMNS, split_columns, table_csv
 from pplab.engine.request import Plan, make_plan, run_label
@@ -37,8 +38,6 @@ from pplab.runs.comparisons import COMPARISON_CSV, COMPARISON_JSON
 from pplab.runs.run_dirs import strict_json_value
 from pplab.schedules.actions import ActionKind
 from pplab.timeline.events import EventKind
-
-MAX_CONFIGURATIONS = 32  # each one trains for real: a longer list is a typo, not a plan
 
 
 @dataclass(frozen=True)
@@ -64,9 +63,9 @@ def plan_comparison(texts: Sequence[str], shared: Shared) -> list[tuple[Spec, Pl
     """Each configuration with its checked plan, all of one model and one global batch."""
     if not texts:
         raise ValueError("give at least one configuration, e.g. 1f1b:pp=2,m=4")
-    if len(texts) > MAX_CONFIGURATIONS:
+    if len(texts) > limits.MAX_COMPARE_CONFIGURATIONS:
         raise ValueError(f"{len(texts):,} configurations; one comparison trains at most "
-                         f"{MAX_CONFIGURATIONS}")
+                         f"{limits.MAX_COMPARE_CONFIGURATIONS}")
     specs = [parse_spec(text) for text in texts]
     # "is None", not "or": a 0 given on purpose is refused by the config, not replaced.
     layers = shared.layers if shared.layers is not None \

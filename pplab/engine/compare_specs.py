@@ -31,7 +31,6 @@ KEYS = {"pp": "pipeline ranks", "m": "microbatches per step", "v": "chunks per r
         "tp": "tensor-parallel ranks", "dp": "data-parallel replicas"}
 BOUNDS = {"pp": limits.MAX_PP_SIZE, "m": limits.MAX_MICROBATCHES, "v": limits.MAX_STAGES,
           "tp": limits.MAX_WORLD_SIZE, "dp": limits.MAX_WORLD_SIZE}
-MAX_SPEC_CHARS = 200
 MIN_DEFAULT_BATCH = 16
 
 
@@ -56,9 +55,9 @@ def parse_spec(text: str) -> Spec:
     """Read ``NAME[:KEY=VALUE,...]``; raise ValueError naming what is wrong."""
     from pplab.schedules import SCHEDULES
 
-    if len(text) > MAX_SPEC_CHARS:
-        raise ValueError(f"a configuration is at most {MAX_SPEC_CHARS} characters, got "
-                         f"{len(text):,}: {text[:40]!r}...")
+    if len(text) > limits.MAX_COMPARE_SPEC_CHARS:
+        raise ValueError(f"a configuration is at most {limits.MAX_COMPARE_SPEC_CHARS} "
+                         f"characters, got {len(text):,}: {text[:40]!r}...")
     name, _, rest = text.strip().partition(":")
     name = name.strip()
     if name not in SCHEDULES and name not in NO_PIPELINE:

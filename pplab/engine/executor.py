@@ -33,6 +33,7 @@ from pplab.engine.comms import ACTIVATION, GRADIENT, PipeComms
 from pplab.engine.recorder import Recorder
 from pplab.engine.stage import StageRuntime
 from pplab.engine.train_config import Fault
+from pplab.limits import MAX_POSTED_RECEIVES
 from pplab.schedules import (
     BACKWARD_INPUT,
     BACKWARD_WEIGHT,
@@ -47,7 +48,6 @@ from pplab.schedules import (
 from pplab.timeline.events import EventKind
 
 Batch = list[tuple[torch.Tensor, torch.Tensor]]
-MAX_POSTED_RECEIVES = 32  # receive buffers held at once: long asynchronous walks stay bounded
 
 
 class InjectedFault(RuntimeError):

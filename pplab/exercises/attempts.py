@@ -23,12 +23,12 @@ import os
 from collections.abc import Iterator
 from pathlib import Path
 
+from pplab.limits import MAX_ATTEMPTS_FILE_BYTES
 from pplab.runs.atomic_files import write_text_atomic
 
 HOME_ENV = "PPLAB_HOME"
 FILE_NAME = "exercise-attempts.json"
 NUMERIC_HINTS = 3  # per learner, exercise and part
-_MAX_STATE_BYTES = 4 * 2**20
 _VERSION = 1
 
 
@@ -56,7 +56,7 @@ def _locked(path: Path) -> Iterator[None]:
 def _read(path: Path) -> dict:
     """The state, or a fresh one where the file is missing, too big or not ours."""
     try:
-        if path.stat().st_size > _MAX_STATE_BYTES:
+        if path.stat().st_size > MAX_ATTEMPTS_FILE_BYTES:
             return {"version": _VERSION, "learners": {}}
         state = json.loads(path.read_text())
     except (OSError, ValueError):

@@ -28,10 +28,10 @@ from pplab.exercises.core import (
     wrong,
 )
 from pplab.exercises.judging import judge_formula, simulated
+from pplab.limits import MAX_ANSWER_MICROBATCHES
 from pplab.sim.cost_model import CostModel
 
 LABELS = {"gpipe": "GPipe", "1f1b": "1F1B"}
-MAX_MICROBATCHES = 1000
 _TOLERANCE = 1e-9  # simulated times are sums of floats
 _FRESH_POINTS = 8
 
@@ -167,7 +167,7 @@ EXERCISE = register(Exercise(
                         "costs {t_b:g} cost units on every stage, what is the smallest number "
                         "of microbatches m for which the {label} bubble is at most "
                         "{target_percent}% of the step?",
-                   judge_smallest_m, whole=True, low=1, high=MAX_MICROBATCHES),
+                   judge_smallest_m, whole=True, low=1, high=MAX_ANSWER_MICROBATCHES),
         ChoicePart("b", "Another {label} pipeline has p = {p_b} stages and runs m = {m_b} "
                         "microbatches per step, with the same costs. Which one change "
                         "shrinks its bubble fraction the most?",

@@ -31,13 +31,11 @@ from types import MappingProxyType
 from typing import ClassVar
 
 from pplab.exercises.formula import FormulaError, parse_formula
+from pplab.limits import MAX_ANSWER_ACTIONS, MAX_ANSWER_CHARS, MAX_LEARNER_NAME_CHARS
 from pplab.schedules import Action
 
 LEARNER_ENV = "PPLAB_LEARNER"  # who you are, for commands run without --learner
 COURSE_ENV = "PPLAB_COURSE"  # a course key mixed into every seed: a new term, new numbers
-MAX_NAME_CHARS = 64
-MAX_ANSWER_CHARS = 4000
-MAX_SCHEDULE_ACTIONS = 2000
 SHOW_WIDTH = 92
 _SEED_VERSION = "pplab-exercise-v1"  # changing it gives every learner new numbers
 
@@ -52,8 +50,9 @@ def learner_key(name: object) -> str:
         raise BadAnswer("say who you are: --learner NAME (or set PPLAB_LEARNER); your "
                         "numbers depend on your name")
     key = " ".join(name.split()).casefold()
-    if len(key) > MAX_NAME_CHARS or not key.isprintable():
-        raise BadAnswer(f"a learner name is at most {MAX_NAME_CHARS} printable characters")
+    if len(key) > MAX_LEARNER_NAME_CHARS or not key.isprintable():
+        raise BadAnswer(f"a learner name is at most {MAX_LEARNER_NAME_CHARS} printable "
+                        f"characters")
     return key
 
 
@@ -245,7 +244,7 @@ def read_actions(answer: object) -> tuple[Action, ...]:
         cells = [str(c) for c in answer]
     else:
         raise BadAnswer(f"a schedule is a list of actions such as 1F0, got {type(answer).__name__}")
-    if len(cells) > MAX_SCHEDULE_ACTIONS:
+    if len(cells) > MAX_ANSWER_ACTIONS:
         raise BadAnswer(f"{len(cells)} actions is more than this question needs")
     try:
         return tuple(Action.parse(cell) for cell in cells)

@@ -17,9 +17,7 @@ import math
 import operator
 from collections.abc import Callable
 
-MAX_FORMULA_CHARS = 300
-MAX_POWER = 8  # exponents up to 8 cover every formula of the lessons
-MAX_MAGNITUDE = 1e12
+from pplab.limits import MAX_FORMULA_CHARS, MAX_FORMULA_MAGNITUDE, MAX_FORMULA_POWER
 
 _FUNCTIONS: dict[str, Callable[..., float]] = {"min": min, "max": max, "abs": abs,
                                               "ceil": math.ceil, "floor": math.floor}
@@ -70,7 +68,7 @@ def _check_node(node: ast.AST, allowed: set[str], variables: tuple[str, ...]) ->
     if isinstance(node, ast.Constant):
         if isinstance(node.value, bool) or not isinstance(node.value, int | float):
             raise FormulaError(f"{node.value!r} is not a number")
-        if not math.isfinite(node.value) or abs(node.value) > MAX_MAGNITUDE:
+        if not math.isfinite(node.value) or abs(node.value) > MAX_FORMULA_MAGNITUDE:
             raise FormulaError(f"{node.value!r} is too large a number for this formula")
     elif isinstance(node, ast.Name):
         name = node.id.lower()
@@ -104,9 +102,10 @@ def _evaluate(node: ast.expr, values: dict[str, float]) -> float:
     if isinstance(node, ast.Call):
         return float(_FUNCTIONS[node.func.id.lower()](*(_evaluate(a, values) for a in node.args)))
     left, right = _evaluate(node.left, values), _evaluate(node.right, values)
-    if isinstance(node.op, ast.Pow) and (abs(right) > MAX_POWER or abs(left) > MAX_MAGNITUDE):
-        raise ArithmeticError(f"a power with exponent above {MAX_POWER} or base above "
-                              f"{MAX_MAGNITUDE:g}")
+    if isinstance(node.op, ast.Pow) and (abs(right) > MAX_FORMULA_POWER
+                                         or abs(left) > MAX_FORMULA_MAGNITUDE):
+        raise ArithmeticError(f"a power with exponent above {MAX_FORMULA_POWER} or base above "
+                              f"{MAX_FORMULA_MAGNITUDE:g}")
     result = _BINARY[type(node.op)](left, right)
     if isinstance(result, complex) or not math.isfinite(result):
         raise ArithmeticError("a value that is not a real number")

@@ -20,7 +20,6 @@ from functools import lru_cache
 from typing import ClassVar
 
 from pplab.exercises.core import (
-    MAX_ANSWER_CHARS,
     BadAnswer,
     ChoicePart,
     Exercise,
@@ -34,6 +33,7 @@ from pplab.exercises.core import (
 )
 from pplab.exercises.judging import judge_formula
 from pplab.formulas import pipeline as formulas
+from pplab.limits import MAX_ANSWER_CHARS, MAX_ANSWER_DEGREE
 from pplab.planner import PRESET_CLUSTERS, PRESET_MODELS, ClusterSpec, ModelSpec, evaluate
 from pplab.planner.specs import GB, GIB
 
@@ -47,7 +47,6 @@ TP_SIZES = (1, 2, 4, 8)
 NODE = PRESET_CLUSTERS["dgx-a100-80gb"]  # 8 GPUs a node, NVLink inside, InfiniBand between
 SCHEDULE = "1f1b"
 RELATIVE_TOLERANCE = 0.0025  # part (a): every term the lesson lists, small ones rounded
-MAX_DEGREE = 10**6
 _FRESH_POINTS = 8
 _FORMULA_VARIABLES = ("m", "L", "p", "s", "b", "h", "t")
 
@@ -268,8 +267,8 @@ _PAIR = re.compile(r"([a-z]+)\s*[=:]\s*(\S+?)(?=[\s,;]|$)")
 
 def _degree(name: str, value: object) -> int:
     text = str(value).strip()
-    if isinstance(value, bool) or not text.isdigit() or not 1 <= int(text) <= MAX_DEGREE:
-        raise BadAnswer(f"{name}={text} is not a whole number from 1 to {MAX_DEGREE:,}")
+    if isinstance(value, bool) or not text.isdigit() or not 1 <= int(text) <= MAX_ANSWER_DEGREE:
+        raise BadAnswer(f"{name}={text} is not a whole number from 1 to {MAX_ANSWER_DEGREE:,}")
     return int(text)
 
 

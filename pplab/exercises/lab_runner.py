@@ -9,7 +9,8 @@ switched off here: the lab is about writing them. This bounds a learner's mistak
 loop, a flood of output); it is no sandbox against a hostile file, which runs with the
 grader's permissions.
 
-Only the standard library is imported up front, so the child starts quickly.
+Only the standard library and ``pplab.limits`` (itself only ``math``) are imported up front,
+so the child starts quickly.
 
     python pplab/exercises/lab_runner.py my_schedules.py result.json < cases.json
 """
@@ -24,10 +25,13 @@ import traceback
 import types
 from pathlib import Path
 
-MAX_PRINTED_CHARS = 3000
-MAX_CELLS_PER_RANK = 10_000
-MAX_MEMORY_BYTES = 2 * 2**30
-MAX_FILE_BYTES = 16 * 2**20  # what the learner's code writes, its own output included
+from pplab.limits import (
+    MAX_LAB_ACTIONS_PER_RANK,
+    MAX_LAB_MEMORY_BYTES,
+    MAX_LAB_PRINTED_CHARS,
+    MAX_LAB_WRITTEN_BYTES,
+)
+
 # Modules of pplab.schedules a learner may use: the action language, validation, CSV.
 LANGUAGE = {"pplab.schedules.actions", "pplab.schedules.validate", "pplab.schedules.csv_io"}
 
@@ -35,7 +39,7 @@ LANGUAGE = {"pplab.schedules.actions", "pplab.schedules.validate", "pplab.schedu
 class BoundedText(io.TextIOBase):
     """A text stream that keeps the first ``limit`` characters and counts the rest."""
 
-    def __init__(self, limit: int = MAX_PRINTED_CHARS):
+    def __init__(self, limit: int = MAX_LAB_PRINTED_CHARS):
         self.kept: list[str] = []
         self.size = 0
         self.limit = limit
@@ -105,7 +109,7 @@ def order_cells(result: object, pp_size: int) -> list[list[str]]:
     for rank, row in enumerate(rows):
         if not isinstance(row, list | tuple):
             raise ValueError(f"rank {rank}'s order is {type(row).__name__}, not a list")
-        if len(row) > MAX_CELLS_PER_RANK:
+        if len(row) > MAX_LAB_ACTIONS_PER_RANK:
             raise ValueError(f"rank {rank} has {len(row):,} actions, far more than the case needs")
         cells.append([str(cell) for cell in row])
     return cells
@@ -159,8 +163,8 @@ def _limit_myself(seconds: float) -> None:
         import resource
     except ImportError:
         return
-    for limit, value in ((resource.RLIMIT_AS, MAX_MEMORY_BYTES),
-                         (resource.RLIMIT_FSIZE, MAX_FILE_BYTES),
+    for limit, value in ((resource.RLIMIT_AS, MAX_LAB_MEMORY_BYTES),
+                         (resource.RLIMIT_FSIZE, MAX_LAB_WRITTEN_BYTES),
                          (resource.RLIMIT_CPU, int(seconds) + 1)):
         soft, hard = resource.getrlimit(limit)
         value = value if hard == resource.RLIM_INFINITY else min(value, hard)

@@ -28,9 +28,7 @@ from pathlib import Path
 from pplab.exercises.checking import PLACEHOLDER_LEARNER, Verdict, judge_part, label_answers
 from pplab.exercises.core import EXERCISES, BadAnswer, Exercise, get_exercise, learner_key
 from pplab.exercises.schedule_lab import CodingLab, check_file
-
-MAX_SUBMISSION_BYTES = 2**20
-MAX_FILES = 2000
+from pplab.limits import MAX_SUBMISSION_BYTES, MAX_SUBMISSION_FILES
 
 
 @dataclass
@@ -86,8 +84,9 @@ def collect(folder: Path) -> tuple[dict[str, Row], list[str]]:
     rows: dict[str, Row] = {}
     skipped: list[str] = []
     files = sorted(p for p in folder.iterdir() if p.is_file() and not p.name.startswith("."))
-    if len(files) > MAX_FILES:
-        raise BadAnswer(f"{folder} holds {len(files)} files; a report reads at most {MAX_FILES}")
+    if len(files) > MAX_SUBMISSION_FILES:
+        raise BadAnswer(f"{folder} holds {len(files)} files; a report reads at most "
+                        f"{MAX_SUBMISSION_FILES}")
 
     def row_of(name: str, path: Path) -> Row | None:
         try:

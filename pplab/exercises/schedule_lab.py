@@ -34,6 +34,7 @@ from pplab.exercises import lab_runner
 from pplab.exercises.checking import PLACEHOLDER_LEARNER, Verdict
 from pplab.exercises.core import BadAnswer, course_key, learner_key, register, variant_seed
 from pplab.exercises.judging import simulated
+from pplab.limits import MAX_LAB_FILE_BYTES, MAX_LAB_SHOWN_CHARS
 from pplab.schedules import (
     BACKWARD_INPUT,
     BACKWARD_WEIGHT,
@@ -54,8 +55,6 @@ TARGETS = {"gpipe": ("gpipe", "GPipe"), "1f1b": ("one_f_one_b", "1F1B"),
            "zb-h1": ("zb_h1", "ZB-H1")}
 SKELETON = "my_schedules.py"
 RUN_TIMEOUT_S = 30
-MAX_FILE_BYTES = 2**20
-MAX_PRINTED_CHARS = 1500
 _FIXED_CASES = ((2, 3), (3, 3), (4, 2), (1, 2))  # small first, then m < p, then one stage
 
 
@@ -167,7 +166,7 @@ class LabResult:
         lines = [f"{self.source}, hidden cases for {self.learner or 'anyone'}:"]
         lines += [v.line() for v in self.verdicts]
         if self.printed and not self.all_right:
-            lines.append("your code printed:\n" + self.printed[:MAX_PRINTED_CHARS])
+            lines.append("your code printed:\n" + self.printed[:MAX_LAB_SHOWN_CHARS])
         lines.append(f"{self.points} of {len(TARGETS)} schedules on target"
                      + (": well done" if self.all_right else ""))
         return "\n".join(lines)
@@ -215,7 +214,7 @@ def run_learner_file(path: Path, functions: list[str], sizes: list[tuple[int, in
                                       f"endless loop?)"}
             finally:
                 _stop_group(child)
-        printed = log.read_bytes()[:MAX_PRINTED_CHARS].decode(errors="replace")
+        printed = log.read_bytes()[:MAX_LAB_SHOWN_CHARS].decode(errors="replace")
         try:
             return json.loads(out.read_text())
         except (OSError, ValueError):
@@ -239,8 +238,9 @@ def check_file(path: str | os.PathLike, learner: str | None = None,
     if not path.is_file() or path.suffix != ".py":
         raise BadAnswer(f"{path} is not a Python file; copy "
                         f"lessons/04-write-your-own-schedule/{SKELETON} and pass your copy")
-    if path.stat().st_size > MAX_FILE_BYTES:
-        raise BadAnswer(f"{path} is over {MAX_FILE_BYTES // 1024} KiB; a schedule file is small")
+    if path.stat().st_size > MAX_LAB_FILE_BYTES:
+        raise BadAnswer(f"{path} is over {MAX_LAB_FILE_BYTES // 1024} KiB; a schedule file is "
+                        f"small")
     cases = hidden_cases(learner, course)
     functions = [function for function, _ in TARGETS.values()]
     outcome = run_learner_file(path.resolve(), functions, [(c.p, c.m) for c in cases], timeout)

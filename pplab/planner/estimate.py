@@ -16,14 +16,13 @@ from __future__ import annotations
 
 from dataclasses import replace
 
+from pplab import limits
 from pplab.formulas import pipeline as formulas
 from pplab.formulas.parallel import ring_wire_bytes
 from pplab.planner import flops
 from pplab.planner.memory import stage_memories
 from pplab.planner.results import Candidate, Layout, StepTime, Traffic
 from pplab.planner.specs import (
-    MAX_GLOBAL_BATCH,
-    MAX_NODES,
     TERA,
     ClusterSpec,
     ModelSpec,
@@ -41,7 +40,6 @@ from pplab.planner.timing import (
 from pplab.sim.cost_model import CostModel
 
 SCHEDULES = ("gpipe", "1f1b", "interleaved-1f1b", "zb-h1")
-MAX_PLANNED_PP = 256  # deeper pipelines make the simulated step too long to plan with
 
 
 def grid_problem(model: ModelSpec, cluster: ClusterSpec, global_batch: int, pp: int, tp: int,
@@ -60,8 +58,8 @@ def grid_problem(model: ModelSpec, cluster: ClusterSpec, global_batch: int, pp: 
         return f"{model.heads} heads are not divisible by tp={tp}"
     if model.layers % pp:
         return f"{model.layers} layers are not divisible by pp={pp}"
-    if pp > MAX_PLANNED_PP:
-        return f"pp={pp} is deeper than the planner's limit of {MAX_PLANNED_PP} stages"
+    if pp > limits.MAX_PLANNED_PP:
+        return f"pp={pp} is deeper than the planner's limit of {limits.MAX_PLANNED_PP} stages"
     if global_batch % dp:
         return f"global batch {global_batch} is not divisible by dp={dp}"
     return None
@@ -204,7 +202,7 @@ def evaluate(model: ModelSpec, cluster: ClusterSpec, global_batch: int, *, pp: i
     check_global_batch(global_batch)
     for what, value in (("pp", pp), ("tp", tp), ("dp", dp),
                         ("microbatch size", microbatch_size)):
-        check_whole(what, value, MAX_GLOBAL_BATCH * MAX_NODES)
+        check_whole(what, value, limits.MAX_PLANNED_GLOBAL_BATCH * limits.MAX_PLANNED_NODES)
     flops.check_recompute(recompute)
     if num_chunks is None:
         num_chunks = 2 if schedule == "interleaved-1f1b" else 1

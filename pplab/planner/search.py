@@ -21,6 +21,7 @@ import bisect
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
+from pplab import limits
 from pplab.planner.estimate import (
     SCHEDULES,
     estimate_layout,
@@ -32,8 +33,6 @@ from pplab.planner.flops import RECOMPUTE
 from pplab.planner.results import Candidate, Exclusion, Layout, json_safe
 from pplab.planner.specs import (
     GIB,
-    MAX_GPUS_PER_NODE,
-    MAX_NODES,
     ClusterSpec,
     ModelSpec,
     check_global_batch,
@@ -41,9 +40,7 @@ from pplab.planner.specs import (
 )
 
 MICROBATCH_SIZES = (1, 2, 4, 8)
-MAX_CHUNKS = 8  # interleaving deeper than this adds messages and rarely pays
 DEFAULT_MAX_CANDIDATES = 20
-MAX_GPUS = MAX_GPUS_PER_NODE * MAX_NODES
 
 
 class NoFeasiblePlan(ValueError):
@@ -135,7 +132,8 @@ def _divisors(n: int) -> list[int]:
     return sorted(set(small + [n // d for d in small]))
 
 
-def _choices(what: str, values, allowed: Sequence | None = None) -> tuple:
+def _choices(what: str, values, allowed: Sequence | None = None, most: int = 0) -> tuple:
+    """``values`` as a tuple, each one of ``allowed`` (or a whole number up to ``most``)."""
     values = tuple(values)
     if not values:
         raise ValueError(f"no {what} to plan with")
@@ -143,7 +141,7 @@ def _choices(what: str, values, allowed: Sequence | None = None) -> tuple:
         if allowed is not None and value not in allowed:
             raise ValueError(f"{what} {value!r} is not one of {', '.join(map(str, allowed))}")
         if allowed is None:
-            check_whole(what, value, 2**20)
+            check_whole(what, value, most)
     return values
 
 
@@ -162,7 +160,7 @@ def _layouts(model: ModelSpec, global_batch: int, pp: int, tp: int, dp: int,
             if name != "interleaved-1f1b":
                 yield Layout(pp, tp, dp, b, m, name, 1, "none", sequence_parallel)
                 continue
-            for v in (chunks if chunks is not None else range(2, MAX_CHUNKS + 1)):
+            for v in (chunks if chunks is not None else range(2, limits.MAX_PLANNED_CHUNKS + 1)):
                 yield Layout(pp, tp, dp, b, m, name, v, "none", sequence_parallel)
 
 
@@ -183,15 +181,18 @@ def plan(model: ModelSpec, cluster: ClusterSpec, global_batch: int, *,
     check_global_batch(global_batch)
     schedules = _choices("schedule", schedules, SCHEDULES)
     recompute = _choices("recompute", recompute, RECOMPUTE)
-    microbatch_sizes = _choices("microbatch size", microbatch_sizes)
-    chunks = None if chunks is None else _choices("chunks", chunks)
+    # A microbatch is part of the global batch; a chunk holds at least one layer.
+    microbatch_sizes = _choices("microbatch size", microbatch_sizes,
+                                most=limits.MAX_PLANNED_GLOBAL_BATCH)
+    chunks = None if chunks is None else _choices("chunks", chunks,
+                                                  most=limits.MAX_PLANNED_LAYERS)
     if max_candidates is not None:
-        check_whole("max candidates", max_candidates, 10**6)
+        check_whole("max candidates", max_candidates, limits.MAX_PLAN_TOP)
     gpus = cluster.num_gpus
     divisors = _divisors(gpus)
     for what, sizes in (("pp", pp_sizes), ("tp", tp_sizes)):
         for size in sizes or ():
-            check_whole(what, size, MAX_GPUS)
+            check_whole(what, size, limits.MAX_PLANNED_GPUS)
             if gpus % size:
                 raise ValueError(f"{what}={size} does not divide the cluster's {gpus} GPUs")
     feasible, rejected, excluded = [], [], []

@@ -30,10 +30,9 @@ import tomllib
 from dataclasses import MISSING, dataclass, fields, replace
 from pathlib import Path
 
+from pplab.limits import MAX_PLAN_SPEC_BYTES
 from pplab.planner.presets import cluster_preset, model_preset
 from pplab.planner.specs import ClusterSpec, ModelSpec, check_global_batch
-
-MAX_SPEC_BYTES = 1 << 20  # a spec is a few lines; anything bigger is the wrong file
 
 
 @dataclass(frozen=True)
@@ -50,8 +49,9 @@ def _read(path: Path) -> dict:
         size = path.stat().st_size
     except OSError as error:
         raise ValueError(f"cannot read spec {path}: {error.strerror or error}") from None
-    if size > MAX_SPEC_BYTES:
-        raise ValueError(f"{path} is {size:,} bytes; a spec file is at most {MAX_SPEC_BYTES:,}")
+    if size > MAX_PLAN_SPEC_BYTES:
+        raise ValueError(f"{path} is {size:,} bytes; a spec file is at most "
+                         f"{MAX_PLAN_SPEC_BYTES:,}")
     try:
         text = path.read_text(encoding="utf-8-sig")
     except (OSError, UnicodeDecodeError) as error:

@@ -17,6 +17,7 @@ from __future__ import annotations
 import math
 from dataclasses import asdict, dataclass, replace
 
+from pplab import limits
 from pplab.formulas.parallel import block_parameters
 
 GIB = 2**30
@@ -39,16 +40,6 @@ OPTIMIZER_BYTES = {"bf16": 12, "fp16": 12, "fp32": 8}
 # the nominal NVLink speed. Everything the FLOP count leaves out (softmax, layer norms,
 # dropout, kernel launches) hides inside this factor; it is never tuned per configuration.
 MATMUL_EFFICIENCY = 0.55
-
-# Sizes the planner accepts: far above any model or cluster built so far, low enough that a
-# typo (an extra zero or three) is refused at once instead of enumerating for an hour.
-MAX_LAYERS = 4096
-MAX_WIDTH = 2**20  # hidden, ffn, heads
-MAX_SEQ_LEN = 2**22
-MAX_VOCAB = 2**24
-MAX_GPUS_PER_NODE = 1024
-MAX_NODES = 2**20
-MAX_GLOBAL_BATCH = 2**24
 
 
 def check_whole(what: str, value: object, high: int, low: int = 1) -> int:
@@ -94,13 +85,13 @@ class ModelSpec:
     def __post_init__(self) -> None:
         if not isinstance(self.name, str) or not self.name.strip():
             raise ValueError(f"a model needs a name, got {self.name!r}")
-        check_whole(f"{self.name}: layers", self.layers, MAX_LAYERS)
-        check_whole(f"{self.name}: hidden size", self.hidden, MAX_WIDTH)
-        check_whole(f"{self.name}: heads", self.heads, MAX_WIDTH)
-        check_whole(f"{self.name}: sequence length", self.seq_len, MAX_SEQ_LEN)
-        check_whole(f"{self.name}: vocabulary", self.vocab, MAX_VOCAB)
+        check_whole(f"{self.name}: layers", self.layers, limits.MAX_PLANNED_LAYERS)
+        check_whole(f"{self.name}: hidden size", self.hidden, limits.MAX_PLANNED_WIDTH)
+        check_whole(f"{self.name}: heads", self.heads, limits.MAX_PLANNED_WIDTH)
+        check_whole(f"{self.name}: sequence length", self.seq_len, limits.MAX_PLANNED_SEQ_LEN)
+        check_whole(f"{self.name}: vocabulary", self.vocab, limits.MAX_PLANNED_VOCAB)
         if self.ffn is not None:
-            check_whole(f"{self.name}: ffn size", self.ffn, MAX_WIDTH)
+            check_whole(f"{self.name}: ffn size", self.ffn, limits.MAX_PLANNED_WIDTH)
         if self.hidden % self.heads:
             raise ValueError(f"{self.name}: hidden size {self.hidden} is not divisible by "
                              f"{self.heads} heads")
@@ -169,8 +160,9 @@ class ClusterSpec:
     def __post_init__(self) -> None:
         if not isinstance(self.name, str) or not self.name.strip():
             raise ValueError(f"a cluster needs a name, got {self.name!r}")
-        check_whole(f"{self.name}: GPUs per node", self.gpus_per_node, MAX_GPUS_PER_NODE)
-        check_whole(f"{self.name}: nodes", self.nodes, MAX_NODES)
+        check_whole(f"{self.name}: GPUs per node", self.gpus_per_node,
+                    limits.MAX_PLANNED_GPUS_PER_NODE)
+        check_whole(f"{self.name}: nodes", self.nodes, limits.MAX_PLANNED_NODES)
         check_positive(f"{self.name}: memory per GPU (GiB)", self.memory_gib, 1e6)
         check_positive(f"{self.name}: peak TFLOP/s per GPU", self.peak_tflops, 1e6)
         check_positive(f"{self.name}: intra-node GB/s", self.intra_node_gbs, 1e6)
@@ -217,4 +209,4 @@ class ClusterSpec:
 
 
 def check_global_batch(global_batch: object) -> int:
-    return check_whole("global batch", global_batch, MAX_GLOBAL_BATCH)
+    return check_whole("global batch", global_batch, limits.MAX_PLANNED_GLOBAL_BATCH)

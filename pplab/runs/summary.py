@@ -15,11 +15,9 @@ from dataclasses import dataclass, field
 
 import pandas as pd
 
+from pplab.limits import MAX_WORLD_SIZE
 from pplab.runs.run_dirs import Run
 from pplab.topology import Topology
-
-# A foreign meta.json may claim a million ranks; the lab does not loop over more than this.
-MAX_RANKS = 4096
 
 
 def _whole(value: object) -> int | None:
@@ -84,7 +82,7 @@ class RunSummary:
         holds every rank the events name, else the ranks the events name."""
         seen = sorted(int(r) for r in events["rank"].unique())
         world = self.world_size
-        if world <= MAX_RANKS and (not seen or seen[-1] < world):
+        if world <= MAX_WORLD_SIZE and (not seen or seen[-1] < world):
             return list(range(world))
         return seen
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass, fields
 
 from pplab.limits import (
+    MAX_BANDWIDTH,
     MAX_COST,
     MAX_MESSAGE_BYTES,
     MAX_STAGES,
@@ -26,8 +27,6 @@ from pplab.schedules.actions import (
     FULL_BACKWARD,
     Schedule,
 )
-
-MAX_BANDWIDTH = 1e18  # bytes per time unit: far above any link, still finite in every sum
 
 # Short names accepted by CostModel.parse; "comm" is the latency of one message.
 _PARSE_KEYS = {

@@ -30,7 +30,7 @@ from pplab.calibration import calibration_for
 from pplab.calibration.model import Calibration
 from pplab.engine.request import split_layers
 from pplab.engine.train_config import parse_split
-from pplab.limits import MAX_COST, check_finite_number
+from pplab.limits import MAX_COST, MAX_SPLITS_SEARCHED, check_finite_number
 from pplab.runs.resources import bundled_runs_dir
 from pplab.runs.run_dirs import load_run
 from pplab.schedules import FORWARD, FULL_BACKWARD, build
@@ -40,7 +40,6 @@ from pplab.timeline import metrics
 
 LESSON_RUN = "1f1b-p4m8"  # the bundled run lesson 5 calibrates its costs from
 SCHEDULES = ("1f1b", "gpipe")  # one stage per rank, F and full B: what the search prices
-MAX_SPLITS = 20_000  # ways to cut the layers the search may look at (C(L-1, p-1))
 _RELATIVE = 1e-9  # simulated times are sums of floats
 
 
@@ -137,10 +136,10 @@ def _check_search(n_layers: int, num_stages: int, num_microbatches: int, schedul
                          f"has {n_layers}")
     if num_microbatches < 1:
         raise ValueError(f"need at least 1 microbatch, got {num_microbatches}")
-    if count_splits(n_layers, num_stages) > MAX_SPLITS:
+    if count_splits(n_layers, num_stages) > MAX_SPLITS_SEARCHED:
         raise ValueError(f"{n_layers} layers on {num_stages} stages can be cut "
                          f"{count_splits(n_layers, num_stages):,} ways; the search takes up "
-                         f"to {MAX_SPLITS:,}: fewer layers or stages")
+                         f"to {MAX_SPLITS_SEARCHED:,}: fewer layers or stages")
 
 
 def cost_model(costs: LayerCosts, split: Sequence[int]) -> CostModel:
