@@ -88,6 +88,9 @@ RANK_MEMORY_BYTES = 300 * 2**20  # what one CPU rank holds: Python, torch, the t
 MAX_TRAIN_STEPS = 100_000
 MAX_TIMEOUT_S = 86_400.0  # a day without progress; torch's own timeouts overflow near 24 days
 MAX_LEARNING_RATE = 10.0
+# --clip-grad, a gradient norm: any real model's norms sit far below, and a bound keeps the
+# 10 x spike --force-rollback-at makes of it finite.
+MAX_CLIP_GRAD = 1e12
 MAX_SEED = 2**32 - 1
 MAX_SEQ_LEN = 8192
 MAX_D_MODEL = 8192

@@ -30,7 +30,6 @@ _FAULT = re.compile(r"([0-9]+):([0-9]+):([a-z]+)")
 # overflow), or a spike of 10 x --clip-grad in norm (an exploding gradient to clip).
 FORCED_ROLLBACK_KINDS = ("inf", "spike")
 _FORCED = re.compile(r"([0-9]+)(?::([a-z]+))?")
-MAX_CLIP_GRAD = 1e12
 SYNTHETIC_VOCAB = 16  # 15 digit tokens and a separator: small enough to learn in minutes
 
 
@@ -211,7 +210,7 @@ class TrainConfig:
             raise ValueError(f"unknown optimizer sync {self.optimizer_sync!r}; choose one of "
                              f"{', '.join(OPTIMIZER_SYNCS)}")
         if self.clip_grad is not None:
-            limits.check_finite_number("clip_grad", self.clip_grad, MAX_CLIP_GRAD,
+            limits.check_finite_number("clip_grad", self.clip_grad, limits.MAX_CLIP_GRAD,
                                        positive=True)
         forced = None
         if self.force_rollback_at is not None:
