@@ -147,6 +147,11 @@ MAX_PLAN_TOP = 1000  # pplab plan --top: rows of a table meant to be read
 # they offer less than the library takes. The Planner page ranks every layout of its GPUs
 # (16,384 GPUs of 8 in seconds); lesson 9's widget times one layout, so it goes further.
 MAX_PLANNER_PAGE_NODES = 2048
+# The Planner page ranks pipelines up to this deep: one simulated step of a deeper one takes
+# a second or more, and megatron-1t's 128 layers allow pp = 64 and 128, whose ranking took
+# 16-35 s of CPU on a 2-core machine (3 s with pp <= 32). The sliders still time any depth;
+# pplab plan ranks them all.
+MAX_PLANNER_PAGE_RANKED_PP = 32
 MAX_LAYOUT_GPUS = 32_768
 MAX_PAGE_GLOBAL_BATCH = 65_536  # sequences per step, GPT-3's 1,536 with room to spare
 # Lesson 10's what-if predicts from a calibration with sampling, about 20 draws a step.
@@ -156,12 +161,41 @@ MAX_SPLITS_SEARCHED = 20_000
 MAX_SPLIT_CHARS = 200  # a split typed as "2,3,3": a few numbers
 # The Playground re-validates and re-simulates a custom CSV at every rerun. Streamlit refuses
 # a bigger upload before it reaches the page (``--server.maxUploadSize`` of pplab lab, MB).
-MAX_PLAYGROUND_CSV_CHARS = 1_000_000
-MAX_UPLOAD_MB = 2
-# Classroom mode: a passcode is three short words; more tries than this from one browser
-# session is guessing, and that session is refused for good.
+# Checking and simulating a CSV takes about 6 us per character (a 1.36 M-character one took
+# 7.7 s of CPU on a 2-core machine), so the Playground takes a quarter of a million: about
+# 1.5 s, in the work pool, and 25 times the CSV of the largest family its sliders reach.
+MAX_PLAYGROUND_CSV_CHARS = 250_000
+MAX_UPLOAD_MB = 1
+# Classroom mode: a passcode is three short words; more tries than this from one client
+# address (all its browser sessions together) is guessing. Each wrong try makes that address
+# wait before the next: 1 s, 2 s, 4 s, 8 s, then a quarter of an hour, doubling after each
+# further wrong try (pplab.classroom.passcode_tries). The addresses remembered are bounded.
 MAX_PASSCODE_CHARS = 200
 MAX_PASSCODE_TRIES = 5
+PASSCODE_FIRST_WAIT_S = 1.0
+PASSCODE_LOCKOUT_S = 900.0
+MAX_PASSCODE_WAIT_S = 86_400.0
+MAX_PASSCODE_ADDRESSES = 10_000
+# Fair use of one lab server (pplab.classroom.work_pool): requests of the pages that take
+# more than about half a second (ranking a planner's layouts, a custom CSV, a searched order,
+# a big family) run in worker processes beside the server, one per core but one (at most
+# four), with a deadline each; at most this many wait per worker, and a request beyond them
+# is told "busy, try again" at once instead of queueing the class behind it. A worker holds
+# a bounded memory and sends back a bounded answer. The deadline is far above any request
+# at the pages' bounds (docs/security.md quotes them), so only a machine already overloaded
+# reaches it.
+MAX_WORK_PROCESSES = 4
+MAX_WORK_WAITING_PER_PROCESS = 4
+WORK_DEADLINE_S = 30.0
+MAX_WORK_MEMORY_BYTES = 4 * 2**30
+MAX_WORK_ANSWER_BYTES = 256 * 2**20
+WORK_NICENESS = 5  # a heavy request yields the CPU to the pages of everyone else
+# Answers the lab's pages share across sessions, keyed by content
+# (pplab.classroom.shared_results): entries, a big timeline counting for one per 20,000 events.
+MAX_SHARED_RESULTS = 128
+# pplab lab stops its server on SIGTERM, SIGINT or SIGHUP: SIGTERM, then SIGKILL after this
+# long, and the same for whatever the server started (pplab.cli.lab_supervisor).
+LAB_STOP_GRACE_S = 5.0
 
 # Exercises: what a learner types, writes or hands in. An answer is read, parsed and judged
 # in the app's process, so its size and the numbers in it are bounded before any of that.
@@ -176,6 +210,7 @@ MAX_FORMULA_CHARS = 300
 MAX_FORMULA_POWER = 8
 MAX_FORMULA_MAGNITUDE = 1e12
 MAX_ATTEMPTS_FILE_BYTES = 4 * 2**20  # every learner's hints used, in ~/.pplab
+MAX_SESSION_LEARNERS = 16  # names one browser session of a shared lab keeps tries for
 # pplab exercise report reads a class's folder of answer files.
 MAX_SUBMISSION_BYTES = 2**20
 MAX_SUBMISSION_FILES = 2000

@@ -13,16 +13,38 @@ import hmac
 
 import pytest
 from app_helpers import open_page
+from command_helpers import run_pplab
 
 from pplab.classroom import passcode as classroom
 from pplab.classroom.live_run import LIVE
+from pplab.classroom.passcode_tries import TRIES
 from pplab.cli import lab as lab_command
 
 PASSCODE = "k7rm-x2qa-9tdu"
 
 
+class Clock:
+    """The passcode counter's clock, moved by hand: the waits it imposes pass at once."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
 @pytest.fixture
-def class_lab(tmp_path, monkeypatch):
+def clock(monkeypatch):
+    TRIES.forget()
+    fake = Clock()
+    monkeypatch.setattr(TRIES, "_clock", fake)
+    monkeypatch.setattr(TRIES, "_log", lambda line: None)
+    yield fake
+    TRIES.forget()
+
+
+@pytest.fixture
+def class_lab(tmp_path, monkeypatch, clock):
     monkeypatch.setenv(classroom.DIGEST_ENV, classroom.digest(PASSCODE))
     monkeypatch.setenv("PPLAB_RUNS_DIR", str(tmp_path / "runs"))
     monkeypatch.setenv("PPLAB_HOME", str(tmp_path / "home"))
@@ -44,7 +66,7 @@ def test_the_passcode_is_checked_in_constant_time(monkeypatch):
     assert len(codes) == 50 and all(len(c) == 14 for c in codes)
 
 
-def test_a_student_can_simulate_but_not_train_until_the_passcode(class_lab):
+def test_a_student_can_simulate_but_not_train_until_the_passcode(class_lab, clock):
     playground = open_page()
     assert any("you are the student" in c.value for c in playground.sidebar.caption)
     assert playground.metric, "the Playground simulates for everyone"
@@ -52,20 +74,52 @@ def test_a_student_can_simulate_but_not_train_until_the_passcode(class_lab):
     assert not any(b.label == "Start training" for b in app.button)
     assert any("only the instructor can start or stop training" in i.value for i in app.info)
     app.text_input(key="classroom_code_0").input("guess").run()
-    assert any("not the passcode" in e.value for e in app.error)
+    assert any("next try is taken in 1 s" in e.value for e in app.error)
     assert not any(b.label == "Start training" for b in app.button)
+    clock.now += 1.0
+    app.run()
+    assert any("not the passcode" in e.value for e in app.error)
     app.text_input(key="classroom_code_1").input(PASSCODE).run()
     assert not app.exception, app.exception
     assert any(b.label == "Start training" for b in app.button)
     assert any("you are the instructor" in c.value for c in app.sidebar.caption)
 
 
-def test_a_session_that_keeps_guessing_is_refused(class_lab):
-    app = open_page("run")
+def test_an_address_that_keeps_guessing_waits_longer_in_every_session(class_lab, clock):
+    waits = []
     for tries in range(5):
-        app.text_input(key=f"classroom_code_{tries}").input(f"guess {tries}").run()
-    assert any("5 wrong passcodes" in e.value for e in app.error)
-    assert not app.text_input  # no box left to type into
+        app = open_page("run")  # a new session each time: the count is the address's
+        app.text_input(key="classroom_code_0").input(f"guess {tries}").run()
+        waits.append(TRIES.wait_left(None))
+        assert not app.text_input, "no box while the address must wait"
+        clock.now += waits[-1]
+    assert waits == [1.0, 2.0, 4.0, 8.0, 900.0]
+    clock.now -= 1.0
+    app = open_page("run")
+    assert any("5 wrong passcodes" in e.value and "Ask the instructor" in e.value
+               for e in app.error)
+    clock.now += 1.0
+    app.run()
+    app.text_input(key="classroom_code_0").input(PASSCODE).run()
+    assert any(b.label == "Start training" for b in app.button)
+    assert TRIES.wrong_tries(None) == 0, "the right passcode forgets the count"
+
+
+def test_a_try_while_the_address_waits_is_not_even_checked(clock):
+    checked = []
+    TRIES.attempt("10.0.0.7", lambda: checked.append(1) or False)
+    assert TRIES.attempt("10.0.0.7", lambda: checked.append(2) or True) is None
+    assert checked == [1] and TRIES.wait_left("10.0.0.7") == 1.0
+    assert TRIES.wait_left("10.0.0.8") == 0.0, "another address does not wait"
+
+
+def test_a_malformed_digest_closes_the_lab_instead_of_opening_it(monkeypatch, clock):
+    monkeypatch.setenv(classroom.DIGEST_ENV, "not-a-digest")
+    assert classroom.in_classroom() and classroom.digest_problem()
+    assert not classroom.passcode_matches("not-a-digest")
+    app = open_page("run")
+    assert not any(b.label == "Start training" for b in app.button)
+    assert any("is not a SHA-256 digest" in e.value for e in app.error)
 
 
 def test_the_coding_lab_asks_for_the_passcode_in_a_classroom(class_lab):
@@ -80,16 +134,16 @@ def test_lab_command_prints_a_passcode_and_hands_the_server_only_its_digest(monk
                                                                             capsys):
     started = {}
     monkeypatch.setattr(lab_command, "_port_problem", lambda host, port: None)
-    monkeypatch.setattr(lab_command.os, "execve",
-                        lambda path, argv, env: started.update(argv=argv, env=env))
-    assert lab_command.main(["--classroom", "--host", "0.0.0.0", "--port", "8599"]) == 0
-    out = capsys.readouterr().out
+    monkeypatch.setattr(lab_command, "serve",
+                        lambda argv, env: started.update(argv=argv, env=env) or 0)
+    code, out, _ = run_pplab(capsys, "lab", "--classroom", "--host", "0.0.0.0", "--port", "8599")
+    assert code == 0
     passcode = out.split("instructor passcode: ")[1].split()[0]
     assert started["env"][classroom.DIGEST_ENV] == classroom.digest(passcode)
     assert passcode not in " ".join(started["argv"]) + " ".join(started["env"].values())
     assert started["argv"][started["argv"].index("--server.address") + 1] == "0.0.0.0"
     assert "http://127.0.0.1:8599" in out
-    lab_command.main(["--port", "8599"])  # without --classroom: no digest, localhost
+    run_pplab(capsys, "lab", "--port", "8599")  # without --classroom: no digest, localhost
     assert classroom.DIGEST_ENV not in started["env"]
     assert started["argv"][started["argv"].index("--server.address") + 1] == "127.0.0.1"
 

@@ -72,8 +72,8 @@ def follow_live_run() -> None:
 
 if in_classroom():
     follow_live_run()
-    if not instructor_only("start or stop training"):
-        st.stop()
+if not instructor_only("start or stop training"):
+    st.stop()
 
 with st.form("run_form"):
     cols = st.columns(3)

@@ -37,13 +37,25 @@ def digest(passcode: str) -> str:
 
 
 def classroom_digest() -> str | None:
-    """The passcode digest this server was started with, or None outside classroom mode."""
+    """The passcode digest this server was started with, or None where there is none (outside
+    classroom mode, or a value that is not a SHA-256 digest: see ``digest_problem``)."""
     value = os.environ.get(DIGEST_ENV, "").strip().lower()
     return value if len(value) == 64 and all(c in "0123456789abcdef" for c in value) else None
 
 
 def in_classroom() -> bool:
-    return classroom_digest() is not None
+    """Whether the server was started for a class. Any value of ``PPLAB_CLASSROOM_DIGEST``,
+    even a malformed one, counts: a typo in it must close the lab (no passcode then matches),
+    never open it to every student."""
+    return DIGEST_ENV in os.environ
+
+
+def digest_problem() -> str | None:
+    """One line when classroom mode is on but no passcode can ever match, else None."""
+    if in_classroom() and classroom_digest() is None:
+        return (f"{DIGEST_ENV} is set but is not a SHA-256 digest (64 hex digits): nobody can "
+                f"unlock the instructor's pages; restart the lab with pplab lab --classroom")
+    return None
 
 
 def passcode_matches(typed: object) -> bool:
