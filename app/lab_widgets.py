@@ -1,23 +1,28 @@
 """Widgets and cached computations the lab's pages share (the Streamlit side of the library).
 
 A simulated configuration is read from the same widgets on the Playground and on Compare,
-and every simulation goes through ``simulate_cached`` so moving a slider back and forth
-costs nothing the second time. Everything that does not draw a widget or cache a result
-lives in the package (``pplab.calibration.run_views``, ``pplab.calibration.run_prediction``,
-``pplab.timeline.labels``...).
+and every simulation goes through ``simulation``, shared by every session of the server and
+keyed by content (``app/shared_work.py``), so moving a slider back and forth costs nothing
+the second time, and the heavy ones run in the server's work pool. Everything that does
+not draw a widget or cache a result lives in the package (``pplab.calibration.run_views``,
+``pplab.calibration.run_prediction``, ``pplab.timeline.labels``...).
 
     streamlit run app/lab.py
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import time
+from dataclasses import dataclass, replace
 
 import pandas as pd
+import plotly.graph_objects as go
 import streamlit as st
+from shared_work import pooled, shared_cache
 
-from pplab import charts, timeline
+from pplab import charts
 from pplab.calibration.run_views import MeasuredStep, last_step
+from pplab.classroom import page_work
 from pplab.limits import MAX_PLAYGROUND_CSV_CHARS
 from pplab.runs import catalog as runs_catalog
 from pplab.runs import run_dirs
@@ -26,13 +31,9 @@ from pplab.schedules import (
     SCHEDULES,
     ActionKind,
     Schedule,
-    build,
-    schedule_from_csv_text,
     schedule_to_csv_text,
-    validate,
 )
-from pplab.sim.search import memory_capped_1f1b, search_schedule
-from pplab.sim.simulator import CostModel, simulate
+from pplab.sim.simulator import CostModel
 from pplab.timeline.labels import plain_text
 
 CUSTOM_CSV = "custom CSV"
@@ -57,6 +58,10 @@ class SimConfig:
     def searched(self) -> bool:
         return self.max_in_flight > 0
 
+    def content(self) -> SimConfig:
+        """The configuration without its file's name: all that its answers depend on."""
+        return replace(self, csv_name="") if self.csv_name else self
+
     def label(self) -> str:
         if self.csv_text:
             return f"{self.csv_name or 'uploaded'} ({CUSTOM_CSV})"
@@ -75,23 +80,46 @@ class SimConfig:
         return f"{self.schedule}-p{self.pp_size}m{self.microbatches}{chunks}.csv"
 
 
-@st.cache_data(max_entries=64, show_spinner=False)
+def simulation(config: SimConfig) -> page_work.Simulated:
+    """The configuration's schedule, events and metrics, shared by every session; raises
+    ValueError for bad sizes or a bad CSV (an uploaded order may deadlock or miss work, so
+    it is validated first). A CSV, a search and a big family run in the work pool: they are
+    the requests that take seconds."""
+    if config.csv_text:  # keyed by the text, never the file's name
+        return pooled(page_work.csv_order, config.csv_text, config.cost,
+                      what="Checking and simulating your CSV")
+    if config.searched:  # the search plays the page's costs: they are part of the answer
+        return pooled(page_work.searched_order, config.pp_size, config.microbatches,
+                      config.cost, config.max_in_flight,
+                      what="Searching an order under the memory cap")
+    asked = (config.schedule, config.pp_size, config.microbatches, config.chunks)
+    if page_work.family_actions(*asked) > page_work.HEAVY_ACTIONS:
+        return pooled(page_work.family_order, *asked, config.cost,
+                      what=f"Simulating {config.schedule}")
+    return _family(*asked, config.cost)
+
+
+_family = shared_cache(page_work.family_order)
+
+
 def schedule_for(config: SimConfig) -> Schedule:
     """The configuration's schedule; raises ValueError for bad sizes or a bad CSV."""
-    if config.csv_text:
-        # an uploaded order may deadlock or miss work: check it before running it
-        return validate(schedule_from_csv_text(config.csv_text, name=config.csv_name or "custom"))
-    if config.searched:  # the search plays the page's costs: they are part of the answer
-        return search_schedule(config.pp_size, config.microbatches, config.cost,
-                               config.max_in_flight)
-    return build(config.schedule, config.pp_size, config.microbatches, config.chunks)
+    return simulation(config).schedule
 
 
-@st.cache_data(max_entries=64, show_spinner=False)
+def simulate_cached(config: SimConfig) -> tuple[pd.DataFrame, dict]:
+    """Events and metrics of one simulated configuration; raises ValueError for bad sizes."""
+    found = simulation(config)
+    return found.events, found.metrics
+
+
 def capped_1f1b_metrics(config: SimConfig) -> dict:
     """Metrics of 1F1B with its warm-up cut to a searched config's cap: the search's baseline."""
-    schedule = memory_capped_1f1b(config.pp_size, config.microbatches, config.max_in_flight)
-    return timeline.metrics(simulate(schedule, config.cost), range(schedule.pp_size))
+    return _capped(config.pp_size, config.microbatches, config.max_in_flight,
+                   config.cost).metrics
+
+
+_capped = shared_cache(page_work.capped_1f1b)
 
 
 def overlapped_pairs(schedule: Schedule) -> int:
@@ -100,30 +128,36 @@ def overlapped_pairs(schedule: Schedule) -> int:
                for entry in order)
 
 
-@st.cache_data(max_entries=64, show_spinner=False)
-def simulate_cached(config: SimConfig) -> tuple[pd.DataFrame, dict]:
-    """Events and metrics of one simulated configuration; raises ValueError for bad sizes."""
-    schedule = schedule_for(config)
-    events = simulate(schedule, config.cost)
-    return events, timeline.metrics(events, range(schedule.pp_size))  # idle ranks count too
-
-
-@st.cache_resource(max_entries=64, show_spinner=False)
 def playground_figures(config: SimConfig) -> tuple:
     """The Playground's Gantt, peaks and time-per-rank figures of one configuration, built
     once and shared by every session (never changed after: drawing a figure only reads it). A
     class moving the same sliders asks for the same few configurations, and building the
-    figures is most of a rerun's work."""
-    events, found = simulate_cached(config)
-    return (charts.gantt(events, title=f"Predicted timeline: {config.label()}"),
-            charts.peak_activations(found["peak_activations"]),
-            charts.rank_utilisation(found["per_rank"], charts.COST_UNITS))
+    figures is most of a rerun's work. Keyed by content: the same order uploaded under
+    another name is drawn once, and this session's copy of the Gantt takes the file's name."""
+    simulation(config)  # waits on the pool here, where the page can show it
+    gantt, peaks, ranks = _figures(config.content())
+    if config.csv_name:  # never retitle the shared figure itself: other sessions draw it
+        gantt = go.Figure(gantt).update_layout(title=f"Predicted timeline: {config.label()}")
+    return gantt, peaks, ranks
 
 
-@st.cache_data(max_entries=64, show_spinner=False)
+@shared_cache
+def _figures(config: SimConfig) -> tuple:
+    found = simulation(config)
+    return (charts.gantt(found.events, title=f"Predicted timeline: {config.label()}"),
+            charts.peak_activations(found.metrics["peak_activations"]),
+            charts.rank_utilisation(found.metrics["per_rank"], charts.COST_UNITS))
+
+
 def schedule_text(config: SimConfig) -> tuple[str, str]:
     """The schedule as PyTorch-style text, and as CSV."""
-    schedule = schedule_for(config)
+    simulation(config)
+    return _texts(config.content())
+
+
+@shared_cache
+def _texts(config: SimConfig) -> tuple[str, str]:
+    schedule = simulation(config).schedule
     return schedule.pretty(), schedule_to_csv_text(schedule)
 
 
@@ -242,20 +276,27 @@ def explain_custom_csv(key: str) -> None:
                                key=f"{key}example_{name}")
 
 
+CATALOG_SECONDS = 10  # how long a listing of the runs folders is reused
+_catalog_generation = [0]  # raised when a run is saved, so every session lists it at once
+
+
 def catalog() -> tuple[list[runs_catalog.Entry], list[tuple[str, str]]]:
     """Bundled and user runs, and (path, reason) for folders that are not good runs."""
-    return _catalog(str(runs_catalog.user_runs_dir()))
+    return _catalog(str(runs_catalog.user_runs_dir()), int(time.monotonic() // CATALOG_SECONDS),
+                    _catalog_generation[0])
 
 
-@st.cache_data(ttl=10, show_spinner=False)
-def _catalog(user_dir: str) -> tuple[list[runs_catalog.Entry], list[tuple[str, str]]]:
-    # user_dir is the cache key: PPLAB_RUNS_DIR may point elsewhere between sessions.
+@shared_cache
+def _catalog(user_dir: str, _window: int,
+             _generation: int) -> tuple[list[runs_catalog.Entry], list[tuple[str, str]]]:
+    # Every argument is part of the key: PPLAB_RUNS_DIR may point elsewhere between
+    # sessions; a new window of a few seconds, or a new generation, reads the folders again.
     entries, problems = runs_catalog.find_runs()
     return entries, [(str(path), reason) for path, reason in problems]
 
 
 def refresh_catalog() -> None:
-    _catalog.clear()
+    _catalog_generation[0] += 1
 
 
 def show_problems(problems: list[tuple[str, str]]) -> None:
@@ -263,7 +304,7 @@ def show_problems(problems: list[tuple[str, str]]) -> None:
         st.warning(plain_text(f"Skipped {path}: {reason}"))
 
 
-@st.cache_data(max_entries=32, show_spinner=False)
+@shared_cache
 def measured_step(path: str, stamp: float) -> MeasuredStep:
     """A recorded run's last step. ``stamp`` (the folder's mtime) is part of the cache key so
     a re-recorded run is re-read."""

@@ -1,14 +1,26 @@
 """Reading a widget's configuration from text (a link's query parameters) without trusting it.
 
 A value that is missing or unreadable falls back to the widget's default, and the widget says
-so in a caption; nothing a link holds can raise.
+so in a caption; nothing a link holds can raise. A value echoed back is shown literally
+(``quoted``): a link such as ``?comparison=[re-enter the passcode](https://...)`` shows
+those characters, never a live link, formatting or HTML inside the lab.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping, Sequence
 
 import streamlit as st
+
+
+def quoted(text: object, limit: int = 40) -> str:
+    """``text``, cut to ``limit`` characters on one line, as a markdown code span whose fence
+    is longer than any run of backticks inside: shown as typed, never rendered."""
+    text = " ".join(str(text)[:limit].split())
+    fence = "`" * (max((len(run) for run in re.findall("`+", text)), default=0) + 1)
+    pad = " " if not text or text[0] == "`" or text[-1] == "`" else ""
+    return f"{fence}{pad}{text}{pad}{fence}"
 
 
 def _bounded(config: Mapping[str, str], defaults: Mapping[str, str], name: str,
@@ -19,7 +31,7 @@ def _bounded(config: Mapping[str, str], defaults: Mapping[str, str], name: str,
     except ValueError:
         value = None
     if value is None or not low <= value <= high:
-        st.caption(f"{name} = {text[:40]!r} is not {what} from {low:g} to {high:g}; "
+        st.caption(f"{name} = {quoted(text)} is not {what} from {low:g} to {high:g}; "
                    f"showing {name} = {defaults[name]}.")
         return kind(defaults[name])
     return value
@@ -42,7 +54,7 @@ def choice(config: Mapping[str, str], defaults: Mapping[str, str], name: str,
     """``config[name]`` if it is one of ``options``, else the default, with a caption."""
     text = str(config.get(name, defaults[name])).strip()
     if text not in options:
-        st.caption(f"{name} = {text[:40]!r} is not one of {', '.join(options)}; "
+        st.caption(f"{name} = {quoted(text)} is not one of {', '.join(options)}; "
                    f"showing {name} = {defaults[name]}.")
         return defaults[name]
     return text

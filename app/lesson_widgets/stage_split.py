@@ -13,6 +13,7 @@ from __future__ import annotations
 import plotly.graph_objects as go
 import streamlit as st
 
+from app.lesson_widgets.reading import quoted
 from pplab import charts
 from pplab.limits import MAX_SPLIT_CHARS
 from pplab.runs.resources import bundled_runs_dir
@@ -57,8 +58,8 @@ def _read(config: dict[str, str]) -> tuple[dict, list[str]]:
             values[name] = int(text)
         else:
             values[name] = int(DEFAULTS[name])
-            notes.append(f"{name} {text[:20]!r} is not a whole number from {low} to {high}; "
-                         f"showing {DEFAULTS[name]}")
+            notes.append(f"{name} {quoted(text, 20)} is not a whole number from {low} to "
+                         f"{high}; showing {DEFAULTS[name]}")
     head = str(config.get("head", DEFAULTS["head"])).strip()
     try:
         values["head"] = float(head)
@@ -66,11 +67,12 @@ def _read(config: dict[str, str]) -> tuple[dict, list[str]]:
             raise ValueError
     except ValueError:
         values["head"] = 0.0
-        notes.append(f"head {head[:20]!r} is not a number from 0 to {_HEAD_MOST:g}; showing 0")
+        notes.append(f"head {quoted(head, 20)} is not a number from 0 to {_HEAD_MOST:g}; "
+                     f"showing 0")
     schedule = str(config.get("schedule", DEFAULTS["schedule"]))
     values["schedule"] = schedule if schedule in SCHEDULES else DEFAULTS["schedule"]
     if schedule not in SCHEDULES:
-        notes.append(f"schedule {schedule[:20]!r} is not one of {', '.join(SCHEDULES)}; "
+        notes.append(f"schedule {quoted(schedule, 20)} is not one of {', '.join(SCHEDULES)}; "
                      f"showing {DEFAULTS['schedule']}")
     values["split"] = str(config.get("split", ""))[:MAX_SPLIT_CHARS]
     return values, notes
@@ -118,7 +120,7 @@ def show(config: dict[str, str]) -> dict[str, str]:
         split = read_split(text, layers, stages)
     except ValueError as error:
         split = read_split("", layers, stages)
-        st.caption(f"Split {text[:40]!r} cannot be used: {error}. Showing the even split "
+        st.caption(f"Split {quoted(text)} cannot be used: {error}. Showing the even split "
                    f"{','.join(map(str, split))}.")
     events, result = simulate_split(costs, split, microbatches, schedule)
     try:

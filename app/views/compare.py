@@ -17,6 +17,7 @@ from lab_widgets import (
     show_problems,
     simulate_cached,
 )
+from lesson_widgets.reading import quoted
 
 from pplab import charts
 from pplab.calibration.run_prediction import in_seconds, seconds_per_cost_unit
@@ -70,7 +71,7 @@ if linked and "cmp_link_read" not in st.session_state:
     if named:
         st.session_state["cmp_mode"] = named[0]
     else:
-        st.caption(f"No comparison {linked[:60]!r} here; choose one below.")
+        st.caption(f"No comparison {quoted(linked, 60)} here; choose one below.")
 mode = st.radio("What to compare", modes, horizontal=True, key="cmp_mode")
 
 chosen: list[tuple[str, object]] = []

@@ -10,25 +10,24 @@ where it ranks among every layout of the same GPUs. ``pplab plan`` prints the sa
 
 import pandas as pd
 import streamlit as st
+from shared_work import pooled, shared_cache
 
 from pplab import charts
+from pplab.classroom import page_work
 from pplab.cli.plan import explain_lines, ranked_rows
 from pplab.limits import (
     MAX_PAGE_GLOBAL_BATCH,
     MAX_PLANNED_CHUNKS,
     MAX_PLANNED_PP,
     MAX_PLANNER_PAGE_NODES,
+    MAX_PLANNER_PAGE_RANKED_PP,
 )
 from pplab.planner import (
     PRESET_CLUSTERS,
     PRESET_MODELS,
     RECOMPUTE,
     SCHEDULES,
-    NoFeasiblePlan,
-    evaluate,
     explain,
-    pipeline_events,
-    plan,
 )
 from pplab.planner.search import MICROBATCH_SIZES
 from pplab.planner.specs import GB, GIB
@@ -38,35 +37,34 @@ def _specs(model_name: str, cluster_name: str, nodes: int):
     return PRESET_MODELS[model_name], PRESET_CLUSTERS[cluster_name].with_nodes(nodes)
 
 
-@st.cache_data(max_entries=16, show_spinner="Ranking every layout of these GPUs…")
 def ranked(model_name: str, cluster_name: str, nodes: int, batch: int):
-    """(PlanResult, "") or (None, the one line saying why nothing fits)."""
-    try:
-        return plan(*_specs(model_name, cluster_name, nodes), batch), ""
-    except NoFeasiblePlan as error:
-        return None, str(error)
+    """(PlanResult, "") or (None, the one line saying why nothing fits), from the work pool."""
+    return pooled(page_work.ranked_layouts, *_specs(model_name, cluster_name, nodes), batch,
+                  MAX_PLANNER_PAGE_RANKED_PP, what="Ranking every layout of these GPUs")
 
 
-@st.cache_data(max_entries=64, show_spinner=False)
 def layout_estimate(model_name: str, cluster_name: str, nodes: int, batch: int, **layout):
     """(Candidate, "") for the sliders' layout, timed, or (None, the rule it breaks)."""
-    try:
-        return evaluate(*_specs(model_name, cluster_name, nodes), batch, **layout), ""
-    except ValueError as error:
-        return None, str(error).splitlines()[0]
+    return pooled(page_work.layout_estimate, *_specs(model_name, cluster_name, nodes), batch,
+                  layout, what="Timing your layout")
 
 
-@st.cache_data(max_entries=32, show_spinner="Simulating one pipeline…")
 def one_pipeline(model_name: str, cluster_name: str, nodes: int, layout):
     """The simulated events of one pipeline of ``layout`` (a planner Layout)."""
-    return pipeline_events(*_specs(model_name, cluster_name, nodes), layout)
+    return pooled(page_work.one_pipeline, *_specs(model_name, cluster_name, nodes), layout,
+                  what="Simulating one pipeline")
 
 
-@st.cache_data(max_entries=32, show_spinner=False)
-def why(model_name: str, cluster_name: str, nodes: int, batch: int, _candidate, layout):
-    """``explain`` of the chosen layout, in lines; ``layout`` (its Layout) keys the cache."""
+def why(model_name: str, cluster_name: str, nodes: int, batch: int, candidate, layout):
+    """``explain`` of the chosen layout, in lines."""
     result, _ = ranked(model_name, cluster_name, nodes, batch)
-    return explain_lines(explain(_candidate, result))
+    return _why(model_name, cluster_name, nodes, batch, layout, candidate, result)
+
+
+@shared_cache
+def _why(model_name: str, cluster_name: str, nodes: int, batch: int, layout, candidate,
+         result):
+    return explain_lines(explain(candidate, result))
 
 
 def _nearest(options: list[int], wanted: int) -> int:
@@ -181,10 +179,15 @@ if candidate is not None and candidate.fits:
     where = (f" Yours ({candidate.step_s:.2f} s) would be #{place}."
              if place <= len(result.ranked) else
              f" Yours ({candidate.step_s:.2f} s) is slower than all of them.")
+deeper = [pp for pp in pp_options if pp > MAX_PLANNER_PAGE_RANKED_PP]
 st.caption(f"{len(result.feasible)} layouts fit in {cluster.memory_gib:g} GiB; the "
            f"{len(result.ranked)} fastest are shown, each with the lightest recomputation that "
            f"fits. Memory is the fullest pipeline rank's; GB/step is what one GPU sends per "
-           f"step on that link.{where}")
+           f"step on that link.{where}" + (
+               f" Pipelines deeper than {MAX_PLANNER_PAGE_RANKED_PP} (pp = "
+               f"{', '.join(map(str, deeper))}) are timed above when you choose them but not "
+               f"ranked here, where each takes seconds to simulate: `pplab plan` ranks them "
+               f"too." if deeper else ""))
 if candidate is not None and candidate.fits and st.toggle(
         "Why each other grid ranks above or below your layout", key="pl_explain"):
     st.code("\n".join(why(model_name, cluster_name, nodes, batch, candidate,

@@ -1,0 +1,66 @@
+"""The pages' way to the server's shared answers and its work pool (the Streamlit side).
+
+``shared_cache`` decorates a function whose answers every session shares, computed once in
+the asking thread; they live in ``pplab.classroom.shared_results``, not in Streamlit's caches,
+which a client's "clear cache" message empties for everyone. ``pooled`` sends heavy work to
+``pplab.classroom.work_pool`` and waits for it in quarter seconds, redrawing a line of
+progress each time: each redraw is a point where Streamlit stops a script whose session went
+away or was rerun with other values, and the ``finally`` then releases the work, which the
+pool cancels when no other session waits for it. A full pool is one line ("busy, try again")
+and a button, not a stalled page; a request past its deadline is one line too.
+
+    streamlit run app/lab.py
+"""
+
+from __future__ import annotations
+
+import functools
+import time
+from collections.abc import Callable
+
+import streamlit as st
+
+from pplab.classroom.shared_results import RESULTS
+from pplab.classroom.work_pool import POOL, Busy
+
+WAIT_SLICE_S = 0.25
+
+
+def shared_cache(function: Callable) -> Callable:
+    """``function`` with its answers kept for every session, keyed by its arguments' values
+    (which must pickle). The answer is shared: whoever reads it never changes it."""
+    @functools.wraps(function)
+    def cached(*args, **kwargs):
+        return RESULTS.here(function, *args, **kwargs)
+    return cached
+
+
+def _sentence(error: BaseException) -> str:
+    text = str(error)
+    return f"{text[:1].upper()}{text[1:]}."
+
+
+def pooled(function: Callable, *args, what: str = "Working", **kwargs):
+    """``function(*args, **kwargs)`` (a module-level function of pplab) computed by the work
+    pool, or the answer kept from an earlier ask; ValueError as the function raised it. Stops
+    the page with one line when the pool is busy, the request ran out of time or its worker
+    failed."""
+    POOL.warm()
+    try:
+        ticket = RESULTS.submit(function, *args, label=what.lower(), **kwargs)
+    except Busy as error:
+        st.warning(_sentence(error))
+        st.button("Try again", key=f"busy_{function.__name__}")
+        st.stop()
+    try:
+        if not ticket.wait(0):
+            started, line = time.monotonic(), st.empty()
+            while not ticket.wait(WAIT_SLICE_S):
+                line.caption(f"{what}… {time.monotonic() - started:.0f} s")
+            line.empty()
+        return ticket.result()
+    except RuntimeError as error:  # OutOfTime, Cancelled, a worker that failed
+        st.error(_sentence(error))
+        st.stop()
+    finally:
+        ticket.release()
