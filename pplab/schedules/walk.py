@@ -88,6 +88,7 @@ class Walk:
         self.stage_to_rank = tuple(stage_to_rank)
         self.num_stages = len(self.stage_to_rank)
         self.programs = dict(programs)
+        self._choosers = {rank for rank, program in self.programs.items() if callable(program)}
         self.rate = rate
         self.deliver = deliver or _no_cost
         self.on_finish = on_finish
@@ -222,9 +223,12 @@ class Walk:
     def _learn(self, fact: Fact, rank: int, when: float) -> None:
         """``fact`` is usable on ``rank`` from ``when``: wake who parked on it, and a
         chooser rank, which may now pick something else."""
-        self._known[(fact, rank)] = when
-        waiting = self._parked.pop((fact, rank), [])
-        if callable(self.programs.get(rank)):
-            waiting.append(rank)
-        for parked in waiting:
-            heapq.heappush(self._wakes, (max(when, self.now), parked))
+        key = (fact, rank)
+        self._known[key] = when
+        waiting = self._parked.pop(key, None)
+        if rank in self._choosers:
+            waiting = [*(waiting or ()), rank]
+        if waiting:
+            wake = (max(when, self.now),)
+            for parked in waiting:
+                heapq.heappush(self._wakes, (*wake, parked))

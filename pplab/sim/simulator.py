@@ -92,18 +92,11 @@ def work_items(schedule: Schedule, cost: CostModel, lead: list[dict[str, float]]
         items: list[Item] = []
         done: dict[int, int] = defaultdict(int)
         for entry in actions:
-            alone = [durations[h.stage][h.kind] for h in entry.sub_actions]
-            total = cost.overlapped_time(*alone) if isinstance(entry, OverlapPair) else alone[0]
-            scale = total / sum(alone) if sum(alone) > 0 else 0.0
-            first = entry.sub_actions[0]
-            head = min(lead[first.stage][first.kind], alone[0]) * scale if lead else 0.0
-            halves = [d * scale for d in alone]
-            if spread is not None:  # this action's computation, drawn around its typical cost
-                factor = spread()
-                halves = [head + (h - head) * factor if i == 0 else h * factor
-                          for i, h in enumerate(halves)]
-                total = sum(halves)
-            items.append(Item(entry, total, head, tuple(halves)))
+            if lead or spread is not None or isinstance(entry, OverlapPair):
+                items.append(_drawn(entry, durations, cost, lead, spread))
+            else:  # a plain action at its typical cost, the common case, made quickly
+                alone = durations[entry.stage][entry.kind]
+                items.append(Item(entry, alone, 0.0, (alone,)))
             for half in entry.sub_actions:
                 if schedule.is_async and half.kind in (FULL_BACKWARD, BACKWARD_WEIGHT):
                     done[half.stage] += 1
@@ -116,6 +109,24 @@ def work_items(schedule: Schedule, cost: CostModel, lead: list[dict[str, float]]
                               note=_Optim(-1, schedule.num_steps - 1, "after the flush")))
         out[rank] = items
     return out
+
+
+def _drawn(entry, durations: list[dict[str, float]], cost: CostModel,
+           lead: list[dict[str, float]] | None, spread: Callable[[], float] | None) -> Item:
+    """An entry's item: a pair shorter than its halves by ``cost.overlap``, its overhead
+    ``lead`` first, its computation scaled by a draw of ``spread``."""
+    alone = [durations[h.stage][h.kind] for h in entry.sub_actions]
+    total = cost.overlapped_time(*alone) if isinstance(entry, OverlapPair) else alone[0]
+    scale = total / sum(alone) if sum(alone) > 0 else 0.0
+    first = entry.sub_actions[0]
+    head = min(lead[first.stage][first.kind], alone[0]) * scale if lead else 0.0
+    halves = [d * scale for d in alone]
+    if spread is not None:  # this action's computation, drawn around its typical cost
+        factor = spread()
+        halves = [head + (h - head) * factor if i == 0 else h * factor
+                  for i, h in enumerate(halves)]
+        total = sum(halves)
+    return Item(entry, total, head, tuple(halves))
 
 
 class Links:
@@ -156,11 +167,18 @@ class _Drawing:
 
     def emit(self, rank, stage, kind, mb, step, start, end, version=-1, peer=-1, nbytes=0,
              detail="") -> None:
-        for name, value in (("rank", rank), ("stage", stage), ("kind", kind),
-                            ("microbatch", mb), ("step", step), ("start", start), ("end", end),
-                            ("version", version), ("peer", peer), ("bytes", nbytes),
-                            ("detail", detail)):
-            self.columns[name].append(value)
+        columns = self.columns  # one append per column: the walk's hottest path
+        columns["rank"].append(rank)
+        columns["stage"].append(stage)
+        columns["kind"].append(kind)
+        columns["microbatch"].append(mb)
+        columns["step"].append(step)
+        columns["start"].append(start)
+        columns["end"].append(end)
+        columns["version"].append(version)
+        columns["peer"].append(peer)
+        columns["bytes"].append(nbytes)
+        columns["detail"].append(detail)
 
     def finish(self, rank: int, item: Item, began: float, compute_began: float,
                end: float) -> None:
