@@ -35,7 +35,13 @@ def add_parsers(subparsers) -> None:
     sim.add_argument("--chunks", type=whole_number, metavar="V",
                      help="model chunks per rank (interleaved schedules)")
     sim.add_argument("--steps", type=whole_number, metavar="S",
-                     help="training steps (asynchronous schedules: pipedream, pipedream-2bw)")
+                     help="training steps: a synchronous schedule's step S times, an optimizer "
+                          "step between (see --optimizer-sync); an asynchronous one's own")
+    sim.add_argument("--optimizer-sync", choices=("barrier", "post"),
+                     help="how the steps of a synchronous schedule meet at the optimizer: "
+                          "barrier (default with --steps: every rank waits for the slowest) "
+                          "or post (each rank steps at once and validates during the next "
+                          "step's warm-up, Qi et al. 2024, Sec. 4)")
     sim.add_argument("--cost", default="", metavar="SPEC",
                      help="cost model, e.g. f=1,b=2,i=1,w=1,comm=0 (also lat=, bw=, bytes=, "
                           "opt=, scale=1:1.5:1)")
@@ -87,9 +93,15 @@ def cmd_simulate(args) -> int:
 
     cost = simulator.CostModel.parse(args.cost)
     schedule = schedule_from_args(args)
+    sync = args.optimizer_sync
+    if schedule.is_async and sync is not None:
+        raise ValueError(f"--optimizer-sync applies to synchronous schedules; {schedule.name} "
+                         f"steps each stage on its own clock")
+    if sync is None and args.steps is not None and not schedule.is_async:
+        sync = "barrier"
     _check_outputs(args, schedule)
-    events = simulator.simulate(schedule, cost)
-    summary = simulation_summary(schedule, cost, events)
+    events = simulator.simulate(schedule, cost, optimizer_sync=sync)
+    summary = simulation_summary(schedule, cost, events, sync)
     if args.trace is not None:
         write_chrome_trace(events, args.trace)
     if args.save_csv is not None:
@@ -108,15 +120,14 @@ def cmd_simulate(args) -> int:
           f" (simulated)")
     print(gantt_text(events, ranks=range(schedule.pp_size)))
     print(f"makespan         {summary['makespan']:.4g} cost units (simulated)")
-    closed = summary["closed_form"]
-    whole = f", whole run of {schedule.num_steps} steps" if schedule.is_async else ""
+    whole = f", whole run of {schedule.num_steps} steps" if schedule.num_steps > 1 else ""
     bubble = (f"bubble fraction  {summary['bubble_fraction']:.2%} "
               f"(idle / (ranks x makespan){whole})")
-    if closed["bubble_fraction"] is not None:
-        bubble += f"; closed form {closed['formula']} = {closed['bubble_fraction']:.2%}"
-    elif closed["note"]:
-        bubble += f"; closed form n/a: {closed['note']}"
-    print(bubble)
+    if sync is None:
+        print(bubble + _closed_form_text(summary["closed_form"]))
+    else:
+        print(bubble)
+        _print_steps(summary, sync)
     for rank, part in summary["per_rank"].items():
         print(f"rank {rank:>2}          busy {part['busy']:.4g}, comm {part['comm']:.4g}, "
               f"idle {part['idle']:.4g} cost units")
@@ -124,7 +135,9 @@ def cmd_simulate(args) -> int:
     print(f"peak activations {peaks} (microbatches held, per stage)")
     own = " of its own microbatches (steps overlap: not the run's bubble)" \
         if schedule.is_async else ""
-    for step in summary.get("per_step", []):
+    # A synchronous run's steps are summed up above (first step, steady state): one step's
+    # own span reaches across ranks whose steps overlap, and says little alone.
+    for step in summary.get("per_step", []) if sync is None else []:
         print(f"step {step['step']:>2}          makespan {step['makespan']:.4g} cost units, "
               f"bubble {step['bubble_fraction']:.2%}{own}")
     if args.trace is not None:
@@ -135,6 +148,28 @@ def cmd_simulate(args) -> int:
     if args.save is not None:
         print(f"run saved        {args.save}")
     return 0
+
+
+def _closed_form_text(closed: dict) -> str:
+    if closed["bubble_fraction"] is not None:
+        return f"; closed form {closed['formula']} = {closed['bubble_fraction']:.2%}"
+    return f"; closed form n/a: {closed['note']}" if closed["note"] else ""
+
+
+def _print_steps(summary: dict, sync: str) -> None:
+    """The first step apart, then the steady state per step, with the form that fits it."""
+    first, steady, closed = summary["first_step"], summary["steady_state"], summary["closed_form"]
+    print(f"first step       {first['time']:.4g} cost units, bubble "
+          f"{first['bubble_fraction']:.2%} (nothing before it to overlap)")
+    if steady is None:
+        return
+    print(f"steady state     {steady['step_time']:.4g} cost units per step, bubble "
+          f"{steady['bubble_fraction']:.2%} per step (optimizer sync: {sync})"
+          + _closed_form_text(closed))
+    if closed["regime"]:
+        print(f"closed form's regime: {closed['regime']}")
+    if closed["extension"]:
+        print(f"pplab's own extension of the paper's form: {closed['extension']}")
 
 
 # About what each output takes per action (a few event rows each): refuses a full disk first.

@@ -3,7 +3,9 @@
 The bubble fraction here is bubble time over makespan (the lab's definition: idle over
 ranks x makespan), which papers often write relative to the ideal time instead; both are
 given. Where a paper's form needs an assumption, the docstring says which, and the tests
-check every form against ``pplab.sim.simulator`` on a grid of stages and microbatches.
+check every form against ``pplab.sim.simulator`` on a grid of stages and microbatches. A form
+holds in one regime, one flushed step unless it says otherwise (``closed_forms``): the steady
+state of overlapping steps under post-validation has its own (``overlapped_bubble_fraction``).
 
     python -c "from pplab.formulas.pipeline import bubble_fraction; \
     print(bubble_fraction('1f1b', 4, 8))"
@@ -14,56 +16,24 @@ from __future__ import annotations
 from dataclasses import dataclass
 from fractions import Fraction
 
+from pplab.formulas.closed_forms import CLOSED_FORMS, OVERLAPPED_FORMS, ClosedForm
+from pplab.formulas.zero_bubble import (
+    check_closed_form_cost,
+    zb_fraction,
+    zb_h1_bubble_time,
+    zb_h2_bubble_time,
+    zb_overlapped_bubble_time,
+)
 from pplab.schedules.pipedream import DEFAULT_STEPS as DEFAULT_ASYNC_STEPS
 from pplab.schedules.registry import build
+from pplab.schedules.steps import repeat_steps
 from pplab.sim.cost_model import CostModel
 
+__all__ = ["CLOSED_FORMS", "OVERLAPPED_FORMS", "ClosedForm", "ClosedFormResult",
+           "bubble_fraction", "bubble_ratio_to_ideal", "closed_form_for",
+           "overlapped_bubble_fraction", "peak_activations", "peak_activations_per_rank",
+           "zb_h1_bubble_time", "zb_h2_bubble_time", "zb_overlapped_bubble_time"]
 
-@dataclass(frozen=True)
-class ClosedForm:
-    """How the lab writes a family's bubble formula: plain text, LaTeX, and where it is from."""
-
-    text: str
-    latex: str
-    source: str
-
-
-_MEGATRON = "Megatron-LM, Narayanan et al. SC 2021 (arXiv:2104.04473)"
-# The one way the lab cites ZB-H1's and ZB-H2's bubble: the paper's Sec. 2.3 and its Table 2.
-_ZB = ("Zero Bubble Pipeline Parallelism, Qi et al., ICLR 2024 (arXiv:2401.10241), Sec. 2.3, "
-       "Table 2")
-CLOSED_FORMS: dict[str, ClosedForm] = {
-    "gpipe": ClosedForm("(p-1)/(m+p-1)", r"\frac{p-1}{m+p-1}",
-                        "GPipe, Huang et al. 2019 (arXiv:1811.06965), Sec. 2.3"),
-    "1f1b": ClosedForm("(p-1)/(m+p-1)", r"\frac{p-1}{m+p-1}", f"{_MEGATRON}, Sec. 2.2.1"),
-    "interleaved-1f1b": ClosedForm("(p-1)/(v*m+p-1)", r"\frac{p-1}{v\,m+p-1}",
-                                   f"{_MEGATRON}, Sec. 2.2.2"),
-    "zb-h1": ClosedForm(
-        "b/(m(F+I+W)+b), b=(p-1)max(F+I-W,F,I)",
-        r"\frac{b}{m(T_F+T_I+T_W)+b},\ b=(p-1)\max(T_F+T_I-T_W,\,T_F,\,T_I)",
-        f"{_ZB}: (p-1)(T_F+T_B-T_W), its B being our I; the max(...) is pplab's own "
-        "extension, equal to it while T_W <= min(T_F, T_I) and matching pplab's zb-h1 order "
-        "beyond"),
-    "zb-h2": ClosedForm(
-        "b/(m(F+I+W)+b), b=(p-1)max(F,I-F,F+I-2W)",
-        r"\frac{b}{m(T_F+T_I+T_W)+b},\ b=(p-1)\max(T_F,\,T_I-T_F,\,T_F+T_I-2T_W)",
-        f"{_ZB}: (p-1)(T_F+T_B-2T_W); pplab adds the (p-1)T_F fill of a flushed step"),
-    "zb-v": ClosedForm(
-        "(p-1)/(6m+p-1) when F=I=W", r"\frac{p-1}{6m+p-1}\ (T_F=T_I=T_W)",
-        "Pipeline Parallelism with Controllable Memory, Qi et al. 2024 (arXiv:2405.15362): "
-        "zero bubble at T_F=T_B=T_W; pplab adds the (p-1)T_F/2 fill of a flushed step"),
-    "looped-bfs": ClosedForm(
-        "(p-1)/(v*m+p-1)", r"\frac{p-1}{v\,m+p-1}",
-        "Breadth-First PP, Lamy-Poirier 2023 (arXiv:2211.05953): with m >= p the loops never "
-        f"wait, so the fill and drain are interleaved 1F1B's ({_MEGATRON}, Sec. 2.2.2)"),
-    "naive": ClosedForm("(p-1)/p", r"\frac{p-1}{p}",
-                        "GPipe, Huang et al. 2019, Fig. 2b: one rank works at a time"),
-    "pipedream": ClosedForm("(p-1)/(steps*m+p-1)", r"\frac{p-1}{\mathrm{steps}\cdot m+p-1}",
-                            "PipeDream, Narayanan et al. SOSP 2019: one fill and drain per run"),
-    "pipedream-2bw": ClosedForm(
-        "(p-1)/(steps*m+p-1)", r"\frac{p-1}{\mathrm{steps}\cdot m+p-1}",
-        "PipeDream-2BW, Narayanan et al. ICML 2021: one fill and drain per run"),
-}
 
 _SAME_SHAPE_AS_1F1B = ("gpipe", "1f1b")
 _ASYNC = ("pipedream", "pipedream-2bw")
@@ -82,53 +52,24 @@ def _check_numbers(pp_size: int, num_microbatches: int, num_chunks: int) -> None
         raise ValueError(f"need at least 1 chunk per rank, got {num_chunks}")
 
 
-def _check_cost(cost: CostModel | None) -> CostModel:
-    cost = cost or CostModel()
-    if cost.message_time() > 0 or cost.optimizer > 0:
-        raise ValueError(
-            "the closed forms assume free communication and no optimizer time; got "
-            f"{cost.message_time()} per message and optimizer {cost.optimizer}")
-    if cost.stage_scale is not None and len(set(cost.stage_scale)) > 1:
-        raise ValueError(
-            f"the closed forms assume equal stages; got stage_scale {cost.stage_scale}")
-    return cost
+def overlapped_bubble_fraction(schedule_name: str, pp_size: int, num_microbatches: int,
+                               num_chunks: int = 1, cost: CostModel | None = None) -> float:
+    """Bubble per step in the steady state of overlapping steps (post-validation).
 
-
-def zb_h1_bubble_time(pp_size: int, cost: CostModel | None = None) -> float:
-    """Bubble time of ZB-H1 on the busiest rank, for M >= P microbatches.
-
-    The paper (Qi et al., ICLR 2024, arXiv:2401.10241, Sec. 2.3, Table 2) gives
-    ``(p-1)(T_F + T_B - T_W)`` (its B is our I) for any costs, with no condition; its
-    transformer counts have T_W < T_F < T_B (Table 1). That term is the largest only while
-    T_W <= min(T_F, T_I); beyond, the chain of forwards or of input gradients sets the
-    bubble. pplab's own extension, not the paper's, ``(p-1) * max(T_F + T_I - T_W, T_F,
-    T_I)`` matches pplab's zb-h1 order exactly on a grid of costs (tests/test_formulas.py).
+    ZB-H1 and ZB-H2 lose the fill of a flushed step (``zb_overlapped_bubble_time``); GPipe,
+    1F1B, interleaved 1F1B, looped BFS and naive keep ``bubble_fraction``'s, their idle time
+    lying inside each rank's own step. Other families have none: ValueError.
     """
-    cost = _check_cost(cost)
-    f, i, w = cost.forward, cost.backward_input, cost.backward_weight
-    return (pp_size - 1) * max(f + i - w, f, i)
-
-
-def zb_h2_bubble_time(pp_size: int, cost: CostModel | None = None) -> float:
-    """Bubble time of pplab's ZB-H2 on the busiest rank, for M >= 2P-1 microbatches.
-
-    The ZB paper (Sec. 2.3, Table 2) gives ``(p-1)(T_F + T_B - 2T_W)`` (its B is our I):
-    each rank's idle time between its own first and last pass, as the authors' playground
-    measures it. Without the optimizer's synchronisation (the paper's Sec. 4) ranks may
-    start and end a step apart, and at T_F = T_I = T_W nothing is left. pplab flushes every
-    step, so the last rank's (p-1) T_F wait for its first forward stays: pplab's bubble is
-    ``(p-1) * max(T_F, T_I - T_F, T_F + T_I - 2T_W)``, the paper's term being the largest
-    while T_W <= T_F and 2T_W <= T_F + T_I. Both match pplab's zb-h2 order
-    exactly on a grid of costs (tests/test_new_schedules.py).
-    """
-    cost = _check_cost(cost)
-    f, i, w = cost.forward, cost.backward_input, cost.backward_weight
-    return (pp_size - 1) * max(f, i - f, f + i - 2 * w)
-
-
-def _zb_fraction(bubble: float, num_microbatches: int, cost: CostModel) -> float:
-    work = num_microbatches * (cost.forward + cost.backward_input + cost.backward_weight)
-    return bubble / (work + bubble) if work + bubble > 0 else 0.0
+    if schedule_name not in OVERLAPPED_FORMS:
+        raise ValueError(f"no closed form for {schedule_name!r} when steps overlap; known: "
+                         f"{', '.join(OVERLAPPED_FORMS)}")
+    if schedule_name not in ("zb-h1", "zb-h2"):
+        return bubble_fraction(schedule_name, pp_size, num_microbatches, num_chunks, cost)
+    _check_numbers(pp_size, num_microbatches, num_chunks)
+    bubble_fraction(schedule_name, pp_size, num_microbatches, num_chunks, cost)  # its checks
+    cost = check_closed_form_cost(cost)
+    return zb_fraction(zb_overlapped_bubble_time(schedule_name, pp_size, cost),
+                        num_microbatches, cost)
 
 
 def bubble_fraction(schedule_name: str, pp_size: int, num_microbatches: int,
@@ -156,7 +97,7 @@ def bubble_fraction(schedule_name: str, pp_size: int, num_microbatches: int,
     """
     _check_numbers(pp_size, num_microbatches, num_chunks)
     p, m, v = pp_size, num_microbatches, num_chunks
-    cost = _check_cost(cost)
+    cost = check_closed_form_cost(cost)
     least, most = _CHUNKS.get(schedule_name, (1, 1))
     if least == most == 1 and v != 1:
         raise ValueError(f"{schedule_name} places 1 chunk per rank; got num_chunks {v}")
@@ -174,12 +115,12 @@ def bubble_fraction(schedule_name: str, pp_size: int, num_microbatches: int,
         if m < p:
             raise ValueError(f"the ZB-H1 closed form needs at least as many microbatches as "
                              f"stages; got {m} microbatches for {p} stages")
-        return _zb_fraction(zb_h1_bubble_time(p, cost), m, cost)
+        return zb_fraction(zb_h1_bubble_time(p, cost), m, cost)
     if schedule_name in ("zb-h2", "zb-v") and m < 2 * p - 1:
         raise ValueError(f"the {schedule_name} closed form needs at least 2p-1 microbatches to "
                          f"fill the pipe; got {m} microbatches for {p} ranks")
     if schedule_name == "zb-h2":
-        return _zb_fraction(zb_h2_bubble_time(p, cost), m, cost)
+        return zb_fraction(zb_h2_bubble_time(p, cost), m, cost)
     if schedule_name == "zb-v":
         if not cost.forward == cost.backward_input == cost.backward_weight:
             raise ValueError(f"the zb-v closed form holds where the paper's zero bubble does, at "
@@ -325,21 +266,34 @@ class ClosedFormResult:
     note: str
 
 
-def closed_form_for(schedule, cost: CostModel | None = None) -> ClosedFormResult:
+def closed_form_for(schedule, cost: CostModel | None = None,
+                    optimizer_sync: str | None = None) -> ClosedFormResult:
     """The closed-form bubble of ``schedule`` under ``cost``: the one lookup every view uses.
 
     The form belongs to a family's own order, so a schedule that merely carries a family's
-    name (a CSV file called gpipe.csv holding another order) gets none.
+    name (a CSV file called gpipe.csv holding another order) gets none; several steps of it
+    (``repeat_steps``) are its order. ``optimizer_sync`` "post" asks for the steady state of
+    overlapping steps (``OVERLAPPED_FORMS``), anything else for one flushed step; each form
+    names its regime (``ClosedForm.regime``).
     """
-    form = CLOSED_FORMS.get(schedule.name)
+    overlapped = optimizer_sync == "post" and not schedule.is_async
+    form = (OVERLAPPED_FORMS if overlapped else CLOSED_FORMS).get(schedule.name)
     if form is None:
-        return ClosedFormResult(None, None, None, f"no closed form for {schedule.name!r}")
+        regime = " when steps overlap under post-validation" if overlapped else ""
+        return ClosedFormResult(None, None, None,
+                                f"no closed form for {schedule.name!r}{regime}")
     if not _is_registered_order(schedule):
         return ClosedFormResult(None, None, None,
                                 f"this order differs from the registered {schedule.name}")
     try:
-        value = bubble_fraction(schedule.name, schedule.pp_size, schedule.microbatches_per_step,
-                                schedule.num_chunks, cost, num_steps=schedule.num_steps)
+        if overlapped:
+            value = overlapped_bubble_fraction(schedule.name, schedule.pp_size,
+                                               schedule.microbatches_per_step,
+                                               schedule.num_chunks, cost)
+        else:
+            value = bubble_fraction(schedule.name, schedule.pp_size,
+                                    schedule.microbatches_per_step, schedule.num_chunks, cost,
+                                    num_steps=schedule.num_steps)
     except ValueError as error:
         return ClosedFormResult(form, None, None, str(error))
     ratio = value / (1.0 - value) if value < 1.0 else None
@@ -353,4 +307,6 @@ def _is_registered_order(schedule) -> bool:
                       schedule.num_chunks, **options)
     except ValueError:
         return False
+    if not schedule.is_async and schedule.num_steps > 1:
+        built = repeat_steps(built, schedule.num_steps)
     return built.actions == schedule.actions and built.stage_to_rank == schedule.stage_to_rank

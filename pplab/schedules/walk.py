@@ -39,16 +39,22 @@ _CLOSE = 1e-12  # times and amounts of work this close are the same instant
 
 class Item(NamedTuple):
     """One piece of a rank's work: ``entry`` (an action or an overlapped pair), or None for
-    work that needs nothing and sends nothing (an optimizer step).
+    work that is no action (an optimizer step, a validation).
 
     ``work`` is how long it takes on a core of its own, of which ``lead`` comes before its
     computation starts (overhead); ``note`` is the caller's, handed back when it finishes.
+    ``waits`` are facts it needs besides its entry's, and ``gives`` the facts it makes, each
+    ``(fact, rank, delay)``: usable on that rank ``delay`` after the item ends. Steps of
+    several-step schedules are kept apart by such items (``pplab.sim.optimizer_steps``): the
+    optimizer's state is a fact like any other, and travels as a message.
     """
 
     entry: AnyAction | None
     work: float = 0.0
     lead: float = 0.0
     note: object = None
+    waits: tuple = ()
+    gives: tuple = ()
 
 
 Chooser = Callable[["Walk", int], Item | None]  # (walk, rank) -> the rank's next item, or None
@@ -176,7 +182,8 @@ class Walk:
     def _start_time(self, rank: int, item: Item, chosen: bool) -> float | None:
         """When every need of ``item`` is usable on ``rank``; None, parked, if one is unknown."""
         latest = self.now
-        for need in needs(item.entry, self.num_stages) if item.entry is not None else ():
+        own = needs(item.entry, self.num_stages) if item.entry is not None else ()
+        for need in (*own, *item.waits):
             when = self._known.get((need, rank))
             if when is None or (chosen and when > self.now + _CLOSE):
                 if chosen:
@@ -210,6 +217,8 @@ class Walk:
                 end: float) -> None:
         if self.on_finish is not None:
             self.on_finish(rank, item, began, compute_began, end)
+        for fact, receiver, delay in item.gives:
+            self._learn(fact, receiver, end + delay)
         if item.entry is None:
             return
         for fact in finishes(item.entry):

@@ -33,7 +33,11 @@ _PARSE_KEYS = {
     "f": "forward", "b": "backward", "i": "backward_input", "w": "backward_weight",
     "comm": "latency", "lat": "latency", "bw": "bandwidth", "bytes": "message_bytes",
     "opt": "optimizer", "ovl": "overlap", "overlap": "overlap",
+    "val": "validation", "validation": "validation",
 }
+# The optimizer's global state is one float64 (the sum of squared gradients): its messages
+# are latency-bound (pplab.engine.optimizer_sync sends the same).
+STATE_BYTES = 8
 
 
 @dataclass(frozen=True)
@@ -58,6 +62,11 @@ class CostModel:
     calibrated from a measured run (``pplab.calibration``) knows every stage's costs, and
     the last stage's loss makes its forward dearer relative to its backward than the
     others', which one factor per stage cannot say.
+
+    ``optimizer`` is one rank's optimizer step, ``validation`` one rank's check of an
+    optimistic step against the full state (post-validation, Qi et al., ICLR 2024,
+    arXiv:2401.10241, Sec. 4); the state itself travels in messages of
+    ``state_message_time``. Where they fall between steps is ``pplab.sim.optimizer_steps``'s.
     """
 
     forward: float = 1.0
@@ -72,12 +81,13 @@ class CostModel:
     link_scale: tuple[float, ...] | None = None
     overlap: float = 0.0
     stage_costs: tuple[tuple[float, float, float, float], ...] | None = None
+    validation: float = 0.0
 
     def __post_init__(self) -> None:
         # Bounded, not only finite: a duration of 1e300 sums to infinity over a schedule, and
         # bytes beyond 2**63 wrap negative in the Event table's int64 column.
         for name in ("forward", "backward", "backward_input", "backward_weight", "latency",
-                     "optimizer"):
+                     "optimizer", "validation"):
             check_finite_number(f"cost {name}", getattr(self, name), MAX_COST)
         check_finite_number("cost message_bytes", self.message_bytes, MAX_MESSAGE_BYTES)
         if check_finite_number("cost overlap", self.overlap, MAX_COST) > 1:
@@ -108,7 +118,7 @@ class CostModel:
     @classmethod
     def parse(cls, text: str) -> CostModel:
         """Read ``"f=1,b=2,i=1,w=1,comm=0"`` (also ``lat=``, ``bw=``, ``bytes=``, ``opt=``,
-        ``ovl=`` for the overlap of a forward-backward pair).
+        ``ovl=`` for the overlap of a forward-backward pair, ``val=`` for a post-validation).
 
         ``scale=1:1.5:1`` gives per-stage factors, ``links=1:4:1`` per-boundary factors of the
         message time. Raise ValueError on anything else.
@@ -144,6 +154,8 @@ class CostModel:
         for name in ("stage_scale", "link_scale"):
             if out[name] is not None:
                 out[name] = list(out[name])
+        if not self.validation:
+            del out["validation"]  # metadata without post-validation reads as before
         if self.stage_costs is None:
             del out["stage_costs"]  # metadata of uncalibrated models reads as before
         else:
@@ -157,6 +169,10 @@ class CostModel:
     def message_time(self) -> float:
         """Latency plus transfer time of one activation or gradient message."""
         return self.latency + self.transfer_time()
+
+    def state_message_time(self) -> float:
+        """Latency plus transfer time of one message of the optimizer's global state."""
+        return self.latency + (0.0 if self.bandwidth is None else STATE_BYTES / self.bandwidth)
 
     def overlapped_time(self, forward: float, backward: float) -> float:
         """How long an overlapped pair of halves taking ``forward`` and ``backward`` runs."""

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Callable
-from typing import NamedTuple
 
 import pandas as pd
 
@@ -36,7 +35,8 @@ from pplab.schedules.actions import (
     weight_versions,
 )
 from pplab.schedules.walk import Item, Walk
-from pplab.sim.cost_model import CostModel
+from pplab.sim.cost_model import STATE_BYTES, CostModel
+from pplab.sim.optimizer_steps import OptimNote, place_optimizer_steps
 from pplab.timeline import EventKind, events_from_columns
 
 __all__ = ["CostModel", "simulate", "schedule_summary", "metadata", "SOURCE", "TIME_UNIT"]
@@ -48,7 +48,8 @@ TIME_UNIT = "cost units"
 def simulate(schedule: Schedule, cost: CostModel | None = None,
              rate: Callable[[int], float] | None = None,
              lead: list[dict[str, float]] | None = None,
-             spread: Callable[[], float] | None = None) -> pd.DataFrame:
+             spread: Callable[[], float] | None = None,
+             optimizer_sync: str | None = None) -> pd.DataFrame:
     """Run ``schedule`` under ``cost`` and return its Event table (source "simulated").
 
     Each rank on a core of its own unless ``rate(n)`` says how fast each of n busy ranks
@@ -57,10 +58,17 @@ def simulate(schedule: Schedule, cost: CostModel | None = None,
     computation does. ``spread()``, when given, draws a factor for each action's
     computation. Raise ValueError if the schedule deadlocks or is incomplete
     (``pplab.schedules.validate`` explains such schedules in detail).
+
+    ``optimizer_sync`` ("barrier" or "post") places a synchronous schedule's optimizer steps
+    between its steps (``pplab.schedules.steps.repeat_steps`` makes several; see
+    ``pplab.sim.optimizer_steps``); None steps each rank once, as it ends the schedule.
     """
     cost = cost if cost is not None else CostModel()
     drawing = _Drawing(schedule, cost)
-    walk = Walk(schedule.stage_to_rank, work_items(schedule, cost, lead, spread), rate,
+    programs = work_items(schedule, cost, lead, spread, flush_optimizer=optimizer_sync is None)
+    if optimizer_sync is not None:
+        programs = place_optimizer_steps(schedule, cost, programs, optimizer_sync)
+    walk = Walk(schedule.stage_to_rank, programs, rate,
                 deliver=drawing.deliver, on_finish=drawing.finish).run()
     stuck = walk.stuck()
     if stuck:
@@ -70,21 +78,15 @@ def simulate(schedule: Schedule, cost: CostModel | None = None,
     return drawing.events()
 
 
-class _Optim(NamedTuple):
-    """What an optimizer step's event says: its stage (-1: every stage), step and detail."""
-
-    stage: int
-    step: int
-    detail: str
-
-
 def work_items(schedule: Schedule, cost: CostModel, lead: list[dict[str, float]] | None = None,
-               spread: Callable[[], float] | None = None) -> dict[int, list[Item]]:
+               spread: Callable[[], float] | None = None,
+               flush_optimizer: bool = True) -> dict[int, list[Item]]:
     """Each rank's work in order, with optimizer steps where they fall due.
 
     An action's note holds the length each half is drawn with. Asynchronous schedules step
     a stage's optimizer after every ``update_every`` of its backwards; synchronous ones once
-    per rank after the flush. ``spread`` is drawn once per entry, rank by rank, in order.
+    per rank after the flush (unless ``flush_optimizer`` is False: ``place_optimizer_steps``
+    places them). ``spread`` is drawn once per entry, rank by rank, in order.
     """
     durations = cost.stage_durations(schedule)
     out: dict[int, list[Item]] = {}
@@ -102,11 +104,11 @@ def work_items(schedule: Schedule, cost: CostModel, lead: list[dict[str, float]]
                     done[half.stage] += 1
                     updates, due = divmod(done[half.stage], schedule.update_every)
                     if due == 0 and cost.optimizer > 0:
-                        items.append(Item(None, cost.optimizer, note=_Optim(
+                        items.append(Item(None, cost.optimizer, note=OptimNote(
                             half.stage, schedule.step_of(half.microbatch), f"update {updates}")))
-        if not schedule.is_async and cost.optimizer > 0:
+        if not schedule.is_async and cost.optimizer > 0 and flush_optimizer:
             items.append(Item(None, cost.optimizer,
-                              note=_Optim(-1, schedule.num_steps - 1, "after the flush")))
+                              note=OptimNote(-1, schedule.num_steps - 1, "after the flush")))
         out[rank] = items
     return out
 
@@ -164,6 +166,7 @@ class _Drawing:
         self.links = Links(cost, schedule.num_stages)
         self.message_bytes = int(cost.message_bytes)
         self.columns: dict[str, list] = defaultdict(list)
+        self.free: dict[int, float] = defaultdict(float)  # when each rank's last item ended
 
     def emit(self, rank, stage, kind, mb, step, start, end, version=-1, peer=-1, nbytes=0,
              detail="") -> None:
@@ -182,10 +185,19 @@ class _Drawing:
 
     def finish(self, rank: int, item: Item, began: float, compute_began: float,
                end: float) -> None:
-        """Draw an item: an optimizer step, or an action's halves sharing its computation."""
+        """Draw an item: an optimizer step (and the wait for its state), or an action's
+        halves sharing its computation."""
+        free, self.free[rank] = self.free[rank], end
         if item.entry is None:
-            self.emit(rank, item.note.stage, EventKind.OPTIM, -1, item.note.step, began, end,
-                      detail=item.note.detail)
+            note = item.note
+            if note is None:
+                return
+            if note.waited and began > free:
+                self.emit(rank, -1, EventKind.ALLREDUCE, -1, note.step, free, began,
+                          nbytes=STATE_BYTES, detail=note.waited)
+            if end > began and note.detail:
+                self.emit(rank, note.stage, EventKind.OPTIM, -1, note.step, began, end,
+                          detail=note.detail)
             return
         halves, drawn = item.entry.sub_actions, item.note
         start, span = compute_began, end - compute_began
