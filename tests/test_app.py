@@ -16,6 +16,7 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 from app_helpers import ENTRY, ROOT, metric, open_page
+from command_helpers import run_pplab
 from lab_server import free_port, start_lab, stop_process_group, wait_until_healthy
 from streamlit.testing.v1 import AppTest
 
@@ -505,6 +506,14 @@ def app_module(name: str):
         sys.path.remove(str(ROOT / "app"))
 
 
+def _alive(pid: int) -> bool:
+    """Whether a process runs (a zombie does not), from /proc; False where there is none."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except (OSError, IndexError):
+        return False
+
+
 # A stand-in for ``pplab train`` that never ends: it starts a child of its own (as train
 # starts ranks), writes both process ids, reports a start and waits to be stopped.
 ENDLESS_TRAIN = """
@@ -519,7 +528,6 @@ time.sleep(600)
 def test_training_is_one_at_a_time_and_stopped_at_its_timeout_with_its_children(tmp_path,
                                                                                monkeypatch):
     from pplab.classroom import training_jobs as training
-    from pplab.engine.supervisor import process_state
 
     pids = tmp_path / "pids.json"
     monkeypatch.setattr(training, "train_command", lambda request, out: [
@@ -544,7 +552,7 @@ def test_training_is_one_at_a_time_and_stopped_at_its_timeout_with_its_children(
     assert heard == [{"event": "started", "started": 1, "ranks": 1}]
     # The whole process group went: the run and the process it started (an exited orphan
     # may linger as a zombie where PID 1 does not reap; it holds nothing).
-    assert all(process_state(pid) in (None, "Z") for pid in json.loads(pids.read_text()))
+    assert not any(_alive(pid) for pid in json.loads(pids.read_text()))
     assert training._ONE_RUN.acquire(blocking=False)
     training._ONE_RUN.release()
 
@@ -571,9 +579,8 @@ def test_lab_command_says_so_when_the_app_is_not_installed(monkeypatch, capsys):
     from pplab.cli import lab as lab_command
 
     monkeypatch.setattr(lab_command, "app_entry", lambda: None)
-    assert lab_command.main(["--port", "8501"]) == 2
-    err = capsys.readouterr().err
-    assert err.count("\n") == 1 and "the app (app/lab.py) is missing" in err
+    code, _, err = run_pplab(capsys, "lab", "--port", "8501")
+    assert code == 2 and err.count("\n") == 1 and "the app (app/lab.py) is missing" in err
 
 
 def test_lab_command_serves_the_app_on_localhost(no_runs, tmp_path):

@@ -7,6 +7,7 @@ import subprocess
 import sys
 
 import pytest
+from command_helpers import run_pplab
 
 from pplab.charts.text_gantt import gantt_letters
 from pplab.cli import main as cli
@@ -14,22 +15,16 @@ from pplab.runs.run_dirs import load_run
 from pplab.schedules import COMPUTE_KINDS, SCHEDULES, Action, Schedule, build, read_csv, write_csv
 
 
-def run(capsys, *argv):
-    code = cli.main(list(argv))
-    out, err = capsys.readouterr()
-    return code, out, err
-
-
 def test_schedules_lists_every_family(capsys):
-    code, out, _ = run(capsys, "schedules")
+    code, out, _ = run_pplab(capsys, "schedules")
     assert code == 0
     listed = [line.split()[0] for line in out.splitlines() if not line.startswith(" ")]
     assert listed == list(SCHEDULES)
 
 
 def test_simulate_prints_gantt_and_metrics(capsys):
-    code, out, _ = run(capsys, "simulate", "--schedule", "1f1b", "--pp", "4",
-                       "--microbatches", "8")
+    code, out, _ = run_pplab(capsys, "simulate", "--schedule", "1f1b", "--pp", "4",
+                             "--microbatches", "8")
     assert code == 0
     rows = [line for line in out.splitlines() if line.startswith("rank ") and "|" in line]
     assert len(rows) == 4
@@ -40,8 +35,8 @@ def test_simulate_prints_gantt_and_metrics(capsys):
 
 
 def test_simulate_json_contract(capsys):
-    code, out, _ = run(capsys, "simulate", "--schedule", "interleaved-1f1b", "--pp", "4",
-                       "--microbatches", "8", "--chunks", "2", "--cost", "f=1,b=2", "--json")
+    code, out, _ = run_pplab(capsys, "simulate", "--schedule", "interleaved-1f1b", "--pp", "4",
+                             "--microbatches", "8", "--chunks", "2", "--cost", "f=1,b=2", "--json")
     assert code == 0
     result = json.loads(out)
     assert result["makespan"] == pytest.approx(28.5)
@@ -56,9 +51,9 @@ def test_simulate_json_contract(capsys):
 
 def test_simulate_writes_trace_and_run(tmp_path, capsys):
     trace, save = tmp_path / "t.json", tmp_path / "runs" / "zb"
-    code, out, _ = run(capsys, "simulate", "--schedule", "zb-h1", "--pp", "3",
-                       "--microbatches", "6", "--cost", "comm=0.1,bytes=32,bw=320",
-                       "--trace", str(trace), "--save", str(save))
+    code, out, _ = run_pplab(capsys, "simulate", "--schedule", "zb-h1", "--pp", "3",
+                             "--microbatches", "6", "--cost", "comm=0.1,bytes=32,bw=320",
+                             "--trace", str(trace), "--save", str(save))
     assert code == 0, out
     assert json.loads(trace.read_text())["traceEvents"]
     loaded = load_run(save)
@@ -67,33 +62,33 @@ def test_simulate_writes_trace_and_run(tmp_path, capsys):
     assert loaded.metadata["bytes_per_link"] == {"0->1": 6 * 32, "1->0": 6 * 32,
                                                  "1->2": 6 * 32, "2->1": 6 * 32}
     assert (loaded.events["kind"] == "send").sum() == 24
-    code, _, err = run(capsys, "simulate", "--schedule", "zb-h1", "--pp", "3",
-                       "--microbatches", "6", "--save", str(save))
+    code, _, err = run_pplab(capsys, "simulate", "--schedule", "zb-h1", "--pp", "3",
+                             "--microbatches", "6", "--save", str(save))
     assert code == 2 and "already exists" in err
 
 
 def test_simulate_from_csv(tmp_path, capsys):
     path = write_csv(build("gpipe", 3, 4), tmp_path / "mine.csv")
-    code, out, _ = run(capsys, "simulate", "--csv", str(path), "--json")
+    code, out, _ = run_pplab(capsys, "simulate", "--csv", str(path), "--json")
     assert code == 0
     assert json.loads(out)["bubble_fraction"] == pytest.approx(2 / 6)
 
 
 def test_validate_exit_codes(tmp_path, capsys):
     good = write_csv(build("1f1b", 3, 4), tmp_path / "good.csv")
-    assert run(capsys, "validate", str(good))[0] == 0
+    assert run_pplab(capsys, "validate", str(good))[0] == 0
     stuck = Schedule({0: [Action(0, "F", 0), Action(0, "B", 0), Action(0, "F", 1),
                           Action(0, "B", 1)],
                       1: [Action(1, "F", 1), Action(1, "B", 1), Action(1, "F", 0),
                           Action(1, "B", 0)]}, (0, 1), 2)
     bad = write_csv(stuck, tmp_path / "bad.csv")
-    code, out, _ = run(capsys, "validate", str(bad))
+    code, out, _ = run_pplab(capsys, "validate", str(bad))
     assert code == 1 and "deadlock" in out
     junk = tmp_path / "junk.csv"
     junk.write_text("0F0,hello\n")
-    code, out, _ = run(capsys, "validate", str(junk))
+    code, out, _ = run_pplab(capsys, "validate", str(junk))
     assert code == 1 and "cannot read action 'hello'" in out
-    code, _, err = run(capsys, "validate", str(tmp_path / "missing.csv"))
+    code, _, err = run_pplab(capsys, "validate", str(tmp_path / "missing.csv"))
     assert code == 2 and err.startswith("pplab: error:")
 
 
@@ -116,22 +111,15 @@ def test_validate_exit_codes(tmp_path, capsys):
     (["--pp", "2"], "one of the arguments --schedule --csv is required"),
 ])
 def test_bad_arguments_exit_2_with_one_line(capsys, argv, message):
-    code = None
-    try:
-        code = cli.main(["simulate", *argv])
-    except SystemExit as exit_:  # argparse's own errors
-        code = exit_.code
-    out, err = capsys.readouterr()
+    code, _, err = run_pplab(capsys, "simulate", *argv)  # argparse's own errors too
     assert code == 2
     assert err.count("\n") == 1 and message in err and "Traceback" not in err
     assert err.startswith("pplab")
 
 
 def test_every_command_is_built_in(capsys):
-    with pytest.raises(SystemExit) as exit_:
-        cli.main(["--help"])
-    out, _ = capsys.readouterr()
-    assert exit_.value.code == 0
+    code, out, _ = run_pplab(capsys, "--help")
+    assert code == 0
     for command in ("schedules", "simulate", "validate", "search", "train", "compare", "plan",
                     "exercise", "lab"):
         assert f"    {command}" in out, command
@@ -139,20 +127,20 @@ def test_every_command_is_built_in(capsys):
 
 def test_save_csv_writes_the_schedule_it_shows(tmp_path, capsys):
     path = tmp_path / "mine" / "zb.csv"
-    code, out, _ = run(capsys, "simulate", "--schedule", "zb-h1", "--pp", "4",
-                       "--microbatches", "8", "--save-csv", str(path))
+    code, out, _ = run_pplab(capsys, "simulate", "--schedule", "zb-h1", "--pp", "4",
+                             "--microbatches", "8", "--save-csv", str(path))
     assert code == 0 and f"schedule csv     {path}" in out
     shown = build("zb-h1", 4, 8)
     saved = read_csv(path)
     assert saved.actions == shown.actions and saved.stage_to_rank == shown.stage_to_rank
-    code, again, _ = run(capsys, "simulate", "--csv", str(path), "--json")
+    code, again, _ = run_pplab(capsys, "simulate", "--csv", str(path), "--json")
     assert code == 0 and json.loads(again)["makespan"] == pytest.approx(27)  # 3m + p - 1
 
 
 def test_an_idle_rank_gets_its_row_and_counts_in_the_bubble(tmp_path, capsys):
     csv = tmp_path / "idle.csv"
     csv.write_text("0F0,1F0,1B0,0B0\n\n")  # rank 1 holds no stage: idle all step
-    code, out, _ = run(capsys, "simulate", "--csv", str(csv))
+    code, out, _ = run_pplab(capsys, "simulate", "--csv", str(csv))
     assert code == 0
     assert [line[:9] for line in out.splitlines() if "|" in line] == ["rank  0 |", "rank  1 |"]
     assert "bubble fraction  50.00%" in out
@@ -177,8 +165,8 @@ def test_python_m_pplab_runs_without_torch():
 
 
 def test_zero_cost_run_prints_without_a_gantt(capsys):
-    code, out, _ = run(capsys, "simulate", "--schedule", "gpipe", "--pp", "2",
-                       "--microbatches", "2", "--cost", "f=0,b=0")
+    code, out, _ = run_pplab(capsys, "simulate", "--schedule", "gpipe", "--pp", "2",
+                             "--microbatches", "2", "--cost", "f=0,b=0")
     assert code == 0 and "nothing to draw" in out and "makespan         0 cost units" in out
 
 
@@ -186,19 +174,19 @@ def test_unwritable_output_is_one_line_not_a_traceback(tmp_path, capsys):
     blocker = tmp_path / "a-file"
     blocker.write_text("")
     for flag in ("--trace", "--save", "--save-csv"):
-        code, _, err = run(capsys, "simulate", "--schedule", "gpipe", "--pp", "2",
-                           "--microbatches", "2", flag, str(blocker / "out"))
+        code, _, err = run_pplab(capsys, "simulate", "--schedule", "gpipe", "--pp", "2",
+                                 "--microbatches", "2", flag, str(blocker / "out"))
         assert code == 2 and err.startswith("pplab: error:") and err.count("\n") == 1, flag
 
 
 def test_closed_form_only_for_the_registered_order(tmp_path, capsys):
     same = write_csv(build("gpipe", 3, 4), tmp_path / "gpipe.csv")
-    code, out, _ = run(capsys, "simulate", "--csv", str(same), "--json")
+    code, out, _ = run_pplab(capsys, "simulate", "--csv", str(same), "--json")
     assert code == 0 and json.loads(out)["closed_form"]["bubble_fraction"] == pytest.approx(2 / 6)
     other = tmp_path / "other" / "gpipe.csv"
     other.parent.mkdir()
     write_csv(build("1f1b", 3, 4), other)  # a 1F1B order in a file named gpipe
-    code, out, _ = run(capsys, "simulate", "--csv", str(other), "--json")
+    code, out, _ = run_pplab(capsys, "simulate", "--csv", str(other), "--json")
     closed = json.loads(out)["closed_form"]
     assert code == 0 and closed["bubble_fraction"] is None and "differs" in closed["note"]
 
@@ -208,7 +196,7 @@ def test_a_bug_is_still_one_line_unless_asked_for_the_traceback(capsys, monkeypa
         raise TypeError("unsupported operand\nsecond line")
 
     monkeypatch.setattr("pplab.cli.simulate.cmd_schedules", broken)
-    code, out, err = run(capsys, "schedules")
+    code, out, err = run_pplab(capsys, "schedules")
     assert code == 1 and out == ""
     assert err == ("pplab: internal error: TypeError: unsupported operand (a bug in pplab; "
                    "PPLAB_DEBUG=1 shows the traceback)\n")
@@ -223,9 +211,9 @@ def test_outputs_are_checked_before_simulating(tmp_path, capsys, monkeypatch):
 
     monkeypatch.setattr("pplab.sim.simulator.simulate", never)
     (tmp_path / "run").mkdir()
-    code, _, err = run(capsys, "simulate", "--schedule", "gpipe", "--pp", "2",
-                       "--microbatches", "2", "--save", str(tmp_path / "run"))
+    code, _, err = run_pplab(capsys, "simulate", "--schedule", "gpipe", "--pp", "2",
+                             "--microbatches", "2", "--save", str(tmp_path / "run"))
     assert code == 2 and "already exists" in err
-    code, _, err = run(capsys, "simulate", "--schedule", "gpipe", "--pp", "2",
-                       "--microbatches", "2", "--trace", str(tmp_path))
+    code, _, err = run_pplab(capsys, "simulate", "--schedule", "gpipe", "--pp", "2",
+                             "--microbatches", "2", "--trace", str(tmp_path))
     assert code == 2 and err == f"pplab: error: --trace {tmp_path}: is a folder; give a file name\n"

@@ -12,6 +12,7 @@ from datetime import UTC, datetime
 
 import pytest
 import torch
+from command_helpers import run_pplab
 
 from pplab.classroom.training_jobs import TrainRequest
 from pplab.cli.train import add_parser, config_from_args, train_argv
@@ -137,16 +138,9 @@ def test_an_existing_run_directory_is_refused_before_training(tmp_path):
         make_plan(TrainConfig(out=str(tmp_path)))
 
 
-def _train_cli(argv):
-    parser = argparse.ArgumentParser(prog="pplab")
-    add_parser(parser.add_subparsers(dest="command"))
-    args = parser.parse_args(["train", *argv])
-    return args.func(args)
-
-
 def test_cli_config_error_exits_2_before_spawning(capsys):
-    assert _train_cli(["--pp", "4", "--layers", "3", "--json-progress"]) == 2
-    out, err = capsys.readouterr()
+    code, out, err = run_pplab(capsys, "train", "--pp", "4", "--layers", "3", "--json-progress")
+    assert code == 2
     assert err.strip() == "pplab train: 4 stages need at least 4 layers; the model has 3"
     assert '"event": "error"' in out
 
@@ -154,8 +148,9 @@ def test_cli_config_error_exits_2_before_spawning(capsys):
 def test_cli_refuses_a_deadlocking_csv_in_one_line(tmp_path, capsys):
     schedule = tmp_path / "stuck.csv"
     schedule.write_text("0F0,0B0\n1B0,1F0\n")  # rank 1 runs its backward before its forward
-    assert _train_cli(["--csv", str(schedule)]) == 2
-    err = capsys.readouterr().err.strip()
+    code, _, err = run_pplab(capsys, "train", "--csv", str(schedule))
+    assert code == 2
+    err = err.strip()
     assert err.startswith("pplab train: dependency broken: 1B0 on rank 1 needs 1F0")
     assert "\n" not in err
 

@@ -9,7 +9,6 @@ timings, as ratios measured side by side).
 
 from __future__ import annotations
 
-import argparse
 import json
 import multiprocessing
 import os
@@ -17,6 +16,7 @@ import time
 from pathlib import Path
 
 import pytest
+from command_helpers import run_pplab
 
 from pplab.engine.supervisor import RankFailed, spawn_ranks
 
@@ -24,15 +24,6 @@ pytestmark = pytest.mark.multiprocess
 
 TINY = {"d_model": 16, "heads": 2, "seq_len": 8, "layers": 2}
 COMPUTE = ("F", "B", "I", "W")
-
-
-def _cli(argv):
-    from pplab.cli.train import add_parser
-
-    parser = argparse.ArgumentParser(prog="pplab")
-    add_parser(parser.add_subparsers(dest="command"))
-    args = parser.parse_args(argv)
-    return args.func(args)
 
 
 def _assert_measured_order_is_the_schedules(events, schedule, steps):
@@ -70,9 +61,10 @@ def test_a_run_trained_from_a_csv_keeps_its_schedule_and_is_predicted(tmp_path, 
     monkeypatch.setattr(machine, "rank_slots", lambda device: 1)
     csv = write_csv(build("zb-h1", 2, 3), tmp_path / "mine.csv")
     out = tmp_path / "runs" / "mine"
-    code = _cli(["train", "--csv", str(csv), "--steps", "3", "--d-model", "16", "--heads", "2",
-                 "--seq-len", "8", "--json-progress", "--out", str(out)])
-    lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    code, printed, _ = run_pplab(capsys, "train", "--csv", str(csv), "--steps", "3",
+                                 "--d-model", "16", "--heads", "2", "--seq-len", "8",
+                                 "--json-progress", "--out", str(out))
+    lines = [json.loads(line) for line in printed.splitlines()]
     assert code == 0, lines
     events_said = [m["event"] for m in lines]
     # What it does, from the first line: start, the warning, ranks joining, steps, done.

@@ -21,9 +21,9 @@ from fractions import Fraction
 from pathlib import Path
 
 import pytest
+from command_helpers import run_pplab
 from exercise_solutions import right_answers
 
-from pplab.cli.main import main as pplab_main
 from pplab.exercises import (
     EXERCISES,
     NUMERIC_HINTS,
@@ -294,12 +294,6 @@ def test_notebook_grader_explains_instead_of_raising():
 
 # ---- the command line ----------------------------------------------------------------------
 
-def run_command(capsys, *argv: str) -> tuple[int, str, str]:
-    code = pplab_main(["exercise", *argv])
-    out, err = capsys.readouterr()
-    return code, out, err
-
-
 def test_pplab_lists_the_exercise_command():
     from pplab.cli import main as cli
 
@@ -310,32 +304,33 @@ def test_pplab_lists_the_exercise_command():
 
 
 def test_exercise_command_exit_codes(capsys):
-    code, out, _ = run_command(capsys, "list")
+    code, out, _ = run_pplab(capsys, "exercise", "list")
     assert code == 0 and all(i in out for i in EXERCISES)
-    code, out, _ = run_command(capsys, "show", "memory", "--learner", "ada")
+    code, out, _ = run_pplab(capsys, "exercise", "show", "memory", "--learner", "ada")
     assert code == 0 and f"p = {numbers('memory', 'ada')['p']} stages" in out
     right = right_answers("bubble", numbers("bubble", "ada"))
-    code, out, _ = run_command(capsys, "check", "bubble", "--learner", "ada",
-                               right["a"], right["b"], right["c"])
+    code, out, _ = run_pplab(capsys, "exercise", "check", "bubble", "--learner", "ada", right["a"],
+                             right["b"], right["c"])
     assert code == 0 and out.count("right:") == 3
-    code, out, _ = run_command(capsys, "check", "bubble", f"a={int(right['a']) + 3}",
-                               "--learner", "ada")
+    code, out, _ = run_pplab(capsys, "exercise", "check", "bubble", f"a={int(right['a']) + 3}",
+                             "--learner", "ada")
     assert code == 1 and "still to answer: b, c" in out
     for argv in (["check", "bubble", "--learner", "ada", "junk"],
                  ["check", "bubble", "1", "2", "3", "4", "--learner", "ada"],
                  ["check", "bubble", "12"], ["show", "bubble"], ["check", "nope", "1"],
                  ["check", "bubble", "--learner", "ada", "--file", "x.py"]):
-        code, out, err = run_command(capsys, *argv)
+        code, out, err = run_pplab(capsys, "exercise", *argv)
         assert code == 2 and not out and err.count("\n") == 1, (argv, err)
         assert "Traceback" not in err
 
 
 def test_submit_writes_the_latest_answers_to_hand_in(capsys, tmp_path):
-    code, _, err = run_command(capsys, "submit", "--learner", "ada")
+    code, _, err = run_pplab(capsys, "exercise", "submit", "--learner", "ada")
     assert code == 2 and "no answers" in err
-    run_command(capsys, "check", "memory", "--learner", "Ada", "a=3", "c=p-i")
+    run_pplab(capsys, "exercise", "check", "memory", "--learner", "Ada", "a=3", "c=p-i")
     out_file = tmp_path / "ada.json"
-    code, out, _ = run_command(capsys, "submit", "--learner", "ada", "--out", str(out_file))
+    code, out, _ = run_pplab(capsys, "exercise", "submit", "--learner", "ada",
+                             "--out", str(out_file))
     assert code == 0 and "memory (a, c)" in out
     assert json.loads(out_file.read_text()) == {"learner": "ada", "answers": {
         "memory": {"a": "3", "c": "p-i"}}}
@@ -377,10 +372,10 @@ def test_report_grades_a_folder_of_mixed_submissions(tmp_path, capsys):
     assert [p["right"] for p in bob_parts] == [True, False, False]
     assert "cancels" in bob_parts[1]["message"] and "hint" not in bob_parts[1]["message"]
 
-    code, out, _ = run_command(capsys, "report", str(folder), "--exercises", "bubble")
+    code, out, _ = run_pplab(capsys, "exercise", "report", str(folder), "--exercises", "bubble")
     assert code == 0 and out.splitlines()[0] == "learner,bubble,total,out_of,notes"
-    code, out, _ = run_command(capsys, "report", str(folder), "--exercises", "bubble",
-                               "--out", str(tmp_path / "grades.json"))
+    code, out, _ = run_pplab(capsys, "exercise", "report", str(folder), "--exercises", "bubble",
+                             "--out", str(tmp_path / "grades.json"))
     assert code == 0 and json.loads((tmp_path / "grades.json").read_text())["learners"]
-    code, _, err = run_command(capsys, "report", str(tmp_path / "missing"))
+    code, _, err = run_pplab(capsys, "exercise", "report", str(tmp_path / "missing"))
     assert code == 2 and err.count("\n") == 1

@@ -16,11 +16,11 @@ from __future__ import annotations
 import json
 
 import pytest
+from command_helpers import run_pplab
 from staleness_reference import paper_version, versioned_reference
 
 from pplab import charts
 from pplab.charts.versions import peak_versions, versions_over_time
-from pplab.cli import main as cli
 from pplab.runs.resources import bundled_comparisons_dir, bundled_runs_dir
 from pplab.schedules import Schedule, build, weight_versions
 from pplab.schedules.pipedream import (
@@ -81,7 +81,7 @@ def test_weight_stash_keeps_a_shadow_for_forwards_planned_on_a_replaced_version(
 
     module = torch.nn.Linear(2, 2)
     stash = WeightStash(module)
-    stash.plan([0, 0, 1])  # 2BW on the last stage: F0 B0, update, F1 still on version 0
+    stash.expect_forwards([0, 0, 1])  # 2BW on the last stage: F0 B0, update, F1 still on version 0
     _, params = stash.acquire(0)
     old = params["weight"].detach().clone()
     stash.release(0)
@@ -190,9 +190,9 @@ def test_the_bundled_comparison_no_longer_blames_staleness_alone():
 
 
 def test_simulate_says_which_bubble_is_the_runs(capsys):
-    assert cli.main(["simulate", "--schedule", "pipedream", "--pp", "4", "--microbatches",
-                     "4", "--steps", "2"]) == 0
-    out = capsys.readouterr().out
+    code, out, _ = run_pplab(capsys, "simulate", "--schedule", "pipedream", "--pp", "4",
+                             "--microbatches", "4", "--steps", "2")
+    assert code == 0
     assert "27.27% (idle / (ranks x makespan), whole run of 2 steps)" in out
     assert "bubble 42.86% of its own microbatches (steps overlap: not the run's bubble)" in out
 
@@ -258,12 +258,12 @@ def _async_configs():
 
 
 def _train_each(rank, world_size, report, configs):
-    from pplab.engine.request import make_plan
+    from pplab.engine.request import check_request
     from pplab.engine.training import train_rank
 
     out = {}
     for name, config in configs.items():
-        result = train_rank(make_plan(config), rank)
+        result = train_rank(check_request(config), rank)
         out[name] = {key: result[key] for key in ("losses", "versions", "max_live_versions",
                                                    "rows")}
     return out

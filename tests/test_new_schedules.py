@@ -10,10 +10,10 @@ from __future__ import annotations
 import itertools
 
 import pytest
+from command_helpers import run_pplab
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from pplab.cli.main import main as cli_main
 from pplab.formulas import pipeline as formulas
 from pplab.schedules import (
     SCHEDULES,
@@ -107,12 +107,11 @@ def test_sizes_a_family_cannot_take_are_one_clear_line(call, message):
 
 
 def test_cli_simulates_a_v_shaped_family_from_pp_and_from_stages(capsys):
-    assert cli_main(["simulate", "--schedule", "zb-v", "--pp", "4", "--microbatches", "8"]) == 0
-    by_depth = capsys.readouterr().out
-    assert "zb-v: 4 ranks, 8 stages, 8 microbatches" in by_depth
-    assert cli_main(["simulate", "--schedule", "zb-v", "--stages", "8",
-                     "--microbatches", "8"]) == 0
-    assert capsys.readouterr().out == by_depth
+    code, by_depth, _ = run_pplab(capsys, "simulate", "--schedule", "zb-v", "--pp", "4",
+                                  "--microbatches", "8")
+    assert code == 0 and "zb-v: 4 ranks, 8 stages, 8 microbatches" in by_depth
+    assert run_pplab(capsys, "simulate", "--schedule", "zb-v", "--stages", "8",
+                     "--microbatches", "8")[:2] == (0, by_depth)
 
 
 # --- closed forms, against the simulator --------------------------------------------------

@@ -9,8 +9,8 @@ import csv
 import json
 
 import pytest
+from command_helpers import run_pplab
 
-from pplab.cli.main import main
 from pplab.engine.compare_specs import default_batch, parse_spec
 from pplab.engine.compare_table import format_table
 from pplab.runs.comparisons import COMPARISON_CSV, COMPARISON_JSON, load_comparison
@@ -61,9 +61,8 @@ def test_default_batch_fits_every_configuration():
 def test_cli_refuses_bad_configurations_before_starting_anything(tmp_path, capsys, args,
                                                                  message):
     out = tmp_path / "cmp"
-    assert main(["compare", *TINY, *args, "--out", str(out)]) == 2
-    err = capsys.readouterr().err.strip()
-    assert message in err and len(err.splitlines()) == 1
+    code, _, err = run_pplab(capsys, "compare", *TINY, *args, "--out", str(out))
+    assert code == 2 and message in err and len(err.strip().splitlines()) == 1
     assert not out.exists() and list(tmp_path.iterdir()) == []
 
 
@@ -73,8 +72,8 @@ def test_compare_trains_each_configuration_and_writes_the_table(tmp_path, capsys
 
     out = tmp_path / "cmp"
     configs = ["1f1b:pp=2,m=2", "tp:tp=2", "dp:dp=2"]
-    assert main(["compare", *configs, *TINY, "--out", str(out)]) == 0
-    printed = capsys.readouterr().out
+    code, printed, _ = run_pplab(capsys, "compare", *configs, *TINY, "--out", str(out))
+    assert code == 0
     assert "KiB/step f." in printed and str(out / COMPARISON_JSON) in printed
     rows = load_comparison(out).rows
     assert [row["configuration"] for row in rows] == configs
@@ -100,8 +99,8 @@ def test_compare_trains_each_configuration_and_writes_the_table(tmp_path, capsys
         table = list(csv.DictReader(handle))
     assert [r["configuration"] for r in table] == configs
     assert sorted(p.name for p in tmp_path.iterdir()) == ["cmp"]  # no temporary left behind
-    assert main(["compare", "tp", *TINY, "--out", str(out)]) == 2
-    assert "already exists" in capsys.readouterr().err
+    code, _, err = run_pplab(capsys, "compare", "tp", *TINY, "--out", str(out))
+    assert code == 2 and "already exists" in err
 
 
 @pytest.mark.multiprocess
@@ -123,8 +122,10 @@ def test_a_configuration_that_fails_after_one_that_trained_leaves_no_comparison(
 
     monkeypatch.setattr(launch, "run_training", second_one_fails)
     out = tmp_path / "cmp"
-    assert main(["compare", "1f1b:pp=2,m=2", "gpipe:pp=2,m=2", *TINY, "--out", str(out)]) == 1
-    err = capsys.readouterr().err.strip().splitlines()
+    code, _, err = run_pplab(capsys, "compare", "1f1b:pp=2,m=2", "gpipe:pp=2,m=2", *TINY,
+                             "--out", str(out))
+    assert code == 1
+    err = err.strip().splitlines()
     assert err[-1] == ("pplab compare: rank 1 failed: InjectedFault: injected fault on rank 1 "
                        "at step 1; no comparison was written")
     assert len(started) == 2  # the first configuration's run was written, then thrown away

@@ -1,7 +1,7 @@
 """`pplab plan`: the planner's table, JSON, spec files, --explain, and one-line errors.
 
-The command runs through ``pplab.cli.plan.main``, which builds a ``pplab`` parser with the
-command's subparser as ``pplab.cli.main`` does and reports a ValueError as one line, exit 2.
+The command runs in this process through ``pplab.cli.main.main``, as ``pplab plan`` does
+(``command_helpers.run_pplab``); a ValueError is one line, exit 2.
 """
 
 from __future__ import annotations
@@ -21,17 +21,13 @@ GPT3 = ("--model", "gpt3-175b", "--cluster", "dgx-a100-80gb", "--nodes", "512",
 SMALL = ("--model", "megatron-1.7b", "--nodes", "4", "--global-batch", "512")
 
 
-def run(capsys, *argv):
-    return run_pplab(capsys, "plan", *argv)
-
-
 def table_rows(out: str) -> list[list[str]]:
     """The ranked table's rows, split into cells (they start with their place)."""
     return [line.split() for line in out.splitlines() if re.match(r"^\s+\d+\s+\d+\s+\d+", line)]
 
 
 def test_gpt3_8x8x64_is_in_the_table_and_fits(capsys):
-    code, out, err = run(capsys, *GPT3, "--pp", "8", "--tp", "8", "--top", "5")
+    code, out, err = run_pplab(capsys, "plan", *GPT3, "--pp", "8", "--tp", "8", "--top", "5")
     assert code == 0, err
     rows = table_rows(out)
     assert rows and all(row[1:4] == ["8", "8", "64"] for row in rows)
@@ -45,7 +41,7 @@ def test_gpt3_8x8x64_is_in_the_table_and_fits(capsys):
 
 
 def test_the_table_says_the_parts_of_memory_and_the_bytes_per_link(capsys):
-    code, out, _ = run(capsys, *SMALL, "--top", "3")
+    code, out, _ = run_pplab(capsys, "plan", *SMALL, "--top", "3")
     assert code == 0
     header = out.splitlines()[3].split()
     assert header[:9] == ["#", "pp", "tp", "dp", "schedule", "v", "b", "m", "recompute"]
@@ -59,7 +55,7 @@ def test_the_table_says_the_parts_of_memory_and_the_bytes_per_link(capsys):
 
 
 def test_json_is_strict_and_is_the_librarys_plan(capsys):
-    code, out, _ = run(capsys, *SMALL, "--top", "4", "--json", "--explain")
+    code, out, _ = run_pplab(capsys, "plan", *SMALL, "--top", "4", "--json", "--explain")
     assert code == 0
     data = strict_json(out)
     expected = plan(PRESET_MODELS["megatron-1.7b"], PRESET_CLUSTERS["dgx-a100-80gb"].with_nodes(4),
@@ -91,7 +87,8 @@ def test_ranked_rows_name_their_units_and_hold_finite_numbers():
 
 @pytest.mark.slow
 def test_explain_says_why_each_grid_of_4096_gpus_ranks_around_8x8x64(capsys):
-    code, out, _ = run(capsys, *GPT3, "--explain", "--reference", "8x8x64", "--top", "5")
+    code, out, _ = run_pplab(capsys, "plan", *GPT3, "--explain", "--reference", "8x8x64",
+                             "--top", "5")
     assert code == 0
     lines = [line.strip() for line in out.splitlines()]
     assert any(line.startswith("reference  pp=8 tp=8 dp=64") for line in lines)
@@ -109,7 +106,7 @@ def test_a_toml_spec_starts_from_presets_and_changes_them(tmp_path, capsys):
     spec = tmp_path / "mine.toml"
     spec.write_text('global_batch = 256\n\n[model]\npreset = "megatron-1.7b"\nlayers = 12\n\n'
                     '[cluster]\npreset = "dgx-h100"\nnodes = 2\n')
-    code, out, _ = run(capsys, "--spec", str(spec), "--top", "2")
+    code, out, _ = run_pplab(capsys, "plan", "--spec", str(spec), "--top", "2")
     assert code == 0
     assert out.startswith("megatron-1.7b: 12 layers")
     assert "dgx-h100: 2 x 8 GPUs = 16" in out and "global batch 256" in out
@@ -120,8 +117,9 @@ def test_a_json_spec_with_every_field_and_nodes_from_the_command_line(tmp_path, 
     spec = tmp_path / "mine.json"
     spec.write_text(json.dumps({"model": {"name": "tiny", "layers": 8, "hidden": 1024,
                                           "heads": 16, "seq_len": 1024, "vocab": 32000}}))
-    code, out, _ = run(capsys, "--spec", str(spec), "--nodes", "1", "--global-batch", "64",
-                       "--schedules", "1f1b,zb-h1", "--recompute", "none", "--json")
+    code, out, _ = run_pplab(capsys, "plan", "--spec", str(spec), "--nodes", "1",
+                             "--global-batch", "64", "--schedules", "1f1b,zb-h1",
+                             "--recompute", "none", "--json")
     assert code == 0
     data = strict_json(out)
     assert data["model"]["name"] == "tiny" and data["cluster"]["num_gpus"] == 8
@@ -150,7 +148,7 @@ BAD = [
 
 @pytest.mark.parametrize("argv, message", BAD)
 def test_bad_input_is_one_line_and_exit_2(capsys, argv, message):
-    code, out, err = run(capsys, *argv)
+    code, out, err = run_pplab(capsys, "plan", *argv)
     assert code == 2 and out == ""
     assert err.count("\n") == 1 and message in err and "Traceback" not in err, err
     assert err.startswith("pplab")
@@ -172,11 +170,11 @@ ON_32_GPUS = ("--nodes", "4", "--global-batch", "512")
 def test_a_bad_spec_file_is_one_line_and_exit_2(tmp_path, capsys, name, text, argv, message):
     path = tmp_path / name
     path.write_text(text)
-    code, out, err = run(capsys, "--spec", str(path), *ON_32_GPUS, *argv)
+    code, out, err = run_pplab(capsys, "plan", "--spec", str(path), *ON_32_GPUS, *argv)
     assert code == 2 and out == ""
     assert err.count("\n") == 1 and message in err and "Traceback" not in err, err
 
 
 def test_a_missing_spec_file_is_one_line(tmp_path, capsys):
-    code, _, err = run(capsys, "--spec", str(tmp_path / "nowhere.toml"))
+    code, _, err = run_pplab(capsys, "plan", "--spec", str(tmp_path / "nowhere.toml"))
     assert code == 2 and err.count("\n") == 1 and "cannot read spec" in err

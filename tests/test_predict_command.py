@@ -9,37 +9,11 @@ from __future__ import annotations
 import json
 
 import pytest
+from command_helpers import run_pplab
 from test_calibrate import recorded_run
 
-from pplab.cli import main as cli
-from pplab.cli.predict import add_parser
 from pplab.schedules import build
 from pplab.sim.cost_model import CostModel
-
-
-@pytest.fixture
-def pplab(monkeypatch, capsys):
-    """``pplab`` as the command line runs it, with ``predict`` registered (cli.py adds it)."""
-    real = cli.build_parser
-
-    def with_predict():
-        parser = real()
-        commands = next(a for a in parser._actions if a.dest == "command")
-        if "predict" not in commands.choices:
-            add_parser(commands)
-        return parser
-
-    monkeypatch.setattr(cli, "build_parser", with_predict)
-
-    def run(*argv: str) -> tuple[int, str, str]:
-        try:
-            code = cli.main(list(argv))
-        except SystemExit as stop:  # argparse's own one-line refusal
-            code = stop.code
-        out, err = capsys.readouterr()
-        return code, out, err
-
-    return run
 
 
 @pytest.fixture
@@ -49,8 +23,8 @@ def recorded(tmp_path):
     return recorded_run(tmp_path / "run", build("1f1b", 2, 4), [cost] * 3)
 
 
-def test_a_replay_prints_predicted_measured_error_and_the_breakdown(pplab, recorded):
-    code, out, err = pplab("predict", str(recorded.path))
+def test_a_replay_prints_predicted_measured_error_and_the_breakdown(capsys, recorded):
+    code, out, err = run_pplab(capsys, "predict", str(recorded.path))
     assert code == 0 and err == ""
     assert out.startswith("replay of 1f1b p=2 m=4")
     assert "error +0.0 %" in out  # a recorded simulation replays exactly
@@ -59,21 +33,21 @@ def test_a_replay_prints_predicted_measured_error_and_the_breakdown(pplab, recor
         assert part in out
 
 
-def test_what_if_and_json(pplab, recorded):
-    code, out, _ = pplab("predict", str(recorded.path), "--schedule", "gpipe",
-                         "--microbatches", "8", "--json")
+def test_what_if_and_json(capsys, recorded):
+    code, out, _ = run_pplab(capsys, "predict", str(recorded.path), "--schedule", "gpipe",
+                             "--microbatches", "8", "--json")
     assert code == 0
     result = json.loads(out)
     assert result["replay"] is False and result["error"] is None
     assert result["schedule"]["label"] == "gpipe p=2 m=8"
     assert result["predicted"]["step_time_s"] > result["measured"]["step_time_s"]
-    code, out, _ = pplab("predict", str(recorded.path), "--stages", "4", "--schedule",
-                         "interleaved-1f1b", "--chunks", "2")
+    code, out, _ = run_pplab(capsys, "predict", str(recorded.path), "--stages", "4",
+                             "--schedule", "interleaved-1f1b", "--chunks", "2")
     assert code == 0 and out.startswith("what-if interleaved-1f1b p=2 m=4 v=2")
 
 
-def test_a_bundled_run_is_found_by_name(pplab):
-    code, out, _ = pplab("predict", "1f1b-p2m8", "--json")
+def test_a_bundled_run_is_found_by_name(capsys):
+    code, out, _ = run_pplab(capsys, "predict", "1f1b-p2m8", "--json")
     assert code == 0 and json.loads(out)["replay"] is True
     assert abs(json.loads(out)["error"]) < 0.1
 
@@ -89,7 +63,7 @@ def test_a_bundled_run_is_found_by_name(pplab):
     (["{run}", "--schedule", "interleaved-1f1b", "--chunks", "1"],
      "interleaved-1f1b needs at least 2 chunks per rank"),
 ])
-def test_a_mistake_is_one_line_and_exit_2(pplab, recorded, args, message):
-    code, out, err = pplab("predict", *[a.format(run=recorded.path) for a in args])
+def test_a_mistake_is_one_line_and_exit_2(capsys, recorded, args, message):
+    code, out, err = run_pplab(capsys, "predict", *[a.format(run=recorded.path) for a in args])
     assert code == 2 and out == ""
     assert len(err.strip().splitlines()) == 1 and message in err, err

@@ -18,12 +18,12 @@ import sys
 from pathlib import Path
 
 import pytest
+from command_helpers import run_pplab
 
 from pplab import limits
-from pplab.cli import main as cli
 from pplab.cli.train import _Say, strict_json
 from pplab.engine import launch, machine, rendezvous, supervisor
-from pplab.engine.request import make_plan
+from pplab.engine.request import check_request
 from pplab.engine.train_config import TrainConfig
 from pplab.runs.output_paths import check_writable, sweep_stale_temps
 from pplab.topology import Topology
@@ -45,18 +45,8 @@ def nothing_may_start(monkeypatch, tmp_path):
     monkeypatch.setenv("PPLAB_RUNS_DIR", str(tmp_path / "runs"))
 
 
-def run(capsys, *argv):
-    """Exit status, stdout and stderr of ``pplab ARGV``, in this process."""
-    try:
-        code = cli.main(list(argv))
-    except SystemExit as exit_:  # argparse's own refusals
-        code = exit_.code
-    out, err = capsys.readouterr()
-    return code, out, err
-
-
 def assert_refused(capsys, *argv, message=""):
-    code, out, err = run(capsys, *argv)
+    code, out, err = run_pplab(capsys, *argv)
     assert code == 2, (argv, out, err)
     assert err.count("\n") == 1 and err.startswith("pplab") and message in err, (argv, err)
     assert "Traceback" not in err + out
@@ -130,13 +120,13 @@ def test_train_refuses_process_counts_the_machine_cannot_take(capsys, argv, mess
 
 
 def test_oversubscribe_lifts_the_count_but_not_the_memory_bound(capsys, tmp_path):
-    code, _, err = run(capsys, "train", "--out", "-", "--pp", "12", "--layers", "12",
-                       "--oversubscribe", "--dry-run")
+    code, _, err = run_pplab(capsys, "train", "--out", "-", "--pp", "12", "--layers", "12",
+                             "--oversubscribe", "--dry-run")
     assert code == 0 and "nothing was started" in err and "CPU sharing" in err
     assert_refused(capsys, "compare", "1f1b:pp=12", "--out", str(tmp_path / "c"),
                    message="12 ranks on 2 CPU cores")
-    code, _, err = run(capsys, "compare", "1f1b:pp=12", "--out", str(tmp_path / "c"),
-                       "--oversubscribe", "--dry-run")
+    code, _, err = run_pplab(capsys, "compare", "1f1b:pp=12", "--out", str(tmp_path / "c"),
+                             "--oversubscribe", "--dry-run")
     assert code == 0 and not (tmp_path / "c").exists()
 
 
@@ -154,12 +144,12 @@ def test_process_limits_live_in_pplab_limits():
 
 def test_sizes_that_would_allocate_gigabytes_are_refused_by_the_plan():
     with pytest.raises(ValueError, match="GiB of memory; pplab trains at most 16 GiB"):
-        make_plan(TrainConfig(d_model=8192, heads=8, out="-"))
+        check_request(TrainConfig(d_model=8192, heads=8, out="-"))
     with pytest.raises(ValueError, match="would record about .* events"):
-        make_plan(TrainConfig(steps=limits.MAX_TRAIN_STEPS, out="-"))
-    make_plan(TrainConfig(steps=limits.MAX_TRAIN_STEPS, record=False, out="-"))
+        check_request(TrainConfig(steps=limits.MAX_TRAIN_STEPS, out="-"))
+    check_request(TrainConfig(steps=limits.MAX_TRAIN_STEPS, record=False, out="-"))
     with pytest.raises(ValueError, match="fault step 20 is beyond the run's 20 steps"):
-        make_plan(TrainConfig(fault="1:20:kill", out="-"))
+        check_request(TrainConfig(fault="1:20:kill", out="-"))
 
 
 @pytest.mark.parametrize("field, value, message", [
@@ -300,8 +290,8 @@ def _strict(text: str):
 
 def test_json_output_is_strict_everywhere(capsys, monkeypatch):
     monkeypatch.undo()  # this one simulates for real
-    code, out, _ = run(capsys, "simulate", "--schedule", "gpipe", "--pp", "2",
-                       "--microbatches", "2", "--cost", "f=0,b=0", "--json")
+    code, out, _ = run_pplab(capsys, "simulate", "--schedule", "gpipe", "--pp", "2",
+                             "--microbatches", "2", "--cost", "f=0,b=0", "--json")
     assert code == 0 and _strict(out)["makespan"] == 0
     assert _strict(strict_json([{"final_loss": math.nan, "step_time_s": math.inf}], indent=2)) \
         == [{"final_loss": None, "step_time_s": None}]
@@ -311,7 +301,7 @@ def test_json_output_is_strict_everywhere(capsys, monkeypatch):
 
 
 def test_dry_run_checks_everything_and_starts_nothing(capsys, tmp_path):
-    code, out, err = run(capsys, "train", "--out", str(tmp_path / "run"), "--json-progress",
-                         "--dry-run", *TINY)
+    code, out, err = run_pplab(capsys, "train", "--out", str(tmp_path / "run"), "--json-progress",
+                               "--dry-run", *TINY)
     assert code == 0 and _strict(out)["event"] == "dry-run"
     assert list(tmp_path.iterdir()) == []

@@ -5,8 +5,8 @@ stopped by ``--dry-run``: nothing is started) and ``compare`` (its configuration
 mixing sensible values with the ones that break programs: zero, negatives, huge numbers,
 infinities, NaN, junk text. Each runs through ``pplab.cli.main.main`` in this process; a few run
 as real ``python -m pplab`` processes, to prove no traceback escapes the way users see it.
-The time bound (hypothesis's deadline, and the subprocess timeout) catches a hang or a
-runaway size; it measures nothing.
+No example has a deadline: a hang is caught by pytest's timeout, and a slow example on a busy
+machine fails nothing.
 
     pytest -q tests/test_reliability_properties.py
 """
@@ -15,19 +15,18 @@ from __future__ import annotations
 
 import subprocess
 import sys
-from datetime import timedelta
 
 import pytest
+from command_helpers import run_pplab
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from pplab import limits
-from pplab.cli import main as cli
 from pplab.engine import launch, machine, supervisor
 from pplab.engine.compare_specs import parse_spec
 from pplab.schedules import SCHEDULES
 
-BOUND = settings(deadline=timedelta(seconds=30), max_examples=60,
+BOUND = settings(deadline=None, max_examples=60,
                  suppress_health_check=[HealthCheck.function_scoped_fixture,
                                         HealthCheck.too_slow])
 
@@ -65,15 +64,6 @@ def guarded(monkeypatch, tmp_path):
     return tmp_path
 
 
-def outcome(capsys, argv) -> tuple[int, str, str]:
-    try:
-        code = cli.main(argv)
-    except SystemExit as exit_:
-        code = exit_.code
-    out, err = capsys.readouterr()
-    return code, out, err
-
-
 def assert_clean(code, out, err, argv, codes=(0, 1, 2)) -> None:
     assert code in codes, (argv, code, err)
     assert "Traceback" not in out + err and "internal error" not in err, (argv, err)
@@ -108,7 +98,7 @@ def simulate_argv(draw):
 @BOUND
 @given(argv=simulate_argv())
 def test_random_simulate_command_lines(capsys, guarded, argv):
-    assert_clean(*outcome(capsys, argv), argv)
+    assert_clean(*run_pplab(capsys, *argv), argv)
 
 
 ACTIONS = st.builds(lambda s, k, m: f"{s}{k}{m}", st.integers(0, 3),
@@ -125,7 +115,7 @@ def test_random_schedule_files_through_validate_and_simulate(capsys, guarded, ro
     path.write_text(("\ufeff" if bom else "") + newline.join(",".join(r) for r in rows),
                     encoding="utf-8", newline="")
     for argv in (["validate", str(path)], ["simulate", "--csv", str(path), "--json"]):
-        assert_clean(*outcome(capsys, argv), argv)
+        assert_clean(*run_pplab(capsys, *argv), argv)
 
 
 @st.composite
@@ -150,7 +140,7 @@ def train_argv(draw):
 @BOUND
 @given(argv=train_argv())
 def test_random_train_command_lines_are_checked_before_anything_starts(capsys, guarded, argv):
-    code, out, err = outcome(capsys, argv)
+    code, out, err = run_pplab(capsys, *argv)
     assert_clean(code, out, err, argv, codes=(0, 2))
 
 
@@ -167,11 +157,11 @@ def test_random_compare_command_lines_are_checked_before_anything_starts(capsys,
                                                                         specs, steps, timeout):
     argv = ["compare", *specs, "--steps", steps, "--timeout", timeout, "--dry-run",
             "--out", str(guarded / "comparison")]
-    code, out, err = outcome(capsys, argv)
+    code, out, err = run_pplab(capsys, *argv)
     assert_clean(code, out, err, argv, codes=(0, 2))
 
 
-@settings(deadline=timedelta(seconds=5), max_examples=300)
+@settings(deadline=None, max_examples=300)
 @given(text=st.one_of(SPEC, st.text(max_size=300)))
 def test_random_configuration_text_is_a_spec_or_one_value_error(text):
     try:

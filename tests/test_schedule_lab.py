@@ -17,8 +17,8 @@ from pathlib import Path
 
 import pytest
 import schedule_lab_solution as solution
+from command_helpers import run_pplab
 
-from pplab.cli.main import main as pplab_main
 from pplab.exercises import BadAnswer
 from pplab.exercises.report import declared_learner
 from pplab.exercises.schedule_lab import (
@@ -151,15 +151,15 @@ def gpipe(p, m):
 
 def test_check_command_for_the_lab(tmp_path, capsys):
     shutil.copy(SKELETON, tmp_path / "my_schedules.py")
-    assert pplab_main(["exercise", "check", "schedule-lab", "--file",
-                                  str(tmp_path / "my_schedules.py")]) == 1
-    assert "0 of 3 schedules on target" in capsys.readouterr().out
-    assert pplab_main(["exercise", "check", "schedule-lab", "--file", str(SOLUTION)]) == 0
-    assert "3 of 3 schedules on target" in capsys.readouterr().out
+    code, out, _ = run_pplab(capsys, "exercise", "check", "schedule-lab",
+                             "--file", str(tmp_path / "my_schedules.py"))
+    assert code == 1 and "0 of 3 schedules on target" in out
+    code, out, _ = run_pplab(capsys, "exercise", "check", "schedule-lab", "--file", str(SOLUTION))
+    assert code == 0 and "3 of 3 schedules on target" in out
     for argv in (["check", "schedule-lab"], ["check", "schedule-lab", "12"],
                  ["check", "schedule-lab", "--file", str(tmp_path / "missing.py")]):
-        assert pplab_main(["exercise", *argv]) == 2
-        assert capsys.readouterr().err.count("\n") == 1
+        code, _, err = run_pplab(capsys, "exercise", *argv)
+        assert code == 2 and err.count("\n") == 1
     with pytest.raises(BadAnswer):
         check_file(tmp_path)
 
@@ -171,9 +171,8 @@ def test_train_runs_the_schedule_on_the_engine_and_exports_it_for_pytorch(tmp_pa
     from pplab.runs.run_dirs import load_run
 
     out = tmp_path / "runs"
-    code = pplab_main(["exercise", "check", "schedule-lab", "--file", str(SOLUTION), "--train",
-                                  "--out", str(out)])
-    printed = capsys.readouterr().out
+    code, printed, _ = run_pplab(capsys, "exercise", "check", "schedule-lab",
+                                 "--file", str(SOLUTION), "--train", "--out", str(out))
     assert code == 0, printed
     (csv_file,) = out.glob("*-schedule-lab-zb-h1-p2m4.csv")
     rows = [line.split(",") for line in csv_file.read_text().splitlines()]

@@ -1,7 +1,7 @@
 """`pplab search`: the searched order printed like `pplab simulate`, beside 1F1B under the cap.
 
-The command runs through ``pplab.cli.search.main`` (a ``pplab`` parser with the command's
-subparser, one-line errors, exit 2).
+The command runs in this process through ``pplab.cli.main.main``, as ``pplab search`` does
+(``command_helpers.run_pplab``): one-line errors, exit 2.
 """
 
 from __future__ import annotations
@@ -9,7 +9,6 @@ from __future__ import annotations
 import pytest
 from command_helpers import run_pplab, strict_json
 
-from pplab.cli import main as cli
 from pplab.schedules import read_csv, validate
 from pplab.sim.cost_model import CostModel
 from pplab.sim.search import search_schedule
@@ -17,16 +16,13 @@ from pplab.sim.simulator import simulate
 from pplab.timeline import metrics
 
 
-def run(capsys, *argv):
-    return run_pplab(capsys, "search", *argv)
-
-
 def gantt_rows(out: str) -> list[str]:
     return [line for line in out.splitlines() if line.startswith("rank ") and "|" in line]
 
 
 def test_search_prints_its_gantt_the_cap_the_winner_and_1f1b_under_the_cap(capsys):
-    code, out, err = run(capsys, "--pp", "4", "--microbatches", "8", "--max-in-flight", "2")
+    code, out, err = run_pplab(capsys, "search", "--pp", "4", "--microbatches", "8",
+                               "--max-in-flight", "2")
     assert code == 0, err
     expected = search_schedule(4, 8, CostModel(), 2)
     assert out.startswith("searched: 4 ranks, 8 microbatches, at most 2 microbatches held per "
@@ -41,8 +37,8 @@ def test_search_prints_its_gantt_the_cap_the_winner_and_1f1b_under_the_cap(capsy
 
 
 def test_json_holds_the_search_and_its_baseline_with_no_more_bubble(capsys):
-    code, out, _ = run(capsys, "--pp", "4", "--microbatches", "8", "--max-in-flight", "3",
-                       "--cost", "f=1,b=2,i=1,w=1,comm=0.2", "--json")
+    code, out, _ = run_pplab(capsys, "search", "--pp", "4", "--microbatches", "8",
+                             "--max-in-flight", "3", "--cost", "f=1,b=2,i=1,w=1,comm=0.2", "--json")
     assert code == 0
     data = strict_json(out)
     cost = CostModel.parse("f=1,b=2,i=1,w=1,comm=0.2")
@@ -58,20 +54,21 @@ def test_json_holds_the_search_and_its_baseline_with_no_more_bubble(capsys):
 
 
 def test_the_cap_defaults_to_the_depth_like_1f1b(capsys):
-    code, out, _ = run(capsys, "--pp", "3", "--microbatches", "6")
+    code, out, _ = run_pplab(capsys, "search", "--pp", "3", "--microbatches", "6")
     assert code == 0 and "at most 3 microbatches held per stage" in out
 
 
 def test_save_csv_writes_the_order_found_and_simulate_runs_it_again(tmp_path, capsys):
     path = tmp_path / "searched.csv"
-    code, out, _ = run(capsys, "--pp", "4", "--microbatches", "8", "--max-in-flight", "2",
-                       "--json", "--save-csv", str(path))
+    code, out, _ = run_pplab(capsys, "search", "--pp", "4", "--microbatches", "8",
+                             "--max-in-flight", "2", "--json", "--save-csv", str(path))
     assert code == 0
     found = strict_json(out)
     schedule = validate(read_csv(path))
     assert schedule.actions == search_schedule(4, 8, CostModel(), 2).actions
-    assert cli.main(["simulate", "--csv", str(path), "--json"]) == 0
-    again = strict_json(capsys.readouterr().out)
+    code, out, _ = run_pplab(capsys, "simulate", "--csv", str(path), "--json")
+    assert code == 0
+    again = strict_json(out)
     assert again["makespan"] == pytest.approx(found["makespan"])
 
 
@@ -86,7 +83,7 @@ def test_save_csv_writes_the_order_found_and_simulate_runs_it_again(tmp_path, ca
     (("--pp", "4",), "the following arguments are required: --microbatches"),
 ])
 def test_bad_input_is_one_line_and_exit_2(capsys, argv, message):
-    code, out, err = run(capsys, *argv)
+    code, out, err = run_pplab(capsys, "search", *argv)
     assert code == 2 and out == ""
     assert err.count("\n") == 1 and message in err and "Traceback" not in err, err
     assert err.startswith("pplab")
@@ -95,7 +92,7 @@ def test_bad_input_is_one_line_and_exit_2(capsys, argv, message):
 def test_an_unwritable_csv_is_refused_before_the_search_in_one_line(tmp_path, capsys):
     blocker = tmp_path / "file"
     blocker.write_text("")
-    code, out, err = run(capsys, "--pp", "2", "--microbatches", "2",
-                         "--save-csv", str(blocker / "x.csv"))
+    code, out, err = run_pplab(capsys, "search", "--pp", "2", "--microbatches", "2",
+                               "--save-csv", str(blocker / "x.csv"))
     assert code == 2 and out == ""
     assert err.count("\n") == 1 and "--save-csv" in err and "Traceback" not in err, err
