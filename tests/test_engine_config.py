@@ -20,8 +20,8 @@ from pplab.engine import machine
 from pplab.engine.data import make_task, microbatches
 from pplab.engine.model import build_reference_model, lm_loss
 from pplab.engine.partition import build_stage
+from pplab.engine.rank_watch import PHASES, RankProgress, slowest_rank
 from pplab.engine.request import make_plan, new_run_dir, run_label, split_layers
-from pplab.engine.supervisor import PHASES, RankProgress, slowest_rank
 from pplab.engine.train_config import ModelConfig, TrainConfig, parse_fault, vocab_size
 from pplab.engine.weights import WeightStash
 from pplab.topology import Topology

@@ -29,7 +29,7 @@ from pathlib import Path
 
 import pytest
 
-from pplab.engine import rendezvous, supervisor
+from pplab.engine import rank_watch, rendezvous
 from pplab.engine.supervisor import RankFailed, spawn_ranks
 
 pytestmark = [pytest.mark.multiprocess,
@@ -146,7 +146,7 @@ def test_a_rank_stopped_while_sending_its_result_is_blamed_at_the_timeout():
 
 def test_a_stopped_rank_is_told_by_its_missing_heartbeat_where_proc_cannot_say(monkeypatch):
     # The portable path: without /proc the parent knows a stopped rank only by its silence.
-    monkeypatch.setattr(supervisor, "process_state", lambda pid: None)
+    monkeypatch.setattr(rank_watch, "process_state", lambda pid: None)
     stopper = _Killer(1, lambda event, fields: event == "step" and fields["step"] == 2,
                       signal.SIGSTOP)
     with pytest.raises(RankFailed) as caught:
@@ -245,7 +245,7 @@ def test_sigterm_to_pplab_train_alone_stops_its_ranks_and_leaves_nothing(tmp_pat
 
 
 def _state(pid: int) -> str | None:
-    return supervisor.process_state(pid)
+    return rank_watch.process_state(pid)
 
 
 def test_a_parent_killed_outright_leaves_a_folder_the_next_run_sweeps(tmp_path):
