@@ -13,11 +13,17 @@ from collections.abc import Mapping, Sequence
 
 import streamlit as st
 
+_PLAIN = re.compile(r"[\w .,+=/-]*")  # nothing markdown formats, links or escapes
+
 
 def quoted(text: object, limit: int = 40) -> str:
-    """``text``, cut to ``limit`` characters on one line, as a markdown code span whose fence
-    is longer than any run of backticks inside: shown as typed, never rendered."""
+    """``text``, cut to ``limit`` characters on one line, shown as typed: in quotes where it
+    holds only letters, digits and a little punctuation, else as a markdown code span whose
+    fence is longer than any run of backticks inside, so nothing in it is ever rendered (a
+    link, an address that would turn into one, formatting, HTML)."""
     text = " ".join(str(text)[:limit].split())
+    if _PLAIN.fullmatch(text) and "www" not in text.lower():
+        return repr(text)
     fence = "`" * (max((len(run) for run in re.findall("`+", text)), default=0) + 1)
     pad = " " if not text or text[0] == "`" or text[-1] == "`" else ""
     return f"{fence}{pad}{text}{pad}{fence}"

@@ -14,6 +14,7 @@ import plotly.graph_objects as go
 import streamlit as st
 
 from app.lesson_widgets.reading import quoted
+from app.shared_work import shared_cache
 from pplab import charts
 from pplab.limits import MAX_SPLIT_CHARS
 from pplab.runs.resources import bundled_runs_dir
@@ -37,14 +38,14 @@ MS = 1e3
 BUBBLE_NORM = "idle rank-time / (ranks x makespan)"
 
 
-@st.cache_data(show_spinner=False)
+@shared_cache
 def _calibrated():
     costs, calibration = bundled_costs(LESSON_RUN)
     memory = measured_memory(load_run(bundled_runs_dir() / LESSON_RUN))
     return costs, calibration.contention.shared, memory, fit_activation_bytes(memory)
 
 
-@st.cache_data(show_spinner=False)
+@shared_cache
 def _gpipe_memory():
     return measured_memory(load_run(bundled_runs_dir() / GPIPE_RUN))
 

@@ -9,6 +9,7 @@ import plotly.graph_objects as go
 import streamlit as st
 
 from app.lesson_widgets.reading import choice, number, whole
+from app.shared_work import shared_cache
 from pplab.engine.compare_table import fill_split_columns
 from pplab.formulas import parallel as pf
 from pplab.runs.comparisons import load_comparison
@@ -27,7 +28,7 @@ ROWS = {"pipeline": "gpipe:pp=4,m=8", "tensor": "tp:tp=4", "data": "dp:dp=4"}
 MIB = 2**20
 
 
-@st.cache_data(show_spinner=False)
+@shared_cache
 def bundled_rows(folder: str) -> list[dict]:
     """The bundled comparison's rows, with the split of busy time worked out from its runs."""
     comparison = load_comparison(folder)
