@@ -28,7 +28,7 @@ from functools import partial
 SCHEDULES = ("gpipe", "1f1b")
 
 
-def _torch_runner(plan, rank: int):
+def _torch_runner(request, rank: int):
     """torch.distributed.pipelining on the same stage, batch, loss and optimizer: step(k)."""
     import torch
     from torch.distributed.pipelining import PipelineStage, Schedule1F1B, ScheduleGPipe
@@ -37,16 +37,16 @@ def _torch_runner(plan, rank: int):
     from pplab.engine.model import lm_loss
     from pplab.engine.partition import build_stage
 
-    config = plan.config
-    module = build_stage(plan.model, plan.layer_split, rank)
+    config = request.config
+    module = build_stage(request.model, request.layer_split, rank)
     stage = PipelineStage(module, rank, 2, device=torch.device("cpu"))
     kind = {"gpipe": ScheduleGPipe, "1f1b": Schedule1F1B}[config.schedule]
-    schedule = kind(stage, n_microbatches=plan.schedule.num_microbatches, loss_fn=lm_loss)
+    schedule = kind(stage, n_microbatches=request.schedule.num_microbatches, loss_fn=lm_loss)
     optimizer = torch.optim.Adam(module.parameters(), lr=config.lr)
     task = make_task(config.task, config.seq_len)
 
     def step(k: int) -> None:
-        tokens, targets = task.batch(config.seed, k, plan.batch_size)
+        tokens, targets = task.batch(config.seed, k, request.batch_size)
         if rank == 0:
             schedule.step(tokens)
         else:
@@ -57,11 +57,11 @@ def _torch_runner(plan, rank: int):
     return step
 
 
-def _pplab_runner(plan, rank: int):
+def _pplab_runner(request, rank: int):
     """pplab's executor; ``step(k, record)`` runs one step with recording on or off."""
     from pplab.engine.rank_setup import setup_rank
 
-    context = setup_rank(plan, rank)
+    context = setup_rank(request, rank)
 
     def step(k: int, record: bool) -> None:
         context.recorder.enabled = record
@@ -81,11 +81,11 @@ def _compute_durations(recorder, first_step: int) -> dict[str, list[float]]:
     return out
 
 
-def _plan(schedule: str, options: dict):
-    from pplab.engine.request import make_plan
+def _request(schedule: str, options: dict):
+    from pplab.engine.request import check_request
     from pplab.engine.train_config import TrainConfig
 
-    return make_plan(TrainConfig(
+    return check_request(TrainConfig(
         schedule=schedule, pp_size=2, microbatches=options["microbatches"], steps=1,
         layers=options["layers"], d_model=options["d_model"], heads=4,
         seq_len=options["seq_len"], batch_size=options["rows"] * options["microbatches"],
@@ -100,8 +100,8 @@ def _rank(rank: int, world: int, report, options: dict) -> dict | None:
     computed: dict[str, dict[str, list[float]]] = {}
     systems = ["recorded", "not recorded", "torch"]
     for schedule in SCHEDULES:
-        plan = _plan(schedule, options)
-        (ours, recorder), theirs = _pplab_runner(plan, rank), _torch_runner(plan, rank)
+        request = _request(schedule, options)
+        (ours, recorder), theirs = _pplab_runner(request, rank), _torch_runner(request, rank)
         run = {"recorded": partial(ours, record=True),
                "not recorded": partial(ours, record=False), "torch": theirs}
         counters = dict.fromkeys(systems, 0)
@@ -147,7 +147,7 @@ def main(argv: list[str] | None = None) -> int:
                ("steps", "microbatches", "rows", "layers", "d_model", "seq_len")}
     try:
         for schedule in SCHEDULES:
-            _plan(schedule, options)
+            _request(schedule, options)
     except ValueError as error:
         print(f"engine_vs_torch: {error}", file=sys.stderr)
         return 2

@@ -50,11 +50,11 @@ class Config:
     dp: int = 1
 
 
-def _plan(config: Config, options: dict):
-    from pplab.engine.request import make_plan
+def _request(config: Config, options: dict):
+    from pplab.engine.request import check_request
     from pplab.engine.train_config import TrainConfig
 
-    return make_plan(TrainConfig(
+    return check_request(TrainConfig(
         schedule=config.schedule, pp_size=config.pp, microbatches=config.microbatches,
         chunks=config.chunks, tp_size=config.tp, dp_size=config.dp, steps=1,
         layers=options["layers"], d_model=options["d_model"], heads=4,
@@ -69,7 +69,7 @@ def _rank(rank: int, world: int, report, configs: list[Config], options: dict) -
 
     from pplab.engine.rank_setup import setup_rank
 
-    contexts = [setup_rank(_plan(config, options), rank) for config in configs]
+    contexts = [setup_rank(_request(config, options), rank) for config in configs]
     for round_ in range(options["steps"] + WARM_UP_ROUNDS):
         shift = round_ % len(configs)
         for index in list(range(shift, len(configs))) + list(range(shift)):
@@ -92,15 +92,15 @@ def measure(configs: list[Config], world: int, options: dict, save: Path | None 
     per_rank = spawn_ranks(world, _rank, configs, options, backend="gloo", timeout=900)
     runs = {}
     for index, config in enumerate(configs):
-        plan = _plan(config, options)
+        request = _request(config, options)
         rows = [row for rank_rows in per_rank for row in rank_rows[index]]
         events = events_frame(rows)
         events = events[events["step"] >= WARM_UP_ROUNDS - 1]  # keep one warm-up step
         meta = {"source": "measured", "time_unit": "s",
-                "schedule": {**schedule_summary(plan.schedule),
-                             "csv": schedule_to_csv_text(plan.schedule)},
+                "schedule": {**schedule_summary(request.schedule),
+                             "csv": schedule_to_csv_text(request.schedule)},
                 "world_size": world, "pp_size": config.pp, "tp_size": config.tp,
-                "dp_size": config.dp, "layer_split": list(plan.layer_split),
+                "dp_size": config.dp, "layer_split": list(request.layer_split),
                 "config": {"device": "cpu"},
                 "hardware": {"device": "cpu", "cpu_count": cpu_count(),
                              "hosts": [socket.gethostname()]}}

@@ -33,15 +33,15 @@ def single_process_reference(config):
 
     from pplab.engine.data import make_task
     from pplab.engine.model import build_reference_model, lm_loss
-    from pplab.engine.request import make_plan
+    from pplab.engine.request import check_request
 
-    plan = make_plan(config)
-    model = build_reference_model(plan.model, torch.float64)
+    request = check_request(config)
+    model = build_reference_model(request.model, torch.float64)
     optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
     task = make_task(config.task, config.seq_len, config.text)
     losses, first_grads = [], None
     for step in range(config.steps):
-        tokens, targets = task.batch(config.seed, step, plan.batch_size)
+        tokens, targets = task.batch(config.seed, step, request.batch_size)
         loss = lm_loss(model(tokens), targets)
         loss.backward()
         losses.append(loss.item())

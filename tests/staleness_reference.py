@@ -41,19 +41,19 @@ def versioned_reference(config, schedule_name: str, steps: int) -> list[float]:
 
     from pplab.engine.data import make_task, microbatches
     from pplab.engine.model import build_reference_model, lm_loss
-    from pplab.engine.request import make_plan
+    from pplab.engine.request import check_request
 
-    plan = make_plan(config)
-    p, m = plan.schedule.pp_size, plan.schedule.microbatches_per_step
+    request = check_request(config)
+    p, m = request.schedule.pp_size, request.schedule.microbatches_per_step
     update_every = 1 if schedule_name == "pipedream" else m
-    model = build_reference_model(plan.model, torch.float64)
+    model = build_reference_model(request.model, torch.float64)
     optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
-    stage_of = {n: stage_of_parameter(n, plan.layer_split) for n, _ in model.named_parameters()}
+    stage_of = {n: stage_of_parameter(n, request.layer_split) for n, _ in model.named_parameters()}
     task = make_task(config.task, config.seq_len, config.text)
     snapshots = {0: {n: q.detach().clone() for n, q in model.named_parameters()}}
     losses = []
     for step in range(steps):
-        tokens, targets = task.batch(config.seed, step, plan.batch_size)
+        tokens, targets = task.batch(config.seed, step, request.batch_size)
         step_losses = []
         for index, (x, y) in enumerate(microbatches(tokens, targets, m)):
             j = step * m + index

@@ -12,7 +12,7 @@ import pytest
 import torch
 from distributed import run_ranks, single_process_reference
 
-from pplab.engine.request import make_plan
+from pplab.engine.request import check_request
 from pplab.engine.train_config import TrainConfig
 from pplab.engine.training import train_rank
 from pplab.schedules import weight_versions
@@ -85,7 +85,7 @@ def _gradients_and_losses(rank, world_size, report, configs):
     """Runs inside every rank: train each config, keep step 0's gradients by reference name."""
     out = {}
     for name, config in configs.items():
-        plan = make_plan(config)
+        request = check_request(config)
         grads = {}
 
         def before_optim(step, runtimes, grads=grads):
@@ -95,7 +95,7 @@ def _gradients_and_losses(rank, world_size, report, configs):
                     for local, param in runtime.module.named_parameters():
                         grads[names[local]] = param.grad.detach().clone()
 
-        result = train_rank(plan, rank, before_optim=before_optim)
+        result = train_rank(request, rank, before_optim=before_optim)
         out[name] = {"grads": grads, "losses": result["losses"], "versions": result["versions"],
                      "max_live_versions": result["max_live_versions"]}
     return out
@@ -126,7 +126,7 @@ def test_three_ranks_match_single_process_and_async_versions_are_stashed():
     results = run_ranks(3, _gradients_and_losses, configs)
     _check_parity(THREE_RANKS, results)
     for name, config in ASYNC.items():
-        schedule = make_plan(config).schedule
+        schedule = check_request(config).schedule
         expected = weight_versions(schedule)
         seen = {}
         for result in results:

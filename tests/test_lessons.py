@@ -234,12 +234,12 @@ def _check_pplab(args: list[str], run_it: bool) -> str | None:
         return None if exit_.code == 0 else "pplab refuses these arguments"
     if parsed.command == "train":
         from pplab.cli.train import config_from_args
-        from pplab.engine.request import make_plan
+        from pplab.engine.request import check_request
 
         try:
-            make_plan(config_from_args(parsed))
+            check_request(config_from_args(parsed))
         except ValueError as error:
-            return f"the training plan is refused: {error}"
+            return f"the training request is refused: {error}"
     if run_it and parsed.command in ("schedules", "simulate", "validate"):
         code = cli.main(args)
         return None if code == 0 else f"exit status {code}"

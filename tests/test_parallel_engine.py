@@ -16,7 +16,7 @@ import torch
 from distributed import run_ranks, single_process_reference
 
 from pplab.engine.compare import formula_bytes
-from pplab.engine.request import make_plan
+from pplab.engine.request import check_request
 from pplab.engine.train_config import TrainConfig
 from pplab.engine.training import train_rank
 from pplab.formulas import parallel as formulas
@@ -55,7 +55,7 @@ def _shard_rule(module, local_name: str):
 def _train(rank, world_size, report, configs):
     out = {}
     for name, config in configs.items():
-        plan = make_plan(config)
+        request = check_request(config)
         grads = []
 
         def before_optim(step, runtimes, grads=grads):
@@ -66,7 +66,7 @@ def _train(rank, world_size, report, configs):
                         grads.append((names[local], _shard_rule(runtime.module, local),
                                       param.grad.detach().clone()))
 
-        result = train_rank(plan, rank, before_optim=before_optim)
+        result = train_rank(request, rank, before_optim=before_optim)
         out[name] = {"grads": grads, "losses": result["losses"], "rows": result["rows"]}
     return out
 
@@ -79,23 +79,23 @@ def _cut(full: torch.Tensor, rule) -> torch.Tensor:
 
 
 def _expected_bytes(config) -> dict[str, int]:
-    plan = make_plan(config)
-    model, b = plan.model, plan.microbatch_size
-    m = plan.schedule.microbatches_per_step
+    request = check_request(config)
+    model, b = request.model, request.microbatch_size
+    m = request.schedule.microbatches_per_step
     t, r = config.tp_size, config.dp_size
     # A split backward crosses a stage's f operators in I (not on stage 0) and again in W.
     passes = [1 if config.schedule != "zb-h1" else 1 + (stage > 0)
-              for stage in range(len(plan.layer_split))]
+              for stage in range(len(request.layer_split))]
     expected = {
-        "send": formulas.pipeline_send_bytes(plan.schedule.num_stages, m, b, model.seq_len,
+        "send": formulas.pipeline_send_bytes(request.schedule.num_stages, m, b, model.seq_len,
                                              model.d_model, t, r, 8),
         "tp": sum(formulas.tp_allreduce_bytes(layers, m, b, model.seq_len, model.d_model, t, r,
                                               8, passes[stage])
-                  for stage, layers in enumerate(plan.layer_split)),
-        "dp": formulas.dp_allreduce_bytes(plan.layer_split, model.d_model, model.d_ff,
+                  for stage, layers in enumerate(request.layer_split)),
+        "dp": formulas.dp_allreduce_bytes(request.layer_split, model.d_model, model.d_ff,
                                           model.vocab_size, model.seq_len, t, r, 8),
     }
-    assert formula_bytes(plan) == expected  # what pplab compare prints beside the measurement
+    assert formula_bytes(request) == expected  # what pplab compare prints beside the measurement
     return expected
 
 
@@ -125,7 +125,7 @@ def _check(configs, results):
         assert len(reports) == config.dp_size, name
         losses = [sum(values) / len(values) for values in zip(*reports, strict=True)]
         torch.testing.assert_close(losses, expected_losses, msg=lambda m, n=name: f"{n}: {m}")
-        topology = make_plan(config).topology
+        topology = check_request(config).topology
         for rank, result in enumerate(results):  # every row names its rank's coordinates
             coords = topology.coords(rank)
             assert {(row["pp_rank"], row["tp_rank"], row["dp_rank"])
@@ -151,7 +151,7 @@ def test_grid_shapes_are_refused_with_their_numbers():
     with pytest.raises(ValueError, match="dp_size must be at least 1, got 0"):
         TrainConfig(dp_size=0)
     with pytest.raises(ValueError, match="batch size 6 is not divisible by 4 microbatches"):
-        make_plan(TrainConfig(pp_size=2, microbatches=4, batch_size=6, dp_size=2))
+        check_request(TrainConfig(pp_size=2, microbatches=4, batch_size=6, dp_size=2))
 
 
 @pytest.mark.parametrize("args,message", [

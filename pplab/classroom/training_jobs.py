@@ -3,8 +3,8 @@
 What it teaches: a shared machine's rules for real runs. The app never trains inside the
 Streamlit process: it starts ``python -m pplab train --json-progress`` as a child process and
 follows its one-JSON-object-per-line progress (ranks started, ranks ready, each step). A request is
-checked before anything starts, by the same plan check as ``pplab train``
-(``pplab.engine.request.make_plan``) plus the app's own bounds: no more ranks than this machine's
+checked before anything starts, by the same check as ``pplab train``
+(``pplab.engine.request.check_request``) plus the app's bounds: no more ranks than this machine's
 cores or GPUs, and the ``MAX_LAB_RUN_*`` bounds of ``pplab.limits`` (200 steps, 16 layers).
 Only one run goes at a time across all browser sessions, and a run that outlives its
 timeout, or whose page stops following it (the Stop button), is killed with its whole
@@ -32,7 +32,7 @@ from pathlib import Path
 
 from pplab import limits
 from pplab.engine.machine import check_fits, rank_slots
-from pplab.engine.request import Plan, make_plan, new_run_dir
+from pplab.engine.request import TrainingRequest, check_request, new_run_dir
 from pplab.engine.train_config import TrainConfig
 from pplab.schedules import SCHEDULES
 from pplab.topology import Topology
@@ -86,8 +86,9 @@ class TrainRequest:
                            task=self.task, seed=self.seed, tp_size=self.tp, dp_size=self.dp,
                            out=out)
 
-    def check(self, rank_limit: int) -> Plan:
-        """The checked plan; ValueError naming the numbers this machine or the lab won't take."""
+    def check(self, rank_limit: int) -> TrainingRequest:
+        """The checked training request; ValueError naming the numbers this machine or the lab
+        won't take."""
         for name, value, limit in (
                 ("steps", self.steps, limits.MAX_LAB_RUN_STEPS),
                 ("microbatches", self.microbatches, limits.MAX_LAB_RUN_MICROBATCHES),
@@ -99,12 +100,12 @@ class TrainRequest:
             raise ValueError(f"task must be one of {', '.join(TASKS)}, got {self.task!r}")
         # The grid first: a request for 64 ranks is refused for the machine, not for layers.
         check_fits(Topology(self.pp_size, self.tp, self.dp), self.device, rank_limit)
-        return make_plan(self.config())
+        return check_request(self.config())
 
 
 def run_dir_for(request: TrainRequest, root: str | Path) -> Path:
     """A new folder under ``root``, named as ``pplab train`` names its runs."""
-    return new_run_dir(root, make_plan(request.config()))
+    return new_run_dir(root, check_request(request.config()))
 
 
 def train_command(request: TrainRequest, out: str) -> list[str]:

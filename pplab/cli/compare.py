@@ -81,7 +81,7 @@ def _fail(message: str, code: int) -> int:
 
 def run(args: argparse.Namespace) -> int:
     from pplab.cli.train import machine_warning, strict_json
-    from pplab.engine.compare import Shared, plan_comparison, run_comparison
+    from pplab.engine.compare import Shared, check_comparison, run_comparison
     from pplab.engine.compare_table import format_table
     from pplab.engine.supervisor import RankFailed, Stopped, stop_on_sigterm
     from pplab.runs.catalog import USER_COMPARISONS, user_runs_dir
@@ -95,8 +95,8 @@ def run(args: argparse.Namespace) -> int:
                         heads=args.heads, d_ff=args.d_ff, seq_len=args.seq_len,
                         batch_size=args.batch_size, task=args.task, lr=args.lr,
                         seed=args.seed, dtype=args.dtype, timeout=args.timeout)
-        planned = plan_comparison(args.configs, shared)
-        largest = max((plan for _, plan in planned), key=lambda p: p.topology.world_size)
+        checked = check_comparison(args.configs, shared)
+        largest = max((request for _, request in checked), key=lambda p: p.topology.world_size)
         warning = machine_warning(largest, args.oversubscribe)
         if warning:
             print(f"pplab compare: warning: {warning}", file=sys.stderr, flush=True)
@@ -107,7 +107,7 @@ def run(args: argparse.Namespace) -> int:
             raise ValueError(f"{out} already exists; choose a new comparison directory")
         check_writable(out, "--out", folder=True)
         if args.dry_run:
-            print(f"pplab compare: {len(planned)} configuration(s), at most "
+            print(f"pplab compare: {len(checked)} configuration(s), at most "
                   f"{largest.topology.world_size} processes: every check passed; the "
                   f"comparison would be saved in {out}; nothing was started", file=sys.stderr)
             return 0

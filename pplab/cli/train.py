@@ -186,38 +186,38 @@ def _fail(say: _Say, message: str, code: int) -> int:
     return code
 
 
-def _start_line(plan) -> str:
+def _start_line(request) -> str:
     from pplab.engine.machine import launched_by_torchrun
 
     if launched_by_torchrun():
-        return f"{plan.describe()} as one rank under torchrun, starting…"
-    kind = "GPU" if plan.config.device == "cuda" else "CPU"
-    world = plan.topology.world_size
-    return (f"{plan.describe()} on {world} {kind} process{'es' if world > 1 else ''}, "
+        return f"{request.describe()} as one rank under torchrun, starting…"
+    kind = "GPU" if request.config.device == "cuda" else "CPU"
+    world = request.topology.world_size
+    return (f"{request.describe()} on {world} {kind} process{'es' if world > 1 else ''}, "
             f"starting ranks…")
 
 
-def machine_warning(plan, oversubscribe: bool) -> str | None:
+def machine_warning(request, oversubscribe: bool) -> str | None:
     """Refuse an absurd rank count (ValueError), or warn when ranks will share cores/GPUs."""
     from pplab.engine import machine
 
     if machine.launched_by_torchrun():
         return None  # torchrun placed the ranks; this process is only one of them
-    slots = machine.rank_slots(plan.config.device)
-    machine.check_not_absurd(plan.topology, plan.config.device, slots, oversubscribe)
-    return machine.sharing_warning(plan.topology, plan.config.device, slots)
+    slots = machine.rank_slots(request.config.device)
+    machine.check_not_absurd(request.topology, request.config.device, slots, oversubscribe)
+    return machine.sharing_warning(request.topology, request.config.device, slots)
 
 
 def run(args: argparse.Namespace) -> int:
     from pplab.engine.launch import output_dir
-    from pplab.engine.request import make_plan
+    from pplab.engine.request import check_request
 
     say = _Say(args.json_progress)
     try:
         config = config_from_args(args)
-        plan = make_plan(config)
-        warning = machine_warning(plan, args.oversubscribe)
-        run_dir = output_dir(plan)
+        request = check_request(config)
+        warning = machine_warning(request, args.oversubscribe)
+        run_dir = output_dir(request)
     except ValueError as error:
         return _fail(say, str(error).splitlines()[0], 2)
     if args.dry_run:
@@ -225,17 +225,17 @@ def run(args: argparse.Namespace) -> int:
             from pplab.engine.launch import check_device
 
             try:
-                check_device(plan)  # the one check that needs torch
+                check_device(request)  # the one check that needs torch
             except ValueError as error:
                 return _fail(say, str(error), 2)
         where = "saves nothing" if run_dir is None else f"would be saved in {run_dir}"
-        say("dry-run", f"{plan.describe()} on {plan.topology.world_size} process(es): "
+        say("dry-run", f"{request.describe()} on {request.topology.world_size} process(es): "
                        f"every check passed; the run {where}; nothing was started")
         if warning:
             say("warning", warning)
         return 0
     # Said before torch is imported (seconds on a small machine): nothing long is silent.
-    say("start", _start_line(plan), run=plan.describe(), ranks=plan.topology.world_size,
+    say("start", _start_line(request), run=request.describe(), ranks=request.topology.world_size,
         device=config.device)
     if warning:
         say("warning", warning)

@@ -29,7 +29,7 @@ from pathlib import Path
 from pplab import limits
 from pplab.engine.compare_specs import Spec, default_batch, parse_spec
 from pplab.engine.compare_table import COLUMNS, split_columns, table_csv
-from pplab.engine.request import Plan, make_plan, run_label
+from pplab.engine.request import TrainingRequest, check_request, run_label
 from pplab.engine.train_config import TrainConfig
 from pplab.formulas import parallel as pf
 from pplab.formulas import pipeline as formulas
@@ -59,8 +59,9 @@ class Shared:
     device: str = "cpu"  # cuda: NCCL with a GPU per rank, or gloo when ranks share GPUs
 
 
-def plan_comparison(texts: Sequence[str], shared: Shared) -> list[tuple[Spec, Plan]]:
-    """Each configuration with its checked plan, all of one model and one global batch."""
+def check_comparison(texts: Sequence[str],
+                     shared: Shared) -> list[tuple[Spec, TrainingRequest]]:
+    """Each configuration with its checked request, all of one model and one global batch."""
     if not texts:
         raise ValueError("give at least one configuration, e.g. 1f1b:pp=2,m=4")
     if len(texts) > limits.MAX_COMPARE_CONFIGURATIONS:
@@ -71,7 +72,7 @@ def plan_comparison(texts: Sequence[str], shared: Shared) -> list[tuple[Spec, Pl
     layers = shared.layers if shared.layers is not None \
         else max(4, *(s.pp * (s.v or 1) for s in specs))
     batch = shared.batch_size if shared.batch_size is not None else default_batch(specs)
-    planned = []
+    checked = []
     for spec in specs:
         try:
             config = TrainConfig(
@@ -80,10 +81,10 @@ def plan_comparison(texts: Sequence[str], shared: Shared) -> list[tuple[Spec, Pl
                 d_model=shared.d_model, heads=shared.heads, d_ff=shared.d_ff, task=shared.task,
                 lr=shared.lr, seed=shared.seed, dtype=shared.dtype, timeout=shared.timeout,
                 tp_size=spec.tp, dp_size=spec.dp, device=shared.device, out="-")
-            planned.append((spec, make_plan(config)))
+            checked.append((spec, check_request(config)))
         except ValueError as error:
             raise ValueError(f"{spec.text}: {error}") from None
-    return planned
+    return checked
 
 
 def _median(values: Sequence[float]) -> float:
@@ -101,34 +102,35 @@ def backward_passes(schedule, stage: int) -> int:
             + (ActionKind.BACKWARD_WEIGHT in kinds))
 
 
-def formula_bytes(plan: Plan) -> dict[str, int]:
+def formula_bytes(request: TrainingRequest) -> dict[str, int]:
     """Bytes per step by the closed forms: pipeline sends, tp all-reduces, dp all-reduce."""
-    model, schedule, config = plan.model, plan.schedule, plan.config
+    model, schedule, config = request.model, request.schedule, request.config
     element = 8 if config.dtype == "float64" else 4
-    m, b = schedule.microbatches_per_step, plan.microbatch_size
+    m, b = schedule.microbatches_per_step, request.microbatch_size
     t, r = config.tp_size, config.dp_size
     return {
         "send": pf.pipeline_send_bytes(schedule.num_stages, m, b, model.seq_len, model.d_model,
                                        t, r, element),
         "tp": sum(pf.tp_allreduce_bytes(layers, m, b, model.seq_len, model.d_model, t, r,
                                         element, backward_passes(schedule, stage))
-                  for stage, layers in enumerate(plan.layer_split)),
-        "dp": pf.dp_allreduce_bytes(plan.layer_split, model.d_model, model.d_ff,
+                  for stage, layers in enumerate(request.layer_split)),
+        "dp": pf.dp_allreduce_bytes(request.layer_split, model.d_model, model.d_ff,
                                     model.vocab_size, model.seq_len, t, r, element),
     }
 
 
-def summarize(spec: Spec, plan: Plan, events, metadata: dict, run_name: str) -> dict:
+def summarize(spec: Spec, request: TrainingRequest, events, metadata: dict,
+              run_name: str) -> dict:
     """One row of the comparison from a measured run; step 0 (warm-up) is left out."""
     from pplab.timeline import metrics
 
-    ranks = range(plan.topology.world_size)  # every rank counts, idle or not
+    ranks = range(request.topology.world_size)  # every rank counts, idle or not
     steps = sorted(int(s) for s in events["step"].unique())
     kept = [s for s in steps if s > 0] or steps
     events_kept = events[events["step"].isin(kept)]
     step_seconds = [float(t) for t in metadata["step_seconds"]]
     step_time = _median(step_seconds[1:] or step_seconds)
-    if plan.schedule.is_async or len(steps) < 2:
+    if request.schedule.is_async or len(steps) < 2:
         bubble = float(metrics(events_kept, ranks)["bubble_fraction"])
     else:
         per_step = metrics(events, ranks)["per_step"]
@@ -140,28 +142,28 @@ def summarize(spec: Spec, plan: Plan, events, metadata: dict, run_name: str) -> 
     moved["send"] = int(sends["bytes"].sum()) // len(kept)
     moved["tp"] = int(reduce[reduce["detail"].str.startswith("tp")]["bytes"].sum()) // len(kept)
     moved["dp"] = int(reduce[reduce["detail"] == "dp grads"]["bytes"].sum()) // len(kept)
-    expected = formula_bytes(plan)
+    expected = formula_bytes(request)
     per_pp_rank: dict[int, int] = {}
     # CPU peaks are per stage and add up on a rank; a CUDA peak is already the whole rank's,
     # repeated for each of its stages.
     combine = max if metadata["peak_memory_kind"].startswith("cuda") else operator.add
     for stage, peak in metadata["peak_memory_bytes"].items():
-        pp_rank = plan.schedule.stage_to_rank[int(stage)]
+        pp_rank = request.schedule.stage_to_rank[int(stage)]
         per_pp_rank[pp_rank] = combine(per_pp_rank.get(pp_rank, 0), int(peak))
     losses = metadata.get("loss") or [float("nan")]
     return {
         "configuration": spec.text,
         "run": run_name,
-        "schedule": plan.schedule.name,
-        "pp": spec.pp, "m": plan.schedule.microbatches_per_step, "v": spec.v or 1,
-        "tp": spec.tp, "dp": spec.dp, "ranks": plan.topology.world_size,
-        "microbatch_size": plan.microbatch_size,
+        "schedule": request.schedule.name,
+        "pp": spec.pp, "m": request.schedule.microbatches_per_step, "v": spec.v or 1,
+        "tp": spec.tp, "dp": spec.dp, "ranks": request.topology.world_size,
+        "microbatch_size": request.microbatch_size,
         "step_time_s": step_time,
         "bubble_fraction": bubble,
         # None where no closed form applies (e.g. zb-h1 with fewer microbatches than stages)
-        "bubble_fraction_formula": formulas.closed_form_for(plan.schedule).value,
+        "bubble_fraction_formula": formulas.closed_form_for(request.schedule).value,
         "allreduce_s_per_step": allreduce_s,
-        **split_columns(events, ranks, kept, plan.schedule.is_async),
+        **split_columns(events, ranks, kept, request.schedule.is_async),
         "bytes_per_step": sum(moved.values()),
         "bytes_per_step_formula": sum(expected.values()),
         "send_bytes_per_step": moved["send"],
@@ -197,22 +199,23 @@ def run_comparison(texts: Sequence[str], shared: Shared, out: str | os.PathLike,
     out = Path(out)
     if out.exists():
         raise ValueError(f"{out} already exists; choose a new comparison directory")
-    planned = plan_comparison(texts, shared)
-    need = sum(RUN_DIR_BYTES + RUN_DIR_BYTES_PER_EVENT * estimated_event_rows(plan, plan.num_steps)
-               for _, plan in planned)
+    checked = check_comparison(texts, shared)
+    need = sum(RUN_DIR_BYTES
+               + RUN_DIR_BYTES_PER_EVENT * estimated_event_rows(request, request.num_steps)
+               for _, request in checked)
     check_writable(out, "--out", need_bytes=need, folder=True)
     with atomic_directory(out) as tmp:
         rows = []
-        for i, (spec, plan) in enumerate(planned):
-            name = f"{i + 1}-{run_label(plan)}"
+        for i, (spec, request) in enumerate(checked):
+            name = f"{i + 1}-{run_label(request)}"
             if progress is not None:
-                progress(f"[{i + 1}/{len(planned)}] {spec.text}: "
-                         f"{plan.topology.world_size} ranks, {plan.num_steps} steps")
+                progress(f"[{i + 1}/{len(checked)}] {spec.text}: "
+                         f"{request.topology.world_size} ranks, {request.num_steps} steps")
             relay = None if step_progress is None else (
                 lambda message, i=i: step_progress(i, message))
-            result = run_training(replace(plan.config, out=str(tmp / name)), relay)
-            rows.append(summarize(spec, plan, result.events, result.metadata, name))
-        first = planned[0][1]
+            result = run_training(replace(request.config, out=str(tmp / name)), relay)
+            rows.append(summarize(spec, request, result.events, result.metadata, name))
+        first = checked[0][1]
         document = {
             "description": description or default_description(rows),
             "created": datetime.now(UTC).isoformat(timespec="seconds"),

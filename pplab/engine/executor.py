@@ -71,7 +71,7 @@ class ExecutorHooks:
     on_step: Callable[[int], None] | None = None
 
 
-class _Planned(NamedTuple):
+class _Routed(NamedTuple):
     """One action with its messages worked out once per schedule, not once per step.
 
     ``needs`` is the (sender stage, message kind, microbatch) it takes from another stage,
@@ -113,17 +113,19 @@ class Executor:
         self.versions: dict[tuple[str, int, int], int] = {}
         # The version each (stage, microbatch) of an asynchronous schedule runs with is the
         # schedule's (PipeDream: the newest; 2BW: the previous step's); each stage's stash
-        # keeps a version while a microbatch planned on it still needs it.
-        self.planned_versions = weight_versions(schedule) if schedule.is_async else {}
+        # keeps a version while a microbatch scheduled on it still needs it.
+        self.scheduled_versions = weight_versions(schedule) if schedule.is_async else {}
         for stage, runtime in runtimes.items():
             if runtime.stash is not None:
-                runtime.stash.plan(v for (s, _), v in self.planned_versions.items() if s == stage)
-        self.plan = [self._resolve(action) for action in self._my_actions()]
+                runtime.stash.expect_forwards(
+                    v for (s, _), v in self.scheduled_versions.items() if s == stage)
+        # This rank's actions in the order it walks them, each with its messages routed.
+        self.walk = [self._resolve(action) for action in self._my_actions()]
         # Positions of the actions that receive, in walk order; _post_through posts them.
-        self._receivers = [i for i, planned in enumerate(self.plan)
-                           if planned.from_rank is not None]
+        self._receivers = [i for i, routed in enumerate(self.walk)
+                           if routed.from_rank is not None]
         self._next_receiver = 0
-        self._post_the_rest = partial(self._post_through, len(self.plan))
+        self._post_the_rest = partial(self._post_through, len(self.walk))
         # Only the first stage reads the tokens and only the last the targets.
         self._reads_batches = bool({0, schedule.num_stages - 1} & set(runtimes))
         self._step_now = 0  # the step of the action being run, for the batch made ahead
@@ -148,7 +150,7 @@ class Executor:
         if self._reads_batches and not beyond and upcoming not in self._batches:
             self._batches[upcoming] = self.batch_for_step(upcoming)
 
-    def _resolve(self, action) -> _Planned:
+    def _resolve(self, action) -> _Routed:
         """Where ``action``'s input comes from and where its output goes: what it ``needs``
         from the stage next to it, and the action language's one rule for who sends to whom
         (``message_into``, ``message_of``): a forward takes the previous stage's activation
@@ -162,7 +164,7 @@ class Executor:
                 key = (sender, ACTIVATION if kind == FORWARD else GRADIENT, mb)
         incoming = message_into(action, stage_to_rank)
         outgoing = message_of(action, stage_to_rank, self.pp_rank)
-        return _Planned(action, key, incoming.sender if incoming else None,
+        return _Routed(action, key, incoming.sender if incoming else None,
                         outgoing.receiver if outgoing else None)
 
     def _post_through(self, position: int) -> None:
@@ -172,47 +174,47 @@ class Executor:
         with a far ``position`` when the rank is about to block anyway: receives posted while
         it waits cost the step nothing, and a sender never finds its receiver unready.
         """
-        receivers, plan = self._receivers, self.plan
+        receivers, walk = self._receivers, self.walk
         while (self._next_receiver < len(receivers) and receivers[self._next_receiver] <= position
                and len(self.posted) < MAX_POSTED_RECEIVES):
-            planned = plan[receivers[self._next_receiver]]
-            self.posted[planned.needs] = self.comms.post_recv(planned.from_rank, *planned.needs)
+            routed = walk[receivers[self._next_receiver]]
+            self.posted[routed.needs] = self.comms.post_recv(routed.from_rank, *routed.needs)
             self._next_receiver += 1
 
-    def _get(self, planned: _Planned, position: int) -> torch.Tensor | None:
+    def _get(self, routed: _Routed, position: int) -> torch.Tensor | None:
         """What an action needs from another stage: handed over locally, or received."""
-        key = planned.needs
+        key = routed.needs
         if key is None:
             return None
-        if planned.from_rank is None:
+        if routed.from_rank is None:
             return self.local.pop(key)
         self._post_through(position)
         return self.comms.wait_recv(self.posted.pop(key), while_blocked=self._while_blocked)
 
-    def _put(self, tensor: torch.Tensor, planned: _Planned) -> None:
-        stage, kind, mb = planned.action
+    def _put(self, tensor: torch.Tensor, routed: _Routed) -> None:
+        stage, kind, mb = routed.action
         message = ACTIVATION if kind == FORWARD else GRADIENT
-        if planned.to_rank is None:
+        if routed.to_rank is None:
             self.local[(stage, message, mb)] = tensor
         else:
-            self.comms.send(tensor, planned.to_rank, stage, message, mb)
+            self.comms.send(tensor, routed.to_rank, stage, message, mb)
 
-    def run_action(self, planned: _Planned, step: int, position: int) -> None:
-        stage, kind, mb = planned.action
+    def run_action(self, routed: _Routed, step: int, position: int) -> None:
+        stage, kind, mb = routed.action
         runtime = self.runtimes[stage]
         if runtime.tp_comm is not None:
             runtime.tp_comm.microbatch = mb
         schedule = self.schedule
         last = stage == schedule.num_stages - 1
         if kind == FORWARD:
-            x = self._microbatch(mb)[0] if stage == 0 else self._get(planned, position)
+            x = self._microbatch(mb)[0] if stage == 0 else self._get(routed, position)
             targets = self._microbatch(mb)[1] if last else None
-            version = self.planned_versions[(stage, mb)] if schedule.is_async else step
+            version = self.scheduled_versions[(stage, mb)] if schedule.is_async else step
             with self.recorder.span(kind, stage=stage, microbatch=mb, version=version):
                 out = runtime.forward(mb, x, targets, version)
             self.versions[(kind, stage, mb)] = runtime.states[mb].version
             if not last:
-                self._put(out, planned)
+                self._put(out, routed)
             return
         version = runtime.states[mb].version
         self.versions[(kind, stage, mb)] = version
@@ -220,12 +222,12 @@ class Executor:
             with self.recorder.span(kind, stage=stage, microbatch=mb, version=version):
                 runtime.backward_weight(mb)
         else:
-            grad_out = self._get(planned, position)  # None on the last stage: from the loss
+            grad_out = self._get(routed, position)  # None on the last stage: from the loss
             compute = runtime.backward_input if kind == BACKWARD_INPUT else runtime.backward
             with self.recorder.span(kind, stage=stage, microbatch=mb, version=version):
                 grad_in = compute(mb, grad_out)
             if stage > 0:
-                self._put(grad_in, planned)
+                self._put(grad_in, routed)
         if schedule.is_async and kind != BACKWARD_INPUT and runtime.due_for_update():
             now = runtime.current_version()
             with self.recorder.span(EventKind.OPTIM, stage=stage, version=now):
@@ -272,12 +274,12 @@ class Executor:
         if self.hooks.on_step is not None:
             self.hooks.on_step(step)
         self._next_receiver = 0
-        plan = self.plan
-        for position, planned in enumerate(plan):
-            if position == len(plan) // 2:
+        walk = self.walk
+        for position, routed in enumerate(walk):
+            if position == len(walk) // 2:
                 self._maybe_fail(step)
             self._post_through(position + 1)
-            self.run_action(planned, step, position)
+            self.run_action(routed, step, position)
         self.comms.drain()
         if self.hooks.after_flush is not None:
             for runtime in self.runtimes.values():
@@ -295,8 +297,8 @@ class Executor:
         fault_step = self.fault.step if self.fault is not None else None
         reached = -1  # steps interleave without a flush: report each the first time it starts
         self._next_receiver = 0
-        for position, planned in enumerate(self.plan):
-            action = planned.action
+        for position, routed in enumerate(self.walk):
+            action = routed.action
             step = self.schedule.step_of(action.microbatch)
             self.recorder.step = self._step_now = step
             if step > reached:
@@ -307,7 +309,7 @@ class Executor:
                 fault_step = None
                 self._maybe_fail(step)
             self._post_through(position + 1)
-            self.run_action(planned, step, position)
+            self.run_action(routed, step, position)
             if action.stage == last_stage and action.kind == FORWARD:
                 self._collect_losses()
         self.comms.drain()

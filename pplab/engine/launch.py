@@ -1,9 +1,9 @@
-"""A whole training run: plan it, start its ranks, and gather one measured run directory.
+"""A whole training run: check it, start its ranks, and gather one measured run directory.
 
 What it teaches: the path of ``pplab train`` from a request to a run directory, in order.
 
-1. ``pplab.engine.request.make_plan`` checks every number without torch (this module adds only
-that a
+1. ``pplab.engine.request.check_request`` checks every number without torch (this module
+adds only that a
    CUDA device is really there when ``--device cuda`` asks for one).
 2. Locally, ``supervisor.spawn_ranks`` starts one process per rank (gloo on CPU, NCCL with
    one GPU per rank) and watches them; under ``torchrun`` (RANK and WORLD_SIZE set) this
@@ -32,7 +32,7 @@ import pandas as pd
 
 import pplab
 from pplab.engine.machine import cpu_count, launched_by_torchrun
-from pplab.engine.request import Plan, make_plan, new_run_dir
+from pplab.engine.request import TrainingRequest, check_request, new_run_dir
 from pplab.engine.supervisor import RankFailed, Report, describe_error, spawn_ranks
 from pplab.engine.train_config import TrainConfig
 
@@ -56,59 +56,62 @@ class RunResult:
     losses: list[float]
 
 
-def check_device(plan: Plan) -> None:
-    """The one plan check that needs torch: a CUDA run needs a visible CUDA GPU."""
-    if plan.config.device == "cuda":
+def check_device(request: TrainingRequest) -> None:
+    """The one check of a request that needs torch: a CUDA run needs a visible CUDA GPU."""
+    if request.config.device == "cuda":
         import torch
 
         if not torch.cuda.is_available():
             raise ValueError("--device cuda but no CUDA GPU is visible; use --device cpu")
 
 
-def output_dir(plan: Plan) -> Path | None:
+def output_dir(request: TrainingRequest) -> Path | None:
     """Where the run will be saved (None for ``--out -``), checked now: a folder that cannot
     take it (under a file, read-only, full) is refused before any rank starts, not after
     the last step. The default is a new folder under the user's runs folder."""
     from pplab.engine.request import estimated_event_rows
     from pplab.runs.output_paths import check_writable
 
-    if plan.config.out == "-":
+    if request.config.out == "-":
         return None
-    if plan.config.out:
-        target = Path(plan.config.out)
+    if request.config.out:
+        target = Path(request.config.out)
     else:
         from pplab.runs.catalog import user_runs_dir
 
-        target = new_run_dir(user_runs_dir(), plan)
-    need = RUN_DIR_BYTES + RUN_DIR_BYTES_PER_EVENT * estimated_event_rows(plan, plan.num_steps)
+        target = new_run_dir(user_runs_dir(), request)
+    need = (RUN_DIR_BYTES
+            + RUN_DIR_BYTES_PER_EVENT * estimated_event_rows(request, request.num_steps))
     check_writable(target, "--out", need_bytes=need, folder=True)
     return target
 
 
 def run_training(config: TrainConfig, on_progress: OnProgress | None = None) -> RunResult:
     """Run a whole training job and save it (unless ``config.out`` is "-")."""
-    plan = make_plan(config)
-    check_device(plan)
-    run_dir = output_dir(plan)
+    request = check_request(config)
+    check_device(request)
+    run_dir = output_dir(request)
     if launched_by_torchrun():
-        return _run_in_place(plan, run_dir, on_progress)
-    return _run_spawned(plan, run_dir, on_progress)
+        return _run_in_place(request, run_dir, on_progress)
+    return _run_spawned(request, run_dir, on_progress)
 
 
-def train_spawned_rank(rank: int, world_size: int, report: Report, plan: Plan) -> dict:
+def train_spawned_rank(rank: int, world_size: int, report: Report,
+                       request: TrainingRequest) -> dict:
     """What each spawned process runs: train, telling the parent each step it begins and
     each loss it computes (the supervisor's measure of progress)."""
     from pplab.engine.training import train_rank
 
-    return train_rank(plan, rank, on_loss=lambda step, loss: report("loss", step=step, loss=loss),
+    return train_rank(request, rank,
+                      on_loss=lambda step, loss: report("loss", step=step, loss=loss),
                       on_step=lambda step: report("step", step=step))
 
 
-def _progress_relay(plan: Plan, on_progress: OnProgress | None):
+def _progress_relay(request: TrainingRequest, on_progress: OnProgress | None):
     """Turn the ranks' reports into the run's progress: how many ranks have started (Python
     and torch loaded), how many are ready (set up, beginning their first step), the steps."""
     counted: dict[str, set[int]] = {"started": set(), "ready": set()}
-    world = plan.topology.world_size
+    world = request.topology.world_size
 
     def count(phase: str, rank: int) -> None:
         if rank not in counted[phase]:
@@ -123,7 +126,7 @@ def _progress_relay(plan: Plan, on_progress: OnProgress | None):
         elif event == "step":
             count("ready", rank)
         elif event == "loss":
-            on_progress({"event": "step", "step": fields["step"] + 1, "steps": plan.num_steps,
+            on_progress({"event": "step", "step": fields["step"] + 1, "steps": request.num_steps,
                          "loss": fields["loss"]})
 
     return on_report
@@ -139,34 +142,36 @@ def choose_backend(device: str, ranks_per_host: int) -> tuple[str, bool]:
     return ("gloo" if shared else "nccl"), shared
 
 
-def _run_spawned(plan: Plan, run_dir: Path | None, on_progress: OnProgress | None) -> RunResult:
-    world = plan.topology.world_size
-    backend, gpus_shared = choose_backend(plan.config.device, world)
-    results = spawn_ranks(world, train_spawned_rank, plan, backend=backend,
-                          timeout=plan.config.timeout,
-                          on_report=_progress_relay(plan, on_progress))
-    return _finish(plan, results, gpus_shared, run_dir)
+def _run_spawned(request: TrainingRequest, run_dir: Path | None,
+                 on_progress: OnProgress | None) -> RunResult:
+    world = request.topology.world_size
+    backend, gpus_shared = choose_backend(request.config.device, world)
+    results = spawn_ranks(world, train_spawned_rank, request, backend=backend,
+                          timeout=request.config.timeout,
+                          on_report=_progress_relay(request, on_progress))
+    return _finish(request, results, gpus_shared, run_dir)
 
 
-def _run_in_place(plan: Plan, run_dir: Path | None, on_progress: OnProgress | None) -> RunResult:
+def _run_in_place(request: TrainingRequest, run_dir: Path | None,
+                  on_progress: OnProgress | None) -> RunResult:
     """Under torchrun: this process is one rank; rank 0 gathers and writes the run."""
     import torch.distributed as dist
 
     from pplab.engine.training import train_rank
 
     rank, world = int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"])
-    if world != plan.topology.world_size:
-        raise ValueError(f"torchrun started {world} ranks; this plan needs "
-                         f"{plan.topology.describe()}")
-    backend, gpus_shared = choose_backend(plan.config.device,
+    if world != request.topology.world_size:
+        raise ValueError(f"torchrun started {world} ranks; this request needs "
+                         f"{request.topology.describe()}")
+    backend, gpus_shared = choose_backend(request.config.device,
                                           int(os.environ.get("LOCAL_WORLD_SIZE", world)))
     try:
-        dist.init_process_group(backend, timeout=timedelta(seconds=plan.config.timeout))
+        dist.init_process_group(backend, timeout=timedelta(seconds=request.config.timeout))
     except Exception as error:
         raise RankFailed(f"rank {rank} failed: {describe_error(error)}") from None
-    relay = _progress_relay(plan, on_progress)
+    relay = _progress_relay(request, on_progress)
     try:
-        result = train_rank(plan, rank,
+        result = train_rank(request, rank,
                             on_loss=lambda step, loss: relay(rank, "loss",
                                                              {"step": step, "loss": loss}))
         gathered = [None] * world if rank == 0 else None
@@ -180,7 +185,7 @@ def _run_in_place(plan: Plan, run_dir: Path | None, on_progress: OnProgress | No
             dist.destroy_process_group()
     if rank != 0:
         return RunResult(None, pd.DataFrame(), {}, [])  # rank 0 reports for the whole run
-    return _finish(plan, gathered, gpus_shared, run_dir)
+    return _finish(request, gathered, gpus_shared, run_dir)
 
 
 def _hardware(results: list[dict], gpus_shared: bool) -> dict:
@@ -203,7 +208,7 @@ def _hardware(results: list[dict], gpus_shared: bool) -> dict:
             "backend": results[0]["backend"]}
 
 
-def _finish(plan: Plan, results: list[dict], gpus_shared: bool,
+def _finish(request: TrainingRequest, results: list[dict], gpus_shared: bool,
             run_dir: Path | None) -> RunResult:
     """Merge every rank's results into one Event table and meta.json; save them in
     ``run_dir`` (None: save nothing)."""
@@ -212,7 +217,7 @@ def _finish(plan: Plan, results: list[dict], gpus_shared: bool,
     from pplab.sim.simulator import schedule_summary
     from pplab.timeline import events_frame
 
-    config, schedule, topology = plan.config, plan.schedule, plan.topology
+    config, schedule, topology = request.config, request.schedule, request.topology
     rows = [row for result in results for row in result["rows"]]
     events = events_frame(rows).sort_values(["start", "rank"], kind="stable")
     events = events.reset_index(drop=True)
@@ -234,10 +239,10 @@ def _finish(plan: Plan, results: list[dict], gpus_shared: bool,
         # The schedule's own CSV text, not the path it came from: the run replays anywhere.
         "schedule": {**schedule_summary(schedule), "csv": schedule_to_csv_text(schedule)},
         "config": config.as_dict(),
-        "model": plan.model.as_dict(),
-        "layer_split": list(plan.layer_split),
-        "batch_size": plan.batch_size,
-        "microbatch_size": plan.microbatch_size,
+        "model": request.model.as_dict(),
+        "layer_split": list(request.layer_split),
+        "batch_size": request.batch_size,
+        "microbatch_size": request.microbatch_size,
         "loss": losses,
         "time_unit": "s",
         "created": datetime.now(UTC).isoformat(timespec="seconds"),

@@ -27,7 +27,7 @@ from pplab.engine.data import make_task, microbatches
 from pplab.engine.executor import Executor, ExecutorHooks
 from pplab.engine.partition import build_stage
 from pplab.engine.recorder import Recorder
-from pplab.engine.request import Plan
+from pplab.engine.request import TrainingRequest
 from pplab.engine.stage import StageRuntime
 from pplab.engine.train_config import parse_fault
 from pplab.schedules.actions import BACKWARD_INPUT
@@ -46,7 +46,8 @@ class RankContext:
     reports_loss: bool  # a last-stage process of tensor shard 0: it computes the loss
 
 
-def setup_rank(plan: Plan, rank: int, on_loss: Callable[[int, float], None] | None = None,
+def setup_rank(request: TrainingRequest, rank: int,
+               on_loss: Callable[[int, float], None] | None = None,
                before_optim: Callable[[int, dict], None] | None = None,
                on_step: Callable[[int], None] | None = None) -> RankContext:
     """Build global ``rank``'s stages, optimizer, messages and recorder; align the clock.
@@ -55,9 +56,9 @@ def setup_rank(plan: Plan, rank: int, on_loss: Callable[[int, float], None] | No
     on the one process per step that should report the loss of its replica.
     """
     torch.set_num_threads(1)
-    config, schedule = plan.config, plan.schedule
-    me = plan.topology.coords(rank)
-    groups = plan.topology.build_groups(rank)
+    config, schedule = request.config, request.schedule
+    me = request.topology.coords(rank)
+    groups = request.topology.build_groups(rank)
     backend = dist.get_backend()
     device = _device(config.device, rank)
     dtype = getattr(torch, config.dtype)
@@ -66,7 +67,7 @@ def setup_rank(plan: Plan, rank: int, on_loss: Callable[[int, float], None] | No
 
     runtimes: dict[int, StageRuntime] = {}
     for stage in schedule.stages_of(me.pp):
-        module = build_stage(plan.model, plan.layer_split, stage, dtype).to(device)
+        module = build_stage(request.model, request.layer_split, stage, dtype).to(device)
         if config.tp_size > 1:
             from pplab.engine.tensor_parallel import parallelize_stage
 
@@ -82,7 +83,7 @@ def setup_rank(plan: Plan, rank: int, on_loss: Callable[[int, float], None] | No
     task = make_task(config.task, config.seq_len, config.text)
 
     def batch_for_step(step: int):
-        tokens, targets = task.batch(config.seed, step, plan.batch_size)
+        tokens, targets = task.batch(config.seed, step, request.batch_size)
         return [(x.to(device), y.to(device)) for x, y in microbatches(
             tokens, targets, schedule.microbatches_per_step, me.dp, config.dp_size)]
 
@@ -95,7 +96,7 @@ def setup_rank(plan: Plan, rank: int, on_loss: Callable[[int, float], None] | No
                                 stage=runtime.index)
 
     comms = PipeComms(recorder, lambda pp_rank: groups.pp_ranks[pp_rank], schedule.num_stages,
-                      (plan.microbatch_size, config.seq_len, config.d_model), dtype, device,
+                      (request.microbatch_size, config.seq_len, config.d_model), dtype, device,
                       through_host=device.type == "cuda" and backend == "gloo")
     fault = parse_fault(config.fault) if config.fault else None
     reports_loss = me.pp == schedule.stage_to_rank[-1] and me.tp == 0

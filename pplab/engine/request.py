@@ -1,19 +1,19 @@
-"""The plan of a training run: schedule, model cut, batch and rank grid, checked without torch.
+"""A training request: schedule, model cut, batch and rank grid, checked without torch.
 
 What it teaches: before one process starts, a pipeline run is a handful of numbers that must
 agree. The schedule fixes the depth P and the microbatches; the model needs at least one
 layer per stage; the batch must cut into microbatches on every data-parallel replica; an
 asynchronous schedule cannot average gradients across replicas; a fault must name a process
 and a step that exist; the model, its optimizer state and its activations must fit the
-bounds of ``pplab.limits``, and so must the events the run would record. ``make_plan`` checks
-them all and raises ValueError with the numbers that are wrong, so ``pplab train``, ``pplab
+bounds of ``pplab.limits``, and so must the events the run would record. ``check_request``
+checks them all and raises ValueError with the numbers that are wrong, so ``pplab train``, ``pplab
 compare`` and the app's Run page refuse a bad request with the same one line. It imports no
 torch: the engine (``pplab.engine.launch``) adds only the check that a CUDA device is really
 there, and that the run directory can be written.
 
-    python -c "from pplab.engine.request import make_plan; from pplab.engine.train_config import \
-    TrainConfig;
-    print(make_plan(TrainConfig(pp_size=4, microbatches=8)).describe())"
+    python -c "from pplab.engine.request import check_request; \
+    from pplab.engine.train_config import TrainConfig;
+    print(check_request(TrainConfig(pp_size=4, microbatches=8)).describe())"
 """
 
 from __future__ import annotations
@@ -40,8 +40,10 @@ EVENT_ROWS_PER_TP_LAYER = 4
 
 
 @dataclass(frozen=True)
-class Plan:
-    """Everything a rank needs, checked before any process starts."""
+class TrainingRequest:
+    """A training run as ``check_request`` accepted it: everything a rank needs, checked
+    before any process starts. (``pplab plan`` is another thing: the planner's search of
+    layouts at scale, ``pplab.planner``.)"""
 
     config: TrainConfig
     schedule: Schedule
@@ -62,7 +64,7 @@ class Plan:
                         for key, value in _name_parts(self))
 
 
-def make_plan(config: TrainConfig) -> Plan:
+def check_request(config: TrainConfig) -> TrainingRequest:
     """Resolve defaults and cross-check every number; raise ValueError with the wrong ones."""
     schedule = _schedule(config)
     validate(schedule)
@@ -97,50 +99,50 @@ def make_plan(config: TrainConfig) -> Plan:
     model = ModelConfig(vocab_size=vocab_size(config), seq_len=config.seq_len,
                         d_model=config.d_model, n_heads=config.heads, n_layers=layers,
                         d_ff=config.mlp_width, seed=config.seed)
-    plan = Plan(config, schedule, model, layer_split, batch_size,
+    request = TrainingRequest(config, schedule, model, layer_split, batch_size,
                 batch_size // (per_step * replicas), topology)
-    _check_size(plan, steps)
-    return plan
+    _check_size(request, steps)
+    return request
 
 
-def estimated_training_bytes(plan: Plan) -> int:
+def estimated_training_bytes(request: TrainingRequest) -> int:
     """About what the run holds in memory, all ranks together: weights, gradients and two Adam
     moments of every replica, plus the activations of a whole batch saved for the backward
     (GPipe holds them all at once). Per token and layer a block saves about 16 d_model +
     2 d_ff + 2 heads x seq_len numbers (Korthikanti et al., 2022, eq. 1, at our sizes)."""
-    model, config = plan.model, plan.config
+    model, config = request.model, request.config
     d, ff, vocab, seq = model.d_model, model.d_ff, model.vocab_size, model.seq_len
     per_layer = 4 * d * d + 2 * d * ff + 9 * d + ff
     parameters = model.n_layers * per_layer + 2 * vocab * d + seq * d + 2 * d + vocab
     element = 8 if config.dtype == "float64" else 4
-    tokens = plan.batch_size * seq
+    tokens = request.batch_size * seq
     activations = tokens * (model.n_layers * (16 * d + 2 * ff + 2 * model.n_heads * seq)
                             + 4 * vocab)
     return (4 * parameters * config.dp_size + activations) * element
 
 
-def estimated_event_rows(plan: Plan, steps: int) -> int:
+def estimated_event_rows(request: TrainingRequest, steps: int) -> int:
     """About how many rows the run's Event table gets (nothing when it records nothing)."""
-    if not plan.config.record:
+    if not request.config.record:
         return 0
-    grid, schedule = plan.topology, plan.schedule
+    grid, schedule = request.topology, request.schedule
     per_action = EVENT_ROWS_PER_ACTION
     if grid.tp_size > 1:
-        per_action += EVENT_ROWS_PER_TP_LAYER * max(plan.layer_split)
+        per_action += EVENT_ROWS_PER_TP_LAYER * max(request.layer_split)
     actions = sum(len(order) for order in schedule.actions.values())
     rounds = 1 if schedule.is_async else steps
     return actions * rounds * grid.tp_size * grid.dp_size * per_action
 
 
-def _check_size(plan: Plan, steps: int) -> None:
+def _check_size(request: TrainingRequest, steps: int) -> None:
     """Refuse a run the machine should not be asked for, or whose events no lab could open."""
-    need = estimated_training_bytes(plan)
+    need = estimated_training_bytes(request)
     if need > limits.MAX_TRAINING_BYTES:
         raise ValueError(f"this model and batch need about {need / 2**30:,.1f} GiB of memory; "
                          f"pplab trains at most {limits.MAX_TRAINING_BYTES / 2**30:g} GiB "
                          f"(pplab.limits): use a smaller --d-model, --layers, --seq-len or "
                          f"--batch-size")
-    rows = estimated_event_rows(plan, steps)
+    rows = estimated_event_rows(request, steps)
     if rows > limits.MAX_EVENT_ROWS:
         raise ValueError(f"{steps:,} steps would record about {rows:,} events; a run directory "
                          f"holds at most {limits.MAX_EVENT_ROWS:,} (pplab.limits): use fewer "
@@ -190,9 +192,9 @@ def split_layers(n_layers: int, num_stages: int,
     return tuple(base + (1 if s < extra else 0) for s in range(num_stages))
 
 
-def _name_parts(plan: Plan) -> list[tuple[str, int | str]]:
+def _name_parts(request: TrainingRequest) -> list[tuple[str, int | str]]:
     """(key, value) pairs that name a run; a run without a pipeline is named by its grid."""
-    schedule, grid = plan.schedule, plan.topology
+    schedule, grid = request.schedule, request.topology
     parts: list[tuple[str, int | str]] = []
     if grid.pp_size > 1 or grid.world_size == 1:
         parts += [("", schedule.name), ("pp", grid.pp_size),
@@ -206,13 +208,13 @@ def _name_parts(plan: Plan) -> list[tuple[str, int | str]]:
     return parts
 
 
-def run_label(plan: Plan) -> str:
+def run_label(request: TrainingRequest) -> str:
     """A folder-name label: ``1f1b-p2m4``, ``interleaved-1f1b-p2m4v2-tp2``, ``tp4``, ``dp2-m2``.
 
     The one naming of runs: ``pplab train``'s default folder, the app's runs and the folders
     of a ``pplab compare`` all use it.
     """
-    parts = dict(_name_parts(plan))
+    parts = dict(_name_parts(request))
     words = []
     if "pp" in parts:
         name = re.sub(r"[^A-Za-z0-9._-]+", "-", str(parts[""])).strip("-.") or "custom"
@@ -224,10 +226,10 @@ def run_label(plan: Plan) -> str:
     return "-".join(words)
 
 
-def new_run_dir(root: str | Path, plan: Plan, now: datetime | None = None) -> Path:
+def new_run_dir(root: str | Path, request: TrainingRequest, now: datetime | None = None) -> Path:
     """``root/<UTC time>-<run_label>``, with -2, -3, ... when runs start in the same second."""
     stamp = (now or datetime.now(UTC)).strftime("%Y%m%d-%H%M%S")
-    base = Path(root) / f"{stamp}-{run_label(plan)}"
+    base = Path(root) / f"{stamp}-{run_label(request)}"
     candidate, suffix = base, 1
     while candidate.exists():
         suffix += 1

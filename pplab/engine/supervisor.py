@@ -86,7 +86,7 @@ def spawn_ranks(world_size: int, fn: Callable, *args, backend: str | None = "glo
     processes, inboxes, folder = [], [], None
     try:
         folder = rendezvous.new_folder()
-        # The arguments (a plan can be megabytes) wait in a file: what spawn itself writes to
+        # The arguments (a request can be megabytes) wait in a file: what spawn itself writes to
         # a new process stays small, so starting one never waits on it.
         rendezvous.write_args(folder, args)
         for rank in range(world_size):

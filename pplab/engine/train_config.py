@@ -110,7 +110,7 @@ def check_whole_number(name: str, value: object, limit: int, minimum: int = 1) -
 
 
 # Every whole-number option: (largest, smallest) value. None is allowed for the optional ones,
-# which the plan fills in (pp_size and microbatches from a CSV, layers from the stages...).
+# which the request check fills in (pp_size and microbatches from a CSV, layers from the stages...).
 _BOUNDS = {
     "pp_size": (limits.MAX_PP_SIZE, 1), "microbatches": (limits.MAX_MICROBATCHES, 1),
     "chunks": (limits.MAX_STAGES, 1), "steps": (limits.MAX_TRAIN_STEPS, 1),
@@ -247,7 +247,7 @@ def text_alphabet(path: str, seq_len: int) -> str:
     """The characters of a ``--task text`` corpus, sorted: its tokens, in token order.
 
     Read the way the data loader reads it (UTF-8, undecodable bytes replaced), so the vocab
-    the plan promises is the one the model gets.
+    the checked request promises is the one the model gets.
     """
     try:
         content = Path(path).read_text(encoding="utf-8", errors="replace")

@@ -20,26 +20,27 @@ import torch
 import torch.distributed as dist
 
 from pplab.engine.rank_setup import setup_rank
-from pplab.engine.request import Plan
+from pplab.engine.request import TrainingRequest
 
 
-def train_rank(plan: Plan, rank: int, on_loss: Callable[[int, float], None] | None = None,
+def train_rank(request: TrainingRequest, rank: int,
+               on_loss: Callable[[int, float], None] | None = None,
                before_optim: Callable[[int, dict], None] | None = None,
                on_step: Callable[[int], None] | None = None) -> dict:
     """Everything global ``rank`` does once its process group is up; returns what it measured.
 
     The callbacks are the executor's hooks (see ``pplab.engine.executor.ExecutorHooks``).
     """
-    context = setup_rank(plan, rank, on_loss, before_optim, on_step)
+    context = setup_rank(request, rank, on_loss, before_optim, on_step)
     executor, runtimes, device = context.executor, context.runtimes, context.device
     started = time.perf_counter()
-    if plan.schedule.is_async:
+    if request.schedule.is_async:
         executor.run_async()
-        steps = plan.num_steps
+        steps = request.num_steps
         step_seconds = [(time.perf_counter() - started) / steps] * steps
     else:
         step_seconds = []
-        for step in range(plan.num_steps):
+        for step in range(request.num_steps):
             begin = time.perf_counter()
             executor.run_sync_step(step)
             step_seconds.append(time.perf_counter() - begin)

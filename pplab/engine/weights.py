@@ -10,7 +10,7 @@ versions; PipeDream-2BW's (Narayanan et al., ICML 2021, arXiv:2006.09503, Sec. 3
 previous step's, so a stage keeps its newest weights and one shadow copy: two versions.
 
 A version is kept while a microbatch still needs it: from its first forward (or, when a
-forward planned on it comes after the update that replaces it, from that update) to the end
+forward scheduled on it comes after the update that replaces it, from that update) to the end
 of its last backward. ``max_live_versions`` counts distinct versions held at once, the live
 weights included: what meta.json records as ``max_live_weight_versions``.
 
@@ -34,12 +34,13 @@ class WeightStash:
         self.version = 0  # the live weights' version: optimizer updates so far
         self.snapshots: dict[int, dict[str, torch.Tensor]] = {}
         self.users: Counter[int] = Counter()  # forwards run on a version, backward not done
-        self.planned: Counter[int] = Counter()  # forwards still to come on a version
+        self.forwards_to_come: Counter[int] = Counter()  # forwards still to come on a version
         self.max_live_versions = 1
 
-    def plan(self, versions: Iterable[int]) -> None:
-        """The version each of this stage's microbatches will run with, from the schedule."""
-        self.planned.update(versions)
+    def expect_forwards(self, versions: Iterable[int]) -> None:
+        """Count the forwards still to come on each version: the version each of this
+        stage's microbatches will run with, from the schedule."""
+        self.forwards_to_come.update(versions)
 
     def acquire(self, version: int | None = None) -> tuple[int, dict[str, torch.Tensor]]:
         """Frozen parameters of ``version`` (default: the live one) for one forward."""
@@ -51,8 +52,8 @@ class WeightStash:
                     f"{sorted(self.snapshots)} and its live weights are version {self.version}")
             self.snapshots[version] = self._copy()
         self.users[version] += 1
-        if self.planned[version] > 0:
-            self.planned[version] -= 1
+        if self.forwards_to_come[version] > 0:
+            self.forwards_to_come[version] -= 1
         self._count()
         return version, self.snapshots[version]
 
@@ -70,8 +71,8 @@ class WeightStash:
 
     def before_update(self) -> None:
         """Call before the optimizer changes the live weights: a version that forwards still
-        planned on it need is copied first (2BW's shadow)."""
-        if self.planned[self.version] > 0 and self.version not in self.snapshots:
+        scheduled on it need is copied first (2BW's shadow)."""
+        if self.forwards_to_come[self.version] > 0 and self.version not in self.snapshots:
             self.snapshots[self.version] = self._copy()
 
     def advance(self) -> None:
@@ -90,5 +91,6 @@ class WeightStash:
 
     def _drop_unused(self) -> None:
         for version in [v for v in self.snapshots
-                        if v != self.version and not self.users[v] and not self.planned[v]]:
+                        if v != self.version and not self.users[v]
+                        and not self.forwards_to_come[v]]:
             del self.snapshots[version]

@@ -72,10 +72,11 @@ class Study:
 
 def train_all(rank: int, world_size: int, report, configs: dict) -> dict:
     """Runs on every rank: train each configuration in turn; the last stage's losses."""
-    from pplab.engine.request import make_plan
+    from pplab.engine.request import check_request
     from pplab.engine.training import train_rank
 
-    return {key: train_rank(make_plan(config), rank)["losses"] for key, config in configs.items()}
+    return {key: train_rank(check_request(config), rank)["losses"]
+            for key, config in configs.items()}
 
 
 def run_study(study: Study, timeout: float = 600.0) -> dict:
