@@ -32,8 +32,10 @@ from pplab.planner import (
     pipeline_events,
     plan,
 )
+from pplab.planner.estimate import grid_problem
 from pplab.planner.flops import LayerTimes, layer_times
 from pplab.planner.memory import stage_memories, stage_parameters
+from pplab.planner.search import chunk_options, microbatch_options, valid_grids
 from pplab.planner.timing import PipelineCosts, pipeline_time
 from pplab.schedules import build
 from pplab.sim.simulator import simulate
@@ -483,3 +485,22 @@ def test_spec_file_mistakes_are_one_line_naming_the_file(tmp_path, text, words):
         load_spec(path)
     line = _one_line(error)
     assert str(path) in line and words in line
+
+
+def test_the_grids_the_planner_offers_are_the_ones_its_search_accepts():
+    # The Planner page asks valid_grids for its sliders: it must agree with what plan tries.
+    model, cluster = PRESET_MODELS["megatron-1.7b"], PRESET_CLUSTERS["dgx-a100-80gb"]
+    cluster = cluster.with_nodes(4)
+    result = plan(model, cluster, 512, max_candidates=1)
+    by_rule = {e.grid for e in result.excluded if grid_problem(model, cluster, 512, *e.grid)}
+    assert by_rule and set(valid_grids(model, cluster, 512)) == set(result.grids()) - by_rule
+    # Without a batch only the batch's own rule is left out: 500 sequences split into 1, 2, 4.
+    assert {dp for _, _, dp in valid_grids(model, cluster, 500)} == {1, 2, 4}
+    assert len(valid_grids(model, cluster)) > len(valid_grids(model, cluster, 500))
+    assert microbatch_options(512, 4) == [1, 2, 4, 8] and microbatch_options(500, 32) == []
+
+
+def test_the_chunks_offered_split_the_layers_evenly():
+    model = PRESET_MODELS["megatron-1.7b"]  # 24 layers
+    assert chunk_options(model, 2) == [2, 3, 4, 6]
+    assert chunk_options(model, 1) == []  # interleaving needs two ranks at least

@@ -17,8 +17,6 @@ from pplab.classroom import page_work
 from pplab.cli.plan import explain_lines, ranked_rows
 from pplab.limits import (
     MAX_PAGE_GLOBAL_BATCH,
-    MAX_PLANNED_CHUNKS,
-    MAX_PLANNED_PP,
     MAX_PLANNER_PAGE_NODES,
     MAX_PLANNER_PAGE_RANKED_PP,
 )
@@ -29,7 +27,7 @@ from pplab.planner import (
     SCHEDULES,
     explain,
 )
-from pplab.planner.search import MICROBATCH_SIZES
+from pplab.planner.search import chunk_options, microbatch_options, valid_grids
 from pplab.planner.specs import GB, GIB
 
 
@@ -92,29 +90,27 @@ with st.sidebar:
 gpus = cluster.num_gpus
 st.subheader("Your layout")
 left, middle, right = st.columns(3)
-pp_options = [p for p in range(1, min(gpus, model.layers, MAX_PLANNED_PP) + 1)
-              if gpus % p == 0 and model.layers % p == 0]
+# The planner says which grids it accepts; the batch's split is left to the error below, so
+# a layout that breaks only that rule can be picked and shows the rule.
+grids = valid_grids(model, cluster)
+pp_options = sorted({grid[0] for grid in grids})
 pp = left.select_slider("pp (pipeline ranks)", pp_options, _nearest(pp_options, 8),
                         key="pl_pp", help="Only depths that split the layers evenly.")
-tp_options = [t for t in range(1, cluster.gpus_per_node + 1)
-              if (gpus // pp) % t == 0 and cluster.gpus_per_node % t == 0
-              and model.heads % t == 0]
+tp_options = sorted({grid[1] for grid in grids if grid[0] == pp})
 tp = middle.select_slider("tp (tensor-parallel GPUs)", tp_options,
                           _nearest(tp_options, 8), key="pl_tp",
                           help="Inside one node, dividing the heads.")
 dp = gpus // (pp * tp)
 right.metric("dp (data-parallel replicas)", f"{dp}", help=f"{gpus} GPUs / (pp × tp)")
-per_replica = batch // dp if batch % dp == 0 else 0
-b_options = [b for b in MICROBATCH_SIZES if per_replica and per_replica % b == 0] or [1]
+b_options = microbatch_options(batch, dp) or [1]
 b = left.select_slider("Microbatch size b (sequences)", b_options, 1, key="pl_b")
-if per_replica:
-    left.caption(f"m = {batch} / (dp × b) = {per_replica // b} microbatches per pipeline")
+if batch % dp == 0:
+    left.caption(f"m = {batch} / (dp × b) = {batch // dp // b} microbatches per pipeline")
 schedule = middle.selectbox("Schedule", SCHEDULES, key="pl_schedule",
                             index=SCHEDULES.index("1f1b"))
 chunks = None
 if schedule == "interleaved-1f1b":
-    v_options = [v for v in range(2, MAX_PLANNED_CHUNKS + 1)
-                 if model.layers % (pp * v) == 0] or [2]
+    v_options = chunk_options(model, pp) or [2]
     chunks = middle.select_slider("Chunks v per rank", v_options, v_options[0], key="pl_v")
 recompute = right.select_slider("Recompute", RECOMPUTE, "selective", key="pl_recompute",
                                 help="none keeps every activation; selective reruns the "

@@ -42,9 +42,10 @@ from pplab.sim.cost_model import CostModel
 SCHEDULES = ("gpipe", "1f1b", "interleaved-1f1b", "zb-h1")
 
 
-def grid_problem(model: ModelSpec, cluster: ClusterSpec, global_batch: int, pp: int, tp: int,
-                 dp: int) -> str | None:
-    """Why (pp, tp, dp) cannot run this model on this cluster, or None when it can."""
+def grid_problem(model: ModelSpec, cluster: ClusterSpec, global_batch: int | None, pp: int,
+                 tp: int, dp: int) -> str | None:
+    """Why (pp, tp, dp) cannot run this model on this cluster, or None when it can; with
+    ``global_batch`` None, whatever the batch (its split into dp replicas is not checked)."""
     gpus = cluster.num_gpus
     if pp * tp * dp != gpus:
         return f"pp x tp x dp = {pp} x {tp} x {dp} = {pp * tp * dp}, the cluster has {gpus} GPUs"
@@ -60,8 +61,22 @@ def grid_problem(model: ModelSpec, cluster: ClusterSpec, global_batch: int, pp: 
         return f"{model.layers} layers are not divisible by pp={pp}"
     if pp > limits.MAX_PLANNED_PP:
         return f"pp={pp} is deeper than the planner's limit of {limits.MAX_PLANNED_PP} stages"
-    if global_batch % dp:
+    if global_batch is not None and global_batch % dp:
         return f"global batch {global_batch} is not divisible by dp={dp}"
+    return None
+
+
+def interleaving_problem(model: ModelSpec, pp: int, v: int, m: int | None = None) -> str | None:
+    """Why interleaved 1F1B cannot run v chunks per rank on pp ranks (with m microbatches per
+    pipeline; None: whatever m), or None: Megatron's schedule (Narayanan et al., SC 2021,
+    arXiv:2104.04473, Sec. 2.2.2) cuts the layers into pp x v equal chunks and sends the
+    microbatches round in groups of pp."""
+    if pp < 2 or v < 2:
+        return f"interleaved-1f1b needs pp >= 2 and at least 2 chunks; got pp={pp}, v={v}"
+    if model.layers % (pp * v):
+        return f"{model.layers} layers are not divisible by pp x v = {pp} x {v}"
+    if m is not None and m % pp:
+        return f"interleaved-1f1b needs microbatches a multiple of pp={pp}; got m={m}"
     return None
 
 
@@ -84,14 +99,7 @@ def layout_problem(model: ModelSpec, cluster: ClusterSpec, global_batch: int,
         return f"schedule {name!r} is not one of {', '.join(SCHEDULES)}"
     if name != "interleaved-1f1b":
         return None if v == 1 else f"{name} places 1 chunk per rank, not {v}"
-    m = layout.num_microbatches
-    if pp < 2 or v < 2:
-        return f"interleaved-1f1b needs pp >= 2 and at least 2 chunks; got pp={pp}, v={v}"
-    if model.layers % (pp * v):
-        return f"{model.layers} layers are not divisible by pp x v = {pp} x {v}"
-    if m % pp:
-        return f"interleaved-1f1b needs microbatches a multiple of pp={pp}; got m={m}"
-    return None
+    return interleaving_problem(model, pp, v, layout.num_microbatches)
 
 
 def estimate_layout(model: ModelSpec, cluster: ClusterSpec, global_batch: int,

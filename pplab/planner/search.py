@@ -18,7 +18,7 @@ recomputing more only lengthens the backward.
 from __future__ import annotations
 
 import bisect
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 
 from pplab import limits
@@ -26,6 +26,7 @@ from pplab.planner.estimate import (
     SCHEDULES,
     estimate_layout,
     grid_problem,
+    interleaving_problem,
     layout_problem,
     time_layout,
 )
@@ -132,6 +133,48 @@ def _divisors(n: int) -> list[int]:
     return sorted(set(small + [n // d for d in small]))
 
 
+def grids(model: ModelSpec, cluster: ClusterSpec, global_batch: int | None,
+          pp_sizes: Sequence[int] | None = None, tp_sizes: Sequence[int] | None = None,
+          ) -> Iterator[tuple[int, int, int, str | None]]:
+    """Every (pp, tp, dp) that uses all the cluster's GPUs, with the rule it breaks (None when
+    it breaks none; ``grid_problem``), pp and tp from ``pp_sizes``/``tp_sizes`` or every
+    divisor of the GPU count. ``plan`` tries these; with ``global_batch`` None the batch's
+    split into replicas is left unchecked."""
+    gpus = cluster.num_gpus
+    divisors = _divisors(gpus)
+    for pp in pp_sizes or divisors:
+        for tp in tp_sizes or divisors:
+            if (gpus // pp) % tp:
+                continue
+            dp = gpus // (pp * tp)
+            yield pp, tp, dp, grid_problem(model, cluster, global_batch, pp, tp, dp)
+
+
+def valid_grids(model: ModelSpec, cluster: ClusterSpec,
+                global_batch: int | None = None) -> list[tuple[int, int, int]]:
+    """The (pp, tp, dp) the planner accepts for ``model`` on ``cluster``, in order: every GPU
+    used, tp inside a node dividing the heads, pp dividing the layers and within the
+    planner's depth, and (unless ``global_batch`` is None) dp dividing the batch."""
+    return [(pp, tp, dp) for pp, tp, dp, problem in grids(model, cluster, global_batch)
+            if problem is None]
+
+
+def microbatch_options(global_batch: int, dp: int,
+                       sizes: Sequence[int] = MICROBATCH_SIZES) -> list[int]:
+    """The microbatch sizes of ``sizes`` that cut each replica's share of the batch evenly
+    (none when dp does not divide the batch)."""
+    if global_batch % dp:
+        return []
+    return [b for b in sizes if (global_batch // dp) % b == 0]
+
+
+def chunk_options(model: ModelSpec, pp: int) -> list[int]:
+    """The chunks per rank v that interleaved 1F1B can run on pp ranks of ``model`` (2 to
+    ``MAX_PLANNED_CHUNKS``, the planner's own range; ``interleaving_problem``)."""
+    return [v for v in range(2, limits.MAX_PLANNED_CHUNKS + 1)
+            if interleaving_problem(model, pp, v) is None]
+
+
 def _choices(what: str, values, allowed: Sequence | None = None, most: int = 0) -> tuple:
     """``values`` as a tuple, each one of ``allowed`` (or a whole number up to ``most``)."""
     values = tuple(values)
@@ -148,11 +191,8 @@ def _choices(what: str, values, allowed: Sequence | None = None, most: int = 0) 
 def _layouts(model: ModelSpec, global_batch: int, pp: int, tp: int, dp: int,
              schedules, microbatch_sizes, chunks, sequence_parallel):
     """Every (microbatch size, schedule, chunks) of one valid grid, recomputation left open."""
-    per_replica = global_batch // dp
-    for b in microbatch_sizes:
-        if per_replica % b:
-            continue
-        m = per_replica // b
+    for b in microbatch_options(global_batch, dp, microbatch_sizes):
+        m = global_batch // dp // b
         names = schedules
         if pp == 1 and any(name != "interleaved-1f1b" for name in schedules):
             names = ("1f1b",)  # one stage: every schedule runs the microbatches one by one
@@ -189,43 +229,37 @@ def plan(model: ModelSpec, cluster: ClusterSpec, global_batch: int, *,
     if max_candidates is not None:
         check_whole("max candidates", max_candidates, limits.MAX_PLAN_TOP)
     gpus = cluster.num_gpus
-    divisors = _divisors(gpus)
     for what, sizes in (("pp", pp_sizes), ("tp", tp_sizes)):
         for size in sizes or ():
             check_whole(what, size, limits.MAX_PLANNED_GPUS)
             if gpus % size:
                 raise ValueError(f"{what}={size} does not divide the cluster's {gpus} GPUs")
     feasible, rejected, excluded = [], [], []
-    for pp in pp_sizes or divisors:
-        for tp in tp_sizes or divisors:
-            if (gpus // pp) % tp:
-                continue
-            dp = gpus // (pp * tp)
-            problem = grid_problem(model, cluster, global_batch, pp, tp, dp)
+    for pp, tp, dp, problem in grids(model, cluster, global_batch, pp_sizes, tp_sizes):
+        if problem:
+            excluded.append(Exclusion(pp, tp, dp, problem))
+            continue
+        reasons = []
+        for layout in _layouts(model, global_batch, pp, tp, dp, schedules,
+                               microbatch_sizes, chunks, bool(sequence_parallel)):
+            problem = layout_problem(model, cluster, global_batch, layout)
             if problem:
-                excluded.append(Exclusion(pp, tp, dp, problem))
+                reasons.append(problem)
                 continue
-            reasons = []
-            for layout in _layouts(model, global_batch, pp, tp, dp, schedules,
-                                   microbatch_sizes, chunks, bool(sequence_parallel)):
-                problem = layout_problem(model, cluster, global_batch, layout)
-                if problem:
-                    reasons.append(problem)
-                    continue
-                lightest = None
-                for level in recompute:  # the lightest level that fits; more only costs time
-                    candidate = estimate_layout(model, cluster, global_batch,
-                                                _with(layout, level))
-                    lightest = candidate if lightest is None or \
-                        candidate.peak_memory < lightest.peak_memory else lightest
-                    if candidate.fits:
-                        feasible.append(candidate)
-                        break
-                else:
-                    rejected.append(lightest)
-            if not any(c.layout.grid == (pp, tp, dp) for c in feasible + rejected):
-                excluded.append(Exclusion(pp, tp, dp, reasons[0] if reasons else
-                                          "no microbatch size divides the batch per replica"))
+            lightest = None
+            for level in recompute:  # the lightest level that fits; more only costs time
+                candidate = estimate_layout(model, cluster, global_batch,
+                                            _with(layout, level))
+                lightest = candidate if lightest is None or \
+                    candidate.peak_memory < lightest.peak_memory else lightest
+                if candidate.fits:
+                    feasible.append(candidate)
+                    break
+            else:
+                rejected.append(lightest)
+        if not any(c.layout.grid == (pp, tp, dp) for c in feasible + rejected):
+            excluded.append(Exclusion(pp, tp, dp, reasons[0] if reasons else
+                                      "no microbatch size divides the batch per replica"))
     ranked, timed = rank(model, cluster, global_batch, feasible, max_candidates)
     options = {"schedules": list(schedules), "recompute": list(recompute),
                "microbatch_sizes": list(microbatch_sizes),
