@@ -150,18 +150,23 @@ def test_gantt_has_a_letter_for_every_busy_kind():
     assert set(gantt_letters()) == set(COMPUTE_KINDS) | {"optim"}
 
 
-def test_python_m_pplab_runs_without_torch():
-    code = ("import sys, json; from pplab.cli.main import main; "
-            "rc = main(['simulate', '--schedule', 'gpipe', '--pp', '2', "
-            "'--microbatches', '2', '--json']); "
-            "assert 'torch' not in sys.modules, 'simulate imported torch'; sys.exit(rc)")
+def test_python_m_pplab_simulates_with_torch_refused():
+    # ``python -m pplab`` is runpy running pplab.__main__; here it runs after a finder that
+    # refuses torch is in place, so a simulate that needed torch would fail to import.
+    code = ("import runpy, sys\n"
+            "class Refuse:\n"
+            "    @staticmethod\n"
+            "    def find_spec(name, path=None, target=None):\n"
+            "        if name.partition('.')[0] == 'torch':\n"
+            "            raise ImportError('torch refused')\n"
+            "sys.meta_path.insert(0, Refuse)\n"
+            "sys.argv = ['pplab', 'simulate', '--schedule', 'gpipe', '--pp', '2',"
+            " '--microbatches', '2', '--json']\n"
+            "runpy.run_module('pplab', run_name='__main__', alter_sys=True)\n")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                           timeout=120)
     assert done.returncode == 0, done.stderr
     assert json.loads(done.stdout)["bubble_fraction"] == pytest.approx(1 / 3)
-    done = subprocess.run([sys.executable, "-m", "pplab", "schedules"], capture_output=True,
-                          text=True, timeout=120)
-    assert done.returncode == 0 and "zb-h1" in done.stdout
 
 
 def test_zero_cost_run_prints_without_a_gantt(capsys):

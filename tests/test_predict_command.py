@@ -33,7 +33,7 @@ def test_a_replay_prints_predicted_measured_error_and_the_breakdown(capsys, reco
         assert part in out
 
 
-def test_what_if_and_json(capsys, recorded):
+def test_a_what_if_predicts_another_schedule_and_its_json_is_no_replay(capsys, recorded):
     code, out, _ = run_pplab(capsys, "predict", str(recorded.path), "--schedule", "gpipe",
                              "--microbatches", "8", "--json")
     assert code == 0
@@ -46,7 +46,7 @@ def test_what_if_and_json(capsys, recorded):
     assert code == 0 and out.startswith("what-if interleaved-1f1b p=2 m=4 v=2")
 
 
-def test_a_bundled_run_is_found_by_name(capsys):
+def test_a_bundled_run_is_found_by_name_and_replayed_within_ten_percent(capsys):
     code, out, _ = run_pplab(capsys, "predict", "1f1b-p2m8", "--json")
     assert code == 0 and json.loads(out)["replay"] is True
     assert abs(json.loads(out)["error"]) < 0.1

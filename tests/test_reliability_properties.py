@@ -97,7 +97,7 @@ def simulate_argv(draw):
 
 @BOUND
 @given(argv=simulate_argv())
-def test_random_simulate_command_lines(capsys, guarded, argv):
+def test_random_simulate_command_lines_succeed_or_fail_in_one_line(capsys, guarded, argv):
     assert_clean(*run_pplab(capsys, *argv), argv)
 
 
@@ -109,8 +109,8 @@ CELLS = st.one_of(ACTIONS, JUNK, st.sampled_from(["", "None", "0F0;1B0", "999999
 @BOUND
 @given(rows=st.lists(st.lists(CELLS, max_size=6), max_size=5),
        newline=st.sampled_from(["\n", "\r\n"]), bom=st.booleans())
-def test_random_schedule_files_through_validate_and_simulate(capsys, guarded, rows, newline,
-                                                            bom):
+def test_random_schedule_files_are_validated_and_simulated_or_refused_in_one_line(
+        capsys, guarded, rows, newline, bom):
     path = guarded / "random.csv"
     path.write_text(("\ufeff" if bom else "") + newline.join(",".join(r) for r in rows),
                     encoding="utf-8", newline="")
@@ -194,7 +194,7 @@ def test_no_traceback_escapes_a_real_process(tmp_path, argv):
 @settings(deadline=None, max_examples=4, suppress_health_check=[HealthCheck.too_slow,
                                                                 HealthCheck.function_scoped_fixture])
 @given(argv=st.one_of(simulate_argv(), train_argv()))
-def test_random_command_lines_in_a_real_process(tmp_path, argv):
+def test_random_command_lines_in_a_real_process_end_without_a_traceback(tmp_path, argv):
     done = subprocess.run([sys.executable, "-m", "pplab", *argv], capture_output=True,
                           text=True, timeout=120, cwd=tmp_path,
                           env={"PATH": "/usr/bin:/bin", "PPLAB_RUNS_DIR": str(tmp_path)})

@@ -129,7 +129,7 @@ def test_a_foreign_meta_json_gives_unknowns_not_errors(tmp_path):
     assert summary.label == "x"
 
 
-def test_comparison_json_has_one_reader(tmp_path):
+def test_a_comparison_reads_its_description_table_and_runs_and_refuses_a_broken_one(tmp_path):
     comparison = load_comparison(COMPARISON)
     assert "GPipe" in comparison.description
     assert list(comparison.table().columns) == [c for c in comparison.columns

@@ -147,7 +147,7 @@ def test_unequal_stages_slow_the_whole_pipe():
         simulate(build("1f1b", 4, 8), CostModel(stage_scale=(1, 2, 1)))
 
 
-def test_optimizer_events_sync_and_async():
+def test_the_optimizer_ends_each_ranks_step_and_async_stages_update_once_per_step():
     sync = simulate(build("1f1b", 3, 4), CostModel(optimizer=0.5))
     optim = sync[sync["kind"] == "optim"]
     assert sorted(optim["rank"]) == [0, 1, 2]
