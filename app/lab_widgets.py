@@ -41,6 +41,7 @@ CUSTOM_CSV = "custom CSV"
 # (pplab.sim.search), so it is offered beside the families rather than among them.
 SEARCHED = "searched (memory cap C)"
 NO_EXAMPLE = "none: upload my own"
+MAX_PLAYGROUND_STEPS = 8
 
 
 @dataclass(frozen=True)
@@ -53,6 +54,8 @@ class SimConfig:
     csv_text: str = ""
     csv_name: str = ""  # the uploaded file's or the example's name
     max_in_flight: int = 0  # the memory cap of a searched order; 0 for every other
+    steps: int = 1  # training steps of a synchronous schedule, one after the other
+    optimizer_sync: str = "barrier"  # how those steps meet at the optimizer: barrier or post
 
     @property
     def searched(self) -> bool:
@@ -68,7 +71,8 @@ class SimConfig:
         if self.searched:
             return f"searched (cap {self.max_in_flight}) p={self.pp_size} m={self.microbatches}"
         chunks = f" v={self.chunks}" if self.chunks > 1 else ""
-        return f"{self.schedule} p={self.pp_size} m={self.microbatches}{chunks}"
+        steps = f" x{self.steps} steps ({self.optimizer_sync})" if self.steps > 1 else ""
+        return f"{self.schedule} p={self.pp_size} m={self.microbatches}{chunks}{steps}"
 
     def file_name(self) -> str:
         """A name for the shown schedule's CSV download."""
@@ -85,18 +89,19 @@ def simulation(config: SimConfig) -> page_work.Simulated:
     ValueError for bad sizes or a bad CSV (an uploaded order may deadlock or miss work, so
     it is validated first). A CSV, a search and a big family run in the work pool: they are
     the requests that take seconds."""
+    several = (config.steps, config.optimizer_sync)
     if config.csv_text:  # keyed by the text, never the file's name
-        return pooled(page_work.csv_order, config.csv_text, config.cost,
+        return pooled(page_work.csv_order, config.csv_text, config.cost, *several,
                       what="Checking and simulating your CSV")
     if config.searched:  # the search plays the page's costs: they are part of the answer
         return pooled(page_work.searched_order, config.pp_size, config.microbatches,
                       config.cost, config.max_in_flight,
                       what="Searching an order under the memory cap")
     asked = (config.schedule, config.pp_size, config.microbatches, config.chunks)
-    if page_work.family_actions(*asked) > page_work.HEAVY_ACTIONS:
-        return pooled(page_work.family_order, *asked, config.cost,
+    if page_work.family_actions(*asked) * config.steps > page_work.HEAVY_ACTIONS:
+        return pooled(page_work.family_order, *asked, config.cost, *several,
                       what=f"Simulating {config.schedule}")
-    return _family(*asked, config.cost)
+    return _family(*asked, config.cost, *several)
 
 
 _family = shared_cache(page_work.family_order)
@@ -173,6 +178,8 @@ COST_INPUTS = (
      "backward for the weight gradient only (zero-bubble schedules)"),
     ("l", "latency", 0.0, 0.05, "time one activation or gradient message takes between ranks"),
     ("o", "optimizer", 0.0, 0.25, "one optimizer step at the end of a training step"),
+    ("v", "validation", 0.0, 0.05,
+     "one rank's check of the previous step's optimistic update (post-validation only)"),
 )
 
 
@@ -194,7 +201,7 @@ def cost_widgets(key: str, per_row: int = 3) -> CostModel:
                  "only the longer one. Every other schedule ignores it.")
     return CostModel(forward=values["f"], backward=values["b"], backward_input=values["i"],
                      backward_weight=values["w"], latency=values["l"], optimizer=values["o"],
-                     overlap=overlap)
+                     validation=values["v"], overlap=overlap)
 
 
 def schedule_widgets(key: str, cost: CostModel, defaults: tuple[str, int, int, int],
@@ -205,7 +212,7 @@ def schedule_widgets(key: str, cost: CostModel, defaults: tuple[str, int, int, i
     explains what to do (``explain_custom_csv``)."""
     names = (list(SCHEDULES) + ([SEARCHED] if allow_search else [])
              + ([CUSTOM_CSV] if allow_upload else []))
-    name, pp_size, microbatches, chunks = defaults
+    name, pp_size, microbatches, chunks, *several = defaults  # several: (steps, sync)
     name = st.selectbox("Schedule", names, index=names.index(name), key=f"{key}schedule",
                         format_func=lambda n: n if n not in SCHEDULES
                         else f"{n}: {SCHEDULES[n].summary}")
@@ -231,7 +238,26 @@ def schedule_widgets(key: str, cost: CostModel, defaults: tuple[str, int, int, i
     else:
         chunks = st.slider("Chunks v per rank", family.min_chunks, most,
                            min(max(family.min_chunks, chunks), most), key=f"{key}chunks")
-    return SimConfig(name, pp_size, microbatches, chunks, cost)
+    if family.asynchronous:  # its own schedule holds its steps, with no optimizer barrier
+        return SimConfig(name, pp_size, microbatches, chunks, cost)
+    return SimConfig(name, pp_size, microbatches, chunks, cost, **steps_widgets(key, *several))
+
+
+def steps_widgets(key: str, steps: int = 1, sync: str = "barrier") -> dict:
+    """Training steps one after the other, and how they meet at the optimizer step."""
+    steps = st.slider("Training steps", 1, MAX_PLAYGROUND_STEPS, steps, key=f"{key}steps",
+                      help="Several steps in one walk: the optimizer step between them is "
+                           "placed as the choice below says.")
+    sync = st.radio(
+        "Optimizer step", ("barrier", "post"), ("barrier", "post").index(sync),
+        horizontal=True, key=f"{key}optsync",
+        disabled=steps == 1,
+        help="barrier: global gradient-norm clipping and the NaN/Inf check wait for every "
+             "stage, so no rank starts the next step before the slowest ends this one. post: "
+             "the zero-bubble paper's post-validation (Qi et al., ICLR 2024, Sec. 4): each "
+             "rank steps at once on a partial state and validates during the next step's "
+             "warm-up, so steps overlap.")
+    return {"steps": steps, "optimizer_sync": sync}
 
 
 def _custom_csv_widgets(key: str, cost: CostModel) -> SimConfig:
@@ -251,7 +277,8 @@ def _custom_csv_widgets(key: str, cost: CostModel) -> SimConfig:
         st.error(f"the CSV has {len(text):,} characters; the playground takes up to "
                  f"{MAX_PLAYGROUND_CSV_CHARS:,}")
         st.stop()
-    return SimConfig(CUSTOM_CSV, 0, 0, 1, cost, csv_text=text, csv_name=name)
+    return SimConfig(CUSTOM_CSV, 0, 0, 1, cost, csv_text=text, csv_name=name,
+                     **steps_widgets(key))
 
 
 def explain_custom_csv(key: str) -> None:

@@ -26,7 +26,8 @@ from pplab.engine.compare_table import COLUMNS, SPLIT_COLUMNS, fill_split_column
 from pplab.runs.comparisons import load_comparison
 from pplab.timeline.labels import bubble_scope, step_label
 
-# Sets of configurations to start from: (how many shown at first, each one's schedule, p, m, v).
+# Sets of configurations to start from: (how many shown at first, each one's schedule, p, m, v
+# and, for several steps, how many and how they meet at the optimizer step).
 PRESETS = {
     "the classics": (2, [("gpipe", 4, 8, 2), ("1f1b", 4, 8, 2), ("interleaved-1f1b", 4, 8, 2),
                          ("zb-h1", 4, 8, 2)]),
@@ -37,6 +38,9 @@ PRESETS = {
             ("1f1b", 4, 8, 1)]),
     "a searched order against the hand-made ones": (
         4, [("1f1b", 4, 8, 1), (SEARCHED, 4, 8, 1), ("zb-h1", 4, 8, 1), ("zb-h2", 4, 8, 1)]),
+    "zero bubble for real: zb-h2's steps overlap under post-validation": (
+        3, [("zb-h1", 4, 8, 1, 3, "barrier"), ("zb-h2", 4, 8, 1, 3, "barrier"),
+            ("zb-h2", 4, 8, 1, 3, "post"), ("1f1b", 4, 8, 1, 3, "post")]),
 }
 
 
@@ -136,16 +140,16 @@ else:
         st.stop()
 
 # A prediction in cost units shares an axis with a measurement only once a cost unit has a
-# length in seconds: the first recorded run's median forward (its calibration) by default.
+# length in seconds: the forward the first recorded run's calibration prices, by default.
 seconds_per_unit = None
 recorded = [item for kind, item in chosen if kind == "run"]
 if recorded and any(kind == "sim" for kind, _ in chosen):
-    first = load_measured(recorded[0])
     try:
-        guess_ms = 1e3 * seconds_per_cost_unit(first.events, first.summary.num_chunks)
-        why = "Defaults to the median measured forward of the first recorded run chosen."
-    except ValueError as error:
-        guess_ms, why = 1.0, f"Defaults to 1 ms: {error}."
+        guess_ms = 1e3 * seconds_per_cost_unit(recorded[0].run)
+        why = ("Defaults to the forward of one stage (a rank's share) that the first recorded "
+               "run's calibration prices: its computation and the overhead around it.")
+    except (OSError, ValueError) as error:  # an unreadable run stops the page further down
+        guess_ms, why = 1.0, f"Defaults to 1 ms: {str(error).splitlines()[0]}."
     guess_ms = min(max(guess_ms, 0.001), 1e6)  # the input's bounds
     # keyed by the run, so choosing another run brings its own forward back as default
     unit_ms = st.number_input(
@@ -166,6 +170,11 @@ for i, (kind, item) in enumerate(chosen):
         label, unit, row_names = f"#{i + 1} {item.label()}", charts.COST_UNITS, None
         simulated = schedule_for(item)
         scopes.append(bubble_scope(simulated.is_async, True, simulated.num_steps))
+        if metrics.get("steady_state") is not None:  # several steps: one in the steady state
+            steady = metrics["steady_state"]
+            metrics = {**metrics, "makespan": steady["step_time"],
+                       "bubble_fraction": steady["bubble_fraction"]}
+            scopes[-1] = f"one step in the steady state ({item.optimizer_sync})"
         if seconds_per_unit is not None:
             events = in_seconds(events, seconds_per_unit)
             metrics = {**metrics, "makespan": metrics["makespan"] * seconds_per_unit}

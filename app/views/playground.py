@@ -66,8 +66,21 @@ cols[2].metric("Peak activations (predicted) per rank, in full-rank microbatches
                     "chunks holds 1/v of its layers in each, so a chunk's microbatch counts "
                     "1/v. The chart below counts microbatches per stage instead.")
 cols[3].metric("Ranks", f"{p}", help=f"{len(events):,} events in the timeline")
+steady = metrics.get("steady_state")
+if steady is not None:
+    first = metrics["first_step"]
+    cols = st.columns(2)
+    cols[0].metric("First step: bubble (predicted)", fraction_text(first["bubble_fraction"]),
+                   help=f"{first['time']:.4g} {charts.COST_UNITS} to its last computation: "
+                        f"nothing before it to overlap with, so it keeps its fill.")
+    cols[1].metric(f"Steady state: bubble per step (predicted, {config.optimizer_sync})",
+                   fraction_text(steady["bubble_fraction"]),
+                   help=f"One step every {steady['step_time']:.4g} {charts.COST_UNITS}: the "
+                        f"time from the first step's completion to the last's, per step; the "
+                        f"bubble is the rank-time of one such period not spent computing or "
+                        f"stepping the optimizer.")
 
-closed = closed_form_for(schedule, config.cost)
+closed = closed_form_for(schedule, config.cost, config.optimizer_sync if steady else None)
 if closed.form is not None:
     line = (f"Closed form: $\\text{{bubble}} = {closed.form.latex}$ with p={config.pp_size}, "
             f"m={config.microbatches}" + (f", v={config.chunks}" if config.chunks > 1 else ""))
@@ -79,6 +92,9 @@ if closed.form is not None:
     else:
         line += f" (no value here: {closed.note})"
     st.markdown(f"{line}. Source: {closed.form.source}.")
+    st.caption(f"Regime: {closed.form.regime}."
+               + (f" pplab's own extension: {closed.form.extension}."
+                  if closed.form.extension else ""))
     if config.schedule == "zb-h1" and closed.value is not None:
         f, i, w = (config.cost.forward, config.cost.backward_input, config.cost.backward_weight)
         paper = "the same" if w <= min(f, i) else (

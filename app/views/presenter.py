@@ -1,9 +1,11 @@
-"""Presenter: one step played forward in time in large type, for the projector.
+"""Presenter: one step (or a few) played forward in time in large type, for the projector.
 
 Play, pause and scrub run in the browser; boxes are numbered by microbatch as in the papers'
 figures; each box that starts is joined to the box it waited on, and the critical path (the
 chain that sets the step's length) has a heavy outline. The address holds the view, so a link
-reproduces it exactly: /presenter?schedule=1f1b&p=4&m=8.
+reproduces it exactly: /presenter?schedule=1f1b&p=4&m=8. Several steps show where the
+optimizer step falls between them: a barrier, or post-validation, where ZB-H2's steps overlap
+(/presenter?schedule=zb-h2&p=4&m=8&steps=3&sync=post).
 
     streamlit run app/lab.py   (then open Presenter)
 """
@@ -13,14 +15,17 @@ from lesson_widgets.reading import choice, whole
 
 from pplab.charts.presenter import presenter_gantt
 from pplab.schedules import build
+from pplab.schedules.steps import OPTIMIZER_SYNCS, repeat_steps
 from pplab.sim.cost_model import CostModel
 from pplab.sim.simulator import simulate
 from pplab.teaching.presenter import walk
 from pplab.timeline import metrics
 from pplab.timeline.labels import fraction_text
+from pplab.timeline.steady_state import steady_state
 
-SCHEDULES = ("gpipe", "1f1b", "interleaved-1f1b", "zb-h1")
-DEFAULTS = {"schedule": "1f1b", "p": "4", "m": "8", "v": "2", "critical": "yes"}
+SCHEDULES = ("gpipe", "1f1b", "interleaved-1f1b", "zb-h1", "zb-h2")
+DEFAULTS = {"schedule": "1f1b", "p": "4", "m": "8", "v": "2", "critical": "yes", "steps": "1",
+            "sync": "barrier"}
 
 if "presenter_link" not in st.session_state:  # a link is read once, on arrival
     st.session_state["presenter_link"] = dict(st.query_params)
@@ -33,6 +38,14 @@ with st.sidebar:
     m = st.slider("Microbatches m", 1, 16, whole(link, DEFAULTS, "m", 1, 16), key="presenter_m")
     v = (st.slider("Chunks v", 2, 4, whole(link, DEFAULTS, "v", 2, 4), key="presenter_v")
          if schedule == "interleaved-1f1b" else 1)
+    steps = st.slider("Training steps", 1, 4, whole(link, DEFAULTS, "steps", 1, 4),
+                      key="presenter_steps")
+    sync = st.radio("Optimizer step", OPTIMIZER_SYNCS, horizontal=True, key="presenter_sync",
+                    index=OPTIMIZER_SYNCS.index(choice(link, DEFAULTS, "sync", OPTIMIZER_SYNCS)),
+                    disabled=steps == 1,
+                    help="barrier: every rank waits for the slowest before the optimizer "
+                         "step. post: each steps at once and validates during the next "
+                         "step's warm-up (Qi et al., ICLR 2024, Sec. 4).")
     critical = st.toggle("Mark the critical path", key="presenter_critical",
                          value=choice(link, DEFAULTS, "critical", ("yes", "no")) == "yes")
 
@@ -42,16 +55,29 @@ except ValueError as error:
     st.error(f"Cannot build this schedule: {str(error).splitlines()[0]}")
     st.stop()
 cost = CostModel(forward=1.0, backward=2.0, backward_input=1.0, backward_weight=1.0)
-events = simulate(built, cost)
+several = steps > 1
+events = simulate(repeat_steps(built, steps) if several else built, cost,
+                  optimizer_sync=sync if several else None)
 label = f"{schedule} p={p} m={m}" + (f" v={v}" if v > 1 else "")
-st.plotly_chart(presenter_gantt(events, title=f"{label}: one step (predicted, t_F = 1, "
+what = f"{steps} steps, optimizer step: {sync}" if several else "one step"
+st.plotly_chart(presenter_gantt(events, title=f"{label}: {what} (predicted, t_F = 1, "
                                               f"t_B = 2)", critical_path=critical),
                 key="presenter_gantt")
 found = walk(events)
-st.markdown(f"### Bubble {fraction_text(float(metrics(events)['bubble_fraction']))} "
-            f"of rank-time (idle rank-time / (ranks x step)); the critical path runs through "
-            f"{len(found.critical)} of {len(found.boxes)} boxes")
+if several:
+    state = steady_state(events, range(p))
+    st.markdown(f"### Bubble {fraction_text(state['steady_state']['bubble_fraction'])} per "
+                f"step in the steady state ({sync}), "
+                f"{fraction_text(state['first_step']['bubble_fraction'])} in the first step; "
+                f"the critical path runs through {len(found.critical)} of {len(found.boxes)} "
+                f"boxes")
+else:
+    st.markdown(f"### Bubble {fraction_text(float(metrics(events)['bubble_fraction']))} "
+                f"of rank-time (idle rank-time / (ranks x step)); the critical path runs "
+                f"through {len(found.critical)} of {len(found.boxes)} boxes")
 shown = {"schedule": schedule, "p": str(p), "m": str(m), "critical": "yes" if critical else "no"}
+if several:
+    shown.update(steps=str(steps), sync=sync)
 if v > 1:
     shown["v"] = str(v)
 st.query_params.from_dict(shown)

@@ -31,8 +31,10 @@ from pplab.planner import (
     plan,
 )
 from pplab.schedules import SCHEDULES, Schedule, build, schedule_from_csv_text, validate
+from pplab.schedules.steps import repeat_steps
 from pplab.sim.search import memory_capped_1f1b, search_schedule
 from pplab.sim.simulator import CostModel, simulate
+from pplab.timeline.steady_state import steady_state
 
 # A family above this many actions goes to the work pool: simulating it and drawing its
 # figures takes more than about half a second on a 2-core laptop (interleaved-zb at p=16,
@@ -49,10 +51,23 @@ class Simulated:
     metrics: dict
 
 
-def simulated(schedule: Schedule, cost: CostModel) -> Simulated:
-    events = simulate(schedule, cost)
+def simulated(schedule: Schedule, cost: CostModel, steps: int = 1,
+              optimizer_sync: str | None = None) -> Simulated:
+    """``schedule`` simulated; with ``steps`` > 1 (a synchronous one) that many steps, their
+    optimizer steps placed by ``optimizer_sync`` (default a barrier), and the metrics hold
+    the first step and the steady state apart (``timeline.steady_state``)."""
+    if steps > 1 and not schedule.is_async:
+        schedule = repeat_steps(schedule, steps)
+        optimizer_sync = optimizer_sync or "barrier"
+    elif schedule.is_async:
+        optimizer_sync = None
+    events = simulate(schedule, cost, optimizer_sync=optimizer_sync)
     # every rank counts, an idle one too
-    return Simulated(schedule, events, timeline.metrics(events, range(schedule.pp_size)))
+    metrics = timeline.metrics(events, range(schedule.pp_size))
+    if optimizer_sync is not None:
+        metrics.update(steady_state(events, range(schedule.pp_size)),
+                       optimizer_sync=optimizer_sync)
+    return Simulated(schedule, events, metrics)
 
 
 def family_actions(name: str, pp_size: int, num_microbatches: int, num_chunks: int) -> int:
@@ -63,14 +78,19 @@ def family_actions(name: str, pp_size: int, num_microbatches: int, num_chunks: i
 
 
 def family_order(name: str, pp_size: int, num_microbatches: int, num_chunks: int,
-                 cost: CostModel) -> Simulated:
-    """A registered family built and simulated; ValueError for sizes it does not take."""
-    return simulated(build(name, pp_size, num_microbatches, num_chunks), cost)
+                 cost: CostModel, steps: int = 1,
+                 optimizer_sync: str | None = None) -> Simulated:
+    """A registered family built and simulated (``steps`` of it, see ``simulated``);
+    ValueError for sizes it does not take."""
+    return simulated(build(name, pp_size, num_microbatches, num_chunks), cost, steps,
+                     optimizer_sync)
 
 
-def csv_order(csv_text: str, cost: CostModel) -> Simulated:
+def csv_order(csv_text: str, cost: CostModel, steps: int = 1,
+              optimizer_sync: str | None = None) -> Simulated:
     """An uploaded order, checked (it may deadlock or miss work) and simulated."""
-    return simulated(validate(schedule_from_csv_text(csv_text, name="custom")), cost)
+    return simulated(validate(schedule_from_csv_text(csv_text, name="custom")), cost, steps,
+                     optimizer_sync)
 
 
 def searched_order(pp_size: int, num_microbatches: int, cost: CostModel,
