@@ -193,16 +193,21 @@ def test_compare_simulated_configurations(no_runs):
 
 
 def test_compare_mixes_a_recorded_run_with_loss_and_memory_in_one_unit(runs_dir):
+    from pplab.calibration.run_prediction import seconds_per_cost_unit
+
     app = open_page("compare")
     assert any("broken-run" in w.value for w in app.warning)
     app.radio(key="cmp1_source").set_value("recorded run").run()
     app.selectbox(key="cmp1_run").set_value("1f1b p=2 m=4 · cpu · run-1f1b (yours)").run()
     table = app.dataframe[0].value
     assert list(table["source"]) == ["predicted", "measured"]
-    # one unit for the whole view: a cost unit lasts the recorded run's median forward
+    # one unit for the whole view: a cost unit lasts the forward the run's calibration prices,
+    # between its first step's forward (4 ms) and its last one's (6 ms)
     forward_ms = [n.value for n in app.number_input if n.label.startswith("1 cost unit")][0]
-    assert forward_ms == pytest.approx(6.0)  # the last step's forward: 0.004 + 2 x 0.001 s
-    assert table["makespan (ms)"].iloc[0] == pytest.approx(33 * 6.0)
+    run = run_dirs.load_run(runs_dir / "run-1f1b")
+    assert forward_ms == pytest.approx(1e3 * seconds_per_cost_unit(run), abs=5e-4)
+    assert 4.0 < forward_ms < 6.0
+    assert table["makespan (ms)"].iloc[0] == pytest.approx(33 * forward_ms)
     specs = chart_specs(app)
     titles = [spec["layout"]["title"]["text"] for spec in specs]
     assert "Side by side" in titles  # no "units differ": both rows on one axis

@@ -11,7 +11,7 @@ from dataclasses import replace
 import pytest
 
 from pplab import timeline
-from pplab.calibration.run_prediction import predicted_for
+from pplab.calibration.run_prediction import predicted_for, seconds_per_cost_unit
 from pplab.calibration.run_views import pipeline_view, rank_names, replicas
 from pplab.runs import catalog as runs_catalog
 from pplab.runs import run_dirs
@@ -170,3 +170,14 @@ def test_example_schedules_validate_and_the_generated_ones_match_their_builders(
         assert kinds <= set(COMPUTE_KINDS), name
     hand = [validate(read_csv(p)) for n, p in examples.items() if n.startswith("hand-")]
     assert any({"I", "W"} <= {a.kind for _, a in s.all_actions()} for s in hand)
+
+
+def test_a_cost_unit_lasts_a_ranks_share_of_the_calibrated_forward():
+    # The Compare page's default unit comes from the run's calibration: an interleaved run's
+    # stage is a chunk, 1/V of a rank's share, so its unit is about V measured chunk forwards
+    # (plus the overhead the calibration finds around each); a one-chunk run's about one.
+    for name, chunks in (("1f1b-p2m8", 1), ("interleaved-1f1b-p2v2m8", 2)):
+        run = run_dirs.load_run(runs_catalog.bundled_runs_dir() / name)
+        forwards = run.events[run.events["kind"] == "F"]
+        measured = float((forwards["end"] - forwards["start"]).median())
+        assert chunks * measured <= seconds_per_cost_unit(run) <= 1.25 * chunks * measured

@@ -4,9 +4,9 @@ To put a prediction over a measurement, the run's schedule is replayed on the co
 from the run itself (``pplab.calibration``: every stage's work, the links, the overhead
 around each action, the step's tail, the sharing of cores), so what differs is what the
 model misses, and the Runs page says which part. One step is shown over its window, from
-its first forward to its last optimizer step, as the prediction is. The median forward
-(``calibrated_cost``) also gives a cost unit its length in seconds, so a simulated
-configuration can share a time axis with a recorded run.
+its first forward to its last optimizer step, as the prediction is. The same calibration's
+forward (``seconds_per_cost_unit``) also gives a cost unit its length in seconds, so a
+simulated configuration can share a time axis with a recorded run.
 
     python -c "from pplab.runs.run_dirs import load_run; from pplab.calibration.run_prediction \
     import \
@@ -15,23 +15,15 @@ predicted_for; print(predicted_for(load_run('data/runs/1f1b-p4m8'), 1)[0].head()
 
 from __future__ import annotations
 
-from dataclasses import replace
+import statistics
 
 import pandas as pd
 
 from pplab import limits
 from pplab.runs.run_dirs import Run
-from pplab.schedules import (
-    BACKWARD_INPUT,
-    BACKWARD_WEIGHT,
-    FORWARD,
-    FULL_BACKWARD,
-    build,
-    schedule_from_csv_text,
-)
+from pplab.schedules import build, schedule_from_csv_text
 from pplab.schedules.actions import Schedule
-from pplab.sim.simulator import CostModel
-from pplab.timeline import EventKind
+from pplab.sim.cost_model import CostModel
 
 
 def schedule_of(run: Run) -> Schedule:
@@ -88,47 +80,21 @@ def one_step(events: pd.DataFrame, step: int) -> pd.DataFrame:
     return clip(part, span)
 
 
-def calibrated_cost(events: pd.DataFrame) -> CostModel:
-    """A CostModel in seconds: each kind's median measured duration (latency left at 0)."""
-    durations = (events["end"] - events["start"]).groupby(events["kind"]).median()
-    defaults = CostModel()
+def seconds_per_cost_unit(run: Run) -> float:
+    """How long one cost unit (one stage's forward of a rank's share, F = 1) lasted in a
+    measured run: the forward its calibration prices for its own schedule
+    (``pplab.calibration.cost_model_for``, the one way a calibration becomes a cost model),
+    the median over its stages, times V for an interleaved run, whose stage is 1/V of a
+    rank's share. ValueError if the run has no forward that took time."""
+    from pplab.calibration import calibration_for, cost_model_for
+    from pplab.classroom.passcode import in_classroom
 
-    def pick(kind: str, fallback: float) -> float:
-        value = durations.get(kind)
-        return float(value) if value is not None and value > 0 else fallback
-
-    forward = pick(FORWARD, 0.0)
+    schedule = schedule_of(run)
+    cost = cost_model_for(calibration_for(run, save=not in_classroom()), schedule)
+    forward = statistics.median(row[0] for row in cost.stage_costs) * schedule.num_chunks
     if forward <= 0:
         raise ValueError("the run has no measured forward (F) events that took time, so "
                          "there is nothing to calibrate from")
-    ratio = forward / defaults.forward
-    return CostModel(
-        forward=forward,
-        backward=pick(FULL_BACKWARD, defaults.backward * ratio),
-        backward_input=pick(BACKWARD_INPUT, defaults.backward_input * ratio),
-        backward_weight=pick(BACKWARD_WEIGHT, defaults.backward_weight * ratio),
-        optimizer=pick(EventKind.OPTIM, 0.0),
-    )
-
-
-def per_rank_share(cost: CostModel, num_chunks: int) -> CostModel:
-    """Costs of a rank's whole share from the costs of one chunk.
-
-    An interleaved run measures a chunk, which is 1/V of a rank's share; the simulator's
-    costs are per rank's share (it divides by V itself), so measured costs are scaled by V.
-    """
-    if num_chunks <= 1:
-        return cost
-    return replace(cost, forward=cost.forward * num_chunks, backward=cost.backward * num_chunks,
-                   backward_input=cost.backward_input * num_chunks,
-                   backward_weight=cost.backward_weight * num_chunks)
-
-
-def seconds_per_cost_unit(events: pd.DataFrame, num_chunks: int = 1) -> float:
-    """How long one cost unit (one stage's forward of a rank's share, F = 1) lasted in a
-    measured run: its median forward, times V for an interleaved run. ValueError if the run
-    has no forward that took time."""
-    forward = per_rank_share(calibrated_cost(events), num_chunks).forward
     return forward / CostModel().forward
 
 
