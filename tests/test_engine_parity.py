@@ -136,7 +136,7 @@ def test_three_ranks_match_single_process_and_async_versions_are_stashed():
         for (kind, stage, mb), version in seen.items():
             assert version == seen[("F", stage, mb)], (name, kind, stage, mb)
             assert version == expected[(stage, mb)], (name, stage, mb)
-        assert len(seen) == 2 * schedule.num_stages * schedule.num_microbatches
+        assert len(seen) == 2 * schedule.num_stages * schedule.total_microbatches
         assert len({v for v in seen.values()}) > 1, "an async run must update during the run"
         live = {s: n for result in results for s, n in result[name]["max_live_versions"].items()}
         if name == "pipedream":

@@ -42,7 +42,7 @@ def test_simulated_versions_of_every_f_and_b_are_the_papers(name, p, m):
     schedule = build(name, p, m, num_steps=3)
     events = simulate(schedule, CostModel(forward=1, backward=2, optimizer=0.25))
     compute = events[events["kind"].isin(["F", "B"])]
-    assert len(compute) == 2 * p * schedule.num_microbatches
+    assert len(compute) == 2 * p * schedule.total_microbatches
     for row in compute.itertuples():
         assert row.version == paper_version(name, p, m, row.stage, row.microbatch), row
     check_versions_ready(schedule)  # every version exists before a forward needs it
@@ -67,7 +67,7 @@ def test_2bw_needs_a_version_that_exists():
     with pytest.raises(ValueError, match="at least as many microbatches"):
         build("pipedream-2bw", 4, 3)
     two_bw = build("pipedream-2bw", 3, 3, num_steps=2)
-    eager = Schedule(two_bw.actions, two_bw.stage_to_rank, two_bw.num_microbatches,
+    eager = Schedule(two_bw.actions, two_bw.stage_to_rank, two_bw.total_microbatches,
                      name="eager", update_every=3, microbatches_per_step=3,
                      params={"version_lag_steps": -1})  # each step on its own update
     with pytest.raises(ValueError, match="needs weight version 1"):

@@ -32,7 +32,7 @@ from pplab.timeline import metrics
 def _replace(schedule: Schedule, rank: int, actions) -> Schedule:
     orders = dict(schedule.actions)
     orders[rank] = tuple(actions)
-    return Schedule(orders, schedule.stage_to_rank, schedule.num_microbatches, schedule.name)
+    return Schedule(orders, schedule.stage_to_rank, schedule.total_microbatches, schedule.name)
 
 
 def test_validate_catches_a_missing_action():
@@ -327,7 +327,7 @@ def test_our_csv_loads_into_pytorch(name):
     for rank, row in actions.items():
         assert [str(a) for a in row] == [str(a) for a in schedule.actions[rank]]
     mapping = _validate_schedule(actions, schedule.pp_size, schedule.num_stages,
-                                 schedule.num_microbatches)
+                                 schedule.total_microbatches)
     assert tuple(mapping[s] for s in range(schedule.num_stages)) == schedule.stage_to_rank
 
 

@@ -37,7 +37,7 @@ def _read(config: dict[str, str]) -> tuple[str, int, int, int]:
 def _stage_table(schedule) -> pd.DataFrame:
     versions, delays, held = weight_versions(schedule), gradient_delays(schedule), \
         versions_held(schedule)
-    total = schedule.num_microbatches
+    total = schedule.total_microbatches
     return pd.DataFrame([{
         "stage": s,
         "version of microbatches 0, 1, 2, ...": " ".join(

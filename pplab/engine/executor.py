@@ -259,7 +259,7 @@ class Executor:
         per_step = self.schedule.microbatches_per_step
         for local in sorted({mb // per_step for mb in last.losses}):
             mbs = range(local * per_step,
-                        min((local + 1) * per_step, self.schedule.num_microbatches))
+                        min((local + 1) * per_step, self.schedule.total_microbatches))
             if all(mb in last.losses for mb in mbs):
                 loss = float(torch.stack([last.losses.pop(mb) for mb in mbs]).mean())
                 step = first_step + local

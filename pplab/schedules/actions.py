@@ -146,11 +146,18 @@ class Schedule:
     every ``update_every`` of its backwards, and each microbatch keeps the weight version
     its forward saw (weight stashing). ``microbatches_per_step`` groups microbatches into
     training steps so metrics of synchronous and asynchronous runs line up.
+
+    Microbatches are counted two ways, kept apart by name: ``microbatches_per_step`` (m) as
+    the builders, ``pplab train --microbatches`` and meta.json's ``num_microbatches`` count
+    them; ``total_microbatches`` counts every microbatch the actions name, all steps together
+    (ids 0..total - 1; ``step_of`` says which step each belongs to). They differ only for a
+    schedule of several steps (PipeDream's whole run, ``repeat_steps``). The third field,
+    ``num_microbatches``, is still that total: read the two names that say what they count.
     """
 
     actions: Mapping[int, tuple[AnyAction, ...]]
     stage_to_rank: tuple[int, ...]
-    num_microbatches: int
+    num_microbatches: int  # every step's together: prefer total_microbatches when reading
     name: str = "custom"
     update_every: int | None = None
     microbatches_per_step: int | None = None
@@ -163,6 +170,11 @@ class Schedule:
         object.__setattr__(self, "stage_to_rank", tuple(int(r) for r in self.stage_to_rank))
         if self.microbatches_per_step is None:
             object.__setattr__(self, "microbatches_per_step", self.num_microbatches)
+
+    @property
+    def total_microbatches(self) -> int:
+        """Every microbatch the actions name, all steps together."""
+        return self.num_microbatches
 
     @property
     def num_stages(self) -> int:
@@ -185,7 +197,7 @@ class Schedule:
 
     @property
     def num_steps(self) -> int:
-        return -(-self.num_microbatches // self.microbatches_per_step)
+        return -(-self.total_microbatches // self.microbatches_per_step)
 
     def stages_of(self, rank: int) -> list[int]:
         """The stages that live on ``rank``, in increasing order."""
