@@ -77,6 +77,15 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                              "(default 300, at most a day)")
     parser.add_argument("--fault", metavar="RANK:STEP:raise|kill",
                         help="make one process (its global rank) fail on purpose")
+    parser.add_argument("--clip-grad", type=float, metavar="NORM",
+                        help="clip the gradient to this global norm (default: no clipping)")
+    parser.add_argument("--optimizer-sync", choices=("barrier", "post"), default="barrier",
+                        help="how ranks agree on the gradient norm and NaN/Inf check: barrier "
+                             "(default: all wait, then step) or post (step at once, validate "
+                             "during the next step, roll back if needed: Qi et al. 2024, Sec. 4)")
+    parser.add_argument("--force-rollback-at", metavar="STEP[:inf|spike]",
+                        help="spoil the last stage's gradient at STEP (non-finite, or a spike "
+                             "to clip) so that post-validation must roll back")
     add_oversubscribe_argument(parser)
     add_dry_run_argument(parser)
     parser.add_argument("--json-progress", action="store_true",
@@ -108,7 +117,8 @@ def config_from_args(args: argparse.Namespace):
         heads=args.heads, d_ff=args.d_ff, task=args.task, text=args.text, lr=args.lr,
         device=args.device, dtype=args.dtype, seed=args.seed, out=args.out,
         record=not args.no_record, timeout=args.timeout, tp_size=args.tp, dp_size=args.dp,
-        fault=args.fault)
+        fault=args.fault, optimizer_sync=args.optimizer_sync, clip_grad=args.clip_grad,
+        force_rollback_at=args.force_rollback_at)
 
 
 def train_argv(config) -> list[str]:
@@ -119,12 +129,13 @@ def train_argv(config) -> list[str]:
                 "--chunks": config.chunks, "--layers": config.layers,
                 "--batch-size": config.batch_size, "--d-ff": config.d_ff, "--text": config.text,
                 "--out": config.out, "--fault": config.fault,
+                "--clip-grad": config.clip_grad, "--force-rollback-at": config.force_rollback_at,
                 "--split": ",".join(map(str, config.split)) if config.split else None}
     always = {"--steps": config.steps, "--seq-len": config.seq_len,
               "--d-model": config.d_model, "--heads": config.heads, "--task": config.task,
               "--lr": config.lr, "--dtype": config.dtype, "--seed": config.seed,
               "--device": config.device, "--timeout": config.timeout, "--tp": config.tp_size,
-              "--dp": config.dp_size}
+              "--dp": config.dp_size, "--optimizer-sync": config.optimizer_sync}
     for flag, value in {**optional, **always}.items():
         if value is not None:
             argv += [flag, str(value)]

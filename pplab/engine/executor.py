@@ -30,6 +30,7 @@ from typing import NamedTuple
 import torch
 
 from pplab.engine.comms import ACTIVATION, GRADIENT, PipeComms
+from pplab.engine.optimizer_sync import OptimizerSync, redo_forwards
 from pplab.engine.recorder import Recorder
 from pplab.engine.stage import StageRuntime
 from pplab.engine.train_config import Fault
@@ -45,6 +46,7 @@ from pplab.schedules import (
     needs,
     weight_versions,
 )
+from pplab.schedules.steps import validation_points
 from pplab.timeline.events import EventKind
 
 Batch = list[tuple[torch.Tensor, torch.Tensor]]
@@ -96,7 +98,8 @@ class Executor:
 
     def __init__(self, schedule: Schedule, pp_rank: int, runtimes: dict[int, StageRuntime],
                  comms: PipeComms, recorder: Recorder, batch_for_step: Callable[[int], Batch],
-                 hooks: ExecutorHooks | None = None, fault: Fault | None = None) -> None:
+                 hooks: ExecutorHooks | None = None, fault: Fault | None = None,
+                 sync: OptimizerSync | None = None) -> None:
         self.schedule = schedule
         self.pp_rank = pp_rank
         self.runtimes = runtimes
@@ -126,6 +129,11 @@ class Executor:
                            if routed.from_rank is not None]
         self._next_receiver = 0
         self._post_the_rest = partial(self._post_through, len(self.walk))
+        # With a global optimizer state (--clip-grad, --optimizer-sync) ``sync`` steps the
+        # optimizer; under post-validation the previous step is validated at _validate_at.
+        self.sync = sync
+        self._validate_at = (validation_points(schedule)[pp_rank]
+                             if sync is not None and sync.post else -1)
         # Only the first stage reads the tokens and only the last the targets.
         self._reads_batches = bool({0, schedule.num_stages - 1} & set(runtimes))
         self._step_now = 0  # the step of the action being run, for the batch made ahead
@@ -178,7 +186,9 @@ class Executor:
         while (self._next_receiver < len(receivers) and receivers[self._next_receiver] <= position
                and len(self.posted) < MAX_POSTED_RECEIVES):
             routed = walk[receivers[self._next_receiver]]
-            self.posted[routed.needs] = self.comms.post_recv(routed.from_rank, *routed.needs)
+            if routed.needs not in self.posted:  # a step begun again keeps what it posted
+                self.posted[routed.needs] = self.comms.post_recv(routed.from_rank,
+                                                                  *routed.needs)
             self._next_receiver += 1
 
     def _get(self, routed: _Routed, position: int) -> torch.Tensor | None:
@@ -275,21 +285,39 @@ class Executor:
             self.hooks.on_step(step)
         self._next_receiver = 0
         walk = self.walk
-        for position, routed in enumerate(walk):
+        position = 0
+        while position < len(walk):
+            if (position == self._validate_at and self.sync.awaits_validation
+                    and self.sync.validate(self.runtimes)):
+                redo_forwards(self, position, step)  # they ran on rejected weights
+                position = 0
+                continue
             if position == len(walk) // 2:
                 self._maybe_fail(step)
             self._post_through(position + 1)
-            self.run_action(routed, step, position)
+            self.run_action(walk[position], step, position)
+            position += 1
         self.comms.drain()
         if self.hooks.after_flush is not None:
             for runtime in self.runtimes.values():
                 self.hooks.after_flush(runtime)
+        if self.sync is not None:
+            self.sync.inject(step, self.runtimes)
         if self.hooks.before_optim is not None:
             self.hooks.before_optim(step, self.runtimes)
-        for stage, runtime in self.runtimes.items():
-            with self.recorder.span(EventKind.OPTIM, stage=stage, version=step):
-                runtime.optimizer_step()
+        if self.sync is not None:
+            self.sync.step(step, self.runtimes)
+        else:
+            for stage, runtime in self.runtimes.items():
+                with self.recorder.span(EventKind.OPTIM, stage=stage, version=step):
+                    runtime.optimizer_step()
         self._collect_losses(step)
+
+    def finish(self) -> None:
+        """After the last step: a post-validated run validates it (the others have nothing
+        left to do)."""
+        if self.sync is not None:
+            self.sync.finish(self.runtimes)
 
     def run_async(self) -> None:
         """The whole asynchronous schedule: no flush, per-stage updates as they fall due."""

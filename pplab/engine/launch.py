@@ -261,6 +261,8 @@ def _finish(request: TrainingRequest, results: list[dict], gpus_shared: bool,
         "dp_size": topology.dp_size,
         "step_seconds": results[0]["step_seconds"],
     }
+    if config.global_state:  # each rank's optimizer verdicts, rollbacks and backup bytes
+        metadata["optimizer_sync"] = [result["optimizer_sync"] for result in results]
     if run_dir is not None:
         save_run(run_dir, events, metadata)
     return RunResult(run_dir, events, metadata, losses)

@@ -102,8 +102,13 @@ def setup_rank(request: TrainingRequest, rank: int,
     reports_loss = me.pp == schedule.stage_to_rank[-1] and me.tp == 0
     hooks = ExecutorHooks(after_flush, before_optim,
                           on_loss if reports_loss and me.dp == 0 else None, on_step)
+    sync = None
+    if config.global_state:
+        from pplab.engine.optimizer_sync import make_optimizer_sync
+
+        sync = make_optimizer_sync(config, schedule, request.topology, rank, recorder, backend)
     executor = Executor(schedule, me.pp, runtimes, comms, recorder, batch_for_step, hooks,
-                        fault if fault is not None and fault.rank == rank else None)
+                        fault if fault is not None and fault.rank == rank else None, sync)
     _align_clock(recorder, device, backend)
     return RankContext(executor, recorder, runtimes, comms, device, backend, reports_loss)
 

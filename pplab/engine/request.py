@@ -27,6 +27,7 @@ from pathlib import Path
 from pplab import limits
 from pplab.engine.train_config import ModelConfig, TrainConfig, parse_fault, vocab_size
 from pplab.schedules import SCHEDULES, Schedule, build, read_csv, validate
+from pplab.schedules.steps import check_one_stage_per_rank
 from pplab.topology import Topology
 
 DEFAULT_PP_SIZE = 2
@@ -92,6 +93,12 @@ def check_request(config: TrainConfig) -> TrainingRequest:
         if fault.step >= steps:
             raise ValueError(f"fault step {fault.step} is beyond the run's {steps} steps "
                              f"(steps count from 0)")
+    if config.optimizer_sync == "post":
+        check_one_stage_per_rank(schedule)
+    elif config.global_state and schedule.is_async:
+        raise ValueError(f"{schedule.name} steps each stage on its own clock: there is no "
+                         f"global gradient norm to clip or check (drop --clip-grad and "
+                         f"--force-rollback-at)")
     if batch_size > limits.MAX_BATCH_SIZE:  # only a default batch can be: the config checks
         raise ValueError(f"the default batch of {ROWS_PER_MICROBATCH} rows x {per_step:,} "
                          f"microbatches x {replicas} replicas = {batch_size:,} rows is over "

@@ -44,6 +44,7 @@ def train_rank(request: TrainingRequest, rank: int,
             begin = time.perf_counter()
             executor.run_sync_step(step)
             step_seconds.append(time.perf_counter() - begin)
+        executor.finish()
     dist.barrier()
     loop_seconds = time.perf_counter() - started
 
@@ -64,6 +65,7 @@ def train_rank(request: TrainingRequest, rank: int,
         "max_live_versions": {s: runtime.stash.max_live_versions
                               for s, runtime in runtimes.items() if runtime.stash is not None},
         "versions": dict(executor.versions),
+        "optimizer_sync": executor.sync.summary() if executor.sync is not None else None,
         "step_seconds": step_seconds,
         "loop_seconds": loop_seconds,
         "device": str(device.type),
