@@ -19,6 +19,7 @@ import sys
 def measured_bubble(pp_size: int, microbatches: int, steps: int) -> float:
     """Median per-step bubble fraction of a real GPipe run (step 0 warms up, left out)."""
     from pplab.engine.launch import run_training
+    from pplab.engine.request import check_request
     from pplab.engine.train_config import TrainConfig
     from pplab.timeline import metrics
 
@@ -26,7 +27,7 @@ def measured_bubble(pp_size: int, microbatches: int, steps: int) -> float:
     config = TrainConfig(schedule="gpipe", pp_size=pp_size, microbatches=microbatches,
                          steps=steps, batch_size=8 * microbatches, d_model=128, heads=4,
                          seq_len=64, layers=max(4, pp_size), out="-")
-    events = run_training(config).events
+    events = run_training(check_request(config), None).events  # out="-": nothing saved
     per_step = metrics(events, range(pp_size))["per_step"]
     return statistics.median(s["bubble_fraction"] for s in per_step[1:] or per_step)
 

@@ -252,12 +252,14 @@ def test_a_real_short_run_is_calibrated_saved_and_replayed(tmp_path):
     """
     import math
 
-    from pplab.engine.launch import run_training
+    from pplab.engine.launch import output_dir, run_training
+    from pplab.engine.request import check_request
     from pplab.engine.train_config import TrainConfig
 
     config = TrainConfig(schedule="1f1b", pp_size=2, microbatches=4, steps=4, layers=2,
                          d_model=32, heads=2, seq_len=16, out=str(tmp_path / "run"))
-    run = run_dirs.load_run(run_training(config).run_dir)
+    request = check_request(config)
+    run = run_dirs.load_run(run_training(request, output_dir(request)).run_dir)
     calibration = calibration_for(run)
     prediction = replay(run, calibration)
     assert prediction.step_time > 0 and math.isfinite(prediction.step_time)

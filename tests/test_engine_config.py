@@ -296,6 +296,32 @@ def _stage_gradients(split: bool, stage_index: int):
     return runtime, grad_in, {n: p.grad for n, p in module.named_parameters()}
 
 
+def test_a_run_checks_its_request_once_and_hands_that_object_to_its_ranks(monkeypatch, capsys):
+    # pplab train checks the request, and the launch and the supervisor pass that one object
+    # on (the ranks read even the fault from it): nothing along the way checks it again.
+    from pplab.engine import launch, request, supervisor
+
+    checked, handed = [], []
+    real = request._schedule  # every check starts here, however check_request was imported
+
+    def counted(config):
+        checked.append(config)
+        return real(config)
+
+    def spawn(world_size, fn, *args, **options):
+        handed.append(args)
+        raise supervisor.RankFailed("rank 0 failed: stopped here by the test")
+
+    monkeypatch.setattr(request, "_schedule", counted)
+    monkeypatch.setattr(launch, "spawn_ranks", spawn)
+    monkeypatch.setattr(machine, "rank_slots", lambda device: 2)
+    code, _, err = run_pplab(capsys, "train", "--pp", "2", "--microbatches", "2", "--steps",
+                             "3", "--fault", "1:2:raise", "--out", "-")
+    assert code == 1 and "stopped here by the test" in err
+    assert len(checked) == 1 and len(handed) == 1
+    assert handed[0][0].config is checked[0] and handed[0][0].fault == (1, 2, "raise")
+
+
 @pytest.mark.parametrize("stage_index", [0, 1])
 def test_split_backward_i_then_w_equals_full_backward(stage_index):
     split, split_in, split_grads = _stage_gradients(True, stage_index)

@@ -123,7 +123,8 @@ def test_a_run_trained_from_a_csv_keeps_its_schedule_and_is_predicted(tmp_path, 
 ])
 def test_a_failed_process_ends_the_run_with_its_error_and_no_run_dir(tmp_path, sizes, fault,
                                                                       message):
-    from pplab.engine.launch import run_training
+    from pplab.engine.launch import output_dir, run_training
+    from pplab.engine.request import check_request
     from pplab.engine.train_config import TrainConfig
 
     out = tmp_path / "never"
@@ -131,8 +132,9 @@ def test_a_failed_process_ends_the_run_with_its_error_and_no_run_dir(tmp_path, s
     # "no progress within the timeout", not the failed rank's own error.
     config = TrainConfig(schedule="1f1b", microbatches=3, steps=4, fault=fault, timeout=30,
                          out=str(out), **{**TINY, **sizes})
+    request = check_request(config)
     with pytest.raises(RankFailed) as caught:
-        run_training(config)
+        run_training(request, output_dir(request))
     assert str(caught.value) == message
     assert not out.exists() and list(tmp_path.iterdir()) == []
     assert multiprocessing.active_children() == []
@@ -140,6 +142,7 @@ def test_a_failed_process_ends_the_run_with_its_error_and_no_run_dir(tmp_path, s
 
 def test_a_receiver_that_takes_messages_in_reverse_order_does_not_stall_the_sender(tmp_path):
     from pplab.engine.launch import run_training
+    from pplab.engine.request import check_request
     from pplab.engine.train_config import TrainConfig
 
     # Valid under "sends never block": rank 1 takes rank 0's 80 activations last-first. A
@@ -152,7 +155,7 @@ def test_a_receiver_that_takes_messages_in_reverse_order_does_not_stall_the_send
     csv.write_text(",".join(rank0) + "\n" + ",".join(rank1) + "\n")
     config = TrainConfig(csv=str(csv), steps=1, batch_size=4 * m, d_model=128, seq_len=64,
                          layers=2, timeout=60, out="-")
-    result = run_training(config)
+    result = run_training(check_request(config), None)
     assert len(result.losses) == 1
     sends = result.events[result.events["kind"] == "send"]
     assert len(sends) == 2 * m and (sends["bytes"] == 4 * 64 * 128 * 4).all()

@@ -109,16 +109,18 @@ def test_a_configuration_that_fails_after_one_that_trained_leaves_no_comparison(
     from dataclasses import replace
 
     from pplab.engine import launch
+    from pplab.engine.train_config import parse_fault
 
     # The second configuration's rank 1 raises the engine's injected fault at step 1: a
     # failure at a known point, whatever the machine's speed (a tiny timeout would race).
+    # The request arrives checked, and its ranks read the fault from it, not from the config.
     train, started = launch.run_training, []
 
-    def second_one_fails(config, progress=None):
-        started.append(config.out)
+    def second_one_fails(request, run_dir, progress=None):
+        started.append(run_dir)
         if len(started) == 2:
-            config = replace(config, fault="1:1:raise")
-        return train(config, progress)
+            request = replace(request, fault=parse_fault("1:1:raise"))
+        return train(request, run_dir, progress)
 
     monkeypatch.setattr(launch, "run_training", second_one_fails)
     out = tmp_path / "cmp"

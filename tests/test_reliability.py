@@ -186,6 +186,7 @@ KILL_RUN_STEPS = 12
 @pytest.mark.parametrize("where", ["a random step", "the last step"])
 def test_the_engine_ends_with_the_killed_ranks_error_wherever_it_is_killed(tmp_path, where):
     from pplab.engine import launch
+    from pplab.engine.request import check_request
     from pplab.engine.train_config import TrainConfig
 
     draw = random.Random(where)  # a string seeds the same way in every run
@@ -197,8 +198,9 @@ def test_the_engine_ends_with_the_killed_ranks_error_wherever_it_is_killed(tmp_p
     out = tmp_path / "never"
     config = TrainConfig(schedule="1f1b", pp_size=2, microbatches=2, steps=KILL_RUN_STEPS,
                          timeout=60, fault=f"{victim}:{step}:kill", out=str(out), **TINY)
+    request = check_request(config)
     with pytest.raises(RankFailed) as caught:
-        launch.run_training(config)
+        launch.run_training(request, launch.output_dir(request))
     assert str(caught.value).startswith(f"rank {victim} failed: killed by signal 9"), step
     assert not out.exists() and list(tmp_path.iterdir()) == []
     _assert_nothing_left()

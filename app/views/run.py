@@ -99,13 +99,14 @@ if started:
     request = TrainRequest(schedule, int(pp_size), int(microbatches), int(chunks), int(steps),
                            int(layers), int(batch_size), device, task, 0, int(tp), int(dp))
     try:
-        request.check(max_ranks(device))
+        checked = request.check(max_ranks(device))
     except ValueError as error:
         st.error(f"Not started: {error}")
         st.stop()
+    run_dir = run_dir_for(checked, runs_catalog.user_runs_dir())
     if in_classroom():  # the server's one run, broadcast; this page only follows it
         try:
-            LIVE.start(request, str(run_dir_for(request, runs_catalog.user_runs_dir())),
+            LIVE.start(request, str(run_dir),
                        owner=session_key(), label=f"{schedule} p={pp_size} m={microbatches}")
         except ValueError as error:
             st.error(f"Not started: {error}")
@@ -131,8 +132,8 @@ if started:
                                key=f"run_loss_{len(losses)}")
 
     try:
-        run_dir = train(request, str(run_dir_for(request, runs_catalog.user_runs_dir())),
-                        progress, on_wait=lambda s: status.caption(f"running for {s:.0f} s"))
+        run_dir = train(request, str(run_dir), progress,
+                        on_wait=lambda s: status.caption(f"running for {s:.0f} s"))
     except TrainingError as error:
         st.error(f"The run failed: {error}")
         st.stop()

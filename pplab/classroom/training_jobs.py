@@ -103,9 +103,10 @@ class TrainRequest:
         return check_request(self.config())
 
 
-def run_dir_for(request: TrainRequest, root: str | Path) -> Path:
-    """A new folder under ``root``, named as ``pplab train`` names its runs."""
-    return new_run_dir(root, check_request(request.config()))
+def run_dir_for(checked: TrainingRequest, root: str | Path) -> Path:
+    """A new folder under ``root`` for the request ``TrainRequest.check`` returned, named as
+    ``pplab train`` names its runs."""
+    return new_run_dir(root, checked)
 
 
 def train_command(request: TrainRequest, out: str) -> list[str]:

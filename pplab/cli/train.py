@@ -257,7 +257,7 @@ def run(args: argparse.Namespace) -> int:
     failure = None
     try:
         with stop_on_sigterm():
-            result = run_training(config, say.progress)
+            result = run_training(request, run_dir, say.progress)
     except ValueError as error:
         failure = (str(error).splitlines()[0], 2)
     except RankFailed as error:

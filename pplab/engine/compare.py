@@ -213,7 +213,9 @@ def run_comparison(texts: Sequence[str], shared: Shared, out: str | os.PathLike,
                          f"{request.topology.world_size} ranks, {request.num_steps} steps")
             relay = None if step_progress is None else (
                 lambda message, i=i: step_progress(i, message))
-            result = run_training(replace(request.config, out=str(tmp / name)), relay)
+            # The request checked above, saved in its member folder: checked once, not again.
+            saved = replace(request, config=replace(request.config, out=str(tmp / name)))
+            result = run_training(saved, tmp / name, relay)
             rows.append(summarize(spec, request, result.events, result.metadata, name))
         first = checked[0][1]
         document = {

@@ -2,9 +2,10 @@
 
 What it teaches: the path of ``pplab train`` from a request to a run directory, in order.
 
-1. ``pplab.engine.request.check_request`` checks every number without torch (this module
-adds only that a
-   CUDA device is really there when ``--device cuda`` asks for one).
+1. ``pplab.engine.request.check_request`` checks every number once, without torch, and
+   ``output_dir`` picks and checks the run directory; the caller hands both to
+   ``run_training``, which adds only that a CUDA device is really there when ``--device
+   cuda`` asks for one. The same checked request then travels to every rank.
 2. Locally, ``supervisor.spawn_ranks`` starts one process per rank (gloo on CPU, NCCL with
    one GPU per rank) and watches them; under ``torchrun`` (RANK and WORLD_SIZE set) this
    process is one of the ranks and rank 0 gathers the others' results.
@@ -32,9 +33,8 @@ import pandas as pd
 
 import pplab
 from pplab.engine.machine import cpu_count, launched_by_torchrun
-from pplab.engine.request import TrainingRequest, check_request, new_run_dir
+from pplab.engine.request import TrainingRequest, new_run_dir
 from pplab.engine.supervisor import RankFailed, Report, describe_error, spawn_ranks
-from pplab.engine.train_config import TrainConfig
 
 # on_progress gets one dict per thing worth telling: {"event": "started", "started", "ranks"}
 # and {"event": "ready", "ready", "ranks"} as ranks come up, {"event": "step", "step"
@@ -86,11 +86,11 @@ def output_dir(request: TrainingRequest) -> Path | None:
     return target
 
 
-def run_training(config: TrainConfig, on_progress: OnProgress | None = None) -> RunResult:
-    """Run a whole training job and save it (unless ``config.out`` is "-")."""
-    request = check_request(config)
+def run_training(request: TrainingRequest, run_dir: Path | None,
+                 on_progress: OnProgress | None = None) -> RunResult:
+    """Run a whole training job, checked once by ``check_request``, and save it in
+    ``run_dir`` (as ``output_dir(request)`` chose and checked it; None saves nothing)."""
     check_device(request)
-    run_dir = output_dir(request)
     if launched_by_torchrun():
         return _run_in_place(request, run_dir, on_progress)
     return _run_spawned(request, run_dir, on_progress)

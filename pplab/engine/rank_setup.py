@@ -29,7 +29,6 @@ from pplab.engine.partition import build_stage
 from pplab.engine.recorder import Recorder
 from pplab.engine.request import TrainingRequest
 from pplab.engine.stage import StageRuntime
-from pplab.engine.train_config import parse_fault
 from pplab.schedules.actions import BACKWARD_INPUT
 
 
@@ -98,7 +97,7 @@ def setup_rank(request: TrainingRequest, rank: int,
     comms = PipeComms(recorder, lambda pp_rank: groups.pp_ranks[pp_rank], schedule.num_stages,
                       (request.microbatch_size, config.seq_len, config.d_model), dtype, device,
                       through_host=device.type == "cuda" and backend == "gloo")
-    fault = parse_fault(config.fault) if config.fault else None
+    fault = request.fault
     reports_loss = me.pp == schedule.stage_to_rank[-1] and me.tp == 0
     hooks = ExecutorHooks(after_flush, before_optim,
                           on_loss if reports_loss and me.dp == 0 else None, on_step)

@@ -25,7 +25,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from pplab import limits
-from pplab.engine.train_config import ModelConfig, TrainConfig, parse_fault, vocab_size
+from pplab.engine.train_config import Fault, ModelConfig, TrainConfig, parse_fault, vocab_size
 from pplab.schedules import SCHEDULES, Schedule, build, read_csv, validate
 from pplab.schedules.steps import check_one_stage_per_rank
 from pplab.topology import Topology
@@ -44,7 +44,9 @@ EVENT_ROWS_PER_TP_LAYER = 4
 class TrainingRequest:
     """A training run as ``check_request`` accepted it: everything a rank needs, checked
     before any process starts. (``pplab plan`` is another thing: the planner's search of
-    layouts at scale, ``pplab.planner``.)"""
+    layouts at scale, ``pplab.planner``.) It is made once per run and handed along, to the
+    launch, every rank (through the supervisor) and the run's summary: none of them checks
+    the config again."""
 
     config: TrainConfig
     schedule: Schedule
@@ -53,6 +55,7 @@ class TrainingRequest:
     batch_size: int
     microbatch_size: int
     topology: Topology
+    fault: Fault | None = None  # --fault, read and checked against the grid and the steps
 
     @property
     def num_steps(self) -> int:
@@ -85,8 +88,8 @@ def check_request(config: TrainConfig) -> TrainingRequest:
         raise ValueError(f"{schedule.name} updates each stage on its own clock; run it with "
                          f"--dp 1, not {replicas}")
     steps = schedule.num_steps if schedule.is_async else config.steps
-    if config.fault is not None:
-        fault = parse_fault(config.fault)
+    fault = None if config.fault is None else parse_fault(config.fault)
+    if fault is not None:
         if fault.rank >= topology.world_size:
             raise ValueError(f"fault rank {fault.rank} is outside the world of "
                              f"{topology.describe()}")
@@ -107,7 +110,7 @@ def check_request(config: TrainConfig) -> TrainingRequest:
                         d_model=config.d_model, n_heads=config.heads, n_layers=layers,
                         d_ff=config.mlp_width, seed=config.seed)
     request = TrainingRequest(config, schedule, model, layer_split, batch_size,
-                batch_size // (per_step * replicas), topology)
+                              batch_size // (per_step * replicas), topology, fault)
     _check_size(request, steps)
     return request
 

@@ -70,22 +70,23 @@ class Study:
             out="-") for name in SCHEDULES for lr in self.lrs}
 
 
-def train_all(rank: int, world_size: int, report, configs: dict) -> dict:
-    """Runs on every rank: train each configuration in turn; the last stage's losses."""
-    from pplab.engine.request import check_request
+def train_all(rank: int, world_size: int, report, requests: dict) -> dict:
+    """Runs on every rank: train each checked request in turn; the last stage's losses."""
     from pplab.engine.training import train_rank
 
-    return {key: train_rank(check_request(config), rank)["losses"]
-            for key, config in configs.items()}
+    return {key: train_rank(request, rank)["losses"] for key, request in requests.items()}
 
 
 def run_study(study: Study, timeout: float = 600.0) -> dict:
     """Train every schedule at every rate for real; the document ``save`` writes."""
     from datetime import UTC, datetime
 
+    from pplab.engine.request import check_request
     from pplab.engine.supervisor import spawn_ranks
 
-    results = spawn_ranks(study.pp, train_all, study.configs(), timeout=timeout)
+    # Checked once here, not once per rank: every rank gets the same checked requests.
+    requests = {key: check_request(config) for key, config in study.configs().items()}
+    results = spawn_ranks(study.pp, train_all, requests, timeout=timeout)
     losses = {name: {} for name in SCHEDULES}
     for result in results:
         for (name, lr), values in result.items():
