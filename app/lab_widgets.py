@@ -218,7 +218,7 @@ def schedule_widgets(key: str, cost: CostModel, defaults: tuple[str, int, int, i
                         else f"{n}: {SCHEDULES[n].summary}")
     if name == CUSTOM_CSV:
         return _custom_csv_widgets(key, cost)
-    pp_size = st.slider("Pipeline depth p (ranks)", 1, 16, pp_size, key=f"{key}stages")
+    pp_size = st.slider("Pipeline depth p (ranks)", 1, 16, pp_size, key=f"{key}p")
     microbatches = st.slider("Microbatches m", 1, 64, microbatches, key=f"{key}microbatches")
     if name == SEARCHED:
         cap = st.slider(

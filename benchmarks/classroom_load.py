@@ -115,7 +115,7 @@ async def student(port: int, moves: int, latencies: list[float], seed: int,
         await tab.rerun()
         for _ in range(moves):
             change = {"pg_microbatches": [float(rng.randint(1, 32))],
-                      "pg_stages": [float(rng.randint(2, 8))]}
+                      "pg_p": [float(rng.randint(2, 8))]}
             latencies.append((time.monotonic(), await tab.rerun(states=change)))
             await asyncio.sleep(rng.uniform(*think))  # a student looks before moving again
 
@@ -138,7 +138,7 @@ async def instructor(port: int, passcode: str, steps: int) -> Session:
     await tab.rerun(states={"classroom_code_0": passcode})
     if "run_steps" not in tab.widgets:
         raise RuntimeError(f"the passcode was not taken: {tab.texts[-3:]}")
-    await tab.rerun(states={"run_steps": steps, "run_microbatches": 2, "run_stages": 2,
+    await tab.rerun(states={"run_steps": steps, "run_microbatches": 2, "run_p": 2,
                             "run_layers": 2, "run_batch": 4, "Start training": True})
     await asyncio.sleep(2)
     await tab.rerun(page="run")

@@ -95,7 +95,7 @@ def test_playground_shows_gpipe_bubble_and_follows_the_sliders(no_runs):
 
     app.slider(key="pg_microbatches").set_value(12).run()
     assert "1/5" in metric(app, "Bubble fraction (predicted)")
-    app.slider(key="pg_stages").set_value(8).run()
+    app.slider(key="pg_p").set_value(8).run()
     assert "7/19" in metric(app, "Bubble fraction (predicted)")
     assert metric(app, "Ranks") == "8"
     assert metric(app, "Peak activations (predicted)") == "12 microbatches"
@@ -449,10 +449,10 @@ def test_a_recorded_schedule_csv_too_big_to_replay_is_refused(tmp_path, monkeypa
 
 def test_run_page_bounds_the_request(no_runs):
     app = open_page("run")
-    app.number_input(key="run_stages").set_value(64)
+    app.number_input(key="run_p").set_value(64)
     app.button[0].click().run()
     assert app.error[0].value.startswith("Not started: pp 64 x tp 1 x dp 1 = 64 ranks")
-    app.number_input(key="run_stages").set_value(2)
+    app.number_input(key="run_p").set_value(2)
     app.number_input(key="run_layers").set_value(1)
     app.button[0].click().run()
     assert app.error[0].value == "Not started: 2 stages need at least 2 layers; the model has 1"
@@ -473,7 +473,7 @@ def test_a_training_request_from_elsewhere_is_bounded_too():
 
 
 def fill_run_form(app: AppTest, batch_size: int) -> None:
-    for key, value in (("run_stages", 2), ("run_microbatches", 2), ("run_steps", 2),
+    for key, value in (("run_p", 2), ("run_microbatches", 2), ("run_steps", 2),
                        ("run_layers", 2), ("run_batch", batch_size)):
         app.number_input(key=key).set_value(value)
 

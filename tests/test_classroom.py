@@ -152,7 +152,7 @@ def test_lab_command_prints_a_passcode_and_hands_the_server_only_its_digest(monk
 def test_the_instructors_run_reaches_every_student_who_cannot_stop_it(class_lab):
     instructor = open_page("run")
     instructor.text_input(key="classroom_code_0").input(PASSCODE).run()
-    for key, value in (("run_stages", 2), ("run_microbatches", 2), ("run_steps", 3),
+    for key, value in (("run_p", 2), ("run_microbatches", 2), ("run_steps", 3),
                        ("run_layers", 2), ("run_batch", 4)):
         instructor.number_input(key=key).set_value(value)
     students = [open_page("run") for _ in range(3)]

@@ -22,6 +22,13 @@ def test_schedules_lists_every_family(capsys):
     assert listed == list(SCHEDULES)
 
 
+def test_no_schedule_description_stops_mid_sentence(capsys):
+    _, out, _ = run_pplab(capsys, "schedules")
+    for name, family in SCHEDULES.items():
+        assert family.summary.endswith("."), (name, family.summary)
+        assert f"{name.ljust(16)}  {family.summary}" in out, name
+
+
 def test_simulate_prints_gantt_and_metrics(capsys):
     code, out, _ = run_pplab(capsys, "simulate", "--schedule", "1f1b", "--pp", "4",
                              "--microbatches", "8")

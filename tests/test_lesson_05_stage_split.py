@@ -206,7 +206,7 @@ def test_widget_renders_honours_a_typed_split_and_falls_back_on_a_bad_one(tmp_pa
     assert {m.label for m in app.metric} >= {"Your step (predicted)", "Bubble (predicted)",
                                              "Best split (shortest step)"}
     assert len(app.get("plotly_chart")) >= 3
-    assert app.session_state["shown"] == {"layers": "8", "stages": "4", "microbatches": "8",
+    assert app.session_state["shown"] == {"layers": "8", "p": "4", "microbatches": "8",
                                           "split": "", "head": "0", "schedule": "1f1b"}
     costs = bundled_costs()[0]
     app.text_input(key="l05_split").input("3,2,2,1").run()
@@ -222,9 +222,16 @@ def test_widget_renders_honours_a_typed_split_and_falls_back_on_a_bad_one(tmp_pa
 
 
 def test_widget_reads_bad_configuration_values_as_their_defaults(tmp_path):
-    app = _widget(tmp_path, {"layers": "lots", "head": "-1", "schedule": "zz", "stages": "99"})
+    app = _widget(tmp_path, {"layers": "lots", "head": "-1", "schedule": "zz", "p": "99"})
     assert not app.exception, app.exception
     said = " ".join(c.value for c in app.caption)
-    for name in ("layers 'lots'", "head '-1'", "schedule 'zz'", "stages '99'"):
+    for name in ("layers 'lots'", "head '-1'", "schedule 'zz'", "p '99'"):
         assert name in said, said
     assert app.session_state["shown"]["layers"] == "8"
+
+
+def test_an_old_link_that_named_the_depth_stages_still_sets_p(tmp_path):
+    app = _widget(tmp_path, {"stages": "2"})
+    assert not app.exception, app.exception
+    assert app.slider(key="l05_p").value == 2
+    assert app.session_state["shown"]["p"] == "2" and "stages" not in app.session_state["shown"]

@@ -35,7 +35,7 @@ def show(config: dict[str, str]) -> dict[str, str]:
     left, mid, right, far = st.columns(4)
     schedule = left.radio("Schedule", SCHEDULES, horizontal=True, key="l01_schedule",
                           index=SCHEDULES.index(choice(config, DEFAULTS, "schedule", SCHEDULES)))
-    p = mid.slider("Stages p", 2, 16, whole(config, DEFAULTS, "p", 2, 16), key="l01_p")
+    p = mid.slider("Pipeline depth p", 2, 16, whole(config, DEFAULTS, "p", 2, 16), key="l01_p")
     m = right.slider("Microbatches m", 1, 64, whole(config, DEFAULTS, "m", 1, 64), key="l01_m")
     backward = far.slider("Backward cost t_B (t_F = 1)", 0.5, 4.0,
                           number(config, DEFAULTS, "backward", 0.5, 4.0), step=0.5,

@@ -67,7 +67,7 @@ def show(config: dict[str, str]) -> dict[str, str]:
     grid = st.columns(3)
     tp = int(grid[0].select_slider("tp (tensor parallel, inside a node)", TP_OPTIONS,
                                    choice(config, DEFAULTS, "tp", TP_OPTIONS), key="l09_tp"))
-    pp = int(grid[1].number_input("pp (pipeline stages)", 1, MAX_PLANNED_PP,
+    pp = int(grid[1].number_input("pp (pipeline depth)", 1, MAX_PLANNED_PP,
                                   whole(config, DEFAULTS, "pp", 1, MAX_PLANNED_PP), key="l09_pp"))
     dp = int(grid[2].number_input("dp (data-parallel replicas)", 1, MAX_LAYOUT_GPUS,
                                   whole(config, DEFAULTS, "dp", 1, MAX_LAYOUT_GPUS),

@@ -17,7 +17,7 @@ DEFAULTS = {"p": "4", "m": "8"}
 
 def show(config: dict[str, str]) -> dict[str, str]:
     left, right = st.columns(2)
-    p = left.slider("Stages p", 2, 16, whole(config, DEFAULTS, "p", 2, 16), key="l02_p")
+    p = left.slider("Pipeline depth p", 2, 16, whole(config, DEFAULTS, "p", 2, 16), key="l02_p")
     m = right.slider("Microbatches m", 1, 64, whole(config, DEFAULTS, "m", 1, 64), key="l02_m")
     figure = go.Figure()
     peaks = {}

@@ -20,7 +20,7 @@ def show(config: dict[str, str]) -> dict[str, str]:
     schedule = cols[0].radio("Schedule", SCHEDULES, horizontal=True, key="l04_schedule",
                              index=SCHEDULES.index(choice(config, DEFAULTS, "schedule",
                                                           SCHEDULES)))
-    p = cols[1].slider("Stages p", 2, 8, whole(config, DEFAULTS, "p", 2, 8), key="l04_p")
+    p = cols[1].slider("Pipeline depth p", 2, 8, whole(config, DEFAULTS, "p", 2, 8), key="l04_p")
     m = cols[2].slider("Microbatches m", 1, 12, whole(config, DEFAULTS, "m", 1, 12), key="l04_m")
     built = build(schedule, p, m)
     st.code(built.pretty(), language=None)

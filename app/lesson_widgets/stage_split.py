@@ -30,9 +30,9 @@ from pplab.teaching.stage_split import (
 )
 
 GPIPE_RUN = "gpipe-p4m8"  # the same model under GPipe: one microbatch's bytes per stage
-DEFAULTS = {"layers": "8", "stages": "4", "microbatches": "8", "split": "", "head": "0",
+DEFAULTS = {"layers": "8", "p": "4", "microbatches": "8", "split": "", "head": "0",
             "schedule": "1f1b"}
-_WHOLE = {"layers": (2, 24), "stages": (1, 8), "microbatches": (1, 32)}
+_WHOLE = {"layers": (2, 24), "p": (1, 8), "microbatches": (1, 32)}
 _HEAD_MOST = 4.0
 MS = 1e3
 BUBBLE_NORM = "idle rank-time / (ranks x makespan)"
@@ -53,6 +53,8 @@ def _gpipe_memory():
 def _read(config: dict[str, str]) -> tuple[dict, list[str]]:
     """The configuration as numbers; what cannot be read falls back to its default."""
     values, notes = {}, []
+    if "stages" in config:  # only a link made when the depth was called "stages" has it
+        config = {**config, "p": config["stages"]}
     for name, (low, high) in _WHOLE.items():
         text = str(config.get(name, DEFAULTS[name])).strip()
         if text.isdigit() and low <= int(text) <= high:
@@ -101,8 +103,8 @@ def show(config: dict[str, str]) -> dict[str, str]:
                f"are within its noise). Messages are left out: they do not depend on the split.")
     top = st.columns(4)
     layers = top[0].slider("Layers L", *_WHOLE["layers"], values["layers"], key="l05_layers")
-    stages = top[1].slider("Stages p", *_WHOLE["stages"], min(values["stages"], layers),
-                           key="l05_stages")
+    stages = top[1].slider("Pipeline depth p (one stage per rank)", *_WHOLE["p"],
+                           min(values["p"], layers), key="l05_p")
     microbatches = top[2].slider("Microbatches m", *_WHOLE["microbatches"],
                                  values["microbatches"], key="l05_microbatches")
     schedule = top[3].radio("Schedule", SCHEDULES, SCHEDULES.index(values["schedule"]),
@@ -176,5 +178,5 @@ def show(config: dict[str, str]) -> dict[str, str]:
         st.caption(f"Measured by the engine: {memory.kind}. Microbatches held at the peak: "
                    f"{list(memory.formula_held)} by the formula, {list(memory.held)} in the "
                    f"measured events; {source}. {shared_note}")
-    return {"layers": str(layers), "stages": str(stages), "microbatches": str(microbatches),
+    return {"layers": str(layers), "p": str(stages), "microbatches": str(microbatches),
             "split": text, "head": f"{head:g}", "schedule": schedule}

@@ -76,7 +76,7 @@ def show(config: dict[str, str]) -> dict[str, str]:
     name, p, m, steps = _read(config)
     cols = st.columns(4)
     name = cols[0].selectbox("Schedule", FAMILIES, index=FAMILIES.index(name), key="l07_schedule")
-    p = cols[1].slider("Stages p", 2, 8, p, key="l07_p")
+    p = cols[1].slider("Pipeline depth p", 2, 8, p, key="l07_p")
     low = p if name == "pipedream-2bw" else 1
     m = cols[2].slider("Microbatches per step m", low, 16, max(m, low), key="l07_m")
     steps = cols[3].slider("Steps", 1, 4, steps, key="l07_steps")

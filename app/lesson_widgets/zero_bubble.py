@@ -18,7 +18,7 @@ DEFAULTS = {"p": "4", "m": "8", "t_f": "1", "t_i": "1", "t_w": "1"}
 
 def show(config: dict[str, str]) -> dict[str, str]:
     cols = st.columns(5)
-    p = cols[0].slider("Stages p", 2, 12, whole(config, DEFAULTS, "p", 2, 12), key="l03_p")
+    p = cols[0].slider("Pipeline depth p", 2, 12, whole(config, DEFAULTS, "p", 2, 12), key="l03_p")
     m = cols[1].slider("Microbatches m", 1, 48, whole(config, DEFAULTS, "m", 1, 48),
                        key="l03_m")
     costs = {name: cols[i + 2].slider(label, 0.5, 3.0, number(config, DEFAULTS, name, 0.5, 3.0),

@@ -34,7 +34,7 @@ with st.sidebar:
     st.header("Presenter")
     schedule = st.selectbox("Schedule", SCHEDULES, key="presenter_schedule",
                             index=SCHEDULES.index(choice(link, DEFAULTS, "schedule", SCHEDULES)))
-    p = st.slider("Stages p", 2, 8, whole(link, DEFAULTS, "p", 2, 8), key="presenter_p")
+    p = st.slider("Pipeline depth p", 2, 8, whole(link, DEFAULTS, "p", 2, 8), key="presenter_p")
     m = st.slider("Microbatches m", 1, 16, whole(link, DEFAULTS, "m", 1, 16), key="presenter_m")
     v = (st.slider("Chunks v", 2, 4, whole(link, DEFAULTS, "v", 2, 4), key="presenter_v")
          if schedule == "interleaved-1f1b" else 1)

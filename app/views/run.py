@@ -82,7 +82,7 @@ with st.form("run_form"):
     device = cols[1].selectbox("Device", devices, key="run_device")
     task = cols[2].selectbox("Task", TASKS, key="run_task")
     cols = st.columns(4)
-    pp_size = cols[0].number_input("Pipeline depth p (ranks)", 1, 64, 2, key="run_stages")
+    pp_size = cols[0].number_input("Pipeline depth p (ranks)", 1, 64, 2, key="run_p")
     microbatches = cols[1].number_input("Microbatches m", 1, MAX_LAB_RUN_MICROBATCHES, 4,
                                         key="run_microbatches")
     chunks = cols[2].number_input("Chunks v (interleaved)", 1, 8, 1, key="run_chunks")

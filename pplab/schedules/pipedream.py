@@ -70,8 +70,9 @@ def pipedream(pp_size: int, num_microbatches: int, num_chunks: int = 1,
           asynchronous=True)
 def pipedream_2bw(pp_size: int, num_microbatches: int, num_chunks: int = 1,
                   num_steps: int = DEFAULT_STEPS) -> Schedule:
-    """Asynchronous 1F1B, one update per step of M microbatches, every microbatch of step t
-    on version t - 1 (double-buffered weights: two versions per stage)."""
+    """Asynchronous 1F1B, one update per step of M microbatches, on double-buffered weights.
+
+    Every microbatch of step t runs on version t - 1: two versions per stage."""
     if num_microbatches < pp_size:
         raise ValueError(
             f"pipedream-2bw keeps two weight versions only with at least as many microbatches "

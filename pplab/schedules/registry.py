@@ -76,7 +76,8 @@ def register(
     actions_per_microbatch: int = 2,
 ) -> Callable[[Builder], Builder]:
     def decorate(builder: Builder) -> Builder:
-        summary = (builder.__doc__ or "").strip().splitlines()[0]
+        # the docstring's first paragraph, on one line: a sentence is never cut at a wrap
+        summary = " ".join((builder.__doc__ or "").strip().split("\n\n")[0].split())
         SCHEDULES[name] = ScheduleFamily(
             name, builder, summary, paper, min_chunks, max_chunks, asynchronous,
             actions_per_microbatch,
