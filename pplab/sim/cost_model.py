@@ -15,6 +15,7 @@ from pplab.limits import (
     MAX_BANDWIDTH,
     MAX_COST,
     MAX_MESSAGE_BYTES,
+    MAX_MICROBATCHES,
     MAX_STAGES,
     check_count,
     check_finite_number,
@@ -67,6 +68,12 @@ class CostModel:
     optimistic step against the full state (post-validation, Qi et al., ICLR 2024,
     arXiv:2401.10241, Sec. 4); the state itself travels in messages of
     ``state_message_time``. Where they fall between steps is ``pplab.sim.optimizer_steps``'s.
+
+    ``held_growth``, when given, is one ``(F, B, I, W)`` relative growth of an action's
+    computation per microbatch of activations its rank holds beyond ``held_free`` when it
+    starts (``held_factor``; what a rank holds is ``hold``'s rule): a working set past the
+    caches makes GPipe's actions dearer than 1F1B's on a CPU (``pplab.calibration.variation``
+    measures it).
     """
 
     forward: float = 1.0
@@ -82,6 +89,8 @@ class CostModel:
     overlap: float = 0.0
     stage_costs: tuple[tuple[float, float, float, float], ...] | None = None
     validation: float = 0.0
+    held_growth: tuple[float, float, float, float] | None = None
+    held_free: int = 0
 
     def __post_init__(self) -> None:
         # Bounded, not only finite: a duration of 1e300 sums to infinity over a schedule, and
@@ -114,6 +123,16 @@ class CostModel:
             object.__setattr__(self, "stage_costs", tuple(
                 tuple(check_finite_number("stage cost", x, MAX_COST) for x in row)
                 for row in rows))
+        if self.held_growth is not None:
+            growth = tuple(self.held_growth)
+            if len(growth) != len(COMPUTE_KINDS):
+                raise ValueError(f"held_growth needs one (F, B, I, W); got {len(growth)} values")
+            object.__setattr__(self, "held_growth", tuple(
+                check_finite_number("held growth", x, MAX_COST) for x in growth))
+        if isinstance(self.held_free, bool) or not isinstance(self.held_free, int) \
+                or self.held_free < 0:
+            raise ValueError(f"held_free is a count of microbatches; got {self.held_free!r}")
+        check_count("held_free microbatches", self.held_free, MAX_MICROBATCHES)
 
     @classmethod
     def parse(cls, text: str) -> CostModel:
@@ -160,7 +179,18 @@ class CostModel:
             del out["stage_costs"]  # metadata of uncalibrated models reads as before
         else:
             out["stage_costs"] = [list(row) for row in self.stage_costs]
+        if self.held_growth is None:
+            del out["held_growth"], out["held_free"]  # nor of models without it
+        else:
+            out["held_growth"] = list(self.held_growth)
         return out
+
+    def held_factor(self, kind: str, held: int) -> float:
+        """How many times its typical computation ``kind`` takes when its rank holds ``held``
+        microbatches of activations as it starts."""
+        if self.held_growth is None or held <= self.held_free:
+            return 1.0
+        return 1.0 + self.held_growth[COMPUTE_KINDS.index(kind)] * (held - self.held_free)
 
     def transfer_time(self) -> float:
         """Time one activation or gradient message occupies a link (bytes / bandwidth)."""
@@ -222,3 +252,13 @@ class CostModel:
                     BACKWARD_INPUT: self.backward_input, BACKWARD_WEIGHT: self.backward_weight}
         return [{kind: time * factor for kind, time in per_kind.items()}
                 for factor in self.stage_factors(schedule)]
+
+
+def hold(held: set, action) -> None:
+    """Update ``held``, the ``(stage, microbatch)`` pairs whose activations a rank keeps, as
+    ``action`` runs: a forward keeps them until its backward ends (B, or W for a split one,
+    which reads what I left), the rule of ``pplab.timeline.peak_held``."""
+    if action.kind == FORWARD:
+        held.add((action.stage, action.microbatch))
+    elif action.kind in (FULL_BACKWARD, BACKWARD_WEIGHT):
+        held.discard((action.stage, action.microbatch))

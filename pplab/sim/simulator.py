@@ -35,7 +35,7 @@ from pplab.schedules.actions import (
     weight_versions,
 )
 from pplab.schedules.walk import Item, Walk
-from pplab.sim.cost_model import STATE_BYTES, CostModel
+from pplab.sim.cost_model import STATE_BYTES, CostModel, hold
 from pplab.sim.optimizer_steps import OptimNote, place_optimizer_steps
 from pplab.timeline import EventKind, events_from_columns
 
@@ -86,16 +86,23 @@ def work_items(schedule: Schedule, cost: CostModel, lead: list[dict[str, float]]
     An action's note holds the length each half is drawn with. Asynchronous schedules step
     a stage's optimizer after every ``update_every`` of its backwards; synchronous ones once
     per rank after the flush (unless ``flush_optimizer`` is False: ``place_optimizer_steps``
-    places them). ``spread`` is drawn once per entry, rank by rank, in order.
+    places them). ``spread`` is drawn once per entry, rank by rank, in order. With
+    ``cost.held_growth`` an entry's computation grows with what its rank holds as it starts.
     """
     durations = cost.stage_durations(schedule)
     out: dict[int, list[Item]] = {}
     for rank, actions in schedule.actions.items():
         items: list[Item] = []
         done: dict[int, int] = defaultdict(int)
+        held: set = set()
         for entry in actions:
-            if lead or spread is not None or isinstance(entry, OverlapPair):
-                items.append(_drawn(entry, durations, cost, lead, spread))
+            factor = 1.0
+            if cost.held_growth is not None:
+                factor = cost.held_factor(entry.sub_actions[0].kind, len(held))
+                for half in entry.sub_actions:
+                    hold(held, half)
+            if lead or spread is not None or isinstance(entry, OverlapPair) or factor != 1.0:
+                items.append(_drawn(entry, durations, cost, lead, spread, factor))
             else:  # a plain action at its typical cost, the common case, made quickly
                 alone = durations[entry.stage][entry.kind]
                 items.append(Item(entry, alone, 0.0, (alone,)))
@@ -114,17 +121,18 @@ def work_items(schedule: Schedule, cost: CostModel, lead: list[dict[str, float]]
 
 
 def _drawn(entry, durations: list[dict[str, float]], cost: CostModel,
-           lead: list[dict[str, float]] | None, spread: Callable[[], float] | None) -> Item:
+           lead: list[dict[str, float]] | None, spread: Callable[[], float] | None,
+           factor: float = 1.0) -> Item:
     """An entry's item: a pair shorter than its halves by ``cost.overlap``, its overhead
-    ``lead`` first, its computation scaled by a draw of ``spread``."""
+    ``lead`` first, its computation scaled by ``factor`` and a draw of ``spread``."""
     alone = [durations[h.stage][h.kind] for h in entry.sub_actions]
     total = cost.overlapped_time(*alone) if isinstance(entry, OverlapPair) else alone[0]
     scale = total / sum(alone) if sum(alone) > 0 else 0.0
     first = entry.sub_actions[0]
     head = min(lead[first.stage][first.kind], alone[0]) * scale if lead else 0.0
     halves = [d * scale for d in alone]
-    if spread is not None:  # this action's computation, drawn around its typical cost
-        factor = spread()
+    if spread is not None or factor != 1.0:  # its computation, drawn around its typical cost
+        factor *= spread() if spread is not None else 1.0
         halves = [head + (h - head) * factor if i == 0 else h * factor
                   for i, h in enumerate(halves)]
         total = sum(halves)
