@@ -1,4 +1,4 @@
-"""Plan checks, run names, the model's shape, the data, partitioning: no ranks started here.
+"""Request checks, run names, the model's shape, the data, partitioning: no ranks started here.
 
     pytest -q tests/test_engine_config.py
 """
@@ -21,7 +21,7 @@ from pplab.engine.data import make_task, microbatches
 from pplab.engine.model import build_reference_model, lm_loss
 from pplab.engine.partition import build_stage
 from pplab.engine.rank_watch import PHASES, RankProgress, slowest_rank
-from pplab.engine.request import make_plan, new_run_dir, run_label, split_layers
+from pplab.engine.request import check_request, new_run_dir, run_label, split_layers
 from pplab.engine.train_config import ModelConfig, TrainConfig, parse_fault, vocab_size
 from pplab.engine.weights import WeightStash
 from pplab.topology import Topology
@@ -83,7 +83,7 @@ def test_tasks_are_deterministic_and_learnable_shapes(tmp_path):
     corpus.write_text("hello pipeline world\n" * 10)
     text = make_task("text", 8, str(corpus))
     assert text.vocab_size == len(set(corpus.read_text()))
-    # The plan's vocab, counted without torch, is the one the data loader builds.
+    # The request's vocab, counted without torch, is the one the data loader builds.
     assert vocab_size(TrainConfig(task="text", text=str(corpus), seq_len=8)) == text.vocab_size
     x, y = text.batch(0, 0, 4)
     torch.testing.assert_close(y[:, :-1], x[:, 1:])
@@ -129,13 +129,13 @@ def test_reverse_task_loss_falls_in_a_few_hundred_steps():
 ])
 def test_config_errors_are_one_clear_line(changes, message):
     with pytest.raises(ValueError, match=message) as caught:
-        make_plan(TrainConfig(**changes))
+        check_request(TrainConfig(**changes))
     assert "\n" not in str(caught.value)
 
 
 def test_an_existing_run_directory_is_refused_before_training(tmp_path):
     with pytest.raises(ValueError, match="already exists; choose a new run directory"):
-        make_plan(TrainConfig(out=str(tmp_path)))
+        check_request(TrainConfig(out=str(tmp_path)))
 
 
 def test_cli_config_error_exits_2_before_spawning(capsys):
@@ -167,36 +167,36 @@ def test_topology_numbering_and_fault_parsing():
 
 def test_the_plan_check_imports_no_torch():
     # The CLI and the app check a request before anything starts; that must stay cheap.
-    code = ("import sys; from pplab.engine.request import make_plan; "
+    code = ("import sys; from pplab.engine.request import check_request; "
             "from pplab.engine.train_config import TrainConfig; "
             "import pplab.classroom.training_jobs, pplab.cli.train, pplab.engine.compare, "
             "pplab.engine.supervisor; "
-            "make_plan(TrainConfig(pp_size=2, tp_size=2)); "
+            "check_request(TrainConfig(pp_size=2, tp_size=2)); "
             "assert 'torch' not in sys.modules, 'torch was imported'")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
 
 
-def _plan(**changes):
-    return make_plan(TrainConfig(out="-", **changes))
+def _request(**changes):
+    return check_request(TrainConfig(out="-", **changes))
 
 
 def test_runs_are_named_by_what_they_are_in_one_place(tmp_path):
-    assert run_label(_plan(pp_size=2, microbatches=4)) == "1f1b-p2m4"
-    assert run_label(_plan(schedule="interleaved-1f1b", pp_size=2, chunks=2, microbatches=4,
+    assert run_label(_request(pp_size=2, microbatches=4)) == "1f1b-p2m4"
+    assert run_label(_request(schedule="interleaved-1f1b", pp_size=2, chunks=2, microbatches=4,
                            tp_size=2)) == "interleaved-1f1b-p2m4v2-tp2"
-    assert run_label(_plan(schedule="gpipe", pp_size=1, microbatches=1, tp_size=4)) == "tp4"
-    assert run_label(_plan(pp_size=1, microbatches=2, dp_size=2)) == "dp2-m2"
-    assert _plan(pp_size=1, microbatches=1, tp_size=4).describe() == "tp=4"
-    assert _plan(schedule="zb-h1", pp_size=2, dp_size=2).describe() == "zb-h1 pp=2 m=4 dp=2"
+    assert run_label(_request(schedule="gpipe", pp_size=1, microbatches=1, tp_size=4)) == "tp4"
+    assert run_label(_request(pp_size=1, microbatches=2, dp_size=2)) == "dp2-m2"
+    assert _request(pp_size=1, microbatches=1, tp_size=4).describe() == "tp=4"
+    assert _request(schedule="zb-h1", pp_size=2, dp_size=2).describe() == "zb-h1 pp=2 m=4 dp=2"
     schedule = tmp_path / "my order.csv"
     schedule.write_text("0F0,0B0\n1F0,1B0\n")
-    assert run_label(_plan(csv=str(schedule))) == "my-order-p2m1"
+    assert run_label(_request(csv=str(schedule))) == "my-order-p2m1"
     now = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
-    first = new_run_dir(tmp_path, _plan(), now)
+    first = new_run_dir(tmp_path, _request(), now)
     assert first == tmp_path / "20260102-030405-1f1b-p2m4"
     first.mkdir()
-    assert new_run_dir(tmp_path, _plan(), now).name == "20260102-030405-1f1b-p2m4-2"
+    assert new_run_dir(tmp_path, _request(), now).name == "20260102-030405-1f1b-p2m4-2"
 
 
 def test_ranks_beyond_the_machine_are_warned_refused_or_bounded():
