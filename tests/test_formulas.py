@@ -8,6 +8,7 @@ import pytest
 
 from pplab.formulas import parallel as pf
 from pplab.formulas import pipeline as formulas
+from pplab.formulas.zero_bubble import zb_h1_paper_bubble_time
 from pplab.schedules import build
 from pplab.sim.simulator import CostModel, simulate
 from pplab.timeline import metrics
@@ -32,6 +33,7 @@ def test_ratio_to_ideal_is_the_papers_normalisation():
 def test_zb_h1_table2_form_holds_while_w_is_the_smallest():
     cost = CostModel(forward=2, backward_input=1.5, backward_weight=1)
     assert formulas.zb_h1_bubble_time(5, cost) == pytest.approx(4 * (2 + 1.5 - 1))
+    assert zb_h1_paper_bubble_time(5, cost) == formulas.zb_h1_bubble_time(5, cost)
 
 
 @pytest.mark.parametrize("f, i, w", list(itertools.product((0.5, 1, 2), (0.5, 1, 2), (0.5, 1, 2))))
@@ -47,7 +49,7 @@ def test_zb_h1_paper_form_alone_is_wrong_when_w_exceeds_f():
     cost = CostModel(forward=1, backward_input=1, backward_weight=2)
     makespan = metrics(simulate(build("zb-h1", 4, 8), cost))["makespan"]
     assert makespan - 8 * 4 == pytest.approx(3 * 1)  # (p-1) T_I
-    assert 3 * (1 + 1 - 2) < makespan - 8 * 4
+    assert zb_h1_paper_bubble_time(4, cost) == 3 * (1 + 1 - 2) < makespan - 8 * 4
 
 
 def test_peaks():

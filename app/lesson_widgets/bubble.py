@@ -7,6 +7,7 @@ import streamlit as st
 
 from app.lesson_widgets.reading import choice, number, whole
 from pplab import charts
+from pplab.formulas.pipeline import bubble_fraction
 from pplab.schedules import COMPUTE_KINDS, build
 from pplab.sim.cost_model import CostModel
 from pplab.sim.simulator import simulate
@@ -46,7 +47,7 @@ def show(config: dict[str, str]) -> dict[str, str]:
     cols = st.columns(3)
     cols[0].metric("Bubble (simulated)", fraction_text(simulated),
                    help="Idle rank-time over ranks x makespan.")
-    cols[1].metric("(p-1)/(m+p-1)", fraction_text((p - 1) / (m + p - 1)),
+    cols[1].metric("(p-1)/(m+p-1)", fraction_text(bubble_fraction(schedule, p, m)),
                    help="The lesson's formula, same normalisation.")
     total = ends + middle
     cols[2].metric("Idle time in the middle", f"{middle / total:.0%}" if total else "none",

@@ -10,6 +10,7 @@ import streamlit as st
 from app.lesson_widgets.reading import number, whole
 from pplab import charts
 from pplab.calibration.per_rank import peak_activations_per_rank, point_to_point_messages
+from pplab.formulas.pipeline import bubble_fraction, bubble_ratio_to_ideal
 from pplab.formulas.pipeline import peak_activations_per_rank as closed_peaks
 from pplab.schedules import build
 from pplab.sim.cost_model import CostModel
@@ -79,10 +80,11 @@ def show(config: dict[str, str]) -> dict[str, str]:
                   delta=f"x{ratio:.3g} of 1F1B's {messages['1F1B']}", delta_color="off")
     if free:
         st.caption(f"Closed forms at free messages: bubble (p-1)/(vm+p-1) = "
-                   f"{(p - 1) / (v * m + p - 1):.2%} of the step, (p-1)/(vm) = "
-                   f"{(p - 1) / (v * m):.2%} over the ideal time (Narayanan et al., Sec. "
-                   f"2.2.2); rank 0's peak {float(closed_peaks(NAME, p, m, v)[0]):.4g} "
-                   f"full-rank microbatches (Megatron's warm-up count, each chunk 1/v).")
+                   f"{bubble_fraction(NAME, p, m, v):.2%} of the step, (p-1)/(vm) = "
+                   f"{bubble_ratio_to_ideal(NAME, p, m, v):.2%} over the ideal time (Narayanan "
+                   f"et al., Sec. 2.2.2); rank 0's peak "
+                   f"{float(closed_peaks(NAME, p, m, v)[0]):.4g} full-rank microbatches "
+                   f"(Megatron's warm-up count, each chunk 1/v).")
     else:
         st.caption(f"Every message takes {latency:g} cost units: the closed forms assume free "
                    f"messages, so only the simulator's figures are shown.")

@@ -24,6 +24,7 @@ from pplab import charts
 from pplab.calibration.per_rank import peak_activations_per_rank
 from pplab.formulas.pipeline import closed_form_for
 from pplab.formulas.pipeline import peak_activations_per_rank as peak_activations_per_rank_closed
+from pplab.formulas.zero_bubble import zb_h1_bubble_time, zb_h1_paper_bubble_time
 from pplab.schedules import SCHEDULES
 from pplab.timeline.labels import bubble_normalisation, fraction_text
 
@@ -96,10 +97,11 @@ if closed.form is not None:
                + (f" pplab's own extension: {closed.form.extension}."
                   if closed.form.extension else ""))
     if config.schedule == "zb-h1" and closed.value is not None:
-        f, i, w = (config.cost.forward, config.cost.backward_input, config.cost.backward_weight)
-        paper = "the same" if w <= min(f, i) else (
-            f"{(p - 1) * (f + i - w):.4g} {charts.COST_UNITS} of idle time per rank instead of "
-            f"{(p - 1) * max(f + i - w, f, i):.4g}: here W is longer than F or I, where the "
+        papers = zb_h1_paper_bubble_time(config.pp_size, config.cost)
+        ours = zb_h1_bubble_time(config.pp_size, config.cost)
+        paper = "the same" if papers == ours else (
+            f"{papers:.4g} {charts.COST_UNITS} of idle time per rank instead of "
+            f"{ours:.4g}: here W is longer than F or I, where the "
             f"max(...) form, pplab's own extension, is what the simulator finds")
         st.caption(f"Qi et al.'s Table 2 gives the bubble as (p-1)(T_F+T_B-T_W), with their B "
                    f"our I; at these costs it says {paper}.")

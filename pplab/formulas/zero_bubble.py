@@ -31,6 +31,15 @@ def check_closed_form_cost(cost: CostModel | None) -> CostModel:
     return cost
 
 
+def zb_h1_paper_bubble_time(pp_size: int, cost: CostModel | None = None) -> float:
+    """ZB-H1's bubble time as the paper writes it (Qi et al., ICLR 2024, arXiv:2401.10241,
+    Sec. 2.3, Table 2): ``(p-1)(T_F + T_B - T_W)``, its B being our I. Equal to
+    ``zb_h1_bubble_time`` while T_W <= min(T_F, T_I), the paper's transformer regime; below
+    it beyond, where pplab's order waits on the chain of forwards or of input gradients."""
+    cost = check_closed_form_cost(cost)
+    return (pp_size - 1) * (cost.forward + cost.backward_input - cost.backward_weight)
+
+
 def zb_h1_bubble_time(pp_size: int, cost: CostModel | None = None) -> float:
     """Bubble time of ZB-H1 on the busiest rank, for M >= P microbatches.
 
@@ -42,8 +51,8 @@ def zb_h1_bubble_time(pp_size: int, cost: CostModel | None = None) -> float:
     T_I)`` matches pplab's zb-h1 order exactly on a grid of costs (tests/test_formulas.py).
     """
     cost = check_closed_form_cost(cost)
-    f, i, w = cost.forward, cost.backward_input, cost.backward_weight
-    return (pp_size - 1) * max(f + i - w, f, i)
+    return max(zb_h1_paper_bubble_time(pp_size, cost),
+               (pp_size - 1) * cost.forward, (pp_size - 1) * cost.backward_input)
 
 
 def zb_h2_bubble_time(pp_size: int, cost: CostModel | None = None) -> float:
