@@ -39,32 +39,42 @@ HOST = "127.0.0.1"
 
 
 class Session:
-    """One browser tab: a websocket, the current page, and the widgets it has seen."""
+    """One browser tab: a websocket, the current page, and the widgets it has seen.
 
-    def __init__(self, port: int) -> None:
-        self.url = f"ws://{HOST}:{port}/_stcore/stream"
+    Always to the server on loopback; ``host`` is the name the tab says it asked for (its
+    Host header) and ``source`` the loopback address it connects from (127.0.0.2 looks like
+    another machine to the lab), so tests replay a foreign page or client without a network.
+    """
+
+    def __init__(self, port: int, host: str = HOST, source: str | None = None) -> None:
+        self.url = f"ws://{host}:{port}/_stcore/stream"
+        self.where = {"host": HOST, "port": port} | (
+            {"local_addr": (source, 0)} if source else {})
         self.widgets: dict[str, str] = {}  # user key -> widget id
         self.pages: dict[str, str] = {}
         self.page = ""
         self.texts: list[str] = []
+        self.elements: list = []  # every element the last run drew (protobufs)
         self.fragment: tuple[str, float] | None = None
 
     async def __aenter__(self):
-        self.ws = await websockets.connect(self.url, max_size=2**26, subprotocols=["streamlit"])
+        self.ws = await websockets.connect(self.url, max_size=2**26, subprotocols=["streamlit"],
+                                          proxy=None, **self.where)
         return self
 
     async def __aexit__(self, *_):
         await self.ws.close()
 
     async def rerun(self, page: str | None = None, states: dict | None = None,
-                    fragment: str = "", auto: bool = False) -> float:
-        """Send one rerun (``states``: user key -> value) and wait for it to finish;
-        the seconds it took."""
+                    fragment: str = "", auto: bool = False, query: str = "") -> float:
+        """Send one rerun (``states``: user key -> value; ``query``: the address's query
+        string) and wait for it to finish; the seconds it took."""
         message = BackMsg()
         rerun = message.rerun_script
         rerun.page_script_hash = self.pages.get(page, self.page) if page is not None \
             else self.page
         rerun.fragment_id, rerun.is_auto_rerun = fragment, auto
+        rerun.query_string = query
         for key, value in (states or {}).items():
             widget = rerun.widget_states.widgets.add()
             widget.id = self.widgets[key]
@@ -80,7 +90,7 @@ class Session:
                 widget.double_value = value
         started = time.perf_counter()
         await self.ws.send(message.SerializeToString())
-        self.texts = []
+        self.texts, self.elements = [], []
         while True:
             forward = ForwardMsg()
             forward.ParseFromString(await self.ws.recv())
@@ -95,6 +105,7 @@ class Session:
                 element = forward.delta.new_element
                 name = element.WhichOneof("type")
                 inner = getattr(element, name)
+                self.elements.append(element)
                 if hasattr(inner, "id") and "-" in getattr(inner, "id", ""):
                     self.widgets[inner.id.rsplit("-", 1)[-1]] = inner.id
                 if name in ("markdown", "alert", "heading"):

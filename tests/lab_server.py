@@ -25,11 +25,13 @@ def free_port() -> int:
         return probe.getsockname()[1]
 
 
-def start_lab(port: int, log: Path, env: dict | None = None) -> subprocess.Popen:
-    """`python -m pplab lab --port PORT` in its own process group, output into ``log``."""
+def start_lab(port: int, log: Path, env: dict | None = None,
+              options: tuple[str, ...] = ()) -> subprocess.Popen:
+    """`python -m pplab lab --port PORT [options]` in its own process group, output into
+    ``log``."""
     with log.open("w") as out:
         return subprocess.Popen(
-            [sys.executable, "-m", "pplab", "lab", "--port", str(port)], cwd=ROOT,
+            [sys.executable, "-m", "pplab", "lab", "--port", str(port), *options], cwd=ROOT,
             env={**os.environ, **(env or {})}, stdout=out, stderr=subprocess.STDOUT,
             start_new_session=True)
 

@@ -11,11 +11,13 @@ import pandas as pd
 import streamlit as st
 
 from app.lesson_widgets.reading import choice, number, whole
+from app.shared_work import pooled
 from pplab import charts
+from pplab.classroom import page_work
 from pplab.exercises.gpt3_3d import NODE, cluster_of
 from pplab.formulas import pipeline as formulas
 from pplab.limits import MAX_LAYOUT_GPUS, MAX_PAGE_GLOBAL_BATCH, MAX_PLANNED_PP
-from pplab.planner import PRESET_MODELS, RECOMPUTE, evaluate
+from pplab.planner import PRESET_MODELS, RECOMPUTE
 from pplab.planner.specs import GB, GIB
 
 DEFAULTS = {"model": "gpt3-175b", "memory": "80", "batch": "1536", "tp": "8", "pp": "8",
@@ -24,17 +26,16 @@ TP_OPTIONS = ("1", "2", "4", "8", "16")  # 16 is offered to show why tp stays in
 B_OPTIONS = ("1", "2", "4", "8", "16")
 
 
-@st.cache_data(max_entries=64, show_spinner="Simulating one pipeline…")
 def estimate(model_name: str, memory: float, batch: int, pp: int, tp: int, dp: int, b: int,
              recompute: str, sp: bool):
-    """(Candidate, "") for the layout, timed, or (None, the rule it breaks)."""
+    """(Candidate, "") for the layout, timed in the lab's work pool (a deep pipeline takes
+    seconds to simulate), or (None, the rule it breaks)."""
     gpus = pp * tp * dp
-    try:
-        return evaluate(PRESET_MODELS[model_name], cluster_of(gpus // NODE.gpus_per_node, memory),
-                        batch, pp=pp, tp=tp, dp=dp, microbatch_size=b, schedule="1f1b",
-                        recompute=recompute, sequence_parallel=sp), ""
-    except ValueError as error:
-        return None, str(error).splitlines()[0]
+    layout = {"pp": pp, "tp": tp, "dp": dp, "microbatch_size": b, "schedule": "1f1b",
+              "recompute": recompute, "sequence_parallel": sp}
+    return pooled(page_work.layout_estimate, PRESET_MODELS[model_name],
+                  cluster_of(gpus // NODE.gpus_per_node, memory), batch, layout,
+                  what="Simulating one pipeline")
 
 
 def _traffic_table(candidate, cluster) -> pd.DataFrame:
@@ -67,7 +68,7 @@ def show(config: dict[str, str]) -> dict[str, str]:
     grid = st.columns(3)
     tp = int(grid[0].select_slider("tp (tensor parallel, inside a node)", TP_OPTIONS,
                                    choice(config, DEFAULTS, "tp", TP_OPTIONS), key="l09_tp"))
-    pp = int(grid[1].number_input("pp (pipeline depth)", 1, MAX_PLANNED_PP,
+    pp = int(grid[1].number_input("pp (pipeline stages)", 1, MAX_PLANNED_PP,
                                   whole(config, DEFAULTS, "pp", 1, MAX_PLANNED_PP), key="l09_pp"))
     dp = int(grid[2].number_input("dp (data-parallel replicas)", 1, MAX_LAYOUT_GPUS,
                                   whole(config, DEFAULTS, "dp", 1, MAX_LAYOUT_GPUS),

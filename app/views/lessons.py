@@ -12,6 +12,8 @@ run in a separate process, never in this one.
     streamlit run app/lab.py   (then open Lessons; or /lessons?lesson=01-the-bubble&p=8)
 """
 
+import json
+import re
 import tempfile
 from pathlib import Path
 from urllib.parse import urlencode
@@ -19,8 +21,11 @@ from urllib.parse import urlencode
 import streamlit as st
 from classroom_gate import instructor_only
 from lesson_widgets import widget_for
+from lesson_widgets.reading import quoted
 
+from pplab.classroom.passcode import in_classroom
 from pplab.exercises import AttemptBook, BadAnswer, check, find_lessons, learner_key
+from pplab.exercises.attempts import SessionBook, submission
 from pplab.exercises.schedule_lab import SKELETON, CodingLab, check_file
 from pplab.runs.resources import lessons_dir
 
@@ -41,7 +46,7 @@ if "lesson_link_read" not in st.session_state:
     if link.get("lesson") in by_name:
         st.session_state["lesson_pick"] = by_name[link["lesson"]].folder
     elif "lesson" in link:
-        st.caption(f"No lesson {str(link['lesson'])[:60]!r} here; starting at the first one.")
+        st.caption(f"No lesson {quoted(link['lesson'], 60)} here; starting at the first one.")
     st.session_state["lesson_link_config"] = {k: v for k, v in link.items() if k != "lesson"}
     st.session_state["lesson_link_for"] = link.get("lesson")
 
@@ -147,7 +152,10 @@ if isinstance(exercise, CodingLab):
 
 variant = exercise.variant(who)
 st.write(exercise.intro.format(**variant.numbers))
-book = AttemptBook()
+# In a lab shared by a class, tries live with this browser session: nobody's hints are used
+# up by someone typing their name, and nothing of the class is written on the server's disk.
+book = (st.session_state.setdefault("lesson_attempts", SessionBook()) if in_classroom()
+        else AttemptBook())
 for part in exercise.parts:
     question, *options = part.question(variant).splitlines()
     st.markdown(f"**({part.key})** {question}")
@@ -168,4 +176,10 @@ for part in exercise.parts:
         (st.success if verdict.right else st.warning)(verdict.message)
         if verdict.right:
             progress.setdefault(lesson.name, set()).add(part.key)
+if in_classroom() and book.last_answers(who):  # pplab exercise submit's file, from here
+    st.download_button("Download your answers to hand in", json.dumps(
+        submission(book, who), indent=1) + "\n", re.sub(r"[^\w.-]+", "-", who).strip("-.")
+        + ".json", "application/json", key="lesson_submission",
+        help="The file pplab exercise submit writes: your latest answers in this session. "
+             "Hand it in; the instructor grades it with pplab exercise report.")
 finish()

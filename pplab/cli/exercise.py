@@ -182,13 +182,11 @@ def _check_lab(args: argparse.Namespace) -> int:
 
 def cmd_submit(args: argparse.Namespace) -> int:
     from pplab.exercises import AttemptBook, BadAnswer, learner_key
+    from pplab.exercises.attempts import submission
     from pplab.runs.atomic_files import write_text_atomic
 
     learner = learner_key(_learner(args))
-    answers = {exercise_id: {part: text for part, text in parts.items()
-                             if not text.startswith("function ")}
-               for exercise_id, parts in AttemptBook().last_answers(learner).items()}
-    answers = {exercise_id: parts for exercise_id, parts in answers.items() if parts}
+    answers = submission(AttemptBook(), learner)["answers"]
     if not answers:
         raise BadAnswer(f"no answers of {learner!r} are recorded on this machine yet; check "
                         f"some first (pplab exercise check ID --learner NAME ...)")

@@ -8,9 +8,17 @@ answer is worked out rather than bisected. The counts live in one small JSON fil
 under a lock, shared by the command line, the notebooks and the app on this machine. The
 same answer given twice (a notebook cell run again, an app page redrawn) is one try.
 
+Nothing is ever lost to a bad file: a file over ``MAX_ATTEMPTS_FILE_BYTES``, or one that is
+not pplab's, is neither read as empty nor overwritten; the try is not recorded and the
+feedback says so (``AttemptBook.problem``), and the learner moves the file away. A lab
+shared with a class keeps each browser session's tries in that session instead
+(``SessionBook``): one learner typing another's name uses up nobody's hints but their own
+session's, and nothing of a class's is kept on the server's disk.
+
 The file also keeps each learner's latest answers, which ``pplab exercise submit`` writes out
-to hand in. It is a convenience on the learner's machine, not a proctor: removing it gives
-the hints back, and grading (``pplab exercise report``) never reads it.
+to hand in (``submission``; the lab's Lessons page offers the same file to download). It is a
+convenience on the learner's machine, not a proctor: removing it gives the hints back, and
+grading (``pplab exercise report``) never reads it.
 
     pplab exercise submit --learner ada
 """
@@ -23,7 +31,7 @@ import os
 from collections.abc import Iterator
 from pathlib import Path
 
-from pplab.limits import MAX_ATTEMPTS_FILE_BYTES
+from pplab.limits import MAX_ATTEMPTS_FILE_BYTES, MAX_SESSION_LEARNERS
 from pplab.runs.atomic_files import write_text_atomic
 
 HOME_ENV = "PPLAB_HOME"
@@ -32,8 +40,16 @@ NUMERIC_HINTS = 3  # per learner, exercise and part
 _VERSION = 1
 
 
+class UnreadableAttempts(ValueError):
+    """The attempts file is too big or not pplab's: it is left as it is, and says so."""
+
+
 def state_path() -> Path:
     return Path(os.environ.get(HOME_ENV) or Path.home() / ".pplab") / FILE_NAME
+
+
+def _fresh() -> dict:
+    return {"version": _VERSION, "learners": {}}
 
 
 @contextlib.contextmanager
@@ -54,35 +70,61 @@ def _locked(path: Path) -> Iterator[None]:
 
 
 def _read(path: Path) -> dict:
-    """The state, or a fresh one where the file is missing, too big or not ours."""
+    """The state; a fresh one where the file is missing. UnreadableAttempts where it is too
+    big or not ours: such a file is never taken for an empty one, or it would be overwritten
+    and every learner's record in it lost."""
     try:
-        if path.stat().st_size > MAX_ATTEMPTS_FILE_BYTES:
-            return {"version": _VERSION, "learners": {}}
+        size = path.stat().st_size
+    except FileNotFoundError:
+        return _fresh()
+    if size > MAX_ATTEMPTS_FILE_BYTES:
+        raise UnreadableAttempts(
+            f"{path} is {size / 2**20:.1f} MiB, over pplab's {MAX_ATTEMPTS_FILE_BYTES // 2**20} "
+            f"MiB (pplab.limits); move it away to start a new one (hand in your answers "
+            f"first: pplab exercise submit)")
+    try:
         state = json.loads(path.read_text())
-    except (OSError, ValueError):
-        return {"version": _VERSION, "learners": {}}
+    except (OSError, ValueError) as error:
+        raise UnreadableAttempts(f"{path} cannot be read ({error}); move it away to start a "
+                                 f"new one") from None
     if not isinstance(state, dict) or not isinstance(state.get("learners"), dict):
-        return {"version": _VERSION, "learners": {}}
+        raise UnreadableAttempts(f"{path} is not pplab's attempts file; move it away to start "
+                                 f"a new one")
     return state
 
 
 class AttemptBook:
-    """Tries and hints per (learner, exercise, part) in one file (default ``state_path()``)."""
+    """Tries and hints per (learner, exercise, part) in one file (default ``state_path()``).
+
+    ``problem`` is None, or the one line saying why the last try was not recorded."""
 
     def __init__(self, path: str | os.PathLike | None = None):
         self.path = Path(path) if path is not None else state_path()
+        self.problem: str | None = None
+
+    def _load(self) -> dict:
+        return _read(self.path)
+
+    @contextlib.contextmanager
+    def _changing(self) -> Iterator[dict]:
+        """The state to change, written back atomically if the block ends normally."""
+        with _locked(self.path):
+            state = _read(self.path)
+            yield state
+            write_text_atomic(self.path, json.dumps(state, indent=1, sort_keys=True))
 
     def try_answer(self, learner: str, exercise_id: str, part: str, answer: str,
                    right: bool, wants_hint: bool) -> int | None:
         """Record one try; the number of the numeric hint it may show (1..N), else None.
 
         The same answer as the part's last one is not a new try and gets what it got then.
-        Where the file cannot be written (a read-only home), no hint is given rather than
-        an unbounded number of them.
+        Where the book cannot be written (a read-only home, a file too big or not pplab's),
+        the try is not recorded, ``problem`` says why, and no hint is given rather than an
+        unbounded number of them.
         """
+        self.problem = None
         try:
-            with _locked(self.path):
-                state = _read(self.path)
+            with self._changing() as state:
                 entry = self._entry(state, learner, exercise_id, part)
                 if entry.get("last") == answer:
                     return entry.get("last_hint")
@@ -91,20 +133,27 @@ class AttemptBook:
                 if wants_hint and not right and int(entry.get("hints", 0)) < NUMERIC_HINTS:
                     entry["hints"] = hint = int(entry.get("hints", 0)) + 1
                 entry.update(last=answer, last_hint=hint, right=right)
-                write_text_atomic(self.path, json.dumps(state, indent=1, sort_keys=True))
                 return hint
-        except OSError:
-            return None
+        except UnreadableAttempts as error:
+            self.problem = str(error)
+        except OSError as error:
+            self.problem = f"{self.path} cannot be written: {error.strerror or error}"
+        return None
 
     def last_answers(self, learner: str) -> dict[str, dict[str, str]]:
-        """The learner's latest answer to every part they tried: {exercise: {part: text}}."""
-        exercises = _read(self.path)["learners"].get(learner, {})
+        """The learner's latest answer to every part they tried: {exercise: {part: text}}.
+        UnreadableAttempts where the file is too big or not pplab's."""
+        exercises = self._load()["learners"].get(learner, {})
         return {exercise_id: {part: entry["last"] for part, entry in parts.items()
                               if isinstance(entry, dict) and isinstance(entry.get("last"), str)}
                 for exercise_id, parts in exercises.items() if isinstance(parts, dict)}
 
     def hints_left(self, learner: str, exercise_id: str, part: str) -> int:
-        entry = _read(self.path)["learners"].get(learner, {}).get(exercise_id, {}).get(part, {})
+        try:
+            learners = self._load()["learners"]
+        except UnreadableAttempts:
+            return 0
+        entry = learners.get(learner, {}).get(exercise_id, {}).get(part, {})
         return NUMERIC_HINTS - int(entry.get("hints", 0)) if isinstance(entry, dict) \
             else NUMERIC_HINTS
 
@@ -117,3 +166,35 @@ class AttemptBook:
                 node[key] = {}
             node = node[key]
         return node
+
+
+class SessionBook(AttemptBook):
+    """The same book held in memory: one browser session's tries in a lab shared by a class
+    (the app keeps one in each session's state). Nothing is written to disk."""
+
+    def __init__(self) -> None:
+        super().__init__(path=os.devnull)
+        self._state = _fresh()
+
+    def _load(self) -> dict:
+        return self._state
+
+    @contextlib.contextmanager
+    def _changing(self) -> Iterator[dict]:
+        known = set(self._state["learners"])
+        yield self._state
+        if len(self._state["learners"]) > MAX_SESSION_LEARNERS:
+            for learner in set(self._state["learners"]) - known:
+                del self._state["learners"][learner]
+            raise UnreadableAttempts(f"this browser session already holds the tries of "
+                                     f"{MAX_SESSION_LEARNERS} names; open a new one")
+
+
+def submission(book: AttemptBook, learner: str) -> dict:
+    """What ``pplab exercise submit`` hands in for ``learner``: their latest typed answers
+    (a schedule file of the coding lab is handed in as the file itself)."""
+    answers = {exercise_id: {part: text for part, text in parts.items()
+                             if not text.startswith("function ")}
+               for exercise_id, parts in book.last_answers(learner).items()}
+    return {"learner": learner,
+            "answers": {exercise_id: parts for exercise_id, parts in answers.items() if parts}}

@@ -83,7 +83,9 @@ def judge_part(exercise: Exercise, variant: Variant, key: str, answer: object,
     if book is not None:
         hint = book.try_answer(variant.learner, exercise.id, key, answer_text(answer),
                                judgement.right, bool(judgement.hint))
-        if not judgement.right and judgement.hint:
+        if book.problem:  # say so, rather than count nothing and pretend
+            message += f" (this try was not recorded, and no hint is given: {book.problem})"
+        elif not judgement.right and judgement.hint:
             message += (f" (hint {hint} of {NUMERIC_HINTS}: {judgement.hint})" if hint else
                         " (no numeric hints left: work it out from the lesson)")
     return Verdict(key, judgement.right, message)
