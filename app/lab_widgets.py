@@ -23,7 +23,7 @@ from shared_work import pooled, shared_cache
 from pplab import charts
 from pplab.calibration.run_views import MeasuredStep, last_step
 from pplab.classroom import page_work
-from pplab.limits import MAX_PLAYGROUND_CSV_CHARS
+from pplab.limits import MAX_PLAYGROUND_CSV_CHARS, MAX_PLAYGROUND_STEPS
 from pplab.runs import catalog as runs_catalog
 from pplab.runs import run_dirs
 from pplab.schedules import (
@@ -41,7 +41,6 @@ CUSTOM_CSV = "custom CSV"
 # (pplab.sim.search), so it is offered beside the families rather than among them.
 SEARCHED = "searched (memory cap C)"
 NO_EXAMPLE = "none: upload my own"
-MAX_PLAYGROUND_STEPS = 8
 
 
 @dataclass(frozen=True)

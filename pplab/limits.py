@@ -166,6 +166,10 @@ MAX_SPLIT_CHARS = 200  # a split typed as "2,3,3": a few numbers
 # 1.5 s, in the work pool, and 25 times the CSV of the largest family its sliders reach.
 MAX_PLAYGROUND_CSV_CHARS = 250_000
 MAX_UPLOAD_MB = 1
+# Training steps the Playground walks one after the other: a handful shows the steady state
+# of overlapping steps (post-validation), and each one adds a step's actions to the walk the
+# page redraws at every move of a slider.
+MAX_PLAYGROUND_STEPS = 8
 # Classroom mode: a passcode is three short words; more tries than this from one client
 # address (all its browser sessions together) is guessing. Each wrong try makes that address
 # wait before the next: 1 s, 2 s, 4 s, 8 s, then a quarter of an hour, doubling after each
