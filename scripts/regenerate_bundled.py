@@ -12,6 +12,11 @@ sharing too (their metadata says so).
     .venv/bin/python scripts/regenerate_bundled.py --list
     .venv/bin/python scripts/regenerate_bundled.py                  # everything (minutes)
     .venv/bin/python scripts/regenerate_bundled.py --only 1f1b-p2m8
+    .venv/bin/python scripts/regenerate_bundled.py --calibrations   # refit only, no training
+
+A calibration is derived from the recorded events, so ``--calibrations`` refits every
+bundled calibration.json in place (when the model's terms change) and times nothing: it needs
+no quiet machine.
 """
 
 from __future__ import annotations
@@ -86,6 +91,18 @@ def calibrate(run_folder: Path) -> None:
     calibration_for(load_run(run_folder))  # fitted and written beside the run
 
 
+def refit(folder: Path, kind: str) -> None:
+    """Fit the calibration of a bundle's runs again from their recorded events, in place."""
+    from pplab.calibration.store import CALIBRATION_FILE
+
+    members = [folder] if kind == "run" else [p for p in sorted(folder.iterdir())
+                                              if (p / "meta.json").is_file()]
+    for member in members:
+        (member / CALIBRATION_FILE).unlink(missing_ok=True)
+        calibrate(member)
+        print(f"{member.relative_to(ROOT)}: {CALIBRATION_FILE} refitted", flush=True)
+
+
 def regenerate(name: str, folder: Path, kind: str, dry_run: bool = False) -> None:
     with tempfile.TemporaryDirectory(prefix=f".{name}.", dir=folder.parent) as scratch:
         fresh = Path(scratch) / name
@@ -114,6 +131,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--list", action="store_true", help="print the commands, run nothing")
     parser.add_argument("--dry-run", action="store_true",
                         help="let each command check everything and start nothing")
+    parser.add_argument("--calibrations", action="store_true",
+                        help="only refit every calibration.json from the recorded events")
     args = parser.parse_args(argv)
     found = bundles()
     names = {name for name, _, _ in found} | {name for name, _, _ in EXTRA}
@@ -126,6 +145,9 @@ def main(argv: list[str] | None = None) -> int:
     extras = [e for e in EXTRA if not args.only or e[0] in args.only]
     try:
         for name, folder, kind in chosen:
+            if args.calibrations:
+                refit(folder, kind)
+                continue
             if args.list:
                 command = (train_command(json.loads((folder / "meta.json").read_text())
                                          ["config"], folder) if kind == "run"
@@ -133,7 +155,7 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"{name}: {' '.join(command[2:])}")
             else:
                 regenerate(name, folder, kind, args.dry_run)
-        for name, command, writes in extras:
+        for name, command, writes in extras if not args.calibrations else ():
             print(f"{name}: {' '.join(command)}  (writes {writes})", flush=True)
             if not (args.list or args.dry_run):
                 subprocess.run([sys.executable, *command], check=True, cwd=ROOT)

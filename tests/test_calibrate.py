@@ -231,14 +231,14 @@ def test_a_run_in_a_folder_that_cannot_be_written_is_calibrated_all_the_same(tmp
 def test_a_bundled_real_run_is_replayed_within_its_bound_of_the_measured_step(name):
     """Real runs recorded once (scripts/regenerate_bundled.py), fitted and replayed here.
 
-    Two ranks had a core each: the replay is within 5 %. Four ranks shared two cores: the
-    sharing model is coarser, within 15 % (README, predict_accuracy.py's table 3a)."""
+    Issue 25's bounds: two ranks had a core each, the replay is within 6 %; four ranks
+    shared two cores, within 8 % (their steps themselves varied by 10 % and more)."""
     from pplab.runs.resources import bundled_runs_dir
 
     run = run_dirs.load_run(bundled_runs_dir() / name)
     calibration = fit(run)  # fitted afresh: the bundled calibration.json is not rewritten
     prediction = replay(run, calibration)
-    bound = 0.05 if run.metadata["pp_size"] == 2 else 0.15
+    bound = 0.06 if run.metadata["pp_size"] == 2 else 0.08
     assert abs(prediction.error) < bound, (name, prediction.error)
     assert prediction.step_time == pytest.approx(calibration.measured.step_time, rel=bound)
 

@@ -5,11 +5,13 @@ two agree, and where they disagree the difference should have a name. From one r
 this package fits what every stage's forward and backward cost, what a message takes on
 each link, what a rank spends around each action, what the step's tail (flush, optimizer)
 costs and, when ranks outnumber cores, how much sharing them slowed the work
-(``fit``); keeps that beside the run (``store``: calibration.json); turns it into the
-simulator's cost model for the run's own schedule or another one (``costs``); predicts a
-step (``predict``: replay and what-if, processor sharing in ``sharing`` when ranks share
-cores); and splits the gap between measured and predicted into compute, communication,
-waiting, contention and overhead (``breakdown``).
+(``fit``), how its actions vary inside a step, from step to step and with the activations
+their rank holds (``variation``); keeps that beside the run (``store``: calibration.json);
+turns it into the simulator's cost model for the run's own schedule or another one
+(``costs``); predicts a step (``predict``: replay and what-if, processor sharing in
+``sharing`` when ranks share cores), with an interval where the measured steps should fall
+(``interval``); and splits the gap between measured and predicted into compute,
+communication, waiting, contention and overhead (``breakdown``).
 
     pplab predict data/runs/1f1b-p2m8
     pplab predict data/runs/1f1b-p2m8 --schedule gpipe --microbatches 16 --json

@@ -38,15 +38,25 @@ from pplab.timeline import EventKind
 CATEGORIES = ("compute", "communication", "waiting on a dependency", "contention", "overhead")
 
 
+def _clock(events: pd.DataFrame, calibration: Calibration, shared: bool) -> SharedClock | None:
+    """Processor sharing read back from a timeline's busy time (None: cores of their own).
+
+    A prediction draws one row per pipeline position, each standing for its tp x dp
+    replicas, which share the cores with it: its clock has the slots of one replica."""
+    if not shared:
+        return None
+    sharing = calibration.contention
+    replicas = max(1, sharing.ranks // calibration.pp_size) \
+        if events["rank"].nunique() <= calibration.pp_size else 1
+    busy = [(int(r.rank), float(r.start), float(r.end)) for r in events.itertuples()
+            if r.kind in COMPUTE_KINDS or r.kind == EventKind.OPTIM]
+    return SharedClock(busy, (sharing.effective_slots or sharing.slots) / replicas)
+
+
 def measured_parts(events: pd.DataFrame, ranks: list[int], calibration: Calibration,
                    length: float) -> dict[str, float]:
     """Seconds per rank in each category over one step window of ``length`` (from 0)."""
-    clock = None
-    sharing = calibration.contention
-    if sharing.shared:
-        busy = [(int(r.rank), float(r.start), float(r.end)) for r in events.itertuples()
-                if r.kind in COMPUTE_KINDS or r.kind == EventKind.OPTIM]
-        clock = SharedClock(busy, sharing.effective_slots or sharing.slots)
+    clock = _clock(events, calibration, calibration.contention.shared)
     totals = dict.fromkeys(CATEGORIES, 0.0)
     for rank in ranks:
         mine = events[events["rank"] == rank]
@@ -75,12 +85,12 @@ def measured_parts(events: pd.DataFrame, ranks: list[int], calibration: Calibrat
 
 
 def predicted_parts(prediction: Prediction, calibration: Calibration) -> dict[str, float]:
-    """The same split of a prediction, from the costs it was made with."""
+    """The same split of a prediction, from the costs it was made with; under processor
+    sharing its computation is read back through the same clock as the measured one."""
     schedule = prediction.schedule
-    compute = costs.compute_costs(calibration, schedule,
-                                  calibration.layer_split if prediction.replay else None)
     overhead = costs.overhead_costs(calibration, schedule)
     events = prediction.events
+    clock = _clock(events, calibration, prediction.shared)
     length = prediction.step_time
     totals = dict.fromkeys(CATEGORIES, 0.0)
     for rank in range(schedule.pp_size):
@@ -95,8 +105,7 @@ def predicted_parts(prediction: Prediction, calibration: Calibration) -> dict[st
                 work += duration * (1 - share)
             elif row.kind in COMPUTE_KINDS:
                 # a shared core stretches an action past its cost; otherwise it only varies
-                alone = min(compute[row.stage][row.kind], duration) if prediction.shared \
-                    else duration
+                alone = clock.alone(float(row.start), float(row.end)) if clock else duration
                 work += alone
                 stretched += duration - alone
                 messages = (calibration.send_cost
@@ -132,7 +141,9 @@ def gap_breakdown(run: Run, calibration: Calibration, prediction: Prediction,
         raise ValueError(f"{run.path.name}: that step has no computation to break down")
     span = measure.window(part)
     length = span[1] - span[0]
-    measured = measured_parts(measure.clip(part, span), ranks, calibration, length)
+    # an asynchronous window holds the warm-up step's last work too, as measure.measured cuts it
+    inside = measure.clip(run.events if prediction.schedule.is_async else part, span)
+    measured = measured_parts(inside, ranks, calibration, length)
     predicted = predicted_parts(prediction, calibration)
     rows = [{"what": name, "measured (s)": measured[name], "predicted (s)": predicted[name],
              "gap (s)": measured[name] - predicted[name]} for name in CATEGORIES]

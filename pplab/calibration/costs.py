@@ -5,9 +5,10 @@ What it teaches: a measured run prices its own layout, stage by stage; predictin
 machine's words. Each stage's forward and backward are fitted as layers x a per-layer cost,
 plus what the first stage (embedding) and the last (final norm, head, loss) add. A stage's
 action then costs its computation plus its rank's overhead around it: Python, and a send
-and a receive post when its message crosses to another rank. Messages take the measured
-link time; the step ends with the measured tail (flush and optimizer), scaled by the
-layers the busiest rank updates.
+and a receive post when its message crosses to another rank; its computation grows with
+the microbatches its rank holds beyond what the run held (``pplab.calibration.variation``).
+Messages take the measured link time; the step ends with the measured tail (flush and
+optimizer), scaled by the layers the busiest rank updates.
 
 The engine splits a backward (zero-bubble schedules) into I and W; when the run had only
 full backwards B, I and W are estimated with the split this engine measured on this lab's
@@ -214,9 +215,12 @@ def cost_model_for(calibration: Calibration, schedule: Schedule,
     overhead = overhead_costs(calibration, schedule)
     latencies = link_latencies(calibration, schedule)
     latency = max(latencies, default=0.0)
+    growth = calibration.held_growth
     return CostModel(
         latency=latency,
         link_scale=tuple(x / latency for x in latencies) if latency > 0 else None,
         optimizer=tail_cost(calibration, schedule, layer_split),
         stage_costs=tuple(tuple(c[k] + o[k] for k in COMPUTE_KINDS)
-                          for c, o in zip(compute, overhead, strict=True)))
+                          for c, o in zip(compute, overhead, strict=True)),
+        held_growth=tuple(growth.get(k, 0.0) for k in COMPUTE_KINDS) if growth else None,
+        held_free=calibration.held_seen)

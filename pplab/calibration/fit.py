@@ -22,7 +22,7 @@ from collections import defaultdict
 import numpy as np
 import pandas as pd
 
-from pplab.calibration import costs, measure
+from pplab.calibration import costs, measure, variation
 from pplab.calibration.model import Calibration, Contention, LinkFit
 from pplab.calibration.run_prediction import schedule_of
 from pplab.runs.run_dirs import Run
@@ -36,12 +36,11 @@ from pplab.schedules.actions import (
     Schedule,
     message_of,
 )
+from pplab.sim.cost_model import hold
 from pplab.sim.sharing import SharedClock
 from pplab.timeline import EventKind
 
 BLOCKED_WAIT = 50e-6  # a receive wait longer than this blocked: the message landed at its end
-OUTLIER = 3.0  # a duration over this many times its stage's median is not typical of it
-SPREAD_QUANTILES = np.linspace(0.05, 0.95, 21)  # the rarest tenth left out: a hiccup
 
 
 class _Walk:
@@ -54,7 +53,7 @@ class _Walk:
         self.sent: dict[tuple, int] = {}  # (rank, stage, microbatch, detail, step) -> bytes
         self.waits: list[dict] = []  # blocked receive waits
         self.tails: list[dict] = []  # per rank and step: after the last action
-        self.optims: list[tuple[float, float]] = []
+        self.optims: list[tuple[float, float, int]] = []  # (start, end, step)
 
 
 def fit(run: Run) -> Calibration:
@@ -66,29 +65,32 @@ def fit(run: Run) -> Calibration:
     steps = measure.steady_steps(summary.steps, schedule.is_async)
     if not run.events[run.events["step"].isin(steps)]["kind"].isin(COMPUTE_KINDS).any():
         raise ValueError(f"{run.path.name} has no measured F, B, I or W to calibrate from")
-    fitted = steps if schedule.is_async else typical_steps(run.events, steps)
+    fitted = steps if schedule.is_async else measure.typical_steps(run.events, steps)
     events = run.events[run.events["step"].isin(fitted)]
+    # An asynchronous run is walked whole (its steps overlap on every rank), its warm-up
+    # step's actions then left out of the costs as a synchronous run's are.
+    walked = _walk(run.events if schedule.is_async else events, schedule.is_async)
     topology = summary.topology
     # each global rank's pipeline position, as the table records it beside the rank
     coordinates = run.events[["rank", "pp_rank"]].drop_duplicates()
     position = dict(zip(coordinates["rank"].tolist(), coordinates["pp_rank"].tolist(),
                         strict=True))
-    walked = _walk(events, schedule.is_async)
 
     sharing, clock = _contention(run.metadata, events, walked, topology.world_size)
     alone = clock.alone if clock is not None else (lambda start, end: end - start)
+    steady = [a for a in walked.actions if a["step"] in set(fitted)]
     compute: dict[int, dict[str, list[float]]] = defaultdict(lambda: defaultdict(list))
     python: dict[str, list[float]] = defaultdict(list)
-    for item in walked.actions:
+    for item in steady:
         compute[item["stage"]][item["kind"]].append(alone(item["start"], item["end"]))
         python[item["kind"]].append(item["other"])
     typical_costs = {stage: {kind: typical(values) for kind, values in kinds.items()}
                      for stage, kinds in sorted(compute.items())}
-    relative = _within_step_spread(walked.actions, alone)
+    held = variation.held_growth(steady, alone, typical_costs)
     layer_split = _layer_split(run.metadata, schedule.num_stages)
     layers = costs.fit_layers(typical_costs, layer_split)
     receiving = sum(costs.receives_remotely(schedule, a["stage"], a["kind"])
-                    for a in walked.actions)
+                    for a in walked.actions if a["step"] in set(fitted))
     tail, tail_talk, tail_rank = _tail(walked, alone)
     rank_layers = [0] * schedule.pp_size
     for stage, rank in enumerate(schedule.stage_to_rank):
@@ -96,53 +98,40 @@ def fit(run: Run) -> Calibration:
     calibration = Calibration(
         run=run.path.name, steps=tuple(fitted), compute=typical_costs, per_layer=layers.per_layer,
         first_extra=layers.first_extra, last_extra=layers.last_extra,
-        python_overhead={kind: typical(v) for kind, v in python.items()},
+        python_overhead={kind: statistics.mean(v) for kind, v in python.items()},
         send_cost=walked.send_time / walked.sends if walked.sends else 0.0,
         recv_cost=walked.recv_time / receiving if receiving else 0.0,
         links=(), collectives=_collectives(events), tail=tail, tail_communication=tail_talk,
         tail_layers=rank_layers[position[tail_rank]] or 1,
-        optimizer=statistics.median([alone(*o) for o in walked.optims]) if walked.optims
-        else 0.0,
+        optimizer=statistics.median([alone(*o[:2]) for o in walked.optims
+                                     if o[2] in set(fitted)] or [0.0]),
         layer_split=layer_split, stage_to_rank=schedule.stage_to_rank, contention=sharing,
         measured=measure.measured(run, summary, steps, schedule.is_async),
-        spread=tuple(float(q) for q in np.quantile(relative, SPREAD_QUANTILES))
-        if len(relative) > 1 else (), split_backward_rule=layers.rule)
+        spread=variation.quantiles(variation.within_step(
+            variation.unshared(steady, _busy(walked), sharing.slots) if clock else steady,
+            alone)),
+        step_spread=variation.quantiles(_step_factors(run, steps, fitted, schedule.is_async,
+                                                      walked, clock, typical_costs)),
+        held_growth=held.growth, held_seen=held.seen, held_rule=held.rule,
+        split_backward_rule=layers.rule)
     links = _links(walked, calibration, schedule, position)
     notes = () if links or schedule.pp_size == 1 else (
         "no receive ever blocked, so no message was timed: links cost nothing here",)
     return Calibration(**{**calibration.__dict__, "links": links, "notes": notes})
 
 
-def typical_steps(events: pd.DataFrame, steps: list[int]) -> list[int]:
-    """The middle half of ``steps`` by step time: the steps around the median step.
-
-    On a machine others share, a few steps run beside someone else's job and a few in a
-    lull; costs read from the middle ones predict the median step the run is judged by.
-    """
-    windows = measure.step_windows(events[events["step"].isin(steps)])
-    ordered = sorted(windows, key=lambda s: (windows[s][1] - windows[s][0], s))
-    if len(ordered) < 4:
-        return sorted(ordered)
-    quarter = len(ordered) // 4
-    return sorted(ordered[quarter:len(ordered) - quarter])
-
-
-def _within_step_spread(actions: list[dict], alone) -> list[float]:
-    """Each action's cost over the median of its kind on its stage in the same step.
-
-    Only the variation inside a step: what makes ranks that meet at every message wait for
-    each other. Whole steps slowed together (someone else's job on the machine, a warm-up)
-    change the step, not the waiting, and the median step leaves them out.
-    """
-    groups: dict[tuple, list[float]] = defaultdict(list)
-    for a in actions:
-        groups[(a["step"], a["stage"], a["kind"])].append(alone(a["start"], a["end"]))
-    relative = []
-    for values in groups.values():
-        middle = statistics.median(values)
-        if len(values) > 1 and middle > 0:
-            relative += [v / middle for v in values if v <= OUTLIER * middle]
-    return relative
+def _step_factors(run: Run, steps: list[int], fitted: list[int], is_async: bool,
+                  walked: _Walk, clock: SharedClock | None,
+                  typical_costs: dict[int, dict[str, float]]) -> list[float]:
+    """How every steady step ran against the typical costs (the fitted steps are only the
+    middle half of them: the others say how far a step can stray)."""
+    if not is_async and len(fitted) < len(steps):
+        walked = _walk(run.events[run.events["step"].isin(steps)], is_async)
+        if clock is not None:
+            clock = SharedClock(_busy(walked), clock.slots)
+    alone = clock.alone if clock is not None else (lambda start, end: end - start)
+    actions = [a for a in walked.actions if a["step"] in set(steps)]
+    return variation.step_factors(actions, alone, typical_costs)
 
 
 def typical(values: list[float]) -> float:
@@ -183,14 +172,16 @@ def _walk_rank(walked: _Walk, rank: int, mine: pd.DataFrame) -> None:
     talking = 0.0  # all-reduces and the drain of sends after the last action
     last_end = None
     step = int(mine["step"].iloc[0])
+    held: set[tuple[int, int]] = set()  # (stage, microbatch) whose activations it keeps
     for row in mine.itertuples(index=False):
         duration = float(row.end - row.start)
         if row.kind in COMPUTE_KINDS:
             walked.actions.append({
                 "rank": rank, "step": int(row.step), "stage": int(row.stage), "kind": row.kind,
                 "microbatch": int(row.microbatch), "start": float(row.start),
-                "end": float(row.end),
+                "end": float(row.end), "held": len(held),
                 "other": max(float(row.start) - slot_start - waited - messaging, 0.0)})
+            hold(held, Action(int(row.stage), row.kind, int(row.microbatch)))
             slot_start, waited, messaging, last_end = float(row.end), 0.0, 0.0, float(row.end)
             talking = 0.0
         elif row.kind == EventKind.WAIT and row.stage >= 0:
@@ -209,7 +200,7 @@ def _walk_rank(walked: _Walk, rank: int, mine: pd.DataFrame) -> None:
             else:
                 walked.recv_time += duration
         elif row.kind == EventKind.OPTIM:
-            walked.optims.append((float(row.start), float(row.end)))
+            walked.optims.append((float(row.start), float(row.end), int(row.step)))
             waited += duration
         elif row.kind in (EventKind.ALLREDUCE, EventKind.WAIT):
             talking += duration
@@ -310,6 +301,12 @@ def _layer_split(metadata: dict, num_stages: int) -> tuple[int, ...]:
     return (1,) * num_stages  # a foreign run: one unit of model per stage
 
 
+def _busy(walked: _Walk) -> list[tuple[int, float, float]]:
+    """Every computation and optimizer step walked, as ``SharedClock`` reads busy time."""
+    return [(a["rank"], a["start"], a["end"]) for a in walked.actions] + \
+        [(-1, start, end) for start, end, _ in walked.optims]
+
+
 def _contention(metadata: dict, events: pd.DataFrame, walked: _Walk,
                 world: int) -> tuple[Contention, SharedClock | None]:
     """How many cores (or GPUs) the ranks had, and how much sharing them slowed compute."""
@@ -323,8 +320,7 @@ def _contention(metadata: dict, events: pd.DataFrame, walked: _Walk,
         slots = (cores if isinstance(cores, int) and cores >= 1 else world) * max(len(hosts), 1)
     if world <= slots:
         return Contention(world, slots, device), None
-    busy = [(a["rank"], a["start"], a["end"]) for a in walked.actions]
-    busy += [(-1, start, end) for start, end in walked.optims]
+    busy = _busy(walked)
     groups = defaultdict(list)
     for a in walked.actions:
         groups[(a["stage"], a["kind"])].append((a["start"], a["end"]))

@@ -6,7 +6,8 @@ every rank at 0 with the first action. So a step is measured over its *window*: 
 first computation of the step (the first forward, on the first stage) to the end of the
 last optimizer step; events outside are cut to it. The first step (allocators and caches
 warming up) is left out when the run has more. An asynchronous schedule never flushes, so
-its whole run is one window.
+its steps make one window, from the first computation of its second step (the first one,
+warming up, ran its first forwards 5-10 times slower in pipedream-p4m8) to the end.
 
     python -c "from pplab.calibration.measure import step_windows; from pplab.timeline \
 import load_run; print(step_windows(load_run('data/runs/1f1b-p2m8').events))"
@@ -25,9 +26,10 @@ from pplab.timeline import BUSY_KINDS, COMPUTE_EVENT_KINDS, metrics
 
 
 def steady_steps(steps: tuple[int, ...] | list[int], is_async: bool = False) -> list[int]:
-    """The steps a calibration reads: all but the first (warm-up) when there are more."""
+    """The steps a calibration reads: all but the first (warm-up) when there are more (for
+    an asynchronous run, whose steps overlap, when at least two are left)."""
     steps = sorted(steps)
-    return steps if is_async or len(steps) < 2 else steps[1:]
+    return steps if len(steps) < (3 if is_async else 2) else steps[1:]
 
 
 def window(events: pd.DataFrame) -> tuple[float, float]:
@@ -46,6 +48,20 @@ def step_windows(events: pd.DataFrame) -> dict[int, tuple[float, float]]:
         if part["kind"].isin(COMPUTE_EVENT_KINDS).any():
             out[int(step)] = window(part)
     return out
+
+
+def typical_steps(events: pd.DataFrame, steps: list[int]) -> list[int]:
+    """The middle half of ``steps`` by step time: the steps around the median step.
+
+    On a machine others share, a few steps run beside someone else's job and a few in a
+    lull; costs read from the middle ones predict the median step the run is judged by.
+    """
+    windows = step_windows(events[events["step"].isin(steps)])
+    ordered = sorted(windows, key=lambda s: (windows[s][1] - windows[s][0], s))
+    if len(ordered) < 4:
+        return sorted(ordered)
+    quarter = len(ordered) // 4
+    return sorted(ordered[quarter:len(ordered) - quarter])
 
 
 def clip(events: pd.DataFrame, span: tuple[float, float], origin: bool = True) -> pd.DataFrame:
@@ -77,10 +93,12 @@ def measured(run: Run, summary: RunSummary, steps: list[int], is_async: bool) ->
     for part in parts:
         if not part["kind"].isin(COMPUTE_EVENT_KINDS).any():
             continue
-        cut = clip(part, window(part))
+        # an asynchronous window holds the warm-up step's last work too: cut, not dropped
+        cut = clip(run.events if is_async else part, window(part))
         stats = metrics(cut, ranks)
         times.append(float(stats["makespan"]))
         bubbles.append(float(stats["bubble_fraction"]))
     if not times:
         raise ValueError(f"{run.path.name} has no step with computation to measure")
-    return Measured(statistics.median(times), statistics.median(bubbles), tuple(steps))
+    return Measured(statistics.median(times), statistics.median(bubbles), tuple(steps),
+                    tuple(times))

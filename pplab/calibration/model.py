@@ -21,7 +21,7 @@ from dataclasses import asdict, dataclass, field
 
 from pplab.schedules.actions import COMPUTE_KINDS
 
-FORMAT_VERSION = 3  # bump when a field's meaning changes: older files are then refitted
+FORMAT_VERSION = 4  # bump when a field's meaning changes: older files are then refitted
 
 
 @dataclass(frozen=True)
@@ -73,6 +73,7 @@ class Measured:
     step_time: float  # median window, first compute start to last optimizer end (s)
     bubble: float  # median idle share of rank-time in that window
     steps: tuple[int, ...]
+    times: tuple[float, ...] = ()  # every one of those steps' windows (s), in step order
 
 
 @dataclass(frozen=True)
@@ -111,6 +112,17 @@ class Calibration:
     # How one action's computation varies around its stage's typical cost: quantiles of
     # measured / typical from 0 to 1 in steps of 1/20 (empty: no spread measured).
     spread: tuple[float, ...] = ()
+    # How whole steps vary: quantiles (0 to 1 in steps of 1/20) of each steady step's median
+    # action over the typical one, every action of a step slowed or sped together (someone
+    # else's job on the machine, a warm cache); empty: one step, nothing to compare.
+    step_spread: tuple[float, ...] = ()
+    # Actions cost more the more microbatches of activations their rank holds (a working set
+    # past the caches): per kind, the relative growth per microbatch held beyond
+    # ``held_seen``, the most a rank of this run held at once (its costs already say what
+    # holding up to that many costs). ``held_rule`` says where the growth was measured.
+    held_growth: dict[str, float] = field(default_factory=dict)
+    held_seen: int = 0
+    held_rule: str = ""
     split_backward_rule: str = ""  # how I and W were estimated when the run had only B
     notes: tuple[str, ...] = field(default_factory=tuple)
     version: int = FORMAT_VERSION
@@ -138,6 +150,15 @@ class Calibration:
                      + " ms")
         lines.append(f"  step tail (flush, optimizer): {1e3 * self.tail:.2f} ms, of which "
                      f"all-reduces and draining sends {1e3 * self.tail_communication:.2f} ms")
+        if self.spread:
+            lines.append(f"  an action's computation varies {self.spread[2]:.2f}.."
+                         f"{self.spread[-3]:.2f} x its stage's typical one (10 % to 90 %, "
+                         f"mean {sum(self.spread) / len(self.spread):.3f})")
+        if self.step_spread:
+            lines.append(f"  whole steps vary {self.step_spread[0]:.2f}.."
+                         f"{self.step_spread[-1]:.2f} x the median step's actions")
+        if self.held_growth:
+            lines.append(f"  activations held: {self.held_rule}")
         sharing = self.contention
         if sharing.shared:
             lines.append(f"  {sharing.ranks} ranks on {sharing.slots} {sharing.device} slots: "
@@ -179,8 +200,13 @@ class Calibration:
                 contention=_contention(data["contention"]),
                 measured=Measured(_seconds(data["measured"]["step_time"]),
                                   _seconds(data["measured"]["bubble"]),
-                                  tuple(_whole(s, low=0) for s in data["measured"]["steps"])),
+                                  tuple(_whole(s, low=0) for s in data["measured"]["steps"]),
+                                  tuple(_seconds(t) for t in data["measured"].get("times", ()))),
                 spread=tuple(_seconds(q) for q in data.get("spread", ())),
+                step_spread=tuple(_seconds(q) for q in data.get("step_spread", ())),
+                held_growth=_kinds(data.get("held_growth", {}), signed=True),
+                held_seen=_whole(data.get("held_seen", 0)),
+                held_rule=str(data.get("held_rule", "")),
                 split_backward_rule=str(data.get("split_backward_rule", "")),
                 notes=tuple(str(n) for n in data.get("notes", ())),
             )

@@ -16,12 +16,13 @@ timeline reads like a measured one.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import pandas as pd
 
-from pplab.calibration import costs
+from pplab.calibration import costs, measure
+from pplab.calibration.interval import MODEL_ERROR, Interval, error_bar, kind_of
 from pplab.calibration.model import Calibration, Measured
 from pplab.calibration.run_prediction import schedule_of
 from pplab.limits import MAX_SAMPLED_ACTIONS
@@ -30,10 +31,9 @@ from pplab.runs.summary import summarize
 from pplab.schedules import build
 from pplab.schedules.actions import COMPUTE_KINDS, Schedule
 from pplab.sim.sharing import simulate_shared
-from pplab.sim.simulator import simulate
 from pplab.timeline import metrics
 
-SAMPLES = 21  # steps drawn for one prediction; their median is the answer
+SAMPLES = 31  # steps drawn for one prediction: their median is the answer, their spread its bar
 
 
 @dataclass(frozen=True)
@@ -47,6 +47,7 @@ class Prediction:
     shared: bool  # the ranks shared cores (or GPUs): drawn by processor sharing
     replay: bool
     measured: Measured | None = None
+    interval: Interval | None = None  # where the measured steps should fall
 
     @property
     def error(self) -> float | None:
@@ -57,15 +58,19 @@ class Prediction:
 
 
 def predict(calibration: Calibration, schedule: Schedule, *, replicas: int = 1,
-            layer_split: tuple[int, ...] | None = None, samples: int = SAMPLES) -> Prediction:
+            layer_split: tuple[int, ...] | None = None, samples: int = SAMPLES,
+            replay: bool = False) -> Prediction:
     """Predict ``schedule`` with ``calibration``'s costs; ``replicas`` (tp x dp) processes
     hold each pipeline position, which matters only when they share cores.
 
     Actions vary: a step whose ranks meet at every message (1F1B) waits for the slower of
-    two varying actions each time, longer than for two typical ones. So when the run
-    measured a spread (and its ranks had cores of their own), ``samples`` steps are drawn,
-    each action's computation from that spread, and the median step is the prediction (its
-    timeline is the one drawn).
+    two varying actions each time, longer than for two typical ones, and whole steps vary
+    with the machine. So ``samples`` steps are drawn, each with a factor for the whole step
+    (``Calibration.step_spread``) and one for each action's computation
+    (``Calibration.spread``); the median step is the prediction (its timeline is the one
+    drawn) and the drawn steps with the model's known error make its interval
+    (``pplab.calibration.interval``). Under processor sharing the costs drawn are what each
+    action would cost alone, and the sharing stretches them again as it stretched the run's.
     """
     cost = costs.cost_model_for(calibration, schedule, layer_split)
     overhead = costs.overhead_costs(calibration, schedule)
@@ -75,46 +80,60 @@ def predict(calibration: Calibration, schedule: Schedule, *, replicas: int = 1,
     slots = (sharing.effective_slots or sharing.slots) if shared else processes
     actions = sum(len(order) for order in schedule.actions.values())
     draws = min(samples, max(1, MAX_SAMPLED_ACTIONS // max(actions, 1)))
-    # Under processor sharing the spread is already what sharing made of the actions, and
-    # the sharing model makes it again: shared ranks are predicted from typical costs.
-    if shared or len(set(calibration.spread)) < 2 or draws < 3:
-        events = (simulate_shared(schedule, cost, slots, replicas, lead=overhead) if shared
-                  else _trim_overhead(simulate(schedule, cost), overhead))
-        return _prediction(schedule, events, shared)
     random = np.random.default_rng(0)  # the same prediction every time it is asked
-    grid = np.linspace(0.0, 1.0, len(calibration.spread))
+    within = _sampler(calibration.spread, random)
+    whole = len(set(calibration.step_spread)) > 1
 
-    def spread() -> float:
-        return float(np.interp(random.random(), grid, calibration.spread))
+    def one(spread=None) -> Prediction:
+        return _prediction(schedule, simulate_shared(schedule, cost, slots, replicas,
+                                                     lead=overhead, spread=spread), shared)
 
-    drawn = sorted((_prediction(schedule, simulate_shared(schedule, cost, slots, replicas,
-                                                          lead=overhead, spread=spread), shared)
-                    for _ in range(draws - 1 + draws % 2)), key=lambda p: p.step_time)
-    return drawn[len(drawn) // 2]
+    if draws < 3 or (within is None and not whole):
+        drawn = [one()]
+    else:
+        # Whole steps at evenly spaced quantiles of the measured ones, not at random: a few
+        # measured steps can fall in two groups, and the median drawn step must be the one
+        # at their median, not whichever group more random draws happened to hit.
+        count = draws - 1 + draws % 2
+        levels = (np.arange(count) + 0.5) / count
+        steps = np.interp(levels, np.linspace(0.0, 1.0, len(calibration.step_spread)),
+                          calibration.step_spread) if whole else np.ones(count)
+        drawn = [one(lambda step=float(step): step * (within() if within else 1.0))
+                 for step in steps]
+        drawn.sort(key=lambda p: p.step_time)
+    middle = drawn[len(drawn) // 2]
+    bar = error_bar(middle.step_time, [p.step_time for p in drawn],
+                    MODEL_ERROR[kind_of(replay, shared)])
+    return replace(middle, replay=replay, interval=bar)
+
+
+def _sampler(quantiles: tuple[float, ...], random: np.random.Generator):
+    """A draw from measured ``quantiles`` (0 to 1, evenly spaced); None if they never vary."""
+    if len(set(quantiles)) < 2:
+        return None
+    grid = np.linspace(0.0, 1.0, len(quantiles))
+    return lambda: float(np.interp(random.random(), grid, quantiles))
 
 
 def _prediction(schedule: Schedule, events: pd.DataFrame, shared: bool) -> Prediction:
-    """One step's events from 0 at its first computation, with its step time and bubble."""
-    if not schedule.is_async:
+    """One step's events from 0 at its first computation, with its step time and bubble;
+    an asynchronous schedule's window as a measured one's (``measure.measured``): from the
+    first computation of its first steady step to the end, every step's work in it."""
+    if schedule.is_async:
+        first = measure.steady_steps(range(schedule.num_steps), is_async=True)[0]
+        compute = events[events["kind"].isin(COMPUTE_KINDS) & (events["step"] >= first)]
+        origin = float(compute["start"].min()) if len(compute) else 0.0
+        events = measure.clip(events, (origin, float(events["end"].max())))
+    else:
         events = events[events["step"] == events["step"].min()]
-    compute = events[events["kind"].isin(COMPUTE_KINDS)]
-    origin = float(compute["start"].min()) if len(compute) else 0.0
-    events = events.assign(start=(events["start"] - origin).clip(lower=0.0),
-                           end=(events["end"] - origin).clip(lower=0.0)).reset_index(drop=True)
+        compute = events[events["kind"].isin(COMPUTE_KINDS)]
+        origin = float(compute["start"].min()) if len(compute) else 0.0
+        events = events.assign(start=(events["start"] - origin).clip(lower=0.0),
+                               end=(events["end"] - origin).clip(lower=0.0))
+    events = events.reset_index(drop=True)
     stats = metrics(events, range(schedule.pp_size))
     return Prediction(schedule, events, float(stats["makespan"]),
                       float(stats["bubble_fraction"]), shared, replay=False)
-
-
-def _trim_overhead(events: pd.DataFrame, overhead: list[dict[str, float]]) -> pd.DataFrame:
-    """Start each computation after the overhead that the simulator charged before it."""
-    kinds = events["kind"].to_numpy()
-    stages = events["stage"].to_numpy()
-    shift = [overhead[s][k] if k in COMPUTE_KINDS and s >= 0 else 0.0
-             for s, k in zip(stages, kinds, strict=True)]
-    starts = (events["start"] + shift).where(events["start"] + shift < events["end"],
-                                             events["end"])
-    return events.assign(start=starts)
 
 
 def replay(run: Run, calibration: Calibration) -> Prediction:
@@ -122,9 +141,8 @@ def replay(run: Run, calibration: Calibration) -> Prediction:
     summary = summarize(run)
     schedule = schedule_of(run)
     result = predict(calibration, schedule, replicas=summary.tp_size * summary.dp_size,
-                     layer_split=calibration.layer_split)
-    return Prediction(**{**result.__dict__, "replay": True,
-                         "measured": calibration.measured})
+                     layer_split=calibration.layer_split, replay=True)
+    return replace(result, measured=calibration.measured)
 
 
 def what_if(run: Run, calibration: Calibration, *, schedule: str | None = None,

@@ -1,0 +1,125 @@
+"""The terms issue 25 added to the calibrated prediction, each checked on known timelines.
+
+Activations held make an action dearer beyond what the run held (the simulator's
+``held_growth``, measured by ``pplab.calibration.variation``); steps and actions vary as the
+run's did (drawn); every prediction carries an interval from those draws and the model's
+known error, and the bundled runs' replays fall inside theirs about as often as it says.
+
+    pytest -q tests/test_prediction_terms.py
+"""
+
+from __future__ import annotations
+
+import math
+
+import pandas as pd
+import pytest
+
+from pplab.calibration import fit, replay, what_if
+from pplab.calibration.interval import INTERVAL, Interval, coverage, error_bar, model_error
+from pplab.calibration.variation import MACHINE_HELD_GROWTH, held_counts
+from pplab.runs import run_dirs
+from pplab.runs.resources import bundled_runs_dir
+from pplab.schedules import build
+from pplab.schedules.actions import COMPUTE_KINDS
+from pplab.sim.cost_model import CostModel
+from pplab.sim.simulator import simulate
+from pplab.timeline import peak_held
+from tests.test_calibrate import STAGE_COSTS, recorded_run
+
+BUNDLED = ("1f1b-p2m8", "gpipe-p2m8", "interleaved-1f1b-p2v2m8", "1f1b-p4m8", "gpipe-p4m8",
+           "zb-h1-p4m8", "pipedream-p4m8")
+
+
+def test_held_growth_left_out_draws_exactly_the_plain_timeline():
+    schedule = build("gpipe", 3, 6)
+    plain = simulate(schedule, CostModel(forward=1.0, backward=2.0, latency=0.1))
+    none_grows = simulate(schedule, CostModel(forward=1.0, backward=2.0, latency=0.1,
+                                              held_growth=(0.5, 0.5, 0.5, 0.5), held_free=6))
+    pd.testing.assert_frame_equal(plain, none_grows)
+
+
+@pytest.mark.parametrize("name", ["gpipe", "1f1b", "zb-h1", "interleaved-1f1b"])
+def test_an_action_grows_by_what_its_rank_holds_beyond_the_free_count(name):
+    schedule = build(name, 2, 8, 2 if name.startswith("interleaved") else None)
+    growth = (0.1, 0.2, 0.3, 0.4)
+    cost = CostModel(forward=1.0, backward=2.0, backward_input=1.0, backward_weight=1.0,
+                     held_growth=growth, held_free=2)
+    events = simulate(schedule, cost)
+    durations = cost.stage_durations(schedule)
+    for rank, order in schedule.actions.items():
+        actions = [(a.stage, a.kind, a.microbatch) for a in order]
+        mine = events[(events["rank"] == rank) & events["kind"].isin(COMPUTE_KINDS)]
+        mine = mine.sort_values("start", kind="stable")
+        for (stage, kind, _), held, row in zip(actions, held_counts(actions),
+                                                mine.itertuples(), strict=True):
+            factor = 1 + growth[COMPUTE_KINDS.index(kind)] * max(0, held - 2)
+            assert row.end - row.start == pytest.approx(durations[stage][kind] * factor)
+
+
+def test_what_a_rank_holds_is_the_timelines_own_count():
+    schedule = build("zb-h1", 4, 8)
+    events = simulate(schedule, CostModel(forward=1.0, backward_input=1.0, backward_weight=1.0))
+    most = {}
+    for rank, order in schedule.actions.items():
+        actions = [(a.stage, a.kind, a.microbatch) for a in order]
+        # as each starts, and once more after the last: the most held at once
+        most[rank] = max(held_counts([*actions, (0, "F", -1)]))
+    assert most == {int(r): int(v) for r, v in peak_held(events, "rank").items()}
+
+
+def test_a_run_that_held_many_measures_its_own_growth_and_one_that_held_few_borrows(tmp_path):
+    costs = [CostModel(stage_costs=STAGE_COSTS, latency=0.001, optimizer=0.002)] * 3
+    gpipe = fit(recorded_run(tmp_path / "gpipe", build("gpipe", 2, 12), costs))
+    few = fit(recorded_run(tmp_path / "1f1b", build("1f1b", 2, 4), costs))
+    # every action of a kind cost the same whatever was held: a slope of 0, measured here
+    assert gpipe.held_seen == 12 and gpipe.held_rule.startswith("measured in this run")
+    assert all(g == pytest.approx(0.0, abs=1e-9) for g in gpipe.held_growth.values())
+    assert few.held_seen == 2 and "this machine's" in few.held_rule
+    assert few.held_growth == MACHINE_HELD_GROWTH
+
+
+def test_more_microbatches_held_than_the_run_held_make_a_what_if_dearer(tmp_path):
+    costs = [CostModel(stage_costs=STAGE_COSTS, latency=0.001, optimizer=0.002)] * 3
+    run = recorded_run(tmp_path / "run", build("1f1b", 2, 4), costs)
+    calibration = fit(run)
+    held = what_if(run, calibration, schedule="gpipe", microbatches=16)
+    flat = what_if(run, type(calibration)(**{**calibration.__dict__, "held_growth": {}}),
+                   schedule="gpipe", microbatches=16)
+    same_held = what_if(run, calibration, microbatches=16)  # 1F1B holds 2 at any m
+    assert held.step_time > flat.step_time * 1.05
+    assert same_held.step_time < held.step_time
+
+
+def test_an_interval_holds_its_middle_and_widens_by_the_model_error_each_side():
+    bare = error_bar(100.0, [], 0.0)
+    assert (bare.low, bare.high) == (100.0, 100.0)
+    draws = [90.0, 95.0, 100.0, 105.0, 110.0]
+    drawn = error_bar(100.0, draws, 0.0)
+    assert drawn.low < 100.0 < drawn.high
+    wider = error_bar(100.0, draws, 0.05)
+    assert wider.low < drawn.low and wider.high > drawn.high
+    z = 1.2816
+    model_only = error_bar(100.0, [100.0] * 5, 0.05)
+    assert model_only.high == pytest.approx(100.0 * math.exp(z * 0.05), rel=1e-4)
+    assert coverage([(Interval(1.0, 2.0), [0.5, 1.5, 1.9, 2.5])]) == 0.5
+    assert coverage([]) is None
+    # the median of |log(1 + error)| over the normal quantile of 3/4
+    assert model_error([0.01, -0.01, 0.02]) == pytest.approx(-math.log(0.99) / 0.6745, rel=1e-3)
+
+
+def test_the_bundled_replays_have_no_bias_and_their_intervals_hold_most_of_their_steps():
+    """Replays of the recorded runs (the same on every machine): the signed median within
+    2 %, no run past 8 %, and the interval holding its steps about as often as it says."""
+    errors, pairs = [], []
+    for name in BUNDLED:
+        run = run_dirs.load_run(bundled_runs_dir() / name)
+        calibration = fit(run)
+        prediction = replay(run, calibration)
+        errors.append(prediction.error)
+        assert prediction.interval.low < prediction.step_time < prediction.interval.high
+        pairs.append((prediction.interval, list(calibration.measured.times)))
+    ordered = sorted(errors)
+    assert abs(ordered[len(ordered) // 2]) <= 0.02, errors
+    assert max(abs(e) for e in errors) <= 0.08, errors
+    assert abs(coverage(pairs) - INTERVAL) <= 0.15, coverage(pairs)
