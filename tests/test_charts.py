@@ -191,3 +191,39 @@ def test_every_pattern_names_its_background_colour():
                                            "F forward · chunk 1 (dotted)"}
     for trace in patterned:
         assert trace.marker.pattern.bgcolor, trace.name
+
+
+def test_a_stack_names_every_timelines_chunks_alike_so_no_kind_is_listed_twice():
+    cost = CostModel(forward=1, backward=2)
+    figure = charts.gantt_stack([("1F1B", simulate(build("1f1b", 4, 8), cost)),
+                                 ("interleaved", simulate(build("interleaved-1f1b", 4, 8, 2),
+                                                          cost))])
+    shown = [t.name for t in figure.data if t.showlegend is not False]
+    assert "F forward" not in shown and "F forward · chunk 0 (plain)" in shown
+    assert len(shown) == len(set(shown)), shown
+
+
+def test_a_patterned_chunk_is_a_pale_tint_of_its_kinds_colour():
+    figure = charts.gantt(simulate(build("zb-v", 4, 8, 2), CostModel()))
+    for trace in figure.data:
+        if "chunk 1" in (trace.name or ""):
+            pattern = trace.marker.pattern
+            assert pattern.fgcolor == trace.marker.color, trace.name
+            assert pattern.bgcolor == charts.style.tint(trace.marker.color, 0.6), trace.name
+    assert charts.style.tint("#4C78A8", 0.5) == "#A6BCD4"
+
+
+@pytest.mark.parametrize("name,p,v,steps", [("zb-v", 2, 2, 3), ("dualpipe-v", 2, 2, 2),
+                                            ("interleaved-1f1b", 2, 3, 2)])
+def test_the_legend_is_never_taller_than_its_figure_so_it_never_scrolls(name, p, v, steps):
+    from pplab.schedules.steps import repeat_steps
+
+    cost = CostModel(forward=1, backward=2, latency=0.1, optimizer=0.5)
+    events = simulate(repeat_steps(build(name, p, 2 * p, v), steps), cost,
+                      optimizer_sync="barrier")
+    for figure in (charts.gantt(events, title="one<br><sup>two</sup>"),
+                   charts.gantt_stack([("a", events), ("b", events)])):
+        entries = len({t.legendgroup for t in figure.data if t.showlegend is not False})
+        room = figure.layout.height - figure.layout.margin.t - figure.layout.margin.b
+        assert entries >= 8 and room >= charts.style.LEGEND_ENTRY_PX * entries, entries
+        assert figure.layout.legend.tracegroupgap <= 2

@@ -96,3 +96,19 @@ def test_the_presenter_page_opens_from_a_link_and_refuses_a_bad_value(tmp_path, 
     assert any("/presenter?schedule=gpipe&p=3&m=8&critical=yes" in c.value for c in app.caption)
     bubble = fraction_text(2 / 10)  # (p - 1) / (m + p - 1) at p = 3, m = 8
     assert any(m.value.startswith(f"### Bubble {bubble} of rank-time") for m in app.markdown)
+
+
+@pytest.mark.parametrize("p", [2, 4, 8])
+def test_the_presenter_fits_a_projector_with_nothing_drawn_over_the_title(p):
+    from pplab.charts.presenter import FIT_PX
+
+    figure = presenter_gantt(simulate(build("1f1b", p, 8), COST), frames=40)
+    layout = figure.layout
+    assert layout.height <= FIT_PX + 20, "the slider stays above the fold of a 720 px screen"
+    # the title on top, the legend just above the rows, the buttons and slider under the axis
+    assert layout.title.yref == "container" and layout.legend.y > 1
+    assert layout.updatemenus[0].y <= 0 and layout.sliders[0].y <= 0
+    assert layout.updatemenus[0].yanchor == layout.sliders[0].yanchor == "top"
+    labels = [step.label for step in layout.sliders[0].steps]
+    assert all(len(label.partition(".")[2]) <= 1 for label in labels), labels  # not 7.615
+    assert float(labels[-1]) == pytest.approx(float(figure.frames[-1].name), abs=0.5)

@@ -38,12 +38,15 @@ from pplab.charts.style import (
     STRIP_BASE,
     STRIP_KINDS,
     STRIP_WIDTH,
+    TITLE_LINE_PX,
     chunk_name,
     chunk_pattern,
+    fit_legend,
     hover_data,
     shared_time_scale,
     source_of,
     time_scale,
+    title_lines,
 )
 from pplab.timeline import BUSY_KINDS, COMPUTE_EVENT_KINDS
 
@@ -123,13 +126,23 @@ def row_labels(events: pd.DataFrame, row_names: RowNames | None = None,
     return labels
 
 
+def _several_chunks(events: pd.DataFrame, rows: str = "rank") -> bool:
+    chunks = chunk_of(events, rows)
+    return bool(len(chunks)) and int(chunks.max()) > 0
+
+
 def _exact_traces(events: pd.DataFrame, scale: float, unit: str, names: dict[int, str],
-                  box_text: str | None = None, rows: str = "rank") -> list[go.Bar]:
+                  box_text: str | None = None, rows: str = "rank",
+                  split_chunks: bool | None = None) -> list[go.Bar]:
+    """The bars of one timeline. ``split_chunks`` names every compute bar's chunk (True),
+    none (False) or, by default, only where a row holds several chunks; a stack splits all
+    its timelines alike, so its legend never lists "F forward" beside "F forward · chunk 0"."""
     source = source_of(events)
     idle = idle_spans(events, rows)
     traces = [_idle_trace(idle, scale, unit, source, names, rows)] if len(idle) else []
     chunks = chunk_of(events, rows)
-    several_chunks = bool(len(chunks)) and int(chunks.max()) > 0
+    several_chunks = (split_chunks if split_chunks is not None
+                      else bool(len(chunks)) and int(chunks.max()) > 0)
     for kind in ALL_KINDS:
         strip = kind in STRIP_KINDS
         in_chunks = several_chunks and not strip and kind in COMPUTE_EVENT_KINDS
@@ -199,7 +212,8 @@ def _idle_trace(idle: pd.DataFrame, scale: float, unit: str, source: str,
 def _add_gantt(figure: go.Figure, events: pd.DataFrame, scaled: tuple[float, str],
                aggregate_above: int, bins: int, row: int | None,
                row_names: RowNames | None = None, shown: set[str] | None = None,
-               box_text: str | None = None, rows: str = "rank") -> None:
+               box_text: str | None = None, rows: str = "rank",
+               split_chunks: bool | None = None) -> None:
     if events.empty:
         figure.add_annotation(text="no events", showarrow=False, row=row, col=1 if row else None)
         return
@@ -209,7 +223,7 @@ def _add_gantt(figure: go.Figure, events: pd.DataFrame, scaled: tuple[float, str
         traces = aggregated_traces(events, scale, unit, bins, rows)
     else:
         names = {key: (row_names or {}).get(key, _row_name(key, rows)) for key in labels}
-        traces = _exact_traces(events, scale, unit, names, box_text, rows)
+        traces = _exact_traces(events, scale, unit, names, box_text, rows, split_chunks)
     for trace in traces:
         if shown is not None:  # one legend entry per kind across stacked rows
             trace.showlegend = trace.legendgroup not in shown
@@ -254,11 +268,13 @@ def gantt(
     if len(events) > aggregate_above:
         heading += f" (aggregated: {len(events):,} events)"
     count = int(events[rows].nunique()) if len(events) else 1
+    margin = {"l": 10, "r": 10, "t": 36 + TITLE_LINE_PX * title_lines(heading), "b": 40}
     figure.update_layout(
-        title=heading, barmode="overlay", height=140 + 44 * count,
+        title=heading, barmode="overlay",
+        height=fit_legend(figure, 80 + margin["t"] + 44 * count, margin),
         xaxis_title=f"time ({scaled[1]}, {source})",
-        legend={"orientation": "v", "yanchor": "top", "y": 1, "x": 1.01},
-        margin={"l": 10, "r": 10, "t": 60, "b": 40},
+        legend={"orientation": "v", "yanchor": "top", "y": 1, "x": 1.01, "tracegroupgap": 2},
+        margin=margin,
         uniformtext={"mode": "hide", "minsize": 8},
     )
     return figure
@@ -295,8 +311,16 @@ def gantt_stack(
     scales = [view or time_scale(events, unit)
               for (_, events), unit in zip(timelines, units, strict=True)]
     heights = [max(1, int(ev[rows].nunique())) if len(ev) else 1 for _, ev in timelines]
+    margin = {"l": 10, "r": 10, "t": 56 + TITLE_LINE_PX * title_lines(title), "b": 40}
+    # Each subplot's title sits in the gap above it, clear of the strip under the last row of
+    # the subplot before: the gap is held in pixels, whatever the figure's height.
+    gap_px = 56 if view is not None else 90  # without a shared axis, each row has its ticks
+    plot_px = 44 * sum(heights) + gap_px * (len(heights) - 1)
+    split = any(_several_chunks(ev, rows) for _, ev in timelines
+                if 0 < len(ev) <= aggregate_above)
     figure = make_subplots(
-        rows=len(timelines), cols=1, shared_xaxes=view is not None, vertical_spacing=0.08,
+        rows=len(timelines), cols=1, shared_xaxes=view is not None,
+        vertical_spacing=gap_px / plot_px if len(heights) > 1 else 0.0,
         row_heights=heights, subplot_titles=[
             f"{label} ({source_of(ev)}, {unit}"
             + (f"; aggregated: {len(ev):,} events)" if len(ev) > aggregate_above else ")")
@@ -306,14 +330,15 @@ def gantt_stack(
     in_legend: set[str] = set()
     for row, (_, events) in enumerate(timelines, start=1):
         _add_gantt(figure, events, scales[row - 1], aggregate_above, bins, row,
-                   row_names[row - 1], in_legend, box_text, rows)
+                   row_names[row - 1], in_legend, box_text, rows, split)
         if view is None or row == len(timelines):
             figure.update_xaxes(title_text=f"time ({scales[row - 1][1]})", row=row, col=1)
     note = "" if view is not None else " (units differ: each row has its own time axis)"
     figure.update_layout(
-        title=title + note, barmode="overlay", height=120 + 44 * sum(heights) + 60 * len(heights),
-        legend={"orientation": "v", "yanchor": "top", "y": 1, "x": 1.01},
-        margin={"l": 10, "r": 10, "t": 80, "b": 40},
+        title=title + note, barmode="overlay",
+        height=fit_legend(figure, margin["t"] + margin["b"] + 40 + plot_px, margin),
+        legend={"orientation": "v", "yanchor": "top", "y": 1, "x": 1.01, "tracegroupgap": 2},
+        margin=margin,
         uniformtext={"mode": "hide", "minsize": 8},
     )
     return figure

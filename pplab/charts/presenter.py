@@ -14,6 +14,8 @@ build; from pplab.sim.simulator import simulate; presenter_gantt(simulate(build(
 
 from __future__ import annotations
 
+import math
+
 import plotly.graph_objects as go
 
 from pplab.charts.style import KIND_COLOURS, KIND_NAMES, ROW_BASE, ROW_WIDTH
@@ -22,6 +24,17 @@ from pplab.teaching.presenter import Walk, boxes_at, frame_times, walk
 
 FONT_SIZE = 22
 CRITICAL_OUTLINE = "#111111"
+# A projector shows about 720 px: the title, the legend, the rows and the slider fit in
+# FIT_PX, each row shrinking from ROW_PX down to MIN_ROW_PX to hold a deep pipeline in it.
+FIT_PX, ROW_PX, MIN_ROW_PX = 580, 80, 40
+TOP_PX, BOTTOM_PX = 110, 150  # title and legend above the rows; axis, slider, buttons below
+
+
+def moment_text(moment: float, spacing: float) -> str:
+    """A frame's moment rounded to what tells it from the next (``spacing`` apart): 7.6, not
+    7.615."""
+    decimals = max(0, -math.floor(math.log10(spacing))) if spacing > 0 else 0
+    return f"{moment:.{decimals}f}"
 
 
 def _box_traces(shown, critical: set[int], kinds) -> list[go.Bar]:
@@ -76,23 +89,41 @@ def presenter_gantt(events, frames: int = 40, title: str = "", critical_path: bo
     last = animation[-1]
     figure = go.Figure(data=last.data, frames=animation)
     ranks = sorted(int(r) for r in found.boxes["rank"].unique())
-    steps = [{"method": "animate", "label": frame.name,
+    spacing = float(moments[-1] - moments[0]) / max(1, len(moments) - 1)
+    steps = [{"method": "animate", "label": moment_text(float(moment), spacing),
               "args": [[frame.name], {"mode": "immediate", "frame": {"duration": 0},
-                                      "transition": {"duration": 0}}]} for frame in animation]
+                                      "transition": {"duration": 0}}]}
+             for frame, moment in zip(animation, moments, strict=True)]
+    row = min(ROW_PX, max(MIN_ROW_PX, (FIT_PX - TOP_PX - BOTTOM_PX) // max(1, len(ranks))))
+    # Title, then the legend, above the rows; the axis, then Play/Pause beside the slider,
+    # below them: nothing is drawn over anything else at 1280 px wide. The slider's ticks
+    # carry no labels (forty of them ran into each other and into the legend): the moment
+    # shown is written above it, rounded, and the axis gives the scale.
     figure.update_layout(
-        title={"text": title, "font": {"size": FONT_SIZE + 4}}, barmode="overlay",
-        font={"size": FONT_SIZE}, height=max(320, 110 * len(ranks) + 200),
-        xaxis={"title": f"time ({unit})", "range": [float(moments[0]), float(moments[-1])]},
+        title={"text": title, "font": {"size": FONT_SIZE + 4}, "x": 0, "xanchor": "left",
+               "xref": "paper", "y": 1, "yref": "container", "yanchor": "top",
+               "pad": {"t": 8}},
+        barmode="overlay", font={"size": FONT_SIZE},
+        height=TOP_PX + BOTTOM_PX + row * len(ranks),
+        margin={"t": TOP_PX, "b": BOTTOM_PX, "l": 10, "r": 10},
+        xaxis={"title": {"text": f"time ({unit})", "standoff": 4},
+               "range": [float(moments[0]), float(moments[-1])]},
         yaxis={"tickvals": ranks, "ticktext": [f"rank {r}" for r in ranks],
                "autorange": "reversed"},
-        legend={"orientation": "h", "y": -0.25},
-        updatemenus=[{"type": "buttons", "direction": "left", "x": 0, "y": 1.18,
+        legend={"orientation": "h", "x": 0, "xanchor": "left", "y": 1.02, "yanchor": "bottom",
+                "font": {"size": FONT_SIZE - 4}},
+        updatemenus=[{"type": "buttons", "direction": "left", "x": 0, "xanchor": "left",
+                      "y": 0, "yanchor": "top", "pad": {"t": 78},
+                      "font": {"size": FONT_SIZE - 4},
                       "buttons": [
                           {"label": "Play", "method": "animate",
                            "args": [None, {"frame": {"duration": 250, "redraw": True},
                                            "fromcurrent": True, "transition": {"duration": 0}}]},
                           {"label": "Pause", "method": "animate",
                            "args": [[None], {"mode": "immediate", "frame": {"duration": 0}}]}]}],
-        sliders=[{"active": len(steps) - 1, "steps": steps, "x": 0.12, "len": 0.88,
-                  "currentvalue": {"prefix": "t = "}}])
+        sliders=[{"active": len(steps) - 1, "steps": steps, "x": 0.2, "len": 0.8,
+                  "xanchor": "left", "y": 0, "yanchor": "top", "pad": {"t": 52, "b": 0},
+                  "font": {"size": 1, "color": "rgba(0, 0, 0, 0)"},
+                  "currentvalue": {"prefix": "t = ", "suffix": f" {unit}",
+                                   "font": {"size": FONT_SIZE - 4, "color": "#31333F"}}}])
     return figure

@@ -2,7 +2,8 @@
 
 One colour per kind of work (F, B, I, W, optimizer, messages, idle) across every chart, one
 pattern per model chunk so the chunks of an interleaved schedule can be told apart on one
-rank's row, and one rule for the unit a view shows its times in.
+rank's row, one rule for the unit a view shows its times in, and room for every legend entry
+and title line (a legend that scrolls hides its last entries).
 
     python -c "from pplab.charts.style import KIND_NAMES; print(KIND_NAMES)"
 """
@@ -50,7 +51,10 @@ KIND_NAMES: dict[str, str] = {
 IDLE_PATTERN = {"shape": "/", "fgcolor": "#BBBBBB", "bgcolor": "#EEEEEE", "size": 6}
 
 # Chunk c of a rank (its c-th stage, counting up) wears CHUNK_PATTERNS[c % len]: chunk 0 is
-# plain, so schedules with one chunk per rank look as they always did.
+# plain, so schedules with one chunk per rank look as they always did. The others are a pale
+# tint of the kind's colour under marks of the colour itself: told apart from chunk 0 at a
+# glance even on a narrow bar (white marks on the full colour read as the same bar), and
+# still the kind's colour.
 CHUNK_PATTERNS = ("", ".", "x", "+", "-", "|")
 CHUNK_PATTERN_NAMES = {"": "plain", ".": "dotted", "x": "crossed", "+": "gridded",
                        "-": "lined", "|": "striped"}
@@ -59,16 +63,28 @@ CHUNK_PATTERN_NAMES = {"": "plain", ".": "dotted", "x": "crossed", "+": "gridded
 ROW_BASE, ROW_WIDTH = -0.40, 0.56
 STRIP_BASE, STRIP_WIDTH = 0.18, 0.22
 
+LEGEND_ENTRY_PX = 22  # one line of a vertical legend, in Streamlit's theme too
+TITLE_LINE_PX = 24  # one line of a title: a <br> adds one
+
 SECONDS = "s"
 COST_UNITS = "cost units"
 MS_BELOW_S = 10.0  # a view whose longest timeline is shorter than this is shown in ms
 
 
+CHUNK_TINT = 0.6  # how far a patterned chunk's background moves from its colour to white
+
+
+def tint(colour: str, share: float) -> str:
+    """``colour`` (``#RRGGBB``) moved ``share`` of the way to white."""
+    red, green, blue = (int(colour[i:i + 2], 16) for i in (1, 3, 5))
+    return "#" + "".join(f"{round(c + (255 - c) * share):02X}" for c in (red, green, blue))
+
+
 def chunk_pattern(chunk: int, colour: str) -> dict:
     """The pattern chunk ``chunk`` wears over ``colour`` (empty for chunk 0: plain)."""
     shape = CHUNK_PATTERNS[chunk % len(CHUNK_PATTERNS)]
-    return ({"shape": shape, "fgcolor": "white", "bgcolor": colour, "size": 5, "solidity": 0.35}
-            if shape else {})
+    return ({"shape": shape, "fgcolor": colour, "bgcolor": tint(colour, CHUNK_TINT), "size": 6,
+             "solidity": 0.5} if shape else {})
 
 
 def chunk_name(chunk: int) -> str:
@@ -124,3 +140,16 @@ def hover_data(*columns) -> np.ndarray:
     """Columns side by side for ``customdata``, each keeping its type (numbers stay numbers,
     so the hover's number formats apply)."""
     return pd.DataFrame({i: np.asarray(c) for i, c in enumerate(columns)}).to_numpy(dtype=object)
+
+
+def title_lines(title: str) -> int:
+    """How many lines a figure's title takes (each ``<br>`` starts one)."""
+    return 1 + title.count("<br>")
+
+
+def fit_legend(figure, height: int, margin: dict) -> int:
+    """``height``, raised where needed so that the figure's vertical legend lists every entry
+    at once: a legend taller than the plot scrolls, and hides its last entries."""
+    entries = len({trace.legendgroup or trace.name for trace in figure.data
+                   if trace.showlegend is not False and trace.name})
+    return max(height, margin["t"] + margin["b"] + LEGEND_ENTRY_PX * entries + 10)
