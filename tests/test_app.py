@@ -294,7 +294,7 @@ def test_runs_page_predicted_over_measured_downloads_and_a_corrupt_folder(runs_d
     assert "Predicted over measured" in gantt["layout"]["title"]["text"]
     assert len(app.get("download_button")) == 3
 
-    app.select_slider(key="runs_step").set_value(0).run()
+    step_slider(app).set_value(0).run()
     assert not app.exception
     app.selectbox(key="runs_pick").set_value("gpipe p=2 m=2 · cpu · run-gpipe (yours)").run()
     assert not app.exception and len(app.get("plotly_chart")) >= 2
@@ -352,11 +352,17 @@ def test_runs_page_draws_a_pp2_tp2_run_one_row_per_pipeline_position(no_runs):
     assert split and "inside F and B took" in split[0], "the tp share is shown apart"
 
 
+def step_slider(app):
+    """The Runs page's step slider (keyed by the run it steps through)."""
+    found = [s for s in app.select_slider if s.label == "Step shown"]
+    assert len(found) == 1, [s.label for s in app.select_slider]
+    return found[0]
+
+
 def test_runs_page_counts_steps_from_one_like_the_loss_chart(runs_dir):
     app = open_page("runs")
     app.selectbox(key="runs_pick").set_value("1f1b p=2 m=4 · cpu · run-1f1b (yours)").run()
-    assert app.select_slider(key="runs_step").options == [
-        "step 1 of 3", "step 2 of 3", "step 3 of 3"]
+    assert step_slider(app).options == ["step 1 of 3", "step 2 of 3", "step 3 of 3"]
     specs = {spec["layout"]["title"]["text"]: spec for spec in chart_specs(app)}
     assert values(specs["Loss (measured)"]["data"][0]["x"]) == [1, 2, 3]
     annotations = [a["text"] for a in chart_specs(app)[0]["layout"]["annotations"]]
@@ -562,22 +568,22 @@ def test_training_is_one_at_a_time_and_stopped_at_its_timeout_with_its_children(
     training._ONE_RUN.release()
 
 
-def lab(*args) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "pplab", "lab", *args],
-                          capture_output=True, text=True, timeout=60)
+def test_lab_command_refuses_bad_ports_in_one_line(monkeypatch, capsys):
+    from pplab.cli import lab as lab_command
 
+    def never(*args, **kwargs):
+        raise AssertionError("a server was started for a port that should be refused")
 
-def test_lab_command_refuses_bad_ports_in_one_line():
-    done = lab("--port", "70000")
-    assert done.returncode == 2
-    assert done.stderr == "pplab lab: --port must be between 1 and 65535, got 70000\n"
+    monkeypatch.setattr(lab_command, "serve", never)
+    code, _, err = run_pplab(capsys, "lab", "--port", "70000")
+    assert code == 2
+    assert err == "pplab lab: --port must be between 1 and 65535, got 70000\n"
     with socket.socket() as busy:
         busy.bind(("127.0.0.1", 0))
         busy.listen()
         port = busy.getsockname()[1]
-        done = lab("--port", str(port))
-    assert done.returncode == 2 and "already in use" in done.stderr
-    assert "Traceback" not in done.stderr
+        code, _, err = run_pplab(capsys, "lab", "--port", str(port))
+    assert code == 2 and "already in use" in err and err.count("\n") == 1
 
 
 def test_lab_command_says_so_when_the_app_is_not_installed(monkeypatch, capsys):
@@ -588,6 +594,7 @@ def test_lab_command_says_so_when_the_app_is_not_installed(monkeypatch, capsys):
     assert code == 2 and err.count("\n") == 1 and "the app (app/lab.py) is missing" in err
 
 
+@pytest.mark.slow  # starts a real Streamlit server (the browser test drives one too)
 def test_lab_command_serves_the_app_on_localhost(no_runs, tmp_path):
     port, log = free_port(), tmp_path / "lab.log"
     process = start_lab(port, log)

@@ -226,8 +226,11 @@ def test_a_run_in_a_folder_that_cannot_be_written_is_calibrated_all_the_same(tmp
     assert not (run.path / CALIBRATION_FILE).exists()
 
 
-@pytest.mark.parametrize("name", ["1f1b-p2m8", "gpipe-p2m8", "interleaved-1f1b-p2v2m8",
-                                  "1f1b-p4m8", "gpipe-p4m8", "zb-h1-p4m8", "pipedream-p4m8"])
+# One run with a core per rank and one with shared cores in the fast lane; all in the suite.
+@pytest.mark.parametrize("name", [
+    "1f1b-p2m8", "1f1b-p4m8",
+    *(pytest.param(name, marks=pytest.mark.slow) for name in (
+        "gpipe-p2m8", "interleaved-1f1b-p2v2m8", "gpipe-p4m8", "zb-h1-p4m8", "pipedream-p4m8"))])
 def test_a_bundled_real_run_is_replayed_within_its_bound_of_the_measured_step(name):
     """Real runs recorded once (scripts/regenerate_bundled.py), fitted and replayed here.
 

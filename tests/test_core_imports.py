@@ -26,6 +26,8 @@ import sys
 import textwrap
 from pathlib import Path
 
+import pytest
+
 import pplab
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -85,26 +87,33 @@ def import_without_torch(modules: list[str]) -> dict:
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
-def test_every_core_module_imports_without_torch_or_streamlit():
+@pytest.fixture(scope="module")
+def imported_without_torch() -> dict:
+    """One fresh interpreter imports every module outside the engine (the core among them)."""
+    return import_without_torch(outside_the_engine())
+
+
+def _failures(result: dict, modules: list[str]) -> str:
+    return "\n".join(f"{m}: {e}" for m, e in result["failures"].items() if m in modules)
+
+
+def test_every_core_module_imports_without_torch_or_streamlit(imported_without_torch):
     modules = core_modules()
     # Walked, not listed: each core package and the modules inside it are all there.
-    assert set(CORE_PACKAGES) < set(modules)
+    assert set(CORE_PACKAGES) < set(modules) <= set(outside_the_engine())
     assert {"pplab.sim.simulator", "pplab.formulas.pipeline", "pplab.timeline.events",
             "pplab.calibration.fit"} <= set(modules)
-    result = import_without_torch(modules)
-    assert result["failures"] == {}, "\n".join(f"{m}: {e}"
-                                               for m, e in result["failures"].items())
-    assert result["loaded"] == []
+    assert _failures(imported_without_torch, modules) == ""
+    assert imported_without_torch["loaded"] == []
 
 
-def test_every_module_outside_the_engine_and_the_cli_parser_import_without_torch():
+def test_every_module_outside_the_engine_and_the_cli_parser_import_without_torch(
+        imported_without_torch):
     modules = outside_the_engine()
     assert {"pplab.runs.catalog", "pplab.cli.main", "pplab.classroom.training_jobs"} <= \
         set(modules)
-    result = import_without_torch(modules)
-    assert result["failures"] == {}, "\n".join(f"{m}: {e}"
-                                               for m, e in result["failures"].items())
-    assert result["loaded"] == []
+    assert _failures(imported_without_torch, modules) == ""
+    assert imported_without_torch["loaded"] == []
 
 
 def test_the_torch_check_would_catch_a_module_that_imports_torch():

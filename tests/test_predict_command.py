@@ -12,12 +12,15 @@ import pytest
 from command_helpers import run_pplab
 from test_calibrate import recorded_run
 
+from pplab.calibration.breakdown import TERMS
 from pplab.schedules import build
 from pplab.sim.cost_model import CostModel
 
 
-@pytest.fixture
-def recorded(tmp_path):
+@pytest.fixture(scope="module")
+def recorded(tmp_path_factory):
+    """One recorded run for the module: the commands read it; the first saves its calibration."""
+    tmp_path = tmp_path_factory.mktemp("predict")
     cost = CostModel(stage_costs=((0.010, 0.020, 0, 0), (0.012, 0.019, 0, 0)), latency=0.001,
                      optimizer=0.002)
     return recorded_run(tmp_path / "run", build("1f1b", 2, 4), [cost] * 3)
@@ -29,8 +32,9 @@ def test_a_replay_prints_predicted_measured_error_and_the_breakdown(capsys, reco
     assert out.startswith("replay of 1f1b p=2 m=4")
     assert "error +0.0 %" in out  # a recorded simulation replays exactly
     for part in ("compute", "communication", "waiting on a dependency", "contention",
-                 "overhead"):
+                 "overhead", *TERMS):
         assert part in out
+    assert "80 % of steps between" in out and "2 of 2 inside" in out  # steps 1, 2
 
 
 def test_a_what_if_predicts_another_schedule_and_its_json_is_no_replay(capsys, recorded):
@@ -41,6 +45,11 @@ def test_a_what_if_predicts_another_schedule_and_its_json_is_no_replay(capsys, r
     assert result["replay"] is False and result["error"] is None
     assert result["schedule"]["label"] == "gpipe p=2 m=8"
     assert result["predicted"]["step_time_s"] > result["measured"]["step_time_s"]
+    bar = result["interval"]
+    assert bar["low_s"] < result["predicted"]["step_time_s"] < bar["high_s"]
+    assert bar["level"] == 0.8 and bar["model_error"] > 0
+    assert [t["term"] for t in result["terms"]] == list(TERMS)
+    assert all(t["measured_s"] is None for t in result["terms"])  # nothing measured a what-if
     code, out, _ = run_pplab(capsys, "predict", str(recorded.path), "--stages", "4",
                              "--schedule", "interleaved-1f1b", "--chunks", "2")
     assert code == 0 and out.startswith("what-if interleaved-1f1b p=2 m=4 v=2")

@@ -5,8 +5,8 @@ stopped by ``--dry-run``: nothing is started) and ``compare`` (its configuration
 mixing sensible values with the ones that break programs: zero, negatives, huge numbers,
 infinities, NaN, junk text. Each runs through ``pplab.cli.main.main`` in this process; a few run
 as real ``python -m pplab`` processes, to prove no traceback escapes the way users see it.
-No example has a deadline: a hang is caught by pytest's timeout, and a slow example on a busy
-machine fails nothing.
+No example has a deadline (tests/conftest.py): a hang is caught by pytest's timeout, and a slow
+example on a busy machine fails nothing.
 
     pytest -q tests/test_reliability_properties.py
 """
@@ -26,9 +26,8 @@ from pplab.engine import launch, machine, supervisor
 from pplab.engine.compare_specs import parse_spec
 from pplab.schedules import SCHEDULES
 
-BOUND = settings(deadline=None, max_examples=60,
-                 suppress_health_check=[HealthCheck.function_scoped_fixture,
-                                        HealthCheck.too_slow])
+# Examples: the lane's profile (tests/conftest.py). The fixtures only guard: once serves all.
+BOUND = settings(suppress_health_check=[HealthCheck.function_scoped_fixture])
 
 # Sensible values three times in four: a command line with one wrong value is the common
 # mistake, and the valid ones must reach the deeper checks.
@@ -161,7 +160,7 @@ def test_random_compare_command_lines_are_checked_before_anything_starts(capsys,
     assert_clean(code, out, err, argv, codes=(0, 2))
 
 
-@settings(deadline=None, max_examples=300)
+@settings(max_examples=300)  # microseconds each: as many in both lanes
 @given(text=st.one_of(SPEC, st.text(max_size=300)))
 def test_random_configuration_text_is_a_spec_or_one_value_error(text):
     try:
@@ -172,6 +171,8 @@ def test_random_configuration_text_is_a_spec_or_one_value_error(text):
         assert spec.topology.world_size >= 1
 
 
+# Each starts Python and pplab (about a second): the fast lane runs one that simulates and
+# one that checks a training request; the whole suite runs them all.
 NASTY = [
     ["simulate", "--schedule", "1f1b", "--pp", "99999999999999999999", "--microbatches", "8"],
     ["simulate", "--schedule", "gpipe", "--pp", "2", "--microbatches", "2", "--cost",
@@ -181,9 +182,13 @@ NASTY = [
     ["train", "--stages", "512", "--out", "-"],
     ["compare", "1f1b:pp=99999999999999999999999", "--dry-run"],
 ]
+IN_THE_FAST_LANE = (0, 4)
 
 
-@pytest.mark.parametrize("argv", NASTY, ids=[" ".join(a)[:40] for a in NASTY])
+@pytest.mark.parametrize("argv", [
+    pytest.param(argv, id=" ".join(argv)[:40],
+                 marks=() if i in IN_THE_FAST_LANE else pytest.mark.slow)
+    for i, argv in enumerate(NASTY)])
 def test_no_traceback_escapes_a_real_process(tmp_path, argv):
     done = subprocess.run([sys.executable, "-m", "pplab", *argv], capture_output=True,
                           text=True, timeout=120, cwd=tmp_path,
@@ -191,8 +196,8 @@ def test_no_traceback_escapes_a_real_process(tmp_path, argv):
     assert_clean(done.returncode, done.stdout, done.stderr, argv)
 
 
-@settings(deadline=None, max_examples=4, suppress_health_check=[HealthCheck.too_slow,
-                                                                HealthCheck.function_scoped_fixture])
+@pytest.mark.slow  # a second of Python start-up per example
+@settings(max_examples=4, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(argv=st.one_of(simulate_argv(), train_argv()))
 def test_random_command_lines_in_a_real_process_end_without_a_traceback(tmp_path, argv):
     done = subprocess.run([sys.executable, "-m", "pplab", *argv], capture_output=True,
