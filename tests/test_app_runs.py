@@ -1,4 +1,6 @@
-"""The Runs page's replay: a bundled run's error, and its gap broken down by cause (AppTest).
+"""The Runs page's replay: a bundled run's error, its interval, and its gap broken down by
+cause and by the model's terms; the Compare page's calibrated predictions with their
+intervals (AppTest).
 
     pytest -q tests/test_app_runs.py
 """
@@ -56,8 +58,37 @@ def test_the_breakdown_follows_the_step_shown_including_the_warm_up(runs_page):
     app = runs_page
     app.selectbox(key="runs_pick").set_value(BUNDLED_1F1B).run()
     last = gap_table(app)
-    app.select_slider(key="runs_step").set_value(0).run()
+    [s for s in app.select_slider if s.label == "Step shown"][0].set_value(0).run()
     assert not app.exception
     first = gap_table(app)
     assert first["per rank"].tolist() == last["per rank"].tolist()
     assert first.iloc[5, 1] != last.iloc[5, 1]  # another step, another measured step time
+
+
+def test_a_replay_shows_its_interval_and_what_each_term_of_the_model_charges(runs_page):
+    from pplab.calibration.breakdown import TERMS
+
+    app = runs_page
+    app.selectbox(key="runs_pick").set_value(BUNDLED_SHARED).run()
+    assert not app.exception and not app.error
+    low, _, high, unit = metric(app, "80 % interval (predicted)").split()
+    predicted, predicted_unit = metric(app, "Step time (predicted)").split()
+    assert unit == predicted_unit and float(low) < float(predicted) < float(high)
+    terms = [d.value for d in app.dataframe if "term (per rank)" in d.value.columns]
+    assert len(terms) == 1 and list(terms[0]["term (per rank)"]) == list(TERMS)
+    assert terms[0].set_index("term (per rank)").loc["processor sharing"].iloc[1] > 0
+
+
+def test_compare_gives_each_configuration_a_calibrated_step_and_its_interval(runs_page):
+    app = runs_page
+    app.switch_page("views/compare.py").run()
+    app.radio(key="cmp1_source").set_value("recorded run").run()
+    app.selectbox(key="cmp1_run").set_value(BUNDLED_1F1B).run()
+    assert not app.exception and not app.error
+    table = app.dataframe[0].value
+    assert list(table["source"]) == ["predicted", "measured"]
+    for _, row in table.iterrows():
+        low, high = (float(x) for x in row["80 % interval (ms)"].split(" to "))
+        assert low < row["calibrated step (ms)"] < high
+    inside, _, steps = table["measured steps inside"].iloc[1].split()
+    assert 0 <= int(inside) <= int(steps) == 5  # the bundled run's steady steps

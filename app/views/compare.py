@@ -21,7 +21,7 @@ from lesson_widgets.reading import quoted
 
 from pplab import charts
 from pplab.calibration.run_prediction import in_seconds, seconds_per_cost_unit
-from pplab.calibration.run_views import metrics_row, rank_names
+from pplab.calibration.run_views import metrics_row, on_the_costs_of, rank_names
 from pplab.engine.compare_table import COLUMNS, SPLIT_COLUMNS, fill_split_columns
 from pplab.runs.comparisons import load_comparison
 from pplab.timeline.labels import bubble_scope, step_label
@@ -49,6 +49,26 @@ def busy_split(metrics: dict) -> dict:
     return {"compute (%)": round(100 * float(metrics.get("compute_fraction", 0.0)), 2),
             "tp all-reduce inside F/B (%)":
                 round(100 * float(metrics.get("tp_allreduce_fraction", 0.0)), 2)}
+
+
+@st.cache_data(max_entries=64, show_spinner="Predicting on the recorded run's costs ...")
+def calibrated(run_path: str, config=None) -> dict:
+    """A row's calibrated prediction on the recorded run at ``run_path`` (its own schedule's
+    replay without ``config``): the predicted step and its 80 % interval, in ms."""
+    from pplab.runs.run_dirs import load_run
+
+    try:
+        run = load_run(Path(run_path))
+        prediction = on_the_costs_of(run, None if config is None else schedule_for(config))
+    except (OSError, ValueError) as error:
+        return {"calibrated step (ms)": None, "80 % interval (ms)": str(error).splitlines()[0]}
+    bar = prediction.interval
+    row = {"calibrated step (ms)": round(1e3 * prediction.step_time, 2),
+           "80 % interval (ms)": f"{1e3 * bar.low:.2f} to {1e3 * bar.high:.2f}"}
+    if prediction.measured is not None:
+        times = prediction.measured.times
+        row["measured steps inside"] = f"{sum(bar.holds(t) for t in times)} of {len(times)}"
+    return row
 
 
 def preset_key(preset: str, key: str) -> str:
@@ -158,6 +178,7 @@ if recorded and any(kind == "sim" for kind, _ in chosen):
     seconds_per_unit = unit_ms / 1e3
 
 timelines, units, names, metrics_list, losses, memory = [], [], [], [], {}, {}
+predicted = []  # each row's calibrated prediction and interval, with a recorded run among them
 scopes = []  # which bubble each row's figure is: one step, or a no-flush schedule's whole run
 memory_per = "rank"
 for i, (kind, item) in enumerate(chosen):
@@ -179,6 +200,8 @@ for i, (kind, item) in enumerate(chosen):
             events = in_seconds(events, seconds_per_unit)
             metrics = {**metrics, "makespan": metrics["makespan"] * seconds_per_unit}
             label, unit = f"{label} (calibrated)", charts.SECONDS
+        predicted.append(calibrated(str(recorded[0].run.path), item)
+                         if recorded and item.steps == 1 else {})
     else:
         data = load_measured(item)
         summary = data.summary
@@ -191,6 +214,7 @@ for i, (kind, item) in enumerate(chosen):
         if summary.memory:
             memory[f"#{i + 1} {summary.label}"] = summary.memory
             memory_per = summary.memory_per
+        predicted.append(calibrated(str(item.run.path)))
     timelines.append((label, events))
     units.append(unit)
     names.append(row_names)
@@ -198,8 +222,9 @@ for i, (kind, item) in enumerate(chosen):
 
 scale, view_unit = charts.shared_time_scale([events for _, events in timelines], units)
 rows = [{"configuration": label, **metrics_row(events, metrics, scale, view_unit),
-         **busy_split(metrics), "bubble over": scope}
-        for (label, events), metrics, scope in zip(timelines, metrics_list, scopes, strict=True)]
+         **busy_split(metrics), "bubble over": scope, **calibrated_row}
+        for (label, events), metrics, scope, calibrated_row
+        in zip(timelines, metrics_list, scopes, predicted, strict=True)]
 st.plotly_chart(charts.gantt_stack(timelines, units, title="Side by side", row_names=names),
                 key="cmp_gantt")
 st.subheader("Metrics")
@@ -207,6 +232,12 @@ st.dataframe(pd.DataFrame(rows), hide_index=True, key="cmp_table")
 st.caption("Bubble, compute and tp all-reduce are shares of rank-time over ranks x makespan. "
            "A tensor-parallel rank waits in its all-reduces inside F and B; that time counts "
            "as tp all-reduce, not compute, so the four shares (with the optimizer) add to 100%.")
+if recorded:
+    st.caption("Calibrated step and 80 % interval (predicted): each configuration on the costs "
+               "the first recorded run measured, its own schedule a replay (`pplab predict` "
+               "prints the same); the interval is where 80 % of measured steps should fall, "
+               "from the run's own spread of actions and steps and the model's known error, "
+               "and a recorded run says how many of its steady steps did (measured).")
 if losses:
     st.plotly_chart(charts.loss_curves(losses), key="cmp_loss")
 if memory:

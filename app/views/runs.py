@@ -14,6 +14,7 @@ from pplab.calibration.run_views import (
     FIRST_REPLICA,
     GAP_CAPTION,
     gap_table,
+    interval_text,
     measured_metrics,
     pipeline_caption,
     pipeline_row_names,
@@ -21,6 +22,7 @@ from pplab.calibration.run_views import (
     predicted_metrics,
     replayed,
     replicas,
+    terms_table,
 )
 from pplab.runs import catalog as runs_catalog
 from pplab.timeline.labels import ASYNC_STEP_BUBBLE, fraction_text, step_label
@@ -125,19 +127,32 @@ st.caption(rows_are.capitalize() + ".")
 if prediction is not None and prediction.error is not None:
     st.subheader("Measured against predicted")
     steady = [summary.steps.index(s) + 1 for s in calibration.measured.steps]
-    cols = st.columns(2)
+    cols = st.columns(3)
     cols[0].metric("Replay error (step time)", f"{100 * prediction.error:+.1f} %",
                    help=f"The calibrated model's step (the predicted step time above) against "
                         f"the median measured step (steps {steady[0]}..{steady[-1]}, each from "
                         f"its first forward to its last optimizer step). Negative: predicted "
                         f"faster.")
     cols[1].metric("Median measured step", f"{scale * calibration.measured.step_time:.2f} {unit}")
+    bar = prediction.interval
+    cols[2].metric(f"{100 * bar.level:.0f} % interval (predicted)",
+                   f"{scale * bar.low:.2f} to {scale * bar.high:.2f} {unit}",
+                   help="Where the measured steps should fall: the spread of steps drawn with "
+                        "the run's own variation of actions and of whole steps, widened by "
+                        "the model's known error (pplab.calibration.interval).")
+    st.caption(interval_text(prediction, scale, unit) + ".")
     try:
         st.dataframe(gap_table(run, calibration, prediction, step, scale, unit),
                      hide_index=True, key="runs_gap")
         st.caption(f"{shown}: {GAP_CAPTION}")
     except ValueError as error:
         st.info(f"No breakdown for this step: {error}")
+    with st.expander("What the model charges, term by term, and what measured each"):
+        try:
+            st.dataframe(terms_table(run, calibration, prediction, step, scale, unit),
+                         hide_index=True, key="runs_terms")
+        except ValueError as error:
+            st.info(f"No terms for this step: {error}")
     with st.expander("Calibration (saved beside the run as calibration.json)"):
         st.code(calibration.describe(), language=None)
 

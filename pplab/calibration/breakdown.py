@@ -16,6 +16,11 @@ Both timelines are cut the same way, per rank and averaged over ranks, so the fi
 (measured minus predicted) add up to the gap in step time: the row with the largest gap
 says what the prediction misses.
 
+``term_breakdown`` names the model's own terms instead, each with what it charges and the
+measurement behind it: the typical computation, the slow tail of actions and of whole
+steps, the activations a rank holds beyond what the run held, the optimizer step and flush,
+Python and bookkeeping around each action, sends and receive posts, and processor sharing.
+
     python -c "from pplab.calibration import calibration_for, replay, gap_breakdown; \
 from pplab.runs.run_dirs import load_run; run = load_run('data/runs/1f1b-p2m8'); \
 c = calibration_for(run); print(gap_breakdown(run, c, replay(run, c)))"
@@ -25,7 +30,7 @@ from __future__ import annotations
 
 import pandas as pd
 
-from pplab.calibration import costs, measure
+from pplab.calibration import costs, measure, variation
 from pplab.calibration.fit import _top_level
 from pplab.calibration.model import Calibration
 from pplab.calibration.predict import Prediction
@@ -36,6 +41,9 @@ from pplab.sim.sharing import SharedClock
 from pplab.timeline import EventKind
 
 CATEGORIES = ("compute", "communication", "waiting on a dependency", "contention", "overhead")
+TERMS = ("typical computation", "slow tail of actions", "activations held",
+         "optimizer step and flush", "Python and bookkeeping", "sends and receive posts",
+         "processor sharing")
 
 
 def _clock(events: pd.DataFrame, calibration: Calibration, shared: bool) -> SharedClock | None:
@@ -159,3 +167,108 @@ def median_step(run: Run, calibration: Calibration) -> int:
         raise ValueError(f"{run.path.name} has no steady step with computation")
     ordered = sorted(windows, key=lambda s: (windows[s][1] - windows[s][0], s))
     return ordered[(len(ordered) - 1) // 2]
+
+
+def term_breakdown(calibration: Calibration, prediction: Prediction,
+                   run: Run | None = None, step: int | None = None) -> pd.DataFrame:
+    """What the prediction charges for each of ``TERMS`` (seconds per rank), beside what the
+    run measured for it where the prediction is a replay of ``run`` (its median step, or
+    ``step``), and the measurement each term comes from."""
+    predicted = _predicted_terms(calibration, prediction)
+    measured = dict.fromkeys(TERMS, float("nan"))
+    if run is not None and prediction.replay:
+        measured = _measured_terms(run, calibration, prediction, step)
+    return pd.DataFrame([{"term": term, "measured (s)": measured[term],
+                          "predicted (s)": predicted[term], "measured as": text}
+                         for term, text in zip(TERMS, _sources(calibration), strict=True)])
+
+
+def _sources(calibration: Calibration) -> list[str]:
+    """One line per term: where in the run its figures come from."""
+    spread, steps, sharing = calibration.spread, calibration.step_spread, calibration.contention
+    python = ", ".join(f"{k} {1e3 * v:.3f}" for k, v in calibration.python_overhead.items())
+    return [
+        f"median of each stage's actions, steps {', '.join(map(str, calibration.steps))}",
+        (f"actions {spread[2]:.2f}..{spread[-3]:.2f} x typical (10-90 %, mean "
+         f"{sum(spread) / len(spread):.3f})" if spread else "no spread measured")
+        + (f", steps {steps[0]:.2f}..{steps[-1]:.2f}" if steps else ""),
+        calibration.held_rule or "not measured",
+        f"the last rank's tail, median {1e3 * calibration.tail:.2f} ms for "
+        f"{calibration.tail_layers} layers; one optimizer step {1e3 * calibration.optimizer:.2f}"
+        f" ms",
+        f"mean gap around an action: {python} ms",
+        f"{1e3 * calibration.send_cost:.3f} ms per send, {1e3 * calibration.recv_cost:.3f} ms "
+        f"per receive posted",
+        (f"{sharing.ranks} ranks on {sharing.slots} {sharing.device} slots, as if on "
+         f"{sharing.effective_slots or sharing.slots:g}") if sharing.shared
+        else "a core (or GPU) per rank",
+    ]
+
+
+def _predicted_terms(calibration: Calibration, prediction: Prediction) -> dict[str, float]:
+    schedule = prediction.schedule
+    layers = calibration.layer_split if prediction.replay else None
+    compute = costs.compute_costs(calibration, schedule, layers)
+    overhead = costs.overhead_costs(calibration, schedule)
+    cost = costs.cost_model_for(calibration, schedule, layers)
+    factor = {}
+    for rank, order in schedule.actions.items():
+        halves = [(h.stage, h.kind, h.microbatch) for entry in order for h in entry.sub_actions]
+        for half, held in zip(halves, variation.held_counts(halves), strict=True):
+            factor[(rank, *half)] = cost.held_factor(half[1], held)
+    events = prediction.events
+    clock = _clock(events, calibration, prediction.shared)
+    totals = dict.fromkeys(TERMS, 0.0)
+    for row in events.itertuples(index=False):
+        duration = float(row.end - row.start)
+        alone = clock.alone(float(row.start), float(row.end)) if clock else duration
+        if row.kind == EventKind.OPTIM:
+            totals["optimizer step and flush"] += alone
+            totals["processor sharing"] += duration - alone
+        elif row.kind in COMPUTE_KINDS:
+            typical = compute[row.stage][row.kind]
+            grown = typical * factor.get((row.rank, row.stage, row.kind, row.microbatch), 1.0)
+            totals["typical computation"] += typical
+            totals["activations held"] += grown - typical
+            totals["slow tail of actions"] += alone - grown
+            totals["processor sharing"] += duration - alone
+            messages = _messages(calibration, schedule, row.stage, row.kind)
+            totals["sends and receive posts"] += messages
+            totals["Python and bookkeeping"] += max(overhead[row.stage][row.kind] - messages, 0.0)
+    return {term: value / schedule.pp_size for term, value in totals.items()}
+
+
+def _messages(calibration: Calibration, schedule, stage: int, kind: str) -> float:
+    return (calibration.send_cost * costs.sends_remotely(schedule, stage, kind)
+            + calibration.recv_cost * costs.receives_remotely(schedule, stage, kind))
+
+
+def _measured_terms(run: Run, calibration: Calibration, prediction: Prediction,
+                    step: int | None) -> dict[str, float]:
+    """The measured step (as ``gap_breakdown`` cuts it) in the terms' words: its actions'
+    typical costs and what they took beyond them, its optimizer steps, and the gap
+    breakdown's overhead, communication and contention."""
+    table = gap_breakdown(run, calibration, prediction, step).set_index("what")["measured (s)"]
+    part = run.events[run.events["step"] == (step if step is not None
+                                             else median_step(run, calibration))] \
+        if not prediction.schedule.is_async else \
+        run.events[run.events["step"].isin(calibration.measured.steps)]
+    ranks = summarize(run).ranks_of(run.events)
+    inside = measure.clip(run.events if prediction.schedule.is_async else part,
+                          measure.window(part))
+    clock = _clock(inside, calibration, calibration.contention.shared)
+    totals = dict.fromkeys(TERMS, 0.0)
+    for row in inside.itertuples(index=False):
+        alone = clock.alone(float(row.start), float(row.end)) if clock \
+            else float(row.end - row.start)
+        if row.kind == EventKind.OPTIM:
+            totals["optimizer step and flush"] += alone
+        elif row.kind in COMPUTE_KINDS:
+            typical = calibration.compute.get(int(row.stage), {}).get(row.kind, alone)
+            totals["typical computation"] += typical
+            totals["slow tail of actions"] += alone - typical
+    totals = {term: value / max(len(ranks), 1) for term, value in totals.items()}
+    totals["Python and bookkeeping"] = table["overhead"]
+    totals["sends and receive posts"] = table["communication"]
+    totals["processor sharing"] = table["contention"]
+    return totals

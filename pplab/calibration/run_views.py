@@ -32,7 +32,8 @@ from pplab.runs.summary import RunSummary, summarize
 
 __all__ = ["Replica", "FIRST_REPLICA", "replicas", "pipeline_view", "pipeline_row_names",
            "pipeline_caption", "rank_names", "MeasuredStep", "last_step", "measured_metrics",
-           "predicted_metrics", "metrics_row", "replayed", "gap_table", "GAP_CAPTION"]
+           "predicted_metrics", "metrics_row", "replayed", "gap_table", "GAP_CAPTION",
+           "interval_text", "terms_table", "on_the_costs_of"]
 
 
 class Replica(NamedTuple):
@@ -178,6 +179,25 @@ def replayed(run: run_dirs.Run):
     return calibration, replay(run, calibration)
 
 
+def on_the_costs_of(run: run_dirs.Run, schedule=None):
+    """``schedule`` predicted on ``run``'s calibration, interval and all (the run's own
+    schedule, a replay, when None); ValueError when it cannot be."""
+    from pplab.calibration import calibration_for, predict
+    from pplab.calibration.run_prediction import schedule_of
+    from pplab.classroom.passcode import in_classroom
+
+    if schedule is None:
+        return replayed(run)[1]
+    schedule_of(run)  # the run must be one a calibration can read
+    calibration = calibration_for(run, save=not in_classroom())
+    layers = sum(calibration.layer_split)
+    if schedule.num_stages > layers:
+        raise ValueError(f"{schedule.num_stages} stages need at least {schedule.num_stages} "
+                         f"layers; the run's model has {layers}")
+    summary = summarize(run)
+    return predict(calibration, schedule, replicas=summary.tp_size * summary.dp_size)
+
+
 def gap_table(run: run_dirs.Run, calibration, prediction, step: int, scale: float,
               unit: str) -> pd.DataFrame:
     """Where step ``step``'s time went, measured and predicted, in the view's unit."""
@@ -189,4 +209,33 @@ def gap_table(run: run_dirs.Run, calibration, prediction, step: int, scale: floa
         f"measured ({unit})": (table["measured (s)"] * scale).round(3),
         f"predicted ({unit})": (table["predicted (s)"] * scale).round(3),
         f"measured - predicted ({unit})": (table["gap (s)"] * scale).round(3),
+    })
+
+
+def interval_text(prediction, scale: float = 1e3, unit: str = "ms") -> str:
+    """The prediction's interval in the view's unit: "an 80 % interval: 222.46 to 245.43 ms"
+    and, for a replay, how many of the run's measured steps it holds."""
+    bar = prediction.interval
+    text = (f"{100 * bar.level:.0f} % of steps should take {scale * bar.low:.2f} to "
+            f"{scale * bar.high:.2f} {unit} (predicted: the run's own spread of actions and "
+            f"steps, and the model's known error)")
+    times = prediction.measured.times if prediction.measured is not None else ()
+    if times:
+        inside = sum(bar.holds(t) for t in times)
+        text += f"; {inside} of the run's {len(times)} steady steps did (measured)"
+    return text
+
+
+def terms_table(run: run_dirs.Run, calibration, prediction, step: int, scale: float,
+                unit: str) -> pd.DataFrame:
+    """What the model charges for each of its terms, measured and predicted, in the view's
+    unit, with the measurement each comes from."""
+    from pplab.calibration.breakdown import term_breakdown
+
+    table = term_breakdown(calibration, prediction, run, step=step)
+    return pd.DataFrame({
+        "term (per rank)": table["term"],
+        f"measured ({unit})": (table["measured (s)"] * scale).round(3),
+        f"predicted ({unit})": (table["predicted (s)"] * scale).round(3),
+        "measured as": table["measured as"],
     })

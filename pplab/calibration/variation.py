@@ -146,15 +146,21 @@ def held_growth(actions: list[dict], alone: Callable[[float, float], float],
         for kind in (BACKWARD_INPUT, BACKWARD_WEIGHT):
             if kind not in own_kinds:
                 growth[kind] = growth[FULL_BACKWARD]
-    held = f"held 0..{seen}"
+    figures = _figures(growth)
     if len(own) == len({a["kind"] for a in actions}):
-        rule = f"measured in this run ({held}): " + ", ".join(own) + " per microbatch held"
+        rule = f"measured in this run (held 0..{seen}): {figures} per microbatch held"
     else:
-        rule = ("this machine's, measured in " + HELD_SOURCE + ": "
-                + ", ".join(f"{k} {100 * v:+.2f} %" for k, v in growth.items())
-                + f" per microbatch held beyond the {seen} this run held"
-                + (f" ({', '.join(own)} measured here)" if own else ""))
+        rule = (f"{figures} per microbatch held beyond this run's {seen}: this machine's, "
+                f"from {HELD_SOURCE}" + (f" ({', '.join(own)} measured here)" if own else ""))
     return HeldGrowth(growth, seen, rule)
+
+
+def _figures(growth: dict[str, float]) -> str:
+    """``F +0.66 %, B I W +1.27 %``: kinds of one growth written once."""
+    groups: dict[str, list[str]] = defaultdict(list)
+    for kind, value in growth.items():
+        groups[f"{100 * value:+.2f} %"].append(kind)
+    return ", ".join(f"{' '.join(kinds)} {value}" for value, kinds in groups.items())
 
 
 def _slope(points: list[tuple[int, float]]) -> float | None:

@@ -63,6 +63,7 @@ def find_run(name: str):
 
 def run(args: argparse.Namespace) -> int:
     from pplab.calibration import calibration_for, gap_breakdown, what_if
+    from pplab.calibration.breakdown import term_breakdown
     from pplab.runs.summary import summarize
     from pplab.schedules import SCHEDULES, depth_from_flags
 
@@ -90,12 +91,12 @@ def run(args: argparse.Namespace) -> int:
     if prediction.replay:
         print(f"  step time  predicted {1e3 * prediction.step_time:9.2f} ms   measured "
               f"{1e3 * measured.step_time:9.2f} ms   error {100 * prediction.error:+.1f} %")
-        print(f"  bubble     predicted {100 * prediction.bubble:9.2f} %    measured "
-              f"{100 * measured.bubble:9.2f} %")
     else:
         print(f"  step time  predicted {1e3 * prediction.step_time:9.2f} ms   (the run measured "
               f"{1e3 * measured.step_time:.2f} ms for its own {summary.schedule})")
-        print(f"  bubble     predicted {100 * prediction.bubble:9.2f} %")
+    print(f"             {_interval_text(prediction, calibration)}")
+    print(f"  bubble     predicted {100 * prediction.bubble:9.2f} %" + (
+        f"    measured {100 * measured.bubble:9.2f} %" if prediction.replay else ""))
     print(f"  median of steps {_steps(measured.steps)}; step = first forward to last "
           f"optimizer step; bubble = idle rank-time / (ranks x step)")
     if prediction.shared:
@@ -111,7 +112,29 @@ def run(args: argparse.Namespace) -> int:
         print("  where the time goes, per rank (ms): measured, predicted, gap")
         for row in table.itertuples(index=False):
             print(f"    {row[0]:<24} {1e3 * row[1]:9.2f} {1e3 * row[2]:9.2f} {1e3 * row[3]:+9.2f}")
+    terms = term_breakdown(calibration, prediction, recorded)
+    print("  what the model charges, per rank (ms): " + ("measured, predicted; "
+                                                         if prediction.replay else "")
+          + "and what measured it")
+    for row in terms.itertuples(index=False):
+        figures = (f"{1e3 * row[1]:9.2f} " if prediction.replay else "") + f"{1e3 * row[2]:9.2f}"
+        print(f"    {row[0]:<24} {figures}   {row[3]}")
     return 0
+
+
+def _interval_text(prediction, calibration) -> str:
+    """The prediction's interval, and for a replay how many of the run's steps it holds."""
+    from pplab.calibration.interval import MODEL_ERROR, kind_of
+
+    bar = prediction.interval
+    error = MODEL_ERROR[kind_of(prediction.replay, prediction.shared)]
+    text = f"{bar.describe()} (the run's spread, and the model's error of {100 * error:.1f} %)"
+    times = calibration.measured.times
+    if prediction.replay and times:
+        inside = sum(bar.holds(t) for t in times)
+        text += (f"; its steps took {1e3 * min(times):.2f} to {1e3 * max(times):.2f} ms, "
+                 f"{inside} of {len(times)} inside")
+    return text
 
 
 def _steps(steps: tuple[int, ...]) -> str:
@@ -119,7 +142,12 @@ def _steps(steps: tuple[int, ...]) -> str:
 
 
 def _as_json(recorded, summary, calibration, prediction, label: str) -> dict:
+    from pplab.calibration.breakdown import term_breakdown
+    from pplab.calibration.interval import MODEL_ERROR, kind_of
+
     measured = calibration.measured
+    bar = prediction.interval
+    terms = term_breakdown(calibration, prediction, recorded)
     return {
         "run": str(recorded.path), "run_label": summary.label, "replay": prediction.replay,
         "schedule": {"label": label, "name": prediction.schedule.name,
@@ -127,9 +155,16 @@ def _as_json(recorded, summary, calibration, prediction, label: str) -> dict:
                      "num_microbatches": prediction.schedule.microbatches_per_step,
                      "num_chunks": prediction.schedule.num_chunks},
         "predicted": {"step_time_s": prediction.step_time, "bubble": prediction.bubble},
+        # where the measured steps should fall: the draws' spread and the model's error
+        "interval": {"level": bar.level, "low_s": bar.low, "high_s": bar.high,
+                     "model_error": MODEL_ERROR[kind_of(prediction.replay, prediction.shared)]},
         # the run's own steps: for a replay, what the prediction is judged by
         "measured": {"step_time_s": measured.step_time, "bubble": measured.bubble,
-                     "steps": list(measured.steps), "schedule": summary.schedule},
+                     "steps": list(measured.steps), "step_times_s": list(measured.times),
+                     "schedule": summary.schedule},
+        "terms": [{"term": row[0], "predicted_s": row[2],
+                   "measured_s": row[1] if prediction.replay else None, "measured_as": row[3]}
+                  for row in terms.itertuples(index=False)],
         "error": prediction.error, "shared": prediction.shared,
         "notes": [n for n in (calibration.split_backward_rule, *calibration.notes) if n],
     }
