@@ -30,6 +30,7 @@ WIDGETS = {
     "08-tensor-and-data-parallel": "tensor_data",
     "09-3d-parallelism-at-gpt-3-scale": "gpt3_3d",
     "10-measured-vs-predicted": "measured_vs_predicted",
+    "11-zero-bubble-for-real": "overlapping_steps",
 }
 
 
