@@ -4,6 +4,9 @@ What it teaches: a simulator is worth what its errors are. This script runs the 
 gloo, one thread per rank) on many configurations, calibrates each from its own events and
 prints the predicted step time beside the measured one:
 
+0. bundled: every run in data/runs replayed from its own calibration, and each predicted
+   from the calibrations of the others of its model (what-if); recorded once on a quiet
+   machine, so these figures are the same everywhere and need no quiet machine now;
 1. replay, ranks <= cores: each run predicted from its own calibration (gpipe, 1f1b,
    zb-h1, interleaved-1f1b on 2 ranks; a tensor-parallel and a data-parallel run on 2);
 2. what-if: one calibration run (1f1b, m=8) predicts gpipe, 1f1b, zb-h1 and
@@ -11,6 +14,12 @@ prints the predicted step time beside the measured one:
    configurations by predicted step time is compared with their order by measured time;
 3. more ranks than cores (4 ranks on this machine's 2): replay and what-if, predicted with
    processor sharing.
+
+Each table gives the median |error|, the signed median (a bias shows here: every error of
+one sign), the worst, and the coverage of the predictions' 80 % intervals: the share of all
+measured steps (every steady step of every configuration, not only the medians) inside their
+prediction's interval, which should be near 80 %. Its "model error" is what
+``pplab.calibration.interval.MODEL_ERROR`` should hold for that kind of prediction.
 
 On a machine others share, two runs started a minute apart measure two different machines.
 So all configurations of a table run in one set of processes and take turns step by step
@@ -33,7 +42,10 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-SECTIONS = ("replay", "what-if", "shared")
+SECTIONS = ("bundled", "replay", "what-if", "defaults", "shared")
+# pplab train's own sizes (4 rows of 16 tokens, d_model 64, 4 layers, 4 microbatches): what a
+# first run of the lab measures, where Python and messages weigh most against computation
+DEFAULTS = {"rows": 4, "seq_len": 16, "d_model": 64, "layers": 4}
 WHAT_IF_SCHEDULES = ("gpipe", "1f1b", "zb-h1", "interleaved-1f1b")
 WHAT_IF_MICROBATCHES = (2, 4, 8, 16)
 WARM_UP_ROUNDS = 2  # steps each configuration runs before its measured ones
@@ -120,20 +132,80 @@ def _load() -> str:
 
 def _header(title: str) -> None:
     print(f"\n{title}")
-    print(f"{'configuration':34} {'predicted':>10} {'measured':>10} {'error':>9}")
-    print(f"{'':34} {'(ms)':>10} {'(ms)':>10}")
+    print(f"{'configuration':34} {'predicted':>10} {'measured':>10} {'error':>9} "
+          f"{'80 % interval':>17} {'steps in':>9}")
+    print(f"{'':34} {'(ms)':>10} {'(ms)':>10} {'':>9} {'(ms)':>17}")
 
 
-def _row(label: str, predicted: float, measured: float) -> float:
+def _row(label: str, prediction, calibration) -> tuple[float, tuple]:
+    """Print one configuration; its error and (interval, measured steps) for the coverage."""
+    predicted, measured = prediction.step_time, calibration.measured.step_time
     error = (predicted - measured) / measured
-    print(f"{label:34} {1e3 * predicted:10.2f} {1e3 * measured:10.2f} {100 * error:+8.1f} %",
-          flush=True)
-    return error
+    bar, times = prediction.interval, list(calibration.measured.times)
+    inside = sum(bar.holds(t) for t in times)
+    span = f"{1e3 * bar.low:.1f}-{1e3 * bar.high:.1f}"
+    print(f"{label:34} {1e3 * predicted:10.2f} {1e3 * measured:10.2f} {100 * error:+8.1f} % "
+          f"{span:>17} {inside:>4} of {len(times)}", flush=True)
+    return error, (bar, times)
 
 
-def _summary(errors: list[float]) -> None:
-    print(f"median |error| {100 * statistics.median(abs(e) for e in errors):.1f} %, worst "
-          f"{100 * max(abs(e) for e in errors):.1f} %")
+def _summary(errors: list[float], covered: list[tuple]) -> None:
+    from pplab.calibration.interval import coverage, model_error
+
+    share = coverage(covered)
+    spread = model_error(errors)
+    print(f"median |error| {100 * statistics.median(abs(e) for e in errors):.1f} %, signed "
+          f"median {100 * statistics.median(errors):+.1f} %, worst "
+          f"{100 * max(abs(e) for e in errors):.1f} %; 80 % intervals hold "
+          + ("no step" if share is None else f"{100 * share:.0f} % of "
+             f"{sum(len(t) for _, t in covered)} measured steps")
+          + ("" if spread is None else f"; model error {100 * spread:.1f} %"))
+
+
+def bundled_predictions() -> dict[str, list[tuple]]:
+    """Tables 0a and 0b as (label, prediction, the measured run's calibration): the bundled
+    runs' replays, and their what-ifs within one model and microbatch size."""
+    from pplab.calibration import fit, replay, what_if
+    from pplab.runs.resources import bundled_runs_dir
+    from pplab.runs.run_dirs import load_run
+
+    runs = {p.name: load_run(p) for p in sorted(bundled_runs_dir().iterdir())
+            if (p / "meta.json").is_file()}
+    calibrations = {name: fit(run) for name, run in runs.items()}
+    replays = [(name, replay(run, calibrations[name]), calibrations[name])
+               for name, run in runs.items()]
+
+    def model(run) -> tuple:  # one model and microbatch size: what a what-if keeps
+        config = run.metadata["config"]
+        return (config["layers"], config["d_model"], config["seq_len"],
+                run.metadata["batch_size"] // config["microbatches"])
+
+    what_ifs = []
+    for base, run in runs.items():
+        for name, target in runs.items():
+            wanted = target.metadata["schedule"]
+            if name == base or model(target) != model(run) or wanted["is_async"] \
+                    or run.metadata["schedule"]["is_async"]:
+                continue
+            prediction = what_if(run, calibrations[base], schedule=wanted["name"],
+                                 microbatches=wanted["num_microbatches"],
+                                 chunks=wanted["num_chunks"], pp_size=wanted["pp_size"])
+            what_ifs.append((f"{base} -> {name}", prediction, calibrations[name]))
+    return {"0a": replays, "0b": what_ifs}
+
+
+def bundled_tables() -> None:
+    titles = {"0a": "0a. replay of every bundled run (data/runs, recorded on a quiet machine)",
+              "0b": "0b. what-if among bundled runs of one model, each from another's "
+                    "calibration"}
+    for key, rows in bundled_predictions().items():
+        _header(titles[key])
+        errors, covered = [], []
+        for label, prediction, calibration in rows:
+            error, pair = _row(label, prediction, calibration)
+            errors.append(error)
+            covered.append(pair)
+        _summary(errors, covered)
 
 
 def replay_configs() -> list[Config]:
@@ -154,12 +226,13 @@ def replay_table(runs: dict, configs: list[Config], title: str) -> None:
     from pplab.calibration import fit, replay
 
     _header(title)
-    errors = []
+    errors, covered = [], []
     for config in configs:
         calibration = fit(runs[config.label])
-        errors.append(_row(config.label, replay(runs[config.label], calibration).step_time,
-                           calibration.measured.step_time))
-    _summary(errors)
+        error, pair = _row(config.label, replay(runs[config.label], calibration), calibration)
+        errors.append(error)
+        covered.append(pair)
+    _summary(errors, covered)
 
 
 def what_if_table(runs: dict, base: str, configs: list[Config], title: str) -> None:
@@ -167,14 +240,15 @@ def what_if_table(runs: dict, base: str, configs: list[Config], title: str) -> N
 
     calibration = fit(runs[base])
     _header(title)
-    results = []
+    results, covered = [], []
     for config in configs:
-        predicted = what_if(runs[base], calibration, schedule=config.schedule,
-                            microbatches=config.microbatches, chunks=config.chunks).step_time
-        measured = fit(runs[config.label]).measured.step_time
-        results.append((config.label, predicted, measured, _row(config.label, predicted,
-                                                                measured)))
-    _summary([r[3] for r in results])
+        prediction = what_if(runs[base], calibration, schedule=config.schedule,
+                             microbatches=config.microbatches, chunks=config.chunks)
+        own = fit(runs[config.label])
+        error, pair = _row(config.label, prediction, own)
+        covered.append(pair)
+        results.append((config.label, prediction.step_time, own.measured.step_time, error))
+    _summary([r[3] for r in results], covered)
     _order_report(results)
 
 
@@ -217,11 +291,24 @@ def main(argv: list[str] | None = None) -> int:
     options = {k: getattr(args, k) for k in ("steps", "rows", "layers", "d_model", "seq_len")}
     from pplab.engine.supervisor import RankFailed
 
-    print(f"CPU, gloo, 1 thread per rank, {os.cpu_count()} cores; {args.rows} x "
-          f"{args.seq_len} tokens per microbatch, d_model {args.d_model}, {args.layers} "
-          f"layers; {args.steps} measured steps per configuration, taking turns; "
-          f"before: {_load()}")
+    if set(sections) - {"bundled"}:
+        print(f"CPU, gloo, 1 thread per rank, {os.cpu_count()} cores; {args.rows} x "
+              f"{args.seq_len} tokens per microbatch, d_model {args.d_model}, {args.layers} "
+              f"layers; {args.steps} measured steps per configuration, taking turns; "
+              f"before: {_load()}")
     try:
+        if "bundled" in sections:
+            bundled_tables()
+        if "defaults" in sections:
+            configs = [Config(c.label.replace("m=8", "m=4"), c.schedule, c.pp, 4, c.chunks)
+                       for c in replay_configs()[:4]]
+            sizes = {**options, **DEFAULTS}
+            started = time.monotonic()
+            runs = measure(configs, 2, sizes, args.save / "defaults" if args.save else None)
+            print(f"\n(measured {len(configs)} configurations at pplab train's default sizes "
+                  f"in {time.monotonic() - started:.0f} s; after: {_load()})")
+            replay_table(runs, configs, "1d. replay on 2 ranks at pplab train's default sizes "
+                                        "(4 x 16 tokens, d_model 64, 4 layers)")
         if "replay" in sections or "what-if" in sections:
             configs = {c.label: c for c in replay_configs() + what_if_configs()
                        if "what-if" in sections or c in replay_configs()}

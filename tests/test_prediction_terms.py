@@ -123,3 +123,33 @@ def test_the_bundled_replays_have_no_bias_and_their_intervals_hold_most_of_their
     assert abs(ordered[len(ordered) // 2]) <= 0.02, errors
     assert max(abs(e) for e in errors) <= 0.08, errors
     assert abs(coverage(pairs) - INTERVAL) <= 0.15, coverage(pairs)
+
+
+def test_the_readmes_bundled_table_is_what_predict_accuracy_computes():
+    """README's rows 0a and 0b (median, signed median, worst, steps inside the intervals)
+    against benchmarks/predict_accuracy.py's bundled tables, computed here."""
+    import importlib.util
+    import re
+    import statistics
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    spec = importlib.util.spec_from_file_location("predict_accuracy",
+                                                  root / "benchmarks" / "predict_accuracy.py")
+    benchmark = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = benchmark  # its dataclasses look their module up by name
+    spec.loader.exec_module(benchmark)
+    readme = (root / "README.md").read_text()
+    for key, rows in benchmark.bundled_predictions().items():
+        line = next(x for x in readme.splitlines() if x.startswith(f"| {key}. "))
+        median, signed, worst, held, steps = (float(x) for x in re.findall(
+            r"\| ([-+]?[\d.]+) % \| ([-+]?[\d.]+) % \| ([\d.]+) % .*\| (\d+) % of (\d+) steps",
+            line)[0])
+        errors = [(p.step_time - c.measured.step_time) / c.measured.step_time
+                  for _, p, c in rows]
+        pairs = [(p.interval, list(c.measured.times)) for _, p, c in rows]
+        assert median == round(100 * statistics.median(abs(e) for e in errors), 1), line
+        assert signed == round(100 * statistics.median(errors), 1), line
+        assert worst == round(100 * max(abs(e) for e in errors), 1), line
+        assert (held, steps) == (round(100 * coverage(pairs)), sum(len(t) for _, t in pairs))
