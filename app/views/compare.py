@@ -22,7 +22,7 @@ from lesson_widgets.reading import quoted
 from pplab import charts
 from pplab.calibration.run_prediction import in_seconds, seconds_per_cost_unit
 from pplab.calibration.run_views import metrics_row, on_the_costs_of, rank_names
-from pplab.engine.compare_table import COLUMNS, SPLIT_COLUMNS, fill_split_columns
+from pplab.engine.compare_table import MAIN_COLUMNS, display_table, fill_split_columns
 from pplab.runs.comparisons import load_comparison
 from pplab.timeline.labels import bubble_scope, step_label
 
@@ -42,6 +42,12 @@ PRESETS = {
         3, [("zb-h1", 4, 8, 1, 3, "barrier"), ("zb-h2", 4, 8, 1, 3, "barrier"),
             ("zb-h2", 4, 8, 1, 3, "post"), ("1f1b", 4, 8, 1, 3, "post")]),
 }
+
+
+# The Metrics table's columns that a saved comparison's own table gives already (its median
+# over steps): left out there, so a configuration shows one bubble on the page.
+SHOWN_ABOVE = ("bubble fraction (%)", "compute (%)", "tp all-reduce inside F/B (%)",
+               "bubble over")
 
 
 def busy_split(metrics: dict) -> dict:
@@ -69,6 +75,19 @@ def calibrated(run_path: str, config=None) -> dict:
         times = prediction.measured.times
         row["measured steps inside"] = f"{sum(bar.holds(t) for t in times)} of {len(times)}"
     return row
+
+
+def comparison_caption(rows: list[dict]) -> str:
+    """What the comparison's table measures: which steps, which shares, which not."""
+    kept = sorted({int(s) for row in rows for s in row.get("steps_measured") or ()})
+    steps = (f"the median over steps {kept[0] + 1}..{kept[-1] + 1} of each run (step 1 is "
+             f"warm-up)" if len(kept) > 1 else "the median over each run's steps")
+    return (f"Measured; step time and bubble are {steps}, the figure this page gives for each "
+            f"configuration; the timelines below draw each run's last step. Bubble, compute "
+            f"and tp all-reduce are shares of rank-time, time / (ranks x step time): tensor "
+            f"parallelism's all-reduces run inside F and B, so they are taken out of compute "
+            f"and shown apart instead of hiding in busy time. Formula: the closed form at the "
+            f"same sizes. Hover a column's name for what it holds.")
 
 
 def preset_key(preset: str, key: str) -> str:
@@ -130,28 +149,25 @@ else:
         st.info(comparison.description)
     # A comparison saved before the split of busy time gets it from its runs' events.
     rows = fill_split_columns(comparison.path, comparison.rows)
-    notes = dict(comparison.columns)
-    missing = [name for name in SPLIT_COLUMNS if name not in notes
-               and any(name in row for row in rows)]
-    if notes and missing:  # shown after the all-reduce column, as pplab compare writes them
-        keys = list(notes)
-        at = keys.index("allreduce_s_per_step") + 1 if "allreduce_s_per_step" in keys else len(keys)
-        unit = dict(COLUMNS)
-        notes = {name: notes.get(name) or unit[name]
-                 for name in keys[:at] + missing + keys[at:]}
-    table = pd.DataFrame(rows)
-    named = [name for name in notes if name in table.columns]
-    table = table[named] if named else table
-    if len(table):
-        st.dataframe(table, hide_index=True, key="cmp_bundled_table", column_config={
-            name: st.column_config.Column(help=note) for name, note in notes.items() if note})
-        if "compute_fraction" in table.columns:
-            st.caption("bubble, tp_allreduce_fraction and compute_fraction are shares of "
-                       "rank-time, time / (ranks x step time): tensor parallelism's all-reduces "
-                       "run inside F and B, so they are taken out of compute and shown apart "
-                       "instead of hiding in busy time.")
+    shown_rows, tips = display_table(rows, comparison.columns, MAIN_COLUMNS)
+    if shown_rows and shown_rows[0]:
+        st.dataframe(pd.DataFrame(shown_rows), hide_index=True, key="cmp_bundled_table",
+                     column_config={name: st.column_config.Column(help=tip)
+                                    for name, tip in tips.items()})
+        st.caption(comparison_caption(rows))
+        every, every_tip = display_table(rows, comparison.columns)
+        if len(every[0]) > len(shown_rows[0]):
+            with st.expander(f"All {len(every[0])} columns (the table scrolls sideways)"):
+                st.dataframe(pd.DataFrame(every), hide_index=True, key="cmp_bundled_all",
+                             column_config={name: st.column_config.Column(help=tip)
+                                            for name, tip in every_tip.items()})
     members = [e for e in entries if e.comparison == folder]
     labels = [e.label for e in members]
+    if st.session_state.get("cmp_bundled_for") != str(folder.path):
+        # another comparison's runs: its picks start from its own first four, never from
+        # labels the previous comparison's picker held
+        st.session_state["cmp_bundled_for"] = str(folder.path)
+        st.session_state.pop("cmp_bundled_pick", None)
     picked = st.multiselect("Timelines to draw (up to 4)", labels, default=labels[:4],
                             max_selections=4, key="cmp_bundled_pick")
     chosen = [("run", members[labels.index(label)]) for label in picked]
@@ -228,10 +244,20 @@ rows = [{"configuration": label, **metrics_row(events, metrics, scale, view_unit
 st.plotly_chart(charts.gantt_stack(timelines, units, title="Side by side", row_names=names),
                 key="cmp_gantt")
 st.subheader("Metrics")
+if mode != "configurations I choose":  # one bubble per configuration: the table above's
+    rows = [{name: value for name, value in row.items() if name not in SHOWN_ABOVE
+             and not name.startswith("makespan (")} for row in rows]
 st.dataframe(pd.DataFrame(rows), hide_index=True, key="cmp_table")
-st.caption("Bubble, compute and tp all-reduce are shares of rank-time over ranks x makespan. "
-           "A tensor-parallel rank waits in its all-reduces inside F and B; that time counts "
-           "as tp all-reduce, not compute, so the four shares (with the optimizer) add to 100%.")
+if mode != "configurations I choose":
+    st.caption("Each timeline drawn above, beside the comparison's table: its step time, "
+               "bubble and shares of rank-time are there, as the median over the run's steps.")
+else:
+    st.caption("Bubble, compute and tp all-reduce are shares of rank-time over ranks x "
+               "makespan. A tensor-parallel rank waits in its all-reduces inside F and B; that "
+               "time counts as tp all-reduce, not compute, so the four shares (with the "
+               "optimizer) add to 100%. A recorded run's row is its last step, as drawn.")
+if len(rows[0]) > 8:
+    st.caption(f"The table has {len(rows[0])} columns: scroll it sideways for all of them.")
 if recorded:
     st.caption("Calibrated step and 80 % interval (predicted): each configuration on the costs "
                "the first recorded run measured, its own schedule a replay (`pplab predict` "
@@ -240,6 +266,12 @@ if recorded:
                "and a recorded run says how many of its steady steps did (measured).")
 if losses:
     st.plotly_chart(charts.loss_curves(losses), key="cmp_loss")
+    for group in charts.coinciding(losses):
+        st.caption(f"The loss curves of {', '.join(group[:-1])} and {group[-1]} coincide to "
+                   f"{charts.LOSS_DIGITS} decimals, so the last drawn covers the others (dashed "
+                   f"in the legend): the same model from the same seed on the same batches. A "
+                   f"schedule or a split changes when each piece of work runs and where, not "
+                   f"what is computed; only rounding in a different order tells them apart.")
 if memory:
     st.plotly_chart(charts.memory_per_rank(memory, f"Peak memory per {memory_per} (measured)",
                                            memory_per), key="cmp_memory")

@@ -59,7 +59,10 @@ load_measured(entry)  # stops with one line if the run went away since it was li
 steps = list(summary.steps)
 step = steps[-1]
 if len(steps) > 1:
-    step = st.select_slider("Step shown", steps, value=steps[-1], key="runs_step",
+    # keyed by the run: another run's steps start at their own last step, never at the step
+    # number the previous run's slider held (its title, metrics and breakdown would follow
+    # that number while the slider showed another)
+    step = st.select_slider("Step shown", steps, value=steps[-1], key=f"runs_step_{run.path}",
                             format_func=lambda s: step_label(s, steps),
                             help="The first step includes warm-up; later ones show steady state.")
 
@@ -170,9 +173,10 @@ if summary.memory:
 st.subheader("Download")
 name = run.path.name
 cols = st.columns(3)
-cols[0].download_button("Chrome trace (JSON, open in ui.perfetto.dev)",
+cols[0].download_button("Chrome trace (JSON)",
                         json.dumps(timeline.chrome_trace(run.events)), f"{name}.trace.json",
-                        "application/json", key="runs_dl_trace")
+                        "application/json", key="runs_dl_trace",
+                        help="Open it in ui.perfetto.dev or chrome://tracing.")
 cols[1].download_button("Events (CSV)", timeline.events_to_csv_text(run.events),
                         f"{name}.events.csv", "text/csv", key="runs_dl_csv")
 cols[2].download_button("Metadata (meta.json)", json.dumps(run.metadata, indent=2),

@@ -30,6 +30,8 @@ from pplab.charts.style import (
     unit_of,
 )
 from pplab.charts.summaries import (
+    LOSS_DIGITS,
+    coinciding,
     figure_points,
     loss_curves,
     memory_breakdown,
@@ -41,7 +43,8 @@ from pplab.charts.summaries import (
 __all__ = [
     "gantt", "gantt_stack", "idle_spans", "row_labels", "stages_by_row", "chunk_of",
     "aggregate", "coverage", "AGGREGATE_ABOVE", "AGGREGATE_BINS", "MIXED_SHARE",
-    "peak_activations", "rank_utilisation", "loss_curves", "memory_per_rank",
+    "peak_activations", "rank_utilisation", "loss_curves", "coinciding", "LOSS_DIGITS",
+    "memory_per_rank",
     "memory_breakdown", "figure_points",
     "time_scale", "shared_time_scale", "unit_of", "source_of", "SECONDS", "COST_UNITS",
     "KIND_COLOURS", "KIND_NAMES", "ROW_KINDS", "STRIP_KINDS", "ALL_KINDS", "CHUNK_PATTERNS",

@@ -51,14 +51,40 @@ def rank_utilisation(per_rank: Mapping[int, Mapping[str, float]], unit: str,
     return figure
 
 
+LOSS_DIGITS = 4  # the digits a loss is printed with: curves that agree to them coincide
+
+
+def coinciding(losses: Mapping[str, Sequence[float]]) -> list[list[str]]:
+    """Groups of two or more runs whose loss curves agree at every step to ``LOSS_DIGITS``
+    decimals: drawn on one another, only the last of each group shows."""
+    groups: list[list[str]] = []
+    for label, values in losses.items():
+        for group in groups:
+            first = losses[group[0]]
+            if len(first) == len(values) and all(
+                    abs(a - b) < 0.5 * 10 ** -LOSS_DIGITS for a, b in zip(first, values,
+                                                                          strict=True)):
+                group.append(label)
+                break
+        else:
+            if len(values):
+                groups.append([label])
+    return [group for group in groups if len(group) > 1]
+
+
 def loss_curves(losses: Mapping[str, Sequence[float]], title: str = "Loss (measured)") -> go.Figure:
-    """One line per run: training loss after each step, steps counted from 1."""
+    """One line per run: training loss after each step, steps counted from 1. A curve that
+    another drawn before it covers is dashed and says so in the legend ("= #1 gpipe")."""
     figure = go.Figure()
+    covered = {label: group[0] for group in coinciding(losses) for label in group[1:]}
     for label, values in losses.items():
         if len(values):
+            under = covered.get(label)
             figure.add_trace(go.Scatter(
-                name=label, x=list(range(1, len(values) + 1)), y=list(values),
+                name=label if under is None else f"{label} (= {under})",
+                x=list(range(1, len(values) + 1)), y=list(values),
                 mode="lines+markers" if len(values) <= 50 else "lines",
+                line={"dash": "dash"} if under is not None else None,
                 hovertemplate=f"{label}<br>step %{{x}}: loss %{{y:.4f}}<extra></extra>",
             ))
     figure.update_layout(

@@ -53,6 +53,53 @@ HEADERS = {
 }
 
 
+# How a page shows a saved comparison: a short name with its unit, the factor from the saved
+# value, the digits kept. The column's full meaning (COLUMNS) goes in its tooltip.
+DISPLAY = {
+    "configuration": ("configuration", None, None), "ranks": ("ranks", None, None),
+    "step_time_s": ("step time (ms)", 1e3, 1), "bubble_fraction": ("bubble (%)", 100, 2),
+    "bubble_fraction_formula": ("bubble, formula (%)", 100, 2),
+    "allreduce_s_per_step": ("all-reduce (ms)", 1e3, 2),
+    "tp_allreduce_s_per_step": ("tp all-reduce (ms)", 1e3, 2),
+    "tp_allreduce_fraction": ("tp all-reduce (%)", 100, 2),
+    "compute_fraction": ("compute (%)", 100, 2),
+    "bytes_per_step": ("sent (KiB/step)", 2**-10, 0),
+    "bytes_per_step_formula": ("sent, formula (KiB/step)", 2**-10, 0),
+    "peak_activation_mib": ("activations (MiB)", 1, 1), "final_loss": ("final loss", 1, 4),
+}
+# The few that fit a laptop's page beside each other; the others wait in an expander.
+MAIN_COLUMNS = ("configuration", "step_time_s", "bubble_fraction", "bubble_fraction_formula",
+                "compute_fraction", "tp_allreduce_fraction", "final_loss")
+
+
+def display_table(rows: Sequence[dict], notes: dict[str, str] | None = None,
+                  columns: Sequence[str] | None = None) -> tuple[list[dict], dict[str, str]]:
+    """``rows`` as a page shows them, and each shown column's tooltip. Columns come in
+    COLUMNS' order: those ``notes`` names (all when it names none; the split of busy time is
+    shown even where an older comparison's notes lack it), only ``columns`` when given, each
+    under a short name with its unit, scaled and rounded; the tooltip gives the saved name
+    and what the column is."""
+    meaning = dict(COLUMNS) | {name: note for name, note in (notes or {}).items() if note}
+    names = [name for name, _ in COLUMNS if name in DISPLAY
+             and (not notes or name in notes or name in SPLIT_COLUMNS)
+             and (columns is None or name in columns) and any(name in row for row in rows)]
+    shown = []
+    for row in rows:
+        cells = {}
+        for name in names:
+            label, factor, digits = DISPLAY[name]
+            value = row.get(name)
+            if factor is not None and isinstance(value, int | float) and math.isfinite(value):
+                value = round(value * factor, digits) if digits else round(value * factor)
+            elif isinstance(value, float) and not math.isfinite(value):
+                value = None
+            cells[label] = value
+        shown.append(cells)
+    tips = {DISPLAY[name][0]: f"{name}: {meaning[name]}" if meaning.get(name) else name
+            for name in names}
+    return shown, tips
+
+
 def _flat(row: dict) -> dict:
     return {k: (json.dumps(v) if isinstance(v, dict | list) else v) for k, v in row.items()}
 
