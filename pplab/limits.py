@@ -227,3 +227,6 @@ MAX_LAB_WRITTEN_BYTES = 16 * 2**20
 MAX_LAB_ACTIONS_PER_RANK = 10_000
 MAX_LAB_PRINTED_CHARS = 3000
 MAX_LAB_SHOWN_CHARS = 1500
+# The memory-capped search (pplab.sim.search) simulates about a dozen candidate orders of 3 x P
+# x M actions each: at this size that takes several seconds, the most a page or command waits.
+MAX_SEARCH_ACTIONS = 20_000

@@ -111,9 +111,6 @@ def test_random_sizes_are_a_schedule_or_one_value_error(name, pp, m, v):
 
 
 ROOT = Path(__file__).resolve().parents[1]
-# A module someone else is rewriting keeps its bound until that rewrite moves it here; an
-# entry whose bound is gone must go too, so the list cannot outlive its reason.
-BEING_REWRITTEN = {("pplab/sim/search.py", "MAX_SEARCH_ACTIONS")}
 
 
 def _max_constants_outside_limits() -> set[tuple[str, str]]:
@@ -137,6 +134,5 @@ def _max_constants_outside_limits() -> set[tuple[str, str]]:
 
 def test_no_module_but_limits_defines_a_max_constant():
     found = _max_constants_outside_limits()
-    assert found - BEING_REWRITTEN == set(), "move these bounds to pplab/limits.py"
-    assert BEING_REWRITTEN <= found, "this bound has moved: drop it from BEING_REWRITTEN"
+    assert found == set(), "move these bounds to pplab/limits.py"
 

@@ -6,9 +6,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from pplab.limits import MAX_SEARCH_ACTIONS
 from pplab.schedules import build, validate
 from pplab.sim.search import (
-    MAX_SEARCH_ACTIONS,
     SEARCHED,
     memory_capped_1f1b,
     search_schedule,

@@ -49,8 +49,6 @@ from pplab.sim.simulator import Links, simulate
 from pplab.timeline import metrics
 
 SEARCHED = "searched"
-# The search simulates a dozen candidates: at this size that takes several seconds.
-MAX_SEARCH_ACTIONS = 20_000
 _HAND_MADE = ("1f1b", "zb-h1", "zb-h2", "gpipe")
 
 
@@ -141,10 +139,10 @@ def _check_request(pp_size: int, num_microbatches: int, max_in_flight: int) -> N
             raise ValueError(f"search: {what} must be a whole number >= 1, got {value!r}")
     limits.check_count("pipeline depth", pp_size, limits.MAX_PP_SIZE)
     actions = 3 * pp_size * num_microbatches
-    if actions > MAX_SEARCH_ACTIONS:
+    if actions > limits.MAX_SEARCH_ACTIONS:
         raise ValueError(f"search: pp {pp_size} x {num_microbatches} microbatches is about "
                          f"{actions:,} actions per candidate; the search takes at most "
-                         f"{MAX_SEARCH_ACTIONS:,} (pplab.sim.search)")
+                         f"{limits.MAX_SEARCH_ACTIONS:,} (pplab.sim.search)")
 
 
 class _Greedy:
