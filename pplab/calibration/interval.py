@@ -26,12 +26,13 @@ INTERVAL = 0.8  # the share of measured steps an interval is meant to hold
 _Z = NormalDist().inv_cdf((1 + INTERVAL) / 2)  # 1.28: the normal quantile of its upper end
 
 # The model's own error, one standard deviation of log(predicted / measured) for a median
-# step, by kind of prediction; what the draws cannot know. Measured, and to be updated from
-# benchmarks/predict_accuracy.py's "model error" line when it is rerun on a quiet machine:
-# replay on the seven bundled runs' replays after issue 25's terms (tests/test_predict_interval
-# recomputes them); what-if and shared from the README's last benchmark tables (median
-# |error| 4.8 % for what-ifs, 5.9 % for 4 ranks on 2 cores; a normal error's median
-# |error| is 0.674 of its deviation).
+# step, by kind of prediction: what the draws cannot know. From the README's timed tables of
+# benchmarks/predict_accuracy.py (fresh runs on this lab's 2-core machine, measured before
+# issue 25's terms): replay on 2 ranks median |error| 2.2 %, what-if 4.8 %, 4 ranks on 2 cores
+# 5.9 %; a normal error's median |error| is 0.674 of its deviation. The bundled runs alone
+# say less (0.8 % for replays, 3.0 % for what-ifs: predict_accuracy.py --sections bundled),
+# but a few recorded runs understate a fresh machine's noise: update these from the
+# benchmark's "model error" once its timed tables are measured again on a quiet machine.
 MODEL_ERROR = {"replay": 0.033, "what-if": 0.071, "shared": 0.088}
 
 
