@@ -125,9 +125,10 @@ def test_the_bundled_replays_have_no_bias_and_their_intervals_hold_most_of_their
     assert abs(coverage(pairs) - INTERVAL) <= 0.15, coverage(pairs)
 
 
-def test_the_readmes_bundled_table_is_what_predict_accuracy_computes():
-    """README's rows 0a and 0b (median, signed median, worst, steps inside the intervals)
-    against benchmarks/predict_accuracy.py's bundled tables, computed here."""
+def test_the_readme_and_lesson_10_quote_what_predict_accuracy_computes_on_the_bundled_runs():
+    """README's rows 0a and 0b (median, signed median, worst, steps inside the intervals) and
+    lesson 10's sentence of the same figures, against benchmarks/predict_accuracy.py's
+    bundled tables, computed here."""
     import importlib.util
     import re
     import statistics
@@ -141,6 +142,7 @@ def test_the_readmes_bundled_table_is_what_predict_accuracy_computes():
     sys.modules[spec.name] = benchmark  # its dataclasses look their module up by name
     spec.loader.exec_module(benchmark)
     readme = (root / "README.md").read_text()
+    lesson = (root / "lessons" / "10-measured-vs-predicted" / "README.md").read_text()
     for key, rows in benchmark.bundled_predictions().items():
         line = next(x for x in readme.splitlines() if x.startswith(f"| {key}. "))
         median, signed, worst, held, steps = (float(x) for x in re.findall(
@@ -153,3 +155,7 @@ def test_the_readmes_bundled_table_is_what_predict_accuracy_computes():
         assert signed == round(100 * statistics.median(errors), 1), line
         assert worst == round(100 * max(abs(e) for e in errors), 1), line
         assert (held, steps) == (round(100 * coverage(pairs)), sum(len(t) for _, t in pairs))
+        quoted = (f"{median:.1f} % (signed{' median' if key == '0a' else ''} {signed:+.1f} %, "
+                  f"worst {worst:.1f} %)")
+        assert quoted in " ".join(lesson.split()), quoted
+        assert f"hold {held:.0f} %" in " ".join(lesson.split()), held
