@@ -287,7 +287,7 @@ def make_optimizer_sync(config, schedule, topology, rank: int, recorder: Recorde
         if config.force_rollback_at is not None else None
     pp_ranks = tuple(topology.rank_of(pp, me.dp, me.tp) for pp in range(topology.pp_size))
     # Past every tag of the pipeline's messages: (microbatch x stages + stage) x 2 + kind.
-    tag = 2 * schedule.num_stages * (schedule.num_microbatches + 1)
+    tag = 2 * schedule.num_stages * (schedule.total_microbatches + 1)
     return OptimizerSync(config.optimizer_sync, config.clip_grad, forced, me.pp, pp_ranks,
                          recorder, tag, group)
 

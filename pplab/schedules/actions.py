@@ -147,17 +147,16 @@ class Schedule:
     its forward saw (weight stashing). ``microbatches_per_step`` groups microbatches into
     training steps so metrics of synchronous and asynchronous runs line up.
 
-    Microbatches are counted two ways, kept apart by name: ``microbatches_per_step`` (m) as
-    the builders, ``pplab train --microbatches`` and meta.json's ``num_microbatches`` count
-    them; ``total_microbatches`` counts every microbatch the actions name, all steps together
+    Microbatches are counted two ways, kept apart by name: ``num_microbatches`` (m) is per
+    training step, as the builders, ``pplab train --microbatches`` and meta.json count them;
+    ``total_microbatches`` counts every microbatch the actions name, all steps together
     (ids 0..total - 1; ``step_of`` says which step each belongs to). They differ only for a
-    schedule of several steps (PipeDream's whole run, ``repeat_steps``). The third field,
-    ``num_microbatches``, is still that total: read the two names that say what they count.
+    schedule of several steps (PipeDream's whole run, ``repeat_steps``).
     """
 
     actions: Mapping[int, tuple[AnyAction, ...]]
     stage_to_rank: tuple[int, ...]
-    num_microbatches: int  # every step's together: prefer total_microbatches when reading
+    total_microbatches: int
     name: str = "custom"
     update_every: int | None = None
     microbatches_per_step: int | None = None
@@ -169,12 +168,12 @@ class Schedule:
         )
         object.__setattr__(self, "stage_to_rank", tuple(int(r) for r in self.stage_to_rank))
         if self.microbatches_per_step is None:
-            object.__setattr__(self, "microbatches_per_step", self.num_microbatches)
+            object.__setattr__(self, "microbatches_per_step", self.total_microbatches)
 
     @property
-    def total_microbatches(self) -> int:
-        """Every microbatch the actions name, all steps together."""
-        return self.num_microbatches
+    def num_microbatches(self) -> int:
+        """Microbatches per training step (m), as the builders and meta.json count them."""
+        return self.microbatches_per_step
 
     @property
     def num_stages(self) -> int:

@@ -135,10 +135,10 @@ def _check_placed(schedule: Schedule, action: Action, rank: int, position: int) 
         raise ScheduleError(
             f"{action} on rank {rank} names stage {action.stage}, but the schedule has "
             f"stages 0..{num_stages - 1}", schedule, rank, position)
-    if not 0 <= action.microbatch < schedule.num_microbatches:
+    if not 0 <= action.microbatch < schedule.total_microbatches:
         raise ScheduleError(
             f"{action} on rank {rank} names microbatch {action.microbatch}, but the "
-            f"schedule has microbatches 0..{schedule.num_microbatches - 1}",
+            f"schedule has microbatches 0..{schedule.total_microbatches - 1}",
             schedule, rank, position)
     home = schedule.stage_to_rank[action.stage]
     if home != rank:
@@ -163,8 +163,8 @@ def _check_complete(schedule: Schedule) -> None:
     # that stage's microbatches are then walked to name the first one missing.
     forwards_per_stage = Counter(stage for stage, kind, _ in counts if kind == FORWARD)
     for stage in range(schedule.num_stages):
-        if forwards_per_stage[stage] < schedule.num_microbatches:
-            mb = next(mb for mb in range(schedule.num_microbatches)
+        if forwards_per_stage[stage] < schedule.total_microbatches:
+            mb = next(mb for mb in range(schedule.total_microbatches)
                       if not counts[(stage, FORWARD, mb)])
             raise ScheduleError(
                 f"incomplete: the forward {Action(stage, FORWARD, mb)} is missing "
@@ -225,7 +225,7 @@ def validate(schedule: Schedule) -> Schedule:
         raise ValueError("the schedule places no stages")
     limits.check_count("pipeline depth", schedule.pp_size, limits.MAX_PP_SIZE)
     limits.check_count("model stages", schedule.num_stages, limits.MAX_STAGES)
-    limits.check_count("microbatches", schedule.num_microbatches, limits.MAX_MICROBATCHES)
+    limits.check_count("microbatches", schedule.total_microbatches, limits.MAX_MICROBATCHES)
     limits.check_count("actions", sum(len(a) for a in schedule.actions.values()),
                        limits.MAX_ACTIONS)
     if sorted(schedule.actions) != list(range(schedule.pp_size)):

@@ -244,7 +244,7 @@ def schedule_summary(schedule: Schedule) -> dict[str, object]:
         "pp_size": schedule.pp_size,
         "num_stages": schedule.num_stages,
         "num_chunks": schedule.num_chunks,
-        "num_microbatches": schedule.microbatches_per_step,
+        "num_microbatches": schedule.num_microbatches,
         "num_steps": schedule.num_steps,
         "is_async": schedule.is_async,
         "update_every": schedule.update_every,
