@@ -41,6 +41,24 @@ from pplab.sim.sharing import SharedClock
 from pplab.timeline import EventKind
 
 CATEGORIES = ("compute", "communication", "waiting on a dependency", "contention", "overhead")
+# The model's terms, each charged because the recorded runs measured it (data/runs, steps
+# after the first; pplab.calibration.variation and fit hold the numbers):
+# * typical computation: each stage's median F, B, I, W (the bare model, before issue 25);
+# * slow tail of actions: the mean action is 1.018-1.035 x the median on the 2-rank runs
+#   (gpipe-p2m8: q95 1.21, q99 1.30) and a step of 32 actions meets its tail every time;
+#   with the whole spread drawn, gpipe-p2m8's replay went from -1.8 % to -0.0 %; whole steps
+#   vary too (1f1b-p2m8's steps took 224.7 to 252.1 ms);
+# * activations held: gpipe-p2m8's B grows 1.27 % +- 0.23 % per microbatch its rank holds
+#   (1.089 x at 8 held), F 0.66 % +- 0.41 %; 1F1B never holds more than P and cannot tell;
+# * optimizer step and flush: the last rank's tail after its last action (5.9 ms of 1f1b-p2m8's
+#   232 ms step, its Adam step 5.8 ms);
+# * Python and bookkeeping: the mean gap around an action outside computing, messages and
+#   waits (0.04-0.05 ms on 2 ranks; pipedream-p4m8's weight stashing makes its mean 3x its
+#   median, 0.23 against 0.07 ms per F);
+# * sends and receive posts: the mean time a send or a posted receive keeps its rank (0.2-0.6
+#   ms per 128-256 KiB message through gloo);
+# * processor sharing: 4 ranks on 2 cores ran as if on 2.7 (1f1b-p4m8, gpipe-p4m8, zb-h1-p4m8),
+#   and actions that ran with a core free still varied 0.69-1.36 x (1f1b-p4m8, q05-q95).
 TERMS = ("typical computation", "slow tail of actions", "activations held",
          "optimizer step and flush", "Python and bookkeeping", "sends and receive posts",
          "processor sharing")
