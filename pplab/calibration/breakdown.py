@@ -46,7 +46,7 @@ CATEGORIES = ("compute", "communication", "waiting on a dependency", "contention
 # * typical computation: each stage's median F, B, I, W (the bare model, before issue 25);
 # * slow tail of actions: the mean action is 1.018-1.035 x the median on the 2-rank runs
 #   (gpipe-p2m8: q95 1.21, q99 1.30) and a step of 32 actions meets its tail every time;
-#   with the whole spread drawn, gpipe-p2m8's replay went from -1.8 % to -0.0 %; whole steps
+#   with the whole spread drawn, gpipe-p2m8's replay went from -1.8 % to -0.3 %; whole steps
 #   vary too (1f1b-p2m8's steps took 224.7 to 252.1 ms);
 # * activations held: gpipe-p2m8's B grows 1.27 % +- 0.23 % per microbatch its rank holds
 #   (1.089 x at 8 held), F 0.66 % +- 0.41 %; 1F1B never holds more than P and cannot tell;
