@@ -12,10 +12,11 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
-from pplab.cli.demo import demo_configs, demo_size
+from pplab.cli.demo import comparison_link, demo_configs, demo_size
 from pplab.engine.machine import gpu_count
 
 
@@ -47,6 +48,7 @@ def test_the_demo_trains_the_sequence_and_saves_one_comparison(tmp_path):
     assert all(row["step_time_s"] > 0 for row in summary["rows"])
     assert "100.0 %" in done.stderr and "Traceback" not in done.stderr
     assert f"saved {tmp_path / 'demo'}" in done.stdout
+    assert "/compare?comparison=demo" in done.stdout  # the link, and why the lab needs telling
     bad = subprocess.run([sys.executable, "-m", "pplab", "demo", "--no-open", "--steps", "0"],
                          capture_output=True, text=True, timeout=60)
     assert bad.returncode == 2 and bad.stderr.count("\n") == 1
@@ -63,6 +65,26 @@ def test_the_demo_runs_on_the_gpu_it_finds(tmp_path):
     run = tmp_path / "demo" / summary["rows"][0]["run"]
     meta = json.loads((run / "meta.json").read_text())
     assert meta["config"]["device"] == "cuda" and meta["hardware"]["device"] == "cuda"
+
+
+def test_the_demo_prints_the_link_it_would_open(tmp_path, monkeypatch, capsys):
+    from command_helpers import run_pplab
+
+    from pplab.engine import compare
+
+    def trained(configs, shared, out, description, step_progress):
+        return Path(out), [{"configuration": c, "step_time_s": 0.1, "bubble_fraction": 0.2}
+                           for c in configs]
+
+    monkeypatch.setenv("PPLAB_RUNS_DIR", str(tmp_path / "runs"))
+    monkeypatch.setattr(compare, "run_comparison", trained)
+    code, out, _ = run_pplab(capsys, "demo", "--no-open", "--port", "8502")
+    name = out.split("/compare?comparison=")[-1].split()[0]
+    assert code == 0 and name.startswith("demo-"), out
+    assert f"pplab lab --port 8502`, then http://127.0.0.1:8502/compare?comparison={name}\n" in out
+    url, note = comparison_link(tmp_path / "elsewhere" / "demo-x", 8501)
+    assert url == "http://127.0.0.1:8501/compare?comparison=demo-x"
+    assert f"PPLAB_RUNS_DIR={tmp_path / 'elsewhere'}" in note
 
 
 def test_a_link_opens_a_comparison_on_the_compare_page(tmp_path, monkeypatch):

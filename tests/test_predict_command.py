@@ -53,6 +53,19 @@ def test_a_what_if_predicts_another_schedule_and_its_json_is_no_replay(capsys, r
     code, out, _ = run_pplab(capsys, "predict", str(recorded.path), "--stages", "4",
                              "--schedule", "interleaved-1f1b", "--chunks", "2")
     assert code == 0 and out.startswith("what-if interleaved-1f1b p=2 m=4 v=2")
+    assert "unequal work" not in out  # the same batch, cut another way
+
+
+def test_a_what_if_of_more_microbatches_says_it_compares_unequal_work(capsys, recorded):
+    code, out, _ = run_pplab(capsys, "predict", str(recorded.path), "--microbatches", "8")
+    assert code == 0 and out.startswith("what-if 1f1b p=2 m=8")
+    said = out[out.index("unequal work:"):]
+    assert said.startswith("unequal work: 8 microbatches per step against the run's 4 "
+                           "(each of the run's size), 2x the samples;"), said
+    assert "per microbatch predicted" in said and "the run measured" in said
+    code, out, _ = run_pplab(capsys, "predict", str(recorded.path), "--microbatches", "8",
+                             "--json")
+    assert json.loads(out)["work_ratio"] == 2.0
 
 
 def test_a_bundled_run_is_found_by_name_and_replayed_within_ten_percent(capsys):

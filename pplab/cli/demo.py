@@ -7,8 +7,8 @@ it finds: with GPUs it runs on them (NCCL with a GPU per rank; ranks share a GPU
 when there are fewer GPUs than ranks), without them on CPU processes, at most one busy rank
 per core so the timelines show the schedules and not CPU sharing.
 
-    pplab demo              # train (about a minute on 2 cores), then open the lab
-    pplab demo --no-open    # train and print where the comparison is
+    pplab demo              # train (about half a minute on 2 cores), then open the lab
+    pplab demo --no-open    # train, print where the comparison is and the link that opens it
 """
 
 from __future__ import annotations
@@ -112,15 +112,30 @@ def run(args: argparse.Namespace) -> int:
     for row in rows:
         print(f"  {row['configuration']:<22} step {1e3 * row['step_time_s']:8.1f} ms   bubble "
               f"{100 * row['bubble_fraction']:5.1f} %  (measured)")
-    print(f"pplab demo: saved {directory}; open the lab's Compare page to see it")
+    print(f"pplab demo: saved {directory}")
+    url, note = comparison_link(directory, args.port)
     if args.no_open:
+        print(f"pplab demo: open it with `pplab lab --port {args.port}`, then {url}"
+              + (f" ({note})" if note else ""), flush=True)
         return 0
     from pplab.cli.lab import main as lab_main
 
-    url = f"http://127.0.0.1:{args.port}/compare?comparison={directory.name}"
-    print(f"pplab demo: the comparison opens at {url}", flush=True)
+    print(f"pplab demo: the comparison opens at {url}" + (f" ({note})" if note else ""),
+          flush=True)
     open_when_up(url)
     return lab_main(["--port", str(args.port)])
+
+
+def comparison_link(directory: Path, port: int) -> tuple[str, str | None]:
+    """The Compare page's address that opens the comparison in ``directory``, and a note
+    when the lab would not find it there (it lists the runs folder and its comparisons/)."""
+    from pplab.runs.catalog import RUNS_ENV, user_comparisons_dirs
+
+    url = f"http://127.0.0.1:{port}/compare?comparison={directory.name}"
+    if any(directory.resolve().parent == root.resolve() for root in user_comparisons_dirs()):
+        return url, None
+    return url, (f"the lab lists comparisons in {user_comparisons_dirs()[-1]}; start it with "
+                 f"{RUNS_ENV}={directory.resolve().parent} to find this one")
 
 
 def open_when_up(url: str, delay_s: float = 4.0) -> None:

@@ -95,6 +95,9 @@ def run(args: argparse.Namespace) -> int:
         print(f"  step time  predicted {1e3 * prediction.step_time:9.2f} ms   (the run measured "
               f"{1e3 * measured.step_time:.2f} ms for its own {summary.schedule})")
     print(f"             {_interval_text(prediction, calibration)}")
+    work = None if prediction.replay else _work(recorded, prediction, measured.step_time)
+    if work is not None:
+        print(f"  unequal work: {work}")
     print(f"  bubble     predicted {100 * prediction.bubble:9.2f} %" + (
         f"    measured {100 * measured.bubble:9.2f} %" if prediction.replay else ""))
     print(f"  median of steps {_steps(measured.steps)}; step = first forward to last "
@@ -137,6 +140,22 @@ def _interval_text(prediction, calibration) -> str:
     return text
 
 
+def _work(recorded, prediction, measured_step: float) -> str | None:
+    """How a what-if's step differs in work from the run's (``measured_step`` seconds), in
+    words; None when both do the same work (another schedule, depth or chunking of the
+    same batch)."""
+    from pplab.calibration.run_prediction import schedule_of
+
+    own = schedule_of(recorded).microbatches_per_step
+    asked = prediction.schedule.microbatches_per_step
+    if asked == own:
+        return None
+    return (f"{asked} microbatches per step against the run's {own} (each of the run's size), "
+            f"{asked / own:.3g}x the samples;\n                per microbatch predicted "
+            f"{1e3 * prediction.step_time / asked:.2f} ms, the run measured "
+            f"{1e3 * measured_step / own:.2f} ms")
+
+
 def _steps(steps: tuple[int, ...]) -> str:
     return f"{steps[0]}..{steps[-1]}" if len(steps) > 1 else str(steps[0])
 
@@ -144,6 +163,7 @@ def _steps(steps: tuple[int, ...]) -> str:
 def _as_json(recorded, summary, calibration, prediction, label: str) -> dict:
     from pplab.calibration.breakdown import term_breakdown
     from pplab.calibration.interval import MODEL_ERROR, kind_of
+    from pplab.calibration.run_prediction import schedule_of
 
     measured = calibration.measured
     bar = prediction.interval
@@ -158,6 +178,9 @@ def _as_json(recorded, summary, calibration, prediction, label: str) -> dict:
         # where the measured steps should fall: the draws' spread and the model's error
         "interval": {"level": bar.level, "low_s": bar.low, "high_s": bar.high,
                      "model_error": MODEL_ERROR[kind_of(prediction.replay, prediction.shared)]},
+        # a what-if of more or fewer microbatches than the run trained does other work
+        "work_ratio": prediction.schedule.microbatches_per_step / schedule_of(
+            recorded).microbatches_per_step,
         # the run's own steps: for a replay, what the prediction is judged by
         "measured": {"step_time_s": measured.step_time, "bubble": measured.bubble,
                      "steps": list(measured.steps), "step_times_s": list(measured.times),
