@@ -21,6 +21,7 @@ import streamlit as st
 from shared_work import pooled, shared_cache
 
 from pplab import charts
+from pplab.calibration.per_rank import peak_activations_per_rank
 from pplab.calibration.run_views import MeasuredStep, last_step
 from pplab.classroom import page_work
 from pplab.limits import MAX_PLAYGROUND_CSV_CHARS, MAX_PLAYGROUND_STEPS
@@ -115,6 +116,18 @@ def simulate_cached(config: SimConfig) -> tuple[pd.DataFrame, dict]:
     """Events and metrics of one simulated configuration; raises ValueError for bad sizes."""
     found = simulation(config)
     return found.events, found.metrics
+
+
+def held_per_rank(config: SimConfig) -> dict:
+    """The most activations each rank holds at once, in full-rank microbatches
+    (``pplab.calibration.per_rank``), once per configuration for every session."""
+    simulation(config)
+    return _held(config.content())
+
+
+@shared_cache
+def _held(config: SimConfig) -> dict:
+    return peak_activations_per_rank(simulation(config).events)
 
 
 def capped_1f1b_metrics(config: SimConfig) -> dict:

@@ -21,7 +21,7 @@ from collections.abc import Callable
 import streamlit as st
 
 from pplab.classroom.shared_results import RESULTS
-from pplab.classroom.work_pool import POOL, Busy
+from pplab.classroom.work_pool import POOL, Busy, WorkPool
 
 WAIT_SLICE_S = 0.25
 
@@ -40,14 +40,14 @@ def _sentence(error: BaseException) -> str:
     return f"{text[:1].upper()}{text[1:]}."
 
 
-def pooled(function: Callable, *args, what: str = "Working", **kwargs):
+def pooled(function: Callable, *args, what: str = "Working", lane: WorkPool = POOL, **kwargs):
     """``function(*args, **kwargs)`` (a module-level function of pplab) computed by the work
     pool, or the answer kept from an earlier ask; ValueError as the function raised it. Stops
     the page with one line when the pool is busy, the request ran out of time or its worker
-    failed."""
-    POOL.warm()
+    failed. ``lane`` is the pool it goes to (the Presenter has one of its own)."""
+    lane.warm()
     try:
-        ticket = RESULTS.submit(function, *args, label=what.lower(), **kwargs)
+        ticket = RESULTS.submit(function, *args, label=what.lower(), lane=lane, **kwargs)
     except Busy as error:
         st.warning(_sentence(error))
         st.button("Try again", key=f"busy_{function.__name__}")

@@ -158,12 +158,30 @@ async def instructor(port: int, passcode: str, steps: int) -> Session:
     return tab
 
 
+def server_of(pid: int) -> int:
+    """The Streamlit server: the child ``pplab lab`` (``pid``) starts and watches."""
+    for entry in Path("/proc").glob("[0-9]*"):
+        try:
+            if int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1]) == pid:
+                return int(entry.name)
+        except (OSError, IndexError, ValueError):
+            continue
+    raise RuntimeError(f"pplab lab ({pid}) has no server process")
+
+
 def rss_mib(pid: int) -> float:
-    """Resident memory of the server and its children (the live run's ranks excluded)."""
+    """Resident memory of the server process (its work pool and the live run's ranks
+    excluded)."""
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith("VmRSS:"):
             return int(line.split()[1]) / 1024
     return float("nan")
+
+
+def cpu_s(pid: int) -> float:
+    """CPU seconds the server process has used, all its threads (user and system)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def start_server(port: int, runs: Path) -> tuple[subprocess.Popen, str]:
@@ -244,9 +262,10 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="pplab-load-") as folder:
         server, passcode = start_server(args.port, Path(folder))
         try:
-            before = rss_mib(server.pid)
+            streamlit = server_of(server.pid)
+            before, cpu = rss_mib(streamlit), cpu_s(streamlit)
             found = asyncio.run(drive(args.port, passcode, args))
-            after = rss_mib(server.pid)
+            after, cpu = rss_mib(streamlit), cpu_s(streamlit) - cpu
         finally:
             os.killpg(server.pid, signal.SIGTERM)
             server.wait(timeout=30)
@@ -265,7 +284,10 @@ def main(argv: list[str] | None = None) -> int:
     if found["watching"]:
         print(f"live-run fragment refresh: median {1e3 * statistics.median(found['watching']):.0f}"
               f" ms over {len(found['watching'])}")
-    print(f"server memory: {before:.0f} MiB before, {after:.0f} MiB after")
+    print(f"server memory: {before:.0f} MiB before, {after:.0f} MiB after; server CPU "
+          f"{cpu:.1f} s, {1e3 * cpu / len(times):.0f} ms per Playground interaction (every "
+          f"request of the run, the watchers' and the instructor's included, over the "
+          f"interactions)")
     print(f"the live run, as the instructor's page shows it at the end: "
           f"{found['live'] or '(nothing shown)'}")
     return 0

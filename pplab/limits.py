@@ -195,8 +195,10 @@ MAX_WORK_MEMORY_BYTES = 4 * 2**30
 MAX_WORK_ANSWER_BYTES = 256 * 2**20
 WORK_NICENESS = 5  # a heavy request yields the CPU to the pages of everyone else
 # Answers the lab's pages share across sessions, keyed by content
-# (pplab.classroom.shared_results): entries, a big timeline counting for one per 20,000 events.
-MAX_SHARED_RESULTS = 128
+# (pplab.classroom.shared_results): entries, a big timeline counting one more per 20,000
+# events. A Playground view (its timeline, figures and text) takes 4 entries and about
+# 400 KiB, so this keeps every view of p 2-8 and m 1-32 (224 of them) in about 100 MB.
+MAX_SHARED_RESULTS = 1024
 # pplab lab stops its server on SIGTERM, SIGINT or SIGHUP: SIGTERM, then SIGKILL after this
 # long, and the same for whatever the server started (pplab.cli.lab_supervisor).
 LAB_STOP_GRACE_S = 5.0

@@ -12,6 +12,7 @@ from lab_widgets import (
     capped_1f1b_metrics,
     cost_widgets,
     explain_custom_csv,
+    held_per_rank,
     overlapped_pairs,
     playground_figures,
     schedule_for,
@@ -21,7 +22,6 @@ from lab_widgets import (
 )
 
 from pplab import charts
-from pplab.calibration.per_rank import peak_activations_per_rank
 from pplab.formulas.pipeline import closed_form_for
 from pplab.formulas.pipeline import peak_activations_per_rank as peak_activations_per_rank_closed
 from pplab.formulas.zero_bubble import zb_h1_bubble_time, zb_h1_paper_bubble_time
@@ -59,7 +59,7 @@ cols[0].metric("Bubble fraction (predicted)", fraction_text(float(metrics["bubbl
                help=f"Normalisation: {norm}.")
 cols[1].metric("Makespan (predicted)", f"{metrics['makespan']:.4g} {charts.COST_UNITS}")
 peaks = metrics["peak_activations"]
-per_rank = peak_activations_per_rank(events)
+per_rank = held_per_rank(config)
 cols[2].metric("Peak activations (predicted) per rank, in full-rank microbatches",
                f"{max(per_rank.values(), default=0):.4g} microbatches",
                help="The most activations one rank holds at once, in units of one microbatch's "

@@ -12,8 +12,10 @@ optimizer step falls between them: a barrier, or post-validation, where ZB-H2's 
 
 import streamlit as st
 from lesson_widgets.reading import choice, whole
+from shared_work import pooled, shared_cache
 
 from pplab.charts.presenter import presenter_gantt
+from pplab.classroom.work_pool import PRESENTER_POOL
 from pplab.schedules import build
 from pplab.schedules.steps import OPTIMIZER_SYNCS, repeat_steps
 from pplab.sim.cost_model import CostModel
@@ -26,6 +28,22 @@ from pplab.timeline.steady_state import steady_state
 SCHEDULES = ("gpipe", "1f1b", "interleaved-1f1b", "zb-h1", "zb-h2")
 DEFAULTS = {"schedule": "1f1b", "p": "4", "m": "8", "v": "2", "critical": "yes", "steps": "1",
             "sync": "barrier"}
+
+
+@shared_cache
+def _step(schedule: str, p: int, m: int, v: int, steps: int, sync: str):
+    """The view's predicted events, their walk and its bubbles (steady state and first step,
+    or the one step's), once for every session; ValueError for sizes the family refuses."""
+    built = build(schedule, p, m, v if v > 1 else None)
+    cost = CostModel(forward=1.0, backward=2.0, backward_input=1.0, backward_weight=1.0)
+    if steps == 1:
+        events = simulate(built, cost)
+        return events, walk(events), (float(metrics(events)["bubble_fraction"]),)
+    events = simulate(repeat_steps(built, steps), cost, optimizer_sync=sync)
+    state = steady_state(events, range(p))
+    return events, walk(events), (state["steady_state"]["bubble_fraction"],
+                                  state["first_step"]["bubble_fraction"])
+
 
 if "presenter_link" not in st.session_state:  # a link is read once, on arrival
     st.session_state["presenter_link"] = dict(st.query_params)
@@ -50,31 +68,26 @@ with st.sidebar:
                          value=choice(link, DEFAULTS, "critical", ("yes", "no")) == "yes")
 
 try:
-    built = build(schedule, p, m, v if v > 1 else None)
+    events, found, bubbles = _step(schedule, p, m, v, steps, sync)
 except ValueError as error:
     st.error(f"Cannot build this schedule: {str(error).splitlines()[0]}")
     st.stop()
-cost = CostModel(forward=1.0, backward=2.0, backward_input=1.0, backward_weight=1.0)
 several = steps > 1
-events = simulate(repeat_steps(built, steps) if several else built, cost,
-                  optimizer_sync=sync if several else None)
 label = f"{schedule} p={p} m={m}" + (f" v={v}" if v > 1 else "")
 what = f"{steps} steps, optimizer step: {sync}" if several else "one step"
-st.plotly_chart(presenter_gantt(events, title=f"{label}: {what} (predicted, t_F = 1, "
-                                              f"t_B = 2)", critical_path=critical),
-                key="presenter_gantt")
-found = walk(events)
+# The figure's animation frames take seconds to build: once per view for every session, in
+# the Presenter's own worker, so the projector never waits behind a student's ranking.
+st.plotly_chart(pooled(presenter_gantt, events, title=f"{label}: {what} (predicted, t_F = 1, "
+                                                      f"t_B = 2)", critical_path=critical,
+                       what="Drawing the step", lane=PRESENTER_POOL), key="presenter_gantt")
 if several:
-    state = steady_state(events, range(p))
-    st.markdown(f"### Bubble {fraction_text(state['steady_state']['bubble_fraction'])} per "
-                f"step in the steady state ({sync}), "
-                f"{fraction_text(state['first_step']['bubble_fraction'])} in the first step; "
-                f"the critical path runs through {len(found.critical)} of {len(found.boxes)} "
-                f"boxes")
-else:
-    st.markdown(f"### Bubble {fraction_text(float(metrics(events)['bubble_fraction']))} "
-                f"of rank-time (idle rank-time / (ranks x step)); the critical path runs "
+    st.markdown(f"### Bubble {fraction_text(bubbles[0])} per step in the steady state ({sync}), "
+                f"{fraction_text(bubbles[1])} in the first step; the critical path runs "
                 f"through {len(found.critical)} of {len(found.boxes)} boxes")
+else:
+    st.markdown(f"### Bubble {fraction_text(bubbles[0])} of rank-time (idle rank-time / "
+                f"(ranks x step)); the critical path runs through {len(found.critical)} of "
+                f"{len(found.boxes)} boxes")
 shown = {"schedule": schedule, "p": str(p), "m": str(m), "critical": "yes" if critical else "no"}
 if several:
     shown.update(steps=str(steps), sync=sync)

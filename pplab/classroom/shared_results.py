@@ -37,15 +37,19 @@ _MISSING = object()
 EVENTS_PER_ENTRY = 20_000  # about 2 MB of an Event table
 
 
-def _weight(value: object) -> int:
-    """How many entries' worth of room an answer takes: a big timeline counts for several
-    (one per ``EVENTS_PER_ENTRY`` events), so a few huge ones cannot fill the memory."""
-    if isinstance(value, tuple) and value:
-        return sum(_weight(part) for part in value)
+def _rows(value: object) -> int:
+    """Rows of the Event tables an answer holds (itself, its ``events``, a tuple's parts)."""
+    if isinstance(value, tuple):
+        return sum(_rows(part) for part in value)
     events = getattr(value, "events", value)
-    if isinstance(events, pd.DataFrame):
-        return 1 + len(events) // EVENTS_PER_ENTRY
-    return 1
+    return len(events) if isinstance(events, pd.DataFrame) else 0
+
+
+def _weight(value: object) -> int:
+    """How many entries' worth of room an answer takes: one, and one more for every
+    ``EVENTS_PER_ENTRY`` rows of timeline it holds, so a few huge ones cannot fill the
+    memory. (A Playground view, its timeline and figures, is about 400 KiB in 4 entries.)"""
+    return 1 + _rows(value) // EVENTS_PER_ENTRY
 
 
 def _canonical(value: object) -> object:
@@ -78,8 +82,9 @@ class Ticket:
     """A heavy answer on its way: ``wait`` in slices, then ``result``; ``release`` always."""
 
     def __init__(self, results: SharedResults, key: str, job: Job | None,
-                 value: object = _MISSING) -> None:
+                 value: object = _MISSING, pool: WorkPool | None = None) -> None:
         self._results, self.key, self._job, self._value = results, key, job, value
+        self._pool = pool or results.pool
         self._released = job is None
 
     def wait(self, timeout: float) -> bool:
@@ -95,7 +100,7 @@ class Ticket:
         """This page stops waiting (the last one to stop cancels unfinished work)."""
         if not self._released:
             self._released = True
-            self._results.pool.release(self._job)
+            self._pool.release(self._job)
 
 
 class SharedResults:
@@ -154,17 +159,19 @@ class SharedResults:
             with self._lock:
                 self._computing.pop(key).set()
 
-    def submit(self, function: Callable, *args, label: str = "", **kwargs) -> Ticket:
-        """A ticket for ``function(*args, **kwargs)`` computed by the work pool (or already
-        kept); ``function`` is a module-level function of pplab, which a worker imports.
-        Raises ``work_pool.Busy`` when the pool's waiting line is full."""
+    def submit(self, function: Callable, *args, label: str = "", lane: WorkPool | None = None,
+               **kwargs) -> Ticket:
+        """A ticket for ``function(*args, **kwargs)`` computed by the work pool (``lane``, or
+        this one's), or already kept; ``function`` is a module-level function of pplab, which
+        a worker imports. Raises ``work_pool.Busy`` when the pool's waiting line is full."""
         module, name = function.__module__, function.__qualname__
         key = content_key(module, name, args, kwargs)
         value = self.lookup(key)
         if value is not _MISSING:
             return Ticket(self, key, None, value)
-        return Ticket(self, key, self.pool.submit(key, module, name, *args, label=label,
-                                                  **kwargs))
+        pool = lane or self.pool
+        return Ticket(self, key, pool.submit(key, module, name, *args, label=label, **kwargs),
+                      pool=pool)
 
     def clear(self) -> None:
         """Forget every answer (tests; a server never needs to)."""

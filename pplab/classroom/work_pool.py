@@ -265,4 +265,8 @@ def _kill(process: subprocess.Popen) -> None:
 
 
 POOL = WorkPool()  # one per server: Streamlit serves every session from this process
+# The Presenter's lane: the projector's figures are heavy to build (a second or more each,
+# Plotly's animation frames) but must not wait behind a student's ranking in POOL.
+PRESENTER_POOL = WorkPool(workers=1)
 atexit.register(POOL.shutdown)
+atexit.register(PRESENTER_POOL.shutdown)
