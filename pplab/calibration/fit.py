@@ -86,7 +86,8 @@ def fit(run: Run) -> Calibration:
         python[item["kind"]].append(item["other"])
     typical_costs = {stage: {kind: typical(values) for kind, values in kinds.items()}
                      for stage, kinds in sorted(compute.items())}
-    held = variation.held_growth(steady, alone, typical_costs)
+    held = variation.held_growth(steady, alone, typical_costs,
+                                 statistics.median(walked.sent.values()) if walked.sent else 0)
     layer_split = _layer_split(run.metadata, schedule.num_stages)
     layers = costs.fit_layers(typical_costs, layer_split)
     receiving = sum(costs.receives_remotely(schedule, a["stage"], a["kind"])

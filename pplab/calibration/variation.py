@@ -47,10 +47,13 @@ QUANTILES = np.linspace(0.0, 1.0, 21)
 # 0.0066 +- 0.0041 per microbatch for F and 0.0127 +- 0.0023 for B (least squares; B at 8
 # held is 1.089, at 1..6 held 0.98-1.00). I and W, never measured held-dependent here, take
 # B's. The README's what-if table saw the same: GPipe at m = 16 ran its forwards 10-18 %
-# slower per microbatch than 1F1B did.
+# slower per microbatch than 1F1B did. A working set is bytes: a run whose activations are
+# another size (its messages, one activation each, say which) grows in proportion, so
+# 1f1b-p4m8's half-size activations (131,072-byte messages) grow half as fast.
 MACHINE_HELD_GROWTH = {FORWARD: 0.0066, FULL_BACKWARD: 0.0127, BACKWARD_INPUT: 0.0127,
                        BACKWARD_WEIGHT: 0.0127}
 HELD_SOURCE = "data/runs/gpipe-p2m8"
+HELD_SOURCE_BYTES = 262_144  # its messages: 4 x 64 tokens x d_model 256 in float32
 HELD_PRECISION = 0.005  # a slope known to +-0.5 % per microbatch is the run's own to use
 HELD_SAMPLES = 16  # fewer actions of a kind, or fewer than 3 held counts: no slope fitted
 
@@ -123,16 +126,19 @@ class HeldGrowth:
 
 
 def held_growth(actions: list[dict], alone: Callable[[float, float], float],
-                typical: dict[int, dict[str, float]]) -> HeldGrowth:
+                typical: dict[int, dict[str, float]], message_bytes: float = 0) -> HeldGrowth:
     """How an action's cost grows with the microbatches its rank holds (``a["held"]``).
 
     A run that held many (GPipe) measures its own slope, duration over its stage's typical
     cost against the count held, when least squares knows it to ``HELD_PRECISION``; a kind
-    it cannot tell takes this machine's (``MACHINE_HELD_GROWTH``). The costs fitted from
-    the run already hold up to ``seen``: only beyond it does an action grow.
+    it cannot tell takes this machine's (``MACHINE_HELD_GROWTH``, scaled by the run's
+    ``message_bytes`` when it sent any). The costs fitted from the run already hold up to
+    ``seen``: only beyond it does an action grow.
     """
     seen = max((a["held"] for a in actions), default=0)
-    growth, own, own_kinds = dict(MACHINE_HELD_GROWTH), [], set()
+    size = message_bytes / HELD_SOURCE_BYTES if message_bytes > 0 else 1.0
+    growth = {kind: value * size for kind, value in MACHINE_HELD_GROWTH.items()}
+    own, own_kinds = [], set()
     for kind in COMPUTE_KINDS:
         points = [(a["held"], alone(a["start"], a["end"]) / typical[a["stage"]][kind])
                   for a in actions if a["kind"] == kind and typical[a["stage"]].get(kind)]
@@ -150,8 +156,10 @@ def held_growth(actions: list[dict], alone: Callable[[float, float], float],
     if len(own) == len({a["kind"] for a in actions}):
         rule = f"measured in this run (held 0..{seen}): {figures} per microbatch held"
     else:
+        scaled = f" x {size:.2f} for this run's activations" if size != 1.0 else ""
         rule = (f"{figures} per microbatch held beyond this run's {seen}: this machine's, "
-                f"from {HELD_SOURCE}" + (f" ({', '.join(own)} measured here)" if own else ""))
+                f"from {HELD_SOURCE}{scaled}" + (f" ({', '.join(own)} measured here)"
+                                                 if own else ""))
     return HeldGrowth(growth, seen, rule)
 
 
