@@ -22,7 +22,7 @@ import pandas as pd
 from pplab import limits
 from pplab.runs.run_dirs import Run
 from pplab.schedules import build, schedule_from_csv_text
-from pplab.schedules.actions import Schedule
+from pplab.schedules.actions import FORWARD, Schedule
 from pplab.sim.cost_model import CostModel
 
 
@@ -90,9 +90,12 @@ def seconds_per_cost_unit(run: Run) -> float:
     from pplab.classroom.passcode import in_classroom
 
     schedule = schedule_of(run)
-    cost = cost_model_for(calibration_for(run, save=not in_classroom()), schedule)
+    calibration = calibration_for(run, save=not in_classroom())
+    cost = cost_model_for(calibration, schedule)
     forward = statistics.median(row[0] for row in cost.stage_costs) * schedule.num_chunks
-    if forward <= 0:
+    # the overhead around a forward is priced too, but alone it is no forward to scale by
+    computed = any(costs.get(FORWARD, 0.0) > 0 for costs in calibration.compute.values())
+    if forward <= 0 or not computed:
         raise ValueError("the run has no measured forward (F) events that took time, so "
                          "there is nothing to calibrate from")
     return forward / CostModel().forward
