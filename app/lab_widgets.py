@@ -24,7 +24,11 @@ from pplab import charts
 from pplab.calibration.per_rank import peak_activations_per_rank
 from pplab.calibration.run_views import MeasuredStep, last_step
 from pplab.classroom import page_work
-from pplab.limits import MAX_PLAYGROUND_CSV_CHARS, MAX_PLAYGROUND_STEPS
+from pplab.limits import (
+    MAX_PLAYGROUND_ACTIONS,
+    MAX_PLAYGROUND_CSV_CHARS,
+    MAX_PLAYGROUND_STEPS,
+)
 from pplab.runs import catalog as runs_catalog
 from pplab.runs import run_dirs
 from pplab.schedules import (
@@ -90,6 +94,14 @@ def simulation(config: SimConfig) -> page_work.Simulated:
     it is validated first). A CSV, a search and a big family run in the work pool: they are
     the requests that take seconds."""
     several = (config.steps, config.optimizer_sync)
+    # every cell of a CSV is about one action; each step walks them all again
+    cells = config.csv_text.count(",") + config.csv_text.count("\n") + 1 if config.csv_text \
+        else page_work.family_actions(config.schedule, config.pp_size, config.microbatches,
+                                      config.chunks)
+    if not config.searched and cells * config.steps > MAX_PLAYGROUND_ACTIONS:
+        raise ValueError(f"{config.label()} is about {cells * config.steps:,} actions; the lab's "
+                         f"pages draw at most {MAX_PLAYGROUND_ACTIONS:,} (pplab.limits): fewer "
+                         f"steps, microbatches or ranks, or pplab simulate on the command line")
     if config.csv_text:  # keyed by the text, never the file's name
         return pooled(page_work.csv_order, config.csv_text, config.cost, *several,
                       what="Checking and simulating your CSV")

@@ -170,6 +170,15 @@ MAX_UPLOAD_MB = 1
 # of overlapping steps (post-validation), and each one adds a step's actions to the walk the
 # page redraws at every move of a slider.
 MAX_PLAYGROUND_STEPS = 8
+# What one view of the Playground or Compare walks and draws, all steps together: a family's
+# p x v x m x (2 or 3) actions times its steps, or a CSV's cells times its steps. Simulating
+# and drawing 24,576 (interleaved-zb at p=16, m=64, v=8) took 2.5 s at most on a 2-core
+# machine, 196,608 (the same over 8 steps) 10 s; this keeps every family's largest single
+# step and several steps of the rest (docs/security.md quotes the page's worst).
+MAX_PLAYGROUND_ACTIONS = 32_768
+# The Presenter animates every box in every frame: p=8, m=16, v=4 (1,024 boxes) builds in
+# 2 s and sends 1.3 MB a view; four steps of it (4,096) took 5 s and 4.9 MB a rerun.
+MAX_PRESENTER_BOXES = 1024
 # Classroom mode: a passcode is three short words; more tries than this from one client
 # address (all its browser sessions together) is guessing. Each wrong try makes that address
 # wait before the next: 1 s, 2 s, 4 s, 8 s, then a quarter of an hour, doubling after each

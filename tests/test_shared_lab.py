@@ -191,3 +191,31 @@ def test_streamlit_is_started_hardened_and_quiet_about_errors_in_a_classroom(tmp
     assert option(shared, "--server.enableXsrfProtection") == ["true"]
     local = lab_command.streamlit_command(tmp_path / "lab.py", "127.0.0.1", 8599)
     assert option(local, "--client.showErrorDetails") == ["full"]
+
+
+# ---- the pages' bounds (set from measured cost) -------------------------------------------
+
+def test_the_playground_refuses_a_view_past_its_measured_bound_in_one_line():
+    from app_helpers import open_page
+
+    app = open_page()
+    app.selectbox(key="pg_schedule").set_value("interleaved-zb").run()
+    for key, value in (("pg_p", 16), ("pg_microbatches", 64), ("pg_chunks", 8)):
+        app.slider(key=key).set_value(value)
+    app.run()
+    assert not app.error, "the largest single step is within the bound"
+    app.slider(key="pg_steps").set_value(8).run()
+    assert [e.value for e in app.error] and "pages draw at most 32,768" in app.error[0].value
+
+
+def test_the_presenter_refuses_more_boxes_than_it_animates():
+    from app_helpers import ENTRY
+    from streamlit.testing.v1 import AppTest
+
+    app = AppTest.from_file(ENTRY, default_timeout=120)
+    app.query_params.update({"schedule": "interleaved-1f1b", "p": "8", "m": "16", "v": "4",
+                             "steps": "4"})
+    app.run()
+    app.switch_page("views/presenter.py").run()
+    assert any("more than the Presenter animates" in e.value for e in app.error), \
+        [e.value for e in app.error]

@@ -16,6 +16,7 @@ from shared_work import pooled, shared_cache
 
 from pplab.charts.presenter import presenter_gantt
 from pplab.classroom.work_pool import PRESENTER_POOL
+from pplab.limits import MAX_PRESENTER_BOXES
 from pplab.schedules import build
 from pplab.schedules.steps import OPTIMIZER_SYNCS, repeat_steps
 from pplab.sim.cost_model import CostModel
@@ -67,6 +68,13 @@ with st.sidebar:
     critical = st.toggle("Mark the critical path", key="presenter_critical",
                          value=choice(link, DEFAULTS, "critical", ("yes", "no")) == "yes")
 
+kinds = 3 if schedule.startswith("zb") else 2  # F and B, or F, I and W
+boxes = p * max(v, 1) * m * kinds * steps
+if boxes > MAX_PRESENTER_BOXES:  # every box is drawn in every frame of the animation
+    st.error(f"{boxes:,} boxes ({p} x {max(v, 1)} x {m} x {kinds} x {steps} steps) is more "
+             f"than the Presenter animates ({MAX_PRESENTER_BOXES:,}, pplab.limits): fewer "
+             f"steps, microbatches or chunks.")
+    st.stop()
 try:
     events, found, bubbles = _step(schedule, p, m, v, steps, sync)
 except ValueError as error:
