@@ -18,6 +18,7 @@ from lab_widgets import (
     simulate_cached,
 )
 from lesson_widgets.reading import quoted
+from shared_work import shared_cache
 
 from pplab import charts
 from pplab.calibration.run_prediction import in_seconds, seconds_per_cost_unit
@@ -57,7 +58,7 @@ def busy_split(metrics: dict) -> dict:
                 round(100 * float(metrics.get("tp_allreduce_fraction", 0.0)), 2)}
 
 
-@st.cache_data(max_entries=64, show_spinner="Predicting on the recorded run's costs ...")
+@shared_cache  # kept in the server's shared answers: no client's clear-cache empties them
 def calibrated(run_path: str, config=None) -> dict:
     """A row's calibrated prediction on the recorded run at ``run_path`` (its own schedule's
     replay without ``config``): the predicted step and its 80 % interval, in ms."""
