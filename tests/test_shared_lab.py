@@ -219,3 +219,11 @@ def test_the_presenter_refuses_more_boxes_than_it_animates():
     app.switch_page("views/presenter.py").run()
     assert any("more than the Presenter animates" in e.value for e in app.error), \
         [e.value for e in app.error]
+
+
+def test_no_page_keeps_answers_in_streamlits_caches_which_any_client_can_empty():
+    from app_helpers import ROOT
+
+    found = [str(path.relative_to(ROOT)) for path in sorted((ROOT / "app").rglob("*.py"))
+             if "st.cache_data" in path.read_text() or "st.cache_resource" in path.read_text()]
+    assert not found, f"use shared_work.shared_cache instead: {found}"
