@@ -18,7 +18,13 @@ from functools import lru_cache
 
 from pplab.exercises.core import Exercise, Variant, register, right, wrong
 from pplab.exercises.judging import judge_formula
-from pplab.exercises.parts import ChoicePart, Form, FormulaPart, NumberPart
+
+try:  # the question parts, and a formula asked in one of several forms, have their own module
+    from pplab.exercises.parts import ChoicePart, Form, FormulaPart, NumberPart
+except ImportError:  # the framework before its parts moved there: one form, saving
+    from pplab.exercises.core import ChoicePart, FormulaPart, NumberPart
+
+    Form = None
 from pplab.schedules import build
 from pplab.schedules.steps import repeat_steps, validation_points
 from pplab.sim.cost_model import CostModel
@@ -34,7 +40,8 @@ def _draw(rng: random.Random) -> dict:
     p = rng.randint(4, 8)
     # not the last two ranks: their counts (1 and 3) are too easily guessed
     return dict(p=p, m=rng.randint(2 * p - 1, 4 * p), r=rng.randint(0, p - 3),
-                steps=rng.randint(10, 99), form_c=rng.choice(("saving", "ratio")))
+                steps=rng.randint(10, 99),
+                form_c=rng.choice(("saving", "ratio")) if Form is not None else "saving")
 
 
 @lru_cache(maxsize=512)
@@ -139,6 +146,23 @@ def judge_formula_c(v: Variant, function) -> object:
         ])
 
 
+_SAVING = ("Write how many cost units one ZB-H2 step takes less with post-validation than with "
+           "a barrier, in the steady state, as a formula in p, t_f, t_i and t_w (m >= 2p-1). "
+           "It is checked against the simulator at costs you have not seen.")
+_RATIO = ("Write ZB-H2's step time with a barrier over its step time with post-validation, in "
+          "the steady state, as a formula in p, m, t_f, t_i and t_w (m >= 2p-1). It is "
+          "checked against the simulator at costs you have not seen.")
+
+
+def _formula_part():
+    """Part (c): one of two forms per learner, or the saving alone where forms are unknown."""
+    if Form is None:
+        return FormulaPart("c", _SAVING, judge_formula_c, variables=("p", "t_f", "t_i", "t_w"))
+    return FormulaPart("c", "", judge_formula_c, variables=("p", "m", "t_f", "t_i", "t_w"),
+                       forms=(Form("saving", _SAVING, ("p", "t_f", "t_i", "t_w")),
+                              Form("ratio", _RATIO, ("p", "m", "t_f", "t_i", "t_w"))))
+
+
 EXERCISE = register(Exercise(
     id="overlapping-steps", title="Lesson 11: zero bubble for real",
     lesson="11-zero-bubble-for-real",
@@ -159,16 +183,6 @@ EXERCISE = register(Exercise(
                        "and the work redone when validation fails"),
             ("all-reduce", "an all-reduce over every stage before each optimizer step"),
             ("semantics", "updates that differ from synchronous training's (stale weights)"))),
-        FormulaPart("c", "", judge_formula_c, variables=("p", "m", "t_f", "t_i", "t_w"),
-                    forms=(
-            Form("saving", "Write how many cost units one ZB-H2 step takes less with "
-                           "post-validation than with a barrier, in the steady state, as a "
-                           "formula in p, t_f, t_i and t_w (m >= 2p-1). It is checked against "
-                           "the simulator at costs you have not seen.",
-                 ("p", "t_f", "t_i", "t_w")),
-            Form("ratio", "Write ZB-H2's step time with a barrier over its step time with "
-                          "post-validation, in the steady state, as a formula in p, m, t_f, "
-                          "t_i and t_w (m >= 2p-1). It is checked against the simulator at "
-                          "costs you have not seen.", ("p", "m", "t_f", "t_i", "t_w")))),
+        _formula_part(),
     ),
 ))
