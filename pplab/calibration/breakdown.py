@@ -52,9 +52,10 @@ CATEGORIES = ("compute", "communication", "waiting on a dependency", "contention
 #   (1.089 x at 8 held), F 0.66 % +- 0.41 %; 1F1B never holds more than P and cannot tell;
 # * optimizer step and flush: the last rank's tail after its last action (5.9 ms of 1f1b-p2m8's
 #   232 ms step, its Adam step 5.8 ms);
-# * Python and bookkeeping: the mean gap around an action outside computing, messages and
-#   waits (0.04-0.05 ms on 2 ranks; pipedream-p4m8's weight stashing makes its mean 3x its
-#   median, 0.23 against 0.07 ms per F);
+# * Python and bookkeeping: the median gap around an action outside computing, messages and
+#   waits (0.04-0.05 ms on 2 ranks). pipedream-p4m8's weight stashing makes its mean 3x its
+#   median (0.23 against 0.07 ms per F), and the mean would move the bundled replays by 0.1
+#   to 0.7 %, but it reads as Python all the idle time of a timeline that records no waits;
 # * sends and receive posts: the mean time a send or a posted receive keeps its rank (0.2-0.6
 #   ms per 128-256 KiB message through gloo);
 # * processor sharing: 4 ranks on 2 cores ran as if on 2.7 (1f1b-p4m8, gpipe-p4m8, zb-h1-p4m8),
@@ -214,7 +215,7 @@ def _sources(calibration: Calibration) -> list[str]:
         f"the last rank's tail, median {1e3 * calibration.tail:.2f} ms for "
         f"{calibration.tail_layers} layers; one optimizer step {1e3 * calibration.optimizer:.2f}"
         f" ms",
-        f"mean gap around an action: {python} ms",
+        f"median gap around an action: {python} ms",
         f"{1e3 * calibration.send_cost:.3f} ms per send, {1e3 * calibration.recv_cost:.3f} ms "
         f"per receive posted",
         (f"{sharing.ranks} ranks on {sharing.slots} {sharing.device} slots, as if on "

@@ -99,7 +99,7 @@ def fit(run: Run) -> Calibration:
     calibration = Calibration(
         run=run.path.name, steps=tuple(fitted), compute=typical_costs, per_layer=layers.per_layer,
         first_extra=layers.first_extra, last_extra=layers.last_extra,
-        python_overhead={kind: statistics.mean(v) for kind, v in python.items()},
+        python_overhead={kind: typical(v) for kind, v in python.items()},
         send_cost=walked.send_time / walked.sends if walked.sends else 0.0,
         recv_cost=walked.recv_time / receiving if receiving else 0.0,
         links=(), collectives=_collectives(events), tail=tail, tail_communication=tail_talk,
