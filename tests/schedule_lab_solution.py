@@ -1,9 +1,9 @@
 """Reference solution of the coding lab (lessons/04-write-your-own-schedule/my_schedules.py).
 
 It lives in the tests, not in the lesson folder: the tests grade it as a learner's file
-(``pplab exercise check schedule-lab --file tests/schedule_lab_solution.py``) and inject its
-functions into the lesson's notebook. Written from the papers' descriptions, without pplab's
-builders, which the lab switches off anyway.
+(``pplab exercise check schedule-lab --file tests/schedule_lab_solution.py``) and inject it
+into the lesson's notebook. Written from the papers' descriptions and the lab's two limits,
+without pplab, which the lab's guard keeps out of reach anyway.
 """
 
 LEARNER = "reference"
@@ -15,20 +15,21 @@ def gpipe(p, m):
             for r in range(p)}
 
 
-def one_f_one_b(p, m):
-    """p-1-r warm-up forwards, then F and B in turn, then the backwards left."""
+def one_f_one_b(p, m, k):
+    """min(p-1-r, k-1) warm-up forwards (at most k in flight), then F and B in turn, then the
+    backwards left."""
     orders = {}
     for r in range(p):
-        warmup = min(p - 1 - r, m)
+        warmup = min(p - 1 - r, k - 1, m)
         order = [f"{r}F{mb}" for mb in range(warmup)]
-        for k in range(m - warmup):
-            order += [f"{r}F{warmup + k}", f"{r}B{k}"]
+        for j in range(m - warmup):
+            order += [f"{r}F{warmup + j}", f"{r}B{j}"]
         orders[r] = order + [f"{r}B{mb}" for mb in range(m - warmup, m)]
     return orders
 
 
-def zb_h1(p, m):
-    """1F1B's forwards; I where 1F1B runs B; rank r keeps up to r W's pending."""
+def zb_h1(p, m, d):
+    """1F1B's forwards; I where 1F1B runs B; rank r keeps up to min(r, d) W's pending."""
     orders = {}
     for r in range(p):
         warmup = min(p - 1 - r, m)
@@ -39,7 +40,7 @@ def zb_h1(p, m):
                 order.append(f"{r}F{warmup + mb}")
             order.append(f"{r}I{mb}")
             pending.append(mb)
-            if len(pending) > r:
+            if len(pending) > min(r, d):
                 order.append(f"{r}W{pending.pop(0)}")
         orders[r] = order + [f"{r}W{mb}" for mb in pending]
     return orders

@@ -68,10 +68,11 @@ def feasible_layouts(n: dict):
 
 
 def right_answers(n: dict) -> dict[str, str]:
-    a = rank_memory(n, n["a_pp"], n["a_tp"], n["a_dp"], n["a_b"], 0) / GIB
+    a = rank_memory(n, n["a_pp"], n["a_tp"], n["a_dp"], n["a_b"], n["a_rank"]) / GIB
     _, pp, tp, dp, b = min(feasible_layouts(n))
-    return {"a": f"{a:.3f}", "b": "16*m*L*(t-1)*b*s*h/(p*t)", "c": "deeper-pipeline",
-            "d": f"pp={pp} tp={tp} dp={dp} b={b}"}
+    all_reduces = 16 if n["form_b"] == "selective" else 24  # full recompute reruns F's two
+    return {"a": f"{a:.3f}", "b": f"{all_reduces}*m*L*(t-1)*b*s*h/(p*t)",
+            "c": "deeper-pipeline", "d": f"pp={pp} tp={tp} dp={dp} b={b}"}
 
 
 def wrong_answers(n: dict) -> dict[str, list[str]]:
@@ -79,15 +80,18 @@ def wrong_answers(n: dict) -> dict[str, list[str]]:
     without the activations, in GB; the tensor-parallel bytes without the ring's share, for
     every layer, for one microbatch, with two all-reduces; layouts that use other GPUs, cross
     a node or do not fit."""
-    pp, tp, dp, b = n["a_pp"], n["a_tp"], n["a_dp"], n["a_b"]
-    total = rank_memory(n, pp, tp, dp, b, 0)
-    states = rank_parameters(n, pp, tp, 0) * BYTES_PER_PARAMETER
-    no_adam = total - rank_parameters(n, pp, tp, 0) * 12
+    pp, tp, dp, b, r = n["a_pp"], n["a_tp"], n["a_dp"], n["a_b"], n["a_rank"]
+    total = rank_memory(n, pp, tp, dp, b, r)
+    states = rank_parameters(n, pp, tp, r) * BYTES_PER_PARAMETER
+    no_adam = total - rank_parameters(n, pp, tp, r) * 12
+    first = rank_memory(n, pp, tp, dp, b, 0)
     gpus = n["gpus"]
+    k = 16 if n["form_b"] == "selective" else 24
     return {
-        "a": [f"{no_adam / GIB:.3f}", f"{states / GIB:.3f}", f"{total / 1e9:.3f}"],
-        "b": ["8*m*L*b*s*h/p", "16*m*L*(t-1)*b*s*h/t", "16*L*(t-1)*b*s*h/(p*t)",
-              "8*m*L*(t-1)*b*s*h/(p*t)"],
+        "a": [f"{no_adam / GIB:.3f}", f"{states / GIB:.3f}", f"{total / 1e9:.3f}",
+              f"{first / GIB:.3f}"],
+        "b": [f"{k // 2}*m*L*b*s*h/p", f"{k}*m*L*(t-1)*b*s*h/t", f"{k}*L*(t-1)*b*s*h/(p*t)",
+              f"{k // 2}*m*L*(t-1)*b*s*h/(p*t)", f"{40 - k}*m*L*(t-1)*b*s*h/(p*t)"],
         "c": ["wider-tensor-parallel", "more-replicas", "bigger-microbatch"],
         "d": [f"pp=1 tp=8 dp={gpus // 8} b=1", f"pp=1 tp=16 dp={gpus // 16} b=1",
               f"pp=1 tp=1 dp={2 * gpus} b=1"],
@@ -119,7 +123,9 @@ def rank_memory(n, pp, tp, dp, b, rank):
 
 
 def tp_bytes_per_gpu(m, L, p, s, b, h, t):
-    return 4 * m * (L / p) * 2 * (t - 1) / t * b * s * h * 2
+    # 4 all-reduces per layer and microbatch, 6 where full recomputation reruns the forward
+    all_reduces = 4 if mine["form_b"] == "selective" else 6
+    return all_reduces * m * (L / p) * 2 * (t - 1) / t * b * s * h * 2
 
 
 def a_layout_that_fits(n):
@@ -139,7 +145,8 @@ def a_layout_that_fits(n):
 
 
 answers = {
-    "a": rank_memory(mine, mine["a_pp"], mine["a_tp"], mine["a_dp"], mine["a_b"], 0) / GIB,
+    "a": rank_memory(mine, mine["a_pp"], mine["a_tp"], mine["a_dp"], mine["a_b"],
+                     mine["a_rank"]) / GIB,
     "b": tp_bytes_per_gpu,
     "c": "deeper-pipeline",
     "d": a_layout_that_fits(mine),

@@ -45,13 +45,16 @@ def mistakes(n: dict) -> dict[str, list]:
     interleaved, plain = rank_peak(p, m, v, r), rank_peak(p, m, 1, r)
     return {"a": [interleaved * v / plain, 1 + Fraction(p - 1, p * v), Fraction(1), Fraction(v),
                   (interleaved - Fraction(1, v)) / plain],
-            "b": ["2*m*v*(p-1)", "2*m*(p-1)", "m*(p*v-1)", "2*m*p*v", "2*(p*v-1)", "m*p*v"]}
+            "b": {"step": ["2*m*v*(p-1)", "2*m*(p-1)", "m*(p*v-1)", "2*m*p*v", "2*(p*v-1)",
+                           "m*p*v"],
+                  "rank": ["2*m*v", "m*v", "2*m*(2*v-1)", "2*v-1", "m*(v-1)"]}[n["form_b"]]}
 
 
 def right_answers(n: dict) -> dict[str, str]:
     ratio = (rank_peak(n["p"], n["m"], n["v"], n["rank"])
              / rank_peak(n["p"], n["m"], 1, n["rank"]))
-    return {"a": str(ratio), "b": "2*m*(p*v-1)", "c": f"v{best_v(n)}"}
+    return {"a": str(ratio), "b": {"step": "2*m*(p*v-1)", "rank": "m*(2*v-1)"}[n["form_b"]],
+            "c": f"v{best_v(n)}"}
 
 
 NOTEBOOK_CELL = '''
@@ -70,8 +73,12 @@ def rank_peak(p, m, v, rank):
     return Fraction(min(warmup + 1, v * m), v)
 
 
-def messages_per_step(p, m, v):
-    return 2 * m * (p * v - 1)
+def messages(**sizes):
+    # a step's messages (p, m, v) or one rank's (m, v): mine["form_b"] says which
+    m, v = sizes["m"], sizes["v"]
+    if mine["form_b"] == "step":
+        return 2 * m * (sizes["p"] * v - 1)
+    return m * (2 * v - 1)  # v chunks send activations, all but the first send gradients
 
 
 steps = {}
@@ -85,7 +92,7 @@ for chunks in (1, 2, 4, 8):
 answers = {
     "a": rank_peak(mine["p"], mine["m"], mine["v"], mine["rank"])
          / rank_peak(mine["p"], mine["m"], 1, mine["rank"]),
-    "b": messages_per_step,
+    "b": messages,
     "c": f"v{min(steps, key=steps.get)}",
 }
 '''

@@ -45,7 +45,8 @@ def most_memory(n: dict) -> str:
 
 def right_answers(n: dict) -> dict[str, str]:
     return {"a": f"{balanced_bottleneck(n):g}", "b": most_memory(n),
-            "c": "min(p, m) / min(p - i, m)"}
+            "c": {"ratio": "min(p, m) / min(p - i, m)",
+                  "difference": "min(p, m) - min(p - i, m)"}[n["form_c"]]}
 
 
 def mistakes(n: dict) -> dict[str, list]:
@@ -57,8 +58,10 @@ def mistakes(n: dict) -> dict[str, list]:
     values = (max(stage_times(even, n)), balanced_bottleneck(n, False, False),
               balanced_bottleneck(n, head=False), balanced_bottleneck(n, embed=False))
     return {"a": [*(Fraction(v).limit_denominator(1000) for v in values), total / n["p"]],
-            "c": ["p/(p-i)", "(p-1)/(p-1-i)", "1", "(p-i)/p", "min(p-i,m)/min(p,m)",
-                  "m/min(p-i,m)"]}
+            "c": {"ratio": ["p/(p-i)", "(p-1)/(p-1-i)", "1", "(p-i)/p", "min(p-i,m)/min(p,m)",
+                            "m/min(p-i,m)"],
+                  "difference": ["i", "0", "min(p-i,m)-min(p,m)", "i-1", "p-i",
+                                 "m-min(p-i,m)"]}[n["form_c"]]}
 
 
 NOTEBOOK_CELL = '''
@@ -87,8 +90,11 @@ def held(p, m, i):
     return min(p - i, m)
 
 
-def stage0_over_stage_i(p, m, i):
-    return held(p, m, 0) / held(p, m, i)
+def stage0_against_stage_i(p, m, i):
+    # the question asks for the ratio or the difference (mine["form_c"] says which)
+    if mine["form_c"] == "ratio":
+        return held(p, m, 0) / held(p, m, i)
+    return held(p, m, 0) - held(p, m, i)
 
 
 p_b = mine["p_b"]
@@ -99,6 +105,6 @@ top = peaks.index(max(peaks))
 answers = {
     "a": best_bottleneck(mine),
     "b": {0: "stage-0", 1: "stage-1"}.get(top, "last-stage"),
-    "c": stage0_over_stage_i,
+    "c": stage0_against_stage_i,
 }
 '''

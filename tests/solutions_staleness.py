@@ -14,19 +14,20 @@ from fractions import Fraction
 
 def right_answers(n: dict) -> dict[str, str]:
     p = n["p"]
-    return {"a": str(p - 1 - n["i"]), "b": str(p - n["j"]),
-            "c": "p*(p+1)/2 - 2*p",
+    return {"a": str(p - 1 - n["i"]), "b": str((p - n["j"]) * n["w_mib"]),
+            "c": {"more": "p*(p+1)/2 - 2*p", "delays": "p*(p-1)/2"}[n["form_c"]],
             "d": "last" if n["family"] == "pipedream" else "none"}
 
 
 def mistakes(n: dict) -> dict[str, list]:
     """The usual wrong answers, for tests/test_exercises.py: stages counted from 1, the live
     weights left out, the first stage's figure, 2BW's rule used for PipeDream."""
-    p, i, j = n["p"], n["i"], n["j"]
+    p, i, j, w = n["p"], n["i"], n["j"], n["w_mib"]
     return {"a": [Fraction(p - i), Fraction(p - 1), Fraction(1), Fraction(i)],
-            "b": [Fraction(p - j - 1), Fraction(p - j + 1), Fraction(p), Fraction(2)],
-            "c": ["p*(p+1)/2", "p*(p+1)/2 - p", "p*(p+1)/2 - 3*p", "p*p - 2*p", "p*(p-1)/2",
-                  "p - 2"]}
+            "b": [w * Fraction(x) for x in (p - j - 1, p - j + 1, p, 2)],
+            "c": {"more": ["p*(p+1)/2", "p*(p+1)/2 - p", "p*(p+1)/2 - 3*p", "p*p - 2*p",
+                           "p*(p-1)/2", "p - 2"],
+                  "delays": ["p*(p+1)/2", "p - 1", "p*(p-1)", "0", "p*p/2"]}[n["form_c"]]}
 
 
 NOTEBOOK_CELL = '''
@@ -40,15 +41,17 @@ def pipedream_versions(p, j):
     return p - j  # one per microbatch in flight (the newest is the live weights)
 
 
-def more_than_2bw(p):
-    # PipeDream's peaks summed over the stages, less two versions on each stage under 2BW
-    return sum(pipedream_versions(p, s) for s in range(p)) - 2 * p
+def formula_c(p):
+    if mine["form_c"] == "more":
+        # PipeDream's peaks summed over the stages, less two versions on each stage under 2BW
+        return sum(pipedream_versions(p, s) for s in range(p)) - 2 * p
+    return sum(pipedream_delay(p, s) for s in range(p))  # every stage's delay, added up
 
 
 answers = {
     "a": pipedream_delay(mine["p"], mine["i"]),
-    "b": pipedream_versions(mine["p"], mine["j"]),
-    "c": more_than_2bw,
+    "b": pipedream_versions(mine["p"], mine["j"]) * mine["w_mib"],
+    "c": formula_c,
     "d": "last" if mine["family"] == "pipedream" else "none",
 }
 '''

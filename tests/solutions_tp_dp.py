@@ -32,7 +32,7 @@ def right_answers(n: dict) -> dict[str, str]:
     dp = Fraction(2 * (n["d"] - 1) * n["P"] * n["e_g"], n["d"])
     return {"a": str(tp_bytes(n["layers"], n["m"], n["b"], n["s"], n["h"], n["e"], n["t"])),
             "b": str(dp), "c": min(times, key=times.get),
-            "d": "4*L*m*b*s*h*e*2*(t-1)/t"}
+            "d": {"tp": "4*L*m*b*s*h*e*2*(t-1)/t", "dp": "2*(d-1)*P*e/d"}[n["form_d"]]}
 
 
 NOTEBOOK_CELL = '''
@@ -40,6 +40,11 @@ def tp_bytes_per_rank(L, m, b, s, h, e, t):
     # 2 g all-reduces in F and 2 f all-reduces in B per layer and microbatch, each of one
     # activation (b s h e bytes); a ring sends 2(t-1)/t of each from every rank
     return 4 * L * m * b * s * h * e * 2 * (t - 1) // t
+
+
+def dp_bytes_per_rank(P, e, d):
+    # one ring all-reduce of the P * e bytes of gradients over d replicas
+    return 2 * (d - 1) * P * e / d
 
 
 def ring_seconds(nbytes, k, bandwidth, latency):
@@ -59,7 +64,7 @@ answers = {
                            mine["e"], mine["t"]),
     "b": 2 * (mine["d"] - 1) * mine["P"] * mine["e_g"] // mine["d"],
     "c": min(busy, key=busy.get),
-    "d": tp_bytes_per_rank,
+    "d": tp_bytes_per_rank if mine["form_d"] == "tp" else dp_bytes_per_rank,
 }
 '''
 
@@ -71,5 +76,7 @@ def mistakes(n: dict) -> dict[str, list]:
     payload = truth * t / (2 * (t - 1))
     return {"a": [payload, payload * t, truth / 2, truth * t, truth / n["m"], truth * 8],
             "b": [Fraction(n["P"] * n["e_g"]), dp * n["m"], dp * n["d"], dp / 2],
-            "d": ["4*L*m*b*s*h*e", "4*L*m*b*s*h*e*t", "4*L*m*b*s*h*e*(t-1)/t",
-                  "8*L*m*b*s*h*e*(t-1)", "8*m*b*s*h*e*(t-1)/t", "64*L*m*b*s*h*e*(t-1)/t"]}
+            "d": {"tp": ["4*L*m*b*s*h*e", "4*L*m*b*s*h*e*t", "4*L*m*b*s*h*e*(t-1)/t",
+                         "8*L*m*b*s*h*e*(t-1)", "8*m*b*s*h*e*(t-1)/t", "64*L*m*b*s*h*e*(t-1)/t"],
+                  "dp": ["P*e", "2*(d-1)*P*e", "(d-1)*P*e/d", "P*e*d", "2*(d-1)*P/d"]
+                  }[n["form_d"]]}

@@ -136,33 +136,38 @@ def _mistakes(exercise_id: str, n: dict) -> dict[str, list]:
     if exercise_id == "bubble":
         t = Fraction(n["target_percent"], 100)
         return {"a": [-(-(n["p"] - 1) // t), (n["p"] - 1) * (1 - t) // t],
-                "c": ["ceil((p-1)/b)", "(p-1)*(1-b)/b", "floor((p-1)*(1-b)/b)",
-                      "ceil((p-1)*(1-b)/b)+1", "ceil(p*(1-b)/b)", "p/b"]}
+                "c": {"m": ["ceil((p-1)/b)", "(p-1)*(1-b)/b", "floor((p-1)*(1-b)/b)",
+                            "ceil((p-1)*(1-b)/b)+1", "ceil(p*(1-b)/b)", "p/b"],
+                      "p": ["floor(b*m)+1", "1+b*m/(1-b)", "ceil(1+b*m/(1-b))",
+                            "floor(b*m/(1-b))", "m*b"]}[n["form_c"]]}
     if exercise_id == "memory":
-        p, m, s = n["p"], n["m"], n["stage"]
-        return {"a": [Fraction(m, p - 1 - s), Fraction(m, p), Fraction(m, p - s + 1), 1],
-                "c": ["m/(p-i)", "m/(p-1-i)", "m/min(p-1-i,m)", "min(p-i,m)/m", "m/min(p,m)",
-                      "min(p-i,m)"]}
-    if exercise_id != "zero-bubble":  # lessons 5 on: their solutions module lists them
+        p, s, f = n["p"], n["stage"], Fraction(n["factor"])
+        return {"a": [-(-f * (p - 1 - s) // 1), -(-f * p // 1), f * (p - s) // 1,
+                      -(-f * (p - s + 1) // 1)],
+                "c": {"ratio": ["m/(p-i)", "m/(p-1-i)", "m/min(p-1-i,m)", "min(p-i,m)/m",
+                                "m/min(p,m)", "min(p-i,m)"],
+                      "saved": ["m-(p-i)", "m-min(p-1-i,m)", "min(p-i,m)-m", "m-min(p,m)",
+                                "0", "min(p-i,m)"]}[n["form_c"]]}
+    if exercise_id != "zero-bubble":  # lessons 4 on: their solutions module lists them
         module = _solutions_of(exercise_id)
         return module.mistakes(n) if hasattr(module, "mistakes") else {}
     p, t_f, t_i, t_w = n["p"], n["t_f"], n["t_i"], n["t_w"]
-    return {"a": [Fraction(v).limit_denominator() for v in (
-                (p - 1) * (t_f + t_i - t_w), (p - 1) * (t_f + t_i + t_w), (p - 1) * t_f,
-                (p - 1) * t_i)],
-            "c": ["(p-1)*(t_f+t_i-t_w)/(m*(t_f+t_i+t_w)+(p-1)*(t_f+t_i-t_w))",
-                  "(p-1)*max(t_f,t_i)/(m*(t_f+t_i+t_w)+(p-1)*max(t_f,t_i))",
-                  "(p-1)*max(t_f+t_i-t_w,t_f,t_i)",
-                  "(p-1)*max(t_f+t_i-t_w,t_f,t_i)/(m*(t_f+t_i+t_w))",
-                  "(p-1)/(m+p-1)"]}
+    b, work = Fraction(n["target_percent"], 100), Fraction(t_f + t_i + t_w)
+    fewest = [max(p, -(-Fraction(idle).limit_denominator() * (1 - b) / (b * work) // 1))
+              for idle in ((p - 1) * (t_f + t_i - t_w), (p - 1) * (t_f + t_i + t_w))]
+    return {"a": fewest,
+            "c": {"saving": ["(p-1)*t_w", "(p-1)*max(t_f+t_i-t_w,t_f,t_i)", "m*t_w",
+                             "(p-1)*(t_f+t_i+t_w)-(p-1)*(t_f+t_i-t_w)"],
+                  "ratio": ["(t_f+t_i-t_w)/(t_f+t_i+t_w)", "max(t_f,t_i)/(t_f+t_i+t_w)",
+                            "(t_f+t_i+t_w)/max(t_f+t_i-t_w,t_f,t_i)", "1"]}[n["form_c"]]}
 
 
 def _wrong_orders(right: str) -> list[str]:
     actions = right.split()
     forwards = [a for a in actions if "F" in a]
-    backwards = [a for a in actions if "B" in a]
+    backwards = [a for a in actions if "F" not in a]
     swapped = actions[:]
-    first_b = next(i for i, a in enumerate(swapped) if "B" in a)
+    first_b = next(i for i, a in enumerate(swapped) if "B" in a or "I" in a)
     swapped[first_b - 1], swapped[first_b] = swapped[first_b], swapped[first_b - 1]
     return [" ".join(forwards + backwards), " ".join(actions[:-1]), " ".join(swapped),
             " ".join(actions[1:] + actions[:1]), " ".join(actions + actions[-1:])]
@@ -324,7 +329,7 @@ def test_exercise_command_exit_codes(capsys):
         assert "Traceback" not in err
 
 
-def test_submit_writes_the_latest_answers_to_hand_in(capsys, tmp_path):
+def test_submit_hands_in_the_latest_answers_and_the_tries_each_took(capsys, tmp_path):
     code, _, err = run_pplab(capsys, "exercise", "submit", "--learner", "ada")
     assert code == 2 and "no answers" in err
     run_pplab(capsys, "exercise", "check", "memory", "--learner", "Ada", "a=3", "c=p-i")
@@ -332,8 +337,12 @@ def test_submit_writes_the_latest_answers_to_hand_in(capsys, tmp_path):
     code, out, _ = run_pplab(capsys, "exercise", "submit", "--learner", "ada",
                              "--out", str(out_file))
     assert code == 0 and "memory (a, c)" in out
+    run_pplab(capsys, "exercise", "check", "memory", "--learner", "ada", "a=4")
+    run_pplab(capsys, "exercise", "check", "memory", "--learner", "ada", "a=4")  # the same: 1
+    code, out, _ = run_pplab(capsys, "exercise", "submit", "--learner", "ada",
+                             "--out", str(out_file))
     assert json.loads(out_file.read_text()) == {"learner": "ada", "answers": {
-        "memory": {"a": "3", "c": "p-i"}}}
+        "memory": {"a": "4", "c": "p-i"}}, "tries": {"memory": {"a": 2, "c": 1}}}
 
 
 # ---- the instructor's report ---------------------------------------------------------------
@@ -366,16 +375,66 @@ def test_report_grades_a_folder_of_mixed_submissions(tmp_path, capsys):
     assert by_name["carol"].total == 0 and "cannot be read" in by_name["carol"].notes[0]
     assert skipped == ["notes.txt: not a .json answers file nor a .py schedule file"]
     assert csv_table(rows, ids).splitlines()[:2] == [
-        "learner,bubble,memory,schedule-lab,total,out_of,notes", "ada,3,3,3,9,9,"]
+        "learner,bubble,memory,schedule-lab,total,out_of,tries,notes", "ada,3,3,3,9,9,,"]
     table = json.loads(json_table(rows, ids, skipped))
     bob_parts = table["learners"][1]["scores"]["bubble"]["parts"]
     assert [p["right"] for p in bob_parts] == [True, False, False]
     assert "cancels" in bob_parts[1]["message"] and "hint" not in bob_parts[1]["message"]
 
     code, out, _ = run_pplab(capsys, "exercise", "report", str(folder), "--exercises", "bubble")
-    assert code == 0 and out.splitlines()[0] == "learner,bubble,total,out_of,notes"
+    assert code == 0 and out.splitlines()[0] == "learner,bubble,total,out_of,tries,notes"
     code, out, _ = run_pplab(capsys, "exercise", "report", str(folder), "--exercises", "bubble",
                              "--out", str(tmp_path / "grades.json"))
     assert code == 0 and json.loads((tmp_path / "grades.json").read_text())["learners"]
     code, _, err = run_pplab(capsys, "exercise", "report", str(tmp_path / "missing"))
     assert code == 2 and err.count("\n") == 1
+
+
+def test_the_report_shows_the_tries_handed_in_and_a_course_can_cap_them(tmp_path, capsys):
+    """Tries go from the checker to submit to the report's tries column; --max-tries takes
+    the point of a part right after more tries; --attempts reads a lab server's record."""
+    right = right_answers("bubble", numbers("bubble", "ada"))
+    wrong_m = str(int(right["a"]) + 5)
+    for answer in (wrong_m, str(int(right["a"]) + 6), right["a"]):
+        run_pplab(capsys, "exercise", "check", "bubble", "--learner", "ada", f"a={answer}")
+    run_pplab(capsys, "exercise", "check", "bubble", "--learner", "ada", f"b={right['b']}")
+    folder = tmp_path / "submissions"
+    folder.mkdir()
+    code, _, _ = run_pplab(capsys, "exercise", "submit", "--learner", "ada", "--out",
+                           str(folder / "ada.json"))
+    assert code == 0
+    assert json.loads((folder / "ada.json").read_text())["tries"] == {"bubble": {"a": 3, "b": 1}}
+    code, out, _ = run_pplab(capsys, "exercise", "report", str(folder), "--exercises", "bubble")
+    assert code == 0 and out.splitlines()[:2] == ["learner,bubble,total,out_of,tries,notes",
+                                                  "ada,2,2,3,4,"]
+    code, out, _ = run_pplab(capsys, "exercise", "report", str(folder), "--exercises", "bubble",
+                             "--max-tries", "2", "--out", str(tmp_path / "capped.json"))
+    parts = json.loads((tmp_path / "capped.json").read_text())["learners"][0]["scores"]
+    a, b = parts["bubble"]["parts"][:2]
+    assert not a["right"] and "after 3 tries, over this course's cap of 2" in a["message"]
+    assert b["right"] and a["tries"] == 3 and b["tries"] == 1
+    # the server's record, not the file handed in, where the instructor says so
+    server = tmp_path / "server-attempts.json"
+    from pplab.exercises import AttemptBook
+
+    book = AttemptBook(server)
+    book.try_answer("ada", "bubble", "a", right["a"], True, False)
+    code, out, _ = run_pplab(capsys, "exercise", "report", str(folder), "--exercises", "bubble",
+                             "--attempts", str(server))
+    assert code == 0 and out.splitlines()[1] == "ada,2,2,3,1,"
+    code, _, err = run_pplab(capsys, "exercise", "report", str(folder), "--max-tries", "0")
+    assert code == 2 and "--max-tries" in err
+
+
+def test_a_course_cap_stops_judging_new_answers_past_it(monkeypatch, tmp_path):
+    monkeypatch.setenv("PPLAB_MAX_TRIES", "2")
+    book = AttemptBook(tmp_path / "attempts.json")
+    exercise = get_exercise("bubble")
+    right = right_answers("bubble", numbers("bubble", "ada"))["a"]
+    said = [check(exercise, "ada", {"a": str(int(right) + k)}, book=book)[0]
+            for k in (7, 8, 9)]
+    assert not said[1].message.startswith("not judged")
+    assert said[2].message.startswith("not judged: this course allows 2 tries")
+    assert check(exercise, "ada", {"a": str(int(right) + 8)}, book=book)[0].message == \
+        said[1].message, "the last answer again is not a new try"
+    assert not check(exercise, "ada", {"a": right}, book=book)[0].right

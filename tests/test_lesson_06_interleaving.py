@@ -147,12 +147,23 @@ def test_the_usual_memory_mistakes_are_named():
     assert not said.right and said.hint == "1000 is too high"
 
 
+def _learner_asked(form: str) -> str:
+    """A learner whose part (b) asks the messages of ``form`` ("step" or "rank")."""
+    return next(name for name in (f"learner-{n}" for n in range(40))
+                if EXERCISE.variant(name)["form_b"] == form)
+
+
 def test_the_usual_message_mistakes_are_named():
-    megatron = _judge("ada", "b", "2*m*v*(p-1)")
+    step, rank = _learner_asked("step"), _learner_asked("rank")
+    megatron = _judge(step, "b", "2*m*v*(p-1)")
     assert not megatron.right and "Megatron-LM" in megatron.message
-    assert "one direction only" in _judge("ada", "b", "m*(p*v-1)").message
-    assert "1F1B's count" in _judge("ada", "b", "2*m*(p-1)").message
-    assert "disagrees" in _judge("ada", "b", "p*m*v").message
+    assert "one direction only" in _judge(step, "b", "m*(p*v-1)").message
+    assert "1F1B's count" in _judge(step, "b", "2*m*(p-1)").message
+    assert "disagrees" in _judge(step, "b", "p*m*v").message
+    assert _judge(rank, "b", "m*(2*v-1)").right
+    assert "one message less" in _judge(rank, "b", "2*m*v").message
+    assert "sends and receives" in _judge(rank, "b", "2*m*(2*v-1)").message
+    assert "your question asks for one in m, v" in _judge(rank, "b", "2*m*(p*v-1)").message
 
 
 def test_choosing_v_is_judged_by_simulating_every_v():

@@ -21,7 +21,7 @@ from solutions_gpt3_3d import GIB, right_answers
 from streamlit.testing.v1 import AppTest
 
 from pplab.exercises import BadAnswer, check, get_exercise, grade, numbers
-from pplab.exercises.gpt3_3d import read_layout
+from pplab.exercises.gpt3_layouts import read_layout
 from pplab.formulas import pipeline as formulas
 from pplab.planner import PRESET_CLUSTERS, PRESET_MODELS, evaluate
 from pplab.planner.specs import GB
@@ -122,7 +122,7 @@ def test_the_reference_answers_are_right(learner):
 
 
 def test_every_learner_gets_a_cluster_where_some_layouts_fit_and_most_do_not():
-    from pplab.exercises.gpt3_3d import valid_layouts
+    from pplab.exercises.gpt3_layouts import valid_layouts
 
     drawn = [numbers("gpt3-3d", f"learner-{n}") for n in range(30)]
     assert len({(d["model"], d["nodes"], d["memory_gib"], d["batch"]) for d in drawn}) >= 25
@@ -147,7 +147,7 @@ def test_an_infeasible_layout_is_refused_with_the_reason_and_no_layout(learner):
     good = right_answers(n)["d"]
     pp, tp, dp, b = read_layout(good)
     gpus = n["gpus"]
-    from pplab.exercises.gpt3_3d import valid_layouts
+    from pplab.exercises.gpt3_layouts import valid_layouts
 
     too_big = next(x for x in valid_layouts(n["model"], n["nodes"], n["memory_gib"], n["batch"],
                                             n["recompute"]) if x[4] > n["memory_gib"])
@@ -180,16 +180,25 @@ def test_layouts_are_read_in_every_form_a_learner_writes_and_refused_in_one_line
 
 
 def test_the_usual_mistakes_of_each_part_are_named():
+    from solutions_gpt3_3d import rank_memory
+
     learner = "ada"
     n = numbers("gpt3-3d", learner)
     truth = float(right_answers(n)["a"])
     assert "GB (10^9 bytes)" in _feedback(learner, "a", f"{truth * GIB / GB:.3f}")
-    for wrong_formula, words in (("8*m*L*b*s*h/p", "payload once"),
-                                 ("16*m*L*(t-1)*b*s*h/t", "every layer of the model"),
-                                 ("16*L*(t-1)*b*s*h/(p*t)", "one microbatch"),
-                                 ("8*m*L*(t-1)*b*s*h/(p*t)", "half the bytes"),
-                                 ("24*m*L*(t-1)*b*s*h/(p*t)", "full recomputation")):
-        assert words in _feedback(learner, "b", wrong_formula)
+    first = rank_memory(n, n["a_pp"], n["a_tp"], n["a_dp"], n["a_b"], 0) / GIB
+    assert "pipeline rank 0's memory" in _feedback(learner, "a", f"{first:.3f}")
+    for form in ("selective", "full"):
+        asked = next(name for name in (f"learner-{k}" for k in range(40))
+                     if numbers("gpt3-3d", name)["form_b"] == form)
+        k, other = (16, 24) if form == "selective" else (24, 16)
+        assert check(EXERCISE, asked, {"b": f"{k}*m*L*(t-1)*b*s*h/(p*t)"})[0].right
+        for wrong_formula, words in ((f"{k // 2}*m*L*b*s*h/p", "payload once"),
+                                     (f"{k}*m*L*(t-1)*b*s*h/t", "every layer of the model"),
+                                     (f"{k}*L*(t-1)*b*s*h/(p*t)", "one microbatch"),
+                                     (f"{k // 2}*m*L*(t-1)*b*s*h/(p*t)", "half the bytes"),
+                                     (f"{other}*m*L*(t-1)*b*s*h/(p*t)", "recomputation")):
+            assert words in _feedback(asked, "b", wrong_formula), (form, wrong_formula)
     assert "crosses nodes" in _feedback(learner, "c", "wider-tensor-parallel")
     assert "copies, it does not split" in _feedback(learner, "c", "more-replicas")
     assert "twice as big" in _feedback(learner, "c", "bigger-microbatch")

@@ -14,7 +14,7 @@ from app.lesson_widgets.reading import choice, number, whole
 from app.shared_work import pooled
 from pplab import charts
 from pplab.classroom import page_work
-from pplab.exercises.gpt3_3d import NODE, cluster_of
+from pplab.exercises.gpt3_layouts import NODE, cluster_of
 from pplab.formulas import pipeline as formulas
 from pplab.limits import MAX_LAYOUT_GPUS, MAX_PAGE_GLOBAL_BATCH, MAX_PLANNED_PP
 from pplab.planner import PRESET_MODELS, RECOMPUTE

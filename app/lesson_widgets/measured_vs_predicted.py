@@ -7,7 +7,7 @@ import streamlit as st
 
 from app.lesson_widgets.reading import choice, whole
 from pplab import charts
-from pplab.exercises.measured_vs_predicted import (
+from pplab.exercises.run_comparison import (
     compare_run,
     gap_figure,
     lesson_runs,

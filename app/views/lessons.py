@@ -1,13 +1,14 @@
 """Lessons: a guided path through every lesson, in order, each with its widget and exercise.
 
 A lesson shows what it teaches (its "You will learn" list) at the top, then its text, then its
-widget (the lesson's own interactive view, not a link elsewhere), then the learner's exercise:
+widget (the lesson's own interactive view, not a link elsewhere), then the learner's exercises:
 numbers drawn from the learner's name (the same ones ``pplab exercise show ID --learner NAME``
-prints), each answer judged by the simulator with the same checker and the same limited hints
-as the command line. Progress (parts answered right) is kept for the browser session and shown
-beside the path. The page's address holds the lesson and its widget's configuration, so a
-link opens exactly the view it was copied from. The coding lab takes an uploaded schedule file,
-run in a separate process, never in this one.
+prints), each answer judged when it is submitted (its Check button: a choice is not judged at
+every click) by the simulator, with the same checker, tries and limited hints as the command
+line. Progress (parts answered right) is kept for the browser session and shown beside the
+path. The page's address holds the lesson and its widget's configuration, so a link opens
+exactly the view it was copied from. The coding lab takes an uploaded schedule file, run in
+the guard's child process (``pplab.exercises.guard``), never in this one.
 
     streamlit run app/lab.py   (then open Lessons; or /lessons?lesson=01-the-bubble&p=8)
 """
@@ -52,8 +53,10 @@ if "lesson_link_read" not in st.session_state:
 
 
 def parts_of(lesson) -> list[str]:
-    exercise = lesson.exercise
-    return [part.key for part in getattr(exercise, "parts", ())] or ["file"]
+    """What the path counts for a lesson: each part of each exercise, a coding lab as one."""
+    return [f"{exercise.id}:{part.key}" for exercise in lesson.exercises
+            for part in getattr(exercise, "parts", ())] + [
+        f"{exercise.id}:file" for exercise in lesson.exercises if not hasattr(exercise, "parts")]
 
 
 def mark(lesson) -> str:
@@ -76,12 +79,23 @@ def finish() -> None:
     """Draw the path with this run's progress (answers are judged below it), then stop."""
     with path_box:
         st.header("Your path")
+        shown = st.session_state.get("lesson_pick", folders[0])
         for position, entry in enumerate(lessons, start=1):
-            st.markdown(f"{mark(entry)} {position}. {entry.title.split(': ', 1)[-1]}")
+            title = f"{mark(entry)} {position}. {entry.title.split(': ', 1)[-1]}"
+            # each step of the path opens its lesson, in this session (a link would start
+            # a new one, without the progress kept here)
+            st.button(f"**{title}**" if entry.folder == shown else title, type="tertiary",
+                      key=f"lesson_path_{entry.name}", on_click=open_lesson,
+                      args=(entry.folder,), disabled=entry.folder == shown)
         answered = sum(len(progress.get(entry.name, ())) for entry in lessons)
-        st.progress(answered / sum(len(parts_of(entry)) for entry in lessons),
-                    text=f"{answered} exercise parts right this session")
+        total = sum(len(parts_of(entry)) for entry in lessons)
+        st.progress(answered / total, text=f"{answered} of {total} exercise parts answered "
+                                           f"right this session")
     st.stop()
+
+
+def open_lesson(folder) -> None:
+    st.session_state["lesson_pick"] = folder
 
 
 lesson = st.selectbox("Lesson", folders, key="lesson_pick",
@@ -120,8 +134,7 @@ if widget is not None:
         st.query_params.from_dict({"lesson": lesson.name, **shown})
         st.caption(f"A link to exactly this view: `/lessons?{address}`")
 
-exercise = lesson.exercise
-if exercise is None:
+if not lesson.exercises:
     finish()
 
 st.subheader("Your exercise")
@@ -131,11 +144,13 @@ except BadAnswer as error:
     st.info(f"Type your name above to get your own numbers ({error}).")
     finish()
 
-if isinstance(exercise, CodingLab):
+
+def coding_lab(exercise: CodingLab) -> None:
+    """The lab's instructions, and an uploaded file graded in the guard's child process."""
     st.code(exercise.show(who))
     if not instructor_only("run uploaded code (the grader starts a process); work in the "
                            "notebook or with pplab exercise on your own machine"):
-        finish()
+        return
     upload = st.file_uploader(f"Your {SKELETON}", type=["py"], key=f"lab_file_{who}")
     if upload is not None:
         with tempfile.TemporaryDirectory(prefix="pplab-upload-") as folder:
@@ -147,35 +162,54 @@ if isinstance(exercise, CodingLab):
             f"{result.points} of {len(result.verdicts)} schedules on target")
         st.code(str(result))
         if result.all_right:
-            progress.setdefault(lesson.name, set()).add("file")
-    finish()
+            progress.setdefault(lesson.name, set()).add(f"{exercise.id}:file")
 
-variant = exercise.variant(who)
-st.write(exercise.intro.format(**variant.numbers))
+
+def questions(exercise, book: AttemptBook) -> None:
+    """Each part in a form of its own: an answer is judged (and counted as a try) when it is
+    submitted, not at every click or keystroke; the verdict stays until the next submit."""
+    variant = exercise.variant(who)
+    st.write(exercise.intro.format(**variant.numbers))
+    if exercise.figure:
+        st.code(exercise.figure.format(**variant.numbers), language=None)
+    said = st.session_state.setdefault("lesson_verdicts", {})
+    for part in exercise.parts:
+        question, *options = part.question(variant).splitlines()
+        st.markdown(f"**({part.key})** {question}")
+        key = f"lesson_answer_{exercise.id}_{part.key}_{who}"
+        with st.form(f"{key}_form", border=False):
+            if part.kind == "choice":
+                texts = dict(option.strip().split(": ", 1) for option in options)
+                answer = st.radio("Your choice", list(texts), index=None, key=key,
+                                  format_func=lambda name, texts=texts: f"{texts[name]} ({name})")
+            else:
+                how = part.how_to_answer(variant).split(", quoted")[0]
+                answer = st.text_input(f"Your answer: {how}", key=key)
+            submitted = st.form_submit_button("Check", key=f"{key}_check")
+        if submitted and answer:
+            try:
+                verdict = check(exercise, who, {part.key: answer}, book=book)[0]
+                said[key] = (verdict.right, verdict.message)
+            except BadAnswer as error:
+                said[key] = (False, f"Cannot read it: {error}")
+        if key in said:
+            right, message = said[key]
+            (st.success if right else st.warning)(message)
+            if right:
+                progress.setdefault(lesson.name, set()).add(f"{exercise.id}:{part.key}")
+
+
 # In a lab shared by a class, tries live with this browser session: nobody's hints are used
 # up by someone typing their name, and nothing of the class is written on the server's disk.
 book = (st.session_state.setdefault("lesson_attempts", SessionBook()) if in_classroom()
         else AttemptBook())
-for part in exercise.parts:
-    question, *options = part.question(variant).splitlines()
-    st.markdown(f"**({part.key})** {question}")
-    key = f"lesson_answer_{exercise.id}_{part.key}_{who}"
-    if part.kind == "choice":
-        texts = dict(option.strip().split(": ", 1) for option in options)
-        answer = st.radio("Your choice", list(texts), index=None, key=key,
-                          format_func=lambda name, texts=texts: f"{texts[name]} ({name})")
+for position, exercise in enumerate(lesson.exercises):
+    if position:
+        st.subheader(exercise.title.split(": ", 1)[-1].capitalize())
+    if isinstance(exercise, CodingLab):
+        coding_lab(exercise)
     else:
-        answer = st.text_input(f"Your answer: {part.how_to_answer().split(', quoted')[0]}",
-                               key=key)
-    if answer:
-        try:
-            verdict = check(exercise, who, {part.key: answer}, book=book)[0]
-        except BadAnswer as error:
-            st.warning(f"Cannot read it: {error}")
-            continue
-        (st.success if verdict.right else st.warning)(verdict.message)
-        if verdict.right:
-            progress.setdefault(lesson.name, set()).add(part.key)
+        questions(exercise, book)
 if in_classroom() and book.last_answers(who):  # pplab exercise submit's file, from here
     st.download_button("Download your answers to hand in", json.dumps(
         submission(book, who), indent=1) + "\n", re.sub(r"[^\w.-]+", "-", who).strip("-.")

@@ -72,8 +72,22 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     report.add_argument("--exercises", metavar="ID,ID",
                         help="the exercises of the assignment (default: all)")
     report.add_argument("--course", help="the course key learners used (default $PPLAB_COURSE)")
+    report.add_argument("--max-tries", type=_tries_cap, metavar="N",
+                        help="no point for a part answered right after more than N tries")
+    report.add_argument("--attempts", type=Path, metavar="FILE",
+                        help="read the tries from this attempts file (a lab server's) instead "
+                             "of the ones handed in")
     report.set_defaults(func=cmd_report)
     return parser
+
+
+def _tries_cap(text: str) -> int:
+    from pplab.exercises.attempts import max_tries
+
+    try:
+        return max_tries(text)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error).split(": ", 1)[-1]) from None
 
 
 def _intermixed(parser_class: type) -> type:
@@ -186,15 +200,16 @@ def cmd_submit(args: argparse.Namespace) -> int:
     from pplab.runs.atomic_files import write_text_atomic
 
     learner = learner_key(_learner(args))
-    answers = submission(AttemptBook(), learner)["answers"]
+    handed_in = submission(AttemptBook(), learner)
+    answers = handed_in["answers"]
     if not answers:
         raise BadAnswer(f"no answers of {learner!r} are recorded on this machine yet; check "
                         f"some first (pplab exercise check ID --learner NAME ...)")
     out = args.out or Path(re.sub(r"[^\w.-]+", "-", learner).strip("-.") + ".json")
-    write_text_atomic(out, json.dumps({"learner": learner, "answers": answers}, indent=1) + "\n")
+    write_text_atomic(out, json.dumps(handed_in, indent=1) + "\n")
     listed = "; ".join(f"{i} ({', '.join(sorted(parts))})" for i, parts in answers.items())
-    print(f"wrote {out}: your latest answers to {listed}. Hand it in (with your schedule "
-          f"file for the coding lab).")
+    print(f"wrote {out}: your latest answers to {listed}, and the tries each took. Hand it in "
+          f"(with your schedule file for the coding lab).")
     return 0
 
 
@@ -206,7 +221,8 @@ def cmd_report(args: argparse.Namespace) -> int:
     ids = [i.strip() for i in args.exercises.split(",") if i.strip()] if args.exercises else None
     if args.out is not None and args.out.suffix not in (".csv", ".json"):
         raise BadAnswer(f"--out {args.out}: name a .csv or a .json file")
-    rows, ids, skipped = grade_folder(args.folder, ids, args.course)
+    rows, ids, skipped = grade_folder(args.folder, ids, args.course, args.max_tries,
+                                      args.attempts)
     for note in skipped:
         print(f"pplab exercise report: skipped {note}", file=sys.stderr)
     as_json = args.out is not None and args.out.suffix == ".json"

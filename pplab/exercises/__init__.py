@@ -20,7 +20,7 @@ In a notebook::
 
 # isort: off
 # Imported for their register() side effect, in the order `pplab exercise list` shows them.
-from pplab.exercises import bubble, memory, zero_bubble, schedule_lab  # noqa: F401
+from pplab.exercises import bubble, memory, zero_bubble, schedule_lab, repair  # noqa: F401
 from pplab.exercises import stage_split, interleaving, staleness, parallel_wire  # noqa: F401
 from pplab.exercises import gpt3_3d, measured_vs_predicted, overlapping_steps  # noqa: F401
 # isort: on

@@ -15,10 +15,14 @@ shared with a class keeps each browser session's tries in that session instead
 (``SessionBook``): one learner typing another's name uses up nobody's hints but their own
 session's, and nothing of a class's is kept on the server's disk.
 
-The file also keeps each learner's latest answers, which ``pplab exercise submit`` writes out
-to hand in (``submission``; the lab's Lessons page offers the same file to download). It is a
-convenience on the learner's machine, not a proctor: removing it gives the hints back, and
-grading (``pplab exercise report``) never reads it.
+The file also keeps each learner's latest answers and how many tries each part took, which
+``pplab exercise submit`` writes out to hand in (``submission``; the lab's Lessons page offers
+the same file to download) and ``pplab exercise report`` shows. Every check through the
+checker is counted (the command line, a notebook's grader, the app); a course may cap the
+tries of each part (``PPLAB_MAX_TRIES`` where its learners work; ``report --max-tries``),
+past which a new answer is not judged. It is a convenience on the learner's machine, not a
+proctor: removing it gives the hints and tries back, and grading reads only what is handed
+in.
 
     pplab exercise submit --learner ada
 """
@@ -35,6 +39,7 @@ from pplab.limits import MAX_ATTEMPTS_FILE_BYTES, MAX_SESSION_LEARNERS
 from pplab.runs.atomic_files import write_text_atomic
 
 HOME_ENV = "PPLAB_HOME"
+MAX_TRIES_ENV = "PPLAB_MAX_TRIES"  # a course's cap on the tries of each part (unset: none)
 FILE_NAME = "exercise-attempts.json"
 NUMERIC_HINTS = 3  # per learner, exercise and part
 _VERSION = 1
@@ -42,6 +47,16 @@ _VERSION = 1
 
 class UnreadableAttempts(ValueError):
     """The attempts file is too big or not pplab's: it is left as it is, and says so."""
+
+
+def max_tries(value: str | None = None) -> int | None:
+    """The course's cap on tries per part: ``value``, else $PPLAB_MAX_TRIES, else none."""
+    text = (os.environ.get(MAX_TRIES_ENV, "") if value is None else value).strip()
+    if not text:
+        return None
+    if not text.isdigit() or int(text) < 1:
+        raise ValueError(f"{MAX_TRIES_ENV}={text!r}: a cap on tries is a whole number >= 1")
+    return int(text)
 
 
 def state_path() -> Path:
@@ -148,6 +163,28 @@ class AttemptBook:
                               if isinstance(entry, dict) and isinstance(entry.get("last"), str)}
                 for exercise_id, parts in exercises.items() if isinstance(parts, dict)}
 
+    def tries(self, learner: str) -> dict[str, dict[str, int]]:
+        """How many different answers the learner gave each part: {exercise: {part: n}}.
+        UnreadableAttempts where the file is too big or not pplab's."""
+        exercises = self._load()["learners"].get(learner, {})
+        return {exercise_id: {part: int(entry.get("tries", 0)) for part, entry in parts.items()
+                              if isinstance(entry, dict)}
+                for exercise_id, parts in exercises.items() if isinstance(parts, dict)}
+
+    def used_up(self, learner: str, exercise_id: str, part: str, answer: str,
+                cap: int | None) -> bool:
+        """Whether ``answer`` would be a try past ``cap`` (the last answer again is not)."""
+        if cap is None:
+            return False
+        try:
+            learners = self._load()["learners"]
+        except UnreadableAttempts:
+            return False  # the try will not be recorded; the feedback says why
+        entry = learners.get(learner, {}).get(exercise_id, {}).get(part, {})
+        if not isinstance(entry, dict) or entry.get("last") == answer:
+            return False
+        return int(entry.get("tries", 0)) >= cap
+
     def hints_left(self, learner: str, exercise_id: str, part: str) -> int:
         try:
             learners = self._load()["learners"]
@@ -192,9 +229,13 @@ class SessionBook(AttemptBook):
 
 def submission(book: AttemptBook, learner: str) -> dict:
     """What ``pplab exercise submit`` hands in for ``learner``: their latest typed answers
-    (a schedule file of the coding lab is handed in as the file itself)."""
+    and how many tries each part took (a schedule file of the coding lab is handed in as the
+    file itself)."""
     answers = {exercise_id: {part: text for part, text in parts.items()
                              if not text.startswith("function ")}
                for exercise_id, parts in book.last_answers(learner).items()}
-    return {"learner": learner,
-            "answers": {exercise_id: parts for exercise_id, parts in answers.items() if parts}}
+    answers = {exercise_id: parts for exercise_id, parts in answers.items() if parts}
+    tries = book.tries(learner)
+    return {"learner": learner, "answers": answers,
+            "tries": {exercise_id: {part: tries.get(exercise_id, {}).get(part, 0)
+                                    for part in parts} for exercise_id, parts in answers.items()}}

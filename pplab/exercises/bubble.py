@@ -3,9 +3,10 @@
 Three parts, each with the learner's own p, target and costs: (a) the fewest microbatches for
 a bubble of at most the target, checked by simulating the step at the answer and one
 microbatch fewer; (b) which of three changes shrinks another pipeline's bubble the most,
-checked by simulating all three; (c) the fewest microbatches for any p and target share b as
-a formula (derived from the lesson's bubble fraction, not printed in it), checked against the
-simulator at fresh values. Feedback names the usual mistakes (the other
+checked by simulating all three; (c) a formula derived from the lesson's bubble fraction (not
+printed in it), drawn per learner among two forms: the fewest microbatches for any p and
+target share b, or the most stages for any m and b; checked against the simulator at fresh
+values. Feedback names the usual mistakes (the other
 normalisation, rounding down, a backward that "matters") and gives at most a few numbers.
 
     pplab exercise show bubble --learner ada
@@ -17,17 +18,9 @@ from __future__ import annotations
 import math
 import random
 
-from pplab.exercises.core import (
-    ChoicePart,
-    Exercise,
-    FormulaPart,
-    NumberPart,
-    Variant,
-    register,
-    right,
-    wrong,
-)
+from pplab.exercises.core import Exercise, Variant, register, right, wrong
 from pplab.exercises.judging import judge_formula, simulated
+from pplab.exercises.parts import ChoicePart, Form, FormulaPart, NumberPart
 from pplab.limits import MAX_ANSWER_MICROBATCHES
 from pplab.sim.cost_model import CostModel
 
@@ -42,15 +35,19 @@ def _draw(rng: random.Random) -> dict:
     numbers = dict(p=rng.randint(3, 12), target_percent=rng.randint(4, 25), t_f=t_f,
                    t_b=t_f * rng.choice((1, 1.5, 2, 2.5, 3)), schedule=schedule,
                    label=LABELS[schedule])
+    target = numbers["target_percent"] / 100
+    answer_a = math.ceil((numbers["p"] - 1) * (1 - target) / target - _TOLERANCE)
     # Part (b): a pipeline where adding microbatches and removing stages differ clearly, so
-    # the question has one answer; the closed form picks it, the judge simulates.
+    # the question has one answer; the closed form picks it, the judge simulates. Its m is
+    # not part (a)'s answer, which the question would then print.
     while True:
         p_b, m_b = rng.randint(4, 12), rng.randint(2, 24)
         more, fewer = rng.randint(2, 12), rng.randint(1, p_b - 2)
         if abs((p_b - 1) / (m_b + more + p_b - 1)
-               - (p_b - fewer - 1) / (m_b + p_b - fewer - 1)) >= 0.01:
+               - (p_b - fewer - 1) / (m_b + p_b - fewer - 1)) >= 0.01 and m_b != answer_a:
             break
-    return numbers | dict(p_b=p_b, m_b=m_b, more=more, fewer=fewer, p_fewer=p_b - fewer)
+    return numbers | dict(p_b=p_b, m_b=m_b, more=more, fewer=fewer, p_fewer=p_b - fewer,
+                          form_c=rng.choice(("m", "p")))
 
 
 def _cost(v: Variant, backward_speedup: float = 1) -> CostModel:
@@ -130,18 +127,54 @@ def smallest_m_simulated(v: Variant, p: int, share: float) -> int:
     return m
 
 
+def largest_p_simulated(v: Variant, m: int, share: float) -> int:
+    """The most stages whose simulated bubble at ``m`` microbatches is at most ``share``
+    (proposed by the closed form, decided by the simulator, as above)."""
+    reaches = lambda k: _bubble(v, k, m) <= share + _TOLERANCE  # noqa: E731
+    p = max(1, math.floor(1 + share * m / (1 - share) + _TOLERANCE))
+    while p > 1 and not reaches(p):
+        p -= 1
+    while reaches(p + 1):
+        p += 1
+    return p
+
+
 def _fresh_points(v: Variant) -> list[dict]:
-    """(p, b) pairs whose exact m is not whole, so rounding up is the only way to be right."""
+    """Points whose exact bound is not whole, so rounding the right way is the only way to
+    be right: (p, b) for the fewest microbatches, (m, b) for the most stages."""
     rng = v.rng("formula")
     points: list[dict] = []
     while len(points) < _FRESH_POINTS:
-        p, percent = rng.randint(2, 10), rng.randint(5, 40)
-        if (p - 1) * (100 - percent) % percent:
-            points.append({"p": p, "b": percent / 100})
+        size, percent = rng.randint(2, 10), rng.randint(5, 40)
+        if v["form_c"] == "p":
+            size = rng.randint(2, 40)
+            if size * percent % (100 - percent):
+                points.append({"m": size, "b": percent / 100})
+        elif (size - 1) * (100 - percent) % percent:
+            points.append({"p": size, "b": percent / 100})
     return points
 
 
+def _judge_largest_p(v: Variant, function) -> object:
+    return judge_formula(
+        function, ("m", "b"), _fresh_points(v),
+        truth=lambda point: largest_p_simulated(v, int(point["m"]), point["b"]),
+        misconceptions=[
+            (lambda m, b: math.floor(b * m) + 1,
+             "that is the most stages for the bubble relative to the ideal time, (p-1)/m; the "
+             "question asks for its share of the step"),
+            (lambda m, b: 1 + b * m / (1 - b),
+             "p is a whole number of stages: round your bound down"),
+            (lambda m, b: math.ceil(1 + b * m / (1 - b)),
+             "round down, not up: p must be whole and the bubble at most b"),
+            (lambda m, b: math.floor(b * m / (1 - b)),
+             "one stage too few: the bubble counts p - 1 fills, not p"),
+        ])
+
+
 def judge_formula_part(v: Variant, function) -> object:
+    if v["form_c"] == "p":
+        return _judge_largest_p(v, function)
     return judge_formula(
         function, ("p", "b"), _fresh_points(v),
         truth=lambda point: smallest_m_simulated(v, int(point["p"]), point["b"]),
@@ -177,10 +210,15 @@ EXERCISE = register(Exercise(
                                         "{p_b}"),
                        ("faster-backward", "make every backward twice as fast"),
                        ("no-difference", "all three shrink it by the same amount"))),
-        FormulaPart("c", "Write the smallest number of microbatches for which the {label} "
-                         "bubble is at most a share b of the step (b = 0.1 for 10%), as a "
-                         "formula in p and b; ceil(x) rounds up. It is checked against the "
-                         "simulator at values of p and b you have not seen.",
-                    judge_formula_part, variables=("p", "b")),
+        FormulaPart("c", "", judge_formula_part, variables=("p", "m", "b"), forms=(
+            Form("m", "Write the smallest number of microbatches for which the {label} bubble "
+                      "is at most a share b of the step (b = 0.1 for 10%), as a formula in p "
+                      "and b; ceil(x) rounds up. It is checked against the simulator at values "
+                      "of p and b you have not seen.", ("p", "b")),
+            Form("p", "Write the largest number of stages p for which the {label} bubble of a "
+                      "step of m microbatches is at most a share b of the step (b = 0.1 for "
+                      "10%), as a formula in m and b; floor(x) rounds down. It is checked "
+                      "against the simulator at values of m and b you have not seen.",
+                 ("m", "b")))),
     ),
 ))

@@ -18,7 +18,7 @@ import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
-from pplab.exercises.attempts import NUMERIC_HINTS, AttemptBook
+from pplab.exercises.attempts import NUMERIC_HINTS, AttemptBook, max_tries
 from pplab.exercises.core import BadAnswer, Exercise, Variant, get_exercise, learner_key
 
 PLACEHOLDER_LEARNER = "your-name"
@@ -74,11 +74,16 @@ def answer_text(answer: object) -> str:
 
 
 def judge_part(exercise: Exercise, variant: Variant, key: str, answer: object,
-               book: AttemptBook | None) -> Verdict:
+               book: AttemptBook | None, cap: int | None = None) -> Verdict:
     """Judge one part; with a ``book``, record the try and add a numeric hint while any are
     left. Without one (an instructor's grading) no hint is given."""
     part = exercise.part(key)
-    judgement = part.judge(variant, part.read(answer))
+    value = part.read(answer)
+    if book is not None and book.used_up(variant.learner, exercise.id, key, answer_text(answer),
+                                         cap):
+        return Verdict(key, False, f"not judged: this course allows {cap} tries of each part, "
+                                   f"and you have used them on ({key})")
+    judgement = part.judge(variant, value)
     message = judgement.message
     if book is not None:
         hint = book.try_answer(variant.learner, exercise.id, key, answer_text(answer),
@@ -93,15 +98,19 @@ def judge_part(exercise: Exercise, variant: Variant, key: str, answer: object,
 
 def check(exercise: Exercise, learner: str, answers: Mapping | Sequence, *,
           course: str | None = None, book: AttemptBook | None = None) -> list[Verdict]:
-    """Judge the parts answered; BadAnswer, before anything is judged, for one unreadable."""
+    """Judge the parts answered, each try counted in ``book`` (default: this machine's) up to
+    the course's cap ($PPLAB_MAX_TRIES); BadAnswer, before anything is judged, for an answer
+    that cannot be read."""
     variant = exercise.variant(learner, course)
+    book = AttemptBook() if book is None else book
+    cap = max_tries()
     labelled = label_answers(exercise, answers)
     if not labelled:
         raise BadAnswer(f"give an answer for each part of {exercise.id} "
                         f"({', '.join(exercise.part_keys)}), in order or as a=...")
     for key, answer in labelled.items():
         exercise.part(key).read(answer)
-    return [judge_part(exercise, variant, key, answer, book)
+    return [judge_part(exercise, variant, key, answer, book, cap)
             for key, answer in sorted(labelled.items())]
 
 
@@ -145,6 +154,7 @@ def grade(exercise_id: str, learner: str, answers: Mapping, *, course: str | Non
         report.notes.append("LEARNER is still 'your-name': set it to the name you hand in "
                             "with, or your numbers are someone else's")
     book = book if book is not None else AttemptBook()
+    cap = max_tries()
     for key in exercise.part_keys:
         answer = answers.get(key) if isinstance(answers, Mapping) else None
         if answer is None:
@@ -152,7 +162,7 @@ def grade(exercise_id: str, learner: str, answers: Mapping, *, course: str | Non
                                            answered=False))
             continue
         try:
-            report.verdicts.append(judge_part(exercise, variant, key, answer, book))
+            report.verdicts.append(judge_part(exercise, variant, key, answer, book, cap))
         except BadAnswer as error:
             report.verdicts.append(Verdict(key, False, f"cannot read it: {error}"))
     return report

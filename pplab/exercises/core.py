@@ -18,10 +18,8 @@ formula may also be given as a Python function.
 from __future__ import annotations
 
 import hashlib
-import math
 import os
 import random
-import re
 import textwrap
 import traceback
 from collections.abc import Callable, Mapping
@@ -30,9 +28,7 @@ from fractions import Fraction
 from types import MappingProxyType
 from typing import ClassVar
 
-from pplab.exercises.formula import FormulaError, parse_formula
-from pplab.limits import MAX_ANSWER_ACTIONS, MAX_ANSWER_CHARS, MAX_LEARNER_NAME_CHARS
-from pplab.schedules import Action
+from pplab.limits import MAX_LEARNER_NAME_CHARS
 
 LEARNER_ENV = "PPLAB_LEARNER"  # who you are, for commands run without --learner
 COURSE_ENV = "PPLAB_COURSE"  # a course key mixed into every seed: a new term, new numbers
@@ -113,163 +109,21 @@ class LearnerCodeError(Exception):
     """A function the learner wrote raised; the message says which and where, in one line."""
 
 
-def call_learner(function: Callable, *args: object) -> object:
+def call_learner(function: Callable, *args: object, **keywords: object) -> object:
     """Call a learner's function; turn what it raises into one readable line, not a traceback."""
     name = getattr(function, "__name__", "your function")
     try:
-        return function(*args)
+        return function(*args, **keywords)
     except NotImplementedError:
         raise LearnerCodeError(f"{name} is not written yet: replace its `raise "
                                f"NotImplementedError` with your code") from None
     except Exception as error:  # the learner's code may raise anything; say what and where
         frames = traceback.extract_tb(error.__traceback__)
         where = f" (line {frames[-1].lineno} of your code)" if len(frames) > 1 else ""
-        shown = ", ".join(repr(a) for a in args)
+        shown = ", ".join([*(repr(a) for a in args),
+                           *(f"{k}={v!r}" for k, v in keywords.items())])
         raise LearnerCodeError(f"{name}({shown}) raised {type(error).__name__}: "
                                f"{str(error)[:200]}{where}") from None
-
-
-@dataclass(frozen=True)
-class Part:
-    """One question of an exercise; ``prompt`` is formatted with the learner's numbers."""
-
-    key: str
-    prompt: str
-    judge: Callable[[Variant, object], Judgement]
-    kind: ClassVar[str] = "part"
-
-    def question(self, variant: Variant) -> str:
-        return self.prompt.format(**variant.numbers)
-
-    def how_to_answer(self) -> str:
-        return "an answer"
-
-    def read(self, answer: object) -> object:
-        """The answer as the judge takes it; BadAnswer when it cannot be read at all."""
-        raise NotImplementedError
-
-
-def _text(answer: object) -> str:
-    text = str(answer).strip()
-    if not text:
-        raise BadAnswer("the answer is empty")
-    if len(text) > MAX_ANSWER_CHARS:
-        raise BadAnswer(f"the answer is over {MAX_ANSWER_CHARS} characters")
-    return text
-
-
-@dataclass(frozen=True)
-class NumberPart(Part):
-    """A number: whole (``27``), or any ratio (``3``, ``2.5``, ``5/2``), with an optional unit."""
-
-    whole: bool = False
-    unit: str = ""
-    low: float = 0
-    high: float = 1e9
-    kind: ClassVar[str] = "number"
-
-    def how_to_answer(self) -> str:
-        what = "a whole number" if self.whole else "a number (2, 2.5 or 5/2)"
-        return f"{what}{f' of {self.unit}' if self.unit else ''}"
-
-    def read(self, answer: object) -> Fraction:
-        if isinstance(answer, bool):
-            raise BadAnswer(f"{answer!r} is not {self.how_to_answer()}")
-        if isinstance(answer, int | Fraction):
-            value = Fraction(answer)
-        elif isinstance(answer, float):
-            if not math.isfinite(answer):
-                raise BadAnswer(f"{answer!r} is not {self.how_to_answer()}")
-            # a notebook's 16 / 3 arrives as 5.333...: the nearest simple fraction is meant
-            value = Fraction(answer).limit_denominator(10**6)
-        else:
-            text = _text(answer)
-            if self.unit and text.casefold().endswith(self.unit.casefold()):
-                text = text[: -len(self.unit)].strip()
-            try:
-                value = Fraction(text)
-            except (ValueError, ZeroDivisionError):
-                raise BadAnswer(f"{str(answer).strip()!r} is not "
-                                f"{self.how_to_answer()}") from None
-        if self.whole and value.denominator != 1:
-            raise BadAnswer(f"{value} is not a whole number")
-        if not self.low <= value <= self.high:
-            raise BadAnswer(f"{value} is not a possible answer here: give one from "
-                            f"{self.low:,.0f} to {self.high:,.0f}")
-        return value
-
-
-@dataclass(frozen=True)
-class ChoicePart(Part):
-    """One of a few named options, answered by its name (``fewer-stages``)."""
-
-    options: tuple[tuple[str, str], ...] = ()
-    kind: ClassVar[str] = "choice"
-
-    def question(self, variant: Variant) -> str:
-        lines = [super().question(variant)]
-        lines += [f"    {name}: {text.format(**variant.numbers)}" for name, text in self.options]
-        return "\n".join(lines)
-
-    def how_to_answer(self) -> str:
-        return "one of " + ", ".join(name for name, _ in self.options)
-
-    def read(self, answer: object) -> str:
-        name = _text(answer).casefold()
-        if name not in {option for option, _ in self.options}:
-            raise BadAnswer(f"{str(answer).strip()!r} is not {self.how_to_answer()}")
-        return name
-
-
-@dataclass(frozen=True)
-class SchedulePart(Part):
-    """A rank's order of actions (``1F0 1F1 1B0 ...``), or a function that returns it."""
-
-    kind: ClassVar[str] = "schedule"
-
-    def how_to_answer(self) -> str:
-        return "actions in order, separated by spaces, such as 1F0 1F1 1B0"
-
-    def read(self, answer: object) -> tuple[Action, ...] | Callable:
-        if callable(answer):
-            return answer
-        return read_actions(answer)
-
-
-def read_actions(answer: object) -> tuple[Action, ...]:
-    """``"1F0 1F1, 1B0"`` or a list of actions or their texts, as Actions; BadAnswer if not."""
-    if isinstance(answer, str):
-        cells = [c for c in re.split(r"[\s,]+", _text(answer)) if c]
-    elif isinstance(answer, list | tuple):
-        cells = [str(c) for c in answer]
-    else:
-        raise BadAnswer(f"a schedule is a list of actions such as 1F0, got {type(answer).__name__}")
-    if len(cells) > MAX_ANSWER_ACTIONS:
-        raise BadAnswer(f"{len(cells)} actions is more than this question needs")
-    try:
-        return tuple(Action.parse(cell) for cell in cells)
-    except ValueError as error:
-        raise BadAnswer(str(error)) from None
-
-
-@dataclass(frozen=True)
-class FormulaPart(Part):
-    """A formula in the given variables (``(p-1)/(m+p-1)``), or a Python function of them."""
-
-    variables: tuple[str, ...] = ()
-    kind: ClassVar[str] = "formula"
-
-    def how_to_answer(self) -> str:
-        return (f"a formula in {', '.join(self.variables)} with + - * / ** ( ) min max ceil, "
-                f"quoted in a shell")
-
-    def read(self, answer: object) -> Callable:
-        if callable(answer):
-            return answer
-        try:
-            return parse_formula(_text(answer), self.variables)
-        except FormulaError as error:
-            raise BadAnswer(str(error)) from None
 
 
 @dataclass(frozen=True)
@@ -281,14 +135,15 @@ class Exercise:
     lesson: str  # the lesson folder that teaches it (lessons/NN-name)
     intro: str
     draw: Callable[[random.Random], dict]
-    parts: tuple[Part, ...]
+    parts: tuple  # of pplab.exercises.parts.Part
+    figure: str = ""  # shown as it is after the intro (a schedule's rows), with the numbers
     kind: ClassVar[str] = "questions"
 
     @property
     def part_keys(self) -> tuple[str, ...]:
         return tuple(part.key for part in self.parts)
 
-    def part(self, key: str) -> Part:
+    def part(self, key: str):
         for part in self.parts:
             if part.key == key:
                 return part
@@ -305,11 +160,13 @@ class Exercise:
         variant = self.variant(learner, course)
         lines = [f"{self.title} (exercise {self.id}, for {variant.learner})", "",
                  *textwrap.wrap(self.intro.format(**variant.numbers), SHOW_WIDTH), ""]
+        if self.figure:
+            lines += [*self.figure.format(**variant.numbers).splitlines(), ""]
         for part in self.parts:
             question, *options = part.question(variant).splitlines()
             lines += [*textwrap.wrap(f"({part.key}) {question}", SHOW_WIDTH,
                                      subsequent_indent="    "),
-                      *options, f"    answer: {part.how_to_answer()}", ""]
+                      *options, f"    answer: {part.how_to_answer(variant)}", ""]
         return "\n".join(lines).rstrip()
 
 

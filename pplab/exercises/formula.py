@@ -38,6 +38,9 @@ class Formula:
         self.variables = variables
         self._tree = tree
         self.__name__ = "your formula"
+        # the variables it names (lower case), so a judge can say one is not in the question
+        self.names = frozenset(node.id.lower() for node in ast.walk(tree)
+                               if isinstance(node, ast.Name) and node.id.lower() not in _FUNCTIONS)
 
     def __call__(self, **values: float) -> float:
         return _evaluate(self._tree, {k.lower(): float(v) for k, v in values.items()})

@@ -1,10 +1,12 @@
 """Exercise ``gpt3-3d`` (lesson 9): a pp x tp x dp layout at GPT-3 scale, judged by the planner.
 
 Each learner gets a model, 8-GPU nodes, a memory per GPU, a global batch and a recomputation.
-(a) The memory of pipeline rank 0 under a given layout, in GiB; (b) the tensor-parallel bytes
-one GPU sends per step, as a formula checked at fresh sizes; (c) which one change makes
-another layout fit; (d) a feasible layout of their own cluster. ``pplab.planner`` judges every
-part at check time; feedback names the rule or the memory that fails, never a layout that works.
+(a) The memory of a middle pipeline rank under a given layout, in GiB (``pplab plan`` prints
+only the fullest rank's); (b) the tensor-parallel bytes one GPU sends per step, as a formula
+checked at fresh sizes, under selective or full recomputation (drawn per learner); (c) which
+one change makes another layout fit; (d) a feasible layout of their own cluster.
+``pplab.planner`` judges every part at check time (``pplab.exercises.gpt3_layouts``); feedback
+names the rule or the memory that fails, never a layout that works.
 
     pplab exercise show gpt3-3d --learner ada
     pplab exercise check gpt3-3d --learner ada d="pp=16 tp=8 dp=16 b=1"
@@ -13,28 +15,19 @@ part at check time; feedback names the rule or the memory that fails, never a la
 from __future__ import annotations
 
 import random
-import re
 from collections.abc import Mapping
-from dataclasses import dataclass, replace
-from functools import lru_cache
-from typing import ClassVar
 
-from pplab.exercises.core import (
-    BadAnswer,
-    ChoicePart,
-    Exercise,
-    FormulaPart,
-    NumberPart,
-    Part,
-    Variant,
-    register,
-    right,
-    wrong,
+from pplab.exercises.core import Exercise, Variant, register, right, wrong
+from pplab.exercises.gpt3_layouts import (
+    NODE,
+    LayoutPart,
+    cluster_of,
+    layout_of,
+    valid_layouts,
 )
 from pplab.exercises.judging import judge_formula
-from pplab.formulas import pipeline as formulas
-from pplab.limits import MAX_ANSWER_CHARS, MAX_ANSWER_DEGREE
-from pplab.planner import PRESET_CLUSTERS, PRESET_MODELS, ClusterSpec, ModelSpec, evaluate
+from pplab.exercises.parts import ChoicePart, Form, FormulaPart, NumberPart
+from pplab.planner import PRESET_MODELS, ClusterSpec, ModelSpec
 from pplab.planner.specs import GB, GIB
 
 MODELS = ("gpt3-175b", "gpt3-175b", "megatron-145.6b", "megatron-310.1b", "megatron-76.1b")
@@ -42,47 +35,9 @@ MEMORY_GIB = (24, 32, 40, 48, 64, 80)
 NODES = (16, 32, 48, 64, 96, 128, 256)
 BATCHES = (512, 768, 1024, 1536, 2048)
 RECOMPUTE = ("selective", "full")
-MICROBATCH_SIZES = (1, 2, 4, 8)
-TP_SIZES = (1, 2, 4, 8)
-NODE = PRESET_CLUSTERS["dgx-a100-80gb"]  # 8 GPUs a node, NVLink inside, InfiniBand between
-SCHEDULE = "1f1b"
 RELATIVE_TOLERANCE = 0.0025  # part (a): every term the lesson lists, small ones rounded
 _FRESH_POINTS = 8
 _FORMULA_VARIABLES = ("m", "L", "p", "s", "b", "h", "t")
-
-
-def cluster_of(nodes: int, memory_gib: float) -> ClusterSpec:
-    return replace(NODE, name=f"dgx-a100-{memory_gib:g}gib", memory_gib=memory_gib,
-                   nodes=nodes)
-
-
-def layout_of(model: ModelSpec, cluster: ClusterSpec, batch: int, recompute: str, pp: int,
-              tp: int, dp: int, b: int, schedule: str = SCHEDULE, sequence_parallel=True):
-    """The planner's untimed estimate of one layout, or the rule it breaks (a string)."""
-    try:
-        return evaluate(model, cluster, batch, pp=pp, tp=tp, dp=dp, microbatch_size=b,
-                        schedule=schedule, recompute=recompute,
-                        sequence_parallel=sequence_parallel, timed=False)
-    except ValueError as error:
-        return str(error)
-
-
-@lru_cache(maxsize=512)
-def valid_layouts(model_name: str, nodes: int, memory_gib: float, batch: int,
-                  recompute: str) -> tuple[tuple[int, int, int, int, float], ...]:
-    """(pp, tp, dp, b, peak GiB) of every layout that follows the planner's rules."""
-    model, cluster = PRESET_MODELS[model_name], cluster_of(nodes, memory_gib)
-    gpus, found = cluster.num_gpus, []
-    for pp in (p for p in range(1, model.layers + 1) if model.layers % p == 0):
-        for tp in TP_SIZES:
-            if gpus % (pp * tp):
-                continue
-            for b in MICROBATCH_SIZES:
-                estimate = layout_of(model, cluster, batch, recompute, pp, tp,
-                                     gpus // (pp * tp), b)
-                if not isinstance(estimate, str):
-                    found.append((pp, tp, gpus // (pp * tp), b, estimate.peak_memory / GIB))
-    return tuple(found)
 
 
 def _draw_other_cluster(rng: random.Random, n: dict) -> dict | None:
@@ -117,13 +72,15 @@ def _draw(rng: random.Random) -> dict:
         # Some layouts fit, most do not: the learner has to reason, not pick at random.
         if not fitting or len(fitting) > len(layouts) / 2:
             continue
-        given = [x for x in layouts if x[4] > n["memory_gib"] and x[0] >= 2 and x[1] >= 2
+        given = [x for x in layouts if x[4] > n["memory_gib"] and x[0] >= 3 and x[1] >= 2
                  and x[4] <= min(150, 2 * n["memory_gib"])]
         other = _draw_other_cluster(rng, n)
         if not given or other is None:
             continue
         pp, tp, dp, b, _ = rng.choice(given)
-        return n | dict(a_pp=pp, a_tp=tp, a_dp=dp, a_b=b, a_m=n["batch"] // (dp * b)) | other
+        return n | dict(a_pp=pp, a_tp=tp, a_dp=dp, a_b=b, a_m=n["batch"] // (dp * b),
+                        a_rank=rng.randint(1, pp - 2),
+                        form_b=rng.choice(("selective", "full"))) | other
 
 
 def _specs(v: Variant) -> tuple[ModelSpec, ClusterSpec]:
@@ -138,53 +95,55 @@ def _close(x: float, y: float) -> bool:
 
 def judge_memory(v: Variant, answer) -> object:
     model, cluster = _specs(v)
-    layout = (v["a_pp"], v["a_tp"], v["a_dp"], v["a_b"])
+    layout, rank = (v["a_pp"], v["a_tp"], v["a_dp"], v["a_b"]), v["a_rank"]
     estimate = layout_of(model, cluster, v["batch"], v["recompute"], *layout)
-    stage, given = estimate.memory[0], float(answer)
+    stage, given = estimate.memory[rank], float(answer)
     truth = stage.total / GIB
     if _close(given, truth):
-        return right(f"right: rank 0 holds {stage.model_states / GIB:.2f} GiB of weights, "
-                     f"gradients and Adam states and {stage.activations / GIB:.2f} GiB of "
-                     f"activations ({stage.in_flight} microbatches in flight), "
+        return right(f"right: pipeline rank {rank} holds {stage.model_states / GIB:.2f} GiB of "
+                     f"weights, gradients and Adam states and {stage.activations / GIB:.2f} "
+                     f"GiB of activations ({stage.in_flight} microbatches in flight), "
                      f"{truth:.2f} GiB in all (predicted by the planner)")
-    e, t = model.element_bytes, v["a_tp"]
-    embeddings = (model.vocab * model.hidden // t + model.seq_len * model.hidden) * (
-        2 * e + model.optimizer_bytes)
+    one = stage.activations / stage.in_flight
     without_sp = layout_of(model, cluster, v["batch"], v["recompute"], *layout,
-                           sequence_parallel=False).memory[0].total
+                           sequence_parallel=False).memory[rank].total
     gpipe = layout_of(model, cluster, v["batch"], v["recompute"], *layout,
-                      schedule="gpipe").memory[0].total
+                      schedule="gpipe").memory[rank].total
+    first = estimate.memory[0]
     mistakes = [
         (stage.total - stage.optimizer, "you left out Adam's states: mixed precision keeps 12 "
                                         "more bytes per parameter (fp32 weights, two moments)"),
         (stage.model_states, "that is the weights, gradients and optimizer states only: add "
-                             "the activations rank 0 holds at its peak"),
-        (stage.model_states + stage.activations / stage.in_flight,
-         "that counts one microbatch's activations: at its peak 1F1B's first rank holds more"),
-        (stage.total - embeddings, "rank 0 also holds the embeddings: its share of the word "
-                                   "embedding and the whole position embedding"),
+                             "the activations this rank holds at its peak"),
+        (stage.model_states + one, "that counts one microbatch's activations: at its peak a "
+                                   "1F1B rank holds more"),
+        (stage.model_states + one * min(v["a_pp"], v["a_m"]),
+         "that counts the microbatches rank 0 holds in flight; a later rank starts fewer "
+         "forwards before its first backward"),
+        (first.total, "that is pipeline rank 0's memory (the fullest, which pplab plan "
+                      "prints): the question asks about another rank"),
         (stage.total * GIB / GB, "that is in GB (10^9 bytes); give GiB (2^30 bytes)"),
-        (without_sp, "that is without sequence parallelism; this layout splits the layer "
-                     "norms and dropouts along the sequence too"),
+        (without_sp, "that is without sequence parallelism; this layout also splits along the "
+                     "sequence the activations tensor parallelism leaves whole"),
         (gpipe, "that is GPipe's peak, with every microbatch held; this pipeline runs 1F1B"),
     ]
     for value, message in mistakes:
         if _close(given * GIB, value):
             return wrong(message)
-    return wrong("add up the weights, gradients, optimizer states and activations of "
-                 "rank 0, as the lesson counts them",
+    return wrong(f"add up the weights, gradients, optimizer states and activations of "
+                 f"pipeline rank {rank}, as the lesson counts them",
                  hint=f"{given:g} GiB is too {'high' if given > truth else 'low'}")
 
 
 # ---- (b) the tensor-parallel bytes per GPU, as a formula ----------------------------------
 
-def tp_bytes_planned(point: Mapping) -> float:
-    """The planner's tensor-parallel bytes per GPU per step at ``point`` (selective)."""
+def tp_bytes_planned(point: Mapping, recompute: str = "selective") -> float:
+    """The planner's tensor-parallel bytes per GPU per step at ``point``."""
     m, layers, p, s, b, h, t = (int(point[k]) for k in _FORMULA_VARIABLES)
     model = ModelSpec("fresh", layers, h, 8, s, 51_200)
     gpus = max(8, p * t)
     dp = gpus // (p * t)
-    estimate = layout_of(model, cluster_of(gpus // 8, 80), m * b * dp, "selective",
+    estimate = layout_of(model, cluster_of(gpus // 8, 80), m * b * dp, recompute,
                          p, t, dp, b)
     return float(estimate.traffic.tp_bytes)
 
@@ -202,22 +161,30 @@ def _fresh_points(v: Variant) -> list[dict]:
 
 
 def judge_tp_bytes(v: Variant, function) -> object:
+    full = v["form_b"] == "full"
+    # the all-reduces of one layer's forward and backward: 2 + 2, and 2 more where full
+    # recomputation runs the forward again; a ring sends 2(t-1)/t of each from every GPU
+    right, other = (24, 16) if full else (16, 24)
+    wrong_kind = ("that leaves out full recomputation's second forward: it runs the forward's "
+                  "two all-reduces again" if full else
+                  "that counts full recomputation's second forward; the question is about "
+                  "selective recomputation, which reruns no all-reduce")
     return judge_formula(
-        function, _FORMULA_VARIABLES, _fresh_points(v), truth=tp_bytes_planned,
+        function, _FORMULA_VARIABLES, _fresh_points(v),
+        truth=lambda point: tp_bytes_planned(point, "full" if full else "selective"),
         misconceptions=[
-            (lambda m, L, p, s, b, h, t: 8 * m * L * b * s * h / p,
+            (lambda m, L, p, s, b, h, t: right / 2 * m * L * b * s * h / p,
              "you counted each all-reduce's payload once; in a ring every GPU sends a share "
              "of it that depends on t"),
-            (lambda m, L, p, s, b, h, t: 16 * m * L * (t - 1) * b * s * h / t,
+            (lambda m, L, p, s, b, h, t: right * m * L * (t - 1) * b * s * h / t,
              "that is every layer of the model; one GPU runs only its pipeline rank's layers"),
-            (lambda m, L, p, s, b, h, t: 16 * L * (t - 1) * b * s * h / (p * t),
+            (lambda m, L, p, s, b, h, t: right * L * (t - 1) * b * s * h / (p * t),
              "that is one microbatch; a step runs m of them"),
-            (lambda m, L, p, s, b, h, t: 8 * m * L * (t - 1) * b * s * h / (p * t),
+            (lambda m, L, p, s, b, h, t: right / 2 * m * L * (t - 1) * b * s * h / (p * t),
              "half the bytes: check how many all-reduces a layer runs per microbatch, and "
              "what share of its payload a ring all-reduce sends from each GPU"),
-            (lambda m, L, p, s, b, h, t: 24 * m * L * (t - 1) * b * s * h / (p * t),
-             "that counts full recomputation's second forward; the question is about "
-             "selective recomputation, which reruns no all-reduce"),
+            (lambda m, L, p, s, b, h, t: other * m * L * (t - 1) * b * s * h / (p * t),
+             wrong_kind),
         ], source="the planner", verb="counts", unit="bytes")
 
 
@@ -260,61 +227,6 @@ def judge_raise(v: Variant, choice: str) -> object:
 
 # ---- (d) a feasible layout of the learner's own cluster ----------------------------------
 
-_KEYS = {"pp": "pp", "p": "pp", "tp": "tp", "t": "tp", "dp": "dp", "d": "dp", "b": "b",
-         "mb": "b", "microbatch": "b"}
-_PAIR = re.compile(r"([a-z]+)\s*[=:]\s*(\S+?)(?=[\s,;]|$)")
-
-
-def _degree(name: str, value: object) -> int:
-    text = str(value).strip()
-    if isinstance(value, bool) or not text.isdigit() or not 1 <= int(text) <= MAX_ANSWER_DEGREE:
-        raise BadAnswer(f"{name}={text} is not a whole number from 1 to {MAX_ANSWER_DEGREE:,}")
-    return int(text)
-
-
-def read_layout(answer: object) -> tuple[int, int, int, int]:
-    """(pp, tp, dp, b) from ``"pp=16 tp=8 dp=16 b=1"``, a mapping or a tuple of four;
-    BadAnswer naming what is missing or unreadable."""
-    if isinstance(answer, list | tuple):
-        if len(answer) != 4:
-            raise BadAnswer("give four numbers: pp, tp, dp and the microbatch size b")
-        return tuple(_degree(n, x) for n, x in zip(("pp", "tp", "dp", "b"), answer,
-                                                       strict=True))
-    if isinstance(answer, Mapping):
-        pairs = [(str(k).strip().casefold(), v) for k, v in answer.items()]
-    else:
-        text = str(answer).strip().casefold()
-        if not text or len(text) > MAX_ANSWER_CHARS:
-            raise BadAnswer("give a layout such as pp=4 tp=2 dp=8 b=1")
-        pairs = _PAIR.findall(text)
-        if _PAIR.sub("", text).strip(" ,;"):
-            raise BadAnswer(f"cannot read {str(answer).strip()!r}: write pp=.. tp=.. dp=.. b=..")
-    layout: dict[str, int] = {}
-    for key, value in pairs:
-        if key not in _KEYS:
-            raise BadAnswer(f"{key!r} is not one of pp, tp, dp, b")
-        if _KEYS[key] in layout:
-            raise BadAnswer(f"{_KEYS[key]} is given twice")
-        layout[_KEYS[key]] = _degree(_KEYS[key], value)
-    missing = [k for k in ("pp", "tp", "dp", "b") if k not in layout]
-    if missing:
-        raise BadAnswer(f"give {' and '.join(missing)} too (pp=.. tp=.. dp=.. b=..)")
-    return layout["pp"], layout["tp"], layout["dp"], layout["b"]
-
-
-@dataclass(frozen=True)
-class LayoutPart(Part):
-    """A layout: pipeline, tensor and data-parallel degrees and the microbatch size."""
-
-    kind: ClassVar[str] = "layout"
-
-    def how_to_answer(self) -> str:
-        return "a layout such as pp=4 tp=2 dp=8 b=1"
-
-    def read(self, answer: object) -> tuple[int, int, int, int]:
-        return read_layout(answer)
-
-
 def judge_layout(v: Variant, layout: tuple[int, int, int, int]) -> object:
     pp, tp, dp, b = layout
     model, cluster = _specs(v)
@@ -332,12 +244,14 @@ def judge_layout(v: Variant, layout: tuple[int, int, int, int]) -> object:
                      f"states and {stage.activations / GIB:.1f} GiB activations (predicted)",
                      hint="the model states shrink as tp x pp grows; 1F1B's first rank's "
                           "activations shrink with tp and with a smaller b, not with pp")
-    m = estimate.layout.num_microbatches
-    bubble = formulas.bubble_fraction(SCHEDULE, pp, m)
+    timed = layout_of(model, cluster, v["batch"], v["recompute"], pp, tp, dp, b, timed=True)
     return right(f"right: pp={pp} tp={tp} dp={dp} b={b} uses all {cluster.num_gpus} GPUs with "
                  f"tp inside a node, and its fullest GPU (pipeline rank {stage.rank}) needs "
-                 f"{stage.total / GIB:.1f} GiB <= {v['memory_gib']} GiB (predicted by the "
-                 f"planner); with m = {m} its 1F1B bubble is {bubble:.1%} of the step")
+                 f"{stage.total / GIB:.1f} GiB <= {v['memory_gib']} GiB; with m = "
+                 f"{estimate.layout.num_microbatches} its simulated 1F1B step leaves a bubble of "
+                 f"{timed.bubble_fraction:.1%} (messages and all-reduces included; "
+                 f"{timed.bubble_closed_form:.1%} for equal stages and free messages), as pplab "
+                 f"plan prints them (predicted by the planner)")
 
 
 EXERCISE = register(Exercise(
@@ -354,15 +268,17 @@ EXERCISE = register(Exercise(
     parts=(
         NumberPart("a", "With pp = {a_pp}, tp = {a_tp}, dp = {a_dp} and microbatches of "
                         "b = {a_b} (m = {a_m} per pipeline), how much memory does one GPU of "
-                        "pipeline rank 0 need at its peak, in GiB (2^30 bytes)? Count the "
-                        "weights, gradients, optimizer states and activations.",
+                        "pipeline rank {a_rank} (ranks count from 0) need at its peak, in GiB "
+                        "(2^30 bytes)? Count the weights, gradients, optimizer states and "
+                        "activations.",
                    judge_memory, unit="GiB", low=0, high=10**6),
-        FormulaPart("b", "Write the bytes one GPU sends per step in its tensor-parallel "
-                         "all-reduces (ring all-reduces, bf16 activations, selective "
-                         "recomputation) as a formula in m (microbatches per pipeline), L "
-                         "(layers), p (pp), s, b, h and t (tp). It is checked against the "
-                         "planner at sizes you have not seen.",
-                    judge_tp_bytes, variables=_FORMULA_VARIABLES),
+        FormulaPart("b", "", judge_tp_bytes, variables=_FORMULA_VARIABLES, forms=tuple(
+            Form(kind, "Write the bytes one GPU sends per step in its tensor-parallel "
+                       f"all-reduces (ring all-reduces, bf16 activations, {kind} "
+                       "recomputation) as a formula in m (microbatches per pipeline), L "
+                       "(layers), p (pp), s, b, h and t (tp). It is checked against the "
+                       "planner at sizes you have not seen.", _FORMULA_VARIABLES)
+            for kind in ("selective", "full"))),
         ChoicePart("c", "On another cluster of {c_gpus} GPUs of {c_memory_gib} GiB, the same "
                         "model and batch with pp = {c_pp}, tp = 8, dp = {c_dp}, b = 1 does not "
                         "fit. Which one change makes it fit?",

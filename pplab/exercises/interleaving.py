@@ -3,8 +3,9 @@
 Three parts, with the learner's own numbers: (a) how many times the activation memory one rank
 holds at its peak under interleaved 1F1B as under 1F1B, read off two simulated timelines with
 each chunk's microbatch counted as 1/v of the rank's; (b) the point-to-point messages of one
-step as a formula in p, m and v, counted in the schedule at fresh values; (c) which v gives the
-shortest step once every message pays a latency, checked by simulating every v offered.
+step (or, drawn per learner, of one rank) as a formula, counted in the schedule at fresh
+values; (c) which v gives the shortest step once every message pays a latency, checked by
+simulating every v offered.
 Feedback names the usual mistakes (a chunk's microbatch counted whole, the first rank's factor
 used for another rank, Megatron's "v times the messages", the largest v taken as the best).
 
@@ -17,18 +18,11 @@ import random
 from fractions import Fraction
 from functools import lru_cache
 
+from pplab.calibration.costs import sends_remotely
 from pplab.calibration.per_rank import peak_activations_per_rank, point_to_point_messages
-from pplab.exercises.core import (
-    ChoicePart,
-    Exercise,
-    FormulaPart,
-    NumberPart,
-    Variant,
-    register,
-    right,
-    wrong,
-)
+from pplab.exercises.core import Exercise, Variant, register, right, wrong
 from pplab.exercises.judging import judge_formula
+from pplab.exercises.parts import ChoicePart, Form, FormulaPart, NumberPart
 from pplab.schedules import build
 from pplab.sim.cost_model import CostModel
 from pplab.sim.simulator import simulate
@@ -78,7 +72,7 @@ def _draw(rng: random.Random) -> dict:
                       latency=round(t_f * rng.choice((0.02, 0.05, 0.1, 0.15, 0.2, 0.3, 0.4)), 3))
         best, second = sorted(_step_times(part_c).values())[:2]
         if second >= best * (1 + _MARGIN):
-            return numbers | part_c
+            return numbers | part_c | {"form_b": rng.choice(("step", "rank"))}
 
 
 def _ratio(v) -> tuple[Fraction, Fraction, Fraction]:
@@ -139,7 +133,31 @@ def _messages(point: dict) -> float:
     return point_to_point_messages(_schedule(int(point["p"]), int(point["m"]), int(point["v"])))
 
 
+def _rank_messages(point: dict) -> float:
+    schedule = _schedule(int(point["p"]), int(point["m"]), int(point["v"]))
+    return float(sum(sends_remotely(schedule, action.stage, action.kind)
+                     for action in schedule.actions[0]))
+
+
+def _judge_rank_messages(v: Variant, function) -> object:
+    return judge_formula(
+        function, ("m", "v"), _fresh_points(v), truth=_rank_messages,
+        misconceptions=[
+            (lambda m, v, **_: 2 * m * v, "the first chunk receives its input from no stage, "
+                                          "and the last chunk's output goes nowhere: one "
+                                          "chunk sends one message less"),
+            (lambda m, v, **_: m * v, "one direction only: a chunk sends its activation "
+                                      "forward and a gradient back"),
+            (lambda m, v, **_: 2 * m * (2 * v - 1), "that counts the messages a rank sends "
+                                                    "and receives; the question asks what it "
+                                                    "sends"),
+            (lambda m, v, **_: 2 * v - 1, "that is one microbatch's messages; a step has m"),
+        ], source="the messages counted in the schedule", verb="counts", tolerance=1e-9)
+
+
 def judge_messages(v: Variant, function) -> object:
+    if v["form_b"] == "rank":
+        return _judge_rank_messages(v, function)
     return judge_formula(
         function, ("p", "m", "v"), _fresh_points(v), truth=_messages,
         misconceptions=[
@@ -192,11 +210,15 @@ EXERCISE = register(Exercise(
                         "under interleaved 1F1B with v = {v} chunks per rank as under 1F1B "
                         "(the same model, so the same layers on each rank)?",
                    judge_memory_ratio, low=0, high=10**6),
-        FormulaPart("b", "Write how many point-to-point messages (activations and gradients "
+        FormulaPart("b", "", judge_messages, variables=("p", "m", "v"), forms=(
+            Form("step", "Write how many point-to-point messages (activations and gradients "
                          "sent between ranks) one step of interleaved 1F1B sends, as a formula "
                          "in p, m and v (v = 1 being plain 1F1B). It is counted in the schedule "
-                         "at values you have not seen.",
-                    judge_messages, variables=("p", "m", "v")),
+                         "at values you have not seen.", ("p", "m", "v")),
+            Form("rank", "Write how many point-to-point messages (activations and gradients "
+                         "sent to another rank) one rank sends in one step of interleaved 1F1B "
+                         "with p >= 2, as a formula in m and v (v = 1 being plain 1F1B). It is "
+                         "counted in the schedule at values you have not seen.", ("m", "v")))),
         ChoicePart("c", "Another pipeline has p = {p_c} ranks and m = {m_c} microbatches, a "
                         "forward that costs {t_f:g} and a backward {t_b:g} cost units for a "
                         "rank's whole share, and every message takes a latency of {latency:g} "

@@ -12,6 +12,7 @@ recognised by evaluating it at the same values, so the feedback can name the mis
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable, Mapping, Sequence
 from fractions import Fraction
 from functools import lru_cache
@@ -52,12 +53,25 @@ def show_point(point: Point) -> str:
     return ", ".join(f"{name} = {value:g}" for name, value in point.items())
 
 
+def _by_name(function: Callable, variables: Sequence[str]) -> bool:
+    """Whether a Python function takes the variables by their names (``def f(p, b)`` or
+    ``def f(**values)``) rather than only in order."""
+    try:
+        inspect.signature(function).bind(**dict.fromkeys(variables))
+    except (TypeError, ValueError):
+        return False
+    return True
+
+
 def evaluate(function: Callable, variables: Sequence[str], point: Point) -> float:
-    """The learner's formula (or Python function of ``variables``, in that order) at
-    ``point``; LearnerCodeError in one line when it cannot give a real number there."""
+    """The learner's formula (or Python function of ``variables``, by name where its
+    parameters are named so, else in order) at ``point``; LearnerCodeError in one line when
+    it cannot give a real number there."""
     try:
         if isinstance(function, Formula):
             value = function(**point)
+        elif _by_name(function, variables):
+            value = call_learner(function, **{name: point[name] for name in variables})
         else:
             value = call_learner(function, *(point[name] for name in variables))
     except ZeroDivisionError:
@@ -83,6 +97,10 @@ def judge_formula(function: Callable, variables: Sequence[str], points: Sequence
     message; any other gets a plain one and, as a hint, one point where it disagrees.
     """
     unit = f" {unit}" if unit else ""
+    foreign = sorted(getattr(function, "names", frozenset()) - {v.lower() for v in variables})
+    if foreign:
+        return wrong(f"your formula names {', '.join(foreign)}; your question asks for one in "
+                     f"{', '.join(variables)}")
     try:
         given = [evaluate(function, variables, point) for point in points]
     except LearnerCodeError as error:

@@ -18,7 +18,8 @@ import sys
 import time
 from pathlib import Path
 
-from pplab.exercises.schedule_lab import TARGETS, Case, LabResult, judge_order, run_learner_file
+from pplab.exercises.lab_cases import Case
+from pplab.exercises.schedule_lab import TARGETS, LabResult, judge_order, run_lab_file
 from pplab.runs.run_dirs import RunError, load_run
 from pplab.schedules import Schedule, parse_action, write_csv
 from pplab.sim.cost_model import CostModel
@@ -35,12 +36,14 @@ def train_one(path: Path, result: LabResult, out_dir: Path) -> tuple[bool, list[
     part = next((p for p in PREFERRED if p in result.orders), None)
     if part is None:
         return False, ["--train: no schedule of yours is on target yet; nothing to train"]
-    function, label = TARGETS[part]
+    function, label, _ = TARGETS[part]
     p, m = TRAIN_SIZE
-    outcome = run_learner_file(path.resolve(), [function], [TRAIN_SIZE])
-    answer = (outcome.get("results", {}).get(function) or [{}])[0]
-    problem = outcome.get("load_error") or answer.get("error") or judge_order(
-        part, Case(p, m, CostModel()), answer["orders"])
+    case = Case(p, m, CostModel(), k=p, d=p - 1)  # the family's own limits
+    outcome = run_lab_file(path.resolve(), {part: [case.args(part)]})
+    given = outcome.answer or {}
+    answer = (given.get("results", {}).get(function) or [{}])[0]
+    problem = (outcome.refused or outcome.failed or given.get("load_error") or answer.get("error")
+               or judge_order(part, case, answer["orders"]))
     if problem:
         return False, [f"--train: your {label} at p = {p}, m = {m}: {problem}"]
     orders = {rank: [parse_action(cell) for cell in row]

@@ -61,9 +61,14 @@ class Lesson:
         return self.folder / "lesson.ipynb"
 
     @property
+    def exercises(self) -> list:
+        """Every exercise (or coding lab) this lesson asks, in the order they are listed."""
+        return [e for e in EXERCISES.values() if e.lesson == self.name]
+
+    @property
     def exercise(self):
-        """The exercise (or coding lab) this lesson asks, or None."""
-        return next((e for e in EXERCISES.values() if e.lesson == self.name), None)
+        """The lesson's first exercise (or coding lab), or None."""
+        return next(iter(self.exercises), None)
 
 
 def find_lessons(root: Path | None = None) -> list[Lesson]:

@@ -1,34 +1,35 @@
 """Exercise ``memory`` (lesson 2): what GPipe and 1F1B hold on each stage, and why.
 
-Three parts, with the learner's own p, m and stage: (a) how many times as many microbatches
-a stage holds under GPipe as under 1F1B, read off two simulated timelines; (b) one stage's
-1F1B order written out in actions, run inside pplab's 1F1B (validate names the first broken
-action) and held to 1F1B's peak and makespan; (c) part (a) for any stage as a formula in p, m
-and i, against the simulator at fresh values, including steps with few microbatches.
+Three parts, with the learner's own p, stage and factor: (a) the fewest microbatches for which
+a stage holds a given factor more under GPipe than under 1F1B (no tool prints it: the
+simulator gives the ratio at an m the learner picks, and the judge checks the answer and one
+microbatch fewer); (b) one stage's 1F1B order written out in actions, run inside pplab's 1F1B
+(validate names the first broken action) and held to 1F1B's peak and makespan; (c) a formula
+in p, m and i, drawn per learner (GPipe's peak over 1F1B's, or the microbatches 1F1B saves),
+against the simulator at fresh values, including steps with few microbatches.
 
     pplab exercise show memory --learner ada
 """
 
 from __future__ import annotations
 
+import math
 import random
 from fractions import Fraction
 
 from pplab.exercises.core import (
     BadAnswer,
     Exercise,
-    FormulaPart,
     LearnerCodeError,
-    NumberPart,
-    SchedulePart,
     Variant,
     call_learner,
-    read_actions,
     register,
     right,
     wrong,
 )
 from pplab.exercises.judging import judge_formula, simulated
+from pplab.exercises.parts import Form, FormulaPart, NumberPart, SchedulePart, read_actions
+from pplab.limits import MAX_ANSWER_MICROBATCHES
 from pplab.schedules import FORWARD, Schedule, build, validate
 from pplab.sim.cost_model import CostModel
 from pplab.sim.simulator import simulate
@@ -37,37 +38,62 @@ from pplab.timeline import metrics
 _FRESH_POINTS = 8
 
 
+FACTORS = (1.5, 2, 2.5, 3, 3.5, 4)
+
+
 def _draw(rng: random.Random) -> dict:
     p = rng.randint(4, 10)
+    stage, factor = rng.randint(0, p - 2), rng.choice(FACTORS)
     p_order = rng.randint(3, 5)
-    return dict(p=p, m=rng.randint(p + 1, 4 * p), stage=rng.randint(0, p - 2),
-                p_order=p_order, m_order=rng.randint(p_order + 1, p_order + 3),
-                stage_order=rng.randint(0, p_order - 2))
+    # part (b)'s m is not part (a)'s answer, which the question would then print
+    m_order = rng.choice([m for m in range(p_order + 1, p_order + 4)
+                          if m != math.ceil(factor * (p - stage))])
+    return dict(p=p, stage=stage, factor=factor, p_order=p_order, m_order=m_order,
+                stage_order=rng.randint(0, p_order - 2), form_c=rng.choice(("ratio", "saved")))
 
 
-def judge_ratio(v: Variant, ratio: Fraction) -> object:
-    p, m, stage = v["p"], v["m"], v["stage"]
-    gpipe = simulated("gpipe", p, m)["peak_activations"]
-    one_f_one_b = simulated("1f1b", p, m)["peak_activations"]
-    truth = Fraction(gpipe[stage], one_f_one_b[stage])
-    if ratio == truth:
-        return right(f"right: at their peaks stage {stage} holds {gpipe[stage]} microbatches "
-                     f"under GPipe and {one_f_one_b[stage]} under 1F1B (predicted by the "
-                     f"simulator), a ratio of {truth}")
-    if ratio == 1:
-        return wrong("GPipe and 1F1B share the bubble, not the memory: GPipe runs every "
-                     "forward before its first backward")
-    if ratio == Fraction(m, p - 1 - stage):
-        return wrong("you counted the stage's warm-up forwards; it starts one more forward "
-                     "before its first backward")
-    if ratio.denominator % 10 == 0 and abs(ratio - truth) < Fraction(1, 100):
-        return wrong("that is the ratio rounded: give it exactly, as a fraction such as 5/2")
-    if any(Fraction(gpipe[s], one_f_one_b[s]) == ratio for s in gpipe if s != stage):
-        return wrong("that is the ratio on another stage; the question asks about yours, and "
-                     "stages count from 0")
-    return wrong("count what each schedule holds on this stage when its first "
-                 "backward starts",
-                 hint=f"{ratio} is too {'high' if ratio > truth else 'low'}")
+def _ratio(p: int, m: int, stage: int) -> Fraction:
+    """How many times as many microbatches ``stage`` holds under GPipe as under 1F1B."""
+    gpipe = simulated("gpipe", p, m)["peak_activations"][stage]
+    return Fraction(gpipe, simulated("1f1b", p, m)["peak_activations"][stage])
+
+
+def fewest_m(p: int, stage: int, factor: Fraction) -> int:
+    """The fewest microbatches whose simulated ratio on ``stage`` reaches ``factor``: the
+    lesson's count proposes, the simulator decides (at the proposal and one fewer)."""
+    m = max(1, math.ceil(factor * (p - stage)))
+    while _ratio(p, m, stage) < factor:
+        m += 1
+    while m > 1 and _ratio(p, m - 1, stage) >= factor:
+        m -= 1
+    return m
+
+
+def judge_fewest_m(v: Variant, answer: Fraction) -> object:
+    p, stage, factor, m = v["p"], v["stage"], Fraction(v["factor"]), int(answer)
+    truth = fewest_m(p, stage, factor)
+    if m == truth:
+        return right(f"right: at m = {m} stage {stage} holds {_ratio(p, m, stage)} times as "
+                     f"many microbatches under GPipe as under 1F1B, at m = {m - 1} only "
+                     f"{_ratio(p, m - 1, stage)} times (predicted by the simulator)")
+    held = p - stage  # what the lesson says 1F1B holds there; the simulator decided above
+    mistakes = [(factor * (held - 1), "you counted the stage's warm-up forwards only; it "
+                                      "starts one more forward before its first backward"),
+                (factor * p, "that counts stage 0's forwards; a later stage starts fewer "
+                             "before its first backward (stages count from 0)"),
+                (factor * (held + 1), "one forward too many: count the forwards the stage "
+                                      "starts before its first backward")]
+    for value, message in mistakes:
+        if m == math.ceil(value):
+            return wrong(message)
+    if m == math.floor(factor * held):
+        return wrong("round up, not down: the ratio must reach the factor")
+    hint = f"at m = {m} the simulator gives {_ratio(p, m, stage)} times"
+    if m > truth:
+        return wrong("at that m the ratio is reached, but fewer microbatches reach it too",
+                     hint=hint)
+    return wrong("GPipe holds every microbatch of the step; 1F1B holds a number that does not "
+                 "grow with m: work out when their ratio reaches the factor", hint=hint)
 
 
 def _order_cases(v: Variant, answer) -> list[tuple[int, int, int]]:
@@ -144,12 +170,35 @@ def _fresh_points(v: Variant) -> list[dict]:
 
 
 def _ratio_simulated(point: dict) -> float:
+    return float(_ratio(int(point["p"]), int(point["m"]), int(point["i"])))
+
+
+def _saved_simulated(point: dict) -> float:
     p, m, i = int(point["p"]), int(point["m"]), int(point["i"])
-    gpipe = simulated("gpipe", p, m)["peak_activations"][i]
-    return gpipe / simulated("1f1b", p, m)["peak_activations"][i]
+    return float(simulated("gpipe", p, m)["peak_activations"][i]
+                 - simulated("1f1b", p, m)["peak_activations"][i])
+
+
+def _judge_saved(v: Variant, function) -> object:
+    return judge_formula(
+        function, ("p", "m", "i"), _fresh_points(v), truth=_saved_simulated,
+        misconceptions=[
+            (lambda p, m, i: m - (p - i),
+             "right while the step has enough microbatches; look at a step with fewer "
+             "microbatches than stages"),
+            (lambda p, m, i: m - min(p - 1 - i, m),
+             "you counted the warm-up forwards only; the stage starts one more forward before "
+             "its first backward"),
+            (lambda p, m, i: min(p - i, m) - m, "that is the other way round: 1F1B holds fewer"),
+            (lambda p, m, i: m - min(p, m), "that is stage 0's saving; later stages start "
+                                            "fewer warm-up forwards"),
+            (lambda p, m, i: 0, "GPipe and 1F1B share the bubble, not the memory"),
+        ])
 
 
 def judge_ratio_formula(v: Variant, function) -> object:
+    if v["form_c"] == "saved":
+        return _judge_saved(v, function)
     return judge_formula(
         function, ("p", "m", "i"), _fresh_points(v), truth=_ratio_simulated,
         misconceptions=[
@@ -176,18 +225,24 @@ EXERCISE = register(Exercise(
           "forward to the end of its backward.",
     draw=_draw,
     parts=(
-        NumberPart("a", "A pipeline has p = {p} stages and runs m = {m} microbatches per step. "
-                        "At its peak, stage {stage} holds the activations of how many times "
-                        "as many microbatches under GPipe as under 1F1B?",
-                   judge_ratio, low=0, high=10**6),
+        NumberPart("a", "A pipeline has p = {p} stages. How many microbatches m must a step "
+                        "run, at the fewest, for stage {stage} to hold at its peak at least "
+                        "{factor:g} times as many microbatches' activations under GPipe as "
+                        "under 1F1B?",
+                   judge_fewest_m, whole=True, unit="microbatches", low=1,
+                   high=MAX_ANSWER_MICROBATCHES),
         SchedulePart("b", "A pipeline of p = {p_order} stages runs m = {m_order} microbatches "
                           "per step under 1F1B. Write the order of stage {stage_order}: its "
                           "forwards (F) and full backwards (B), in the order it runs them.",
                      judge_order),
-        FormulaPart("c", "Write how many times as many microbatches stage i holds at its peak "
-                         "under GPipe as under 1F1B, as a formula in p, m and i (checked "
-                         "against the simulator at values you have not seen, some with few "
-                         "microbatches).",
-                    judge_ratio_formula, variables=("p", "m", "i")),
+        FormulaPart("c", "", judge_ratio_formula, variables=("p", "m", "i"), forms=(
+            Form("ratio", "Write how many times as many microbatches stage i holds at its peak "
+                          "under GPipe as under 1F1B, as a formula in p, m and i (checked "
+                          "against the simulator at values you have not seen, some with few "
+                          "microbatches).", ("p", "m", "i")),
+            Form("saved", "Write how many fewer microbatches' activations stage i holds at its "
+                          "peak under 1F1B than under GPipe, as a formula in p, m and i "
+                          "(checked against the simulator at values you have not seen, some "
+                          "with few microbatches).", ("p", "m", "i")))),
     ),
 ))

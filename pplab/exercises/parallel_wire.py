@@ -3,11 +3,11 @@
 Four parts, with the learner's own sizes: (a) the bytes one tensor-parallel rank sends in the
 Megatron all-reduces of one step; (b) the bytes the same rank sends in its data-parallel
 gradient all-reduce; (c) which parallelism to put across a slow link between two nodes,
-judged by timing each layout's traffic on that link; (d) part (a) as a formula, checked at
-sizes the learner has not seen. Every judge works the figure out at check time from
-``pplab.formulas.parallel`` (payload bytes, ring share, alpha-beta link time); feedback names
-the usual slip (payload instead of the ring's share, the forward only, all ranks summed, one
-microbatch, bits) without giving the figure.
+judged by timing each layout's traffic on that link; (d) part (a) or part (b), drawn per
+learner, as a formula checked at sizes the learner has not seen. Every judge works the figure
+out at check time from ``pplab.formulas.parallel`` (payload bytes, ring share, alpha-beta
+link time); feedback names the usual slip (payload instead of the ring's share, the forward
+only, all ranks summed, one microbatch, bits) without giving the figure.
 
     pplab exercise show tp-dp --learner ada
     pplab exercise check tp-dp --learner ada a=123456
@@ -18,17 +18,9 @@ from __future__ import annotations
 import random
 from fractions import Fraction
 
-from pplab.exercises.core import (
-    ChoicePart,
-    Exercise,
-    FormulaPart,
-    NumberPart,
-    Variant,
-    register,
-    right,
-    wrong,
-)
+from pplab.exercises.core import Exercise, Variant, register, right, wrong
 from pplab.exercises.judging import judge_formula
+from pplab.exercises.parts import ChoicePart, Form, FormulaPart, NumberPart
 from pplab.formulas import parallel as pf
 
 _FRESH_POINTS = 8
@@ -36,6 +28,7 @@ GB = 1e9  # bandwidths are quoted in GB/s (10^9 bytes per second), latencies in 
 LAYOUTS = ("tensor", "pipeline", "data")
 _MIN_MARGIN = 1.5  # the fastest layout beats the next by at least this factor: one answer
 FORMULA_VARIABLES = ("L", "m", "b", "s", "h", "e", "t")
+DP_VARIABLES = ("P", "e", "d")
 
 
 def _draw_rank(rng: random.Random) -> dict:
@@ -83,7 +76,7 @@ def _draw_link(rng: random.Random) -> dict:
 
 
 def _draw(rng: random.Random) -> dict:
-    return _draw_rank(rng) | _draw_link(rng)
+    return _draw_rank(rng) | _draw_link(rng) | {"form_d": rng.choice(("tp", "dp"))}
 
 
 def tp_bytes_per_rank(layers: int, m: int, b: int, s: int, h: int, e: int, t: int) -> int:
@@ -223,7 +216,35 @@ def _formula_mistakes() -> list[tuple[object, str]]:
     ]
 
 
+def _dp_points(v: Variant) -> list[dict]:
+    rng = v.rng("formula-dp")
+    points = []
+    for _ in range(_FRESH_POINTS):  # P a multiple of d: every ring step a whole number of bytes
+        d = rng.randint(2, 16)
+        points.append({"P": d * rng.randint(10**5, 10**8), "e": rng.choice((2, 4)), "d": d})
+    return points
+
+
+def _judge_dp_formula(v: Variant, function) -> object:
+    return judge_formula(
+        function, DP_VARIABLES, _dp_points(v),
+        lambda point: pf.ring_wire_bytes(int(point["P"]) * int(point["e"]), int(point["d"])),
+        [(lambda P, e, d: P * e, "that is the gradient bucket itself; a ring sends 2(n-1)/n of "
+                                 "it from each rank"),
+         (lambda P, e, d: 2 * (d - 1) * P * e, "a ring step sends 1/n of the bucket: divide "
+                                               "by n"),
+         (lambda P, e, d: (d - 1) * P * e / d, "half of it: an all-reduce is a reduce-scatter "
+                                               "and then an all-gather"),
+         (lambda P, e, d: P * e * d, "that is the payload summed over the replicas; the "
+                                     "question asks what one rank sends"),
+         (lambda P, e, d: 2 * (d - 1) * P / d, "that counts gradients; each is e bytes")],
+        source="pplab's counts (pplab.formulas.parallel)", verb="counts", unit="bytes",
+        tolerance=1e-9)
+
+
 def judge_tp_formula(v: Variant, function) -> object:
+    if v["form_d"] == "dp":
+        return _judge_dp_formula(v, function)
     return judge_formula(
         function, FORMULA_VARIABLES, _fresh_points(v),
         lambda point: tp_bytes_per_rank(*(int(point[k]) for k in FORMULA_VARIABLES)),
@@ -263,9 +284,14 @@ EXERCISE = register(Exercise(
                                     "{half_layers} layers, one per node"),
                        ("data", "tp = {gpus} inside each node over all the layers (P = {P2} "
                                 "parameters per GPU), 2 data-parallel replicas, one per node"))),
-        FormulaPart("d", "Write part (a) for any sizes: the bytes one rank of a tensor-parallel "
-                         "group of t ranks sends per step, as a formula in L (its layers), m, "
-                         "b, s, h, e and t. It is checked at sizes you have not seen.",
-                    judge_tp_formula, variables=FORMULA_VARIABLES),
+        FormulaPart("d", "", judge_tp_formula, variables=FORMULA_VARIABLES + ("P", "d"), forms=(
+            Form("tp", "Write part (a) for any sizes: the bytes one rank of a tensor-parallel "
+                       "group of t ranks sends per step, as a formula in L (its layers), m, b, "
+                       "s, h, e and t. It is checked at sizes you have not seen.",
+                 FORMULA_VARIABLES),
+            Form("dp", "Write part (b) for any sizes: the bytes one of d data-parallel "
+                       "replicas sends in the gradient all-reduce of one step, as a formula in "
+                       "P (its parameters), e (bytes per gradient) and d. It is checked at "
+                       "sizes you have not seen.", DP_VARIABLES))),
     ),
 ))

@@ -3,17 +3,23 @@
 One file per learner and kind, named as the learner likes:
 
 * ``NAME.json``: answers, as ``pplab exercise submit`` writes them or by hand,
-  ``{"learner": "ada", "answers": {"bubble": {"a": "27", "b": "fewer-stages", "c": "..."}}}``
-  (a list in part order works too); the ``learner`` field names whose numbers they are;
+  ``{"learner": "ada", "answers": {"bubble": {"a": "27", "b": "fewer-stages", "c": "..."}},
+  "tries": {"bubble": {"a": 2, "b": 1, "c": 4}}}`` (a list in part order works too; tries
+  are optional); the ``learner`` field names whose numbers they are;
 * ``NAME.py``: the coding lab's schedule file; its ``LEARNER = "..."`` line (read, never run
   here) names the learner, else the file name does.
 
 Every answer is judged against that learner's numbers by the same judges as ``check``, with no
-hints; a schedule file runs in its own child process as ``check --file`` does. The table has
-a row per learner: points per exercise, the total, and notes (a file that could not be read,
-an exercise not handed in). ``--out grades.json`` adds every part's verdict and message.
+hints; a schedule file runs in the guard's child process as ``check --file`` does (a file
+that imports pplab gets no points). The table has a row per learner: points per exercise,
+the total, the tries the judged parts took, and notes (a file that could not be read, an
+exercise not handed in). ``--max-tries N`` gives no point to a part answered right after
+more than N tries; ``--attempts FILE`` reads the tries from a lab server's attempts file
+instead of the ones handed in. ``--out grades.json`` adds every part's verdict, message and
+tries.
 
     pplab exercise report submissions/ --out grades.csv
+    pplab exercise report submissions/ --max-tries 5 --attempts server-attempts.json
 """
 
 from __future__ import annotations
@@ -25,6 +31,7 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from pplab.exercises.attempts import AttemptBook
 from pplab.exercises.checking import PLACEHOLDER_LEARNER, Verdict, judge_part, label_answers
 from pplab.exercises.core import EXERCISES, BadAnswer, Exercise, get_exercise, learner_key
 from pplab.exercises.schedule_lab import CodingLab, check_file
@@ -37,6 +44,7 @@ class Row:
 
     learner: str
     answers: dict[str, object] = field(default_factory=dict)  # exercise id -> answers
+    tries: dict[str, dict[str, int]] = field(default_factory=dict)  # exercise -> part -> n
     schedule_file: Path | None = None
     scores: dict[str, tuple[int, int]] = field(default_factory=dict)
     verdicts: dict[str, list[Verdict]] = field(default_factory=dict)
@@ -49,6 +57,16 @@ class Row:
     @property
     def out_of(self) -> int:
         return sum(out_of for _, out_of in self.scores.values())
+
+    def tries_of(self, exercise_id: str, part: str) -> int | None:
+        value = self.tries.get(exercise_id, {}).get(part)
+        return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+    def total_tries(self, ids: list[str]) -> int | None:
+        """The tries of every part judged here, or None where none was handed in."""
+        counts = [self.tries_of(i, v.part) for i in ids for v in self.verdicts.get(i, [])]
+        known = [n for n in counts if n is not None]
+        return sum(known) if known else None
 
 
 def declared_learner(path: Path) -> str | None:
@@ -66,8 +84,9 @@ def declared_learner(path: Path) -> str | None:
     return None
 
 
-def read_answers_file(path: Path) -> tuple[str, dict]:
-    """(learner, {exercise id: answers}) of a submission; ValueError saying what is wrong."""
+def read_answers_file(path: Path) -> tuple[str, dict, dict]:
+    """(learner, {exercise id: answers}, {exercise id: {part: tries}}) of a submission;
+    ValueError saying what is wrong."""
     if path.stat().st_size > MAX_SUBMISSION_BYTES:
         raise ValueError(f"over {MAX_SUBMISSION_BYTES // 1024} KiB")
     try:
@@ -76,7 +95,9 @@ def read_answers_file(path: Path) -> tuple[str, dict]:
         raise ValueError(f"not JSON: {error}") from None
     if not isinstance(data, dict) or not isinstance(data.get("answers"), dict):
         raise ValueError('expected {"learner": NAME, "answers": {EXERCISE: {PART: ANSWER}}}')
-    return str(data.get("learner") or path.stem), data["answers"]
+    tries = data.get("tries")
+    return (str(data.get("learner") or path.stem), data["answers"],
+            tries if isinstance(tries, dict) else {})
 
 
 def collect(folder: Path) -> tuple[dict[str, Row], list[str]]:
@@ -99,7 +120,7 @@ def collect(folder: Path) -> tuple[dict[str, Row], list[str]]:
     for path in files:
         if path.suffix == ".json":
             try:
-                learner, answers = read_answers_file(path)
+                learner, answers, tries = read_answers_file(path)
             except (ValueError, OSError) as error:
                 row = row_of(path.stem, path)
                 if row is not None:
@@ -111,6 +132,8 @@ def collect(folder: Path) -> tuple[dict[str, Row], list[str]]:
                     if exercise_id in row.answers:
                         row.notes.append(f"{exercise_id} handed in twice; {path.name} counts")
                     row.answers[exercise_id] = given
+                    if isinstance(tries.get(exercise_id), dict):
+                        row.tries[exercise_id] = tries[exercise_id]
         elif path.suffix == ".py":
             row = row_of(declared_learner(path) or path.stem, path)
             if row is not None:
@@ -122,7 +145,16 @@ def collect(folder: Path) -> tuple[dict[str, Row], list[str]]:
     return rows, skipped
 
 
-def _grade_questions(row: Row, exercise: Exercise, course: str | None) -> None:
+def _over_cap(row: Row, exercise_id: str, verdict: Verdict, cap: int | None) -> Verdict:
+    tries = row.tries_of(exercise_id, verdict.part)
+    if cap is None or not verdict.right or tries is None or tries <= cap:
+        return verdict
+    return Verdict(verdict.part, False, f"right, but after {tries} tries, over this course's "
+                                        f"cap of {cap}: no point")
+
+
+def _grade_questions(row: Row, exercise: Exercise, course: str | None,
+                     cap: int | None = None) -> None:
     given = row.answers.get(exercise.id)
     verdicts = []
     if given is None:
@@ -139,7 +171,8 @@ def _grade_questions(row: Row, exercise: Exercise, course: str | None) -> None:
                 verdicts.append(Verdict(key, False, "not answered", answered=False))
                 continue
             try:
-                verdicts.append(judge_part(exercise, variant, key, labelled[key], book=None))
+                verdicts.append(_over_cap(row, exercise.id, judge_part(
+                    exercise, variant, key, labelled[key], book=None), cap))
             except BadAnswer as error:
                 verdicts.append(Verdict(key, False, f"cannot read it: {error}"))
     row.verdicts[exercise.id] = verdicts
@@ -158,20 +191,28 @@ def _grade_lab(row: Row, lab: CodingLab, course: str | None) -> None:
         row.notes.append(f"{lab.id}: {error}")
         row.verdicts[lab.id], row.scores[lab.id] = [], (0, len(lab.part_keys))
         return
+    if result.refused:  # the guard refused what the file did: said in the row, no points
+        row.notes.append(f"{lab.id}: {result.refused}")
     row.verdicts[lab.id] = result.verdicts
     row.scores[lab.id] = (result.points, len(lab.part_keys))
 
 
 def grade_folder(folder: str | Path, exercise_ids: list[str] | None = None,
-                 course: str | None = None) -> tuple[list[Row], list[str], list[str]]:
-    """(rows sorted by learner, the exercises graded, notes on files skipped)."""
+                 course: str | None = None, max_tries: int | None = None,
+                 attempts: str | Path | None = None) -> tuple[list[Row], list[str], list[str]]:
+    """(rows sorted by learner, the exercises graded, notes on files skipped). With
+    ``attempts`` (a lab server's attempts file) the tries are read there, not from the
+    learners' files; with ``max_tries`` a part right after more tries gets no point."""
     folder = Path(folder)
     if not folder.is_dir():
         raise BadAnswer(f"{folder} is not a folder of submissions")
     ids = list(exercise_ids or EXERCISES)
     exercises = [get_exercise(i) for i in ids]
     rows, skipped = collect(folder)
+    book = AttemptBook(attempts) if attempts is not None else None
     for row in rows.values():
+        if book is not None:
+            row.tries = book.tries(row.learner)
         strangers = sorted(set(row.answers) - set(ids))
         if strangers:
             row.notes.append(f"answers to {', '.join(strangers)} not graded here")
@@ -179,26 +220,29 @@ def grade_folder(folder: str | Path, exercise_ids: list[str] | None = None,
             if isinstance(exercise, CodingLab):
                 _grade_lab(row, exercise, course)
             else:
-                _grade_questions(row, exercise, course)
+                _grade_questions(row, exercise, course, max_tries)
     return [rows[key] for key in sorted(rows)], ids, skipped
 
 
 def csv_table(rows: list[Row], ids: list[str]) -> str:
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
-    writer.writerow(["learner", *ids, "total", "out_of", "notes"])
+    writer.writerow(["learner", *ids, "total", "out_of", "tries", "notes"])
     for row in rows:
+        tries = row.total_tries(ids)
         writer.writerow([row.learner, *(row.scores[i][0] for i in ids), row.total, row.out_of,
-                         "; ".join(row.notes)])
+                         "" if tries is None else tries, "; ".join(row.notes)])
     return buffer.getvalue()
 
 
 def json_table(rows: list[Row], ids: list[str], skipped: list[str]) -> str:
     out_of = {i: rows[0].scores[i][1] for i in ids} if rows else {}
     learners = [{
-        "learner": row.learner, "total": row.total, "out_of": row.out_of, "notes": row.notes,
+        "learner": row.learner, "total": row.total, "out_of": row.out_of,
+        "tries": row.total_tries(ids), "notes": row.notes,
         "scores": {i: {"points": row.scores[i][0], "out_of": row.scores[i][1],
-                       "parts": [{"part": v.part, "right": v.right, "message": v.message}
+                       "parts": [{"part": v.part, "right": v.right, "message": v.message,
+                                  "tries": row.tries_of(i, v.part)}
                                  for v in row.verdicts[i]]} for i in ids},
     } for row in rows]
     return json.dumps({"exercises": out_of, "learners": learners, "skipped": skipped},

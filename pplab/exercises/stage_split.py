@@ -5,8 +5,9 @@ stage of the split whose simulated 1F1B step is shortest, checked by searching e
 check time (``pplab.teaching.stage_split``) and simulating the learner's claim; (b) which stage of
 another pipeline, cut unevenly, holds the most activation memory under 1F1B, from the
 simulator's count of microbatches held times what one microbatch saves on each stage; (c)
-stage 0's activation memory over stage i's under 1F1B as a formula, against the simulator at
-fresh values, some with fewer microbatches than stages. Feedback names the usual mistakes
+stage 0's activation memory against stage i's under 1F1B as a formula (drawn per learner: the
+ratio or the difference), against the simulator at fresh values, some with fewer microbatches
+than stages. Feedback names the usual mistakes
 (equal layer counts, forgetting the head or the embedding, the ideal share, the head stage
 "holding the most") without giving the answer.
 
@@ -19,18 +20,9 @@ from __future__ import annotations
 import random
 
 from pplab.engine.request import split_layers
-from pplab.exercises.core import (
-    ChoicePart,
-    Exercise,
-    FormulaPart,
-    NumberPart,
-    Variant,
-    register,
-    right,
-    same_number,
-    wrong,
-)
+from pplab.exercises.core import Exercise, Variant, register, right, same_number, wrong
 from pplab.exercises.judging import judge_formula, simulated
+from pplab.exercises.parts import ChoicePart, Form, FormulaPart, NumberPart
 from pplab.teaching.stage_split import (
     LayerCosts,
     best_bottlenecks,
@@ -97,7 +89,8 @@ def _draw(rng: random.Random) -> dict:
     if key not in _drawn:
         if len(_drawn) >= _DRAWS_KEPT:
             _drawn.pop(next(iter(_drawn)))
-        _drawn[key] = _split_part(rng) | _memory_part(rng)
+        _drawn[key] = _split_part(rng) | _memory_part(rng) | {
+            "form_c": rng.choice(("ratio", "difference"))}
     return dict(_drawn[key])
 
 
@@ -190,7 +183,29 @@ def _ratio_simulated(point: dict) -> float:
     return peaks[0] / peaks[int(point["i"])]
 
 
+def _difference_simulated(point: dict) -> float:
+    peaks = simulated("1f1b", int(point["p"]), int(point["m"]))["peak_activations"]
+    return float(peaks[0] - peaks[int(point["i"])])
+
+
+def _judge_difference(v: Variant, function) -> object:
+    return judge_formula(
+        function, ("p", "m", "i"), _fresh_points(v), truth=_difference_simulated,
+        misconceptions=[
+            (lambda p, m, i: i, "right while the step has at least p microbatches; look at a "
+                                "step with fewer microbatches than stages"),
+            (lambda p, m, i: 0, "equal layers do not mean equal memory under 1F1B: the stages "
+                                "hold different numbers of microbatches at their peaks"),
+            (lambda p, m, i: min(p - i, m) - min(p, m), "that is stage i less stage 0, the "
+                                                        "other way round"),
+            (lambda p, m, i: i - 1, "each stage starts one more forward than its warm-up "
+                                    "before its first backward, stage 0 and stage i alike"),
+        ])
+
+
 def judge_ratio_formula(v: Variant, function) -> object:
+    if v["form_c"] == "difference":
+        return _judge_difference(v, function)
     return judge_formula(
         function, ("p", "m", "i"), _fresh_points(v), truth=_ratio_simulated,
         misconceptions=[
@@ -239,11 +254,18 @@ EXERCISE = register(Exercise(
                        ("stage-1", "stage 1, the second"),
                        ("last-stage", "stage {last_b}, the last, with the head"),
                        ("all-equal", "all stages hold the same"))),
-        FormulaPart("c", "When stage 0 and stage i hold the same layers (leave the embedding "
-                         "and the head out), how many times as much activation memory does "
-                         "stage 0 hold at its peak under 1F1B as stage i? Write it as a "
-                         "formula in p, m and i; it is checked against the simulator at "
-                         "values you have not seen, some with fewer microbatches than stages.",
-                    judge_ratio_formula, variables=("p", "m", "i")),
+        FormulaPart("c", "", judge_ratio_formula, variables=("p", "m", "i"), forms=(
+            Form("ratio", "When stage 0 and stage i hold the same layers (leave the embedding "
+                          "and the head out), how many times as much activation memory does "
+                          "stage 0 hold at its peak under 1F1B as stage i? Write it as a "
+                          "formula in p, m and i; it is checked against the simulator at "
+                          "values you have not seen, some with fewer microbatches than stages.",
+                 ("p", "m", "i")),
+            Form("difference", "When stage 0 and stage i hold the same layers (leave the "
+                               "embedding and the head out), how many more microbatches' "
+                               "activations does stage 0 hold at its peak under 1F1B than "
+                               "stage i? Write it as a formula in p, m and i; it is checked "
+                               "against the simulator at values you have not seen, some with "
+                               "fewer microbatches than stages.", ("p", "m", "i")))),
     ),
 ))

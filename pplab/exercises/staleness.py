@@ -1,14 +1,15 @@
 """Exercise ``staleness`` (lesson 7): how stale each stage's gradient is, and what stashing costs.
 
 Four parts, with the learner's own p, m and stages: (a) how many updates old the gradient is
-that stage i applies under PipeDream once the pipe is full; (b) how many weight versions
-stage j holds at most under PipeDream; (c) how many more versions a pipeline of p stages
-holds at its peaks under PipeDream than under PipeDream-2BW, as a formula in p checked at
-fresh p; (d) which stages apply a gradient with no delay under PipeDream or under 2BW. Every
-judge builds the schedule at the learner's numbers and walks its version bookkeeping
-(``pplab.schedules.pipedream``: the versions each F and B run with, the updates between
-them) when the answer comes in. Feedback names the usual mistakes: stages counted from 1,
-the live weights left out, one family's rule used for the other.
+that stage i applies under PipeDream once the pipe is full; (b) how many MiB of weight
+versions stage j holds at most under PipeDream; (c) a formula in p checked at fresh p, drawn
+per learner: how many more versions a pipeline holds at its peaks under PipeDream than under
+PipeDream-2BW, or the delays of all its stages added up; (d) which stages apply a gradient
+with no delay under PipeDream or under 2BW. Every judge builds the schedule at the learner's
+numbers and walks its version bookkeeping (``pplab.schedules.pipedream``: the versions each F
+and B run with, the updates between them) when the answer comes in. Feedback names the usual
+mistakes: stages counted from 1, the live weights left out, one family's rule used for the
+other.
 
     pplab exercise show staleness --learner ada
 """
@@ -16,18 +17,11 @@ the live weights left out, one family's rule used for the other.
 from __future__ import annotations
 
 import random
+from fractions import Fraction
 
-from pplab.exercises.core import (
-    ChoicePart,
-    Exercise,
-    FormulaPart,
-    NumberPart,
-    Variant,
-    register,
-    right,
-    wrong,
-)
+from pplab.exercises.core import Exercise, Variant, register, right, wrong
 from pplab.exercises.judging import judge_formula
+from pplab.exercises.parts import ChoicePart, Form, FormulaPart, NumberPart
 from pplab.schedules import build
 from pplab.schedules.pipedream import steady_delay, versions_held
 
@@ -40,10 +34,12 @@ _NO_DELAY = {"first": "only stage 0, the first", "last": "only the last stage",
 def _draw(rng: random.Random) -> dict:
     p = rng.randint(4, 12)
     i = rng.randint(0, p - 2)
-    j = rng.choice([s for s in range(p) if s != i])
+    # not the last stage: it holds one version, the size the question gives
+    j = rng.choice([s for s in range(p - 1) if s != i])
     family = rng.choice(tuple(LABELS))
-    return dict(p=p, m=rng.randint(p, 2 * p), i=i, j=j,
-                p_d=rng.randint(3, 8), family=family, label=LABELS[family])
+    return dict(p=p, m=rng.randint(p, 2 * p), i=i, j=j, w_mib=rng.choice((64, 96, 128, 192, 256)),
+                p_d=rng.randint(3, 8), family=family, label=LABELS[family],
+                form_c=rng.choice(("more", "delays")))
 
 
 def _schedule(name: str, p: int, m: int | None = None):
@@ -77,13 +73,17 @@ def judge_delay(v: Variant, answer) -> object:
 
 
 def judge_versions(v: Variant, answer) -> object:
-    p, j, held = v["p"], v["j"], int(answer)
+    p, j, size = v["p"], v["j"], v["w_mib"]
     truth = versions_held(_schedule("pipedream", p, v["m"]))[j]
+    if Fraction(answer) % size:
+        return wrong(f"each version is a whole copy of the stage's {size} MiB of weights: the "
+                     f"answer is a multiple of {size}")
+    held = int(Fraction(answer) / size)
     if held == truth:
         versions = "version" if truth == 1 else "versions"
-        return right(f"right: stage {j} holds at most {truth} weight {versions} under "
-                     f"PipeDream (its live weights and the stashed ones, walked through the "
-                     f"order)")
+        return right(f"right: stage {j} holds at most {truth} weight {versions} of {size} MiB "
+                     f"under PipeDream (its live weights and the stashed ones, walked through "
+                     f"the order)")
     if held == truth - 1:
         return wrong("count the live weights too: the newest version is held as well as "
                      "the stashed ones (or: stages count from 0)")
@@ -106,8 +106,26 @@ def _fresh_points(v: Variant) -> list[dict]:
     return [{"p": p} for p in sorted(rng.sample(range(2, 17), _FRESH_POINTS))]
 
 
+def _total_delay(p: int) -> int:
+    schedule = _schedule("pipedream", p)
+    return sum(steady_delay(schedule, stage) for stage in range(p))
+
+
 def judge_total(v: Variant, function) -> object:
     pipedream = lambda p: p * (p + 1) / 2  # noqa: E731  the mistakes' building blocks
+    if v["form_c"] == "delays":
+        return judge_formula(
+            function, ("p",), _fresh_points(v), truth=lambda point: _total_delay(int(point["p"])),
+            misconceptions=[
+                (lambda p: pipedream(p), "stages count from 0 and the last applies fresh "
+                                         "gradients: each delay is one less than that"),
+                (lambda p: p - 1, "that is 2BW's rule, a delay of one on every stage; "
+                                  "PipeDream's delay depends on the stage"),
+                (lambda p: p * (p - 1), "that counts every stage as stage 0; later stages "
+                                        "wait fewer updates"),
+                (lambda p: 0, "without a flush some stage always updates while microbatches "
+                              "run on its older weights"),
+            ], source="the delays walked along PipeDream's order", verb="give")
     return judge_formula(
         function, ("p",), _fresh_points(v),
         truth=lambda point: _total("pipedream", int(point["p"]))
@@ -160,14 +178,21 @@ EXERCISE = register(Exercise(
         NumberPart("a", "Under PipeDream with p = {p} stages and m = {m} microbatches per "
                         "step, how many updates old is the gradient that stage {i} applies "
                         "in each of its updates?", judge_delay, whole=True, low=0, high=10**4),
-        NumberPart("b", "Under the same PipeDream pipeline, how many weight versions does "
-                        "stage {j} hold at most at once, its live weights included?",
-                   judge_versions, whole=True, low=0, high=10**4),
-        FormulaPart("c", "A pipeline of p stages runs p microbatches per step. Summed over its "
+        NumberPart("b", "Under the same PipeDream pipeline, one version of stage {j}'s weights "
+                        "takes {w_mib} MiB. How many MiB of weights does stage {j} hold at "
+                        "most at once, its live weights and the stashed versions together?",
+                   judge_versions, whole=True, unit="MiB", low=0, high=10**7),
+        FormulaPart("c", "", judge_total, variables=("p",), forms=(
+            Form("more", "A pipeline of p stages runs p microbatches per step. Summed over its "
                          "stages, how many more weight versions does it hold at the peaks "
                          "under PipeDream than under PipeDream-2BW? Write it as a formula in "
                          "p (checked against the schedules' bookkeeping at values of p you "
-                         "have not seen).", judge_total, variables=("p",)),
+                         "have not seen).", ("p",)),
+            Form("delays", "A PipeDream pipeline of p stages runs p microbatches per step. "
+                           "Summed over its stages, how many updates old are the gradients "
+                           "applied once the pipe is full (each stage's delay, added up)? "
+                           "Write it as a formula in p (checked against the schedule's "
+                           "bookkeeping at values of p you have not seen).", ("p",)))),
         ChoicePart("d", "Under {label} with p = {p_d} stages, which stages apply gradients "
                         "with no delay (computed on the weights they update)?",
                    judge_no_delay, options=tuple(_NO_DELAY.items())),
