@@ -63,7 +63,7 @@ def find_run(name: str):
 
 def run(args: argparse.Namespace) -> int:
     from pplab.calibration import calibration_for, gap_breakdown, what_if
-    from pplab.calibration.breakdown import term_breakdown
+    from pplab.calibration.breakdown import median_step, term_breakdown
     from pplab.runs.summary import summarize
     from pplab.schedules import SCHEDULES, depth_from_flags
 
@@ -111,8 +111,12 @@ def run(args: argparse.Namespace) -> int:
         if note:
             print(f"  note: {note}")
     if prediction.replay:
-        table = gap_breakdown(recorded, calibration, prediction)
-        print("  where the time goes, per rank (ms): measured, predicted, gap")
+        # One real step is cut into parts, not the median above: with an even number of
+        # steps no step lasts exactly the median, so its measured time is said apart.
+        step = median_step(recorded, calibration)
+        table = gap_breakdown(recorded, calibration, prediction, step=step)
+        print(f"  where the time goes in step {step}, the measured step at the median (its own "
+              f"measured time in the last row), per rank (ms): measured, predicted, gap")
         for row in table.itertuples(index=False):
             print(f"    {row[0]:<24} {1e3 * row[1]:9.2f} {1e3 * row[2]:9.2f} {1e3 * row[3]:+9.2f}")
     terms = term_breakdown(calibration, prediction, recorded)

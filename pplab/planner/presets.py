@@ -32,7 +32,8 @@ PRESET_MODELS: dict[str, ModelSpec] = {
     model.name: model for model in (
         _megatron("gpt3-175b", 96, 12_288, 96,
                   "GPT-3, Brown et al. 2020 (arXiv:2005.14165), Table 2.1: 96 layers, "
-                  "d_model 12288, 96 heads, context 2048; vocabulary padded to 51,200 as in "
+                  "d_model 12288, 96 heads; Sec. 2.1: context 2048; vocabulary padded to "
+                  "51,200 as in "
                   f"{NARAYANAN}, Sec. 5.1, whose eq. (2) gives 174.6B parameters"),
         _megatron("korthikanti-22b", 48, 6144, 64, f"{KORTHIKANTI}, Table 3"),
         _megatron("megatron-1.7b", 24, 2304, 24, _TABLE1),

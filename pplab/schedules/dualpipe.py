@@ -44,9 +44,9 @@ from pplab.schedules.zero_bubble_v import v_shape, v_stages
 
 @register(
     "dualpipe-v",
-    paper="DeepSeek-V3 Technical Report, DeepSeek-AI, 2024, arXiv:2412.19437, Sec. 3.2.1 "
-          "(DualPipe); DualPipeV from github.com/deepseek-ai/DualPipe, as PyTorch's "
-          "ScheduleDualPipeV orders it",
+    paper="DualPipeV: the \"cut-in-half\" V of github.com/deepseek-ai/DualPipe (after Sea AI "
+          "Lab's cut-in-half), as PyTorch's ScheduleDualPipeV orders it; DualPipe from the "
+          "DeepSeek-V3 Technical Report, DeepSeek-AI, 2024, arXiv:2412.19437, Sec. 3.2.1",
     min_chunks=2, max_chunks=2, actions_per_microbatch=3,
 )
 def dualpipe_v(pp_size: int, num_microbatches: int, num_chunks: int = 2) -> Schedule:
