@@ -18,13 +18,7 @@ from functools import lru_cache
 
 from pplab.exercises.core import Exercise, Variant, register, right, wrong
 from pplab.exercises.judging import judge_formula
-
-try:  # the question parts, and a formula asked in one of several forms, have their own module
-    from pplab.exercises.parts import ChoicePart, Form, FormulaPart, NumberPart
-except ImportError:  # the framework before its parts moved there: one form, saving
-    from pplab.exercises.core import ChoicePart, FormulaPart, NumberPart
-
-    Form = None
+from pplab.exercises.parts import ChoicePart, Form, FormulaPart, NumberPart
 from pplab.schedules import build
 from pplab.schedules.steps import repeat_steps, validation_points
 from pplab.sim.cost_model import CostModel
@@ -41,7 +35,7 @@ def _draw(rng: random.Random) -> dict:
     # not the last two ranks: their counts (1 and 3) are too easily guessed
     return dict(p=p, m=rng.randint(2 * p - 1, 4 * p), r=rng.randint(0, p - 3),
                 steps=rng.randint(10, 99),
-                form_c=rng.choice(("saving", "ratio")) if Form is not None else "saving")
+                form_c=rng.choice(("saving", "ratio")))
 
 
 @lru_cache(maxsize=512)
@@ -155,9 +149,7 @@ _RATIO = ("Write ZB-H2's step time with a barrier over its step time with post-v
 
 
 def _formula_part():
-    """Part (c): one of two forms per learner, or the saving alone where forms are unknown."""
-    if Form is None:
-        return FormulaPart("c", _SAVING, judge_formula_c, variables=("p", "t_f", "t_i", "t_w"))
+    """Part (c): one of two forms per learner, so a shared answer is no use to another."""
     return FormulaPart("c", "", judge_formula_c, variables=("p", "m", "t_f", "t_i", "t_w"),
                        forms=(Form("saving", _SAVING, ("p", "t_f", "t_i", "t_w")),
                               Form("ratio", _RATIO, ("p", "m", "t_f", "t_i", "t_w"))))
