@@ -11,6 +11,7 @@ where it ranks among every layout of the same GPUs. ``pplab plan`` prints the sa
 import pandas as pd
 import streamlit as st
 from shared_work import pooled, shared_cache
+from warm_up import PLANNER_DEFAULTS
 
 from pplab import charts
 from pplab.classroom import page_work
@@ -77,12 +78,15 @@ st.caption("Pipeline, tensor and data parallelism at real sizes. Every number he
 
 with st.sidebar:
     st.header("Model and cluster")
+    # the server ranks these defaults' layouts as it starts (warm_up.py)
+    first_model, first_nodes, first_batch = PLANNER_DEFAULTS
     model_name = st.selectbox("Model", list(PRESET_MODELS), key="pl_model",
-                              index=list(PRESET_MODELS).index("gpt3-175b"))
+                              index=list(PRESET_MODELS).index(first_model))
     cluster_name = st.selectbox("Node", list(PRESET_CLUSTERS), key="pl_cluster")
-    nodes = int(st.number_input("Nodes", 1, MAX_PLANNER_PAGE_NODES, 512, key="pl_nodes"))
+    nodes = int(st.number_input("Nodes", 1, MAX_PLANNER_PAGE_NODES, first_nodes,
+                                key="pl_nodes"))
     batch = int(st.number_input("Global batch (sequences per step)", 1, MAX_PAGE_GLOBAL_BATCH,
-                                1536, key="pl_batch"))
+                                first_batch, key="pl_batch"))
     model, cluster = _specs(model_name, cluster_name, nodes)
     st.caption(model.describe())
     st.caption(cluster.describe())
@@ -165,10 +169,16 @@ if result is None:
 table = pd.DataFrame(ranked_rows(result.ranked))
 if candidate is not None:
     table.insert(1, "yours", [row.layout == candidate.layout for row in result.ranked])
+# What ranks a layout first (its grid, step time, bubble, MFU, memory), then the memory by
+# part and the traffic per link: a laptop's page shows the first ones without scrolling.
+first = [name for name in ("#", "yours", "pp", "tp", "dp", "schedule", "step (s)",
+                           "bubble (%)", "MFU (%)", "memory (GiB)") if name in table.columns]
+table = table[first + [name for name in table.columns if name not in first]]
 st.dataframe(table, hide_index=True, key="pl_table", column_config={
     name: st.column_config.NumberColumn(format="%.1f") for name in table.columns
     if "(" in name and name != "step (s)"} | {
-    "step (s)": st.column_config.NumberColumn(format="%.2f")})
+    "step (s)": st.column_config.NumberColumn(format="%.2f")} | {
+    name: st.column_config.Column(pinned=True) for name in ("#", "yours") if name in first})
 where = ""
 if candidate is not None and candidate.fits:
     place = 1 + sum(other.step_s < candidate.step_s for other in result.ranked)
@@ -176,7 +186,9 @@ if candidate is not None and candidate.fits:
              if place <= len(result.ranked) else
              f" Yours ({candidate.step_s:.2f} s) is slower than all of them.")
 deeper = [pp for pp in pp_options if pp > MAX_PLANNER_PAGE_RANKED_PP]
-st.caption(f"{len(result.feasible)} layouts fit in {cluster.memory_gib:g} GiB; the "
+st.caption(f"{len(table.columns)} columns: scroll the table sideways for the memory by part "
+           f"and the traffic per link (# stays in view). "
+           f"{len(result.feasible)} layouts fit in {cluster.memory_gib:g} GiB; the "
            f"{len(result.ranked)} fastest are shown, each with the lightest recomputation that "
            f"fits. Memory is the fullest pipeline rank's; GB/step is what one GPU sends per "
            f"step on that link.{where}" + (

@@ -20,6 +20,7 @@ from lab_widgets import (
     schedule_widgets,
     simulate_cached,
 )
+from warm_up import PLAYGROUND_DEFAULTS  # what the server makes ready before the first visit
 
 from pplab import charts
 from pplab.formulas.pipeline import closed_form_for
@@ -35,7 +36,7 @@ st.caption("A schedule says who does what, in order; the simulator runs it over 
 with st.sidebar:
     st.header("Configuration")
     cost = cost_widgets("pg_", per_row=2)
-    config = schedule_widgets("pg_", cost, ("gpipe", 4, 8, 2), allow_upload=True,
+    config = schedule_widgets("pg_", cost, PLAYGROUND_DEFAULTS, allow_upload=True,
                               allow_search=True)
 
 if config.schedule == CUSTOM_CSV and not config.csv_text:
@@ -60,12 +61,13 @@ cols[0].metric("Bubble fraction (predicted)", fraction_text(float(metrics["bubbl
 cols[1].metric("Makespan (predicted)", f"{metrics['makespan']:.4g} {charts.COST_UNITS}")
 peaks = metrics["peak_activations"]
 per_rank = held_per_rank(config)
-cols[2].metric("Peak activations (predicted) per rank, in full-rank microbatches",
+cols[2].metric("Peak activations (predicted)",
                f"{max(per_rank.values(), default=0):.4g} microbatches",
-               help="The most activations one rank holds at once, in units of one microbatch's "
-                    "activations over the rank's whole share of the model: a rank with v "
-                    "chunks holds 1/v of its layers in each, so a chunk's microbatch counts "
-                    "1/v. The chart below counts microbatches per stage instead.")
+               help="Per rank, in full-rank microbatches: the most activations one rank holds "
+                    "at once, in units of one microbatch's activations over the rank's whole "
+                    "share of the model. A rank with v chunks holds 1/v of its layers in "
+                    "each, so a chunk's microbatch counts 1/v. The chart below counts "
+                    "microbatches per stage instead.")
 cols[3].metric("Ranks", f"{p}", help=f"{len(events):,} events in the timeline")
 steady = metrics.get("steady_state")
 if steady is not None:

@@ -7,6 +7,7 @@ import json
 
 import streamlit as st
 from lab_widgets import catalog, load_measured, refresh_catalog, show_problems
+from shared_work import shared_cache
 
 from pplab import charts, timeline
 from pplab.calibration.run_prediction import one_step
@@ -25,9 +26,24 @@ from pplab.calibration.run_views import (
     terms_table,
 )
 from pplab.runs import catalog as runs_catalog
+from pplab.runs import run_dirs
 from pplab.timeline.labels import ASYNC_STEP_BUBBLE, fraction_text, step_label
 
 OPEN_PATH = "runs_open_path"  # set by the Run page: the run to show first
+
+
+@shared_cache
+def replayed_once(path: str, stamp: float):
+    """``replayed`` of the run at ``path``, once for every session and rerun (a third of a
+    second each time: moving the step slider replayed the whole run again); ``stamp``, the
+    folder's time, reads a re-recorded run afresh."""
+    return replayed(run_dirs.load_run(path))
+
+
+def short_number(value: float) -> str:
+    """Three or four figures: 245, 24.5, 2.45."""
+    return f"{value:.0f}" if abs(value) >= 100 else f"{value:.1f}" if abs(value) >= 10 \
+        else f"{value:.2f}"
 
 st.title("Runs")
 st.caption("Measured runs recorded by `pplab train` or `pplab compare` (bundled in data/, yours "
@@ -76,7 +92,7 @@ if len(replicas(summary)) > 1:
 
 measured = one_step(run.events, step)
 try:
-    calibration, prediction = replayed(run)
+    calibration, prediction = replayed_once(str(run.path), run.path.stat().st_mtime)
     predicted = prediction.events
 except ValueError as error:
     st.error(f"Cannot predict this run: {error}")
@@ -138,8 +154,8 @@ if prediction is not None and prediction.error is not None:
                         f"faster.")
     cols[1].metric("Median measured step", f"{scale * calibration.measured.step_time:.2f} {unit}")
     bar = prediction.interval
-    cols[2].metric(f"{100 * bar.level:.0f} % interval (predicted)",
-                   f"{scale * bar.low:.2f} to {scale * bar.high:.2f} {unit}",
+    cols[2].metric(f"{100 * bar.level:.0f} % interval (predicted)",  # fits a third of a laptop
+                   f"{short_number(scale * bar.low)} to {short_number(scale * bar.high)} {unit}",
                    help="Where the measured steps should fall: the spread of steps drawn with "
                         "the run's own variation of actions and of whole steps, widened by "
                         "the model's known error (pplab.calibration.interval).")

@@ -119,7 +119,9 @@ def streamlit_command(entry: Path, host: str, port: int, classroom_mode: bool = 
     for name in hosts if hosts is not None else allowed_hosts(host, []):
         hardened += ["--server.allowedHosts", name]
     return [
-        sys.executable, "-m", "streamlit", "run", str(entry),
+        # Streamlit's own command line, with the Playground's first view made while the
+        # server starts (pplab.cli.lab_server)
+        sys.executable, "-m", "pplab.cli.lab_server", "run", str(entry),
         "--server.address", host, "--server.port", str(port),
         "--server.headless", "true", "--browser.gatherUsageStats", "false",
         "--server.fileWatcherType", "none", "--client.toolbarMode", "minimal",
