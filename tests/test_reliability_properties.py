@@ -13,8 +13,11 @@ example on a busy machine fails nothing.
 
 from __future__ import annotations
 
+import resource
 import subprocess
 import sys
+from contextlib import contextmanager
+from pathlib import Path
 
 import pytest
 from command_helpers import run_pplab
@@ -49,9 +52,32 @@ FAMILIES = st.sampled_from(sorted(SCHEDULES))
 NAMES = st.one_of(FAMILIES, FAMILIES, FAMILIES, JUNK)
 
 
+# A command line that slips past pplab's limits must fail here as a MemoryError (an internal
+# error: the test fails, naming it), not take the shared machine's memory with it.
+MEMORY_HEADROOM = 2 * 2**30
+
+
+@contextmanager
+def memory_capped(headroom: int = MEMORY_HEADROOM):
+    """This process's address space capped at what it holds now plus ``headroom``."""
+    try:
+        soft, hard = resource.getrlimit(resource.RLIMIT_AS)
+        held = int(Path("/proc/self/statm").read_text().split()[0]) * resource.getpagesize()
+    except (OSError, ValueError, AttributeError):  # no /proc: no cap
+        yield
+        return
+    cap = held + headroom if hard == resource.RLIM_INFINITY else min(held + headroom, hard)
+    resource.setrlimit(resource.RLIMIT_AS, (cap, hard))
+    try:
+        yield
+    finally:
+        resource.setrlimit(resource.RLIMIT_AS, (soft, hard))
+
+
 @pytest.fixture
 def guarded(monkeypatch, tmp_path):
-    """No rank may start; the runs folder is private; the machine is a fixed small one."""
+    """No rank may start; the runs folder is private; the machine is a fixed small one; the
+    memory is capped."""
     def refuse(*args, **kwargs):
         raise AssertionError("a rank was started")
 
@@ -60,7 +86,8 @@ def guarded(monkeypatch, tmp_path):
     monkeypatch.setattr(machine, "rank_slots", lambda device: 2)
     monkeypatch.setattr(machine, "memory_bytes", lambda: 16 * 2**30)
     monkeypatch.setenv("PPLAB_RUNS_DIR", str(tmp_path / "runs"))
-    return tmp_path
+    with memory_capped():
+        yield tmp_path
 
 
 def assert_clean(code, out, err, argv, codes=(0, 1, 2)) -> None:
