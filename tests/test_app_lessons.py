@@ -117,7 +117,14 @@ def test_the_coding_lab_shows_how_to_start(lessons_page):
 LESSON_NAMES = [lesson.name for lesson in find_lessons()]
 
 
-@pytest.mark.parametrize("name", LESSON_NAMES)
+def _in_the_fast_lane_unless_tested_apart(name: str):
+    """A lesson with a test file of its own (tests/test_lesson_NN_*.py) has its widget drawn
+    there in the fast lane; here it runs in the whole suite only."""
+    own = list(Path(__file__).parent.glob(f"test_lesson_{name[:2]}_*.py"))
+    return pytest.param(name, marks=pytest.mark.slow if own else ())
+
+
+@pytest.mark.parametrize("name", [_in_the_fast_lane_unless_tested_apart(n) for n in LESSON_NAMES])
 def test_every_lesson_shows_objectives_its_widget_and_takes_the_right_answer(lessons_page,
                                                                             name):
     """The guided path: objectives at the top, the lesson's own widget embedded, and its
