@@ -5,7 +5,8 @@ exercise is drawn for a learner (a seed from the learner's name and the exercise
 in several parts (a number, a choice, a schedule, a formula checked at fresh values), and
 judges an answer by running the simulator at check time: no answer is stored in the package
 or in a lesson folder. The coding lab ``schedule-lab`` grades a file of schedule builders run
-in a separate process; ``report`` grades a folder of learners' submissions.
+in the guard's child process, which cannot reach pplab (``guard``); ``report`` grades a
+folder of learners' submissions, their tries included.
 
     pplab exercise list
     pplab exercise show bubble --learner ada

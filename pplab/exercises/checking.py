@@ -2,10 +2,14 @@
 
 ``check`` is what the command line and the app call: it refuses an answer it cannot read
 (``BadAnswer``, exit 2) before judging anything, then judges each part given and records the
-try in the learner's ``AttemptBook`` so numeric hints run out. ``grade`` is the notebook's
-grader: it never raises for the learner's mistakes (an unanswered part, a function still
-raising ``NotImplementedError``, a typo) but says each in one line, so a notebook runs top to
-bottom with the skeleton and with a solution alike.
+try in the learner's ``AttemptBook`` (there is no uncounted way through it) so numeric hints
+run out and the tries are handed in; past a course's cap (``PPLAB_MAX_TRIES``) a new answer
+is not judged. ``grade`` is the notebook's grader, counted the same way: it never raises for
+the learner's mistakes (an unanswered part, a function still raising ``NotImplementedError``,
+a typo) but says each in one line, so a notebook runs top to bottom with the skeleton and
+with a solution alike. A notebook holds pplab and could call a part's judge itself: the
+count a grade can trust is one kept where the learner cannot write, an attempts file on a
+machine the instructor runs (``pplab exercise report --attempts``).
 
     pplab exercise check bubble --learner ada a=27 b=fewer-stages "c=p/b"
 """

@@ -7,10 +7,11 @@ does not work, understanding does. No answer is stored anywhere: each part has a
 runs the simulator on the learner's numbers when an answer comes in, and says why a wrong
 answer is wrong without giving the right one away.
 
-A part is one of four kinds: a number, a choice among named options, a schedule written in
-pplab's action language (``2F0 2B0``), or a short formula that is evaluated on fresh values
-(so it cannot be fitted to one figure read off the simulator). In a notebook a schedule or a
-formula may also be given as a Python function.
+A part is one of four kinds (``pplab.exercises.parts``): a number, a choice among named
+options, a schedule written in pplab's action language (``2F0 2B0``), or a short formula that
+is evaluated on fresh values (so it cannot be fitted to one figure read off the simulator),
+asked in one of several forms drawn per learner. In a notebook a schedule or a formula may
+also be given as a Python function.
 
     pplab exercise show bubble --learner ada
 """

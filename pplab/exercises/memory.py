@@ -88,7 +88,10 @@ def judge_fewest_m(v: Variant, answer: Fraction) -> object:
             return wrong(message)
     if m == math.floor(factor * held):
         return wrong("round up, not down: the ratio must reach the factor")
-    hint = f"at m = {m} the simulator gives {_ratio(p, m, stage)} times"
+    # the two peaks, not their ratio: a whole ratio could read like the m asked for
+    gpipe, one = (simulated(name, p, m)["peak_activations"][stage] for name in ("gpipe", "1f1b"))
+    hint = (f"at m = {m} stage {stage} holds {gpipe} microbatches under GPipe and {one} under "
+            f"1F1B (simulated)")
     if m > truth:
         return wrong("at that m the ratio is reached, but fewer microbatches reach it too",
                      hint=hint)
