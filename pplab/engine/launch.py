@@ -107,11 +107,18 @@ def train_spawned_rank(rank: int, world_size: int, report: Report,
                       on_step=lambda step: report("step", step=step))
 
 
-def _progress_relay(request: TrainingRequest, on_progress: OnProgress | None):
+def _progress_relay(request: TrainingRequest, on_progress: OnProgress | None,
+                    replicas: int | None = None):
     """Turn the ranks' reports into the run's progress: how many ranks have started (Python
-    and torch loaded), how many are ready (set up, beginning their first step), the steps."""
+    and torch loaded), how many are ready (set up, beginning their first step), the steps.
+
+    A step's loss is told once each of the ``replicas`` (every data-parallel replica's last
+    stage, by default) has reported it, as their mean in rank order: the number the run's
+    summary and meta.json give for that step, not one replica's share of the batch."""
     counted: dict[str, set[int]] = {"started": set(), "ready": set()}
     world = request.topology.world_size
+    replicas = request.topology.dp_size if replicas is None else replicas
+    losses: dict[int, dict[int, float]] = {}  # step -> rank -> loss, until every replica's
 
     def count(phase: str, rank: int) -> None:
         if rank not in counted[phase]:
@@ -126,8 +133,13 @@ def _progress_relay(request: TrainingRequest, on_progress: OnProgress | None):
         elif event == "step":
             count("ready", rank)
         elif event == "loss":
-            on_progress({"event": "step", "step": fields["step"] + 1, "steps": request.num_steps,
-                         "loss": fields["loss"]})
+            told = losses.setdefault(fields["step"], {})
+            told[rank] = fields["loss"]
+            if len(told) == replicas:
+                values = [told[r] for r in sorted(told)]
+                on_progress({"event": "step", "step": fields["step"] + 1,
+                             "steps": request.num_steps, "loss": sum(values) / len(values)})
+                del losses[fields["step"]]
 
     return on_report
 
@@ -169,11 +181,13 @@ def _run_in_place(request: TrainingRequest, run_dir: Path | None,
         dist.init_process_group(backend, timeout=timedelta(seconds=request.config.timeout))
     except Exception as error:
         raise RankFailed(f"rank {rank} failed: {describe_error(error)}") from None
-    relay = _progress_relay(request, on_progress)
+    # under torchrun each process tells only its own progress: the first replica's loss
+    relay = _progress_relay(request, on_progress, replicas=1)
+    first_replica = request.topology.coords(rank).dp == 0
     try:
         result = train_rank(request, rank,
-                            on_loss=lambda step, loss: relay(rank, "loss",
-                                                             {"step": step, "loss": loss}))
+                            on_loss=lambda step, loss: first_replica and relay(
+                                rank, "loss", {"step": step, "loss": loss}))
         gathered = [None] * world if rank == 0 else None
         dist.gather_object(result, gathered, dst=0)
     except Exception as error:  # one line per rank, as a spawned run reports it

@@ -52,7 +52,8 @@ def setup_rank(request: TrainingRequest, rank: int,
     """Build global ``rank``'s stages, optimizer, messages and recorder; align the clock.
 
     The callbacks are the executor's hooks (see ``ExecutorHooks``); ``on_loss`` is kept only
-    on the one process per step that should report the loss of its replica.
+    on the one process of each data-parallel replica that reports its loss (its last stage's
+    first tensor-parallel rank): the parent tells their mean, the step's loss.
     """
     torch.set_num_threads(1)
     config, schedule = request.config, request.schedule
@@ -99,8 +100,9 @@ def setup_rank(request: TrainingRequest, rank: int,
                       through_host=device.type == "cuda" and backend == "gloo")
     fault = request.fault
     reports_loss = me.pp == schedule.stage_to_rank[-1] and me.tp == 0
-    hooks = ExecutorHooks(after_flush, before_optim,
-                          on_loss if reports_loss and me.dp == 0 else None, on_step)
+    # every replica's last stage tells its loss: the step's loss is their mean
+    hooks = ExecutorHooks(after_flush, before_optim, on_loss if reports_loss else None,
+                          on_step)
     sync = None
     if config.global_state:
         from pplab.engine.optimizer_sync import make_optimizer_sync
