@@ -238,7 +238,7 @@ def test_the_playground_reports_interleaved_memory_per_rank_and_zb_h1s_paper_for
     assert metric(app, "Peak activations (predicted)") == "5.5 microbatches"
     assert any("not the 8 of its fullest chunk" in c.value for c in app.caption)
     app.selectbox(key="pg_schedule").set_value("zb-h1").run()
-    text = " ".join(m.value for m in app.markdown)
+    text = " ".join([m.value for m in app.markdown] + [c.value for c in app.caption])
     assert "Sec. 2.3, Table 2" in text and "pplab's own extension" in text
     app.number_input(key="pg_w").set_value(2.0).run()
     assert any("0 cost units of idle time per rank instead of 3" in c.value
