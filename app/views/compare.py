@@ -9,15 +9,13 @@ import pandas as pd
 import streamlit as st
 from lab_widgets import (
     SEARCHED,
-    catalog,
     cost_widgets,
-    load_measured,
     schedule_for,
     schedule_widgets,
-    show_problems,
     simulate_cached,
 )
 from lesson_widgets.reading import quoted
+from run_widgets import catalog, load_measured, show_problems
 from shared_work import shared_cache
 
 from pplab import charts

@@ -12,7 +12,7 @@ session's page follows the same run as it happens.
 
 import streamlit as st
 from classroom_gate import instructor_only, session_key
-from lab_widgets import refresh_catalog
+from run_widgets import refresh_catalog
 
 from pplab import charts
 from pplab.classroom.live_run import LIVE

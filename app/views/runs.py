@@ -6,7 +6,7 @@
 import json
 
 import streamlit as st
-from lab_widgets import catalog, load_measured, refresh_catalog, show_problems
+from run_widgets import catalog, load_measured, refresh_catalog, show_problems
 from shared_work import shared_cache
 
 from pplab import charts, timeline
