@@ -233,9 +233,10 @@ def schedule_widgets(key: str, cost: CostModel, defaults: tuple[str, int, int, i
     names = (list(SCHEDULES) + ([SEARCHED] if allow_search else [])
              + ([CUSTOM_CSV] if allow_upload else []))
     name, pp_size, microbatches, chunks, *several = defaults  # several: (steps, sync)
-    name = st.selectbox("Schedule", names, index=names.index(name), key=f"{key}schedule",
-                        format_func=lambda n: n if n not in SCHEDULES
-                        else f"{n}: {SCHEDULES[n].summary}")
+    # the family's description goes under the box, where it wraps (the box cut it mid-word)
+    name = st.selectbox("Schedule", names, index=names.index(name), key=f"{key}schedule")
+    if name in SCHEDULES:
+        st.caption(SCHEDULES[name].summary)
     if name == CUSTOM_CSV:
         return _custom_csv_widgets(key, cost)
     pp_size = st.slider("Pipeline depth p (ranks)", 1, 16, pp_size, key=f"{key}p")

@@ -118,8 +118,22 @@ LESSON_NAMES = [lesson.name for lesson in find_lessons()]
 
 
 def path_of(app: AppTest) -> list[str]:
-    """The sidebar's path, one step per lesson, as its buttons read (the open one in bold)."""
-    return [b.label.strip("*") for b in app.sidebar.button if b.key.startswith("lesson_path_")]
+    """The sidebar's path, one step per lesson, as it reads."""
+    return list(app.sidebar.radio(key="lesson_path").options)
+
+
+def test_each_step_of_the_path_opens_its_lesson(lessons_page):
+    app = lessons_page
+    path = app.sidebar.radio(key="lesson_path")
+    assert len(path.options) == len(LESSON_NAMES) and path.value.name == LESSON_NAMES[0]
+    path.set_value(next(lesson.folder for lesson in find_lessons()
+                        if lesson.name == LESSON_NAMES[2])).run()
+    assert app.selectbox(key="lesson_pick").value.name == LESSON_NAMES[2]
+    app.button(key="lesson_next").click().run()  # the path follows the lesson picked elsewhere
+    assert app.sidebar.radio(key="lesson_path").value.name == LESSON_NAMES[3]
+    assert any(t.startswith("0 of ") and "parts answered right" in t
+               for t in [str(p.proto.text) for p in app.sidebar.get("progress")]), \
+        "the count says of how many, in a sentence"
 
 
 def _in_the_fast_lane_unless_tested_apart(name: str):

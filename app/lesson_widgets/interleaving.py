@@ -57,12 +57,15 @@ def show(config: dict[str, str]) -> dict[str, str]:
     ideal = m * (COST["forward"] + COST["backward"])
 
     st.plotly_chart(charts.gantt_stack(
-        list(events.items()), title=f"1F1B and interleaved 1F1B, p={p} m={m} v={v} (predicted; "
-        f"each chunk of a rank wears its own pattern, named in the legend)"), key="l06_gantt")
+        list(events.items()), title=f"1F1B and interleaved 1F1B, p={p} m={m} v={v} "
+                                    f"(predicted)"), key="l06_gantt")
+    st.caption("Each chunk of a rank wears its own pattern, named in the legend: chunk 0 plain, "
+               "chunk 1 dotted on a paler shade.")
 
     free = latency == 0
     share, over_ideal = float(mine["bubble_fraction"]), (mine["makespan"] - ideal) / ideal
-    row = st.columns(4)
+    # two by two: four labels in a row were cut mid-word on a laptop
+    row = [*st.columns(2), *st.columns(2)]
     row[0].metric("Bubble, idle / (ranks x makespan) (predicted)", f"{share:.2%}",
                   help="The lab's normalisation: the share of the step's rank-time not "
                        "computing.")
@@ -71,9 +74,11 @@ def show(config: dict[str, str]) -> dict[str, str]:
                        "arXiv:2104.04473, Sec. 2.2.2).")
     peaks = {name: peak_activations_per_rank(table) for name, table in events.items()}
     first, plain = peaks[f"interleaved v={v}"][0], peaks["1F1B"][0]
-    row[2].metric("Rank 0's peak activations, in full-rank microbatches (predicted)",
+    row[2].metric("Rank 0's peak activations (predicted)",
                   f"{first:.4g}", delta=f"x{first / plain:.4g} of 1F1B's {plain:g}",
-                  delta_color="off")
+                  delta_color="off",
+                  help="In full-rank microbatches: one microbatch's activations over the "
+                       "rank's whole share of the model, so a chunk's microbatch counts 1/v.")
     messages = {name: point_to_point_messages(s) for name, s in schedules.items()}
     ratio = messages[f"interleaved v={v}"] / messages["1F1B"]
     row[3].metric("Messages per step (from the schedule)", f"{messages[f'interleaved v={v}']}",
@@ -94,8 +99,8 @@ def show(config: dict[str, str]) -> dict[str, str]:
         figure.add_bar(name=name, x=[f"rank {r}" for r in sorted(per_rank)],
                        y=[per_rank[r] for r in sorted(per_rank)])
     figure.update_layout(barmode="group", yaxis_title="full-rank microbatches held",
-                         title="Activations each rank holds at its worst moment (predicted; "
-                               "unit: one microbatch's activations over a rank's whole share, "
-                               "a chunk's counting 1/v)")
+                         title="Activations each rank holds at its worst moment (predicted)")
     st.plotly_chart(figure, key="l06_peaks")
+    st.caption("Unit: one microbatch's activations over a rank's whole share of the model; a "
+               "chunk holds 1/v of the rank's layers, so its microbatch counts 1/v.")
     return {"p": str(p), "m": str(m), "v": str(v), "latency": f"{latency:g}"}

@@ -149,12 +149,15 @@ def show(config: dict[str, str]) -> dict[str, str]:
         series["best"] = [t * MS for t in best.stage_times]
         peaks["best"] = [b / MIB for b in act.peaks(best.split, microbatches, schedule)]
     cols = st.columns(2)
-    cols[0].plotly_chart(_bars("Compute per stage, F + B of one microbatch (ms, calibrated)",
-                               "ms", series), key="l05_compute")
-    cols[1].plotly_chart(_bars(f"Activation memory per stage at its peak, {schedule} "
-                               f"(MiB, predicted)", "MiB", peaks), key="l05_memory")
+    # half a page each: short titles, the rest of what they show in the caption under them
+    cols[0].plotly_chart(_bars("Compute per stage (calibrated)", "ms", series),
+                         key="l05_compute")
+    cols[1].plotly_chart(_bars("Peak activations per stage (predicted)", "MiB", peaks),
+                         key="l05_memory")
     model, rows = dict(memory.shape[0]), memory.shape[1]
-    st.caption("Memory: microbatches a stage holds at its peak (the schedule's closed form) x "
+    st.caption(f"Compute: F + B of one microbatch on each stage, in ms. Memory: the "
+               f"activations a stage holds at its peak under {schedule}, in MiB: the "
+               "microbatches it holds then (the schedule's closed form) x "
                f"one microbatch's saved activations there, fitted per layer from {LESSON_RUN}'s "
                f"measured peaks (its microbatch: {rows} sequences of {model.get('seq_len')} "
                f"tokens, d_model {model.get('d_model')}).")

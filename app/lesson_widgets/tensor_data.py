@@ -62,6 +62,9 @@ def _chart(costs: list[pf.WireCost]) -> go.Figure:
     return figure
 
 
+NARROW = "On a laptop's page the table scrolls sideways: its last columns are to the right."
+
+
 def _measured(rows: list[dict]) -> pd.DataFrame:
     by_name = {row["configuration"]: row for row in rows}
     table = []
@@ -110,6 +113,7 @@ def show(config: dict[str, str]) -> dict[str, str]:
         "transfers": c.transfers, "ms on the wire": round(c.seconds * 1e3, 4),
         "ms on the critical path": round(c.critical_seconds * 1e3, 4), "where": c.where}
         for c in costs]), hide_index=True, key="l08_table")
+    st.caption(NARROW)
     st.plotly_chart(_chart(costs), key="l08_chart")
     st.caption(f"Predicted by pplab.formulas.parallel for the busiest rank of {shape['degree']} "
                f"ranks, one link of {bandwidth:g} GB/s and {latency:g} us between every pair: "
@@ -133,6 +137,7 @@ def _bundled_beside(costs: list[pf.WireCost] | None) -> None:
                 "2-core machine, gloo; bytes are exact, times noisy)")
     table = _measured(rows)
     st.dataframe(table, hide_index=True, key="l08_measured")
+    st.caption(NARROW)
     tp = next((row for row in rows if row["configuration"] == ROWS["tensor"]), None)
     if tp and tp.get("tp_allreduce_s_per_step", 0) > 0:
         # A ring over 4 ranks sends 2 x 3/4 of each rank's payload: what the link carried.

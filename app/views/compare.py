@@ -255,8 +255,9 @@ else:
                "makespan. A tensor-parallel rank waits in its all-reduces inside F and B; that "
                "time counts as tp all-reduce, not compute, so the four shares (with the "
                "optimizer) add to 100%. A recorded run's row is its last step, as drawn.")
-if len(rows[0]) > 8:
-    st.caption(f"The table has {len(rows[0])} columns: scroll it sideways for all of them.")
+# a column is about as wide as its name (and a cell's few digits): past a laptop's page, say so
+if sum(30 + 7 * max(len(str(name)), 8) for name in rows[0]) > 800:
+    st.caption(f"On a laptop's page the table's {len(rows[0])} columns scroll sideways.")
 if recorded:
     st.caption("Calibrated step and 80 % interval (predicted): each configuration on the costs "
                "the first recorded run measured, its own schedule a replay (`pplab predict` "

@@ -31,6 +31,7 @@ from pplab.exercises.schedule_lab import SKELETON, CodingLab, check_file
 from pplab.runs.resources import lessons_dir
 
 PROGRESS = "lesson_progress"  # session state: lesson name -> the part keys answered right
+PATH = "lesson_path"  # the sidebar's path, one step per lesson
 
 st.title("Lessons")
 lessons = find_lessons()
@@ -79,14 +80,13 @@ def finish() -> None:
     """Draw the path with this run's progress (answers are judged below it), then stop."""
     with path_box:
         st.header("Your path")
-        shown = st.session_state.get("lesson_pick", folders[0])
-        for position, entry in enumerate(lessons, start=1):
-            title = f"{mark(entry)} {position}. {entry.title.split(': ', 1)[-1]}"
-            # each step of the path opens its lesson, in this session (a link would start
-            # a new one, without the progress kept here)
-            st.button(f"**{title}**" if entry.folder == shown else title, type="tertiary",
-                      key=f"lesson_path_{entry.name}", on_click=open_lesson,
-                      args=(entry.folder,), disabled=entry.folder == shown)
+        # each step of the path opens its lesson, in this session (a link would start a new
+        # one, without the progress kept here); it follows the lesson picked elsewhere
+        st.session_state[PATH] = st.session_state.get("lesson_pick", folders[0])
+        st.radio("Your path", folders, key=PATH, label_visibility="collapsed",
+                 on_change=open_lesson, format_func=lambda folder: (
+                     f"{mark(by_name[folder.name])} {folders.index(folder) + 1}. "
+                     f"{by_name[folder.name].title.split(': ', 1)[-1]}"))
         answered = sum(len(progress.get(entry.name, ())) for entry in lessons)
         total = sum(len(parts_of(entry)) for entry in lessons)
         st.progress(answered / total, text=f"{answered} of {total} exercise parts answered "
@@ -94,8 +94,8 @@ def finish() -> None:
     st.stop()
 
 
-def open_lesson(folder) -> None:
-    st.session_state["lesson_pick"] = folder
+def open_lesson() -> None:
+    st.session_state["lesson_pick"] = st.session_state[PATH]
 
 
 lesson = st.selectbox("Lesson", folders, key="lesson_pick",

@@ -85,8 +85,9 @@ label = f"{schedule} p={p} m={m}" + (f" v={v}" if v > 1 else "")
 what = f"{steps} steps, optimizer step: {sync}" if several else "one step"
 # The figure's animation frames take seconds to build: once per view for every session, in
 # the Presenter's own worker, so the projector never waits behind a student's ranking.
-st.plotly_chart(pooled(presenter_gantt, events, title=f"{label}: {what} (predicted, t_F = 1, "
-                                                      f"t_B = 2)", critical_path=critical,
+# what is shown on the title's line, how it was made under it: one line ran past 1280 px
+st.plotly_chart(pooled(presenter_gantt, events, title=f"{label}: {what}",
+                       subtitle="predicted, t_F = 1, t_B = 2", critical_path=critical,
                        what="Drawing the step", lane=PRESENTER_POOL), key="presenter_gantt")
 if several:
     st.markdown(f"### Bubble {fraction_text(bubbles[0])} per step in the steady state ({sync}), "

@@ -26,8 +26,8 @@ FONT_SIZE = 22
 CRITICAL_OUTLINE = "#111111"
 # A projector shows about 720 px: the title, the legend, the rows and the slider fit in
 # FIT_PX, each row shrinking from ROW_PX down to MIN_ROW_PX to hold a deep pipeline in it.
-FIT_PX, ROW_PX, MIN_ROW_PX = 580, 80, 40
-TOP_PX, BOTTOM_PX = 110, 150  # title and legend above the rows; axis, slider, buttons below
+FIT_PX, ROW_PX, MIN_ROW_PX = 590, 80, 40
+TOP_PX, BOTTOM_PX = 120, 150  # title and legend above the rows; axis, slider, buttons below
 
 
 def moment_text(moment: float, spacing: float) -> str:
@@ -73,8 +73,9 @@ def _waits_trace(found: Walk, moment: float, previous: float) -> go.Scatter:
 
 
 def presenter_gantt(events, frames: int = 40, title: str = "", critical_path: bool = True,
-                    unit: str = "cost units") -> go.Figure:
-    """A Figure with ``frames`` frames of the step; the first frame is the finished step."""
+                    unit: str = "cost units", subtitle: str = "") -> go.Figure:
+    """A Figure with ``frames`` frames of the step; the first frame is the finished step.
+    ``subtitle`` is a smaller line under the title (how the step was made)."""
     found = walk(events)
     critical = set(found.critical) if critical_path else set()
     kinds = [k for k in ActionKind if (found.boxes["kind"] == k).any()]
@@ -102,14 +103,18 @@ def presenter_gantt(events, frames: int = 40, title: str = "", critical_path: bo
     figure.update_layout(
         title={"text": title, "font": {"size": FONT_SIZE + 4}, "x": 0, "xanchor": "left",
                "xref": "paper", "y": 1, "yref": "container", "yanchor": "top",
-               "pad": {"t": 8}},
+               "pad": {"t": 8}, "subtitle": {"text": subtitle,
+                                             "font": {"size": FONT_SIZE - 6}}},
         barmode="overlay", font={"size": FONT_SIZE},
         height=TOP_PX + BOTTOM_PX + row * len(ranks),
         margin={"t": TOP_PX, "b": BOTTOM_PX, "l": 10, "r": 10},
-        xaxis={"title": {"text": f"time ({unit})", "standoff": 4},
+        # the axes' type named too: Streamlit's chart theme sets small ones of its own
+        xaxis={"title": {"text": f"time ({unit})", "standoff": 4,
+                         "font": {"size": FONT_SIZE - 4}},
+               "tickfont": {"size": FONT_SIZE - 4},
                "range": [float(moments[0]), float(moments[-1])]},
         yaxis={"tickvals": ranks, "ticktext": [f"rank {r}" for r in ranks],
-               "autorange": "reversed"},
+               "tickfont": {"size": FONT_SIZE - 2}, "autorange": "reversed"},
         legend={"orientation": "h", "x": 0, "xanchor": "left", "y": 1.02, "yanchor": "bottom",
                 "font": {"size": FONT_SIZE - 4}},
         updatemenus=[{"type": "buttons", "direction": "left", "x": 0, "xanchor": "left",
