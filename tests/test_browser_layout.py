@@ -186,5 +186,6 @@ def test_the_runs_step_follows_the_run_it_steps_through(lab_url, chromium):
     # a run opens at its own last step, and the titles, metrics and captions say the same
     assert slider.get_attribute("aria-valuetext") == "step 20 of 20"
     assert step_everywhere(page) == {"step 20 of 20"}
+    assert not page.evaluate(PROBLEMS)  # this run's figures are laid out too (1/9 is long)
     page.screenshot(path=str(artifacts() / "runs-step-follows-the-run-1280x720.png"),
                     full_page=True)

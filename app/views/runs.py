@@ -109,7 +109,8 @@ except ValueError as error:
 measured_stats = measured_metrics(measured, summary)
 both = [measured] + ([predicted] if predicted is not None else [])
 scale, unit = charts.shared_time_scale(both, [charts.SECONDS] * len(both))
-cols = st.columns(4)
+# measured above predicted, two by two: four in a row cut "11.11 % (1/9)" on a laptop
+cols = [*st.columns(2), *st.columns(2)]
 scope = f"Over all {measured_stats['num_ranks']} ranks of the run, " + (
     f"{ASYNC_STEP_BUBBLE}." if summary.is_async else "over this one step.")
 cols[0].metric("Bubble fraction (measured)", fraction_text(measured_stats["bubble_fraction"]),
