@@ -1,4 +1,5 @@
-"""Settings for the whole test suite: how many examples a property test tries, and no clock.
+"""Settings for the whole test suite: how many examples a property test tries, no clock, and
+what each test costs.
 
 The fast lane (README, "Tests": ``-m "not multiprocess and not browser and not slow"``)
 loads hypothesis's ``fast-lane`` profile: a property test tries 10 examples there, enough to
@@ -10,13 +11,20 @@ catch a broken property while you work; the whole suite (``pytest -q``, as CI ru
 Neither profile has a deadline or the too-slow health check: both time the examples on
 the clock, and a busy machine would fail a correct test. A hang is pytest-timeout's.
 
-    .venv/bin/python -m pytest -q -m "not multiprocess and not browser and not slow"
+``--cpu-costs N`` lists the N tests and files that took the most CPU seconds (this process
+and the children it waited for): what to make cheaper or move to the whole suite. On a
+machine other people load, CPU seconds move much less than the wall-clock ``--durations``.
+
+    .venv/bin/python -m pytest -q -m "not multiprocess and not browser and not slow" --cpu-costs 20
 """
 
 from __future__ import annotations
 
 import os
+import resource
+from collections import Counter
 
+import pytest
 from hypothesis import HealthCheck, settings
 
 NO_CLOCK = {"deadline": None, "suppress_health_check": [HealthCheck.too_slow]}
@@ -29,7 +37,46 @@ def in_fast_lane(markexpr: str) -> bool:
     return "not slow" in " ".join(markexpr.split())
 
 
+def pytest_addoption(parser):
+    parser.addoption("--cpu-costs", type=int, default=0, metavar="N",
+                     help="list the N tests and files that took the most CPU seconds")
+
+
 def pytest_configure(config):
     fast = in_fast_lane(config.getoption("markexpr", "") or "")
     settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE")
                           or ("fast-lane" if fast else "whole-suite"))
+    config.stash[CPU_COSTS] = Counter()
+
+
+CPU_COSTS = pytest.StashKey[Counter]()
+
+
+def cpu_seconds() -> float:
+    """User and system time of this process and of the children it has waited for."""
+    own, children = (resource.getrusage(who)
+                     for who in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN))
+    return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_protocol(item, nextitem):
+    started = cpu_seconds()
+    yield
+    item.config.stash[CPU_COSTS][item.nodeid] += cpu_seconds() - started
+
+
+def pytest_terminal_summary(terminalreporter, config):
+    shown = config.getoption("--cpu-costs")
+    costs = config.stash.get(CPU_COSTS, Counter())
+    if not shown or not costs:
+        return
+    per_file = Counter()
+    for nodeid, seconds in costs.items():
+        per_file[nodeid.split("::")[0]] += seconds
+    write = terminalreporter.write_line
+    terminalreporter.section(f"CPU seconds: {sum(costs.values()):.1f} in {len(costs)} tests")
+    for title, table in (("files", per_file), ("tests", costs)):
+        write(f"the {shown} costliest {title}:")
+        for name, seconds in table.most_common(shown):
+            write(f"{seconds:8.2f}  {name}")
