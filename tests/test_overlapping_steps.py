@@ -142,3 +142,9 @@ def test_validation_points_are_the_forwards_before_the_first_backward_fed_in_tim
     assert [a.microbatch for a in repeated.actions[0]][-6:] == [6, 7, 6, 8, 7, 8]
     with pytest.raises(ValueError, match="asynchronous"):
         repeat_steps(build("pipedream", 2, 2), 2)
+
+
+def test_simulate_refuses_more_steps_than_pplab_holds_in_one_line(capsys):
+    code, _, err = run_pplab(capsys, "simulate", "--schedule", "1f1b", "--pp", "4",
+                             "--microbatches", "8", "--steps", "1000000000000")
+    assert code == 2 and err.count("\n") == 1 and "pplab handles at most" in err

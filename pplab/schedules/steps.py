@@ -22,6 +22,7 @@ validation_points; print(validation_points(build('zb-h2', 4, 8)))"
 
 from __future__ import annotations
 
+from pplab import limits
 from pplab.schedules.actions import FORWARD, Action, AnyAction, OverlapPair, Schedule
 
 OPTIMIZER_SYNCS = ("barrier", "post")
@@ -44,6 +45,11 @@ def repeat_steps(schedule: Schedule, num_steps: int) -> Schedule:
                          f"{schedule.num_steps} steps")
     if isinstance(num_steps, bool) or not isinstance(num_steps, int) or num_steps < 1:
         raise ValueError(f"need at least 1 step, got {num_steps!r}")
+    # Bounded before anything is built: K copies of every rank's order are K times the actions.
+    per_step = sum(len(order) for order in schedule.actions.values())
+    if per_step * num_steps > limits.MAX_ACTIONS:
+        raise ValueError(f"{num_steps:,} steps of {schedule.name} are {per_step * num_steps:,} "
+                         f"actions; pplab handles at most {limits.MAX_ACTIONS:,} (pplab.limits)")
     m = schedule.num_microbatches
     actions = {rank: tuple(_shift(entry, step * m) for step in range(num_steps)
                            for entry in order)
