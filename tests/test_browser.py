@@ -131,7 +131,7 @@ def test_the_costs_panel_labels_are_not_cramped(lab_url, chromium):
     sidebar = page.locator('[data-testid="stSidebar"]')
     sidebar.get_by_text("Costs (cost units)").click()
     inputs = sidebar.locator('[data-testid="stNumberInput"]')
-    expect(inputs).to_have_count(6, timeout=60_000)
+    expect(inputs).to_have_count(7, timeout=60_000)  # f, b, i, w, latency, opt, validation
     # every label is shown whole (no ellipsis, no wrap) and every field shows its value
     widths = page.evaluate("""() => Array.from(document.querySelectorAll(
         '[data-testid="stSidebar"] [data-testid="stNumberInput"]')).map(box => {
@@ -142,7 +142,8 @@ def test_the_costs_panel_labels_are_not_cramped(lab_url, chromium):
                                       / parseFloat(getComputedStyle(label).lineHeight)),
                     field: field.getBoundingClientRect().width};
         })""")
-    assert [w["label"] for w in widths] == ["F", "B", "I", "W", "latency", "optimizer"]
+    assert [w["label"] for w in widths] == ["F", "B", "I", "W", "latency", "optimizer",
+                                             "validation"]
     for width in widths:
         assert width["fits"] and width["lines"] == 1 and width["field"] >= 60, width
     sidebar.screenshot(path=str(ARTIFACTS / "playground-costs.png"))
