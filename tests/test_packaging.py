@@ -123,7 +123,8 @@ def test_a_plain_install_works_from_another_folder(tmp_path):
     check = textwrap.dedent(f"""
         from pathlib import Path
         import pplab
-        from pplab import lab_command, resources, runs_catalog
+        from pplab.cli import lab as lab_command
+        from pplab.runs import catalog as runs_catalog, resources
         from streamlit.testing.v1 import AppTest
 
         installed = Path(pplab.__file__).parent
