@@ -27,7 +27,7 @@ from lesson_widgets.reading import quoted
 from pplab.classroom.passcode import in_classroom
 from pplab.exercises import AttemptBook, BadAnswer, check, find_lessons, learner_key
 from pplab.exercises.attempts import SessionBook, submission
-from pplab.exercises.schedule_lab import SKELETON, CodingLab, check_file
+from pplab.exercises.coding_lab import CodingLab
 from pplab.runs.resources import lessons_dir
 
 PROGRESS = "lesson_progress"  # session state: lesson name -> the part keys answered right
@@ -151,15 +151,16 @@ def coding_lab(exercise: CodingLab) -> None:
     if not instructor_only("run uploaded code (the grader starts a process); work in the "
                            "notebook or with pplab exercise on your own machine"):
         return
-    upload = st.file_uploader(f"Your {SKELETON}", type=["py"], key=f"lab_file_{who}")
+    upload = st.file_uploader(f"Your {exercise.skeleton}", type=["py"],
+                              key=f"lab_file_{exercise.id}_{who}")
     if upload is not None:
         with tempfile.TemporaryDirectory(prefix="pplab-upload-") as folder:
-            path = Path(folder) / SKELETON
+            path = Path(folder) / exercise.skeleton
             path.write_bytes(upload.getvalue())
             with st.spinner("Running your file on the hidden cases..."):
-                result = check_file(path, who)
+                result = exercise.check_file(path, who)
         (st.success if result.all_right else st.warning)(
-            f"{result.points} of {len(result.verdicts)} schedules on target")
+            f"{result.points} of {result.total} {result.noun}")
         st.code(str(result))
         if result.all_right:
             progress.setdefault(lesson.name, set()).add(f"{exercise.id}:file")

@@ -139,7 +139,7 @@ def cmd_list(args: argparse.Namespace) -> int:
 
 def cmd_show(args: argparse.Namespace) -> int:
     from pplab.exercises import get_exercise, learner_key
-    from pplab.exercises.schedule_lab import CodingLab
+    from pplab.exercises.coding_lab import CodingLab
 
     exercise = get_exercise(args.exercise)
     learner = _learner(args)
@@ -151,11 +151,11 @@ def cmd_show(args: argparse.Namespace) -> int:
 
 def cmd_check(args: argparse.Namespace) -> int:
     from pplab.exercises import AttemptBook, BadAnswer, check, get_exercise
-    from pplab.exercises.schedule_lab import CodingLab
+    from pplab.exercises.coding_lab import CodingLab
 
     exercise = get_exercise(args.exercise)
     if isinstance(exercise, CodingLab):
-        return _check_lab(args)
+        return _check_lab(args, exercise)
     if args.file is not None or args.train:
         raise BadAnswer(f"--file and --train belong to the coding lab; {exercise.id} is "
                         f"answered with ANSWER...")
@@ -170,18 +170,20 @@ def cmd_check(args: argparse.Namespace) -> int:
     return 0 if right == len(verdicts) else 1
 
 
-def _check_lab(args: argparse.Namespace) -> int:
+def _check_lab(args: argparse.Namespace, lab) -> int:
     from pplab.exercises import BadAnswer
     from pplab.exercises.report import declared_learner
-    from pplab.exercises.schedule_lab import check_file
 
     if args.answers:
-        raise BadAnswer(f"{args.exercise} is checked from your file: --file my_schedules.py")
+        raise BadAnswer(f"{args.exercise} is checked from your file: --file {lab.skeleton}")
+    if args.train and lab.id != "schedule-lab":
+        raise BadAnswer(f"--train trains a schedule of schedule-lab; {lab.id} runs your "
+                        f"runtime itself")
     if args.file is None:
         raise BadAnswer(f"{args.exercise} needs --file FILE (your copy of the skeleton; "
                         f"pplab exercise show {args.exercise} says where it is)")
     learner = _learner(args) or (declared_learner(args.file) if args.file.is_file() else None)
-    result = check_file(args.file, learner, args.course)
+    result = lab.check_file(args.file, learner, args.course)
     print(result)
     code = 0 if result.all_right else 1
     if args.train:

@@ -24,6 +24,7 @@ In a notebook::
 from pplab.exercises import bubble, memory, zero_bubble, schedule_lab, repair  # noqa: F401
 from pplab.exercises import stage_split, interleaving, staleness, parallel_wire  # noqa: F401
 from pplab.exercises import gpt3_3d, measured_vs_predicted, overlapping_steps  # noqa: F401
+from pplab.exercises import runtime_lab  # noqa: F401
 # isort: on
 from pplab.exercises.attempts import NUMERIC_HINTS, AttemptBook
 from pplab.exercises.checking import PLACEHOLDER_LEARNER, Report, Verdict, check, grade

@@ -77,17 +77,23 @@ class Policy:
                                        + DISARM_EVENTS)
     site_packages: bool = False
     readable: tuple[str, ...] = ()
+    # The task (pplab's own code) may load refused modules before the hook goes in: the
+    # runtime lab's task builds pplab's toy GPT stage. The learner still cannot import them.
+    task_loads_refused: bool = False
 
 
 SCHEDULE_LAB = Policy()
 # A lab whose learners write a runtime on torch.distributed: torch and its native code load,
 # pplab stays out of reach, no process starts. torch reads /proc and /sys as it loads and
 # replaces some functions' code; its own sockets are C++, which no audit hook sees.
+# The task starts torch.distributed (in ``prepare``, before the hook), so the learner's code
+# needs no socket of its own: Python-level network calls stay refused.
 RUNTIME_LAB = Policy(refused_modules=PPLAB,
-                     refused_events=tuple(e for e in PROCESS_EVENTS + DISARM_EVENTS
-                                          if e != REWRITE_CODE),
+                     refused_events=tuple(e for e in PROCESS_EVENTS + NETWORK_EVENTS
+                                          + DISARM_EVENTS if e != REWRITE_CODE),
                      site_packages=True, readable=("/proc", "/sys", "/etc", "/usr/lib", "/lib",
-                                                   "/dev/shm"))
+                                                   "/dev/shm"),
+                     task_loads_refused=True)
 
 
 @dataclass(frozen=True)
@@ -125,7 +131,9 @@ def run_guarded(task: Path, learner_file: Path, request: dict, *, policy: Policy
                 timeout: float = 30, memory_bytes: int = 2 * 2**30,
                 written_bytes: int = 16 * 2**20, printed_chars: int = 3000) -> Outcome:
     """Run ``task``'s ``run(learner_path, request) -> dict`` on a copy of ``learner_file``
-    in a guarded child; its answer, what the code printed, or why there is no answer."""
+    in a guarded child; its answer, what the code printed, or why there is no answer. A task
+    with a ``prepare(request)`` has it called first, before the hook goes in (the runtime
+    lab joins its process group there)."""
     import shutil
     import signal
     import subprocess

@@ -6,8 +6,9 @@ One file per learner and kind, named as the learner likes:
   ``{"learner": "ada", "answers": {"bubble": {"a": "27", "b": "fewer-stages", "c": "..."}},
   "tries": {"bubble": {"a": 2, "b": 1, "c": 4}}}`` (a list in part order works too; tries
   are optional); the ``learner`` field names whose numbers they are;
-* ``NAME.py``: the coding lab's schedule file; its ``LEARNER = "..."`` line (read, never run
-  here) names the learner, else the file name does.
+* ``NAME.py``: a coding lab's file (the lab it answers is the one whose functions it
+  defines: ``gpipe``... for ``schedule-lab``, ``blocking_step``... for ``runtime-lab``); its
+  ``LEARNER = "..."`` line (read, never run here) names the learner, else the file name does.
 
 Every answer is judged against that learner's numbers by the same judges as ``check``, with no
 hints; a schedule file runs in the guard's child process as ``check --file`` does (a file
@@ -33,8 +34,8 @@ from pathlib import Path
 
 from pplab.exercises.attempts import AttemptBook
 from pplab.exercises.checking import PLACEHOLDER_LEARNER, Verdict, judge_part, label_answers
+from pplab.exercises.coding_lab import CodingLab
 from pplab.exercises.core import EXERCISES, BadAnswer, Exercise, get_exercise, learner_key
-from pplab.exercises.schedule_lab import CodingLab, check_file
 from pplab.limits import MAX_SUBMISSION_BYTES, MAX_SUBMISSION_FILES
 
 
@@ -45,7 +46,7 @@ class Row:
     learner: str
     answers: dict[str, object] = field(default_factory=dict)  # exercise id -> answers
     tries: dict[str, dict[str, int]] = field(default_factory=dict)  # exercise -> part -> n
-    schedule_file: Path | None = None
+    lab_files: dict[str, Path] = field(default_factory=dict)  # coding lab id -> its file
     scores: dict[str, tuple[int, int]] = field(default_factory=dict)
     verdicts: dict[str, list[Verdict]] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
@@ -69,13 +70,28 @@ class Row:
         return sum(known) if known else None
 
 
-def declared_learner(path: Path) -> str | None:
-    """The ``LEARNER = "..."`` of a schedule file, read from its syntax tree, never run."""
+def _tree(path: Path) -> ast.Module | None:
     try:
-        tree = ast.parse(path.read_text(errors="replace"))
+        return ast.parse(path.read_text(errors="replace"))
     except (SyntaxError, ValueError, OSError):
         return None
-    for node in tree.body:
+
+
+def lab_of_file(path: Path) -> str:
+    """The coding lab a file answers: the one whose skeleton's functions it defines most of
+    (read from its syntax tree, never run); the schedule lab when it defines none."""
+    tree = _tree(path)
+    defined = {node.name for node in (tree.body if tree else [])
+               if isinstance(node, ast.FunctionDef)}
+    labs = [e for e in EXERCISES.values() if isinstance(e, CodingLab)]
+    best = max(labs, key=lambda lab: len(defined & set(lab.functions)))
+    return best.id if defined & set(best.functions) else "schedule-lab"
+
+
+def declared_learner(path: Path) -> str | None:
+    """The ``LEARNER = "..."`` of a lab file, read from its syntax tree, never run."""
+    tree = _tree(path)
+    for node in (tree.body if tree else []):
         if (isinstance(node, ast.Assign) and len(node.targets) == 1
                 and isinstance(node.targets[0], ast.Name) and node.targets[0].id == "LEARNER"
                 and isinstance(node.value, ast.Constant) and isinstance(node.value.value, str)):
@@ -137,9 +153,10 @@ def collect(folder: Path) -> tuple[dict[str, Row], list[str]]:
         elif path.suffix == ".py":
             row = row_of(declared_learner(path) or path.stem, path)
             if row is not None:
-                if row.schedule_file is not None:
-                    row.notes.append(f"two schedule files; {path.name} counts")
-                row.schedule_file = path
+                lab = lab_of_file(path)
+                if lab in row.lab_files:
+                    row.notes.append(f"two {lab} files; {path.name} counts")
+                row.lab_files[lab] = path
         else:
             skipped.append(f"{path.name}: not a .json answers file nor a .py schedule file")
     return rows, skipped
@@ -180,13 +197,13 @@ def _grade_questions(row: Row, exercise: Exercise, course: str | None,
 
 
 def _grade_lab(row: Row, lab: CodingLab, course: str | None) -> None:
-    if row.schedule_file is None:
-        row.notes.append(f"{lab.id}: no schedule file")
+    if lab.id not in row.lab_files:
+        row.notes.append(f"{lab.id}: no {lab.skeleton} file")
         row.verdicts[lab.id] = []
         row.scores[lab.id] = (0, len(lab.part_keys))
         return
     try:
-        result = check_file(row.schedule_file, row.learner, course)
+        result = lab.check_file(row.lab_files[lab.id], row.learner, course)
     except BadAnswer as error:
         row.notes.append(f"{lab.id}: {error}")
         row.verdicts[lab.id], row.scores[lab.id] = [], (0, len(lab.part_keys))

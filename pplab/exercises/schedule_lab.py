@@ -27,18 +27,17 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 from pathlib import Path
 
 from pplab.exercises import lab_runner
 from pplab.exercises.checking import Verdict
-from pplab.exercises.core import BadAnswer, register
+from pplab.exercises.coding_lab import CodingLab, LabResult, readable_lab_file
+from pplab.exercises.core import register
 from pplab.exercises.guard import SCHEDULE_LAB, Outcome, run_guarded
 from pplab.exercises.judging import simulated
 from pplab.exercises.lab_cases import Case, hidden_cases, rule_broken, ruled_target
 from pplab.limits import (
     MAX_LAB_ACTIONS_PER_RANK,
-    MAX_LAB_FILE_BYTES,
     MAX_LAB_MEMORY_BYTES,
     MAX_LAB_PRINTED_CHARS,
     MAX_LAB_SHOWN_CHARS,
@@ -138,45 +137,12 @@ def judge_order(part: str, case: Case, cells: list[list[str]]) -> str | None:
     return None
 
 
-@dataclass
-class LabResult:
-    """The grade of one file (or of a notebook's functions): a verdict per schedule."""
-
-    learner: str | None
-    source: str
-    verdicts: list[Verdict] = field(default_factory=list)
-    printed: str = ""
-    orders: dict[str, list] = field(default_factory=dict)  # part -> cells of each case
-    refused: str | None = None  # the guard refused something the code did: no points
-
-    @property
-    def points(self) -> int:
-        return sum(v.right for v in self.verdicts)
-
-    @property
-    def all_right(self) -> bool:
-        return self.points == len(TARGETS)
-
-    def __str__(self) -> str:
-        lines = [f"{self.source}, hidden cases for {self.learner or 'anyone'}:"]
-        if self.refused:
-            lines.append(f"{self.refused} (no points)")
-        lines += [v.line() for v in self.verdicts]
-        if self.printed and not self.all_right:
-            lines.append("your code printed:\n" + self.printed[:MAX_LAB_SHOWN_CHARS])
-        lines.append(f"{self.points} of {len(TARGETS)} schedules on target"
-                     + (": well done" if self.all_right else ""))
-        return "\n".join(lines)
-
-    __repr__ = __str__  # the last expression of a notebook cell shows as this text
-
-
 def grade_outcome(outcome: Outcome, cases: list[Case], learner: str | None,
                   source: str) -> LabResult:
     """The grade of what the guarded child answered for ``cases``."""
     answer = outcome.answer or {}
     result = LabResult(learner, source, printed=str(answer.get("printed") or outcome.printed),
-                       refused=outcome.refused)
+                       refused=outcome.refused, total=len(TARGETS))
     for part, (function, label, _) in TARGETS.items():
         problem = ("not graded: the file was refused" if outcome.refused else
                    outcome.failed or answer.get("load_error"))
@@ -214,31 +180,20 @@ def check_file(path: str | os.PathLike, learner: str | None = None,
                course: str | None = None, timeout: float = RUN_TIMEOUT_S,
                source: str | None = None) -> LabResult:
     """Grade a learner's schedule file; BadAnswer when it is no readable Python file."""
-    path = Path(path)
-    if not path.is_file() or path.suffix != ".py":
-        raise BadAnswer(f"{path} is not a Python file; copy "
-                        f"lessons/04-write-your-own-schedule/{SKELETON} and pass your copy")
-    if path.stat().st_size > MAX_LAB_FILE_BYTES:
-        raise BadAnswer(f"{path} is over {MAX_LAB_FILE_BYTES // 1024} KiB; a schedule file is "
-                        f"small")
+    path = readable_lab_file(path, f"lessons/04-write-your-own-schedule/{SKELETON}")
     cases = hidden_cases(learner, course)
     outcome = run_lab_file(path.resolve(), {part: [c.args(part) for c in cases]
                                             for part in TARGETS}, timeout)
     return grade_outcome(outcome, cases, learner, source or path.name)
 
 
-@dataclass(frozen=True)
-class CodingLab:
-    """An exercise answered by a file of code rather than by typed answers."""
+class ScheduleLab(CodingLab):
+    skeleton = SKELETON
+    part_keys = tuple(TARGETS)
+    functions = tuple(function for function, _, _ in TARGETS.values())
 
-    id: str
-    title: str
-    lesson: str
-    kind = "coding lab"
-
-    @property
-    def part_keys(self) -> tuple[str, ...]:
-        return tuple(TARGETS)
+    def check_file(self, path, learner=None, course=None, source=None) -> LabResult:
+        return check_file(path, learner, course, source=source)
 
     def show(self, learner: str | None = None, course: str | None = None) -> str:
         folder = f"lessons/{self.lesson}"
@@ -264,5 +219,5 @@ class CodingLab:
             f"The lesson text: {folder}/README.md"])
 
 
-LAB = register(CodingLab("schedule-lab", "Lesson 4: write your own schedule",
+LAB = register(ScheduleLab("schedule-lab", "Lesson 4: write your own schedule",
                          "04-write-your-own-schedule"))
