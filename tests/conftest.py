@@ -23,6 +23,7 @@ from __future__ import annotations
 import os
 import resource
 from collections import Counter
+from pathlib import Path
 
 import pytest
 from hypothesis import HealthCheck, settings
@@ -50,6 +51,26 @@ def pytest_configure(config):
 
 
 CPU_COSTS = pytest.StashKey[Counter]()
+CHROMIUM = "/usr/bin/chromium"
+
+
+@pytest.fixture(scope="module")
+def chromium():
+    """One headless Debian Chromium for a module of ``browser`` tests (starting it costs
+    seconds; each test opens its own pages); they skip, saying why, where it is missing."""
+    if not Path(CHROMIUM).exists():
+        pytest.skip(f"{CHROMIUM} is missing (apt-get install chromium)")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(
+            executable_path=CHROMIUM,
+            args=["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"],
+        )
+        try:
+            yield browser
+        finally:
+            browser.close()
 
 
 def cpu_seconds() -> float:

@@ -23,7 +23,6 @@ from layout_checks import PROBLEMS, READY, SCRIPT_DONE
 
 pytestmark = pytest.mark.browser
 
-CHROMIUM = "/usr/bin/chromium"
 ROOT = Path(__file__).resolve().parents[1]
 SIZES = ((1280, 720), (1920, 1080))
 PAGES = [("playground", "/"), ("compare", "/compare"),
@@ -67,23 +66,6 @@ def lab_url(tmp_path_factory):
         yield f"http://127.0.0.1:{port}"
     finally:
         stop_process_group(process)
-
-
-@pytest.fixture(scope="module")
-def chromium():
-    if not Path(CHROMIUM).exists():
-        pytest.skip(f"{CHROMIUM} is missing (apt-get install chromium)")
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(
-            executable_path=CHROMIUM,
-            args=["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"],
-        )
-        try:
-            yield browser
-        finally:
-            browser.close()
 
 
 def open_fresh(chromium, url: str, width: int, height: int):
