@@ -39,9 +39,19 @@ from pplab.exercises.report import csv_table, grade_folder, json_table
 ROOT = Path(__file__).resolve().parents[1]
 QUESTIONS = [i for i, e in EXERCISES.items() if e.kind == "questions"]
 LEARNERS = [f"learner-{n}" for n in range(60)]
-# Checking many learners simulates thousands of steps: the fast lane takes a few of them.
-HOW_MANY = [pytest.param(4, id="4-learners"),
+# Checking many learners simulates thousands of steps: the fast lane takes the first of them
+# (learner-0, whose measured-vs-predicted numbers the other files' fast tests draw too: a new
+# learner of that exercise costs seconds), the whole suite all 60.
+HOW_MANY = [pytest.param(1, id="1-learner"),
             pytest.param(len(LEARNERS), id="60-learners", marks=pytest.mark.slow)]
+# measured-vs-predicted calibrates bundled runs for each new learner (seconds each): its
+# checks over several learners, its spellings and its other process are the whole suite's.
+COSTLY = "measured-vs-predicted"
+
+
+def unless_costly(exercise_id: str):
+    """``exercise_id`` as a parameter, marked slow where it is the costly exercise."""
+    return pytest.param(exercise_id, marks=[pytest.mark.slow] if exercise_id == COSTLY else [])
 
 
 @pytest.fixture(autouse=True)
@@ -61,22 +71,25 @@ def test_every_lesson_exercise_has_parts_of_several_kinds():
         assert len(parts) >= 3 and len({part.kind for part in parts}) >= 2, exercise_id
 
 
-@pytest.mark.parametrize("exercise_id", QUESTIONS)
+@pytest.mark.parametrize("exercise_id", [unless_costly(i) for i in QUESTIONS])
 def test_numbers_are_stable_for_one_learner_whatever_the_spelling(exercise_id):
     assert numbers(exercise_id, "Ada Lovelace") == numbers(exercise_id, "  ada   LOVELACE ")
     assert numbers(exercise_id, "ada") == numbers(exercise_id, "ada")
     assert numbers(exercise_id, "ada", course="fall") != numbers(exercise_id, "ada", course="")
 
 
-def test_numbers_are_the_same_in_another_process():
+@pytest.mark.parametrize("exercises", [
+    pytest.param([i for i in QUESTIONS if i != COSTLY], id="all-but-" + COSTLY),
+    pytest.param([COSTLY], id=COSTLY, marks=pytest.mark.slow)])
+def test_numbers_are_the_same_in_another_process(exercises):
     code = ("from pplab.exercises import numbers; import json; "
-            f"print(json.dumps([numbers(i, 'ada') for i in {QUESTIONS!r}]))")
+            f"print(json.dumps([numbers(i, 'ada') for i in {exercises!r}]))")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                           timeout=120, env={"PYTHONHASHSEED": "123", "PATH": ""})
     assert done.returncode == 0, done.stderr
     # through JSON on both sides: a tuple of costs comes back as a list
     assert json.loads(done.stdout) == json.loads(json.dumps([numbers(i, "ada")
-                                                             for i in QUESTIONS]))
+                                                             for i in exercises]))
 
 
 # Eight learners in the fast lane: enough to see the numbers move; all 60 in the whole suite.
@@ -85,7 +98,7 @@ DIFFERING = [pytest.param(8, id="8-learners"),
 
 
 @pytest.mark.parametrize("how_many", DIFFERING)
-@pytest.mark.parametrize("exercise_id", QUESTIONS)
+@pytest.mark.parametrize("exercise_id", [unless_costly(i) for i in QUESTIONS])
 def test_numbers_differ_across_learners(exercise_id, how_many):
     drawn = [tuple(sorted(numbers(exercise_id, learner).items()))
              for learner in LEARNERS[:how_many]]

@@ -35,6 +35,10 @@ from pplab.exercises.measured_vs_predicted import (
 ROOT = Path(__file__).resolve().parents[1]
 EXERCISE = get_exercise("measured-vs-predicted")
 LEARNERS = [f"learner-{n}" for n in range(6)]
+# A new learner's numbers calibrate bundled runs (seconds each): the fast lane checks
+# learner-0 (whose numbers the other files' fast tests draw too), the whole suite all six.
+EACH_LEARNER = [pytest.param(learner, marks=[pytest.mark.slow] if learner != LEARNERS[0] else [])
+                for learner in LEARNERS]
 PARTS = 5  # rows of the breakdown before the step time
 
 
@@ -109,7 +113,7 @@ def test_a_bad_link_falls_back_with_a_caption(tmp_path):
 
 # ---- the exercise -----------------------------------------------------------------------------
 
-@pytest.mark.parametrize("learner", LEARNERS)
+@pytest.mark.parametrize("learner", EACH_LEARNER)
 def test_the_reference_answers_are_right(learner):
     verdicts = check(EXERCISE, learner, right_answers(numbers(EXERCISE.id, learner)))
     assert [v.right for v in verdicts] == [True] * 4, verdicts
@@ -136,7 +140,7 @@ def _truth(n: dict, key: str) -> float:
     return 1e3 * predict(heavier, schedule, samples=1).step_time
 
 
-@pytest.mark.parametrize("learner", LEARNERS)
+@pytest.mark.parametrize("learner", EACH_LEARNER)
 def test_the_naive_ideal_is_never_right_and_each_part_says_its_tolerance(learner):
     n = numbers(EXERCISE.id, learner)
     for key, m, speed in (("a", n["m_a"], n["speed_a"]), ("b", n["m_wi"], 1)):
@@ -153,8 +157,11 @@ def test_the_naive_ideal_is_never_right_and_each_part_says_its_tolerance(learner
     assert not same_tail.right and "tail as the run measured it" in same_tail.message
 
 
-def test_the_usual_mistakes_are_named_and_never_hold_the_answer():
-    for learner in LEARNERS:
+@pytest.mark.parametrize("learners", [
+    pytest.param(LEARNERS[:1], id="1-learner"),
+    pytest.param(LEARNERS[1:], id="5-more-learners", marks=pytest.mark.slow)])
+def test_the_usual_mistakes_are_named_and_never_hold_the_answer(learners):
+    for learner in learners:
         n = numbers(EXERCISE.id, learner)
         right = right_answers(n)
         for key, answers in wrong_answers(n).items():
