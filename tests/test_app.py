@@ -116,6 +116,7 @@ def test_playground_interleaved_chunks_costs_and_a_bad_size(no_runs):
     assert not app.exception
 
 
+@pytest.mark.slow  # every family; the fast lane draws GPipe and interleaved
 def test_playground_draws_every_registered_schedule(no_runs):
     from pplab.schedules import SCHEDULES
 
@@ -192,6 +193,7 @@ def test_compare_simulated_configurations(no_runs):
     assert len(chart_specs(app)[0]["data"]) >= 4
 
 
+@pytest.mark.slow  # AppTest flow (seconds)
 def test_compare_mixes_a_recorded_run_with_loss_and_memory_in_one_unit(runs_dir):
     from pplab.calibration.run_prediction import seconds_per_cost_unit
 
@@ -220,6 +222,7 @@ def test_compare_mixes_a_recorded_run_with_loss_and_memory_in_one_unit(runs_dir)
     assert values(loss["data"][0]["x"]) == [1, 2, 3]  # steps counted from 1, as the labels say
 
 
+@pytest.mark.slow  # AppTest flow
 def test_compare_calibrates_from_a_run_whose_forwards_take_no_time(tmp_path, monkeypatch):
     run = run_dirs.load_run(write_run(tmp_path / "source"))
     events = run.events.copy()
@@ -258,6 +261,7 @@ def test_compare_opens_a_bundled_comparison(no_runs, tmp_path, monkeypatch):
     assert not [name for name in table.columns if "bubble" in name or "makespan" in name]
 
 
+@pytest.mark.slow  # each saved comparison: the fast lane opens one (the test above)
 def test_every_bundled_comparison_opens(no_runs):
     from pplab.runs import catalog as runs_catalog
 
@@ -274,6 +278,7 @@ def test_every_bundled_comparison_opens(no_runs):
         assert len(app.get("plotly_chart")) >= 1
 
 
+@pytest.mark.slow  # AppTest flow (seconds)
 def test_runs_page_predicted_over_measured_downloads_and_a_corrupt_folder(runs_dir):
     app = open_page("runs")
     warnings = [w.value for w in app.warning]
@@ -327,6 +332,7 @@ def gantt_bars(spec: dict) -> dict[str, list[tuple[int, int]]]:
     return rows
 
 
+@pytest.mark.slow  # AppTest flow (seconds)
 def test_runs_page_draws_a_pp2_tp2_run_one_row_per_pipeline_position(no_runs):
     app = open_page("runs")
     app.selectbox(key="runs_pick").set_value(PP2_TP2).run()
@@ -360,6 +366,7 @@ def step_slider(app):
     return found[0]
 
 
+@pytest.mark.slow  # AppTest flow
 def test_runs_page_counts_steps_from_one_like_the_loss_chart(runs_dir):
     app = open_page("runs")
     app.selectbox(key="runs_pick").set_value("1f1b p=2 m=4 · cpu · run-1f1b (yours)").run()
@@ -403,6 +410,7 @@ def test_a_csv_trained_run_opens_on_the_runs_page_with_its_prediction(tmp_path, 
     assert metric(app, "Bubble fraction (predicted)")
 
 
+@pytest.mark.slow  # AppTest flow (seconds)
 def test_compare_offers_a_users_comparison_next_to_the_bundled_one(tmp_path, monkeypatch):
     folder = tmp_path / "runs" / "comparisons" / "mine"
     write_run(folder / "1-gpipe", "gpipe", stages=2, microbatches=4)

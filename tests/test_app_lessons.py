@@ -90,6 +90,7 @@ def test_the_page_accepts_the_right_answer_and_refuses_a_wrong_one(lessons_page)
     assert any("Cannot read it" in w.value for w in app.warning)
 
 
+@pytest.mark.slow  # a page flow: the fast lane submits answers in the test above
 def test_a_choice_is_judged_once_when_submitted_not_at_every_click(lessons_page, tmp_path):
     from pplab.exercises import AttemptBook
 
@@ -138,9 +139,10 @@ def test_each_step_of_the_path_opens_its_lesson(lessons_page):
 
 def _in_the_fast_lane_unless_tested_apart(name: str):
     """A lesson with a test file of its own (tests/test_lesson_NN_*.py) has its widget drawn
-    there in the fast lane; here it runs in the whole suite only."""
+    there in the fast lane; here it runs in the whole suite only. Of the others, the fast
+    lane walks the first lesson (a page flow costs about a second), the whole suite each."""
     own = list(Path(__file__).parent.glob(f"test_lesson_{name[:2]}_*.py"))
-    return pytest.param(name, marks=pytest.mark.slow if own else ())
+    return pytest.param(name, marks=pytest.mark.slow if own or name != LESSON_NAMES[0] else ())
 
 
 @pytest.mark.parametrize("name", [_in_the_fast_lane_unless_tested_apart(n) for n in LESSON_NAMES])
@@ -195,6 +197,7 @@ def test_a_link_opens_the_lesson_and_the_widget_as_it_was(tmp_path, monkeypatch)
     assert any("lesson=02-memory-gpipe-vs-1f1b&p=6&m=8" in c.value for c in app.caption)
 
 
+@pytest.mark.slow  # a page flow: test_each_step_of_the_path_opens_its_lesson is fast
 def test_next_and_previous_walk_the_path_in_order(lessons_page):
     app = lessons_page
     assert app.selectbox(key="lesson_pick").value.name == LESSON_NAMES[0]

@@ -128,6 +128,7 @@ def test_the_notebooks_checker_grades_in_the_same_guard():
     assert result.points == 0 and "import of pplab" in (result.refused or ""), str(result)
 
 
+@pytest.mark.slow  # imports torch in the guarded child (seconds)
 def test_the_refused_modules_are_a_parameter_torch_for_a_runtime_lab(tmp_path):
     """The runtime lab of issue 24: torch imports in the guard, pplab still does not."""
     learner = tmp_path / "runtime.py"

@@ -54,6 +54,7 @@ def test_lesson_10_quotes_the_replay_errors_pplab_predict_prints(capsys):
     assert "within a few percent" not in text
 
 
+@pytest.mark.slow  # calibrates the shared bundled runs
 def test_lesson_10_quotes_the_cores_the_shared_runs_ran_as_if_on(capsys):
     text = _text("10-measured-vs-predicted")
     (quoted,) = re.findall(r"\$C\$ about (\d+\.\d) on these runs", text)

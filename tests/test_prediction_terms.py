@@ -108,6 +108,7 @@ def test_an_interval_holds_its_middle_and_widens_by_the_model_error_each_side():
     assert model_error([0.01, -0.01, 0.02]) == pytest.approx(-math.log(0.99) / 0.6745, rel=1e-3)
 
 
+@pytest.mark.slow  # replays every bundled run
 def test_the_bundled_replays_have_no_bias_and_their_intervals_hold_most_of_their_steps():
     """Replays of the recorded runs (the same on every machine): the signed median within
     2 %, no run past 8 %, and the interval holding its steps about as often as it says."""
@@ -125,6 +126,7 @@ def test_the_bundled_replays_have_no_bias_and_their_intervals_hold_most_of_their
     assert abs(coverage(pairs) - INTERVAL) <= 0.15, coverage(pairs)
 
 
+@pytest.mark.slow  # predicts every bundled run
 def test_the_readme_and_lesson_10_quote_what_predict_accuracy_computes_on_the_bundled_runs():
     """README's rows 0a and 0b (median, signed median, worst, steps inside the intervals) and
     lesson 10's sentence of the same figures, against benchmarks/predict_accuracy.py's
