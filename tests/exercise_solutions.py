@@ -164,6 +164,10 @@ def notebook_cell(lesson) -> str:
 
     if lesson.name in NOTEBOOK_CELLS:
         return NOTEBOOK_CELLS[lesson.name]
+    if lesson.exercise.id == "runtime-lab":
+        from solutions_runtime import SOLUTION
+
+        return SOLUTION
     if lesson.exercise.kind != "questions":  # the coding lab: the reference schedule file
         return (Path(__file__).parent / "schedule_lab_solution.py").read_text()
     return _lesson_solutions(lesson.exercise.id).NOTEBOOK_CELL

@@ -62,7 +62,7 @@ def test_resources_hold_what_the_lab_shows():
     assert list(resources.bundled_runs_dir().glob("*/meta.json"))
     assert list(resources.bundled_comparisons_dir().glob("*/comparison.json"))
     assert list(resources.example_schedules_dir().glob("*.csv"))
-    assert list(resources.lessons_dir().glob("[0-9][0-9]-*/README.md"))
+    assert list(resources.lessons_dir().glob("[0-9][0-9]*-*/README.md"))
     assert resources.app_entry().is_file() and (resources.app_dir() / "views").is_dir()
 
 

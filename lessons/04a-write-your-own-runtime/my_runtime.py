@@ -29,8 +29,6 @@ process or open a socket and it gets no points. As shipped, every piece raises
 NotImplementedError naming what it should do; the grader shows the first one it meets.
 """
 
-import torch
-import torch.distributed as dist
 
 LEARNER = "your-name"  # your name, as you hand it in: the hidden cases are drawn for it
 

@@ -234,11 +234,15 @@ def main() -> int:
         prepare = getattr(task, "prepare", None)
         if prepare is not None:  # e.g. join the process group, before the hook
             prepare(payload["request"])
-        # Lines of the refused modules the task loaded are cached now, as the task's are.
+        # The refused modules the task loaded: their lines cached now, as the task's are,
+        # and out of sys.modules, where ``import pplab`` would find them without an import
+        # event (the task keeps what it uses through its own references).
         for name, module in list(sys.modules.items()):
-            source = getattr(module, "__file__", None)
-            if name.partition(".")[0] in refused and isinstance(source, str):
-                linecache.getlines(source)
+            if name.partition(".")[0] in refused:
+                source = getattr(module, "__file__", None)
+                if isinstance(source, str):
+                    linecache.getlines(source)
+                del sys.modules[name]
         _install(payload, here)
         sys.path.insert(0, here)
         answer = task.run(Path(payload["learner_file"]), payload["request"])

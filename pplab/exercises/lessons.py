@@ -1,6 +1,7 @@
 """The lessons: where their folders are, and which exercise each one asks.
 
-Each lesson is a folder ``NN-name/`` (found through ``pplab.runs.resources.lessons_dir()``) with its
+Each lesson is a folder ``NN-name/`` (or ``NNa-name/``, a lesson between NN and the next;
+found through ``pplab.runs.resources.lessons_dir()``) with its
 text ``README.md`` (the first line is the title) and a notebook ``lesson.ipynb``. Its exercise
 lives in this package, not in the folder: a learner reads the lesson folder, and nothing in it
 holds an answer. The app's Lessons page, the notebooks and ``pplab exercise`` all find the
@@ -17,6 +18,8 @@ from pathlib import Path
 
 from pplab.exercises.core import EXERCISES
 from pplab.runs.resources import lessons_dir
+
+LESSON_GLOB = "[0-9][0-9]*-*"
 
 
 @dataclass(frozen=True)
@@ -72,8 +75,8 @@ class Lesson:
 
 
 def find_lessons(root: Path | None = None) -> list[Lesson]:
-    """Every ``NN-name/`` folder holding a ``README.md``, in order (default: the installed
-    lessons)."""
+    """Every ``NN-name/`` (or ``NNa-name/``) folder holding a ``README.md``, in order
+    (default: the installed lessons): ``04a-`` sorts after ``04-`` and before ``05-``."""
     root = lessons_dir() if root is None else Path(root)
-    return [Lesson(folder) for folder in sorted(root.glob("[0-9][0-9]-*"))
+    return [Lesson(folder) for folder in sorted(root.glob(LESSON_GLOB))
             if (folder / "README.md").is_file()]

@@ -151,6 +151,8 @@ def grade(path: Path, cases: list[RuntimeCase], learner: str | None, source: str
                     said = f"case {n + 1} of {len(cases)} ({case.describe()}): {problem}"
                     problems[record.part] = said
                     failed.add(PARTS[record.part][0])
+                    if record.problem and record.problem.startswith("refused"):
+                        result.refused = record.problem
                     if record.problem:  # refused, or the file does not load: nothing runs
                         problems.update({part: said for part in todo if part not in problems})
             ran = {record.part for record in records}
