@@ -89,6 +89,16 @@ EARLY_STEP = ("                dist.send(x.grad, ctx.rank - 1)\n    ctx.optimize
               "                dist.send(x.grad, ctx.rank - 1)\n"
               "            if mb == 0:\n                ctx.optimizer.step()")
 
+# The received input is not made to require a gradient: x.grad stays None.
+NO_INPUT_GRAD = ("                dist.recv(x, ctx.rank - 1)\n                x.requires_grad_()\n",
+                 "                dist.recv(x, ctx.rank - 1)\n")
+# Rank 0 feeds the next microbatch's tokens: its first forward is microbatch 1's.
+SHIFTED = ("                x = ctx.inputs[mb]\n            else:\n                x = torch.empty("
+           "ctx.activation_shape, dtype=ctx.dtype)\n                dist.recv(x, ctx.rank - 1)",
+           "                x = ctx.inputs[(mb + 1) % len(ctx.inputs)]\n            else:\n"
+           "                x = torch.empty(ctx.activation_shape, dtype=ctx.dtype)\n"
+           "                dist.recv(x, ctx.rank - 1)")
+
 
 def with_fault(fault: tuple[str, str]) -> str:
     old, new = fault

@@ -62,6 +62,7 @@ def test_the_page_asks_for_a_name_before_it_shows_numbers(lessons_page):
     assert not app.text_input(key="lesson_learner").value
 
 
+@pytest.mark.slow  # a page flow
 def test_each_learner_sees_their_own_numbers(lessons_page):
     app = pick(lessons_page, "02-memory-gpipe-vs-1f1b", "ada")
     exercise = get_exercise("memory")
@@ -109,10 +110,13 @@ def test_a_choice_is_judged_once_when_submitted_not_at_every_click(lessons_page,
     assert len(app.success) == 1 and book.tries("ada") == {"bubble": {"b": 1}}
 
 
-def test_the_coding_lab_shows_how_to_start(lessons_page):
-    app = pick(lessons_page, "04-write-your-own-schedule", "ada")
-    assert any("my_schedules.py" in str(code.value) for code in app.code)
-    assert not app.exception
+@pytest.mark.slow  # a page flow
+def test_the_coding_labs_show_how_to_start(lessons_page):
+    for lesson, skeleton in (("04-write-your-own-schedule", "my_schedules.py"),
+                             ("04a-write-your-own-runtime", "my_runtime.py")):
+        app = pick(lessons_page, lesson, "ada")
+        assert any(skeleton in str(code.value) for code in app.code), lesson
+        assert not app.exception
 
 
 LESSON_NAMES = [lesson.name for lesson in find_lessons()]

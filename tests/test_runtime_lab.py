@@ -12,7 +12,15 @@ from pathlib import Path
 
 import pytest
 import torch
-from solutions_runtime import DEADLOCK, EARLY_STEP, SOLUTION, WRONG_RANK, with_fault
+from solutions_runtime import (
+    DEADLOCK,
+    EARLY_STEP,
+    NO_INPUT_GRAD,
+    SHIFTED,
+    SOLUTION,
+    WRONG_RANK,
+    with_fault,
+)
 
 from pplab.engine.model import build_reference_model
 from pplab.exercises import get_exercise
@@ -90,6 +98,15 @@ def test_each_fault_is_named(tmp_path):
     early = check_file(_file(tmp_path, with_fault(EARLY_STEP)), "ada", cases=SMALL)
     message = early.verdicts[0].message
     assert "stepped the optimizer after 1 of its 4 backwards" in message, message
+
+    shifted = check_file(_file(tmp_path, with_fault(SHIFTED)), "ada", cases=SMALL)
+    message = shifted.verdicts[0].message
+    assert "rank 0 ran the forward of microbatch 1 where the schedule says F0" in message, message
+
+    no_grad = check_file(_file(tmp_path, with_fault(NO_INPUT_GRAD)), "ada", cases=SMALL)
+    message = no_grad.verdicts[0].message
+    assert "rank 1: TypeError: send of NoneType" in message and "requires_grad_" in message, \
+        message
 
     # The lesson's claim: the blocking runtime on 1F1B at p = 2, m = 4 deadlocks, both ranks
     # in send, and the grader says so.

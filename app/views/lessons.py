@@ -7,12 +7,14 @@ prints), each answer judged when it is submitted (its Check button: a choice is 
 every click) by the simulator, with the same checker, tries and limited hints as the command
 line. Progress (parts answered right) is kept for the browser session and shown beside the
 path. The page's address holds the lesson and its widget's configuration, so a link opens
-exactly the view it was copied from. The coding lab takes an uploaded schedule file, run in
-the guard's child process (``pplab.exercises.guard``), never in this one.
+exactly the view it was copied from. A coding lab takes an uploaded file, run in the guard's
+child processes (``pplab.exercises.guard``), never in this one; the runtime lab then draws the
+learner's runtime beside pplab's engine on the same schedule.
 
     streamlit run app/lab.py   (then open Lessons; or /lessons?lesson=01-the-bubble&p=8)
 """
 
+import hashlib
 import json
 import re
 import tempfile
@@ -146,24 +148,49 @@ except BadAnswer as error:
 
 
 def coding_lab(exercise: CodingLab) -> None:
-    """The lab's instructions, and an uploaded file graded in the guard's child process."""
+    """The lab's instructions, and an uploaded file graded in the guard's child processes
+    (once per file: a rerun of the page reads the grade kept for this session)."""
     st.code(exercise.show(who))
     if not instructor_only("run uploaded code (the grader starts a process); work in the "
                            "notebook or with pplab exercise on your own machine"):
         return
     upload = st.file_uploader(f"Your {exercise.skeleton}", type=["py"],
                               key=f"lab_file_{exercise.id}_{who}")
-    if upload is not None:
-        with tempfile.TemporaryDirectory(prefix="pplab-upload-") as folder:
-            path = Path(folder) / exercise.skeleton
-            path.write_bytes(upload.getvalue())
+    if upload is None:
+        return
+    key = (exercise.id, who, hashlib.sha256(upload.getvalue()).hexdigest())
+    kept = st.session_state.setdefault("lab_grade", {})
+    with tempfile.TemporaryDirectory(prefix="pplab-upload-") as folder:
+        path = Path(folder) / exercise.skeleton
+        path.write_bytes(upload.getvalue())
+        if key not in kept:
             with st.spinner("Running your file on the hidden cases..."):
-                result = exercise.check_file(path, who)
+                kept.clear()  # one grade kept: the latest file's
+                kept[key] = exercise.check_file(path, who)
+        result = kept[key]
         (st.success if result.all_right else st.warning)(
             f"{result.points} of {result.total} {result.noun}")
         st.code(str(result))
         if result.all_right:
             progress.setdefault(lesson.name, set()).add(f"{exercise.id}:file")
+        right = [v.part for v in result.verdicts if v.right]
+        if exercise.id == "runtime-lab" and right:
+            runtime_timeline(path, right)
+
+
+def runtime_timeline(path: Path, parts: list[str]) -> None:
+    """The learner's runtime (a part it passes) above pplab's engine on the same schedule."""
+    from pplab.exercises.runtime_timeline import compare
+
+    part = st.selectbox("Your runtime to draw", parts, key="runtime_lab_part")
+    if st.button("Draw its timeline beside pplab's engine", key="runtime_lab_draw"):
+        with st.spinner("Running three steps of yours and three of the engine's..."):
+            figure, lines = compare(path, part)
+        if figure is None:
+            st.warning(lines[0])
+        else:
+            st.plotly_chart(figure, key="runtime_lab_gantt")
+            st.write("; ".join(lines))
 
 
 def questions(exercise, book: AttemptBook) -> None:

@@ -139,6 +139,13 @@ class _Work:
         return True
 
 
+def _check_tensor(tensor, what: str) -> None:
+    if not isinstance(tensor, torch.Tensor):
+        hint = (" (x.grad of a received input stays None unless you call x.requires_grad_() "
+                "before the forward)" if tensor is None else "")
+        raise TypeError(f"{what} of {type(tensor).__name__}, not a tensor{hint}")
+
+
 def _check_peer(peer, what: str, record: Recording) -> int:
     if isinstance(peer, int) and (what.split()[0], peer) not in record.peers:
         record.peers.append((what.split()[0], peer))
@@ -157,6 +164,7 @@ def _install_recorders() -> None:
 
     def send(tensor, dst=None, group=None, tag=0, group_dst=None):
         record = _HERE["record"]
+        _check_tensor(tensor, "send")
         peer, start = _check_peer(dst, "send", record), record.now()
         record.pending = f"send to rank {peer}"
         _bounded_wait(real_isend(tensor, peer, tag=tag), record.pending)
@@ -165,6 +173,7 @@ def _install_recorders() -> None:
 
     def recv(tensor, src=None, group=None, tag=0, group_src=None):
         record = _HERE["record"]
+        _check_tensor(tensor, "recv")
         peer, start = _check_peer(src, "recv (give it src)", record), record.now()
         record.pending = f"recv from rank {peer}"
         _bounded_wait(real_irecv(tensor, peer, tag=tag), record.pending)
@@ -174,6 +183,7 @@ def _install_recorders() -> None:
 
     def isend(tensor, dst=None, group=None, tag=0, group_dst=None):
         record = _HERE["record"]
+        _check_tensor(tensor, "isend")
         peer, start = _check_peer(dst, "isend", record), record.now()
         work = real_isend(tensor, peer, tag=tag)
         record.add("send", start, peer, _values(tensor))
@@ -181,6 +191,7 @@ def _install_recorders() -> None:
 
     def irecv(tensor, src=None, group=None, tag=0, group_src=None):
         record = _HERE["record"]
+        _check_tensor(tensor, "irecv")
         peer, start = _check_peer(src, "irecv (give it src)", record), record.now()
         work = real_irecv(tensor, peer, tag=tag)
         record.add("recv", start, peer)
