@@ -40,6 +40,7 @@ def own_home(tmp_path, monkeypatch):
     monkeypatch.setenv("PPLAB_HOME", str(tmp_path / "home"))
 
 
+@pytest.mark.slow  # replays the bundled runs
 def test_lesson_10_quotes_the_replay_errors_pplab_predict_prints(capsys):
     text = _text("10-measured-vs-predicted")
     quoted = {run: float(error) for error, run in
@@ -158,3 +159,22 @@ def test_the_readme_credits_dualpipe_v_as_pplab_schedules_does(capsys):
     for words in ('"cut-in-half"', "github.com/deepseek-ai/DualPipe", "Sea AI Lab"):
         assert words in row and words in listed, (words, row, listed)
     assert row.split("|")[3].strip().startswith("DualPipeV, the"), "credited to DualPipeV first"
+
+
+def test_lesson_4a_quotes_torch_distributed_in_its_own_words():
+    """Every quotation the runtime lesson gives torch's send, recv, isend and irecv is in the
+    docstring of that function of the torch installed here (its reference documentation)."""
+    import torch.distributed as dist
+
+    text = " ".join((ROOT / "lessons" / "04a-write-your-own-runtime" / "README.md")
+                    .read_text().split())
+    quoted = {"send": ["Send a tensor synchronously"], "recv": ["Receives a tensor synchronously"],
+              "isend": ["Send a tensor asynchronously", "Modifying ``tensor`` before the request "
+                        "completes causes undefined behavior"],
+              "irecv": ["Receives a tensor asynchronously"]}
+    for name, phrases in quoted.items():
+        doc = " ".join(getattr(dist, name).__doc__.split())
+        for phrase in phrases:
+            assert f'"{phrase}"' in text, phrase
+            assert phrase in doc, (name, phrase)
+    assert len(re.findall(r'"[A-Z][^"]+"', text)) == 5  # no other quotation to check
