@@ -3,7 +3,9 @@
 ``pplab.exercises.guard.run_guarded`` starts this file as a script in an isolated interpreter
 (``python -I -S -B``) with the request on stdin. ``main`` bounds the process (memory, CPU time,
 file size, soft and hard limits alike), loads the task (pplab's own code, standard library
-only), then puts a finder first on ``sys.meta_path`` and adds an audit hook (PEP 578) that
+only, unless the policy's ``task_loads_refused`` lets it load pplab and torch: the runtime
+lab's, whose ``prepare`` joins the process group; those modules leave ``sys.modules`` before
+the learner's code runs), then puts a finder first on ``sys.meta_path`` and adds an audit hook (PEP 578) that
 refuse, per the request's policy, importing modules (CPython raises the ``import`` event for
 ``import``, ``__import__`` and ``importlib`` alike, after ``sys.modules`` was cleared too),
 reading outside the standard library and the child's own folder, writing outside that folder,
