@@ -2,7 +2,7 @@
 what each test costs.
 
 The fast lane (README, "Tests": ``-m "not multiprocess and not browser and not slow"``)
-loads hypothesis's ``fast-lane`` profile: a property test tries 10 examples there, enough to
+loads hypothesis's ``fast-lane`` profile: a property test tries 5 examples there, enough to
 catch a broken property while you work; the whole suite (``pytest -q``, as CI runs it) loads
 ``whole-suite`` and tries 100. A test that names its own ``max_examples`` keeps it in both
 (a count that is part of what it checks, or examples too cheap to matter).
@@ -30,7 +30,7 @@ from hypothesis import HealthCheck, settings
 
 NO_CLOCK = {"deadline": None, "suppress_health_check": [HealthCheck.too_slow]}
 settings.register_profile("whole-suite", max_examples=100, **NO_CLOCK)
-settings.register_profile("fast-lane", max_examples=10, **NO_CLOCK)
+settings.register_profile("fast-lane", max_examples=5, **NO_CLOCK)
 
 
 def in_fast_lane(markexpr: str) -> bool:

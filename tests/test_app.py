@@ -101,6 +101,7 @@ def test_playground_shows_gpipe_bubble_and_follows_the_sliders(no_runs):
     assert metric(app, "Peak activations (predicted)") == "12 microbatches"
 
 
+@pytest.mark.slow  # a page flow
 def test_playground_interleaved_chunks_costs_and_a_bad_size(no_runs):
     app = open_page()
     app.selectbox(key="pg_schedule").set_value("interleaved-1f1b").run()
@@ -182,6 +183,7 @@ def test_interleaved_chunks_are_told_apart_in_the_playground(no_runs):
             "B full backward · chunk 1 (dotted)"} <= names
 
 
+@pytest.mark.slow  # a page flow
 def test_compare_simulated_configurations(no_runs):
     app = open_page("compare")
     table = app.dataframe[0].value
@@ -377,6 +379,7 @@ def test_runs_page_counts_steps_from_one_like_the_loss_chart(runs_dir):
     assert annotations[:2] == ["step 3 of 3 (predicted, ms)", "step 3 of 3 (measured, ms)"]
 
 
+@pytest.mark.slow  # a page flow
 def test_runs_page_opens_the_run_the_run_page_just_saved(runs_dir):
     app = AppTest.from_file(ENTRY, default_timeout=120)
     app.session_state["runs_open_path"] = str(runs_dir / "run-gpipe")
@@ -429,6 +432,7 @@ def test_compare_offers_a_users_comparison_next_to_the_bundled_one(tmp_path, mon
     assert list(app.dataframe[1].value["source"]) == ["measured", "measured"]
 
 
+@pytest.mark.slow  # a page flow
 def test_a_run_deleted_after_it_was_listed_is_one_error_line(runs_dir):
     import shutil
 
@@ -619,6 +623,7 @@ def test_lab_command_serves_the_app_on_localhost(no_runs, tmp_path):
         assert probe.connect_ex(("127.0.0.1", port)) != 0
 
 
+@pytest.mark.slow  # a page flow
 def test_folder_names_are_shown_as_text_not_markdown(tmp_path, monkeypatch):
     root = tmp_path / "runs"
     broken = root / "**bold** [link](http://example.com)"

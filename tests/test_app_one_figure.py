@@ -21,6 +21,7 @@ def bundled_comparison(tmp_path, monkeypatch):
     return app
 
 
+@pytest.mark.slow  # a page flow
 def test_a_saved_comparison_gives_one_bubble_per_configuration_under_human_names(
         bundled_comparison):
     app = bundled_comparison

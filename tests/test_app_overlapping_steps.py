@@ -33,6 +33,7 @@ def test_the_playground_shows_the_steady_state_of_several_steps_under_either_syn
     assert "pplab's own extension" in text
 
 
+@pytest.mark.slow  # a page flow
 def test_compare_puts_zb_h2_with_post_validation_beside_the_barrier_and_zb_h1():
     app = open_page("compare")
     app.selectbox(key="cmp_preset").set_value(
@@ -46,6 +47,7 @@ def test_compare_puts_zb_h2_with_post_validation_beside_the_barrier_and_zb_h1():
     assert list(table["bubble over"])[2] == "one step in the steady state (post)"
 
 
+@pytest.mark.slow  # a page flow
 def test_the_presenter_plays_several_steps_from_a_link():
     app = AppTest.from_file(str(ROOT / "app" / "lab.py"), default_timeout=120)
     app.query_params.update({"schedule": "zb-h2", "p": "4", "m": "8", "steps": "3",

@@ -80,6 +80,7 @@ def test_the_planner_shows_memory_bars_a_gantt_and_the_table_in_predicted_units(
     assert (table["pp"] * table["tp"] * table["dp"] == 32).all()
 
 
+@pytest.mark.slow  # a page flow
 def test_the_sliders_move_the_estimate():
     app = open_planner(SMALL)
     app.select_slider(key="pl_pp").set_value(2).run()
@@ -109,6 +110,7 @@ def test_the_sliders_move_the_estimate():
     assert "yours" in app.dataframe[0].value.columns
 
 
+@pytest.mark.slow  # a page flow
 def test_a_new_batch_redraws_the_pipeline_with_its_own_microbatches():
     app = open_planner({**SMALL, "pl_pp": 2, "pl_tp": 4})  # dp = 4: m = batch / 4
     assert chart(app, "Predicted timeline of one pipeline")["layout"]["title"]["text"] \

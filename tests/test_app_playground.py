@@ -10,6 +10,7 @@ import sys
 
 import pytest
 from app_helpers import ROOT, metric, open_page
+from lanes import fast_first
 from streamlit.testing.v1 import AppTest
 
 from pplab.schedules import build, schedule_from_csv_text, validate
@@ -72,6 +73,7 @@ def test_the_searched_option_shows_the_order_found_under_the_cap():
     assert validate(schedule_from_csv_text(csv_text)).actions == found.actions
 
 
+@pytest.mark.slow  # a page flow
 def test_the_search_plays_the_costs_set_on_the_page():
     app = open_page()
     app.selectbox(key="pg_schedule").set_value(SEARCHED).run()
@@ -81,6 +83,7 @@ def test_the_search_plays_the_costs_set_on_the_page():
         f"{makespan(search_schedule(4, 8, cost, 4), cost):.4g} cost units"
 
 
+@pytest.mark.slow  # a page flow
 def test_the_overlap_cost_shortens_dualpipe_v_and_says_it_changes_nothing_elsewhere():
     app = open_page()
     overlap = app.slider(key="pg_ovl")
@@ -98,9 +101,9 @@ def test_the_overlap_cost_shortens_dualpipe_v_and_says_it_changes_nothing_elsewh
                in c.value for c in app.caption)
 
 
-@pytest.mark.parametrize("name, closed", [("zb-v", "5.88 %"), ("zb-h2", "11.11 %"),
-                                          ("looped-bfs", "15.79 %"), ("dualpipe-v", None),
-                                          ("interleaved-zb", None)])
+@pytest.mark.parametrize("name, closed", fast_first(1, [
+    ("zb-v", "5.88 %"), ("zb-h2", "11.11 %"), ("looped-bfs", "15.79 %"), ("dualpipe-v", None),
+    ("interleaved-zb", None)]))
 def test_the_new_families_show_their_closed_form_where_there_is_one(name, closed):
     app = open_page()
     app.selectbox(key="pg_schedule").set_value(name).run()
@@ -113,6 +116,7 @@ def test_the_new_families_show_their_closed_form_where_there_is_one(name, closed
         assert "Closed form" in text and f"gives **{closed}" in text
 
 
+@pytest.mark.slow  # a page flow
 def test_compare_presets_put_zb_v_and_dualpipe_v_beside_1f1b():
     app = open_page("compare")
     app.selectbox(key="cmp_preset").set_value(

@@ -8,6 +8,7 @@ intervals (AppTest).
 from pathlib import Path
 
 import pytest
+from lanes import fast_first
 from streamlit.testing.v1 import AppTest
 
 from pplab.calibration import CATEGORIES
@@ -38,7 +39,7 @@ def metric(app: AppTest, label: str) -> str:
     return found[0]
 
 
-@pytest.mark.parametrize("label", [BUNDLED_1F1B, BUNDLED_SHARED])
+@pytest.mark.parametrize("label", fast_first(1, [BUNDLED_1F1B, BUNDLED_SHARED]))
 def test_a_bundled_run_shows_its_replay_error_and_where_the_gap_is(runs_page, label):
     app = runs_page
     app.selectbox(key="runs_pick").set_value(label).run()
@@ -54,6 +55,7 @@ def test_a_bundled_run_shows_its_replay_error_and_where_the_gap_is(runs_page, la
     assert (contention > 0) == (label == BUNDLED_SHARED)  # only 4 ranks on 2 cores share
 
 
+@pytest.mark.slow  # a page flow
 def test_the_breakdown_follows_the_step_shown_including_the_warm_up(runs_page):
     app = runs_page
     app.selectbox(key="runs_pick").set_value(BUNDLED_1F1B).run()
@@ -65,6 +67,7 @@ def test_the_breakdown_follows_the_step_shown_including_the_warm_up(runs_page):
     assert first.iloc[5, 1] != last.iloc[5, 1]  # another step, another measured step time
 
 
+@pytest.mark.slow  # a page flow
 def test_a_replay_shows_its_interval_and_what_each_term_of_the_model_charges(runs_page):
     from pplab.calibration.breakdown import TERMS
 
@@ -79,6 +82,7 @@ def test_a_replay_shows_its_interval_and_what_each_term_of_the_model_charges(run
     assert terms[0].set_index("term (per rank)").loc["processor sharing"].iloc[1] > 0
 
 
+@pytest.mark.slow  # a page flow calibrating each run
 def test_compare_gives_each_configuration_a_calibrated_step_and_its_interval(runs_page):
     app = runs_page
     app.switch_page("views/compare.py").run()

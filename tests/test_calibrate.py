@@ -131,6 +131,7 @@ def test_the_replay_of_a_recorded_simulation_is_the_measured_step(tmp_path):
         assert table[side].iloc[:5].sum() == pytest.approx(table.loc["step time", side])
 
 
+@pytest.mark.slow
 def test_calibration_recovers_dedicated_costs_and_cores_from_shared_ranks(tmp_path):
     schedule = build("1f1b", 4, 8)
     cost = CostModel(stage_costs=((0.01, 0.02, 0, 0),) * 4, latency=0.001, optimizer=0.002)
@@ -178,6 +179,7 @@ def test_fewer_cores_make_a_longer_step_and_the_clock_reads_sharing_back():
         assert clock.alone(row.start, row.end) == pytest.approx(1.0 if row.kind == "F" else 2.0)
 
 
+@pytest.mark.slow
 def test_what_if_from_one_calibration_orders_schedules_as_their_simulations(tmp_path):
     schedule = build("1f1b", 2, 4)
     cost = CostModel(forward=0.01, backward=0.02, latency=0.001)

@@ -65,6 +65,7 @@ def test_communication_is_a_thin_strip_with_peer_and_bytes():
         assert "peer rank" in trace.hovertemplate and "bytes" in trace.hovertemplate
 
 
+@pytest.mark.slow
 def test_twenty_thousand_events_draw_a_bounded_figure():
     events = simulate(build("1f1b", 8, 1250), CostModel())
     assert len(events[events["kind"].isin(["F", "B"])]) == 20_000

@@ -85,6 +85,7 @@ def test_a_student_can_simulate_but_not_train_until_the_passcode(class_lab, cloc
     assert any("you are the instructor" in c.value for c in app.sidebar.caption)
 
 
+@pytest.mark.slow
 def test_an_address_that_keeps_guessing_waits_longer_in_every_session(class_lab, clock):
     waits = []
     for tries in range(5):
@@ -122,6 +123,7 @@ def test_a_malformed_digest_closes_the_lab_instead_of_opening_it(monkeypatch, cl
     assert any("is not a SHA-256 digest" in e.value for e in app.error)
 
 
+@pytest.mark.slow
 def test_the_coding_lab_asks_for_the_passcode_in_a_classroom(class_lab):
     app = open_page("lessons")
     app.selectbox(key="lesson_pick").set_value(

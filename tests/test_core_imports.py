@@ -116,6 +116,7 @@ def test_every_module_outside_the_engine_and_the_cli_parser_import_without_torch
     assert imported_without_torch["loaded"] == []
 
 
+@pytest.mark.slow  # starts Python
 def test_the_torch_check_would_catch_a_module_that_imports_torch():
     result = import_without_torch(["pplab.engine.model"])
     assert "torch" in result["failures"]["pplab.engine.model"]
@@ -215,6 +216,7 @@ def circles(graph: dict[str, set[str]]) -> list[list[str]]:
     return sorted(found)
 
 
+@pytest.mark.slow  # starts Python
 def test_pplab_and_app_have_no_import_circle():
     graph = import_graph(ROOT, ("pplab", "app"), on_path=("app",))
     assert len(graph) > 100 and graph["pplab.sim.simulator"]  # the graph was read at all

@@ -13,6 +13,7 @@ from datetime import UTC, datetime
 import pytest
 import torch
 from command_helpers import run_pplab
+from lanes import fast_first
 
 from pplab.classroom.training_jobs import TrainRequest
 from pplab.cli.train import add_parser, config_from_args, train_argv
@@ -39,6 +40,7 @@ def test_split_layers_balanced_explicit_and_errors():
         split_layers(8, 3, [4, 4])
 
 
+@pytest.mark.slow
 def test_stages_chain_to_the_reference_model():
     config = ModelConfig(d_model=16, n_heads=2, n_layers=5, d_ff=32, seq_len=8, seed=3)
     reference = build_reference_model(config)
@@ -165,6 +167,7 @@ def test_topology_numbering_and_fault_parsing():
     assert fault == (1, 2, "kill") and fault.rank == 1
 
 
+@pytest.mark.slow  # starts Python
 def test_the_plan_check_imports_no_torch():
     # The CLI and the app check a request before anything starts; that must stay cheap.
     code = ("import sys; from pplab.engine.request import check_request; "
@@ -322,7 +325,7 @@ def test_a_run_checks_its_request_once_and_hands_that_object_to_its_ranks(monkey
     assert handed[0][0].config is checked[0] and handed[0][0].fault == (1, 2, "raise")
 
 
-@pytest.mark.parametrize("stage_index", [0, 1])
+@pytest.mark.parametrize("stage_index", fast_first(1, [0, 1]))
 def test_split_backward_i_then_w_equals_full_backward(stage_index):
     split, split_in, split_grads = _stage_gradients(True, stage_index)
     _, full_in, full_grads = _stage_gradients(False, stage_index)

@@ -108,8 +108,11 @@ def test_numbers_differ_across_learners(exercise_id, how_many):
         assert len(values) != 1 or values == {None}, f"{part_numbers} is the same for everyone"
 
 
+# gpt3-3d's check plans GPT-3 layouts (seconds a learner): in the fast lane,
+# tests/test_lesson_09_gpt3_3d.py checks its reference answers.
 @pytest.mark.parametrize("how_many", HOW_MANY)
-@pytest.mark.parametrize("exercise_id", QUESTIONS)
+@pytest.mark.parametrize("exercise_id", [
+    pytest.param(i, marks=[pytest.mark.slow] * (i == "gpt3-3d")) for i in QUESTIONS])
 def test_the_reference_answers_are_right_for_many_learners(exercise_id, how_many):
     exercise = get_exercise(exercise_id)
     for learner in LEARNERS[:how_many]:

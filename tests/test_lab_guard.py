@@ -90,6 +90,7 @@ def test_the_same_file_without_the_copy_passes(tmp_path):
     assert check_file(honest, "ada").all_right
 
 
+@pytest.mark.slow  # grades nine guarded files
 def test_the_report_gives_each_copy_a_refusal_and_no_points(tmp_path):
     folder = tmp_path / "submissions"
     folder.mkdir()

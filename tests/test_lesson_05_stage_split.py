@@ -155,6 +155,7 @@ def _tokens(text: str) -> set[str]:
     return set(re.findall(r"\d+(?:\.\d+)?(?:/\d+)?", text))
 
 
+@pytest.mark.slow
 def test_usual_mistakes_are_refused_named_and_never_given_the_answer():
     named = {"equal": 0, "head": 0}
     for learner in LEARNERS:

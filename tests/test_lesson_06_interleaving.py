@@ -11,6 +11,7 @@ from fractions import Fraction
 
 import pytest
 from app_helpers import ROOT, metric, open_page
+from lanes import fast_first
 from solutions_interleaving import messages, rank_peak, right_answers
 from streamlit.testing.v1 import AppTest
 
@@ -39,7 +40,7 @@ def _schedule(p: int, m: int, v: int):
 
 # ---- memory per rank ------------------------------------------------------------------------
 
-@pytest.mark.parametrize("p, m, v", GRID)
+@pytest.mark.parametrize("p, m, v", fast_first(4, GRID))
 def test_per_rank_closed_form_matches_the_simulated_peak_of_every_rank(p, m, v):
     closed = formulas.peak_activations_per_rank("interleaved-1f1b", p, m, v)
     found = peak_activations_per_rank(simulate(build("interleaved-1f1b", p, m, v)))
@@ -96,7 +97,7 @@ def test_measured_runs_hold_about_what_the_count_says_and_send_what_the_schedule
 
 # ---- messages -------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("p, m, v", GRID + [(4, 8, 1), (2, 5, 1)])
+@pytest.mark.parametrize("p, m, v", fast_first(4, GRID + [(4, 8, 1), (2, 5, 1)]))
 def test_message_count_of_the_schedule_is_the_simulated_sends_and_the_lessons_count(p, m, v):
     events = simulate(_schedule(p, m, v), CostModel(latency=0.01))
     assert sends_per_step(events) == {0: point_to_point_messages(_schedule(p, m, v))}
@@ -127,7 +128,7 @@ def _judge(learner: str, key: str, answer):
     return part.judge(EXERCISE.variant(learner), part.read(answer))
 
 
-@pytest.mark.parametrize("learner", ["ada", "bob", "chen", "dara"])
+@pytest.mark.parametrize("learner", fast_first(1, ["ada", "bob", "chen", "dara"]))
 def test_the_right_answers_are_accepted(learner):
     numbers = dict(EXERCISE.variant(learner).numbers)
     for key, answer in right_answers(numbers).items():
@@ -166,6 +167,7 @@ def test_the_usual_message_mistakes_are_named():
     assert "your question asks for one in m, v" in _judge(rank, "b", "2*m*(p*v-1)").message
 
 
+@pytest.mark.slow
 def test_choosing_v_is_judged_by_simulating_every_v():
     for learner in ("ada", "bob", "chen", "dara", "eli", "fay"):
         n = dict(EXERCISE.variant(learner).numbers)
@@ -219,16 +221,17 @@ def test_the_widget_draws_chunks_apart_and_honours_v(tmp_path):
     assert metric(app, "Rank 0's peak activations") == f"{float(first):.4g}"
 
 
-@pytest.mark.parametrize("config, said", [
+@pytest.mark.parametrize("config, said", fast_first(2, [
     ({"v": "1"}, "v = 1 is plain 1F1B"), ({"v": "x"}, "showing v = 2"),
     ({"v": "99"}, "showing v = 2"), ({"m": "7"}, "showing m = 8"),
-    ({"latency": "-1"}, "showing latency = 0")])
+    ({"latency": "-1"}, "showing latency = 0")]))
 def test_a_bad_widget_value_falls_back_with_a_caption(tmp_path, config, said):
     app = _widget(tmp_path, config)
     assert any(said in caption.value for caption in app.caption)
     assert app.get("plotly_chart")
 
 
+@pytest.mark.slow  # a page flow
 def test_the_playground_reports_interleaved_memory_per_rank_and_zb_h1s_paper_form():
     app = open_page()
     app.selectbox(key="pg_schedule").set_value("interleaved-1f1b").run()

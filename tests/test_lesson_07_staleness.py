@@ -301,6 +301,7 @@ def test_two_ranks_run_every_f_and_b_on_the_papers_version_and_train_as_its_refe
                                        rel=1e-9, abs=1e-12)
 
 
+@pytest.mark.slow  # a Runs page flow
 def test_runs_page_says_which_bubble_of_a_pipedream_run_it_shows(tmp_path, monkeypatch):
     from app_helpers import metric, open_page
 

@@ -206,6 +206,7 @@ def test_widget_falls_back_on_a_bad_value_and_explains_sizes_that_do_not_fit(tmp
     assert not app.get("plotly_chart") or len(app.get("plotly_chart")) == 0
 
 
+@pytest.mark.slow  # a page flow
 def test_compare_page_shows_tp_allreduce_apart_from_compute(tmp_path):
     app = open_page("compare")
     app.radio(key="cmp_mode").set_value("bundled comparison pp4-vs-tp4-cpu").run()

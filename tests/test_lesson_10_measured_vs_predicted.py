@@ -50,6 +50,7 @@ def own_home(tmp_path, monkeypatch):
 
 # ---- the breakdown ----------------------------------------------------------------------------
 
+@pytest.mark.slow  # compares every lesson run
 def test_the_lesson_has_clean_and_shared_runs_and_no_asynchronous_one():
     shared = {name: compare_run(name).shared for name in lesson_runs()}
     assert {"1f1b-p2m8", "gpipe-p2m8", "1f1b-p4m8"} <= set(shared)
@@ -57,7 +58,8 @@ def test_the_lesson_has_clean_and_shared_runs_and_no_asynchronous_one():
     assert "pipedream-p4m8" not in shared
 
 
-@pytest.mark.parametrize("name", ["1f1b-p2m8", "gpipe-p4m8"])
+@pytest.mark.parametrize("name", ["1f1b-p2m8",
+                                  pytest.param("gpipe-p4m8", marks=pytest.mark.slow)])
 def test_the_five_parts_add_up_to_each_step(name):
     table = compare_run(name).table
     for column in ("measured (ms)", "calibrated (ms)", "naive (ms)", "measured - naive (ms)"):
@@ -104,6 +106,7 @@ def test_the_widget_draws_three_timelines_the_breakdown_and_a_what_if(tmp_path):
     assert "one core each" in app.caption[0].value
 
 
+@pytest.mark.slow  # a page flow
 def test_a_bad_link_falls_back_with_a_caption(tmp_path):
     app = _widget(tmp_path, {"run": "no-such-run", "schedule": "fast", "m": "lots"})
     said = " ".join(c.value for c in app.caption)

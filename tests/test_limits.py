@@ -132,6 +132,7 @@ def _max_constants_outside_limits() -> set[tuple[str, str]]:
     return found
 
 
+@pytest.mark.slow  # reads every module
 def test_no_module_but_limits_defines_a_max_constant():
     found = _max_constants_outside_limits()
     assert found == set(), "move these bounds to pplab/limits.py"

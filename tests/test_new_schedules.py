@@ -13,6 +13,7 @@ import pytest
 from command_helpers import run_pplab
 from hypothesis import given
 from hypothesis import strategies as st
+from lanes import fast_first
 
 from pplab.formulas import pipeline as formulas
 from pplab.schedules import (
@@ -158,6 +159,7 @@ def test_zb_h2_is_zero_bubble_inside_each_rank_at_equal_costs_and_holds_2p_minus
     assert zb_h1 == {s: 4 for s in range(4)}
 
 
+@pytest.mark.slow
 def test_zb_v_matches_its_closed_form_where_the_paper_gives_zero_bubble():
     for unit in (0.5, 1, 2):
         cost = CostModel(forward=unit, backward_input=unit, backward_weight=unit)
@@ -169,8 +171,9 @@ def test_zb_v_matches_its_closed_form_where_the_paper_gives_zero_bubble():
                 assert _span_bubble(events) == pytest.approx(0.0)
 
 
-@pytest.mark.parametrize("cost", [CostModel(), CostModel(forward=1, backward=3),
-                                  CostModel(forward=2, backward=1)], ids=["1:2", "1:3", "2:1"])
+@pytest.mark.parametrize("cost", fast_first(1, [CostModel(), CostModel(forward=1, backward=3),
+                                                 CostModel(forward=2, backward=1)]),
+                         ids=["1:2", "1:3", "2:1"])
 def test_looped_bfs_matches_interleaved_1f1bs_form_from_m_equal_p(cost):
     for p in range(1, 8):
         for v in (2, 3):
@@ -180,6 +183,7 @@ def test_looped_bfs_matches_interleaved_1f1bs_form_from_m_equal_p(cost):
                     formulas.bubble_fraction("looped-bfs", p, m, v, cost)), (p, v, m)
 
 
+@pytest.mark.slow
 def test_new_peak_activations_match_closed_forms():
     for name, v in (("zb-h2", 1), ("zb-v", 2), ("looped-bfs", 2), ("looped-bfs", 3)):
         for p in range(1, 7):

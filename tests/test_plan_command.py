@@ -26,6 +26,7 @@ def table_rows(out: str) -> list[list[str]]:
     return [line.split() for line in out.splitlines() if re.match(r"^\s+\d+\s+\d+\s+\d+", line)]
 
 
+@pytest.mark.slow  # plans GPT-3 (the planner's tests do in the fast lane)
 def test_gpt3_8x8x64_is_in_the_table_and_fits(capsys):
     code, out, err = run_pplab(capsys, "plan", *GPT3, "--pp", "8", "--tp", "8", "--top", "5")
     assert code == 0, err

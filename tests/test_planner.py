@@ -189,6 +189,7 @@ def test_one_layer_takes_the_time_korthikanti_table4_measured():
     assert sel.backward * 1e3 == pytest.approx(13.2, rel=0.15)
 
 
+@pytest.mark.slow
 def test_simulating_small_and_extending_matches_simulating_all():
     layer = LayerTimes(1, 0, 1, 1, 0, 0, 0)
     worst = {"short messages": 0.0, "long messages": 0.0}
@@ -288,7 +289,7 @@ def _best_published(row):
 
 @pytest.mark.parametrize("row", [
     pytest.param(row, id=f"{row.model}-{row.gpus}gpus",
-                 marks=[pytest.mark.slow] if row.pp > 16 else [])
+                 marks=[pytest.mark.slow] if row.pp > 8 else [])  # deeper: seconds
     for row in MEGATRON_TABLE1 + MEGATRON_TABLE2])
 def test_teraflops_per_gpu_within_20_percent_of_narayanan(row):
     # Narayanan et al. SC 2021, Tables 1 and 2: achieved teraFLOP/s per GPU, counted with
@@ -310,6 +311,7 @@ def test_iteration_time_within_20_percent_of_korthikanti_table5(row):
 
 # -- ranking ------------------------------------------------------------------------------------
 
+@pytest.mark.slow
 def test_lower_bounds_hold_and_the_top_of_the_ranking_is_exact():
     model = PRESET_MODELS["megatron-7.5b"]
     cluster = A100.with_nodes(2)

@@ -37,6 +37,7 @@ def test_a_replay_prints_predicted_measured_error_and_the_breakdown(capsys, reco
     assert "80 % of steps between" in out and "2 of 2 inside" in out  # steps 1, 2
 
 
+@pytest.mark.slow
 def test_a_what_if_predicts_another_schedule_and_its_json_is_no_replay(capsys, recorded):
     code, out, _ = run_pplab(capsys, "predict", str(recorded.path), "--schedule", "gpipe",
                              "--microbatches", "8", "--json")
@@ -56,6 +57,7 @@ def test_a_what_if_predicts_another_schedule_and_its_json_is_no_replay(capsys, r
     assert "unequal work" not in out  # the same batch, cut another way
 
 
+@pytest.mark.slow
 def test_a_what_if_of_more_microbatches_says_it_compares_unequal_work(capsys, recorded):
     code, out, _ = run_pplab(capsys, "predict", str(recorded.path), "--microbatches", "8")
     assert code == 0 and out.startswith("what-if 1f1b p=2 m=8")

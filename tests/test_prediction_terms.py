@@ -79,6 +79,7 @@ def test_a_run_that_held_many_measures_its_own_growth_and_one_that_held_few_borr
     assert few.held_growth == MACHINE_HELD_GROWTH
 
 
+@pytest.mark.slow
 def test_more_microbatches_held_than_the_run_held_make_a_what_if_dearer(tmp_path):
     costs = [CostModel(stage_costs=STAGE_COSTS, latency=0.001, optimizer=0.002)] * 3
     run = recorded_run(tmp_path / "run", build("1f1b", 2, 4), costs)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from app_helpers import ROOT
+from lanes import fast_first
 from streamlit.testing.v1 import AppTest
 
 from pplab.charts.presenter import presenter_gantt
@@ -18,8 +19,8 @@ from pplab.sim.simulator import simulate
 from pplab.teaching.presenter import compute_boxes, walk
 from pplab.timeline.labels import fraction_text
 
-CASES = [("gpipe", 4, 4, None), ("1f1b", 4, 8, None), ("zb-h1", 3, 6, None),
-         ("interleaved-1f1b", 2, 4, 2)]
+CASES = [("gpipe", 4, 4, None), ("interleaved-1f1b", 2, 4, 2), ("1f1b", 4, 8, None),
+         ("zb-h1", 3, 6, None)]
 COST = CostModel(forward=1.0, backward=2.0, backward_input=1.2, backward_weight=0.8)
 
 
@@ -35,7 +36,7 @@ def _frame_boxes(frame) -> set[tuple]:
     return found
 
 
-@pytest.mark.parametrize("name,p,m,v", CASES)
+@pytest.mark.parametrize("name,p,m,v", fast_first(2, CASES))
 def test_every_frame_is_the_simulated_step_cut_at_its_moment(name, p, m, v):
     events = simulate(build(name, p, m, v), COST)
     figure = presenter_gantt(events, frames=12)
@@ -55,7 +56,7 @@ def test_every_frame_is_the_simulated_step_cut_at_its_moment(name, p, m, v):
          round(float(b.end), 9)) for b in boxes.itertuples()}, "the last frame is the step"
 
 
-@pytest.mark.parametrize("name,p,m,v", CASES)
+@pytest.mark.parametrize("name,p,m,v", fast_first(2, CASES))
 def test_the_critical_path_runs_without_a_gap_from_start_to_end(name, p, m, v):
     for latency in (0.0, 0.25):
         events = simulate(build(name, p, m, v), CostModel(
@@ -98,7 +99,7 @@ def test_the_presenter_page_opens_from_a_link_and_refuses_a_bad_value(tmp_path, 
     assert any(m.value.startswith(f"### Bubble {bubble} of rank-time") for m in app.markdown)
 
 
-@pytest.mark.parametrize("p", [2, 4, 8])
+@pytest.mark.parametrize("p", fast_first(1, [2, 4, 8]))
 def test_the_presenter_fits_a_projector_with_nothing_drawn_over_the_title(p):
     from pplab.charts.presenter import FIT_PX
 

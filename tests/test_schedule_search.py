@@ -63,6 +63,7 @@ def test_capped_1f1b_holds_the_cap_and_is_1f1b_from_a_cap_of_p(p, m, cap):
         assert schedule.actions == build("1f1b", p, m).actions
 
 
+@pytest.mark.slow
 def test_search_reaches_the_hand_made_zero_bubble_schedules_when_memory_allows():
     cost = CostModel(forward=1, backward=2, backward_input=1, backward_weight=1)
     for p, m in ((4, 8), (6, 12)):

@@ -195,6 +195,7 @@ def test_streamlit_is_started_hardened_and_quiet_about_errors_in_a_classroom(tmp
 
 # ---- the pages' bounds (set from measured cost) -------------------------------------------
 
+@pytest.mark.slow  # a page flow
 def test_the_playground_refuses_a_view_past_its_measured_bound_in_one_line():
     from app_helpers import open_page
 

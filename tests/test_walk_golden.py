@@ -16,6 +16,7 @@ import random
 from pathlib import Path
 
 import pytest
+from lanes import fast_first
 
 from pplab.schedules import build
 from pplab.schedules.registry import SCHEDULES
@@ -116,7 +117,7 @@ def _largest_difference(key: str, got: list[list], want: list[list]) -> float:
     return largest
 
 
-@pytest.mark.parametrize("name", list(SCHEDULES))
+@pytest.mark.parametrize("name", fast_first(3, list(SCHEDULES)))
 def test_simulated_timeline_unchanged_from_the_recording(name):
     recorded = golden()["simulate"]
     checked = 0
@@ -157,6 +158,7 @@ def test_shared_core_prediction_unchanged_from_the_recording(name):
     assert checked == sum(1 for key in recorded if key.split("|")[0] == name)
 
 
+@pytest.mark.slow  # searches each recorded cap
 def test_searched_orders_unchanged_from_the_recording():
     recorded = golden()["search"]
     for p, m, cap in ((4, 8, 4), (4, 8, 2), (3, 6, 5), (5, 10, 3)):
