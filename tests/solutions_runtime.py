@@ -99,6 +99,10 @@ SHIFTED = ("                x = ctx.inputs[mb]\n            else:\n             
            "                x = torch.empty(ctx.activation_shape, dtype=ctx.dtype)\n"
            "                dist.recv(x, ctx.rank - 1)")
 
+# Rank 1 never ends its step.
+ENDLESS = ("def blocking_step(stage, ctx):\n",
+           "def blocking_step(stage, ctx):\n    while ctx.rank == 1:\n        pass\n")
+
 
 def with_fault(fault: tuple[str, str]) -> str:
     old, new = fault

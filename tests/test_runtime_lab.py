@@ -15,6 +15,7 @@ import torch
 from solutions_runtime import (
     DEADLOCK,
     EARLY_STEP,
+    ENDLESS,
     NO_INPUT_GRAD,
     SHIFTED,
     SOLUTION,
@@ -102,6 +103,11 @@ def test_each_fault_is_named(tmp_path):
     shifted = check_file(_file(tmp_path, with_fault(SHIFTED)), "ada", cases=SMALL)
     message = shifted.verdicts[0].message
     assert "rank 0 ran the forward of microbatch 1 where the schedule says F0" in message, message
+
+    endless = check_file(_file(tmp_path, with_fault(ENDLESS)), "ada", cases=SMALL)
+    message = endless.verdicts[0].message
+    assert "rank 1: blocking_step ran longer than 30 s" in message, message
+    assert "ranks 0 then failed waiting on it" in message, message
 
     no_grad = check_file(_file(tmp_path, with_fault(NO_INPUT_GRAD)), "ada", cases=SMALL)
     message = no_grad.verdicts[0].message

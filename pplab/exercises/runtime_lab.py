@@ -45,6 +45,7 @@ PARTS = {"blocking-gpipe": ("blocking_step", "gpipe"),
          "overlapped-1f1b": ("overlapped_step", "1f1b")}
 STARTUP_SECONDS = 120  # importing torch on every rank of a busy 2-core machine
 DEADLOCK_SECONDS = 8  # a wait this long in a step of milliseconds is a deadlock
+RUN_SECONDS = 30  # a rank still in one step after this long loops: it is stopped
 RANK_MEMORY_BYTES = 8 * 2**30  # address space: torch maps far more than it uses
 TASK = Path(__file__).with_name("runtime_task.py")  # run in the guard, never imported here
 
@@ -94,8 +95,9 @@ def spawn(path: Path, case: RuntimeCase, parts: list[str], steps: int = 1) -> li
         runs.append({"name": part, "function": function, "steps": steps})
     common = request_for(case) | {
         "port": _free_port(), "startup_seconds": STARTUP_SECONDS,
-        "deadlock_seconds": DEADLOCK_SECONDS, "max_printed_chars": MAX_LAB_PRINTED_CHARS}
-    timeout = STARTUP_SECONDS + len(parts) * steps * (DEADLOCK_SECONDS + 10)
+        "deadlock_seconds": DEADLOCK_SECONDS, "run_seconds": RUN_SECONDS,
+        "max_printed_chars": MAX_LAB_PRINTED_CHARS}
+    timeout = STARTUP_SECONDS + (len(parts) * steps + 1) * (RUN_SECONDS + 5)
 
     def one_rank(rank: int) -> Outcome:
         request = common | {"rank": rank, "runs": [

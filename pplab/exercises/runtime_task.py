@@ -28,7 +28,10 @@ from __future__ import annotations
 
 import datetime
 import importlib.util
+import json
+import os
 import sys
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -39,6 +42,7 @@ import torch.distributed as dist
 from pplab.engine.model import lm_loss
 from pplab.engine.partition import build_stage
 from pplab.engine.train_config import ModelConfig
+from pplab.exercises.guard_hook import RESULT_FILE
 from pplab.exercises.lab_runner import BoundedText, _where
 
 _HERE: dict = {}  # what prepare built: the stage, its first weights, the request's numbers
@@ -303,6 +307,33 @@ def _one_run(function, entry: dict, request: dict, path: Path) -> dict:
     return outcome
 
 
+def _stop_after(seconds: float, answer: dict, printed: BoundedText, what: str,
+                name: str) -> threading.Timer:
+    """A timer that, unless cancelled, answers for the rank (what it did so far, and that
+    ``what`` ran past ``seconds``) and ends the process: an endless loop in the learner's
+    code costs the grade ``seconds``, not the guard's whole time limit, and the other ranks,
+    stuck waiting for this one, are named as its echoes."""
+
+    def expire() -> None:
+        record = _HERE["record"]
+        run = {"name": name, "error": f"{what} ran longer than {seconds:g} s and was stopped "
+                                      f"(an endless loop?)",
+               "events": list(record.events), "peers": list(record.peers),
+               "pending": record.pending, "steps": record.steps,
+               "backwards_at_first_step": record.backwards_at_first_step}
+        stopped = (dict(answer, load_error=run["error"]) if name == "load" else
+                   dict(answer, runs=[*answer["runs"], run]))
+        stopped["printed"] = printed.text()
+        with open(RESULT_FILE, "w") as result:
+            json.dump(stopped, result)
+        os._exit(0)
+
+    timer = threading.Timer(seconds, expire)
+    timer.daemon = True
+    timer.start()
+    return timer
+
+
 def run(path: Path, request: dict) -> dict:
     """Every run of ``request["runs"]`` until the first that fails on this rank:
     ``{"runs": [outcome, ...], "printed": text}``, or a ``load_error``."""
@@ -311,6 +342,8 @@ def run(path: Path, request: dict) -> dict:
     answer: dict = {"runs": []}
     _HERE["record"] = Recording()
     _install_recorders()
+    seconds = request["run_seconds"]
+    timer = _stop_after(seconds, answer, printed, f"loading {path.name}", "load")
     try:
         spec = importlib.util.spec_from_file_location("learner_runtime", path)
         module = importlib.util.module_from_spec(spec)
@@ -320,13 +353,18 @@ def run(path: Path, request: dict) -> dict:
         answer["load_error"] = f"{type(error).__name__}: {str(error)[:300]}{_where(error, path)}"
         answer["printed"] = printed.text()
         return answer
+    finally:
+        timer.cancel()
     for entry in request["runs"]:
         function = getattr(module, entry["function"], None)
         if not callable(function):
             answer["runs"].append({"name": entry["name"], "error": f"{path.name} defines no "
                                    f"function {entry['function']}(stage, ctx)"})
             break
+        timer = _stop_after(seconds * entry["steps"], answer, printed, entry["function"],
+                            entry["name"])
         outcome = _one_run(function, entry, request, path)
+        timer.cancel()
         answer["runs"].append(outcome)
         if "error" in outcome or "timed_out" in outcome:
             break
