@@ -6,8 +6,9 @@ file size, soft and hard limits alike), loads the task (pplab's own code, standa
 only, unless the policy's ``task_loads_refused`` lets it load pplab and torch: the runtime
 lab's, whose ``prepare`` joins the process group; those modules leave ``sys.modules`` before
 the learner's code runs), then puts a finder first on ``sys.meta_path`` and adds an audit
-hook (PEP 578) that refuse, per the request's policy, importing modules (CPython raises the ``import`` event for
-``import``, ``__import__`` and ``importlib`` alike, after ``sys.modules`` was cleared too),
+hook (PEP 578) that refuse, per the request's policy, importing modules (CPython raises the
+``import`` event for ``import``, ``__import__`` and ``importlib`` alike, after
+``sys.modules`` was cleared too),
 reading outside the standard library and the child's own folder, writing outside that folder,
 paths with ``..``, and the audit events of processes, signals, sockets, native code and the
 calls that could disarm the hook. A refusal writes one line naming what was refused and ends
