@@ -17,7 +17,7 @@ from dataclasses import dataclass, replace
 import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st
-from shared_work import pooled, shared_cache
+from shared_work import ServedFigure, pooled, shared_cache
 
 from pplab import charts
 from pplab.calibration.per_rank import peak_activations_per_rank
@@ -169,9 +169,10 @@ def playground_figures(config: SimConfig) -> tuple:
 @shared_cache
 def _figures(config: SimConfig) -> tuple:
     found = simulation(config)
-    return (charts.gantt(found.events, title=f"Predicted timeline: {config.label()}"),
-            charts.peak_activations(found.metrics["peak_activations"]),
-            charts.rank_utilisation(found.metrics["per_rank"], charts.COST_UNITS))
+    return (ServedFigure(charts.gantt(found.events,
+                                      title=f"Predicted timeline: {config.label()}")),
+            ServedFigure(charts.peak_activations(found.metrics["peak_activations"])),
+            ServedFigure(charts.rank_utilisation(found.metrics["per_rank"], charts.COST_UNITS)))
 
 
 def schedule_text(config: SimConfig) -> tuple[str, str]:

@@ -18,6 +18,7 @@ import functools
 import time
 from collections.abc import Callable
 
+import plotly.graph_objects as go
 import streamlit as st
 
 from pplab.classroom.shared_results import RESULTS
@@ -64,3 +65,20 @@ def pooled(function: Callable, *args, what: str = "Working", lane: WorkPool = PO
         st.stop()
     finally:
         ticket.release()
+
+
+class ServedFigure(go.Figure):
+    """A figure shared by every session, whose plain form is worked out once.
+
+    ``st.plotly_chart`` asks a figure for ``to_dict()`` on every rerun of every session, and
+    plotly builds it afresh each time (a deep copy of every trace, each array converted
+    again): a third of a Playground rerun. A shared figure never changes once built (see
+    ``shared_cache``), so its dict is made here once and handed out as is; Streamlit only
+    reads it to write the chart's JSON."""
+
+    def __init__(self, figure: go.Figure) -> None:
+        super().__init__(figure)
+        self._served = super().to_dict()
+
+    def to_dict(self) -> dict:
+        return self._served
