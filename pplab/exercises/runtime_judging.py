@@ -119,42 +119,33 @@ def _compute_fault(case: RuntimeCase, ref: Reference, runs: dict[int, dict],
 
 
 def _wrong_values(case, ref, runs, rank, kind, mb, event, position) -> str | None:
-    last = case.p - 1
     where = f"rank {rank}'s {WHAT[kind]} of microbatch {mb} (its action {position + 1})"
-    if kind == "F":
-        if ref.which("outputs", rank, event[VALUES]) == mb:
-            return None
-        other = ref.which("outputs", rank, event[VALUES])
-        if other is not None:
-            return (f"rank {rank} ran the forward of microbatch {other} where the schedule "
-                    f"says F{mb}")
-        if rank == 0:
-            return (f"{where} gives activations one process does not: its input is not "
-                    f"ctx.inputs[{mb}]")
-        arrived = _received(runs[rank], rank - 1)
-        forwards = [e for e in runs[rank]["events"] if e[KIND] == "F" and e[STEP] == 0]
-        index = forwards.index(event)
-        came = ref.which("outputs", rank - 1, arrived[index]) if index < len(arrived) else None
-        source = (f"the {index + 1}th tensor it received from rank {rank - 1} is the "
-                  f"activation of microbatch {came}" if came is not None else
-                  f"what it received from rank {rank - 1} is no microbatch's activation")
-        return f"{where} gives activations one process does not: {source}"
-    if rank == last:
-        if event[MB] == mb:
-            return None
-        if event[MB] >= 0:
-            return (f"rank {rank} ran the backward of microbatch {event[MB]} where the "
-                    f"schedule says B{mb}")
-        return f"{where} was not a backward of ctx.loss(output, {mb})"
-    if ref.which("grad_outputs", rank, event[VALUES]) == mb:
+    if kind == "B" and rank == case.p - 1:  # its backward starts from ctx.loss's value
+        found = event[MB] if event[MB] >= 0 else None
+    else:  # a forward's output, or the gradient a backward was given
+        found = ref.which("outputs" if kind == "F" else "grad_outputs", rank, event[VALUES])
+    if found == mb:
         return None
-    other = ref.which("grad_outputs", rank, event[VALUES])
-    if other is not None:
-        return (f"{where} was given the gradient of microbatch {other}: rank {rank + 1}'s "
-                f"gradients arrive in the order of its backwards")
-    return (f"{where} was given a gradient one process does not compute (what rank "
-            f"{rank + 1} sent back is not the gradient of its input x; did it detach x and "
-            f"call x.requires_grad_()?)")
+    if found is not None:
+        return (f"rank {rank} ran the {WHAT[kind]} of microbatch {found} where the schedule "
+                f"says {kind}{mb}")
+    if kind == "B" and rank == case.p - 1:
+        return f"{where} was not a backward of ctx.loss(output, {mb})"
+    if kind == "B":
+        return (f"{where} was given a gradient one process does not compute (what rank "
+                f"{rank + 1} sent back is not the gradient of its input x; did it detach x and "
+                f"call x.requires_grad_()?)")
+    if rank == 0:
+        return (f"{where} gives activations one process does not: its input is not "
+                f"ctx.inputs[{mb}]")
+    arrived = _received(runs[rank], rank - 1)
+    forwards = [e for e in runs[rank]["events"] if e[KIND] == "F" and e[STEP] == 0]
+    index = forwards.index(event)
+    came = ref.which("outputs", rank - 1, arrived[index]) if index < len(arrived) else None
+    source = (f"tensor number {index + 1} it received from rank {rank - 1} is the "
+              f"activation of microbatch {came}" if came is not None else
+              f"what it received from rank {rank - 1} is no microbatch's activation")
+    return f"{where} gives activations one process does not: {source}"
 
 
 def _tensor_fault(rank: int, run: dict, ref: Reference) -> str | None:

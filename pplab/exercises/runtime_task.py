@@ -166,40 +166,37 @@ def _install_recorders() -> None:
     real_isend, real_irecv = dist.isend, dist.irecv
     real_backward = torch.autograd.backward
 
-    def send(tensor, dst=None, group=None, tag=0, group_dst=None):
+    def blocking(post, tensor, peer, call: str, tag) -> int:
         record = _HERE["record"]
-        _check_tensor(tensor, "send")
-        peer, start = _check_peer(dst, "send", record), record.now()
-        record.pending = f"send to rank {peer}"
-        _bounded_wait(real_isend(tensor, peer, tag=tag), record.pending)
+        _check_tensor(tensor, call)
+        peer, start = _check_peer(peer, call if call == "send" else "recv (give it src)",
+                                  record), record.now()
+        record.pending = f"{call} {'to' if call == 'send' else 'from'} rank {peer}"
+        _bounded_wait(post(tensor, peer, tag=tag), record.pending)
         record.pending = None
-        record.add("send", start, peer, _values(tensor))
-
-    def recv(tensor, src=None, group=None, tag=0, group_src=None):
-        record = _HERE["record"]
-        _check_tensor(tensor, "recv")
-        peer, start = _check_peer(src, "recv (give it src)", record), record.now()
-        record.pending = f"recv from rank {peer}"
-        _bounded_wait(real_irecv(tensor, peer, tag=tag), record.pending)
-        record.pending = None
-        record.add("recv", start, peer, _values(tensor))
+        record.add(call, start, peer, _values(tensor))
         return peer
 
-    def isend(tensor, dst=None, group=None, tag=0, group_dst=None):
+    def posted(post, tensor, peer, call: str, tag) -> _Work:
         record = _HERE["record"]
-        _check_tensor(tensor, "isend")
-        peer, start = _check_peer(dst, "isend", record), record.now()
-        work = real_isend(tensor, peer, tag=tag)
-        record.add("send", start, peer, _values(tensor))
-        return _Work(work, "isend", peer, tensor, record)
+        _check_tensor(tensor, call)
+        peer, start = _check_peer(peer, call if call == "isend" else "irecv (give it src)",
+                                  record), record.now()
+        work = post(tensor, peer, tag=tag)
+        record.add(call[1:], start, peer, _values(tensor) if call == "isend" else None)
+        return _Work(work, call, peer, tensor, record)
+
+    def send(tensor, dst=None, group=None, tag=0, group_dst=None):
+        blocking(real_isend, tensor, dst, "send", tag)
+
+    def recv(tensor, src=None, group=None, tag=0, group_src=None):
+        return blocking(real_irecv, tensor, src, "recv", tag)
+
+    def isend(tensor, dst=None, group=None, tag=0, group_dst=None):
+        return posted(real_isend, tensor, dst, "isend", tag)
 
     def irecv(tensor, src=None, group=None, tag=0, group_src=None):
-        record = _HERE["record"]
-        _check_tensor(tensor, "irecv")
-        peer, start = _check_peer(src, "irecv (give it src)", record), record.now()
-        work = real_irecv(tensor, peer, tag=tag)
-        record.add("recv", start, peer)
-        return _Work(work, "irecv", peer, tensor, record)
+        return posted(real_irecv, tensor, src, "irecv", tag)
 
     def backward(tensors, grad_tensors=None, *args, **kwargs):
         record = _HERE["record"]
