@@ -479,17 +479,17 @@ def test_run_page_bounds_the_request(no_runs):
 
 
 def test_a_training_request_from_elsewhere_is_bounded_too():
-    # The page's inputs stop these already; a caller of TrainRequest is held to the same.
-    from pplab.classroom.training_jobs import TrainRequest
+    # The page's inputs stop these already; a caller of RunPageForm is held to the same.
+    from pplab.classroom.training_jobs import RunPageForm
 
     good = dict(schedule="1f1b", pp_size=2, microbatches=2, chunks=1, steps=2, layers=2,
                 batch_size=4, device="cpu", task="reverse", seed=0, tp=1, dp=1)
-    TrainRequest(**good).check(rank_limit=2)
+    RunPageForm(**good).check(rank_limit=2)
     for change, message in (({"batch_size": 10**6}, "batch size must be 1..512"),
                             ({"steps": 10**6}, "steps must be 1..200"),
                             ({"tp": 0}, "tp_size must be at least 1")):
         with pytest.raises(ValueError, match=message):
-            TrainRequest(**(good | change)).check(rank_limit=2)
+            RunPageForm(**(good | change)).check(rank_limit=2)
 
 
 def fill_run_form(app: AppTest, batch_size: int) -> None:
@@ -557,7 +557,7 @@ def test_training_is_one_at_a_time_and_stopped_at_its_timeout_with_its_children(
     pids = tmp_path / "pids.json"
     monkeypatch.setattr(training, "train_command", lambda request, out: [
         sys.executable, "-c", ENDLESS_TRAIN, str(pids)])
-    request = training.TrainRequest("1f1b", 2, 2, 1, 200, 2, 4)
+    request = training.RunPageForm("1f1b", 2, 2, 1, 200, 2, 4)
     with training._ONE_RUN:
         with pytest.raises(training.TrainingError, match="another run is in progress"):
             training.train(request, str(tmp_path / "a"), lambda message: None)

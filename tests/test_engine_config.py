@@ -15,7 +15,7 @@ import torch
 from command_helpers import run_pplab
 from lanes import fast_first
 
-from pplab.classroom.training_jobs import TrainRequest
+from pplab.classroom.training_jobs import RunPageForm
 from pplab.cli.train import add_parser, config_from_args, train_argv
 from pplab.engine import machine
 from pplab.engine.data import make_task, microbatches
@@ -223,19 +223,19 @@ def test_ranks_beyond_the_machine_are_warned_refused_or_bounded():
 
 
 def test_the_app_request_is_checked_by_the_plan_and_its_own_bounds():
-    good = TrainRequest("1f1b", 2, 2, 1, 2, 2, 4)
+    good = RunPageForm("1f1b", 2, 2, 1, 2, 2, 4)
     assert good.check(rank_limit=2).topology.world_size == 2
     for request, message in (
-            (TrainRequest("1f1b", 2, 2, 1, 2, 2, 5), "batch size 5 is not divisible by 2 "
+            (RunPageForm("1f1b", 2, 2, 1, 2, 2, 5), "batch size 5 is not divisible by 2 "
                                                      "microbatches"),
-            (TrainRequest("1f1b", 2, 2, 1, 201, 2, 4), "steps must be 1..200, got 201"),
-            (TrainRequest("1f1b", 2, 2, 1, 2, 2, 4, tp=2), "= 4 ranks, but this machine has 2"),
-            (TrainRequest("interleaved-1f1b", 2, 3, 1, 2, 4, 6), "not a multiple of 2")):
+            (RunPageForm("1f1b", 2, 2, 1, 201, 2, 4), "steps must be 1..200, got 201"),
+            (RunPageForm("1f1b", 2, 2, 1, 2, 2, 4, tp=2), "= 4 ranks, but this machine has 2"),
+            (RunPageForm("interleaved-1f1b", 2, 3, 1, 2, 4, 6), "not a multiple of 2")):
         with pytest.raises(ValueError, match=message):
             request.check(rank_limit=2)
     # A family with one chunk per rank ignores the chunks field; interleaved takes its least.
-    assert TrainRequest("1f1b", 2, 2, 3, 2, 2, 4).config().chunks is None
-    assert TrainRequest("interleaved-1f1b", 2, 2, 1, 2, 4, 4).config().chunks == 2
+    assert RunPageForm("1f1b", 2, 2, 3, 2, 2, 4).config().chunks is None
+    assert RunPageForm("interleaved-1f1b", 2, 2, 1, 2, 4, 4).config().chunks == 2
 
 
 @pytest.mark.parametrize("config", [

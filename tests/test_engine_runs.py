@@ -220,10 +220,10 @@ class _StopPressed(Exception):
 
 @pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads /proc")
 def test_a_stopped_app_run_ends_its_processes_and_leaves_no_run_directory(tmp_path):
-    from pplab.classroom.training_jobs import TrainRequest, train
+    from pplab.classroom.training_jobs import RunPageForm, train
 
     out = tmp_path / "stopped"
-    request = TrainRequest("1f1b", 2, 2, 1, 200, 2, 4)
+    request = RunPageForm("1f1b", 2, 2, 1, 200, 2, 4)
     seen = {}
 
     def press_stop_once_ranks_are_up(message):

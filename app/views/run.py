@@ -20,8 +20,8 @@ from pplab.classroom.passcode import in_classroom
 from pplab.classroom.training_jobs import (
     TASKS,
     TIMEOUT_S,
+    RunPageForm,
     TrainingError,
-    TrainRequest,
     max_ranks,
     run_dir_for,
     train,
@@ -96,7 +96,7 @@ with st.form("run_form"):
     started = st.form_submit_button("Start training")
 
 if started:
-    request = TrainRequest(schedule, int(pp_size), int(microbatches), int(chunks), int(steps),
+    request = RunPageForm(schedule, int(pp_size), int(microbatches), int(chunks), int(steps),
                            int(layers), int(batch_size), device, task, 0, int(tp), int(dp))
     try:
         checked = request.check(max_ranks(device))

@@ -16,7 +16,7 @@ import threading
 import time
 from dataclasses import dataclass, field, replace
 
-from pplab.classroom.training_jobs import TrainingError, TrainRequest, train
+from pplab.classroom.training_jobs import RunPageForm, TrainingError, train
 
 
 class StopRequested(Exception):
@@ -60,7 +60,7 @@ class LiveRun:
         with self._lock:
             self._snapshot = replace(self._snapshot, updated=time.monotonic(), **changes)
 
-    def start(self, request: TrainRequest, out: str, owner: str, label: str) -> None:
+    def start(self, request: RunPageForm, out: str, owner: str, label: str) -> None:
         """Start ``request`` for ``owner`` (a session's key); ValueError if one is running."""
         with self._lock:
             if self._snapshot.running:
@@ -104,7 +104,7 @@ class LiveRun:
         if self._stop.is_set():
             raise StopRequested
 
-    def _run(self, request: TrainRequest, out: str) -> None:
+    def _run(self, request: RunPageForm, out: str) -> None:
         try:
             run_dir = train(request, out, self._progress, on_wait=self._waiting)
         except StopRequested:

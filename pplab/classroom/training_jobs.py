@@ -10,8 +10,8 @@ Only one run goes at a time across all browser sessions, and a run that outlives
 timeout, or whose page stops following it (the Stop button), is killed with its whole
 process group (it spawned one process per rank) and leaves no run directory.
 
-    python -c "from pplab.classroom.training_jobs import TrainRequest;
-    TrainRequest('1f1b', 2, 4, 1, 3, 4, 16).check(rank_limit=2)"
+    python -c "from pplab.classroom.training_jobs import RunPageForm;
+    RunPageForm('1f1b', 2, 4, 1, 3, 4, 16).check(rank_limit=2)"
 """
 
 from __future__ import annotations
@@ -57,8 +57,9 @@ def max_ranks(device: str) -> int:
 
 
 @dataclass(frozen=True)
-class TrainRequest:
-    """What the Run page's form asks for; ``config`` turns it into a ``TrainConfig``."""
+class RunPageForm:
+    """What the Run page's form asks for (not yet a ``TrainingRequest``: ``check`` bounds it
+    for this machine, ``config`` turns it into the ``TrainConfig`` that ``check_request`` reads)."""
 
     schedule: str
     pp_size: int
@@ -104,12 +105,12 @@ class TrainRequest:
 
 
 def run_dir_for(checked: TrainingRequest, root: str | Path) -> Path:
-    """A new folder under ``root`` for the request ``TrainRequest.check`` returned, named as
+    """A new folder under ``root`` for the request ``RunPageForm.check`` returned, named as
     ``pplab train`` names its runs."""
     return new_run_dir(root, checked)
 
 
-def train_command(request: TrainRequest, out: str) -> list[str]:
+def train_command(request: RunPageForm, out: str) -> list[str]:
     """The ``pplab train`` command line of ``request``, writing to ``out``."""
     from pplab.cli.train import train_argv
 
@@ -120,7 +121,7 @@ def train_command(request: TrainRequest, out: str) -> list[str]:
             *train_argv(request.config(out))]
 
 
-def train(request: TrainRequest, out: str, on_progress: Callable[[dict], None],
+def train(request: RunPageForm, out: str, on_progress: Callable[[dict], None],
           timeout: float = TIMEOUT_S, on_wait: Callable[[float], None] | None = None) -> str:
     """Run ``pplab train`` to the end; return the run directory or raise TrainingError.
 
