@@ -178,3 +178,18 @@ def test_lesson_4a_quotes_torch_distributed_in_its_own_words():
             assert f'"{phrase}"' in text, phrase
             assert phrase in doc, (name, phrase)
     assert len(re.findall(r'"[A-Z][^"]+"', text)) == 5  # no other quotation to check
+
+
+def test_lesson_4a_says_the_graders_own_numbers():
+    from pplab.exercises.runtime_cases import FIXED_CASES, hidden_cases
+    from pplab.exercises.runtime_lab import DEADLOCK_SECONDS
+
+    folder = ROOT / "lessons" / "04a-write-your-own-runtime"
+    text = " ".join((folder / "README.md").read_text().split())
+    skeleton = " ".join((folder / "my_runtime.py").read_text().split())
+    assert f"should last {DEADLOCK_SECONDS} s" in text
+    assert f"lasts {DEADLOCK_SECONDS} s is reported as a deadlock" in skeleton
+    (p, m), = FIXED_CASES
+    assert f"p = {p} with m = {m}" in text and f"p = {p} and m = {m}" in text
+    drawn = {hidden_cases(f"learner-{n}")[-1].p for n in range(40)}
+    assert drawn == {3, 4} and "(p = 3 or 4)" in text
