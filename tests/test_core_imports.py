@@ -51,7 +51,13 @@ def outside_the_engine() -> list[str]:
     """Every other module but the engine's; pplab.__main__ is left out: importing it runs
     the CLI."""
     return sorted(name for name in submodules("pplab")
-                  if not name.startswith(("pplab.engine", "pplab.__main__")))
+                  if not name.startswith(("pplab.engine", "pplab.__main__"))
+                  and name not in GUARDED_TORCH_SCRIPTS)
+
+
+# Run by the guard as a script in a child process of its own, to drive torch.distributed
+# there; pplab refers to its path and never imports it.
+GUARDED_TORCH_SCRIPTS = ("pplab.exercises.runtime_task", "pplab.exercises.runtime_recording")
 
 
 # Run as ``python -c SCRIPT MODULES_JSON``: import each module with torch and streamlit

@@ -18,10 +18,12 @@ order in which one fault causes the others' symptoms:
 
 from __future__ import annotations
 
-import torch
+from typing import TYPE_CHECKING
 
 from pplab.exercises.runtime_cases import TOLERANCE, RuntimeCase
-from pplab.exercises.runtime_reference import Reference
+
+if TYPE_CHECKING:
+    from pplab.exercises.runtime_reference import Reference
 
 KIND, START, END, PEER, MB, STEP, VALUES = range(7)  # the columns of a recorded event
 COMPUTE = ("F", "B")
@@ -149,6 +151,8 @@ def _wrong_values(case, ref, runs, rank, kind, mb, event, position) -> str | Non
 
 
 def _tensor_fault(rank: int, run: dict, ref: Reference) -> str | None:
+    import torch
+
     for key, table, what in (("grads", ref.grads, "gradient"),
                              ("params", ref.weights_after, "weight after the step")):
         for name, values in (run.get(key) or {}).items():

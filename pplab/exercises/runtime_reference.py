@@ -16,12 +16,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from functools import lru_cache
+from typing import TYPE_CHECKING
 
-import torch
-
-from pplab.engine.model import build_reference_model, lm_loss
-from pplab.engine.partition import build_stage
 from pplab.exercises.runtime_cases import LEARNING_RATE, TOLERANCE, RuntimeCase
+
+if TYPE_CHECKING:
+    import torch
 
 
 @dataclass
@@ -36,6 +36,8 @@ class Reference:
 
     def which(self, table: str, stage: int, values: list | None) -> int | None:
         """The microbatch whose ``outputs`` or ``grad_outputs`` of ``stage`` these are."""
+        import torch
+
         if values is None:
             return None
         found = torch.tensor(values, dtype=torch.float64)
@@ -48,6 +50,11 @@ class Reference:
 
 @lru_cache(maxsize=16)
 def reference(case: RuntimeCase) -> Reference:
+    import torch  # the grader's parent only: pplab.exercises imports without torch
+
+    from pplab.engine.model import build_reference_model, lm_loss
+    from pplab.engine.partition import build_stage
+
     batches = case.batches()
     model = build_reference_model(case.config, torch.float64)
     losses = []

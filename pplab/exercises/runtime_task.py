@@ -6,7 +6,8 @@ learner's reach). Before the hook goes in, ``prepare`` joins the gloo process gr
 builds this rank's stage of pplab's toy GPT in float64 (the task is pplab's own code; the
 learner's is not). ``run`` then loads the learner's file and, for each run of the request
 (a function of the file and this rank's actions of a schedule), calls
-``function(stage, ctx)`` once per training step, with everything it does recorded:
+``function(stage, ctx)`` once per training step, with everything it does recorded
+(``pplab.exercises.runtime_recording``):
 
 * the stage's forwards (module hooks) and every ``torch.autograd.backward`` call (which
   ``loss.backward()`` and ``out.backward(grad)`` go through), with the values they produced
@@ -32,8 +33,7 @@ import json
 import os
 import sys
 import threading
-import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -44,12 +44,16 @@ from pplab.engine.partition import build_stage
 from pplab.engine.train_config import ModelConfig
 from pplab.exercises.guard_hook import RESULT_FILE
 from pplab.exercises.lab_runner import BoundedText, _where
+from pplab.exercises.runtime_recording import (
+    CURRENT,
+    Recording,
+    WaitedTooLong,
+    install_recorders,
+    record_compute,
+    values_of,
+)
 
 _HERE: dict = {}  # what prepare built: the stage, its first weights, the request's numbers
-
-
-class WaitedTooLong(RuntimeError):
-    """A send, receive or wait outlasted ``deadlock_seconds``."""
 
 
 @dataclass
@@ -82,153 +86,6 @@ class Context:
         return value
 
 
-@dataclass
-class Recording:
-    """Everything one run did, in ``time.perf_counter`` seconds: one clock for every process
-    of the machine (CLOCK_MONOTONIC), so the parent can put the ranks on one axis."""
-
-    events: list[list] = field(default_factory=list)  # [kind, start, end, peer, mb, step, values]
-    losses: list[tuple[int, float]] = field(default_factory=list)  # (microbatch, value)
-    loss_ids: dict[int, int] = field(default_factory=dict)  # id of a live loss -> microbatch
-    pending: str | None = None  # what the rank waits on now
-    peers: list[tuple[str, int]] = field(default_factory=list)  # (call, rank) it tried
-    backwards: int = 0
-    steps: int = 0
-    backwards_at_first_step: int | None = None
-    step: int = 0  # the training step being run
-
-    def now(self) -> float:
-        return time.perf_counter()
-
-    def add(self, kind: str, start: float, peer: int = -1, values=None, mb: int = -1) -> None:
-        self.events.append([kind, start, self.now(), peer, mb, self.step, values])
-
-
-def _values(tensor) -> list | None:
-    if not isinstance(tensor, torch.Tensor) or tensor.numel() > 1 << 16:
-        return None
-    return tensor.detach().reshape(-1).tolist()
-
-
-def _bounded_wait(work, what: str) -> None:
-    seconds = _HERE["deadlock_seconds"]
-    try:
-        work.wait(timeout=datetime.timedelta(seconds=seconds))
-    except RuntimeError as error:
-        if "imed out" in str(error) or "timeout" in str(error).lower():
-            raise WaitedTooLong(f"waited {seconds:g} s in {what}") from None
-        raise
-
-
-class _Work:
-    """What the recorded isend and irecv return: the same ``wait`` and ``is_completed``."""
-
-    def __init__(self, work, kind: str, peer: int, tensor: torch.Tensor, record: Recording):
-        self._work, self._kind, self._peer, self._tensor = work, kind, peer, tensor
-        self._record, self._done = record, False
-
-    def is_completed(self) -> bool:
-        return self._work.is_completed()
-
-    def wait(self, timeout=None) -> bool:
-        if self._done:
-            return True
-        record, start = self._record, self._record.now()
-        record.pending = f"wait for its {self._kind} {'to' if self._kind == 'isend' else 'from'}" \
-                         f" rank {self._peer}"
-        _bounded_wait(self._work, record.pending)
-        record.pending, self._done = None, True
-        values = _values(self._tensor) if self._kind == "irecv" else None
-        record.add("wait", start, self._peer, values)
-        return True
-
-
-def _check_tensor(tensor, what: str) -> None:
-    if not isinstance(tensor, torch.Tensor):
-        hint = (" (x.grad of a received input stays None unless you call x.requires_grad_() "
-                "before the forward)" if tensor is None else "")
-        raise TypeError(f"{what} of {type(tensor).__name__}, not a tensor{hint}")
-
-
-def _check_peer(peer, what: str, record: Recording) -> int:
-    if isinstance(peer, int) and (what.split()[0], peer) not in record.peers:
-        record.peers.append((what.split()[0], peer))
-    if not isinstance(peer, int) or not 0 <= peer < dist.get_world_size():
-        raise ValueError(f"{what} needs a rank 0..{dist.get_world_size() - 1}, got {peer!r}")
-    return peer
-
-
-def _install_recorders() -> None:
-    """Put recording versions of the four point-to-point calls and of
-    ``torch.autograd.backward`` in place, before the learner's file is loaded (so that a
-    ``from torch.distributed import send`` gets them too); each records into the run now
-    going (``_HERE["record"]``)."""
-    real_isend, real_irecv = dist.isend, dist.irecv
-    real_backward = torch.autograd.backward
-
-    def blocking(post, tensor, peer, call: str, tag) -> int:
-        record = _HERE["record"]
-        _check_tensor(tensor, call)
-        peer, start = _check_peer(peer, call if call == "send" else "recv (give it src)",
-                                  record), record.now()
-        record.pending = f"{call} {'to' if call == 'send' else 'from'} rank {peer}"
-        _bounded_wait(post(tensor, peer, tag=tag), record.pending)
-        record.pending = None
-        record.add(call, start, peer, _values(tensor))
-        return peer
-
-    def posted(post, tensor, peer, call: str, tag) -> _Work:
-        record = _HERE["record"]
-        _check_tensor(tensor, call)
-        peer, start = _check_peer(peer, call if call == "isend" else "irecv (give it src)",
-                                  record), record.now()
-        work = post(tensor, peer, tag=tag)
-        record.add(call[1:], start, peer, _values(tensor) if call == "isend" else None)
-        return _Work(work, call, peer, tensor, record)
-
-    def send(tensor, dst=None, group=None, tag=0, group_dst=None):
-        blocking(real_isend, tensor, dst, "send", tag)
-
-    def recv(tensor, src=None, group=None, tag=0, group_src=None):
-        return blocking(real_irecv, tensor, src, "recv", tag)
-
-    def isend(tensor, dst=None, group=None, tag=0, group_dst=None):
-        return posted(real_isend, tensor, dst, "isend", tag)
-
-    def irecv(tensor, src=None, group=None, tag=0, group_src=None):
-        return posted(real_irecv, tensor, src, "irecv", tag)
-
-    def backward(tensors, grad_tensors=None, *args, **kwargs):
-        record = _HERE["record"]
-        start, given = record.now(), grad_tensors
-        if isinstance(given, list | tuple):
-            given = given[0] if given else None
-        first = tensors[0] if isinstance(tensors, list | tuple) else tensors
-        mb = record.loss_ids.get(id(first), -1)
-        result = real_backward(tensors, grad_tensors, *args, **kwargs)
-        record.backwards += 1
-        record.add("B", start, values=_values(given), mb=mb)
-        return result
-
-    for name, recording in (("send", send), ("recv", recv), ("isend", isend),
-                            ("irecv", irecv)):
-        setattr(dist, name, recording)
-    torch.autograd.backward = backward
-
-
-def _record_compute(stage: torch.nn.Module, record: Recording) -> list:
-    """Hooks that record every forward of the stage; the backward is wrapped in ``_run``."""
-    started: list[float] = []
-
-    def before(module, args):
-        started.append(record.now())
-
-    def after(module, args, output):
-        record.add("F", started.pop(), values=_values(output))
-
-    return [stage.register_forward_pre_hook(before), stage.register_forward_hook(after)]
-
-
 def prepare(request: dict) -> None:
     """Join the process group and build this rank's stage (before the guard's hook)."""
     torch.set_num_threads(1)
@@ -239,8 +96,8 @@ def prepare(request: dict) -> None:
                             timeout=datetime.timedelta(seconds=request["startup_seconds"]))
     config = ModelConfig(**request["model"])
     stage = build_stage(config, request["split"], rank, torch.float64)
+    CURRENT["deadlock_seconds"] = request["deadlock_seconds"]
     _HERE.update(stage=stage, first=[p.detach().clone() for p in stage.parameters()],
-                 deadlock_seconds=request["deadlock_seconds"],
                  names=stage.reference_names())
 
 
@@ -272,9 +129,9 @@ def _context(request: dict, actions: list, record: Recording) -> Context:
 
 def _one_run(function, entry: dict, request: dict, path: Path) -> dict:
     stage = _HERE["stage"]
-    record = _HERE["record"] = Recording()
+    record = CURRENT["record"] = Recording()
     ctx = _context(request, entry["actions"], record)
-    hooks = _record_compute(stage, record)
+    hooks = record_compute(stage, record)
     outcome: dict = {"name": entry["name"]}
     try:
         for step in range(entry["steps"]):
@@ -282,9 +139,9 @@ def _one_run(function, entry: dict, request: dict, path: Path) -> dict:
             ctx.optimizer.zero_grad(set_to_none=True)
             function(stage, ctx)
             if step == 0:  # parity is judged on the first step
-                outcome["grads"] = {_HERE["names"][n]: _values(p.grad)
+                outcome["grads"] = {_HERE["names"][n]: values_of(p.grad)
                                     for n, p in stage.named_parameters()}
-                outcome["params"] = {_HERE["names"][n]: _values(p)
+                outcome["params"] = {_HERE["names"][n]: values_of(p)
                                      for n, p in stage.named_parameters()}
     except WaitedTooLong as error:
         outcome["timed_out"] = str(error)
@@ -312,7 +169,7 @@ def _stop_after(seconds: float, answer: dict, printed: BoundedText, what: str,
     stuck waiting for this one, are named as its echoes."""
 
     def expire() -> None:
-        record = _HERE["record"]
+        record = CURRENT["record"]
         run = {"name": name, "error": f"{what} ran longer than {seconds:g} s and was stopped "
                                       f"(an endless loop?)",
                "events": list(record.events), "peers": list(record.peers),
@@ -337,8 +194,8 @@ def run(path: Path, request: dict) -> dict:
     printed = BoundedText(request["max_printed_chars"])
     sys.stdout = sys.stderr = printed
     answer: dict = {"runs": []}
-    _HERE["record"] = Recording()
-    _install_recorders()
+    CURRENT["record"] = Recording()
+    install_recorders()
     seconds = request["run_seconds"]
     timer = _stop_after(seconds, answer, printed, f"loading {path.name}", "load")
     try:
