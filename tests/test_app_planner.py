@@ -143,6 +143,7 @@ def test_a_model_that_fits_nowhere_says_which_constraint_bites():
     assert not app.dataframe
 
 
+@pytest.mark.slow  # a page flow
 def test_explain_says_why_each_grid_ranks_where_it_does():
     app = open_planner(SMALL)
     assert not app.code

@@ -113,6 +113,7 @@ def test_coverage_agrees_with_brute_force_on_overlapping_spans():
     assert charts.coverage(starts, ends, edges) == pytest.approx(brute)
 
 
+@pytest.mark.slow
 def test_stack_shares_the_time_axis_only_when_units_agree():
     a, b = gpipe_events(), simulate(build("1f1b", 4, 8), CostModel())
     shared = charts.gantt_stack([("a", a), ("b", b)])

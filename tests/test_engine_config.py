@@ -63,6 +63,7 @@ def test_stages_chain_to_the_reference_model():
     assert block.mlp.proj.in_features == 32
 
 
+@pytest.mark.slow
 def test_same_seed_same_weights_other_seed_other_weights():
     a = build_reference_model(ModelConfig(seed=1))
     b = build_reference_model(ModelConfig(seed=1))

@@ -104,6 +104,7 @@ def test_message_count_of_the_schedule_is_the_simulated_sends_and_the_lessons_co
     assert point_to_point_messages(_schedule(p, m, v)) == messages(p, m, v)
 
 
+@pytest.mark.slow
 def test_latency_costs_only_the_crossings_while_a_message_is_shorter_than_a_chunks_work():
     p, m = 4, 8
     for v in (2, 4, 8):

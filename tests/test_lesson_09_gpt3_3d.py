@@ -122,6 +122,7 @@ def test_the_reference_answers_are_right(learner):
     assert all(v.message.startswith("right") and "\n" not in v.message for v in verdicts)
 
 
+@pytest.mark.slow
 def test_every_learner_gets_a_cluster_where_some_layouts_fit_and_most_do_not():
     from pplab.exercises.gpt3_layouts import valid_layouts
 

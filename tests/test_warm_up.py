@@ -38,6 +38,7 @@ def test_the_playground_opens_on_figures_the_server_made_as_it_started(warmed, m
     assert app.title[0].value == "Playground" and not drawn
 
 
+@pytest.mark.slow  # the Playground's warm-up is checked in the fast lane
 def test_the_planner_opens_on_the_ranking_the_server_made_as_it_started(warmed, monkeypatch):
     asked = []
     submit = RESULTS.pool.submit
