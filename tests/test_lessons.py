@@ -178,8 +178,10 @@ def test_each_lesson_shows_its_exercise_for_a_learner(lesson):
 DOCS = [ROOT / "README.md", *(lesson.folder / "README.md" for lesson in LESSONS),
         *sorted((ROOT / "data").glob("*/README.md"))]
 # Lesson 4a's commands grade the runtime lab on torch.distributed ranks (tens of seconds of
-# CPU): the whole suite runs them, the fast lane the other docs' commands.
-RANKS_DOCS = {ROOT / "lessons" / "04a-write-your-own-runtime" / "README.md"}
+# CPU), lesson 10's draw a new measured-vs-predicted learner (seconds of calibration): the
+# whole suite runs them, the fast lane the other docs' commands.
+COSTLY_DOCS = {ROOT / "lessons" / name / "README.md"
+               for name in ("04a-write-your-own-runtime", "10-measured-vs-predicted")}
 # A doc picks one way: every command prefixed with .venv/bin/, or `source .venv/bin/activate`
 # said first and bare commands after it.
 ACTIVATE = "source .venv/bin/activate"
@@ -321,7 +323,7 @@ def _check_python(args: list[str]) -> str | None:
     return None if script.is_file() else f"no script {script}"
 
 
-@pytest.mark.parametrize("doc", [pytest.param(doc, marks=[pytest.mark.slow] * (doc in RANKS_DOCS))
+@pytest.mark.parametrize("doc", [pytest.param(doc, marks=[pytest.mark.slow] * (doc in COSTLY_DOCS))
                                  for doc in DOCS], ids=lambda p: str(p.relative_to(ROOT)))
 def test_every_printed_command_runs_after_the_quickstart(doc, tmp_path, monkeypatch, capsys):
     for name in REPOSITORY:  # the top of the repository, where files the commands write land

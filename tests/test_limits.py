@@ -55,6 +55,7 @@ def test_bom_and_crlf_are_read_as_plain_csv(tmp_path):
     assert schedule.pp_size == 2 and [str(a) for a in schedule.actions[0]] == ["0F0", "0B0"]
 
 
+@pytest.mark.slow
 def test_a_deadlock_among_thousands_of_ranks_names_it_in_a_short_message():
     schedule = build("gpipe", 2000, 4)
     actions = dict(schedule.actions)

@@ -56,7 +56,8 @@ def test_default_batch_fits_every_configuration():
     (["1f1b:pp=2", "1f1b:pp=4"], "1f1b:pp=4: 4 stages need at least 4 layers; the model has 2"),
     (["1f1b:pp=2,m=3", "--batch-size", "4"], "batch size 4 is not divisible by 3 microbatches"),
     (["tp:tp=2", "--d-ff", "33"], "MLP width 33 is not divisible by tp 2"),
-    (["gpipe:pp=65", "--layers", "65"], "= 65 ranks on"),  # ... pass --oversubscribe
+    pytest.param(["gpipe:pp=65", "--layers", "65"], "= 65 ranks on",  # ... --oversubscribe
+                 marks=pytest.mark.slow),  # builds 65 stages first
 ])
 def test_cli_refuses_bad_configurations_before_starting_anything(tmp_path, capsys, args,
                                                                  message):
