@@ -121,8 +121,11 @@ def figures(text: str, kind: str) -> set[str]:
     return found
 
 
+# measured-vs-predicted's commands predict bundled runs for a new learner (seconds): whole suite.
 @pytest.mark.parametrize("how_many", HOW_MANY)
-@pytest.mark.parametrize("exercise_id", sorted({i for i, _ in PARTS}))
+@pytest.mark.parametrize("exercise_id", [
+    pytest.param(i, marks=[pytest.mark.slow] * (i == "measured-vs-predicted"))
+    for i in sorted({i for i, _ in PARTS})])
 def test_no_figure_a_command_prints_is_taken_for_the_answer(exercise_id, how_many, capsys):
     exercise = get_exercise(exercise_id)
     keys = [key for i, key in PARTS if i == exercise_id]

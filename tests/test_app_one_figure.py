@@ -40,6 +40,7 @@ def test_a_saved_comparison_gives_one_bubble_per_configuration_under_human_names
     assert any("scroll" in e.label for e in app.expander)
 
 
+@pytest.mark.slow  # a page flow: test_app.py opens this comparison in the fast lane
 def test_loss_curves_drawn_on_one_another_are_said_in_words(bundled_comparison):
     app = bundled_comparison
     said = [c.value for c in app.caption if "coincide" in c.value]

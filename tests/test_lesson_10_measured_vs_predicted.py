@@ -163,6 +163,7 @@ def test_the_naive_ideal_is_never_right_and_each_part_says_its_tolerance(learner
 @pytest.mark.parametrize("learners", [
     pytest.param(LEARNERS[:1], id="1-learner"),
     pytest.param(LEARNERS[1:], id="5-more-learners", marks=pytest.mark.slow)])
+@pytest.mark.slow
 def test_the_usual_mistakes_are_named_and_never_hold_the_answer(learners):
     for learner in learners:
         n = numbers(EXERCISE.id, learner)

@@ -69,6 +69,7 @@ def test_lesson_10_quotes_the_cores_the_shared_runs_ran_as_if_on(capsys):
     assert all(abs(c - float(quoted)) <= 0.1 for c in shared), (quoted, shared)
 
 
+@pytest.mark.slow
 def test_predict_says_its_breakdown_is_one_step_not_the_median(capsys):
     code, out, _ = run_pplab(capsys, "predict", "gpipe-p4m8")
     assert code == 0

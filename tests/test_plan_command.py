@@ -55,6 +55,7 @@ def test_the_table_says_the_parts_of_memory_and_the_bytes_per_link(capsys):
         assert weights + grads + optim + activ == pytest.approx(total, abs=0.25)
 
 
+@pytest.mark.slow
 def test_json_is_strict_and_is_the_librarys_plan(capsys):
     code, out, _ = run_pplab(capsys, "plan", *SMALL, "--top", "4", "--json", "--explain")
     assert code == 0

@@ -331,6 +331,7 @@ def gpt3_plan():
     return plan(GPT3, A100.with_nodes(512), 1536, microbatch_sizes=(1, 2), max_candidates=5)
 
 
+@pytest.mark.slow  # plans GPT-3 on 512 nodes (seconds)
 def test_gpt3_8x8x64_fits_and_every_other_grid_has_a_reason(gpt3_plan):
     reference = gpt3_plan.best_for((8, 8, 64))
     assert reference is not None and reference.fits
@@ -381,6 +382,7 @@ def test_pipeline_events_draw_one_pipeline_of_a_few_microbatches():
     assert 0 < metrics(events, ranks=range(8))["bubble_fraction"] < 0.5
 
 
+@pytest.mark.slow  # the GPT-3 plan above
 def test_results_are_strict_json(gpt3_plan):
     text = json.dumps(gpt3_plan.as_dict(), allow_nan=False)
     assert json.loads(text)["ranked"][0]["fits"] is True
