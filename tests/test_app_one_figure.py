@@ -12,11 +12,13 @@ from app_helpers import open_page
 from pplab.engine.compare_table import DISPLAY
 
 
-@pytest.fixture
-def bundled_comparison(tmp_path, monkeypatch):
-    monkeypatch.setenv("PPLAB_RUNS_DIR", str(tmp_path / "runs"))
-    app = open_page("compare")
-    app.radio(key="cmp_mode").set_value("bundled comparison pp4-vs-tp4-cpu").run()
+@pytest.fixture(scope="module")
+def bundled_comparison(tmp_path_factory):
+    """The Compare page on a saved comparison, opened once: the tests only read it."""
+    with pytest.MonkeyPatch.context() as monkeypatch:
+        monkeypatch.setenv("PPLAB_RUNS_DIR", str(tmp_path_factory.mktemp("runs")))
+        app = open_page("compare")
+        app.radio(key="cmp_mode").set_value("bundled comparison pp4-vs-tp4-cpu").run()
     assert not app.exception, app.exception
     return app
 
@@ -40,7 +42,6 @@ def test_a_saved_comparison_gives_one_bubble_per_configuration_under_human_names
     assert any("scroll" in e.label for e in app.expander)
 
 
-@pytest.mark.slow  # a page flow: test_app.py opens this comparison in the fast lane
 def test_loss_curves_drawn_on_one_another_are_said_in_words(bundled_comparison):
     app = bundled_comparison
     said = [c.value for c in app.caption if "coincide" in c.value]
