@@ -1,7 +1,7 @@
 """Settings for the whole test suite: how many examples a property test tries, no clock, and
 what each test costs.
 
-The fast lane (README, "Tests": ``-m "not multiprocess and not browser and not slow"``)
+The fast lane (README, "Tests": ``-n auto -m "not multiprocess and not browser and not slow"``)
 loads hypothesis's ``fast-lane`` profile: a property test tries 5 examples there, enough to
 catch a broken property while you work; the whole suite (``pytest -q``, as CI runs it) loads
 ``whole-suite`` and tries 100. A test that names its own ``max_examples`` keeps it in both
