@@ -169,10 +169,11 @@ def playground_figures(config: SimConfig) -> tuple:
 @shared_cache
 def _figures(config: SimConfig) -> tuple:
     found = simulation(config)
-    return (ServedFigure(charts.gantt(found.events,
-                                      title=f"Predicted timeline: {config.label()}")),
-            ServedFigure(charts.peak_activations(found.metrics["peak_activations"])),
-            ServedFigure(charts.rank_utilisation(found.metrics["per_rank"], charts.COST_UNITS)))
+    return (ServedFigure.of(charts.gantt(found.events,
+                                         title=f"Predicted timeline: {config.label()}")),
+            ServedFigure.of(charts.peak_activations(found.metrics["peak_activations"])),
+            ServedFigure.of(charts.rank_utilisation(found.metrics["per_rank"],
+                                                    charts.COST_UNITS)))
 
 
 def schedule_text(config: SimConfig) -> tuple[str, str]:

@@ -73,12 +73,18 @@ class ServedFigure(go.Figure):
     ``st.plotly_chart`` asks a figure for ``to_dict()`` on every rerun of every session, and
     plotly builds it afresh each time (a deep copy of every trace, each array converted
     again): a third of a Playground rerun. A shared figure never changes once built (see
-    ``shared_cache``), so its dict is made here once and handed out as is; Streamlit only
-    reads it to write the chart's JSON."""
+    ``shared_cache``), so the first ``to_dict`` is kept and handed out as is; Streamlit only
+    reads it to write the chart's JSON. ``of`` makes a built figure one without copying it
+    (a copy would cost as much as the ``to_dict`` it saves, on every configuration asked
+    for once)."""
 
-    def __init__(self, figure: go.Figure) -> None:
-        super().__init__(figure)
-        self._served = super().to_dict()
+    @classmethod
+    def of(cls, figure: go.Figure) -> ServedFigure:
+        figure.__class__ = cls
+        return figure
 
     def to_dict(self) -> dict:
-        return self._served
+        served = getattr(self, "_served", None)
+        if served is None:  # two sessions may both build it once: the same dict either way
+            served = self._served = super().to_dict()
+        return served
