@@ -96,9 +96,13 @@ def test_each_fault_is_named(tmp_path):
     assert "rank 1 sent to rank 2 (send)" in said["blocking-gpipe"][1], said
     assert said["overlapped-gpipe"][0] and said["overlapped-1f1b"][0], said
 
-    early = check_file(_file(tmp_path, with_fault(EARLY_STEP)), "ada", cases=SMALL)
+    talkative = with_fault(EARLY_STEP).replace(
+        "def blocking_step(stage, ctx):\n",
+        "def blocking_step(stage, ctx):\n    print('on', ctx.rank)\n")
+    early = check_file(_file(tmp_path, talkative), "ada", cases=SMALL)
     message = early.verdicts[0].message
     assert "stepped the optimizer after 1 of its 4 backwards" in message, message
+    assert "your code printed:\nrank 0: on 0\nrank 1: on 1\n" in str(early), str(early)
 
     shifted = check_file(_file(tmp_path, with_fault(SHIFTED)), "ada", cases=SMALL)
     message = shifted.verdicts[0].message

@@ -66,6 +66,7 @@ class RunRecord:
     ranks: dict[int, dict]
     actions: dict[int, list]
     problem: str | None = None
+    printed: str = ""  # what the learner's code printed, rank by rank
 
 
 def _free_port() -> int:
@@ -108,9 +109,11 @@ def spawn(path: Path, case: RuntimeCase, parts: list[str], steps: int = 1) -> li
 
     with ThreadPoolExecutor(case.p) as pool:
         outcomes = list(pool.map(one_rank, range(case.p)))
+    printed = "\n".join(f"rank {rank}: {text}" for rank, o in enumerate(outcomes)
+                         if (text := str((o.answer or {}).get("printed") or o.printed).strip()))
     failures = [f for rank, o in enumerate(outcomes) if (f := _rank_failure(rank, o))]
     if failures:  # the file was refused, did not load, or a rank was stopped
-        return [RunRecord(parts[0], case, {}, actions[parts[0]], failures[0])]
+        return [RunRecord(parts[0], case, {}, actions[parts[0]], failures[0], printed)]
     records = []
     for part in parts:
         ranks = {rank: run for rank, o in enumerate(outcomes) for run in o.answer["runs"]
@@ -119,9 +122,9 @@ def spawn(path: Path, case: RuntimeCase, parts: list[str], steps: int = 1) -> li
             if not records:  # cannot happen unless a rank skipped the run: say so anyway
                 missing = sorted(set(range(case.p)) - set(ranks))
                 records.append(RunRecord(part, case, ranks, actions[part],
-                                         f"ranks {missing} gave no record of the run"))
+                                         f"ranks {missing} gave no record of the run", printed))
             break
-        records.append(RunRecord(part, case, ranks, actions[part]))
+        records.append(RunRecord(part, case, ranks, actions[part], printed=printed))
     return records
 
 
@@ -151,6 +154,7 @@ def grade(path: Path, cases: list[RuntimeCase], learner: str | None, source: str
                     passed[record.part] += 1
                 else:
                     said = f"case {n + 1} of {len(cases)} ({case.describe()}): {problem}"
+                    result.printed = result.printed or record.printed
                     problems[record.part] = said
                     failed.add(PARTS[record.part][0])
                     if record.problem and record.problem.startswith("refused"):
