@@ -156,3 +156,23 @@ def test_the_learners_timeline_is_drawn_beside_the_engines(tmp_path):
     assert figure is not None and len(lines) == 3 and lines[2].startswith("ratio (yours / engine)")
     broken, said = compare(_file(tmp_path, SKELETON.read_text()), "blocking-gpipe")
     assert broken is None and "not written yet" in said[0]
+
+
+def test_the_widgets_blocking_rule_names_the_deadlock_real_ranks_meet():
+    """pplab.teaching.blocking plays a blocking runtime's calls by gloo's rule (a send meets
+    its receive or waits): GPipe ends at every size, 1F1B deadlocks from m = 2 on, and at
+    p = 2, m = 4 each rank waits in the call test_each_fault_is_named sees real ranks wait in."""
+    from pplab.schedules import build
+    from pplab.teaching.blocking import blocking_messages, blocking_run
+
+    for p in range(2, 6):
+        for m in (1, 2, 3, 8):
+            assert blocking_run(build("gpipe", p, m)) is None
+            assert (blocking_run(build("1f1b", p, m)) is None) == (m == 1)
+    stuck = {rank: str(call) for rank, call in blocking_run(build("1f1b", 2, 4)).items()}
+    assert stuck == {0: "send to rank 1 (the activation of microbatch 1, after F1)",
+                     1: "send to rank 0 (the gradient of microbatch 0, after B0)"}
+    calls = blocking_messages(build("gpipe", 3, 2), 1)
+    assert [str(c).split(" (")[0] for c in calls] == [
+        "recv from rank 0", "send to rank 2", "recv from rank 0", "send to rank 2",
+        "recv from rank 2", "send to rank 0", "recv from rank 2", "send to rank 0"]

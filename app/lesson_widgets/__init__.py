@@ -24,6 +24,7 @@ WIDGETS = {
     "02-memory-gpipe-vs-1f1b": "memory",
     "03-zero-bubble": "zero_bubble",
     "04-write-your-own-schedule": "own_schedule",
+    "04a-write-your-own-runtime": "blocking_runtime",
     "05-cutting-a-model-into-stages": "stage_split",
     "06-interleaved-1f1b": "interleaving",
     "07-pipedream-and-staleness": "staleness",
