@@ -78,7 +78,9 @@ class Policy:
     site_packages: bool = False
     readable: tuple[str, ...] = ()
     # The task (pplab's own code) may load refused modules before the hook goes in: the
-    # runtime lab's task builds pplab's toy GPT stage. The learner still cannot import them.
+    # runtime lab's task builds pplab's toy GPT stage. The learner cannot import them, but
+    # what the task loaded stays reachable through its objects (the stage's class): the toy
+    # GPT, its config and the schedules package, never the engine's executor.
     task_loads_refused: bool = False
 
 

@@ -30,6 +30,7 @@ from __future__ import annotations
 import datetime
 import importlib.util
 import json
+import linecache
 import os
 import sys
 import threading
@@ -42,16 +43,27 @@ import torch.distributed as dist
 from pplab.engine.model import lm_loss
 from pplab.engine.partition import build_stage
 from pplab.engine.train_config import ModelConfig
-from pplab.exercises.guard_hook import RESULT_FILE
-from pplab.exercises.lab_runner import BoundedText, _where
-from pplab.exercises.runtime_recording import (
-    CURRENT,
-    Recording,
-    WaitedTooLong,
-    install_recorders,
-    record_compute,
-    values_of,
-)
+
+
+def _sibling(name: str):
+    """A module of this folder loaded from its file, not through ``pplab.exercises`` (whose
+    ``__init__`` registers every exercise: none of them belongs in the learner's process)."""
+    spec = importlib.util.spec_from_file_location(f"pplab_guarded_{name}",
+                                                  Path(__file__).with_name(f"{name}.py"))
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # a dataclass in it looks its module up there
+    spec.loader.exec_module(module)
+    linecache.getlines(spec.origin)  # a warning may show its lines once reading pplab is refused
+    return module
+
+
+RESULT_FILE = _sibling("guard_hook").RESULT_FILE
+_runner, _recording = _sibling("lab_runner"), _sibling("runtime_recording")
+BoundedText, _where = _runner.BoundedText, _runner._where
+CURRENT, Recording, WaitedTooLong = _recording.CURRENT, _recording.Recording, \
+    _recording.WaitedTooLong
+install_recorders, record_compute = _recording.install_recorders, _recording.record_compute
+values_of = _recording.values_of
 
 _HERE: dict = {}  # what prepare built: the stage, its first weights, the request's numbers
 
