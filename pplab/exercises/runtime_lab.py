@@ -32,7 +32,7 @@ from pathlib import Path
 from pplab.exercises.checking import Verdict
 from pplab.exercises.coding_lab import CodingLab, LabResult, readable_lab_file
 from pplab.exercises.core import register
-from pplab.exercises.guard import RUNTIME_LAB, Outcome, run_guarded
+from pplab.exercises.guard import RESULT_FILE, RUNTIME_LAB, Outcome, run_guarded
 from pplab.exercises.runtime_cases import RuntimeCase, hidden_cases, request_for
 from pplab.exercises.runtime_copies import copied_lines
 from pplab.limits import MAX_LAB_PRINTED_CHARS, MAX_LAB_SHOWN_CHARS
@@ -97,6 +97,7 @@ def spawn(path: Path, case: RuntimeCase, parts: list[str], steps: int = 1) -> li
     common = request_for(case) | {
         "port": _free_port(), "startup_seconds": STARTUP_SECONDS,
         "deadlock_seconds": DEADLOCK_SECONDS, "run_seconds": RUN_SECONDS,
+        "result_file": RESULT_FILE,
         "max_printed_chars": MAX_LAB_PRINTED_CHARS}
     timeout = STARTUP_SECONDS + (len(parts) * steps + 1) * (RUN_SECONDS + 5)
 

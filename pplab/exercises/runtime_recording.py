@@ -47,8 +47,13 @@ class Recording:
     def now(self) -> float:
         return time.perf_counter()
 
-    def add(self, kind: str, start: float, peer: int = -1, values=None, mb: int = -1) -> None:
-        self.events.append([kind, start, self.now(), peer, mb, self.step, values])
+    def add(self, kind: str, start: float, peer: int = -1, tensor=None, mb: int = -1) -> None:
+        """One event, ended now. The values of ``tensor`` (what the parent recognises a
+        microbatch by) are copied out of the first step only, the one the parent judges, and
+        after the end is read: the timeline's steps carry no copying in their spans."""
+        end = self.now()
+        values = values_of(tensor) if self.step == 0 else None
+        self.events.append([kind, start, end, peer, mb, self.step, values])
 
 
 def values_of(tensor) -> list | None:
@@ -85,8 +90,7 @@ class _Work:
                          f" rank {self._peer}"
         _bounded_wait(self._work, record.pending)
         record.pending, self._done = None, True
-        values = values_of(self._tensor) if self._kind == "irecv" else None
-        record.add("wait", start, self._peer, values)
+        record.add("wait", start, self._peer, self._tensor if self._kind == "irecv" else None)
         return True
 
 
@@ -121,7 +125,7 @@ def install_recorders() -> None:
         record.pending = f"{call} {'to' if call == 'send' else 'from'} rank {peer}"
         _bounded_wait(post(tensor, peer, tag=tag), record.pending)
         record.pending = None
-        record.add(call, start, peer, values_of(tensor))
+        record.add(call, start, peer, tensor)
         return peer
 
     def posted(post, tensor, peer, call: str, tag) -> _Work:
@@ -130,7 +134,7 @@ def install_recorders() -> None:
         peer, start = _check_peer(peer, call if call == "isend" else "irecv (give it src)",
                                   record), record.now()
         work = post(tensor, peer, tag=tag)
-        record.add(call[1:], start, peer, values_of(tensor) if call == "isend" else None)
+        record.add(call[1:], start, peer, tensor if call == "isend" else None)
         return _Work(work, call, peer, tensor, record)
 
     def send(tensor, dst=None, group=None, tag=0, group_dst=None):
@@ -154,7 +158,7 @@ def install_recorders() -> None:
         mb = record.loss_ids.get(id(first), -1)
         result = real_backward(tensors, grad_tensors, *args, **kwargs)
         record.backwards += 1
-        record.add("B", start, values=values_of(given), mb=mb)
+        record.add("B", start, tensor=given, mb=mb)
         return result
 
     for name, recording in (("send", send), ("recv", recv), ("isend", isend),
@@ -171,6 +175,6 @@ def record_compute(stage: torch.nn.Module, record: Recording) -> list:
         started.append(record.now())
 
     def after(module, args, output):
-        record.add("F", started.pop(), values=values_of(output))
+        record.add("F", started.pop(), tensor=output)
 
     return [stage.register_forward_pre_hook(before), stage.register_forward_hook(after)]
