@@ -5,6 +5,7 @@ Every function is pure: it takes events (or numbers derived from them) and retur
 what the app draws. The modules:
 
 * ``gantt``     the timeline, one row per rank, idle shaded, chunks patterned; stacks of them
+* ``rows``      what a timeline's rows hold: stages, chunks, idle gaps, tick labels
 * ``binning``   how a timeline of tens of thousands of events stays drawable
 * ``summaries`` activations held per stage, time per rank, loss, memory
 * ``style``     colours, names, patterns, and the one time unit of a view
@@ -14,7 +15,8 @@ charts.gantt(simulator.simulate(build('1f1b', 4, 8), simulator.CostModel())).sho
 """
 
 from pplab.charts.binning import AGGREGATE_ABOVE, AGGREGATE_BINS, MIXED_SHARE, aggregate, coverage
-from pplab.charts.gantt import chunk_of, gantt, gantt_stack, idle_spans, row_labels, stages_by_row
+from pplab.charts.gantt import gantt, gantt_stack
+from pplab.charts.rows import chunk_of, idle_spans, row_labels, stages_by_row
 from pplab.charts.style import (
     ALL_KINDS,
     CHUNK_PATTERNS,

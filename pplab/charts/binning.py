@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
-import plotly.graph_objects as go
 
 from pplab.charts.style import (
     IDLE_PATTERN,
@@ -99,8 +98,9 @@ def _bin_labels(per_kind: np.ndarray, kinds: list[str], bins: int) -> list[str]:
 
 
 def aggregated_traces(events: pd.DataFrame, scale: float, unit: str, bins: int,
-                      rows: str = "rank") -> list[go.Bar]:
-    """One bar trace per bin label ("F", "F+B", "idle"...), hover saying what it covers."""
+                      rows: str = "rank") -> list[dict]:
+    """One bar trace (a plain dict) per bin label ("F", "F+B", "idle"...), hover saying what
+    it covers."""
     spans = aggregate(events, bins, rows)
     source = source_of(events)
     traces = []
@@ -117,8 +117,8 @@ def aggregated_traces(events: pd.DataFrame, scale: float, unit: str, bins: int,
                                  "bgcolor": KIND_COLOURS[kinds[0]], "solidity": 0.45,
                                  "fgopacity": 1.0}
         name = KIND_NAMES[label] if len(kinds) == 1 else f"{' and '.join(kinds)} mixed"
-        traces.append(go.Bar(
-            name=name, legendgroup=label, orientation="h",
+        traces.append(dict(
+            type="bar", name=name, legendgroup=label, orientation="h",
             y=part[rows].to_numpy(), x=duration, base=start,
             width=ROW_WIDTH, offset=ROW_BASE, marker=marker,
             customdata=hover_data(start, duration, part["shares"]),

@@ -20,7 +20,7 @@ charts.gantt(simulator.simulate(build('pipedream-2bw', 2, 2)), box_text='both').
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 
 import numpy as np
 import pandas as pd
@@ -28,6 +28,16 @@ import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
 from pplab.charts.binning import AGGREGATE_ABOVE, AGGREGATE_BINS, aggregated_traces
+from pplab.charts.rows import (
+    Columns,
+    RowNames,
+    chunks_of_table,
+    idle_gaps,
+    labels_of_table,
+    row_name,
+    several_chunks,
+    stages_of_table,
+)
 from pplab.charts.style import (
     ALL_KINDS,
     IDLE_PATTERN,
@@ -48,124 +58,65 @@ from pplab.charts.style import (
     time_scale,
     title_lines,
 )
-from pplab.timeline import BUSY_KINDS, COMPUTE_EVENT_KINDS
+from pplab.timeline import COMPUTE_EVENT_KINDS
 
-RowNames = Mapping[int, str]
 BOX_TEXTS = ("microbatch", "version", "both")  # what ``box_text`` may write in a box
-ROW_WORDS = {"rank": "rank", "pp_rank": "pp"}  # a row's default name, by the column it is
 
 
 def box_labels(part: pd.DataFrame, box_text: str | None) -> list[str] | None:
     """The text of each box of ``part`` (compute events), or None to write none."""
     if box_text is None:
         return None
+    return _box_texts(part["microbatch"].to_numpy(), part["version"].to_numpy(), box_text)
+
+
+def _box_texts(microbatches: np.ndarray, versions: np.ndarray, box_text: str) -> list[str]:
     if box_text not in BOX_TEXTS:
         raise ValueError(f"box_text is one of {', '.join(BOX_TEXTS)} or None, not {box_text!r}")
-    pairs = zip(part["microbatch"].to_numpy(), part["version"].to_numpy(), strict=True)
     # a version of -1 is unknown (an event written without one): say nothing rather than lie
     texts = {"microbatch": lambda mb, v: f"{mb}",
              "version": lambda mb, v: f"v{v}" if v >= 0 else "",
              "both": lambda mb, v: f"{mb}·v{v}" if v >= 0 else f"{mb}"}[box_text]
-    return [texts(int(mb), int(v)) for mb, v in pairs]
+    return [texts(int(mb), int(v)) for mb, v in zip(microbatches, versions, strict=True)]
 
 
-def idle_spans(events: pd.DataFrame, rows: str = "rank") -> pd.DataFrame:
-    """Gaps in each row's compute and optimizer work between time 0 and the makespan.
-
-    These are the bubbles: time a rank holds its slice of the model and does nothing with it.
-    Communication and waiting count as idle here, since no useful arithmetic happens. A row
-    is a value of column ``rows`` (the rank, or the pipeline position ``pp_rank``).
-    """
-    gaps = []
-    if events.empty:
-        return pd.DataFrame(columns=[rows, "start", "end"])
-    origin, makespan = float(events["start"].min()), float(events["end"].max())
-    busy = events[events["kind"].isin(BUSY_KINDS)]
-    for row in sorted(events[rows].unique()):
-        spans = busy[busy[rows] == row].sort_values("start")
-        cursor = origin
-        for start, end in zip(spans["start"].to_numpy(), spans["end"].to_numpy(), strict=True):
-            if start > cursor:
-                gaps.append((row, cursor, start))
-            cursor = max(cursor, end)
-        if makespan > cursor:
-            gaps.append((row, cursor, makespan))
-    return pd.DataFrame(gaps, columns=[rows, "start", "end"])
-
-
-def stages_by_row(events: pd.DataFrame, rows: str = "rank") -> dict[int, list[int]]:
-    """The model stages each row computes, in increasing order: chunk c is the c-th of them."""
-    # messages name the stage they feed, which may live on the peer: read compute only
-    compute = events[events["kind"].isin(COMPUTE_EVENT_KINDS) & (events["stage"] >= 0)]
-    held = compute.groupby(rows)["stage"].unique()
-    return {int(row): sorted(int(s) for s in stages) for row, stages in held.items()}
-
-
-def chunk_of(events: pd.DataFrame, rows: str = "rank") -> np.ndarray:
-    """Each event's chunk on its row: the position of its stage among the row's stages."""
-    position = {(row, stage): c for row, stages in stages_by_row(events, rows).items()
-                for c, stage in enumerate(stages)}
-    pairs = zip(events[rows].to_numpy(), events["stage"].to_numpy(), strict=True)
-    return np.array([position.get((int(r), int(s)), 0) for r, s in pairs], dtype=int)
-
-
-def _row_name(row: int, rows: str) -> str:
-    """``rank 2``, or ``pp 1`` for a row that is a pipeline position."""
-    return f"{ROW_WORDS.get(rows, rows)} {row}"
-
-
-def row_labels(events: pd.DataFrame, row_names: RowNames | None = None,
-               rows: str = "rank") -> dict[int, str]:
-    """Tick labels: ``rank 2 · stage 2,6`` (or the caller's name for the row instead of rank)."""
-    held = stages_by_row(events, rows)
-    labels = {}
-    for row in sorted(int(r) for r in events[rows].unique()):
-        name = (row_names or {}).get(row, _row_name(row, rows))
-        stages = ",".join(str(s) for s in held.get(row, []))
-        labels[row] = name + (f" · stage {stages}" if stages else "")
-    return labels
-
-
-def _several_chunks(events: pd.DataFrame, rows: str = "rank") -> bool:
-    chunks = chunk_of(events, rows)
-    return bool(len(chunks)) and int(chunks.max()) > 0
-
-
-def _exact_traces(events: pd.DataFrame, scale: float, unit: str, names: dict[int, str],
-                  box_text: str | None = None, rows: str = "rank",
-                  split_chunks: bool | None = None) -> list[go.Bar]:
-    """The bars of one timeline. ``split_chunks`` names every compute bar's chunk (True),
-    none (False) or, by default, only where a row holds several chunks; a stack splits all
-    its timelines alike, so its legend never lists "F forward" beside "F forward · chunk 0"."""
-    source = source_of(events)
-    idle = idle_spans(events, rows)
-    traces = [_idle_trace(idle, scale, unit, source, names, rows)] if len(idle) else []
-    chunks = chunk_of(events, rows)
+def _exact_traces(table: Columns, held: dict[int, list[int]], scale: float, unit: str,
+                  names: dict[int, str], box_text: str | None = None,
+                  split_chunks: bool | None = None) -> list[dict]:
+    """The bars of one timeline, as plain trace dicts (plotly checks them once, in the
+    figure). ``split_chunks`` names every compute bar's chunk (True), none (False) or, by
+    default, only where a row holds several chunks; a stack splits all its timelines alike,
+    so its legend never lists "F forward" beside "F forward · chunk 0"."""
+    source = source_of(table.events)
+    idle = idle_gaps(table)
+    traces = [_idle_trace(idle, scale, unit, source, names)] if idle else []
+    chunks = chunks_of_table(table, held)
     several_chunks = (split_chunks if split_chunks is not None
                       else bool(len(chunks)) and int(chunks.max()) > 0)
     for kind in ALL_KINDS:
         strip = kind in STRIP_KINDS
+        of_kind = table.kind == kind
         in_chunks = several_chunks and not strip and kind in COMPUTE_EVENT_KINDS
-        for chunk in sorted(set(chunks[events["kind"] == kind])) if in_chunks else [None]:
-            mask = (events["kind"] == kind).to_numpy()
-            if chunk is not None:
-                mask &= chunks == chunk
+        for chunk in sorted(set(chunks[of_kind])) if in_chunks else [None]:
+            mask = of_kind if chunk is None else of_kind & (chunks == chunk)
             if mask.any():
-                traces.append(_kind_trace(events[mask], kind, chunk, scale, unit, source, names,
-                                          box_text if kind in COMPUTE_EVENT_KINDS else None,
-                                          rows))
+                traces.append(_kind_trace(table, mask, kind, chunk, scale, unit, source, names,
+                                          box_text if kind in COMPUTE_EVENT_KINDS else None))
     return traces
 
 
-def _kind_trace(part: pd.DataFrame, kind: str, chunk: int | None, scale: float, unit: str,
-                source: str, names: dict[int, str], box_text: str | None = None,
-                rows: str = "rank") -> go.Bar:
+def _kind_trace(table: Columns, mask: np.ndarray, kind: str, chunk: int | None, scale: float,
+                unit: str, source: str, names: dict[int, str],
+                box_text: str | None = None) -> dict:
     strip = kind in STRIP_KINDS
-    start = part["start"].to_numpy() * scale
-    duration = (part["end"] - part["start"]).to_numpy() * scale
+    start = table.start[mask] * scale
+    duration = (table.end[mask] - table.start[mask]) * scale
+    microbatch = table.column("microbatch", mask)
     custom = hover_data(
-        part["stage"], part["microbatch"], start, duration, part["step"] + 1, part["peer"],
-        part["bytes"], part["detail"].astype(str), [names[int(r)] for r in part[rows]])
+        table.stage[mask], microbatch, start, duration, table.column("step", mask) + 1,
+        table.column("peer", mask), table.column("bytes", mask),
+        table.events["detail"].astype(str).to_numpy()[mask],
+        [names[int(r)] for r in table.row[mask]])
     extra = ("<br>peer rank %{customdata[5]} · %{customdata[6]} bytes · %{customdata[7]}"
              if strip else "")
     name, group = KIND_NAMES[kind], kind
@@ -174,14 +125,15 @@ def _kind_trace(part: pd.DataFrame, kind: str, chunk: int | None, scale: float, 
         name, group = f"{name} · {chunk_name(chunk)}", f"{kind} chunk {chunk}"
         if chunk_pattern(chunk, KIND_COLOURS[kind]):
             marker["pattern"] = chunk_pattern(chunk, KIND_COLOURS[kind])
-    text = box_labels(part, box_text)
+    text = None if box_text is None else _box_texts(microbatch, table.column("version", mask),
+                                                    box_text)
     written = {} if text is None else {
         "text": text, "textposition": "inside", "insidetextanchor": "middle",
         "textangle": 0, "textfont": {"color": "white", "size": 10}, "cliponaxis": True}
-    return go.Bar(
-        **written,
+    return dict(
+        **written, type="bar",
         name=name, legendgroup=group, orientation="h",
-        y=part[rows].to_numpy(), x=duration, base=start,
+        y=table.row[mask], x=duration, base=start,
         width=STRIP_WIDTH if strip else ROW_WIDTH, offset=STRIP_BASE if strip else ROW_BASE,
         marker=marker, customdata=custom,
         hovertemplate=(
@@ -193,15 +145,16 @@ def _kind_trace(part: pd.DataFrame, kind: str, chunk: int | None, scale: float, 
     )
 
 
-def _idle_trace(idle: pd.DataFrame, scale: float, unit: str, source: str,
-                names: dict[int, str], rows: str = "rank") -> go.Bar:
-    start = idle["start"].to_numpy() * scale
-    duration = (idle["end"] - idle["start"]).to_numpy() * scale
-    return go.Bar(
-        name=KIND_NAMES["idle"], legendgroup="idle", orientation="h",
-        y=idle[rows].to_numpy(), x=duration, base=start, width=ROW_WIDTH, offset=ROW_BASE,
+def _idle_trace(idle: list[tuple], scale: float, unit: str, source: str,
+                names: dict[int, str]) -> dict:
+    rows, starts, ends = (np.array(column) for column in zip(*idle, strict=True))
+    start = starts * scale
+    duration = (ends - starts) * scale
+    return dict(
+        type="bar", name=KIND_NAMES["idle"], legendgroup="idle", orientation="h",
+        y=rows, x=duration, base=start, width=ROW_WIDTH, offset=ROW_BASE,
         marker={"color": KIND_COLOURS["idle"], "pattern": IDLE_PATTERN},
-        customdata=hover_data(start, duration, [names[int(r)] for r in idle[rows]]),
+        customdata=hover_data(start, duration, [names[int(r)] for r in rows]),
         hovertemplate=(
             f"<b>idle</b> ({source})<br>%{{customdata[2]}}<br>from %{{customdata[0]:.4g}} "
             + unit + " for %{customdata[1]:.4g} " + unit + "<extra></extra>"
@@ -209,32 +162,23 @@ def _idle_trace(idle: pd.DataFrame, scale: float, unit: str, source: str,
     )
 
 
-def _add_gantt(figure: go.Figure, events: pd.DataFrame, scaled: tuple[float, str],
-               aggregate_above: int, bins: int, row: int | None,
-               row_names: RowNames | None = None, shown: set[str] | None = None,
-               box_text: str | None = None, rows: str = "rank",
-               split_chunks: bool | None = None) -> None:
-    if events.empty:
-        figure.add_annotation(text="no events", showarrow=False, row=row, col=1 if row else None)
-        return
+def _gantt_parts(events: pd.DataFrame, scaled: tuple[float, str], aggregate_above: int,
+                 bins: int, row_names: RowNames | None = None, box_text: str | None = None,
+                 rows: str = "rank", split_chunks: bool | None = None
+                 ) -> tuple[list[dict], dict]:
+    """One timeline's bars (trace dicts) and its y axis (the rows' tick labels)."""
     scale, unit = scaled
-    labels = row_labels(events, row_names, rows)
+    table = Columns(events, rows)
+    held = stages_of_table(table)
+    labels = labels_of_table(table, held, row_names)
     if len(events) > aggregate_above:
         traces = aggregated_traces(events, scale, unit, bins, rows)
     else:
-        names = {key: (row_names or {}).get(key, _row_name(key, rows)) for key in labels}
-        traces = _exact_traces(events, scale, unit, names, box_text, rows, split_chunks)
-    for trace in traces:
-        if shown is not None:  # one legend entry per kind across stacked rows
-            trace.showlegend = trace.legendgroup not in shown
-            shown.add(trace.legendgroup)
-        figure.add_trace(trace, row=row, col=1 if row else None)
+        names = {key: (row_names or {}).get(key, row_name(key, rows)) for key in labels}
+        traces = _exact_traces(table, held, scale, unit, names, box_text, split_chunks)
     axis = {"tickmode": "array", "tickvals": list(labels), "ticktext": list(labels.values()),
             "autorange": "reversed", "zeroline": False}
-    if row is None:
-        figure.update_yaxes(**axis)
-    else:
-        figure.update_yaxes(**axis, row=row, col=1)
+    return traces, axis
 
 
 def gantt(
@@ -259,25 +203,30 @@ def gantt(
     a box too narrow for its text shows none (hover still tells).
     """
     box_labels(events.iloc[:0], box_text)  # a bad value is refused, drawn or not
-    figure = go.Figure()
     scaled = time_scale(events, unit)
-    _add_gantt(figure, events, scaled, aggregate_above, bins, None, row_names,
-               box_text=box_text, rows=rows)
+    layout: dict = {}
+    traces: list[dict] = []
+    if events.empty:
+        layout["annotations"] = [{"text": "no events", "showarrow": False}]
+    else:
+        traces, layout["yaxis"] = _gantt_parts(events, scaled, aggregate_above, bins,
+                                               row_names, box_text, rows)
     source = source_of(events)
     heading = title or f"{source.capitalize()} timeline"
     if len(events) > aggregate_above:
         heading += f" (aggregated: {len(events):,} events)"
     count = int(events[rows].nunique()) if len(events) else 1
     margin = {"l": 10, "r": 10, "t": 36 + TITLE_LINE_PX * title_lines(heading), "b": 40}
-    figure.update_layout(
+    # one figure made at once from plain dicts: added trace by trace, plotly re-checks the
+    # layout each time, and a trace made as an object is checked and copied again
+    return go.Figure(data=traces, layout=layout | dict(
         title=heading, barmode="overlay",
-        height=fit_legend(figure, 80 + margin["t"] + 44 * count, margin),
+        height=fit_legend(traces, 80 + margin["t"] + 44 * count, margin),
         xaxis_title=f"time ({scaled[1]}, {source})",
         legend={"orientation": "v", "yanchor": "top", "y": 1, "x": 1.01, "tracegroupgap": 2},
         margin=margin,
         uniformtext={"mode": "hide", "minsize": 8},
-    )
-    return figure
+    ))
 
 
 def gantt_stack(
@@ -316,7 +265,7 @@ def gantt_stack(
     # the subplot before: the gap is held in pixels, whatever the figure's height.
     gap_px = 56 if view is not None else 90  # without a shared axis, each row has its ticks
     plot_px = 44 * sum(heights) + gap_px * (len(heights) - 1)
-    split = any(_several_chunks(ev, rows) for _, ev in timelines
+    split = any(several_chunks(ev, rows) for _, ev in timelines
                 if 0 < len(ev) <= aggregate_above)
     figure = make_subplots(
         rows=len(timelines), cols=1, shared_xaxes=view is not None,
@@ -328,15 +277,25 @@ def gantt_stack(
         ],
     )
     in_legend: set[str] = set()
+    drawn: list[dict] = []
     for row, (_, events) in enumerate(timelines, start=1):
-        _add_gantt(figure, events, scales[row - 1], aggregate_above, bins, row,
-                   row_names[row - 1], in_legend, box_text, rows, split)
+        if events.empty:
+            figure.add_annotation(text="no events", showarrow=False, row=row, col=1)
+        else:
+            traces, axis = _gantt_parts(events, scales[row - 1], aggregate_above, bins,
+                                        row_names[row - 1], box_text, rows, split)
+            for trace in traces:  # one legend entry per kind across the stacked rows
+                trace["showlegend"] = trace["legendgroup"] not in in_legend
+                in_legend.add(trace["legendgroup"])
+            figure.add_traces(traces, rows=row, cols=1)
+            drawn += traces
+            figure.update_yaxes(**axis, row=row, col=1)
         if view is None or row == len(timelines):
             figure.update_xaxes(title_text=f"time ({scales[row - 1][1]})", row=row, col=1)
     note = "" if view is not None else " (units differ: each row has its own time axis)"
     figure.update_layout(
         title=title + note, barmode="overlay",
-        height=fit_legend(figure, margin["t"] + margin["b"] + 40 + plot_px, margin),
+        height=fit_legend(drawn, margin["t"] + margin["b"] + 40 + plot_px, margin),
         legend={"orientation": "v", "yanchor": "top", "y": 1, "x": 1.01, "tracegroupgap": 2},
         margin=margin,
         uniformtext={"mode": "hide", "minsize": 8},

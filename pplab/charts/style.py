@@ -139,7 +139,11 @@ def source_of(events: pd.DataFrame) -> str:
 def hover_data(*columns) -> np.ndarray:
     """Columns side by side for ``customdata``, each keeping its type (numbers stay numbers,
     so the hover's number formats apply)."""
-    return pd.DataFrame({i: np.asarray(c) for i, c in enumerate(columns)}).to_numpy(dtype=object)
+    arrays = [np.asarray(column) for column in columns]
+    table = np.empty((len(arrays[0]) if arrays else 0, len(arrays)), dtype=object)
+    for i, array in enumerate(arrays):
+        table[:, i] = array  # object cells hold Python numbers and str, as JSON wants them
+    return table
 
 
 def title_lines(title: str) -> int:
@@ -147,9 +151,10 @@ def title_lines(title: str) -> int:
     return 1 + title.count("<br>")
 
 
-def fit_legend(figure, height: int, margin: dict) -> int:
-    """``height``, raised where needed so that the figure's vertical legend lists every entry
-    at once: a legend taller than the plot scrolls, and hides its last entries."""
-    entries = len({trace.legendgroup or trace.name for trace in figure.data
-                   if trace.showlegend is not False and trace.name})
+def fit_legend(traces: Sequence[dict], height: int, margin: dict) -> int:
+    """``height``, raised where needed so that the vertical legend of a figure of ``traces``
+    (trace dicts) lists every entry at once: a legend taller than the plot scrolls, and
+    hides its last entries."""
+    entries = len({trace.get("legendgroup") or trace.get("name") for trace in traces
+                   if trace.get("showlegend") is not False and trace.get("name")})
     return max(height, margin["t"] + margin["b"] + LEGEND_ENTRY_PX * entries + 10)

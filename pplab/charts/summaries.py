@@ -20,35 +20,28 @@ from pplab.timeline import EventKind
 def peak_activations(peaks: Mapping[int, int | float], source: str = "predicted") -> go.Figure:
     """Microbatches whose activations a stage holds at its worst moment, one bar per stage."""
     stages = sorted(int(s) for s in peaks)
-    figure = go.Figure(go.Bar(
+    # made at once: plotly checks a figure's layout again on every later update
+    return go.Figure(go.Bar(
         x=[f"stage {s}" for s in stages], y=[peaks[s] for s in stages],
         marker_color=KIND_COLOURS[FORWARD],
         hovertemplate="%{x}: %{y} microbatches of activations held<extra></extra>",
-    ))
-    figure.update_layout(
-        title=f"Peak activations per stage ({source})", height=300,
-        yaxis_title="microbatches held (count)", margin={"l": 10, "r": 10, "t": 50, "b": 30},
-    )
-    return figure
+    ), layout={"title": f"Peak activations per stage ({source})", "height": 300,
+               "yaxis_title": "microbatches held (count)",
+               "margin": {"l": 10, "r": 10, "t": 50, "b": 30}})
 
 
 def rank_utilisation(per_rank: Mapping[int, Mapping[str, float]], unit: str,
                      source: str = "predicted") -> go.Figure:
     """Busy, communication and idle time of each rank as stacked bars."""
     ranks = sorted(int(r) for r in per_rank)
-    figure = go.Figure()
-    for part, colour in (("busy", KIND_COLOURS[FORWARD]), ("comm", KIND_COLOURS[EventKind.SEND]),
-                         ("idle", "#BBBBBB")):
-        figure.add_trace(go.Bar(
-            name=part, x=[f"rank {r}" for r in ranks],
-            y=[float(per_rank[r].get(part, 0.0)) for r in ranks], marker_color=colour,
-            hovertemplate=f"%{{x}} {part}: %{{y:.4g}} {unit}<extra></extra>",
-        ))
-    figure.update_layout(
-        title=f"Time per rank ({source})", barmode="stack", height=300,
-        yaxis_title=f"time ({unit})", margin={"l": 10, "r": 10, "t": 50, "b": 30},
-    )
-    return figure
+    return go.Figure([go.Bar(
+        name=part, x=[f"rank {r}" for r in ranks],
+        y=[float(per_rank[r].get(part, 0.0)) for r in ranks], marker_color=colour,
+        hovertemplate=f"%{{x}} {part}: %{{y:.4g}} {unit}<extra></extra>",
+    ) for part, colour in (("busy", KIND_COLOURS[FORWARD]), ("comm", KIND_COLOURS[EventKind.SEND]),
+                           ("idle", "#BBBBBB"))],
+        layout={"title": f"Time per rank ({source})", "barmode": "stack", "height": 300,
+                "yaxis_title": f"time ({unit})", "margin": {"l": 10, "r": 10, "t": 50, "b": 30}})
 
 
 LOSS_DIGITS = 4  # the digits a loss is printed with: curves that agree to them coincide
@@ -75,24 +68,18 @@ def coinciding(losses: Mapping[str, Sequence[float]]) -> list[list[str]]:
 def loss_curves(losses: Mapping[str, Sequence[float]], title: str = "Loss (measured)") -> go.Figure:
     """One line per run: training loss after each step, steps counted from 1. A curve that
     another drawn before it covers is dashed and says so in the legend ("= #1 gpipe")."""
-    figure = go.Figure()
     covered = {label: group[0] for group in coinciding(losses) for label in group[1:]}
-    for label, values in losses.items():
-        if len(values):
-            under = covered.get(label)
-            figure.add_trace(go.Scatter(
-                name=label if under is None else f"{label} (= {under})",
-                x=list(range(1, len(values) + 1)), y=list(values),
-                mode="lines+markers" if len(values) <= 50 else "lines",
-                line={"dash": "dash"} if under is not None else None,
-                hovertemplate=f"{label}<br>step %{{x}}: loss %{{y:.4f}}<extra></extra>",
-            ))
-    figure.update_layout(
-        title=title, height=320, xaxis_title="step (counted from 1)",
-        yaxis_title="loss (cross-entropy, nats)",
-        margin={"l": 10, "r": 10, "t": 50, "b": 40},
-    )
-    return figure
+    lines = [go.Scatter(
+        name=label if covered.get(label) is None else f"{label} (= {covered[label]})",
+        x=list(range(1, len(values) + 1)), y=list(values),
+        mode="lines+markers" if len(values) <= 50 else "lines",
+        line={"dash": "dash"} if covered.get(label) is not None else None,
+        hovertemplate=f"{label}<br>step %{{x}}: loss %{{y:.4f}}<extra></extra>",
+    ) for label, values in losses.items() if len(values)]
+    return go.Figure(lines, layout={
+        "title": title, "height": 320, "xaxis_title": "step (counted from 1)",
+        "yaxis_title": "loss (cross-entropy, nats)",
+        "margin": {"l": 10, "r": 10, "t": 50, "b": 40}})
 
 
 def memory_per_rank(memory: Mapping[str, Mapping[int, float]],

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
+import numpy as np
 import pandas as pd
 
 from pplab.timeline.analysis import metrics
@@ -29,8 +30,17 @@ from pplab.timeline.events import COMPUTE_EVENT_KINDS
 
 def step_ends(events: pd.DataFrame) -> list[float]:
     """When each step's last computation ends, in step order."""
-    compute = events[events["kind"].isin(COMPUTE_EVENT_KINDS)]
-    return [float(t) for t in compute.groupby("step")["end"].max().sort_index()]
+    return _step_ends(events, _computing(events))
+
+
+def _computing(events: pd.DataFrame) -> np.ndarray:
+    """A mask of the computation events (numpy: the lab's pages ask this per slider move)."""
+    return np.isin(events["kind"].to_numpy(dtype=object), COMPUTE_EVENT_KINDS)
+
+
+def _step_ends(events: pd.DataFrame, computing: np.ndarray) -> list[float]:
+    steps, ends = events["step"].to_numpy()[computing], events["end"].to_numpy()[computing]
+    return [float(ends[steps == step].max()) for step in np.unique(steps)]
 
 
 def _busy(events: pd.DataFrame, ranks: list[int]) -> float:
@@ -46,13 +56,14 @@ def steady_state(events: pd.DataFrame, ranks: Iterable[int]) -> dict[str, object
     step; ``bubble_fraction`` as in the module docstring, busy counting the optimizer.
     """
     ranks = sorted({int(r) for r in ranks})
-    ends = step_ends(events)
+    computing = _computing(events)
+    ends = _step_ends(events, computing)
     if not ends:
         raise ValueError("the event table has no computation: nothing ran")
-    steps = sorted(int(s) for s in events["step"].unique())
+    step = events["step"].to_numpy()
+    steps = sorted(int(s) for s in np.unique(step))
     start = float(events["start"].min())
-    first = events[events["step"] == steps[0]]
-    compute = first[first["kind"].isin(COMPUTE_EVENT_KINDS)]
+    compute = events[computing & (step == steps[0])]
     first_time = ends[0] - start
     first_bubble = 1 - _busy(compute, ranks) / (len(ranks) * first_time) if first_time > 0 \
         else 0.0
@@ -63,7 +74,7 @@ def steady_state(events: pd.DataFrame, ranks: Iterable[int]) -> dict[str, object
     }
     if len(ends) > 1:
         period = (ends[-1] - ends[0]) / (len(ends) - 1)
-        later = events[events["step"].isin(steps[1:])]
+        later = events[step != steps[0]]
         per_step = _busy(later, ranks) / (len(ends) - 1)
         bubble = 1 - per_step / (len(ranks) * period) if period > 0 else 0.0
         result["steady_state"] = {"step_time": period, "bubble_fraction": bubble}
