@@ -162,7 +162,8 @@ def playground_figures(config: SimConfig) -> tuple:
     simulation(config)  # waits on the pool here, where the page can show it
     gantt, peaks, ranks = _figures(config.content())
     if config.csv_name:  # never retitle the shared figure itself: other sessions draw it
-        gantt = go.Figure(gantt).update_layout(title=f"Predicted timeline: {config.label()}")
+        gantt = go.Figure(gantt.to_dict()).update_layout(
+            title=f"Predicted timeline: {config.label()}")
     return gantt, peaks, ranks
 
 

@@ -1,7 +1,8 @@
 """A class on one lab: many browser sessions driving the Playground while one run goes live.
 
 What it teaches: a shared lab is a server, and a server is judged at its tail. This script
-starts ``pplab lab --classroom`` on loopback, starts the instructor's live run through the Run
+starts ``pplab lab --classroom`` on loopback, waits for its warm-up (as an instructor opens
+the lab before the class), starts the instructor's live run through the Run
 page (typing the passcode the command printed), then connects ``--sessions`` student sessions
 speaking Streamlit's own browser protocol (protobuf over its websocket, as the page does:
 no browser needed). Each student changes the Playground's sliders ``--moves`` times, and the
@@ -36,6 +37,7 @@ from streamlit.proto.ForwardMsg_pb2 import ForwardMsg
 
 MAX_SESSIONS, MAX_SECONDS = 60, 300
 HOST = "127.0.0.1"
+WARMED_UP = ("pplab lab: ready before the first visit", "pplab lab: warming up failed")
 
 
 class Session:
@@ -198,6 +200,12 @@ def start_server(port: int, runs: Path) -> tuple[subprocess.Popen, str]:
                 break
         except OSError:
             time.sleep(0.3)
+    # A class joins a lab its instructor opened beforehand: the server's warm-up (the
+    # Playground's first view, the Planner's ranking of every layout in a worker, then
+    # gc.freeze) is done before the first student arrives.
+    while time.monotonic() < deadline and not any(
+            line in log.read_text() for line in WARMED_UP):
+        time.sleep(0.3)
     text = log.read_text()
     if "instructor passcode: " not in text:
         raise RuntimeError(f"the lab did not start: {text[-500:]}")

@@ -13,6 +13,7 @@ session's page follows the same run as it happens.
 import streamlit as st
 from classroom_gate import instructor_only, session_key
 from run_widgets import refresh_catalog
+from shared_work import ServedFigure, shared_cache
 
 from pplab import charts
 from pplab.classroom.live_run import LIVE
@@ -48,6 +49,12 @@ if st.session_state.get("run_stop"):
     st.warning("Stopped: the run was ended and left no run directory.")
 
 
+@shared_cache
+def live_loss_figure(label: str, losses: tuple[float, ...]) -> ServedFigure:
+    """The live run's loss so far: one figure for every session that follows it, each second."""
+    return ServedFigure.of(charts.loss_curves({label: list(losses)}))
+
+
 @st.fragment(run_every=1.0)
 def follow_live_run() -> None:
     """The classroom's live run as every session sees it, redrawn each second."""
@@ -59,8 +66,7 @@ def follow_live_run() -> None:
     done = live.step / live.steps if live.steps else 0.0
     st.progress(min(1.0, done), text=live.message)
     if live.losses:
-        st.plotly_chart(charts.loss_curves({live.label: list(live.losses)}),
-                        key="live_loss")
+        st.plotly_chart(live_loss_figure(live.label, tuple(live.losses)), key="live_loss")
     if live.state == "done":
         st.success(live.message)
     elif live.state in ("failed", "stopped"):
