@@ -3,7 +3,8 @@
 The Playground is the page a browser opens first: its default configuration's simulation,
 figures and schedule text go into the server's shared answers (``shared_work``), and the
 modules every page imports are loaded, before anyone asks. The Planner's default ranking of
-every layout (seconds of simulation) is asked of the work pool at the same time. ``pplab
+every layout (seconds of simulation) is asked of the work pool at the same time, and the
+Presenter's worker is started (its first view waited a second for it). ``pplab
 lab`` runs ``warm()`` in a thread of the server process (``pplab.cli.lab_server``), so the
 first visitor reads pages drawn from answers already made instead of waiting for them.
 
@@ -63,6 +64,9 @@ def warm() -> str:
         sys.path.insert(0, str(APP_DIR))
     import lab_widgets
 
+    from pplab.classroom.work_pool import PRESENTER_POOL
+
+    PRESENTER_POOL.warm()  # its worker imports pplab now, not on the projector's first view
     ranking = planner_ranking()  # in a worker process, while this thread draws
     try:
         config = playground_default()

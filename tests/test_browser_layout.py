@@ -3,16 +3,21 @@ show it, in a real browser: nothing drawn over a title, no legend under a slider
 cut, no table wider than its box without saying so; and the Runs page's step follows the run.
 
 One lab server and one Chromium for the whole module (starting either costs seconds). Each
-page opens in a fresh browser session, so its first render is timed as a visitor meets it;
-the times are printed, not asserted (they depend on the machine and on what else runs on
-it). Screenshots of every view (what shows above the fold, and the whole page) are left in
-$PPLAB_ARTIFACTS/layout (test-artifacts/layout by default), and the test prints the folder.
+page's layout is checked in a fresh browser session with an empty cache. First renders are
+timed as a visitor meets them (``test_first_render_of_every_page``): the lab's first page in
+a browser that never opened it, then every page in a new tab of that browser (its cache
+holding the JavaScript the first visit fetched, a fresh Streamlit session running the page
+from scratch), then every page typed into the first tab's address bar, then the pages by the
+sidebar; the times are printed, not asserted (they depend on the machine and on what else
+runs on it). Screenshots of every view (what shows above the fold, and the whole page) are
+left in $PPLAB_ARTIFACTS/layout (test-artifacts/layout by default), and the test prints the folder.
 
     python -m pytest -q -s -m browser tests/test_browser_layout.py
 """
 
 from __future__ import annotations
 
+import functools
 import os
 import time
 from pathlib import Path
@@ -107,7 +112,8 @@ def render_times():
     times: dict[tuple[str, int], tuple[float, float]] = {}
     yield times
     if times:
-        print(f"\nfirst render of each page, seconds from opening it (load average "
+        print(f"\nfirst render of each page in a browser with an empty cache, seconds from "
+              f"opening it (load average "
               f"{os.getloadavg()[0]:.1f} on {os.cpu_count()} cores; screenshots in "
               f"{artifacts()}):")
         print(f"  {'page':<12}" + "".join(f"{f'{w}x{h} script/drawn':<26}" for w, h in SIZES))
@@ -171,3 +177,49 @@ def test_the_runs_step_follows_the_run_it_steps_through(lab_url, chromium):
     assert not page.evaluate(PROBLEMS)  # this run's figures are laid out too (1/9 is long)
     page.screenshot(path=str(artifacts() / "runs-step-follows-the-run-1280x720.png"),
                     full_page=True)
+
+
+def test_first_render_of_every_page(lab_url, chromium):
+    """Seconds until the server had run each page and until the browser had drawn it: the
+    lab's first page in a browser with an empty cache (Streamlit's and Plotly's 7 MB of
+    JavaScript fetched and compiled), every page in a new tab of that browser, every page
+    typed into the address bar of the first tab, and the pages reached through the sidebar.
+    Printed, not asserted."""
+    context = chromium.new_context(viewport={"width": 1280, "height": 720})
+    try:
+        first = context.new_page()
+        times = {"first visit (empty cache)": visit(first, lab_url + "/")}
+        for name, path in PAGES:
+            tab = context.new_page()
+            times[f"new tab: {name}"] = visit(tab, lab_url + path)
+            tab.close()
+        for name, path in PAGES:  # typed into the address bar of the first tab
+            times[f"same tab: {name}"] = visit(first, lab_url + path)
+        for title in ("Compare", "Planner", "Run", "Runs", "Lessons", "Presenter",
+                      "Playground"):
+            link = first.get_by_role("link", name=title, exact=True).first
+            times[f"sidebar: {title}"] = timed(first, link.click)
+    finally:
+        context.close()
+    print(f"\nfirst render as a visitor meets it, seconds to script done / drawn, 1280x720 "
+          f"(load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores):")
+    for what, (ran, drawn) in times.items():
+        print(f"  {what:<28}{ran:.1f} / {drawn:.1f}")
+    assert all(drawn >= ran > 0 for ran, drawn in times.values())
+
+
+def visit(page, url: str) -> tuple[float, float]:
+    """``timed`` for opening ``url`` in ``page``."""
+    return timed(page, functools.partial(page.goto, url, wait_until="commit"))
+
+
+def timed(page, start) -> tuple[float, float]:
+    """(seconds until the server had run the page, seconds until the browser had drawn it)
+    after ``start()`` opens it: a navigation, or a click that starts a rerun."""
+    started = time.monotonic()
+    start()
+    page.wait_for_timeout(50)  # a click's rerun has begun: the old page is no longer done
+    page.wait_for_function(SCRIPT_DONE, timeout=180_000, polling=50)
+    ran = time.monotonic() - started
+    page.wait_for_function(READY, timeout=180_000, polling=50)
+    return ran, time.monotonic() - started
