@@ -91,12 +91,12 @@ def _exact_traces(table: Columns, held: dict[int, list[int]], scale: float, unit
     idle = idle_gaps(table)
     traces = [_idle_trace(idle, scale, unit, source, names)] if idle else []
     chunks = chunks_of_table(table, held)
-    several_chunks = (split_chunks if split_chunks is not None
-                      else bool(len(chunks)) and int(chunks.max()) > 0)
+    split = (split_chunks if split_chunks is not None
+             else bool(len(chunks)) and int(chunks.max()) > 0)
     for kind in ALL_KINDS:
         strip = kind in STRIP_KINDS
         of_kind = table.kind == kind
-        in_chunks = several_chunks and not strip and kind in COMPUTE_EVENT_KINDS
+        in_chunks = split and not strip and kind in COMPUTE_EVENT_KINDS
         for chunk in sorted(set(chunks[of_kind])) if in_chunks else [None]:
             mask = of_kind if chunk is None else of_kind & (chunks == chunk)
             if mask.any():
@@ -115,7 +115,7 @@ def _kind_trace(table: Columns, mask: np.ndarray, kind: str, chunk: int | None, 
     custom = hover_data(
         table.stage[mask], microbatch, start, duration, table.column("step", mask) + 1,
         table.column("peer", mask), table.column("bytes", mask),
-        table.events["detail"].astype(str).to_numpy()[mask],
+        table.detail_text[mask],
         [names[int(r)] for r in table.row[mask]])
     extra = ("<br>peer rank %{customdata[5]} · %{customdata[6]} bytes · %{customdata[7]}"
              if strip else "")

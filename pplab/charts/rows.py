@@ -11,6 +11,7 @@ print(charts.idle_spans(simulator.simulate(build('gpipe', 2, 2))))"
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping
 
 import numpy as np
@@ -23,11 +24,7 @@ ROW_WORDS = {"rank": "rank", "pp_rank": "pp"}  # a row's default name, by the co
 
 
 class Columns:
-    """The columns a Gantt reads, as numpy arrays taken once per timeline.
-
-    A timeline is cut by row, kind and chunk a dozen times while it is drawn; pandas'
-    boolean indexing of its string columns cost more than the drawing itself (the
-    Playground redraws it for every configuration a class asks for)."""
+    """The columns a Gantt reads, as numpy arrays taken once per timeline (see above)."""
 
     def __init__(self, events: pd.DataFrame, rows: str = "rank") -> None:
         self.rows = rows
@@ -38,9 +35,6 @@ class Columns:
         self.end = events["end"].to_numpy(dtype=float)
         self.events = events
 
-    def __len__(self) -> int:
-        return len(self.row)
-
     def of_kinds(self, kinds) -> np.ndarray:
         """A mask of the events whose kind is one of ``kinds``."""
         wanted = frozenset(kinds)
@@ -49,6 +43,11 @@ class Columns:
     def column(self, name: str, mask: np.ndarray) -> np.ndarray:
         """Column ``name`` of the events under ``mask`` (the rarely read ones, taken late)."""
         return self.events[name].to_numpy()[mask]
+
+    @functools.cached_property
+    def detail_text(self) -> np.ndarray:
+        """Each event's detail as text (a missing one written as pandas writes it)."""
+        return self.events["detail"].astype(str).to_numpy()
 
 
 def idle_spans(events: pd.DataFrame, rows: str = "rank") -> pd.DataFrame:
@@ -64,6 +63,7 @@ def idle_spans(events: pd.DataFrame, rows: str = "rank") -> pd.DataFrame:
 
 
 def idle_gaps(table: Columns) -> list[tuple]:
+    """(row, start, end) of each gap, as ``idle_spans`` (non-empty events)."""
     origin, makespan = float(table.start.min()), float(table.end.max())
     busy = table.of_kinds(BUSY_KINDS)
     gaps = []
@@ -71,7 +71,7 @@ def idle_gaps(table: Columns) -> list[tuple]:
         mine = busy & (table.row == row)
         order = np.argsort(table.start[mine], kind="stable")
         starts, ends = table.start[mine][order], table.end[mine][order]
-        # where each span finds the row: after every earlier span's end, never before 0
+        # where each span finds the row: after every earlier span's end, never before origin
         reached = np.maximum.accumulate(np.concatenate([[origin], ends]))
         gaps += [(row, float(a), float(b))
                  for a, b in zip(reached[:-1][starts > reached[:-1]],
