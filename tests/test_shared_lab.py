@@ -228,3 +228,34 @@ def test_no_page_keeps_answers_in_streamlits_caches_which_any_client_can_empty()
     found = [str(path.relative_to(ROOT)) for path in sorted((ROOT / "app").rglob("*.py"))
              if "st.cache_data" in path.read_text() or "st.cache_resource" in path.read_text()]
     assert not found, f"use shared_work.shared_cache instead: {found}"
+
+
+def test_a_served_figure_is_its_plain_form_drawn_as_plotly_would_with_one_template():
+    import importlib
+    import sys
+
+    import plotly.graph_objects as go
+    import plotly.io as pio
+    from app_helpers import ROOT
+
+    sys.path.insert(0, str(ROOT / "app"))  # as the pages import it
+    try:
+        ServedFigure = importlib.import_module("shared_work").ServedFigure
+    finally:
+        sys.path.remove(str(ROOT / "app"))
+
+    from pplab import charts
+    from pplab.schedules import build
+    from pplab.sim.simulator import CostModel, simulate
+
+    events = simulate(build("1f1b", 3, 4), CostModel())
+    made = [charts.gantt(events, title="one"), charts.gantt(events, title="two")]
+    served = [ServedFigure.of(figure) for figure in made]
+    for figure, kept in zip(made, served, strict=True):
+        assert pio.to_json(kept.to_dict()) == pio.to_json(figure.to_dict())
+        assert kept.to_dict() is kept.to_dict()  # worked out once, handed out as is
+        assert not hasattr(kept, "_data")  # none of plotly's objects kept beside it
+    assert served[0].to_dict()["layout"]["template"] is served[1].to_dict()["layout"]["template"]
+    # a page that wants to change one makes a figure of its plain form
+    retitled = go.Figure(served[0].to_dict()).update_layout(title="three")
+    assert retitled.layout.title.text == "three" and len(retitled.data) == len(made[0].data)
