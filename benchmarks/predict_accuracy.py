@@ -46,6 +46,7 @@ SECTIONS = ("bundled", "replay", "what-if", "defaults", "shared")
 # pplab train's own sizes (4 rows of 16 tokens, d_model 64, 4 layers, 4 microbatches): what a
 # first run of the lab measures, where Python and messages weigh most against computation
 DEFAULTS = {"rows": 4, "seq_len": 16, "d_model": 64, "layers": 4}
+DEFAULTS_STEPS = 40  # measured steps per configuration at those sizes (at least)
 WHAT_IF_SCHEDULES = ("gpipe", "1f1b", "zb-h1", "interleaved-1f1b")
 WHAT_IF_MICROBATCHES = (2, 4, 8, 16)
 WARM_UP_ROUNDS = 2  # steps each configuration runs before its measured ones
@@ -302,7 +303,9 @@ def main(argv: list[str] | None = None) -> int:
         if "defaults" in sections:
             configs = [Config(c.label.replace("m=8", "m=4"), c.schedule, c.pp, 4, c.chunks)
                        for c in replay_configs()[:4]]
-            sizes = {**options, **DEFAULTS}
+            # steps of 20-60 ms move by a third from one to the next on a shared machine: 8
+            # of them gave medians 25 % apart between two runs a minute apart, 40 steady them
+            sizes = {**options, **DEFAULTS, "steps": max(options["steps"], DEFAULTS_STEPS)}
             started = time.monotonic()
             runs = measure(configs, 2, sizes, args.save / "defaults" if args.save else None)
             print(f"\n(measured {len(configs)} configurations at pplab train's default sizes "
