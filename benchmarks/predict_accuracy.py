@@ -308,8 +308,9 @@ def main(argv: list[str] | None = None) -> int:
             sizes = {**options, **DEFAULTS, "steps": max(options["steps"], DEFAULTS_STEPS)}
             started = time.monotonic()
             runs = measure(configs, 2, sizes, args.save / "defaults" if args.save else None)
-            print(f"\n(measured {len(configs)} configurations at pplab train's default sizes "
-                  f"in {time.monotonic() - started:.0f} s; after: {_load()})")
+            print(f"\n(measured {len(configs)} configurations at pplab train's default sizes, "
+                  f"{sizes['steps']} steps each, in {time.monotonic() - started:.0f} s; after: "
+                  f"{_load()})")
             replay_table(runs, configs, "1d. replay on 2 ranks at pplab train's default sizes "
                                         "(4 x 16 tokens, d_model 64, 4 layers)")
         if "replay" in sections or "what-if" in sections:
