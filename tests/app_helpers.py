@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import html
+import re
 from pathlib import Path
 
 from streamlit.testing.v1 import AppTest
@@ -24,3 +26,10 @@ def metric(app: AppTest, label_start: str) -> str:
     found = [m.value for m in app.metric if m.label.startswith(label_start)]
     assert found, f"no metric {label_start!r} among {[m.label for m in app.metric]}"
     return found[0]
+
+
+def text_blocks(app: AppTest) -> list[str]:
+    """The text of every fixed-width block the page drew (app/text_blocks.py), as written."""
+    found = (re.fullmatch(r'<pre class="pplab-text"[^>]*>(.*)</pre>', block.value, re.S)
+             for block in app.html)
+    return [html.unescape(match.group(1)) for match in found if match]

@@ -8,7 +8,7 @@ on 4096 GPUs is marked slow.
 import json
 
 import pytest
-from app_helpers import ENTRY, metric
+from app_helpers import ENTRY, metric, text_blocks
 from streamlit.testing.v1 import AppTest
 
 from pplab.planner import PRESET_CLUSTERS, PRESET_MODELS, evaluate
@@ -146,9 +146,9 @@ def test_a_model_that_fits_nowhere_says_which_constraint_bites():
 @pytest.mark.slow  # a page flow
 def test_explain_says_why_each_grid_ranks_where_it_does():
     app = open_planner(SMALL)
-    assert not app.code
+    assert not text_blocks(app)
     app.toggle(key="pl_explain").set_value(True).run()
-    lines = app.code[0].value.splitlines()
+    lines = text_blocks(app)[0].splitlines()
     assert any(": reference: " in line or ": faster: " in line for line in lines)
     assert all(line.startswith(("pp=", "excluded: ")) for line in lines)
 
@@ -165,4 +165,4 @@ def test_gpt3_on_4096_gpus_shows_8x8x64_and_the_ranking():
     assert (8, 8, 64) in grids and (table["memory (GiB)"] <= 80).all()
     app.toggle(key="pl_explain").set_value(True).run()
     assert any(line.startswith("pp=4 tp=8 dp=128: does not fit")
-               for line in app.code[0].value.splitlines())
+               for line in text_blocks(app)[0].splitlines())

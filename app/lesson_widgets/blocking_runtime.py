@@ -7,6 +7,7 @@ from __future__ import annotations
 import streamlit as st
 
 from app.lesson_widgets.reading import choice, whole
+from app.text_blocks import text_block
 from pplab.schedules import build
 from pplab.teaching.blocking import blocking_messages, blocking_run
 
@@ -30,8 +31,7 @@ def show(config: dict[str, str]) -> dict[str, str]:
     st.caption(f"Rank {rank}'s blocking calls under {schedule}, p = {p}, m = {m}, in the "
                f"order its actions ({' '.join(str(a)[1:] for a in built.actions[rank])}) "
                f"make them:")
-    st.code("\n".join(f"{n + 1:>3}. {call}" for n, call in enumerate(calls)) or "(none)",
-            language=None)
+    text_block("\n".join(f"{n + 1:>3}. {call}" for n, call in enumerate(calls)) or "(none)")
     stuck = blocking_run(built)
     if stuck is None:
         st.success("A blocking runtime gets through this step: every send meets its receive.")

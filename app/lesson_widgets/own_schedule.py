@@ -6,6 +6,7 @@ from __future__ import annotations
 import streamlit as st
 
 from app.lesson_widgets.reading import choice, whole
+from app.text_blocks import text_block
 from pplab import charts
 from pplab.schedules import build
 from pplab.sim.cost_model import CostModel
@@ -23,7 +24,7 @@ def show(config: dict[str, str]) -> dict[str, str]:
     p = cols[1].slider("Pipeline depth p", 2, 8, whole(config, DEFAULTS, "p", 2, 8), key="l04_p")
     m = cols[2].slider("Microbatches m", 1, 12, whole(config, DEFAULTS, "m", 1, 12), key="l04_m")
     built = build(schedule, p, m)
-    st.code(built.pretty(), language=None)
+    text_block(built.pretty())
     st.plotly_chart(charts.gantt(simulate(built, CostModel()),
                                  title=f"Predicted timeline of {schedule} p={p} m={m} "
                                        "(cost units)"), key="l04_gantt")

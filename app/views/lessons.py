@@ -25,6 +25,7 @@ import streamlit as st
 from classroom_gate import instructor_only
 from lesson_widgets import widget_for
 from lesson_widgets.reading import quoted
+from text_blocks import text_block
 
 from pplab.classroom.passcode import in_classroom
 from pplab.exercises import AttemptBook, BadAnswer, check, find_lessons, learner_key
@@ -199,7 +200,7 @@ def questions(exercise, book: AttemptBook) -> None:
     variant = exercise.variant(who)
     st.write(exercise.intro.format(**variant.numbers))
     if exercise.figure:
-        st.code(exercise.figure.format(**variant.numbers), language=None)
+        text_block(exercise.figure.format(**variant.numbers))
     said = st.session_state.setdefault("lesson_verdicts", {})
     for part in exercise.parts:
         question, *options = part.question(variant).splitlines()

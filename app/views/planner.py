@@ -11,6 +11,7 @@ where it ranks among every layout of the same GPUs. ``pplab plan`` prints the sa
 import pandas as pd
 import streamlit as st
 from shared_work import pooled, shared_cache
+from text_blocks import text_block
 from warm_up import PLANNER_DEFAULTS
 
 from pplab import charts
@@ -198,5 +199,5 @@ st.caption(f"{len(table.columns)} columns: scroll the table sideways for the mem
                f"too." if deeper else ""))
 if candidate is not None and candidate.fits and st.toggle(
         "Why each other grid ranks above or below your layout", key="pl_explain"):
-    st.code("\n".join(why(model_name, cluster_name, nodes, batch, candidate,
-                          candidate.layout)), language=None)
+    text_block("\n".join(why(model_name, cluster_name, nodes, batch, candidate,
+                             candidate.layout)))

@@ -20,6 +20,7 @@ from lab_widgets import (
     schedule_widgets,
     simulate_cached,
 )
+from text_blocks import text_block
 from warm_up import PLAYGROUND_DEFAULTS  # what the server makes ready before the first visit
 
 from pplab import charts
@@ -49,7 +50,7 @@ except ValueError as error:
     first, *grid = str(error).splitlines()
     st.error(first)
     if grid:
-        st.code("\n".join(grid), language=None)
+        text_block("\n".join(grid))
     st.stop()
 
 schedule = schedule_for(config)
@@ -154,4 +155,4 @@ if schedule.num_chunks > 1:
 right.plotly_chart(ranks_figure, key="ranks")
 
 with st.expander("The schedule as text (PyTorch's action notation: 2F0 = stage 2, F, mb 0)"):
-    st.code(text, language=None)
+    text_block(text)

@@ -8,6 +8,7 @@ import json
 import streamlit as st
 from run_widgets import catalog, load_measured, refresh_catalog, show_problems
 from shared_work import shared_cache
+from text_blocks import text_block
 
 from pplab import charts, timeline
 from pplab.calibration.run_prediction import one_step
@@ -174,7 +175,7 @@ if prediction is not None and prediction.error is not None:
         except ValueError as error:
             st.info(f"No terms for this step: {error}")
     with st.expander("Calibration (saved beside the run as calibration.json)"):
-        st.code(calibration.describe(), language=None)
+        text_block(calibration.describe())
 
 left, right = st.columns(2)
 if summary.losses:
