@@ -34,7 +34,7 @@ PAGES = [("playground", "/"), ("compare", "/compare"),
          ("comparison", "/compare?comparison=pp4-vs-tp4-cpu"),  # a saved one, as the demo's
          ("planner", "/planner"), ("run", "/run"), ("runs", "/runs"),
          ("presenter", "/presenter")] + [
-    (f"lesson-{folder.name[:2]}", f"/lessons?lesson={folder.name}")
+    (f"lesson-{folder.name.split('-')[0]}", f"/lessons?lesson={folder.name}")
     for folder in sorted((ROOT / "lessons").iterdir()) if folder.name[:2].isdigit()]
 RUN_OF_20_STEPS = "twenty-steps"
 
