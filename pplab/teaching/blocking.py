@@ -20,10 +20,11 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
-from pplab.schedules import FORWARD, Schedule
+from pplab.schedules import Schedule
+from pplab.schedules.actions import message_into, message_of
 
 
-class Message(NamedTuple):
+class Call(NamedTuple):
     """One blocking call of a rank: ``call`` (send or recv) with ``peer``, about ``what``
     (activation or gradient) of ``microbatch``, for the action ``action`` (like ``F1``)."""
 
@@ -40,27 +41,22 @@ class Message(NamedTuple):
                 f"{self.action})")
 
 
-def blocking_messages(schedule: Schedule, rank: int) -> list[Message]:
-    """Rank ``rank``'s blocking calls, in the order a blocking runtime makes them (one stage
-    per rank: GPipe, 1F1B and the like)."""
-    last = schedule.pp_size - 1
-    calls: list[Message] = []
+def blocking_messages(schedule: Schedule, rank: int) -> list[Call]:
+    """Rank ``rank``'s blocking calls, in the order a blocking runtime makes them: before each
+    action the receive of what it needs, after it the send of what it made, by the one rule
+    for who sends to whom (``message_into`` and ``message_of``)."""
+    placement, calls = schedule.stage_to_rank, []
     for action in schedule.actions[rank]:
         label, mb = f"{action.kind}{action.microbatch}", action.microbatch
-        if action.kind == FORWARD:
-            if rank > 0:
-                calls.append(Message("recv", rank - 1, "activation", mb, label))
-            if rank < last:
-                calls.append(Message("send", rank + 1, "activation", mb, label))
-        else:
-            if rank < last:
-                calls.append(Message("recv", rank + 1, "gradient", mb, label))
-            if rank > 0:
-                calls.append(Message("send", rank - 1, "gradient", mb, label))
+        needed, made = message_into(action, placement), message_of(action, placement)
+        if needed is not None:
+            calls.append(Call("recv", needed.sender, needed.what, mb, label))
+        if made is not None:
+            calls.append(Call("send", made.receiver, made.what, mb, label))
     return calls
 
 
-def blocking_run(schedule: Schedule) -> dict[int, Message] | None:
+def blocking_run(schedule: Schedule) -> dict[int, Call] | None:
     """None when the blocking runtime gets through the step; else what each rank still
     waits in when no send can meet its receive (a deadlock)."""
     queues = {rank: blocking_messages(schedule, rank) for rank in range(schedule.pp_size)}
