@@ -13,6 +13,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from app_helpers import text_blocks
 from exercise_solutions import right_answers
 from streamlit.testing.v1 import AppTest
 
@@ -37,6 +38,20 @@ def pick(app: AppTest, lesson_name: str, learner: str) -> AppTest:
     app.text_input(key="lesson_learner").input(learner).run()
     assert not app.exception, app.exception
     return app
+
+
+def fenced_blocks(markdown: str) -> list[str]:
+    """The text inside each ``` fence of ``markdown``, read line by line."""
+    blocks, inside = [], None
+    for line in markdown.splitlines():
+        if line.startswith("```") and inside is None:
+            inside = []
+        elif line.startswith("```"):
+            blocks.append("\n".join(inside))
+            inside = None
+        elif inside is not None:
+            inside.append(line)
+    return blocks
 
 
 def shown_text(app: AppTest) -> str:
@@ -115,7 +130,7 @@ def test_the_coding_labs_show_how_to_start(lessons_page):
     for lesson, skeleton in (("04-write-your-own-schedule", "my_schedules.py"),
                              ("04a-write-your-own-runtime", "my_runtime.py")):
         app = pick(lessons_page, lesson, "ada")
-        assert any(skeleton in str(code.value) for code in app.code), lesson
+        assert any(skeleton in block for block in text_blocks(app)), lesson
         assert not app.exception
 
 
@@ -165,6 +180,9 @@ def test_every_lesson_shows_objectives_its_widget_and_takes_the_right_answer(les
     assert widget_for(name) is not None, f"{name} has no widget in app/lesson_widgets"
     assert any(s.value == "Try it" for s in app.subheader)
     assert not app.error, [e.value for e in app.error]
+    # the commands a lesson asks you to type, as written, in fixed-width blocks
+    assert set(fenced_blocks(lesson.text)) <= set(text_blocks(app))
+    assert not any("```" in str(m.value) for m in app.markdown)
     assert any(f"lesson={name}" in c.value for c in app.caption), "no link to this view"
     if not any(e.kind == "questions" for e in lesson.exercises):
         return

@@ -25,7 +25,7 @@ import streamlit as st
 from classroom_gate import instructor_only
 from lesson_widgets import widget_for
 from lesson_widgets.reading import quoted
-from text_blocks import text_block
+from text_blocks import markdown_with_text_blocks, text_block
 
 from pplab.classroom.passcode import in_classroom
 from pplab.exercises import AttemptBook, BadAnswer, check, find_lessons, learner_key
@@ -120,7 +120,7 @@ if lesson.objectives:
     after = next((i for i in range(heading + 1, len(body)) if body[i].startswith("#")),
                  len(body))
     body = body[:heading] + body[after:]
-st.markdown("\n".join(body))
+markdown_with_text_blocks("\n".join(body))
 st.caption(f"Notebook: {lesson.notebook} (open it in Jupyter, run top to bottom).")
 
 widget = widget_for(lesson.name)
@@ -151,7 +151,7 @@ except BadAnswer as error:
 def coding_lab(exercise: CodingLab) -> None:
     """The lab's instructions, and an uploaded file graded in the guard's child processes
     (once per file: a rerun of the page reads the grade kept for this session)."""
-    st.code(exercise.show(who))
+    text_block(exercise.show(who))
     if not instructor_only("run uploaded code (the grader starts a process); work in the "
                            "notebook or with pplab exercise on your own machine"):
         return
@@ -171,7 +171,7 @@ def coding_lab(exercise: CodingLab) -> None:
         result = kept[key]
         (st.success if result.all_right else st.warning)(
             f"{result.points} of {result.total} {result.noun}")
-        st.code(str(result))
+        text_block(str(result))
         if result.all_right:
             progress.setdefault(lesson.name, set()).add(f"{exercise.id}:file")
         right = [v.part for v in result.verdicts if v.right]
