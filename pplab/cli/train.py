@@ -22,6 +22,8 @@ import argparse
 import json
 import sys
 
+from pplab.engine.train_config import MESSAGE_GROUPS
+
 
 def add_model_arguments(parser: argparse.ArgumentParser) -> None:
     """The model, task and optimizer options that `train` and `compare` share, one set of
@@ -86,6 +88,10 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     parser.add_argument("--force-rollback-at", metavar="STEP[:inf|spike]",
                         help="spoil the last stage's gradient at STEP (non-finite, or a spike "
                              "to clip) so that post-validation must roll back")
+    parser.add_argument("--message-groups", choices=MESSAGE_GROUPS, default=MESSAGE_GROUPS[0],
+                        help="gloo process groups for pipeline messages: one per direction "
+                             "(default: two ranks sending to each other at once never share a "
+                             "connection) or one, the world's, to measure what that costs")
     add_oversubscribe_argument(parser)
     add_dry_run_argument(parser)
     parser.add_argument("--json-progress", action="store_true",
@@ -118,7 +124,7 @@ def config_from_args(args: argparse.Namespace):
         device=args.device, dtype=args.dtype, seed=args.seed, out=args.out,
         record=not args.no_record, timeout=args.timeout, tp_size=args.tp, dp_size=args.dp,
         fault=args.fault, optimizer_sync=args.optimizer_sync, clip_grad=args.clip_grad,
-        force_rollback_at=args.force_rollback_at)
+        force_rollback_at=args.force_rollback_at, message_groups=args.message_groups)
 
 
 def train_argv(config) -> list[str]:
@@ -135,7 +141,8 @@ def train_argv(config) -> list[str]:
               "--d-model": config.d_model, "--heads": config.heads, "--task": config.task,
               "--lr": config.lr, "--dtype": config.dtype, "--seed": config.seed,
               "--device": config.device, "--timeout": config.timeout, "--tp": config.tp_size,
-              "--dp": config.dp_size, "--optimizer-sync": config.optimizer_sync}
+              "--dp": config.dp_size, "--optimizer-sync": config.optimizer_sync,
+              "--message-groups": config.message_groups}
     for flag, value in {**optional, **always}.items():
         if value is not None:
             argv += [flag, str(value)]

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 import torch
 import torch.distributed as dist
 
-from pplab.engine.comms import PipeComms, clock_offset_ns
+from pplab.engine.comms import PipeComms, clock_offset_ns, direction_groups
 from pplab.engine.data import make_task, microbatches
 from pplab.engine.executor import Executor, ExecutorHooks
 from pplab.engine.partition import build_stage
@@ -97,7 +97,9 @@ def setup_rank(request: TrainingRequest, rank: int,
 
     comms = PipeComms(recorder, lambda pp_rank: groups.pp_ranks[pp_rank], schedule.num_stages,
                       (request.microbatch_size, config.seq_len, config.d_model), dtype, device,
-                      through_host=device.type == "cuda" and backend == "gloo")
+                      through_host=device.type == "cuda" and backend == "gloo",
+                      directions=direction_groups(backend)
+                      if config.message_groups == "per-direction" else None)
     fault = request.fault
     reports_loss = me.pp == schedule.stage_to_rank[-1] and me.tp == 0
     # every replica's last stage tells its loss: the step's loss is their mean

@@ -24,6 +24,9 @@ from pplab.schedules.steps import OPTIMIZER_SYNCS
 TASKS = ("reverse", "sort", "text")
 DEVICES = ("cpu", "cuda")
 DTYPES = ("float32", "float64")
+# How a rank's pipeline messages travel on gloo: a process group per direction (the
+# default; see pplab.engine.comms), or the world's one group, kept to measure what that costs.
+MESSAGE_GROUPS = ("per-direction", "one")
 FAULT_KINDS = ("raise", "kill")
 _FAULT = re.compile(r"([0-9]+):([0-9]+):([a-z]+)")
 # What --force-rollback-at makes of the last stage's gradient: non-finite (a mixed-precision
@@ -138,6 +141,8 @@ class TrainConfig:
     every stage before stepping, "post" steps at once and validates afterwards, rolling back
     when the full state disagrees (``pplab.engine.optimizer_sync``). ``force_rollback_at``
     ("STEP[:inf|spike]") spoils the last stage's gradient at STEP so that it must.
+    ``message_groups`` "one" sends every pipeline message in the world's group, where two
+    ranks sending to each other at once can stall (``pplab.engine.comms``); for comparison.
     """
 
     schedule: str = "1f1b"
@@ -168,6 +173,7 @@ class TrainConfig:
     optimizer_sync: str = "barrier"
     clip_grad: float | None = None
     force_rollback_at: str | None = None
+    message_groups: str = "per-direction"
 
     def __post_init__(self) -> None:
         if self.split is not None:
@@ -183,7 +189,8 @@ class TrainConfig:
         limits.check_finite_number("timeout", self.timeout, limits.MAX_TIMEOUT_S, positive=True)
         for name, value, choices in (("task", self.task, TASKS),
                                      ("device", self.device, DEVICES),
-                                     ("dtype", self.dtype, DTYPES)):
+                                     ("dtype", self.dtype, DTYPES),
+                                     ("message groups", self.message_groups, MESSAGE_GROUPS)):
             if value not in choices:
                 raise ValueError(f"unknown {name} {value!r}; choose one of {', '.join(choices)}")
         if self.task == "text" and not self.text:
