@@ -161,6 +161,23 @@ def test_a_receiver_that_takes_messages_in_reverse_order_does_not_stall_the_send
     assert len(sends) == 2 * m and (sends["bytes"] == 4 * 64 * 128 * 4).all()
 
 
+def test_messages_in_a_group_per_direction_train_as_in_one_group():
+    """Which gloo group carries a message changes when it arrives, never what: interleaved
+    1F1B (both ranks send to each other mid-step) gives the same losses both ways."""
+    from pplab.engine.launch import run_training
+    from pplab.engine.request import check_request
+    from pplab.engine.train_config import TrainConfig
+
+    results = [run_training(check_request(TrainConfig(
+        schedule="interleaved-1f1b", pp_size=2, chunks=2, microbatches=4, steps=2, timeout=60,
+        out="-", message_groups=groups)), None) for groups in ("one", "per-direction")]
+    one, split = results
+    assert one.losses == split.losses
+    sends = [r.events[r.events["kind"] == "send"].groupby("rank").size().to_dict()
+             for r in results]
+    assert sends[0] == sends[1] and set(sends[0]) == {0, 1}
+
+
 def stalling_rank(rank, world_size, report, last_step):
     """Report steps 0..last_step[rank], then hang: a rank stuck at different points."""
     for step in range(last_step[rank] + 1):
