@@ -26,14 +26,17 @@ INTERVAL = 0.8  # the share of measured steps an interval is meant to hold
 _Z = NormalDist().inv_cdf((1 + INTERVAL) / 2)  # 1.28: the normal quantile of its upper end
 
 # The model's own error, one standard deviation of log(predicted / measured) for a median
-# step, by kind of prediction: what the draws cannot know. From the README's timed tables of
-# benchmarks/predict_accuracy.py (fresh runs on this lab's 2-core machine, measured before
-# issue 25's terms): replay on 2 ranks median |error| 2.2 %, what-if 4.8 %, 4 ranks on 2 cores
-# 5.9 %; a normal error's median |error| is 0.674 of its deviation. The bundled runs alone
-# say less (0.8 % for replays, 3.0 % for what-ifs: predict_accuracy.py --sections bundled),
-# but a few recorded runs understate a fresh machine's noise: update these from the
-# benchmark's "model error" once its timed tables are measured again on a quiet machine.
-MODEL_ERROR = {"replay": 0.033, "what-if": 0.071, "shared": 0.088}
+# step, by kind of prediction: what the draws cannot know. From the "model error" lines of
+# benchmarks/predict_accuracy.py's timed tables (fresh runs on this lab's 2-core machine). A
+# replay's, measured again on 2026-12-07 after the engine's group per direction: tables 1 and
+# 1d gave 1.9, 2.8, 3.5, 4.2, 5.2, 5.2 and 9.0 % in seven runs; their median is 4.2 % (it was
+# 3.3 % from the earlier tables, and 80 % intervals then held 61-69 % of the measured steps
+# of a replay). A what-if's (7.1 %) and a shared machine's (8.8 %) stand: the same evening
+# gave 4.0-10.5 % (median 8.7 %) and 3.0-10.8 % (median 7.2 %), and their intervals held
+# 73-88 % and 75-94 % of the steps. The bundled runs alone say less (0.8 % for replays, 3.0 %
+# for what-ifs: predict_accuracy.py --sections bundled): a few recorded runs understate a
+# fresh machine's noise.
+MODEL_ERROR = {"replay": 0.042, "what-if": 0.071, "shared": 0.088}
 
 
 @dataclass(frozen=True)
