@@ -48,19 +48,13 @@ def _configs(schedules=SCHEDULES) -> list[tuple[str, str]]:
 def _rank(rank: int, world: int, report, options: dict) -> list:
     """One rank: every configuration set up once, then one step of each per round, in an
     order that rotates, a barrier around each step. Each configuration's Event rows."""
-    import torch.distributed as dist
+    from predict_accuracy import take_turns
 
     from pplab.engine.rank_setup import setup_rank
 
     configs = _configs(options["schedules"])
     contexts = [setup_rank(_request(*config, options), rank) for config in configs]
-    for round_ in range(options["steps"] + WARM_UP):
-        shift = round_ % len(configs)
-        for index in list(range(shift, len(configs))) + list(range(shift)):
-            dist.barrier()
-            contexts[index].executor.run_sync_step(round_)
-        dist.barrier()
-        report("step", step=round_)
+    take_turns(contexts, options["steps"] + WARM_UP, report)
     return [context.recorder.rows_for_timeline() for context in contexts]
 
 

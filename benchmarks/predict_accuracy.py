@@ -78,19 +78,25 @@ def _request(config: Config, options: dict):
 def _rank(rank: int, world: int, report, configs: list[Config], options: dict) -> list:
     """One rank: every configuration set up once, then one step of each per round, in an
     order that rotates, with a barrier around each step. Returns each one's Event rows."""
-    import torch.distributed as dist
-
     from pplab.engine.rank_setup import setup_rank
 
     contexts = [setup_rank(_request(config, options), rank) for config in configs]
-    for round_ in range(options["steps"] + WARM_UP_ROUNDS):
-        shift = round_ % len(configs)
-        for index in list(range(shift, len(configs))) + list(range(shift)):
+    take_turns(contexts, options["steps"] + WARM_UP_ROUNDS, report)
+    return [context.recorder.rows_for_timeline() for context in contexts]
+
+
+def take_turns(contexts: list, rounds: int, report) -> None:
+    """``rounds`` steps of every rank context, one step of each per round in an order that
+    rotates, a barrier around each step (benchmarks/message_groups.py takes turns so too)."""
+    import torch.distributed as dist
+
+    for round_ in range(rounds):
+        shift = round_ % len(contexts)
+        for index in list(range(shift, len(contexts))) + list(range(shift)):
             dist.barrier()
             contexts[index].executor.run_sync_step(round_)
         dist.barrier()
         report("step", step=round_)  # progress: the supervisor's timeout means "stuck"
-    return [context.recorder.rows_for_timeline() for context in contexts]
 
 
 def measure(configs: list[Config], world: int, options: dict, save: Path | None = None) -> dict:
