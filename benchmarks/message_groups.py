@@ -6,15 +6,17 @@ milliseconds; a schedule whose ranks exchange messages in lockstep (1F1B's stead
 interleaved 1F1B) pays that on its critical path, GPipe (all forwards, then all backwards)
 almost never. ``pplab.engine.comms`` therefore sends to higher ranks and to lower ranks in
 two groups of their own. This trains each schedule both ways (``--message-groups one`` and
-``per-direction``) at ``pplab train``'s default sizes on 2 ranks (CPU, gloo, one thread per
-rank), all of them in one set of processes taking turns step by step (a busy neighbour's
-load falls on every configuration alike), and prints per schedule the median step (first
+``per-direction``) at ``pplab train``'s default sizes (``--sizes benchmark``: the other
+benchmarks' larger messages) on 2 ranks (CPU, gloo, one thread per rank), all of them in one
+set of processes taking turns step by step (a busy neighbour's load falls on every
+configuration alike), and prints per schedule the median step (first
 forward to last optimizer step, after two warm-up steps), the ratio of the two, and the
 sends that started within ``--window`` microseconds of one from their peer (crossing
 sends): how many per step and their median time inside ``isend``, beside the others'.
 
     python benchmarks/message_groups.py
     python benchmarks/message_groups.py --steps 60 --microbatches 8
+    python benchmarks/message_groups.py --sizes benchmark --microbatches 8 --steps 20
 """
 
 from __future__ import annotations
@@ -27,6 +29,9 @@ import sys
 import numpy as np
 
 SCHEDULES = ("gpipe", "1f1b", "zb-h1", "interleaved-1f1b")
+# rows per microbatch, tokens per row, d_model, layers: pplab train's own sizes, and the other
+# benchmarks' (predict_accuracy.py, engine_vs_torch.py: 256 KiB activations per message)
+SIZES = {"default": (4, 16, 64, 4), "benchmark": (8, 64, 128, 4)}
 GROUPS = ("one", "per-direction")
 WARM_UP = 2
 
@@ -35,9 +40,11 @@ def _request(schedule: str, groups: str, options: dict):
     from pplab.engine.request import check_request
     from pplab.engine.train_config import TrainConfig
 
+    rows, seq_len, d_model, layers = SIZES[options["sizes"]]
     return check_request(TrainConfig(
         schedule=schedule, pp_size=2, microbatches=options["microbatches"],
-        chunks=2 if schedule == "interleaved-1f1b" else None, steps=1,
+        chunks=2 if schedule == "interleaved-1f1b" else None, steps=1, layers=layers,
+        batch_size=rows * options["microbatches"], seq_len=seq_len, d_model=d_model,
         message_groups=groups, out="-"))
 
 
@@ -84,6 +91,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=40, help="measured steps per configuration")
     parser.add_argument("--microbatches", type=int, default=4)
+    parser.add_argument("--sizes", choices=tuple(SIZES), default="default",
+                        help="pplab train's sizes (default) or the other benchmarks' "
+                             "(8 x 64 tokens per microbatch, d_model 128)")
     parser.add_argument("--schedules", default=",".join(SCHEDULES),
                         help=f"comma-separated, of {', '.join(SCHEDULES)} (default all)")
     parser.add_argument("--window", type=float, default=30.0,
@@ -99,10 +109,13 @@ def main(argv: list[str] | None = None) -> int:
     from pplab.timeline import events_frame
 
     load = os.getloadavg()
-    print(f"2 ranks, CPU, gloo, pplab train's default sizes, m={args.microbatches}; "
+    rows, seq_len, d_model, layers = SIZES[args.sizes]
+    print(f"2 ranks, CPU, gloo, {rows} x {seq_len} tokens per microbatch, d_model {d_model}, "
+          f"{layers} layers, m={args.microbatches}; "
           f"{args.steps} measured steps per configuration, taking turns; load average before "
           f"{load[0]:.2f} (1 min) on {os.cpu_count()} cores")
-    options = {"steps": args.steps, "microbatches": args.microbatches, "schedules": schedules}
+    options = {"steps": args.steps, "microbatches": args.microbatches, "schedules": schedules,
+               "sizes": args.sizes}
     try:
         per_rank = spawn_ranks(2, _rank, options, backend="gloo", timeout=900)
     except RankFailed as error:
