@@ -27,48 +27,24 @@ import statistics
 import sys
 
 import numpy as np
+from predict_accuracy import BENCHMARK_SIZES, DEFAULTS, WARM_UP_ROUNDS, Config, measure
 
 SCHEDULES = ("gpipe", "1f1b", "zb-h1", "interleaved-1f1b")
-# rows per microbatch, tokens per row, d_model, layers: pplab train's own sizes, and the other
-# benchmarks' (predict_accuracy.py, engine_vs_torch.py: 256 KiB activations per message)
-SIZES = {"default": (4, 16, 64, 4), "benchmark": (8, 64, 128, 4)}
+SIZES = {"default": DEFAULTS, "benchmark": BENCHMARK_SIZES}  # pplab train's, the benchmarks'
 GROUPS = ("one", "per-direction")
-WARM_UP = 2
 
 
-def _request(schedule: str, groups: str, options: dict):
-    from pplab.engine.request import check_request
-    from pplab.engine.train_config import TrainConfig
-
-    rows, seq_len, d_model, layers = SIZES[options["sizes"]]
-    return check_request(TrainConfig(
-        schedule=schedule, pp_size=2, microbatches=options["microbatches"],
-        chunks=2 if schedule == "interleaved-1f1b" else None, steps=1, layers=layers,
-        batch_size=rows * options["microbatches"], seq_len=seq_len, d_model=d_model,
-        message_groups=groups, out="-"))
-
-
-def _configs(schedules=SCHEDULES) -> list[tuple[str, str]]:
-    return [(schedule, groups) for schedule in schedules for groups in GROUPS]
-
-
-def _rank(rank: int, world: int, report, options: dict) -> list:
-    """One rank: every configuration set up once, then one step of each per round, in an
-    order that rotates, a barrier around each step. Each configuration's Event rows."""
-    from predict_accuracy import take_turns
-
-    from pplab.engine.rank_setup import setup_rank
-
-    configs = _configs(options["schedules"])
-    contexts = [setup_rank(_request(*config, options), rank) for config in configs]
-    take_turns(contexts, options["steps"] + WARM_UP, report)
-    return [context.recorder.rows_for_timeline() for context in contexts]
+def configs(schedules: tuple[str, ...], microbatches: int) -> list[Config]:
+    """Each schedule on 2 ranks, with one group and with a group per direction."""
+    return [Config(f"{schedule} {groups}", schedule, 2, microbatches,
+                   2 if schedule == "interleaved-1f1b" else None, message_groups=groups)
+            for schedule in schedules for groups in GROUPS]
 
 
 def crossing_sends(events, window: float) -> tuple[np.ndarray, np.ndarray]:
     """Seconds inside each send that started within ``window`` of a send from its peer to
     it, and inside each other send (steps after the warm-up)."""
-    sends = events[(events["kind"] == "send") & (events["step"] >= WARM_UP)]
+    sends = events[(events["kind"] == "send") & (events["step"] >= WARM_UP_ROUNDS)]
     crossing, other = [], []
     starts = {rank: frame["start"].to_numpy() for rank, frame in sends.groupby("rank")}
     for row in sends.itertuples(index=False):
@@ -82,7 +58,7 @@ def step_times(events) -> list[float]:
     """Each measured step, first forward to last optimizer step, after the warm-up."""
     from pplab.schedules.actions import COMPUTE_KINDS
 
-    kept = events[events["step"] >= WARM_UP]
+    kept = events[events["step"] >= WARM_UP_ROUNDS]
     work = kept[kept["kind"].isin([*COMPUTE_KINDS, "optim"])]
     return [float(part["end"].max() - part["start"].min()) for _, part in work.groupby("step")]
 
@@ -105,28 +81,27 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"--steps 1-1000, --microbatches 1-64, --window > 0, --schedules of "
                      f"{', '.join(SCHEDULES)}")
 
-    from pplab.engine.supervisor import RankFailed, spawn_ranks
-    from pplab.timeline import events_frame
+    from pplab.engine.supervisor import RankFailed
 
     load = os.getloadavg()
-    rows, seq_len, d_model, layers = SIZES[args.sizes]
-    print(f"2 ranks, CPU, gloo, {rows} x {seq_len} tokens per microbatch, d_model {d_model}, "
-          f"{layers} layers, m={args.microbatches}; "
+    sizes = SIZES[args.sizes]
+    print(f"2 ranks, CPU, gloo, {sizes['rows']} x {sizes['seq_len']} tokens per microbatch, "
+          f"d_model {sizes['d_model']}, {sizes['layers']} layers, m={args.microbatches}; "
           f"{args.steps} measured steps per configuration, taking turns; load average before "
           f"{load[0]:.2f} (1 min) on {os.cpu_count()} cores")
-    options = {"steps": args.steps, "microbatches": args.microbatches, "schedules": schedules,
-               "sizes": args.sizes}
     try:
-        per_rank = spawn_ranks(2, _rank, options, backend="gloo", timeout=900)
+        runs = measure(configs(schedules, args.microbatches), 2,
+                       {**sizes, "steps": args.steps})
     except RankFailed as error:
         print(f"message_groups: {error}", file=sys.stderr)
         return 1
     window = args.window * 1e-6
     found = {}
-    for index, config in enumerate(_configs(schedules)):
-        events = events_frame([row for rows in per_rank for row in rows[index]])
-        events["kind"] = events["kind"].astype(str)
-        found[config] = (statistics.median(step_times(events)), *crossing_sends(events, window))
+    for config in configs(schedules, args.microbatches):
+        events = runs[config.label].events.assign(
+            kind=lambda frame: frame["kind"].astype(str))
+        found[config.schedule, config.message_groups] = (
+            statistics.median(step_times(events)), *crossing_sends(events, window))
     print(f"\n{'schedule':<18}{'step, one group':>17}{'per direction':>15}{'ratio':>8}   "
           f"crossing sends per step, median ms in isend (other sends' median): one group | "
           f"per direction")

@@ -46,6 +46,8 @@ SECTIONS = ("bundled", "replay", "what-if", "defaults", "shared")
 # pplab train's own sizes (4 rows of 16 tokens, d_model 64, 4 layers, 4 microbatches): what a
 # first run of the lab measures, where Python and messages weigh most against computation
 DEFAULTS = {"rows": 4, "seq_len": 16, "d_model": 64, "layers": 4}
+# this benchmark's own sizes (its options' defaults): 256 KiB of activations per message
+BENCHMARK_SIZES = {"rows": 8, "seq_len": 64, "d_model": 128, "layers": 4}
 DEFAULTS_STEPS = 40  # measured steps per configuration at those sizes (at least)
 WHAT_IF_SCHEDULES = ("gpipe", "1f1b", "zb-h1", "interleaved-1f1b")
 WHAT_IF_MICROBATCHES = (2, 4, 8, 16)
@@ -61,6 +63,7 @@ class Config:
     chunks: int | None = None
     tp: int = 1
     dp: int = 1
+    message_groups: str = "per-direction"  # benchmarks/message_groups.py compares "one"
 
 
 def _request(config: Config, options: dict):
@@ -72,7 +75,7 @@ def _request(config: Config, options: dict):
         chunks=config.chunks, tp_size=config.tp, dp_size=config.dp, steps=1,
         layers=options["layers"], d_model=options["d_model"], heads=4,
         seq_len=options["seq_len"], batch_size=options["rows"] * config.microbatches * config.dp,
-        out="-"))
+        message_groups=config.message_groups, out="-"))
 
 
 def _rank(rank: int, world: int, report, configs: list[Config], options: dict) -> list:
@@ -276,10 +279,11 @@ def _order_report(results: list[tuple[str, float, float, float]]) -> None:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=8, help="measured steps per configuration")
-    parser.add_argument("--rows", type=int, default=8, help="rows per microbatch")
-    parser.add_argument("--layers", type=int, default=4)
-    parser.add_argument("--d-model", type=int, default=128)
-    parser.add_argument("--seq-len", type=int, default=64)
+    parser.add_argument("--rows", type=int, default=BENCHMARK_SIZES["rows"],
+                        help="rows per microbatch")
+    parser.add_argument("--layers", type=int, default=BENCHMARK_SIZES["layers"])
+    parser.add_argument("--d-model", type=int, default=BENCHMARK_SIZES["d_model"])
+    parser.add_argument("--seq-len", type=int, default=BENCHMARK_SIZES["seq_len"])
     parser.add_argument("--save", type=Path, metavar="DIR",
                         help="also save every measured run under DIR (a new folder)")
     parser.add_argument("--sections", default=",".join(SECTIONS),
