@@ -121,7 +121,7 @@ def row_labels(events: pd.DataFrame, row_names: RowNames | None = None,
 
 
 def labels_of_table(table: Columns, held: dict[int, list[int]],
-                row_names: RowNames | None) -> dict[int, str]:
+                    row_names: RowNames | None) -> dict[int, str]:
     labels = {}
     for row in sorted(int(r) for r in np.unique(table.row)):
         name = (row_names or {}).get(row, row_name(row, table.rows))

@@ -70,10 +70,10 @@ def loss_curves(losses: Mapping[str, Sequence[float]], title: str = "Loss (measu
     another drawn before it covers is dashed and says so in the legend ("= #1 gpipe")."""
     covered = {label: group[0] for group in coinciding(losses) for label in group[1:]}
     lines = [go.Scatter(
-        name=label if covered.get(label) is None else f"{label} (= {covered[label]})",
+        name=label if label not in covered else f"{label} (= {covered[label]})",
         x=list(range(1, len(values) + 1)), y=list(values),
         mode="lines+markers" if len(values) <= 50 else "lines",
-        line={"dash": "dash"} if covered.get(label) is not None else None,
+        line={"dash": "dash"} if label in covered else None,
         hovertemplate=f"{label}<br>step %{{x}}: loss %{{y:.4f}}<extra></extra>",
     ) for label, values in losses.items() if len(values)]
     return go.Figure(lines, layout={
