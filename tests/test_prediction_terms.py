@@ -12,10 +12,17 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import pandas as pd
 import pytest
 
 from pplab.calibration import fit, replay, what_if
+from pplab.calibration.costs import (
+    MODULES_LAST,
+    MODULES_PER_LAYER,
+    compute_costs,
+    split_costs,
+)
 from pplab.calibration.interval import INTERVAL, Interval, coverage, error_bar, model_error
 from pplab.calibration.variation import MACHINE_HELD_GROWTH, held_counts
 from pplab.runs import run_dirs
@@ -103,6 +110,13 @@ def test_an_interval_holds_its_middle_and_widens_by_the_model_error_each_side():
     z = 1.2816
     model_only = error_bar(100.0, [100.0] * 5, 0.05)
     assert model_only.high == pytest.approx(100.0 * math.exp(z * 0.05), rel=1e-4)
+    # the run's own steps reach further than the draws: each side reaches as far as they did
+    own = (80.0, 90.0, 100.0, 110.0, 130.0)
+    low, high = np.quantile(own, [(1 - INTERVAL) / 2, (1 + INTERVAL) / 2])
+    steps = error_bar(100.0, draws, 0.0, measured=own)
+    assert steps.low == pytest.approx(low) and steps.high == pytest.approx(high)
+    narrow = error_bar(100.0, draws, 0.0, measured=(99.0, 100.0, 101.0))
+    assert (narrow.low, narrow.high) == (drawn.low, drawn.high)  # never narrower than draws
     assert coverage([(Interval(1.0, 2.0), [0.5, 1.5, 1.9, 2.5])]) == 0.5
     assert coverage([]) is None
     # the median of |log(1 + error)| over the normal quantile of 3/4
@@ -162,3 +176,55 @@ def test_the_readme_and_lesson_10_quote_what_predict_accuracy_computes_on_the_bu
                   f"worst {worst:.1f} %)")
         assert quoted in " ".join(lesson.split()), quoted
         assert f"hold {held:.0f} %" in " ".join(lesson.split()), held
+        if key == "0b":  # "The three worst involve the one zero-bubble run"
+            worst_three = sorted(zip(errors, (label for label, _, _ in rows), strict=True),
+                                 key=lambda pair: -abs(pair[0]))[:3]
+            assert all("zb-h1-p4m8" in label for _, label in worst_three), worst_three
+            assert "The three worst involve the one zero-bubble run" in " ".join(lesson.split())
+
+
+def test_a_stage_that_splits_pays_the_engines_split_and_one_that_ran_split_has_it_taken_off(
+        tmp_path):
+    """From a run of full backwards, a zero-bubble what-if charges every stage but the first
+    the engine's hooks in F and its I + W beyond B; from a run that split, a plain what-if
+    takes them off again, and its replay keeps what it measured."""
+    cost = [CostModel(stage_costs=STAGE_COSTS, latency=0.001, optimizer=0.002,
+                      message_bytes=65_536)] * 3
+    plain = fit(recorded_run(tmp_path / "1f1b", build("1f1b", 2, 4), cost))
+    split = fit(recorded_run(tmp_path / "zb", build("zb-h1", 2, 4), cost))
+    assert plain.activation_bytes == split.activation_bytes == 65_536
+    extra = [split_costs(2, stage == 1, 65_536) for stage in range(2)]
+    assert extra[1].backward == pytest.approx(
+        (2 * MODULES_PER_LAYER + MODULES_LAST) * (extra[0].backward / (2 * MODULES_PER_LAYER)))
+    zero_bubble = compute_costs(plain, build("zb-h1", 2, 4))
+    f0, b0, _, _ = STAGE_COSTS[0]
+    f1, b1, _, _ = STAGE_COSTS[1]
+    assert zero_bubble[0]["F"] == pytest.approx(f0)  # the first stage never splits
+    assert zero_bubble[0]["W"] == pytest.approx(b0) and zero_bubble[0]["I"] == 0.0
+    assert zero_bubble[1]["F"] == pytest.approx(f1 + extra[1].forward)
+    assert zero_bubble[1]["I"] + zero_bubble[1]["W"] == pytest.approx(b1 + extra[1].backward)
+    assert zero_bubble[1]["I"] == pytest.approx(zero_bubble[1]["W"])  # INPUT_FRACTION 0.50
+    assert "I and W estimated from B" in plain.split_backward_rule
+    # the same recorded costs read back as a stage that does not split would cost them
+    _, _, i1, w1 = STAGE_COSTS[1]
+    one_f_one_b = compute_costs(split, build("1f1b", 2, 4))
+    assert one_f_one_b[1]["F"] == pytest.approx(f1 - extra[1].forward)
+    assert one_f_one_b[1]["B"] == pytest.approx(i1 + w1 - extra[1].backward)
+    own = compute_costs(split, build("zb-h1", 2, 4))
+    for stage, (f, _, i, w) in enumerate(STAGE_COSTS):
+        assert (own[stage]["F"], own[stage]["I"], own[stage]["W"]) == pytest.approx((f, i, w))
+
+
+def test_the_split_charge_counts_the_modules_the_engine_hooks():
+    """``MODULES_PER_LAYER`` and ``MODULES_LAST`` are the Linears and LayerNorms a stage of
+    the toy GPT holds, which the engine's split backward hooks one by one."""
+    torch = pytest.importorskip("torch")
+    from pplab.engine.partition import build_stage
+    from pplab.engine.train_config import ModelConfig
+
+    config = ModelConfig(n_layers=6)
+    for split, stage, last in (((3, 3), 1, True), ((2, 2, 2), 1, False)):
+        module = build_stage(config, split, stage)
+        hooked = sum(isinstance(m, torch.nn.Linear | torch.nn.LayerNorm)
+                     for m in module.modules())
+        assert hooked == MODULES_PER_LAYER * split[stage] + (MODULES_LAST if last else 0)

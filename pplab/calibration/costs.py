@@ -10,10 +10,13 @@ the microbatches its rank holds beyond what the run held (``pplab.calibration.va
 Messages take the measured link time; the step ends with the measured tail (flush and
 optimizer), scaled by the layers the busiest rank updates.
 
-The engine splits a backward (zero-bubble schedules) into I and W; when the run had only
-full backwards B, I and W are estimated with the split this engine measured on this lab's
-machine (see ``SPLIT_TOTAL``), and the first stage, whose input is tokens, has an I of
-almost nothing and a W that is the whole backward.
+The engine splits a backward (zero-bubble schedules) into I and W, and a stage that splits
+pays for it: Python hooks in its forwards, and products W computes on its own. The per-layer
+fit holds what a stage costs without splitting; a stage of a schedule that splits is charged
+the engine's cost of splitting on top (``split_costs``, measured by
+benchmarks/split_backward.py), and a run that split has it taken off before its costs are
+fitted. The first stage, whose input is tokens, never splits: its I is almost nothing and its
+W the whole backward.
 
     python -c "from pplab.calibration import calibration_for, cost_model_for; \
 from pplab.runs.run_dirs import load_run; from pplab.schedules import build; \
@@ -42,16 +45,31 @@ from pplab.schedules.actions import (
 )
 from pplab.sim.cost_model import CostModel
 
-# The engine's split backward against its full backward, on a stage that splits (every
-# stage but the first): I + W costs SPLIT_TOTAL x B (I keeps every layer's output gradient
-# through a Python hook, W computes the weight products from them one layer at a time) and
-# I takes INPUT_FRACTION of that. Measured on this lab's 2-core machine on 2026-12-02, zb-h1
-# beside 1f1b taking turns step by step (benchmarks/predict_accuracy.py --save, its sizes:
-# d_model 128, 4 layers, 8 x 64 tokens per microbatch), on the last stage at m = 2, 4, 8, 16:
-# (I + W) / B = 1.43, 1.50, 1.44, 1.50 and I / (I + W) = 0.47, 0.46, 0.46, 0.46.
-# A run that split its backward measures its own.
-SPLIT_TOTAL = 1.45
-INPUT_FRACTION = 0.46
+# What splitting costs in pplab's engine beside not splitting (``pplab.engine.stage``: on a
+# splitting stage every Linear and LayerNorm keeps its input and its output gradient through
+# Python hooks during F and I, and W multiplies them out one module at a time), per such
+# module: F costs HOOK_COST more, and I + W costs SPLIT_FIXED plus SPLIT_PER_BYTE for every
+# byte of one microbatch's activation more than B. Measured by benchmarks/split_backward.py on
+# this lab's 2-core machine on 2026-12-08 (four runs of `--repeats 60`: the last stage of two
+# and a middle stage of four of the toy GPT at pplab train's default sizes, predict_accuracy's
+# and the bundled runs'; F + 18-30 us, I + W - B = 21-47 us + 0.95-1.24 ns per byte, per
+# module; the figures are the runs' medians). They replace a ratio, I + W = 1.45 B, measured
+# on 2026-12-02 at one size: the same runs gave (I + W) / B of 1.44-1.51 at the default
+# sizes, 1.18-1.33 at predict_accuracy's and 1.12-1.21 at the bundled runs' (the hooks cost
+# per module, the products grow with the activation, B with the activation times the
+# width), and zb-h1 what-ifs from 1F1B at predict_accuracy's sizes came out 7-14 % slow.
+# These are seconds of this machine: a much faster or slower one is charged this one's.
+HOOK_COST = 28e-6
+SPLIT_FIXED = 32e-6
+SPLIT_PER_BYTE = 1.12e-9
+MODULES_PER_LAYER = 6  # a Block's two LayerNorms and four Linears (pplab.engine.model)
+MODULES_LAST = 2  # the last stage's final LayerNorm and head
+# When a run sent no message (one stage), the bundled runs' activation stands in for its own.
+ASSUMED_ACTIVATION_BYTES = 262_144
+# I's share of I + W on a splitting stage, when the run did not split: 0.49-0.51 in zb-h1
+# beside 1F1B at predict_accuracy's sizes (m = 2, 4, 8, 16) and at the default sizes, and
+# 0.47-0.53 in benchmarks/split_backward.py, on 2026-12-08 (it was 0.46 on 2026-12-02).
+INPUT_FRACTION = 0.50
 FIRST_STAGE_INPUT = 0.0  # stage 0's I only keeps the output gradient for its W
 
 
@@ -74,18 +92,51 @@ class LayerFit:
     rule: str
 
 
-def _full_backward(costs: dict[str, float], first: bool) -> float | None:
-    """A stage's B: measured, or from its I and W with the engine's split."""
+@dataclass(frozen=True)
+class SplitCost:
+    forward: float  # what a splitting stage's F costs beyond a plain one's (s)
+    backward: float  # what its I + W costs beyond B (s)
+
+
+def split_costs(layers: int, last: bool, activation_bytes: int) -> SplitCost:
+    """The engine's cost of splitting the backward of a stage of ``layers`` layers (and the
+    head, when ``last``) whose microbatch activation is ``activation_bytes``."""
+    modules = MODULES_PER_LAYER * layers + (MODULES_LAST if last else 0)
+    size = activation_bytes or ASSUMED_ACTIVATION_BYTES
+    return SplitCost(modules * HOOK_COST, modules * (SPLIT_FIXED + SPLIT_PER_BYTE * size))
+
+
+def ran_split(costs: dict[str, float], stage: int) -> bool:
+    """Whether a measured stage split its backward with the engine's hooks (the first stage
+    runs I and W without them: its I only keeps the output gradient)."""
+    return stage > 0 and BACKWARD_INPUT in costs and BACKWARD_WEIGHT in costs
+
+
+def splits(schedule: Schedule, stage: int) -> bool:
+    """Whether ``schedule`` makes the engine split ``stage``'s backward with its hooks
+    (asynchronous schedules keep weight versions and never do)."""
+    return stage > 0 and not schedule.is_async and any(
+        action.kind == BACKWARD_INPUT and action.stage == stage
+        for order in schedule.actions.values() for action in order)
+
+
+def plain_costs(costs: dict[str, float], stage: int, split: SplitCost) -> dict[str, float]:
+    """A measured stage's F and B as a stage that does not split would cost them."""
+    plain = {}
+    if FORWARD in costs:
+        plain[FORWARD] = costs[FORWARD] - (split.forward if ran_split(costs, stage) else 0.0)
     if FULL_BACKWARD in costs:
-        return costs[FULL_BACKWARD]
-    if BACKWARD_INPUT in costs and BACKWARD_WEIGHT in costs:
+        plain[FULL_BACKWARD] = costs[FULL_BACKWARD]
+    elif BACKWARD_INPUT in costs and BACKWARD_WEIGHT in costs:
         both = costs[BACKWARD_INPUT] + costs[BACKWARD_WEIGHT]
-        return both if first else both / SPLIT_TOTAL
-    return None
+        plain[FULL_BACKWARD] = both - (split.backward if ran_split(costs, stage) else 0.0)
+    return {kind: max(value, 0.0) for kind, value in plain.items()}
 
 
-def fit_layers(compute: dict[int, dict[str, float]], layer_split: tuple[int, ...]) -> LayerFit:
-    """Per-layer F and B, and the extras of the first and last stages, from stage costs.
+def fit_layers(compute: dict[int, dict[str, float]], layer_split: tuple[int, ...],
+               activation_bytes: int = 0) -> LayerFit:
+    """Per-layer F and B, and the extras of the first and last stages, from stage costs as
+    stages that do not split would cost them (``plain_costs``).
 
     With three or more stages all three are fitted (least squares); with two, the first
     stage's embedding is taken as free (a table lookup) so its cost is all layers; with one,
@@ -93,12 +144,12 @@ def fit_layers(compute: dict[int, dict[str, float]], layer_split: tuple[int, ...
     """
     stages = sorted(compute)
     last = len(layer_split) - 1
+    plain = {s: plain_costs(compute[s], s, split_costs(layer_split[s], s == last,
+                                                        activation_bytes)) for s in stages}
     per_layer, first_extra, last_extra = {}, {}, {}
     for kind in (FORWARD, FULL_BACKWARD):
-        rows = [(layer_split[s], s == 0, s == last,
-                 compute[s][FORWARD] if kind == FORWARD else _full_backward(compute[s], s == 0))
-                for s in stages]
-        rows = [row for row in rows if row[3] is not None]
+        rows = [(layer_split[s], s == 0, s == last, plain[s][kind])
+                for s in stages if kind in plain[s]]
         if not rows:
             continue
         if len(rows) >= 3:
@@ -114,12 +165,16 @@ def fit_layers(compute: dict[int, dict[str, float]], layer_split: tuple[int, ...
         per_layer[kind], first_extra[kind], last_extra[kind] = max(float(a), 0.0), float(e), \
             float(h)
     kinds = {kind for costs in compute.values() for kind in costs}
+    size = (f"{activation_bytes:,}-byte activations" if activation_bytes else
+            f"an assumed {ASSUMED_ACTIVATION_BYTES:,}-byte activation (no message was sent)")
+    per_module = (f"per Linear or LayerNorm of a stage that splits, F + {1e6 * HOOK_COST:.0f} us "
+                  f"and I + W = B + {1e6 * SPLIT_FIXED:.0f} us + {1e9 * SPLIT_PER_BYTE:.2f} ns "
+                  f"per byte of its {size}, as this engine measured (stage 0: I = 0, W = B)")
     rule = ""
     if FULL_BACKWARD in kinds and not {BACKWARD_INPUT, BACKWARD_WEIGHT} <= kinds:
-        rule = (f"I and W estimated from B: I + W = {SPLIT_TOTAL} B, I = {INPUT_FRACTION} of "
-                f"that (stage 0: I = 0, W = B), as this engine measured")
+        rule = f"I and W estimated from B: {per_module}, I = {INPUT_FRACTION} of I + W"
     elif FULL_BACKWARD not in kinds:
-        rule = f"B estimated from I + W: B = (I + W) / {SPLIT_TOTAL} (stage 0: B = I + W)"
+        rule = f"B and a plain F estimated from I and W: {per_module}"
     return LayerFit(per_layer, first_extra, last_extra, rule)
 
 
@@ -127,8 +182,7 @@ def _input_fraction(calibration: Calibration) -> float:
     """I / (I + W) on splitting stages: measured when the run split its backward."""
     measured = [c[BACKWARD_INPUT] / (c[BACKWARD_INPUT] + c[BACKWARD_WEIGHT])
                 for stage, c in calibration.compute.items()
-                if stage > 0 and BACKWARD_INPUT in c and BACKWARD_WEIGHT in c
-                and c[BACKWARD_INPUT] + c[BACKWARD_WEIGHT] > 0]
+                if ran_split(c, stage) and c[BACKWARD_INPUT] + c[BACKWARD_WEIGHT] > 0]
     return statistics.median(measured) if measured else INPUT_FRACTION
 
 
@@ -136,8 +190,10 @@ def compute_costs(calibration: Calibration, schedule: Schedule,
                   layer_split: tuple[int, ...] | None = None) -> list[dict[str, float]]:
     """Every stage's dedicated F, B, I and W for ``schedule`` (seconds, no overhead).
 
-    The run's own layout keeps what it measured; a kind it did not run, and every stage of
-    another layout, comes from the per-layer fit.
+    The run's own layout keeps what it measured, as a stage that does not split would cost
+    it; a kind it did not run, and every stage of another layout, comes from the per-layer
+    fit. A stage that ``schedule`` splits is then charged the engine's cost of splitting:
+    its own measured I and W where the run split it too.
     """
     layers = tuple(layer_split or split_layers(sum(calibration.layer_split), schedule.num_stages))
     own = layers == calibration.layer_split
@@ -152,16 +208,21 @@ def compute_costs(calibration: Calibration, schedule: Schedule,
             value += calibration.last_extra.get(kind, 0.0) if stage == last else 0.0
             return max(value, 0.0)
 
-        forward, backward = fitted(FORWARD), fitted(FULL_BACKWARD)
+        split = split_costs(count, stage == last, calibration.activation_bytes)
+        measured = calibration.compute.get(stage, {}) if own else {}
+        row = {FORWARD: fitted(FORWARD), FULL_BACKWARD: fitted(FULL_BACKWARD)}
+        row.update(plain_costs(measured, stage, split))
+        backward = row[FULL_BACKWARD]
         if stage == 0:
-            row = {FORWARD: forward, FULL_BACKWARD: backward, BACKWARD_INPUT: first_input,
-                   BACKWARD_WEIGHT: backward}
+            row.update({BACKWARD_INPUT: first_input, BACKWARD_WEIGHT: backward})
         else:
-            row = {FORWARD: forward, FULL_BACKWARD: backward,
-                   BACKWARD_INPUT: fraction * SPLIT_TOTAL * backward,
-                   BACKWARD_WEIGHT: (1 - fraction) * SPLIT_TOTAL * backward}
-        if own:
-            row.update(calibration.compute.get(stage, {}))
+            both = backward + split.backward
+            row.update({BACKWARD_INPUT: fraction * both, BACKWARD_WEIGHT: (1 - fraction) * both})
+        if ran_split(measured, stage) or stage == 0:
+            row.update({kind: measured[kind] for kind in (BACKWARD_INPUT, BACKWARD_WEIGHT)
+                        if kind in measured})
+        if splits(schedule, stage):
+            row[FORWARD] += split.forward
         table.append(row)
     return table
 

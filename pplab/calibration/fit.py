@@ -86,10 +86,10 @@ def fit(run: Run) -> Calibration:
         python[item["kind"]].append(item["other"])
     typical_costs = {stage: {kind: typical(values) for kind, values in kinds.items()}
                      for stage, kinds in sorted(compute.items())}
-    held = variation.held_growth(steady, alone, typical_costs,
-                                 statistics.median(walked.sent.values()) if walked.sent else 0)
+    activation = int(statistics.median(walked.sent.values())) if walked.sent else 0
+    held = variation.held_growth(steady, alone, typical_costs, activation)
     layer_split = _layer_split(run.metadata, schedule.num_stages)
-    layers = costs.fit_layers(typical_costs, layer_split)
+    layers = costs.fit_layers(typical_costs, layer_split, activation)
     receiving = sum(costs.receives_remotely(schedule, a["stage"], a["kind"])
                     for a in walked.actions if a["step"] in set(fitted))
     tail, tail_talk, tail_rank = _tail(walked, alone)
@@ -114,7 +114,7 @@ def fit(run: Run) -> Calibration:
         step_spread=variation.quantiles(_step_factors(run, steps, fitted, schedule.is_async,
                                                       walked, clock, typical_costs)),
         held_growth=held.growth, held_seen=held.seen, held_rule=held.rule,
-        split_backward_rule=layers.rule)
+        split_backward_rule=layers.rule, activation_bytes=activation)
     links = _links(walked, calibration, schedule, position)
     notes = () if links or schedule.pp_size == 1 else (
         "no receive ever blocked, so no message was timed: links cost nothing here",)

@@ -124,6 +124,9 @@ class Calibration:
     held_seen: int = 0
     held_rule: str = ""
     split_backward_rule: str = ""  # how I and W were estimated when the run had only B
+    # One microbatch's activation as the run's messages carried it (bytes; 0: no message),
+    # what splitting a backward costs in proportion to (``pplab.calibration.costs``).
+    activation_bytes: int = 0
     notes: tuple[str, ...] = field(default_factory=tuple)
     version: int = FORMAT_VERSION
 
@@ -208,6 +211,7 @@ class Calibration:
                 held_seen=_whole(data.get("held_seen", 0)),
                 held_rule=str(data.get("held_rule", "")),
                 split_backward_rule=str(data.get("split_backward_rule", "")),
+                activation_bytes=_whole(data.get("activation_bytes", 0), low=0),
                 notes=tuple(str(n) for n in data.get("notes", ())),
             )
         except (KeyError, TypeError, AttributeError) as error:
