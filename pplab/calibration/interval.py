@@ -4,11 +4,12 @@ What it teaches: a predicted step time is a median, and a measured step is one d
 noisy machine. Two things put a measured step away from the prediction, and the interval
 counts both. The run's own variability: actions vary inside a step and whole steps vary
 with the machine's load, so a prediction draws many steps with action costs drawn from what
-the run measured (``pplab.calibration.variation``) and the spread of the drawn step times
-is the first part. The model's own error: what it gets wrong even at the median (a cost it
-does not know, a rank waiting for a core), measured by benchmarks/predict_accuracy.py as the
-spread of its errors. The two add in quadrature on a log scale; the benchmark then counts
-how many measured steps fall inside (coverage), which is how an interval earns its "80 %".
+the run measured (``pplab.calibration.variation``) and the spread of the drawn step times,
+never narrower than the spread of the run's own measured steps, is the first part. The
+model's own error: what it gets wrong even at the median (a cost it does not know, a rank
+waiting for a core), measured by benchmarks/predict_accuracy.py as the spread of its
+errors. The two add in quadrature on a log scale; the benchmark then counts how many
+measured steps fall inside (coverage), which is how an interval earns its "80 %".
 
     pplab predict data/runs/1f1b-p2m8          # "80 % of steps between ... and ... ms"
     python benchmarks/predict_accuracy.py      # its coverage column
@@ -68,10 +69,10 @@ def error_bar(middle: float, draws: list[float], model_error: float,
     ``measured`` are the calibrated run's own steps. The draws vary only the computations
     (within a step and whole steps), yet a measured step also varies by what is not
     computing: a message that stalls, a rank the system put aside. At pplab train's default
-    sizes on 2 ranks the measured steps' central 80 % reached 0.80-0.86 and 1.14-1.33 x
-    their median where the draws reached about 0.84 and 1.18 (2026-12-08, 40 steps of each
-    schedule), and the intervals held 66 % of the steps. So each side reaches at least as far,
-    relative to ``middle``, as the run's own steps reached from their median.
+    sizes on 2 ranks (2026-12-08, 40 steps of each of four schedules) the measured steps'
+    central 80 % reached 0.80-0.86 and 1.14-1.33 x their median, and the intervals held 66 %
+    of the steps (74 % with this rule). So each side reaches at least as far, relative to
+    ``middle``, as the run's own steps reached from their median.
     """
     below = above = 0.0
     if len(draws) >= 3 and middle > 0:
