@@ -49,6 +49,12 @@ DEFAULTS = {"rows": 4, "seq_len": 16, "d_model": 64, "layers": 4}
 # this benchmark's own sizes (its options' defaults): 256 KiB of activations per message
 BENCHMARK_SIZES = {"rows": 8, "seq_len": 64, "d_model": 128, "layers": 4}
 DEFAULTS_STEPS = 40  # measured steps per configuration at those sizes (at least)
+# Measured steps per configuration at the other sizes. A median of 8 was not enough on this
+# lab's 2-core machine: within one run of 8, gpipe p=2 m=2's steps took 76 to 185 ms
+# (2026-12-08), and every what-if from the calibration run inherits its median's draw (gpipe
+# m=8 measured from 0.2 % faster to 17 % slower than 1f1b m=8 across six runs of 8 steps,
+# where the model puts it 1-4 % slower).
+STEPS = 24
 WHAT_IF_SCHEDULES = ("gpipe", "1f1b", "zb-h1", "interleaved-1f1b")
 WHAT_IF_MICROBATCHES = (2, 4, 8, 16)
 WARM_UP_ROUNDS = 2  # steps each configuration runs before its measured ones
@@ -278,7 +284,8 @@ def _order_report(results: list[tuple[str, float, float, float]]) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--steps", type=int, default=8, help="measured steps per configuration")
+    parser.add_argument("--steps", type=int, default=STEPS,
+                        help="measured steps per configuration")
     parser.add_argument("--rows", type=int, default=BENCHMARK_SIZES["rows"],
                         help="rows per microbatch")
     parser.add_argument("--layers", type=int, default=BENCHMARK_SIZES["layers"])
