@@ -48,7 +48,9 @@ SECTIONS = ("bundled", "replay", "what-if", "defaults", "shared")
 DEFAULTS = {"rows": 4, "seq_len": 16, "d_model": 64, "layers": 4}
 # this benchmark's own sizes (its options' defaults): 256 KiB of activations per message
 BENCHMARK_SIZES = {"rows": 8, "seq_len": 64, "d_model": 128, "layers": 4}
-DEFAULTS_STEPS = 40  # measured steps per configuration at those sizes (at least)
+# Measured steps per configuration at those sizes (at least): their steps are 15-25 ms and
+# varied from 15.8 to 35.5 ms within one configuration's 40 (2026-12-08); 120 take 15 s.
+DEFAULTS_STEPS = 120
 # Measured steps per configuration at the other sizes. A median of 8 was not enough on this
 # lab's 2-core machine: within one run of 8, gpipe p=2 m=2's steps took 76 to 185 ms
 # (2026-12-08), and every what-if from the calibration run inherits its median's draw (gpipe
