@@ -228,3 +228,28 @@ def test_the_split_charge_counts_the_modules_the_engine_hooks():
         hooked = sum(isinstance(m, torch.nn.Linear | torch.nn.LayerNorm)
                      for m in module.modules())
         assert hooked == MODULES_PER_LAYER * split[stage] + (MODULES_LAST if last else 0)
+
+
+def test_lesson_10_quotes_the_readmes_latest_timed_medians():
+    """Lesson 10 sums up benchmarks/predict_accuracy.py's timed tables (fresh runs, which no
+    test can repeat) by their median errors: the figures it quotes are the README's, from the
+    last table of timed runs."""
+    import re
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    readme = (root / "README.md").read_text().splitlines()
+    lesson = " ".join((root / "lessons" / "10-measured-vs-predicted" / "README.md")
+                      .read_text().split())
+    start = max(i for i, line in enumerate(readme) if line.startswith("| 1. replay, 2 ranks"))
+    medians = {}
+    for line in readme[start:start + 5]:
+        key, cells = line.split(".")[0].strip("| "), line.split("|")
+        medians[key] = re.match(r" ([\d.]+) %", cells[3]).group(1)
+    assert set(medians) == {"1", "1d", "2", "3a", "3b"}
+    quoted = (f"replays of 2-rank runs within {medians['1']} % at the median "
+              f"({medians['1d']} % at `.venv/bin/pplab train`'s default sizes), what-ifs "
+              f"(other schedules and microbatch counts on the same costs) within "
+              f"{medians['2']} %, and 4 ranks on 2 cores within {medians['3a']} % (replays) "
+              f"and {medians['3b']} % (what-ifs)")
+    assert quoted in lesson
