@@ -212,6 +212,9 @@ def test_a_calibration_is_saved_beside_the_run_and_a_damaged_one_is_refitted(tmp
     assert calibration_for(again) == first
     with pytest.raises(ValueError, match="not a calibration"):
         Calibration.from_json('{"version": 99}')
+    for size in (-1, 10**400, "many"):  # what splitting is charged by: a byte count
+        with pytest.raises(ValueError, match="whole number|more bytes"):
+            Calibration.from_json(json.dumps({**saved["calibration"], "activation_bytes": size}))
 
 
 def test_a_run_in_a_folder_that_cannot_be_written_is_calibrated_all_the_same(tmp_path,

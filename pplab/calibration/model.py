@@ -19,9 +19,10 @@ import json
 import math
 from dataclasses import asdict, dataclass, field
 
+from pplab.limits import MAX_MESSAGE_BYTES
 from pplab.schedules.actions import COMPUTE_KINDS
 
-FORMAT_VERSION = 4  # bump when a field's meaning changes: older files are then refitted
+FORMAT_VERSION = 5  # bump when a field's meaning changes: older files are then refitted
 
 
 @dataclass(frozen=True)
@@ -211,7 +212,7 @@ class Calibration:
                 held_seen=_whole(data.get("held_seen", 0)),
                 held_rule=str(data.get("held_rule", "")),
                 split_backward_rule=str(data.get("split_backward_rule", "")),
-                activation_bytes=_whole(data.get("activation_bytes", 0), low=0),
+                activation_bytes=_bytes(data.get("activation_bytes", 0)),
                 notes=tuple(str(n) for n in data.get("notes", ())),
             )
         except (KeyError, TypeError, AttributeError) as error:
@@ -230,6 +231,13 @@ def _seconds(value: object, signed: bool = False) -> float:
     if value < 0 and not signed:
         raise ValueError(f"{value!r} is negative")
     return float(value)
+
+
+def _bytes(value: object) -> int:
+    number = _whole(value)
+    if number > MAX_MESSAGE_BYTES:
+        raise ValueError(f"more bytes than a message may carry ({MAX_MESSAGE_BYTES:,})")
+    return number
 
 
 def _whole(value: object, low: int = 0) -> int:
