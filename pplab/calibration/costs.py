@@ -68,7 +68,7 @@ MODULES_LAST = 2  # the last stage's final LayerNorm and head
 ASSUMED_ACTIVATION_BYTES = 262_144
 # I's share of I + W on a splitting stage, when the run did not split: 0.49-0.51 in zb-h1
 # beside 1F1B at predict_accuracy's sizes (m = 2, 4, 8, 16) and at the default sizes, and
-# 0.47-0.53 in benchmarks/split_backward.py, on 2026-12-08 (it was 0.46 on 2026-12-02).
+# 0.46-0.52 in benchmarks/split_backward.py, on 2026-12-08 (it was 0.46 on 2026-12-02).
 INPUT_FRACTION = 0.50
 FIRST_STAGE_INPUT = 0.0  # stage 0's I only keeps the output gradient for its W
 
