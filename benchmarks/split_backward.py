@@ -25,13 +25,9 @@ from __future__ import annotations
 import argparse
 import os
 import statistics
-import sys
 import time
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-from predict_accuracy import BENCHMARK_SIZES, DEFAULTS  # noqa: E402
+from predict_accuracy import BENCHMARK_SIZES, DEFAULTS
 
 # The bundled runs' model (data/runs/*-p2m8: 4 x 64 tokens per microbatch, d_model 256).
 BUNDLED_SIZES = {"rows": 4, "seq_len": 64, "d_model": 256, "layers": 4}
@@ -83,8 +79,9 @@ def measure(sizes: dict, stages: int, index: int, repeats: int) -> dict[str, flo
         timed("F split", splitting.forward, mb, x, targets if last else None, -1)
         timed("I", splitting.backward_input, mb, grad)
         timed("W", splitting.backward_weight, mb)
-        if mb == WARM_UP - 1:
-            times = {kind: [] for kind in times}
+        if mb == WARM_UP - 1:  # the warm-up's times are not kept
+            for values in times.values():
+                values.clear()
     median = {kind: statistics.median(values) for kind, values in times.items()}
     modules = sum(isinstance(layer, torch.nn.Linear | torch.nn.LayerNorm)
                   for layer in splitting.module.modules())

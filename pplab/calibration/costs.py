@@ -112,12 +112,14 @@ def ran_split(costs: dict[str, float], stage: int) -> bool:
     return stage > 0 and BACKWARD_INPUT in costs and BACKWARD_WEIGHT in costs
 
 
-def splits(schedule: Schedule, stage: int) -> bool:
-    """Whether ``schedule`` makes the engine split ``stage``'s backward with its hooks
-    (asynchronous schedules keep weight versions and never do)."""
-    return stage > 0 and not schedule.is_async and any(
-        action.kind == BACKWARD_INPUT and action.stage == stage
-        for order in schedule.actions.values() for action in order)
+def splitting_stages(schedule: Schedule) -> set[int]:
+    """The stages whose backward ``schedule`` makes the engine split with its hooks: every
+    stage but the first that runs an I (asynchronous schedules keep weight versions and
+    never split)."""
+    if schedule.is_async:
+        return set()
+    return {action.stage for order in schedule.actions.values() for action in order
+            if action.kind == BACKWARD_INPUT and action.stage > 0}
 
 
 def plain_costs(costs: dict[str, float], stage: int, split: SplitCost) -> dict[str, float]:
@@ -200,6 +202,7 @@ def compute_costs(calibration: Calibration, schedule: Schedule,
     last = len(layers) - 1
     fraction = _input_fraction(calibration)
     first_input = calibration.compute.get(0, {}).get(BACKWARD_INPUT, FIRST_STAGE_INPUT)
+    splitting = splitting_stages(schedule)
     table = []
     for stage, count in enumerate(layers):
         def fitted(kind: str, stage: int = stage, count: int = count) -> float:
@@ -221,7 +224,7 @@ def compute_costs(calibration: Calibration, schedule: Schedule,
         if ran_split(measured, stage) or stage == 0:
             row.update({kind: measured[kind] for kind in (BACKWARD_INPUT, BACKWARD_WEIGHT)
                         if kind in measured})
-        if splits(schedule, stage):
+        if stage in splitting:
             row[FORWARD] += split.forward
         table.append(row)
     return table

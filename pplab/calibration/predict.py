@@ -102,9 +102,8 @@ def predict(calibration: Calibration, schedule: Schedule, *, replicas: int = 1,
                  for step in steps]
         drawn.sort(key=lambda p: p.step_time)
     middle = drawn[len(drawn) // 2]
-    measured = calibration.measured.times if calibration.measured else ()
     bar = error_bar(middle.step_time, [p.step_time for p in drawn],
-                    MODEL_ERROR[kind_of(replay, shared)], measured)
+                    MODEL_ERROR[kind_of(replay, shared)], calibration.measured.times)
     return replace(middle, replay=replay, interval=bar)
 
 
